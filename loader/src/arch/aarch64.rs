@@ -1,0 +1,199 @@
+//! aarch64: relocation numbers, TLS variant I, and the machine code.
+
+use super::{ArchInfo, RelocKind, TlsVariant};
+
+pub struct Aarch64;
+
+impl ArchInfo for Aarch64 {
+    const MACHINE: u16 = object::elf::EM_AARCH64;
+    const R_RELATIVE: u32 = object::elf::R_AARCH64_RELATIVE;
+    const TLS_VARIANT: TlsVariant = TlsVariant::One;
+    const GLIBC_INTERP: &'static str = "/lib/ld-linux-aarch64.so.1";
+    const DEFAULT_DIRS: &'static [&'static str] =
+        &["/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib", "/usr/lib"];
+    // FLAG_ELF_LIBC6 | FLAG_AARCH64_LIB64
+    const LDCACHE_FLAGS: i32 = 0x0a03;
+    const DST_LIB: &'static str = "lib/aarch64-linux-gnu";
+    const PLATFORM: &'static str = "aarch64";
+
+    fn reloc_kind(r_type: u32) -> Option<RelocKind> {
+        use object::elf::*;
+        Some(match r_type {
+            R_AARCH64_NONE => RelocKind::None,
+            R_AARCH64_RELATIVE => RelocKind::Relative,
+            R_AARCH64_ABS64 | R_AARCH64_GLOB_DAT | R_AARCH64_JUMP_SLOT => RelocKind::Absolute,
+            R_AARCH64_COPY => RelocKind::Copy,
+            R_AARCH64_IRELATIVE => RelocKind::IRelative,
+            R_AARCH64_TLS_DTPMOD => RelocKind::DtpMod,
+            R_AARCH64_TLS_DTPREL => RelocKind::DtpOff,
+            R_AARCH64_TLS_TPREL => RelocKind::TpOff,
+            R_AARCH64_TLSDESC => RelocKind::TlsDesc,
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+pub use machine::*;
+
+#[cfg(target_arch = "aarch64")]
+mod machine {
+    use core::arch::{asm, global_asm};
+
+    pub type Native = super::Aarch64;
+
+    pub mod nr {
+        pub const GETCWD: usize = 17;
+        pub const OPENAT: usize = 56;
+        pub const CLOSE: usize = 57;
+        pub const READ: usize = 63;
+        pub const WRITE: usize = 64;
+        pub const PREAD64: usize = 67;
+        pub const READLINKAT: usize = 78;
+        pub const FSTAT: usize = 80;
+        pub const EXIT_GROUP: usize = 94;
+        pub const SET_TID_ADDRESS: usize = 96;
+        pub const FUTEX: usize = 98;
+        pub const SET_ROBUST_LIST: usize = 99;
+        pub const GETPID: usize = 172;
+        pub const GETTID: usize = 178;
+        pub const MUNMAP: usize = 215;
+        pub const MMAP: usize = 222;
+        pub const MPROTECT: usize = 226;
+        pub const RSEQ: usize = 293;
+    }
+
+    /// # Safety
+    /// The caller upholds the contract of syscall `n` for these arguments.
+    #[inline(always)]
+    pub unsafe fn syscall6(n: usize, a: [usize; 6]) -> isize {
+        let ret: isize;
+        // SAFETY: `svc 0` clobbers nothing but x0; the caller vouches for
+        // what the kernel does with the arguments.
+        unsafe {
+            asm!("svc 0",
+                in("x8") n,
+                inlateout("x0") a[0] as isize => ret,
+                in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
+                options(nostack));
+        }
+        ret
+    }
+
+    /// Sets `tpidr_el0`.
+    ///
+    /// # Safety
+    /// `tp` must point at a TCB that stays valid for the thread's life.
+    pub unsafe fn set_thread_pointer(tp: usize) -> isize {
+        // SAFETY: writing tpidr_el0 only changes where TLS accesses go.
+        unsafe { asm!("msr tpidr_el0, {}", in(reg) tp, options(nostack, preserves_flags)) };
+        0
+    }
+
+    #[inline(always)]
+    pub fn thread_pointer() -> usize {
+        let tp: usize;
+        // SAFETY: reading tpidr_el0 has no side effect.
+        unsafe { asm!("mrs {}, tpidr_el0", out(reg) tp, options(nostack, nomem, preserves_flags)) };
+        tp
+    }
+
+    /// Starts the program: `sp` back at `argc`, `x0` = the function the
+    /// program registers with `atexit` (ABI of `_start`).
+    ///
+    /// # Safety
+    /// `entry` is the program's entry point and `sp` its initial stack.
+    pub unsafe fn jump_to_entry(entry: usize, sp: usize, fini: usize) -> ! {
+        // SAFETY: this abandons the loader's stack frame for good.
+        unsafe {
+            asm!("mov sp, {sp}", "mov x29, #0", "mov x30, #0", "br {entry}",
+                sp = in(reg) sp, entry = in(reg) entry, in("x0") fini,
+                options(noreturn))
+        }
+    }
+
+    /// Calls an IFUNC resolver with glibc's aarch64 arguments:
+    /// `(hwcap | _IFUNC_ARG_HWCAP, &__ifunc_arg_t)`.
+    ///
+    /// # Safety
+    /// `resolver` is the address of an `STT_GNU_IFUNC` function of a relocated object.
+    pub unsafe fn call_ifunc(resolver: usize, hwcap: u64, hwcap2: u64) -> usize {
+        #[repr(C)]
+        struct IfuncArg {
+            size: u64,
+            hwcap: u64,
+            hwcap2: u64,
+        }
+        const IFUNC_ARG_HWCAP: u64 = 1 << 62;
+        let arg = IfuncArg { size: core::mem::size_of::<IfuncArg>() as u64, hwcap, hwcap2 };
+        // SAFETY: forwarded; the resolver follows the C ABI.
+        let f: extern "C" fn(u64, *const IfuncArg) -> usize = unsafe { core::mem::transmute(resolver) };
+        f(hwcap | IFUNC_ARG_HWCAP, &arg)
+    }
+
+    /// Calls a constructor or destructor with (argc, argv, envp).
+    ///
+    /// # Safety
+    /// `f` is an initialiser of a relocated object.
+    pub unsafe fn call_init(f: usize, argc: usize, argv: usize, envp: usize) {
+        // SAFETY: forwarded; initialisers follow the C ABI.
+        let f: extern "C" fn(usize, usize, usize) = unsafe { core::mem::transmute(f) };
+        f(argc, argv, envp)
+    }
+
+    // TLSDESC resolver for static TLS: x0 points at the descriptor, whose
+    // second word is the offset from the thread pointer; only x0 may change.
+    global_asm!(
+        ".globl ld_cah_tlsdesc_static",
+        ".hidden ld_cah_tlsdesc_static",
+        ".type ld_cah_tlsdesc_static, %function",
+        "ld_cah_tlsdesc_static:",
+        "ldr x0, [x0, #8]",
+        "ret",
+        ".size ld_cah_tlsdesc_static, . - ld_cah_tlsdesc_static",
+    );
+
+    extern "C" {
+        fn ld_cah_tlsdesc_static();
+    }
+
+    /// Fills the TCB at the thread pointer: `tcbhead_t { dtv, private }`.
+    /// The stack guard is a global on aarch64 (`__stack_chk_guard`), not a
+    /// TCB field.
+    ///
+    /// # Safety
+    /// `tp` points at a writable 16-byte TCB.
+    pub unsafe fn init_tcb(tp: usize, dtv: usize, _stack_guard: usize, _pointer_guard: usize) {
+        // SAFETY: forwarded to the caller.
+        unsafe { *(tp as *mut usize) = dtv };
+    }
+
+    /// The calling thread's DTV (`tcbhead_t.dtv`, at the thread pointer).
+    #[inline(always)]
+    pub fn current_dtv() -> usize {
+        // SAFETY: the TCB is set up before any TLS access can happen.
+        unsafe { *(thread_pointer() as *const usize) }
+    }
+
+    pub fn tlsdesc_static() -> usize {
+        ld_cah_tlsdesc_static as *const () as usize
+    }
+}
+
+/// Decodes the generic (aarch64) `struct stat` (as 64-bit words).
+#[cfg(target_arch = "aarch64")]
+pub fn decode_stat(w: &[u64; 20]) -> crate::sys::Stat {
+    // st_dev 0, st_ino 8, st_mode 16 (u32), st_nlink 20, st_uid 24,
+    // st_gid 28, st_rdev 32, pad 40, st_size 48, st_blksize 56 (i32),
+    // st_blocks 64, st_atime 72/80, st_mtime 88/96, st_ctime 104/112.
+    crate::sys::Stat {
+        dev: w[0],
+        ino: w[1],
+        mode: w[2] as u32,
+        uid: w[3] as u32,
+        gid: (w[3] >> 32) as u32,
+        size: w[6] as i64,
+        mtime_ns: w[11] as i64 as i128 * 1_000_000_000 + w[12] as i64 as i128,
+        ctime_ns: w[13] as i64 as i128 * 1_000_000_000 + w[14] as i64 as i128,
+    }
+}

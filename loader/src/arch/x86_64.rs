@@ -1,0 +1,207 @@
+//! x86_64: relocation numbers, TLS variant II, and the machine code.
+
+use super::{ArchInfo, RelocKind, TlsVariant};
+
+pub struct X86_64;
+
+impl ArchInfo for X86_64 {
+    const MACHINE: u16 = object::elf::EM_X86_64;
+    const R_RELATIVE: u32 = object::elf::R_X86_64_RELATIVE;
+    const TLS_VARIANT: TlsVariant = TlsVariant::Two;
+    const GLIBC_INTERP: &'static str = "/lib64/ld-linux-x86-64.so.2";
+    const DEFAULT_DIRS: &'static [&'static str] =
+        &["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib", "/usr/lib"];
+    // FLAG_ELF_LIBC6 | FLAG_X8664_LIB64
+    const LDCACHE_FLAGS: i32 = 0x0303;
+    const DST_LIB: &'static str = "lib/x86_64-linux-gnu";
+    const PLATFORM: &'static str = "x86_64";
+
+    fn reloc_kind(r_type: u32) -> Option<RelocKind> {
+        use object::elf::*;
+        Some(match r_type {
+            R_X86_64_NONE => RelocKind::None,
+            R_X86_64_RELATIVE => RelocKind::Relative,
+            R_X86_64_64 => RelocKind::Absolute,
+            R_X86_64_GLOB_DAT | R_X86_64_JUMP_SLOT => RelocKind::Symbol,
+            R_X86_64_COPY => RelocKind::Copy,
+            R_X86_64_IRELATIVE => RelocKind::IRelative,
+            R_X86_64_DTPMOD64 => RelocKind::DtpMod,
+            R_X86_64_DTPOFF64 => RelocKind::DtpOff,
+            R_X86_64_TPOFF64 => RelocKind::TpOff,
+            R_X86_64_TLSDESC => RelocKind::TlsDesc,
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub use machine::*;
+
+#[cfg(target_arch = "x86_64")]
+mod machine {
+    use core::arch::{asm, global_asm};
+
+    pub type Native = super::X86_64;
+
+    pub mod nr {
+        pub const READ: usize = 0;
+        pub const WRITE: usize = 1;
+        pub const CLOSE: usize = 3;
+        pub const FSTAT: usize = 5;
+        pub const MMAP: usize = 9;
+        pub const MPROTECT: usize = 10;
+        pub const MUNMAP: usize = 11;
+        pub const PREAD64: usize = 17;
+        pub const GETPID: usize = 39;
+        pub const GETCWD: usize = 79;
+        pub const ARCH_PRCTL: usize = 158;
+        pub const GETTID: usize = 186;
+        pub const FUTEX: usize = 202;
+        pub const SET_TID_ADDRESS: usize = 218;
+        pub const EXIT_GROUP: usize = 231;
+        pub const OPENAT: usize = 257;
+        pub const READLINKAT: usize = 267;
+        pub const SET_ROBUST_LIST: usize = 273;
+        pub const RSEQ: usize = 334;
+    }
+
+    /// # Safety
+    /// The caller upholds the contract of syscall `n` for these arguments.
+    #[inline(always)]
+    pub unsafe fn syscall6(n: usize, a: [usize; 6]) -> isize {
+        let ret: isize;
+        // SAFETY: the syscall instruction clobbers rcx and r11 only; the
+        // caller vouches for what the kernel does with the arguments.
+        unsafe {
+            asm!("syscall",
+                inlateout("rax") n as isize => ret,
+                in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+                in("r10") a[3], in("r8") a[4], in("r9") a[5],
+                lateout("rcx") _, lateout("r11") _,
+                options(nostack));
+        }
+        ret
+    }
+
+    /// Sets `%fs` base.
+    ///
+    /// # Safety
+    /// `tp` must point at a TCB that stays valid for the thread's life.
+    pub unsafe fn set_thread_pointer(tp: usize) -> isize {
+        const ARCH_SET_FS: usize = 0x1002;
+        // SAFETY: forwarded to the caller.
+        unsafe { syscall6(nr::ARCH_PRCTL, [ARCH_SET_FS, tp, 0, 0, 0, 0]) }
+    }
+
+    /// The thread pointer: the TCB's first word holds its own address.
+    #[inline(always)]
+    pub fn thread_pointer() -> usize {
+        let tp: usize;
+        // SAFETY: %fs:0 is readable once TLS is set up, which happens
+        // before any code calls this.
+        unsafe { asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags)) };
+        tp
+    }
+
+    /// Starts the program: stack pointer back at `argc`, `%rdx` = the
+    /// function the program registers with `atexit` (ABI of `_start`).
+    ///
+    /// # Safety
+    /// `entry` is the program's entry point and `sp` its initial stack.
+    pub unsafe fn jump_to_entry(entry: usize, sp: usize, fini: usize) -> ! {
+        // SAFETY: this abandons the loader's stack frame for good.
+        unsafe {
+            asm!("mov rsp, {sp}", "xor ebp, ebp", "jmp {entry}",
+                sp = in(reg) sp, entry = in(reg) entry, in("rdx") fini,
+                options(noreturn))
+        }
+    }
+
+    /// Calls an IFUNC resolver. x86_64 resolvers take no arguments.
+    ///
+    /// # Safety
+    /// `resolver` is the address of an `STT_GNU_IFUNC` function of a relocated object.
+    pub unsafe fn call_ifunc(resolver: usize, _hwcap: u64, _hwcap2: u64) -> usize {
+        // SAFETY: forwarded; the resolver follows the C ABI.
+        let f: extern "C" fn() -> usize = unsafe { core::mem::transmute(resolver) };
+        f()
+    }
+
+    /// Calls a constructor or destructor with (argc, argv, envp).
+    ///
+    /// # Safety
+    /// `f` is an initialiser of a relocated object.
+    pub unsafe fn call_init(f: usize, argc: usize, argv: usize, envp: usize) {
+        // SAFETY: forwarded; initialisers follow the C ABI.
+        let f: extern "C" fn(usize, usize, usize) = unsafe { core::mem::transmute(f) };
+        f(argc, argv, envp)
+    }
+
+    // TLSDESC resolver for a symbol in static TLS: the descriptor's second
+    // word already is the offset from the thread pointer. The calling
+    // convention (argument in %rax, result in %rax, everything else
+    // preserved) is why this is assembly.
+    global_asm!(
+        ".globl ld_cah_tlsdesc_static",
+        ".hidden ld_cah_tlsdesc_static",
+        ".type ld_cah_tlsdesc_static, @function",
+        "ld_cah_tlsdesc_static:",
+        "mov rax, [rax + 8]",
+        "ret",
+        ".size ld_cah_tlsdesc_static, . - ld_cah_tlsdesc_static",
+    );
+
+    extern "C" {
+        fn ld_cah_tlsdesc_static();
+    }
+
+    /// Fills the ABI part of the TCB at the thread pointer: the self
+    /// pointer that `%fs:0` reads, the DTV, and the stack-protector and
+    /// pointer-mangling guards at `%fs:0x28` and `%fs:0x30` (fixed by GCC).
+    ///
+    /// # Safety
+    /// `tp` points at a writable TCB of at least 64 bytes.
+    pub unsafe fn init_tcb(tp: usize, dtv: usize, stack_guard: usize, pointer_guard: usize) {
+        let w = tp as *mut usize;
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            *w = tp;
+            *w.add(1) = dtv;
+            *w.add(2) = tp;
+            *w.add(5) = stack_guard;
+            *w.add(6) = pointer_guard;
+        }
+    }
+
+    /// The calling thread's DTV (`tcbhead_t.dtv`, at `%fs:8`).
+    #[inline(always)]
+    pub fn current_dtv() -> usize {
+        let dtv: usize;
+        // SAFETY: the TCB is set up before any TLS access can happen.
+        unsafe { asm!("mov {}, fs:8", out(reg) dtv, options(nostack, readonly, preserves_flags)) };
+        dtv
+    }
+
+    /// The address of the static TLSDESC resolver.
+    pub fn tlsdesc_static() -> usize {
+        ld_cah_tlsdesc_static as *const () as usize
+    }
+}
+
+/// Decodes x86_64's `struct stat` (as 64-bit words).
+#[cfg(target_arch = "x86_64")]
+pub fn decode_stat(w: &[u64; 20]) -> crate::sys::Stat {
+    // st_dev 0, st_ino 8, st_nlink 16, st_mode 24 (u32), st_uid 28,
+    // st_gid 32, st_rdev 40, st_size 48, st_blksize 56, st_blocks 64,
+    // st_atime 72/80, st_mtime 88/96, st_ctime 104/112.
+    crate::sys::Stat {
+        dev: w[0],
+        ino: w[1],
+        mode: w[3] as u32,
+        uid: (w[3] >> 32) as u32,
+        gid: w[4] as u32,
+        size: w[6] as i64,
+        mtime_ns: w[11] as i64 as i128 * 1_000_000_000 + w[12] as i64 as i128,
+        ctime_ns: w[13] as i64 as i128 * 1_000_000_000 + w[14] as i64 as i128,
+    }
+}

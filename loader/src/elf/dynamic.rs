@@ -1,0 +1,149 @@
+//! The dynamic section of a mapped object, decoded once.
+
+use alloc::vec::Vec;
+use object::elf::*;
+
+use super::consts::*;
+
+use super::Image;
+
+/// Everything the loader takes from `PT_DYNAMIC`. Addresses are absolute
+/// (the load base is already added); 0 means absent.
+#[derive(Clone, Debug, Default)]
+pub struct DynInfo {
+    pub symtab: usize,
+    pub syment: usize,
+    pub strtab: usize,
+    pub strsz: usize,
+    pub hash: usize,
+    pub gnu_hash: usize,
+    pub versym: usize,
+    pub verdef: usize,
+    pub verdefnum: usize,
+    pub verneed: usize,
+    pub verneednum: usize,
+    pub rela: usize,
+    pub relasz: usize,
+    pub relaent: usize,
+    pub jmprel: usize,
+    pub pltrelsz: usize,
+    pub pltrel: u64,
+    pub relr: usize,
+    pub relrsz: usize,
+    pub relrent: usize,
+    pub init: usize,
+    pub fini: usize,
+    pub init_array: usize,
+    pub init_arraysz: usize,
+    pub fini_array: usize,
+    pub fini_arraysz: usize,
+    pub preinit_array: usize,
+    pub preinit_arraysz: usize,
+    /// Offsets into the string table.
+    pub needed: Vec<usize>,
+    pub soname: Option<usize>,
+    pub rpath: Option<usize>,
+    pub runpath: Option<usize>,
+    pub flags: u64,
+    pub flags_1: u64,
+    pub textrel: bool,
+    pub symbolic: bool,
+    /// Address of the `d_val` of `DT_DEBUG`, where `r_debug` is published.
+    pub debug_slot: usize,
+    /// `DT_PLTGOT`.
+    pub pltgot: usize,
+    /// Number of entries in the dynamic array, including `DT_NULL`.
+    pub count: usize,
+}
+
+/// A dynamic section has at most this many entries (bounds a corrupt one).
+const MAX_DYN: usize = 4096;
+
+impl DynInfo {
+    /// Decodes the dynamic array at `dynamic` of an object loaded at `base`.
+    pub fn parse(img: &Image, base: usize, dynamic: usize) -> Result<DynInfo, &'static str> {
+        let mut d = DynInfo { syment: 24, relaent: 24, relrent: 8, ..DynInfo::default() };
+        let ptr = |v: u64| base.wrapping_add(v as usize);
+        let mut n = 0;
+        loop {
+            if n == MAX_DYN {
+                return Err("dynamic section has no DT_NULL");
+            }
+            let at = dynamic + n * 16;
+            let (Some(tag), Some(val)) = (img.u64(at), img.u64(at + 8)) else {
+                return Err("dynamic section lies outside the object");
+            };
+            n += 1;
+            // Every tag the loader knows fits in 32 bits.
+            let Ok(tag) = u32::try_from(tag) else { continue };
+            match tag {
+                DT_NULL => break,
+                DT_NEEDED => d.needed.push(val as usize),
+                DT_PLTRELSZ => d.pltrelsz = val as usize,
+                DT_PLTGOT => d.pltgot = ptr(val),
+                DT_HASH => d.hash = ptr(val),
+                DT_STRTAB => d.strtab = ptr(val),
+                DT_SYMTAB => d.symtab = ptr(val),
+                DT_RELA => d.rela = ptr(val),
+                DT_RELASZ => d.relasz = val as usize,
+                DT_RELAENT => d.relaent = val as usize,
+                DT_STRSZ => d.strsz = val as usize,
+                DT_SYMENT => d.syment = val as usize,
+                DT_INIT => d.init = ptr(val),
+                DT_FINI => d.fini = ptr(val),
+                DT_SONAME => d.soname = Some(val as usize),
+                DT_RPATH => d.rpath = Some(val as usize),
+                DT_SYMBOLIC => d.symbolic = true,
+                DT_PLTREL => d.pltrel = val,
+                DT_DEBUG => d.debug_slot = at + 8,
+                DT_TEXTREL => d.textrel = true,
+                DT_JMPREL => d.jmprel = ptr(val),
+                DT_BIND_NOW => {}
+                DT_INIT_ARRAY => d.init_array = ptr(val),
+                DT_FINI_ARRAY => d.fini_array = ptr(val),
+                DT_INIT_ARRAYSZ => d.init_arraysz = val as usize,
+                DT_FINI_ARRAYSZ => d.fini_arraysz = val as usize,
+                DT_RUNPATH => d.runpath = Some(val as usize),
+                DT_FLAGS => d.flags = val,
+                DT_PREINIT_ARRAY => d.preinit_array = ptr(val),
+                DT_PREINIT_ARRAYSZ => d.preinit_arraysz = val as usize,
+                DT_RELRSZ => d.relrsz = val as usize,
+                DT_RELR => d.relr = ptr(val),
+                DT_RELRENT => d.relrent = val as usize,
+                DT_GNU_HASH => d.gnu_hash = ptr(val),
+                DT_VERSYM => d.versym = ptr(val),
+                DT_VERDEF => d.verdef = ptr(val),
+                DT_VERDEFNUM => d.verdefnum = val as usize,
+                DT_VERNEED => d.verneed = ptr(val),
+                DT_VERNEEDNUM => d.verneednum = val as usize,
+                DT_FLAGS_1 => d.flags_1 = val,
+                _ => {}
+            }
+        }
+        d.count = n;
+        if d.flags & u64::from(DF_TEXTREL) != 0 {
+            d.textrel = true;
+        }
+        if d.flags & u64::from(DF_SYMBOLIC) != 0 {
+            d.symbolic = true;
+        }
+        if d.strtab == 0 && (!d.needed.is_empty() || d.soname.is_some()) {
+            return Err("dynamic section has names but no DT_STRTAB");
+        }
+        if d.syment != 24 || d.relaent != 24 || d.relrent != 8 {
+            return Err("unsupported dynamic entry size");
+        }
+        if d.jmprel != 0 && d.pltrel != u64::from(DT_RELA) {
+            return Err("unsupported DT_PLTREL (only RELA)");
+        }
+        Ok(d)
+    }
+
+    /// The string at `off` in the dynamic string table.
+    pub fn string<'a>(&self, img: &'a Image, off: usize) -> Option<&'a [u8]> {
+        if off >= self.strsz {
+            return None;
+        }
+        img.cstr(self.strtab.checked_add(off)?, self.strtab + self.strsz)
+    }
+}

@@ -1,0 +1,182 @@
+//! [`Image`]: the one way the loader reads and writes a mapped object.
+//!
+//! An image knows which address ranges of the object are mapped readable
+//! and which writable. Reads outside the readable ranges return `None`
+//! (a corrupt dynamic section cannot make the loader fault); writes outside
+//! the writable ranges are refused (a relocation cannot patch code or
+//! another object).
+#![allow(unsafe_code)]
+
+use alloc::vec::Vec;
+
+#[derive(Clone, Debug, Default)]
+pub struct Image {
+    readable: Vec<(usize, usize)>,
+    writable: Vec<(usize, usize)>,
+}
+
+impl Image {
+    pub fn new() -> Image {
+        Image::default()
+    }
+
+    /// Declares `start..end` mapped and readable.
+    ///
+    /// # Safety
+    /// The range must stay mapped readable for as long as this image is used.
+    pub unsafe fn add_readable(&mut self, start: usize, end: usize) {
+        if start < end {
+            self.readable.push((start, end));
+        }
+    }
+
+    /// Declares `start..end` mapped writable (and readable).
+    ///
+    /// # Safety
+    /// The range must stay mapped writable while relocations are applied,
+    /// and must belong to this object only.
+    pub unsafe fn add_writable(&mut self, start: usize, end: usize) {
+        if start < end {
+            self.writable.push((start, end));
+            self.readable.push((start, end));
+        }
+    }
+
+    /// Forgets the writable ranges (after RELRO protection, say).
+    pub fn seal(&mut self) {
+        self.writable.clear();
+    }
+
+    fn inside(ranges: &[(usize, usize)], addr: usize, len: usize) -> bool {
+        let Some(end) = addr.checked_add(len) else { return false };
+        ranges.iter().any(|&(s, e)| addr >= s && end <= e)
+    }
+
+    pub fn is_readable(&self, addr: usize, len: usize) -> bool {
+        Image::inside(&self.readable, addr, len)
+    }
+
+    pub fn is_writable(&self, addr: usize, len: usize) -> bool {
+        Image::inside(&self.writable, addr, len)
+    }
+
+    /// Reads a `T` at `addr` if it lies inside the object.
+    #[inline]
+    pub fn read<T: Pod>(&self, addr: usize) -> Option<T> {
+        if !self.is_readable(addr, core::mem::size_of::<T>()) {
+            return None;
+        }
+        // SAFETY: the range is mapped readable (see `add_readable`) and `T`
+        // is plain data, valid for any bit pattern; alignment is not assumed.
+        Some(unsafe { core::ptr::read_unaligned(addr as *const T) })
+    }
+
+    pub fn u16(&self, addr: usize) -> Option<u16> {
+        self.read(addr)
+    }
+    pub fn u32(&self, addr: usize) -> Option<u32> {
+        self.read(addr)
+    }
+    pub fn u64(&self, addr: usize) -> Option<u64> {
+        self.read(addr)
+    }
+
+    /// Borrows `len` bytes at `addr`.
+    pub fn bytes(&self, addr: usize, len: usize) -> Option<&[u8]> {
+        if !self.is_readable(addr, len) {
+            return None;
+        }
+        // SAFETY: mapped readable for the life of the image; the loader
+        // only borrows read-only data this way (strings, notes, tables),
+        // which relocation does not write.
+        Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len) })
+    }
+
+    /// The NUL-terminated string at `addr`, without its NUL, searching no
+    /// further than `limit` (the end of the string table).
+    pub fn cstr(&self, addr: usize, limit: usize) -> Option<&[u8]> {
+        let (_, end) = *self.readable.iter().find(|&&(s, e)| addr >= s && addr < e)?;
+        let end = end.min(limit);
+        if addr >= end {
+            return None;
+        }
+        let all = self.bytes(addr, end - addr)?;
+        let n = all.iter().position(|&b| b == 0)?;
+        Some(&all[..n])
+    }
+
+    /// Writes a word at `addr` if it lies in a writable range.
+    #[inline]
+    pub fn write_u64(&self, addr: usize, value: u64) -> bool {
+        if !self.is_writable(addr, 8) {
+            return false;
+        }
+        // SAFETY: writable and owned by this object (see `add_writable`).
+        unsafe { core::ptr::write_unaligned(addr as *mut u64, value) };
+        true
+    }
+
+    /// Copies `len` bytes from `src` (in `from`) to `dst` (in `self`).
+    pub fn copy_from(&self, dst: usize, from: &Image, src: usize, len: usize) -> bool {
+        if !self.is_writable(dst, len) || !from.is_readable(src, len) {
+            return false;
+        }
+        // SAFETY: both ranges are checked above; `copy` allows overlap.
+        unsafe { core::ptr::copy(src as *const u8, dst as *mut u8, len) };
+        true
+    }
+}
+
+/// Plain data that any bit pattern makes valid.
+///
+/// # Safety
+/// Implementors have no padding-sensitive invariants, no references and no
+/// niche: every bit pattern is a valid value.
+pub unsafe trait Pod: Copy {}
+// SAFETY: integers accept every bit pattern.
+unsafe impl Pod for u8 {}
+// SAFETY: as above.
+unsafe impl Pod for u16 {}
+// SAFETY: as above.
+unsafe impl Pod for u32 {}
+// SAFETY: as above.
+unsafe impl Pod for u64 {}
+// SAFETY: as above.
+unsafe impl Pod for i64 {}
+// SAFETY: arrays of Pod are Pod.
+unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_and_writes_stay_inside_their_ranges() {
+        let mut buf = [0u64; 8];
+        let start = buf.as_mut_ptr() as usize;
+        let mut img = Image::new();
+        // SAFETY: `buf` outlives `img` in this test.
+        unsafe {
+            img.add_readable(start, start + 32);
+            img.add_writable(start + 32, start + 64);
+        }
+        assert_eq!(img.u64(start), Some(0));
+        assert_eq!(img.u64(start + 60), None, "straddles the end");
+        assert!(!img.write_u64(start, 1), "read-only range");
+        assert!(img.write_u64(start + 40, 7));
+        assert_eq!(img.u64(start + 40), Some(7));
+        assert_eq!(img.u64(usize::MAX - 3), None, "no overflow");
+    }
+
+    #[test]
+    fn cstr_needs_a_terminator_before_the_limit() {
+        let data = *b"abc\0def";
+        let start = data.as_ptr() as usize;
+        let mut img = Image::new();
+        // SAFETY: `data` outlives `img`.
+        unsafe { img.add_readable(start, start + data.len()) };
+        assert_eq!(img.cstr(start, start + 7), Some(&b"abc"[..]));
+        assert_eq!(img.cstr(start + 4, start + 7), None, "no NUL before the end");
+        assert_eq!(img.cstr(start, start + 2), None, "limit cuts the string");
+    }
+}

@@ -1,0 +1,1716 @@
+//! Layout tables: where glibc keeps each member of the structures that
+//! `libc.so.6` shares with its dynamic loader.
+//!
+//! One [`Layout`] per glibc *build* (version, distribution patches, configure
+//! options and architecture all move members), matched by the build id of the
+//! `libc.so.6` in a program's closure. The types below are written by hand;
+//! every number in a table is generated from the build's DWARF by
+//! `cargo xtask glibc-layouts` into `layouts/` (see `docs/glibc-layouts.md`).
+//!
+//! # This file is also the generator's input
+//!
+//! The xtask reads this file to learn which members to extract, so its table
+//! structs follow a fixed shape:
+//!
+//! * a table struct carries a doc line ``DWARF: `struct NAME` `` (or
+//!   `union NAME`, `typedef NAME`), optionally followed by `, x86_64 only` or
+//!   `, aarch64 only`; its first field is `pub size: u32` (`sizeof`);
+//! * every other field is one line `pub NAME: TYPE,` with `TYPE` one of
+//!   [`Field`], [`Bits`], [`Array`] or `Option<...>` of them. A plain type
+//!   means "every build has it; the generator fails if one does not";
+//!   `Option` means "absent from some builds" and is `None` there;
+//! * the DWARF member is the field's name unless a doc line
+//!   ``DWARF: `a.b` `` gives a path (descending into named members; anonymous
+//!   unions and structs are searched transparently);
+//! * in [`Layout`], a field whose type is a table struct (or `Option` of one)
+//!   is filled from the struct of that name; the others are build metadata.
+//!
+//! Offsets of nested paths are from the start of the table's own struct.
+//! Members are named as glibc spells them (ABI names verbatim).
+
+/// A member: byte offset from the start of its struct, and its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// `offsetof`.
+    pub off: u32,
+    /// `sizeof` of the member (for an array, of the whole array).
+    pub size: u32,
+}
+
+impl Field {
+    /// One past the member's last byte.
+    pub const fn end(&self) -> u32 {
+        self.off + self.size
+    }
+}
+
+/// A bit-field member. Both supported targets are little-endian, so bit `n`
+/// of the field is bit `(bit + n) % 8` of byte `off + (bit + n) / 8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bits {
+    /// The byte that holds the field's lowest bit.
+    pub off: u32,
+    /// Position of the lowest bit inside that byte (0..8).
+    pub bit: u8,
+    /// Width in bits (1..=64).
+    pub width: u8,
+}
+
+impl Bits {
+    /// Bit offset from the start of the struct (DWARF's `DW_AT_data_bit_offset`).
+    pub const fn bit_offset(&self) -> u32 {
+        self.off * 8 + self.bit as u32
+    }
+
+    /// Number of bytes that hold some bit of the field, starting at `off`.
+    pub const fn byte_span(&self) -> u32 {
+        (self.bit as u32 + self.width as u32).div_ceil(8)
+    }
+
+    /// The field's value inside `record` (the bytes of the whole struct).
+    /// `None` if `record` is too short.
+    pub fn get(&self, record: &[u8]) -> Option<u64> {
+        let bytes = record.get(self.off as usize..(self.off + self.byte_span()) as usize)?;
+        let mut word: u128 = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            word |= (*b as u128) << (8 * i);
+        }
+        Some(((word >> self.bit) & self.mask()) as u64)
+    }
+
+    /// Stores `value` (truncated to the width) into `record`, leaving every
+    /// other bit unchanged. `None` if `record` is too short.
+    pub fn set(&self, record: &mut [u8], value: u64) -> Option<()> {
+        let span = self.byte_span() as usize;
+        let bytes = record.get_mut(self.off as usize..self.off as usize + span)?;
+        let mut word: u128 = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            word |= (*b as u128) << (8 * i);
+        }
+        let mask = self.mask() << self.bit;
+        word = (word & !mask) | (((value as u128) << self.bit) & mask);
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (word >> (8 * i)) as u8;
+        }
+        Some(())
+    }
+
+    const fn mask(&self) -> u128 {
+        (1u128 << self.width) - 1
+    }
+}
+
+/// An array member: `len` elements of `stride` bytes from `off`.
+/// A flexible array member (`T x[]`) has `len` 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Array {
+    /// `offsetof` of element 0.
+    pub off: u32,
+    /// `sizeof` of one element.
+    pub stride: u32,
+    /// Number of elements (outermost dimension).
+    pub len: u32,
+}
+
+impl Array {
+    /// Bytes taken by the whole array.
+    pub const fn size(&self) -> u32 {
+        self.stride * self.len
+    }
+
+    /// One past the array's last byte.
+    pub const fn end(&self) -> u32 {
+        self.off + self.size()
+    }
+
+    /// Offset of element `i`; `None` past the end (always, for a flexible
+    /// array, whose elements the caller must bound itself).
+    pub const fn at(&self, i: u32) -> Option<u32> {
+        if i < self.len {
+            Some(self.off + i * self.stride)
+        } else {
+            None
+        }
+    }
+}
+
+/// The architecture a glibc build targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// `x86_64` (Debian `amd64`).
+    X86_64,
+    /// `aarch64` (Debian `arm64`).
+    Aarch64,
+}
+
+/// Everything the loader must know about one glibc build.
+#[derive(Debug)]
+pub struct Layout {
+    /// Upstream release, from libc's banner (`"2.36"`).
+    pub glibc_version: &'static str,
+    /// The distribution's package version (`"2.36-9+deb12u14"`).
+    pub package_version: &'static str,
+    /// libc's banner (`"GNU C Library (Debian GLIBC ...) stable release version 2.36."`).
+    pub banner: &'static str,
+    /// Target architecture.
+    pub arch: Arch,
+    /// `NT_GNU_BUILD_ID` of `libc.so.6`: the key a table is found by.
+    pub libc_build_id: &'static [u8],
+    /// `NT_GNU_BUILD_ID` of the same package's `ld.so` (for diagnostics).
+    pub rtld_build_id: &'static [u8],
+
+    /// `_rtld_global`.
+    pub rtld_global: RtldGlobal,
+    /// `_rtld_global_ro`.
+    pub rtld_global_ro: RtldGlobalRo,
+    /// One element of `_rtld_global._dl_ns[]`.
+    pub link_namespaces: LinkNamespaces,
+    /// `struct link_map`.
+    pub link_map: LinkMap,
+    /// `struct r_scope_elem`.
+    pub r_scope_elem: RScopeElem,
+    /// `struct libname_list`.
+    pub libname_list: LibnameList,
+    /// `struct r_debug` (`_r_debug`).
+    pub r_debug: RDebug,
+    /// `struct r_debug_extended` (2.35 and later).
+    pub r_debug_extended: Option<RDebugExtended>,
+    /// `struct pthread`.
+    pub pthread: Pthread,
+    /// `tcbhead_t`.
+    pub tcbhead: Tcbhead,
+    /// `list_t`.
+    pub list_t: ListT,
+    /// `struct robust_list_head`.
+    pub robust_list_head: RobustListHead,
+    /// `pthread_mutex_t` (the loader locks in `_rtld_global`).
+    pub pthread_mutex: PthreadMutex,
+    /// `struct unique_sym_table`.
+    pub unique_sym_table: UniqueSymTable,
+    /// `struct dtv_slotinfo_list`.
+    pub dtv_slotinfo_list: DtvSlotinfoList,
+    /// `struct dtv_slotinfo`.
+    pub dtv_slotinfo: DtvSlotinfo,
+    /// `dtv_t`.
+    pub dtv: Dtv,
+    /// `tls_index`.
+    pub tls_index: TlsIndex,
+    /// `struct dl_exception`.
+    pub dl_exception: DlException,
+    /// `struct r_found_version`.
+    pub r_found_version: RFoundVersion,
+    /// `struct dl_find_object`.
+    pub dl_find_object: DlFindObject,
+    /// `struct link_map_machine` (`link_map.l_mach`).
+    pub link_map_machine: LinkMapMachine,
+    /// x86 `struct cpu_features` (`_rtld_global_ro._dl_x86_cpu_features`).
+    pub x86_cpu_features: Option<X86CpuFeatures>,
+    /// x86 `struct cpuid_feature_internal` (`cpu_features.features[i]`).
+    pub cpuid_feature_internal: Option<CpuidFeatureInternal>,
+    /// aarch64 `struct cpu_features` (`_rtld_global_ro._dl_aarch64_cpu_features`).
+    pub aarch64_cpu_features: Option<Aarch64CpuFeatures>,
+}
+
+/// `struct rtld_global`: the loader's mutable state that libc reads and writes.
+///
+/// DWARF: `struct rtld_global`
+#[derive(Clone, Copy, Debug)]
+pub struct RtldGlobal {
+    /// `sizeof(struct rtld_global)`.
+    pub size: u32,
+    /// Namespaces (`DL_NNS` elements of [`LinkNamespaces`]).
+    pub _dl_ns: Array,
+    /// Namespaces in use; at least 1.
+    pub _dl_nns: Field,
+    /// Recursive pthread mutex: dlopen/dlsym/dladdr.
+    pub _dl_load_lock: Field,
+    /// Recursive pthread mutex: `dl_iterate_phdr`.
+    pub _dl_load_write_lock: Field,
+    /// Recursive pthread mutex: TLS bookkeeping.
+    pub _dl_load_tls_lock: Field,
+    /// Maps ever added (`dlpi_adds`).
+    pub _dl_load_adds: Field,
+    /// The `DF_1_INITFIRST` object.
+    pub _dl_initfirst: Field,
+    /// `LD_PROFILE` object (NULL).
+    pub _dl_profile_map: Field,
+    /// Statistics.
+    pub _dl_num_relocations: Field,
+    /// Statistics.
+    pub _dl_num_cache_relocations: Field,
+    /// Search directory list; `__libc_freeres` walks it.
+    pub _dl_all_dirs: Field,
+    /// glibc's own link map (inside `_rtld_global` until 2.40).
+    pub _dl_rtld_map: Option<Field>,
+    /// Audit state of glibc's own map (until 2.40).
+    pub _dl_rtld_auditstate: Option<Array>,
+    /// x86 CET state (CET-enabled builds).
+    pub _dl_x86_feature_1: Option<Field>,
+    /// x86 CET control.
+    pub _dl_x86_feature_control: Option<Field>,
+    /// aarch64 guarded control stack state (2.41).
+    pub _dl_aarch64_gcs: Option<Field>,
+    /// `PT_GNU_STACK` flags of the executable.
+    pub _dl_stack_flags: Field,
+    /// TLS: gaps in the module id space.
+    pub _dl_tls_dtv_gaps: Field,
+    /// TLS: highest module id.
+    pub _dl_tls_max_dtv_idx: Field,
+    /// TLS: slot info list head.
+    pub _dl_tls_dtv_slotinfo_list: Field,
+    /// TLS: modules in static TLS at start-up.
+    pub _dl_tls_static_nelem: Field,
+    /// TLS: static TLS bytes used.
+    pub _dl_tls_static_used: Field,
+    /// TLS: optional static TLS left for dlopen.
+    pub _dl_tls_static_optional: Field,
+    /// TLS: the main thread's DTV.
+    pub _dl_initial_dtv: Field,
+    /// TLS: generation counter.
+    pub _dl_tls_generation: Field,
+    /// Scope arrays waiting to be freed.
+    pub _dl_scope_free_list: Field,
+    /// nptl: stacks in use (`list_t` head).
+    pub _dl_stack_used: Field,
+    /// nptl: user-provided stacks, main thread included (`list_t` head).
+    pub _dl_stack_user: Field,
+    /// nptl: cached stacks (`list_t` head).
+    pub _dl_stack_cache: Field,
+    /// nptl: bytes in the stack cache.
+    pub _dl_stack_cache_actsize: Field,
+    /// nptl: stack being linked/unlinked (for fork).
+    pub _dl_in_flight_stack: Field,
+    /// nptl low-level lock over the three lists.
+    pub _dl_stack_cache_lock: Field,
+}
+
+/// `struct link_namespaces`: one element of `_rtld_global._dl_ns[]`.
+///
+/// DWARF: `struct link_namespaces`
+#[derive(Clone, Copy, Debug)]
+pub struct LinkNamespaces {
+    /// `sizeof(struct link_namespaces)`.
+    pub size: u32,
+    /// Head of the namespace's `l_next` chain.
+    pub _ns_loaded: Field,
+    /// Number of maps in the chain.
+    pub _ns_nloaded: Field,
+    /// The global scope.
+    pub _ns_main_searchlist: Field,
+    /// Capacity of the global scope's list (0: not malloc'ed).
+    pub _ns_global_scope_alloc: Field,
+    /// Pending global scope additions (dlopen).
+    pub _ns_global_scope_pending_adds: Field,
+    /// libc's map in this namespace.
+    pub libc_map: Field,
+    /// `STB_GNU_UNIQUE` symbol table ([`UniqueSymTable`]).
+    pub _ns_unique_sym_table: Field,
+    /// Debugger interface of the namespace (2.35..2.41 upstream).
+    pub _ns_debug: Option<Field>,
+    /// Renamed and unused once `_r_debug_array` exists (2.42, backported).
+    pub _ns_debug_unused: Option<Field>,
+}
+
+/// `struct rtld_global_ro`: read-only after start-up; libc reads much of it.
+///
+/// DWARF: `struct rtld_global_ro`
+#[derive(Clone, Copy, Debug)]
+pub struct RtldGlobalRo {
+    /// `sizeof(struct rtld_global_ro)`.
+    pub size: u32,
+    /// `LD_DEBUG` mask (0).
+    pub _dl_debug_mask: Field,
+    /// `AT_PLATFORM` string.
+    pub _dl_platform: Field,
+    /// Its length.
+    pub _dl_platformlen: Field,
+    /// `AT_PAGESZ`.
+    pub _dl_pagesize: Field,
+    /// `AT_MINSIGSTKSZ` (never 0).
+    pub _dl_minsigstacksize: Field,
+    /// Ignore `ld.so.cache`.
+    pub _dl_inhibit_cache: Field,
+    /// Copy of the initial global scope ([`RScopeElem`]).
+    pub _dl_initial_searchlist: Field,
+    /// `AT_CLKTCK`.
+    pub _dl_clktck: Field,
+    /// Verbose `LD_WARN`.
+    pub _dl_verbose: Field,
+    /// Debug output fd.
+    pub _dl_debug_fd: Field,
+    /// Lazy binding.
+    pub _dl_lazy: Field,
+    /// `LD_BIND_NOT`.
+    pub _dl_bind_not: Field,
+    /// `LD_DYNAMIC_WEAK`.
+    pub _dl_dynamic_weak: Field,
+    /// `AT_FPUCW` (2 bytes on x86_64, 4 on aarch64).
+    pub _dl_fpu_control: Field,
+    /// `getauxval(AT_HWCAP)` returns this.
+    pub _dl_hwcap: Field,
+    /// The process's auxv.
+    pub _dl_auxv: Field,
+    /// x86 CPU features ([`X86CpuFeatures`]).
+    pub _dl_x86_cpu_features: Option<Field>,
+    /// x86 hwcap names.
+    pub _dl_x86_hwcap_flags: Option<Field>,
+    /// x86 platform names (until 2.3x).
+    pub _dl_x86_platforms: Option<Field>,
+    /// x86 TLSDESC dynamic resolver variant (2.41).
+    pub _dl_x86_tlsdesc_dynamic: Option<Field>,
+    /// x86 lazy-binding trampoline variant (2.41).
+    pub _dl_x86_64_runtime_resolve: Option<Field>,
+    /// aarch64 CPU features ([`Aarch64CpuFeatures`]).
+    pub _dl_aarch64_cpu_features: Option<Field>,
+    /// aarch64 hwcap names.
+    pub _dl_aarch64_cap_flags: Option<Field>,
+    /// `--inhibit-rpath`.
+    pub _dl_inhibit_rpath: Field,
+    /// `LD_ORIGIN_PATH`.
+    pub _dl_origin_path: Field,
+    /// Static TLS size (x86_64: includes `struct pthread`).
+    pub _dl_tls_static_size: Field,
+    /// Static TLS alignment (never 0).
+    pub _dl_tls_static_align: Field,
+    /// Static TLS surplus.
+    pub _dl_tls_static_surplus: Field,
+    /// `LD_PROFILE`.
+    pub _dl_profile: Field,
+    /// `LD_PROFILE_OUTPUT`.
+    pub _dl_profile_output: Field,
+    /// Non-NULL while the loader is active (`rtld_active()`).
+    pub _dl_init_all_dirs: Field,
+    /// `AT_SYSINFO_EHDR`.
+    pub _dl_sysinfo_dso: Field,
+    /// The vDSO's link map.
+    pub _dl_sysinfo_map: Field,
+    /// vDSO `clock_gettime`.
+    pub _dl_vdso_clock_gettime64: Field,
+    /// vDSO `gettimeofday`.
+    pub _dl_vdso_gettimeofday: Field,
+    /// vDSO `time` (x86_64).
+    pub _dl_vdso_time: Option<Field>,
+    /// vDSO `getcpu` (x86_64).
+    pub _dl_vdso_getcpu: Option<Field>,
+    /// vDSO `clock_getres`.
+    pub _dl_vdso_clock_getres_time64: Field,
+    /// vDSO `getrandom` (2.41).
+    pub _dl_vdso_getrandom: Option<Field>,
+    /// `AT_HWCAP2`.
+    pub _dl_hwcap2: Field,
+    /// `AT_HWCAP3` (2.41).
+    pub _dl_hwcap3: Option<Field>,
+    /// `AT_HWCAP4` (2.41).
+    pub _dl_hwcap4: Option<Field>,
+    /// `glibc.rtld.dynamic_sort`.
+    pub _dl_dso_sort_algo: Field,
+    /// Function pointer: debug printf.
+    pub _dl_debug_printf: Field,
+    /// Function pointer: `_dl_mcount`.
+    pub _dl_mcount: Field,
+    /// Function pointer: symbol lookup (`dlsym`).
+    pub _dl_lookup_symbol_x: Field,
+    /// Function pointer: `dlopen`.
+    pub _dl_open: Field,
+    /// Function pointer: `dlclose`.
+    pub _dl_close: Field,
+    /// Function pointer: error catching for dlfcn.
+    pub _dl_catch_error: Field,
+    /// Function pointer: free an error string.
+    pub _dl_error_free: Field,
+    /// Function pointer: a module's TLS block, if allocated.
+    pub _dl_tls_get_addr_soft: Field,
+    /// Function pointer: `__libc_freeres` hook.
+    pub _dl_libc_freeres: Field,
+    /// Function pointer: `_dl_find_object`.
+    pub _dl_find_object: Field,
+    /// dlfcn hook table (NULL).
+    pub _dl_dlfcn_hook: Field,
+    /// Audit interfaces.
+    pub _dl_audit: Field,
+    /// Number of audit modules.
+    pub _dl_naudit: Field,
+}
+
+/// `struct link_map`: glibc's per-object record, handed to libc as handles.
+///
+/// DWARF: `struct link_map`
+#[derive(Clone, Copy, Debug)]
+pub struct LinkMap {
+    /// `sizeof(struct link_map)`.
+    pub size: u32,
+    /// Load bias.
+    pub l_addr: Field,
+    /// Path (`""` for the main program).
+    pub l_name: Field,
+    /// `.dynamic`.
+    pub l_ld: Field,
+    /// Next in the namespace chain.
+    pub l_next: Field,
+    /// Previous in the namespace chain.
+    pub l_prev: Field,
+    /// The map itself (proxies differ).
+    pub l_real: Field,
+    /// Namespace id.
+    pub l_ns: Field,
+    /// Names ([`LibnameList`]).
+    pub l_libname: Field,
+    /// Pointers to `.dynamic` entries, indexed by glibc's tag mapping.
+    pub l_info: Array,
+    /// Program headers in memory.
+    pub l_phdr: Field,
+    /// Entry point.
+    pub l_entry: Field,
+    /// Number of program headers.
+    pub l_phnum: Field,
+    /// Number of `.dynamic` entries.
+    pub l_ldnum: Field,
+    /// Object and its dependencies ([`RScopeElem`]).
+    pub l_searchlist: Field,
+    /// Scope for `DT_SYMBOLIC`.
+    pub l_symbolic_searchlist: Field,
+    /// The object that dlopened this one.
+    pub l_loader: Field,
+    /// Version needs.
+    pub l_versions: Field,
+    /// Their count.
+    pub l_nversions: Field,
+    /// Hash: bucket count.
+    pub l_nbuckets: Field,
+    /// GNU hash: bloom words minus one.
+    pub l_gnu_bitmask_idxbits: Field,
+    /// GNU hash: bloom shift.
+    pub l_gnu_shift: Field,
+    /// GNU hash: bloom filter.
+    pub l_gnu_bitmask: Field,
+    /// GNU hash: buckets.
+    pub l_gnu_buckets: Field,
+    /// SysV hash: chains (same storage as `l_gnu_buckets`).
+    pub l_chain: Field,
+    /// GNU hash: chain array minus `symoffset`.
+    pub l_gnu_chain_zero: Field,
+    /// SysV hash: buckets (same storage as `l_gnu_chain_zero`).
+    pub l_buckets: Field,
+    /// dlopen reference count.
+    pub l_direct_opencount: Field,
+    /// `lt_executable` 0, `lt_library` 1, `lt_loaded` 2.
+    pub l_type: Bits,
+    /// Object needs `GLIBC_ABI_DT_RELR`.
+    pub l_dt_relr_ref: Bits,
+    /// Relocated.
+    pub l_relocated: Bits,
+    /// Constructors started.
+    pub l_init_called: Bits,
+    /// In the global scope.
+    pub l_global: Bits,
+    /// Reserved.
+    pub l_reserved: Bits,
+    /// The main program.
+    pub l_main_map: Bits,
+    /// Graph walk marker.
+    pub l_visited: Bits,
+    /// Graph walk marker.
+    pub l_map_used: Bits,
+    /// Graph walk marker.
+    pub l_map_done: Bits,
+    /// `l_phdr` was malloc'ed.
+    pub l_phdr_allocated: Bits,
+    /// Soname recorded in `l_libname`.
+    pub l_soname_added: Bits,
+    /// Faked map (`RTLD_NOLOAD` probe).
+    pub l_faked: Bits,
+    /// TLS must be initialised.
+    pub l_need_tls_init: Bits,
+    /// An audit module.
+    pub l_auditing: Bits,
+    /// Audit PLT hooks requested.
+    pub l_audit_any_plt: Bits,
+    /// Being unloaded.
+    pub l_removed: Bits,
+    /// `PT_LOAD` segments are contiguous.
+    pub l_contiguous: Bits,
+    /// `l_initfini` was malloc'ed (libc frees it).
+    pub l_free_initfini: Bits,
+    /// `.dynamic` is read-only: libc adds `l_addr` to `d_ptr` itself.
+    pub l_ld_readonly: Bits,
+    /// `_dl_find_object` has seen the map.
+    pub l_find_object_processed: Bits,
+    /// In the TLS slot info list (2.41).
+    pub l_tls_in_slotinfo: Option<Bits>,
+    /// `RTLD_NODELETE` active.
+    pub l_nodelete_active: Field,
+    /// `RTLD_NODELETE` pending.
+    pub l_nodelete_pending: Field,
+    /// x86: the object has `JUMP_SLOT` relocations (2.41, CET).
+    pub l_has_jump_slot_reloc: Option<Field>,
+    /// x86 `GNU_PROPERTY` processing state.
+    pub l_property: Option<Bits>,
+    /// x86 CET feature bits.
+    pub l_x86_feature_1_and: Option<Field>,
+    /// x86 ISA level needed.
+    pub l_x86_isa_1_needed: Option<Field>,
+    /// `GNU_PROPERTY_1_NEEDED`.
+    pub l_1_needed: Field,
+    /// `DT_RPATH` directories.
+    pub l_rpath_dirs: Field,
+    /// Lazy-binding results (audit, profiling).
+    pub l_reloc_result: Field,
+    /// `DT_VERSYM`.
+    pub l_versyms: Field,
+    /// Directory of the object (`dlinfo(RTLD_DI_ORIGIN)`).
+    pub l_origin: Field,
+    /// Lowest mapped address.
+    pub l_map_start: Field,
+    /// End of the mapping.
+    pub l_map_end: Field,
+    /// End of text (removed in 2.41).
+    pub l_text_end: Option<Field>,
+    /// Built-in scope array.
+    pub l_scope_mem: Array,
+    /// Capacity of `l_scope`.
+    pub l_scope_max: Field,
+    /// NULL-terminated scope array.
+    pub l_scope: Field,
+    /// Local scope (`[0]` = `&l_searchlist`).
+    pub l_local_scope: Array,
+    /// Device and inode.
+    pub l_file_id: Field,
+    /// `DT_RUNPATH` directories.
+    pub l_runpath_dirs: Field,
+    /// Init order (dependencies sorted).
+    pub l_initfini: Field,
+    /// Init-called chain (Debian 2.36 keeps it; gone in 2.41).
+    pub l_init_called_next: Option<Field>,
+    /// Dependencies added at run time.
+    pub l_reldeps: Field,
+    /// Capacity of `l_reldeps`.
+    pub l_reldepsmax: Field,
+    /// Symbols were bound to this object.
+    pub l_used: Field,
+    /// `GNU_PROPERTY_X86_FEATURE_1_AND` / `AARCH64_FEATURE_1_AND`.
+    pub l_feature_1: Field,
+    /// `DT_FLAGS_1`.
+    pub l_flags_1: Field,
+    /// `DT_FLAGS`.
+    pub l_flags: Field,
+    /// Scratch index for sorting.
+    pub l_idx: Field,
+    /// Arch data ([`LinkMapMachine`]).
+    pub l_mach: Field,
+    /// One-entry lookup cache.
+    pub l_lookup_cache: Field,
+    /// TLS init image.
+    pub l_tls_initimage: Field,
+    /// Its size.
+    pub l_tls_initimage_size: Field,
+    /// TLS block size.
+    pub l_tls_blocksize: Field,
+    /// TLS alignment.
+    pub l_tls_align: Field,
+    /// First byte offset within alignment.
+    pub l_tls_firstbyte_offset: Field,
+    /// Static TLS offset.
+    pub l_tls_offset: Field,
+    /// TLS module id.
+    pub l_tls_modid: Field,
+    /// `thread_local` destructors pending (written by libc).
+    pub l_tls_dtor_count: Field,
+    /// `PT_GNU_RELRO` start.
+    pub l_relro_addr: Field,
+    /// `PT_GNU_RELRO` size.
+    pub l_relro_size: Field,
+    /// Load serial number.
+    pub l_serial: Field,
+}
+
+/// `struct r_scope_elem`: a symbol search list.
+///
+/// DWARF: `struct r_scope_elem`
+#[derive(Clone, Copy, Debug)]
+pub struct RScopeElem {
+    /// `sizeof(struct r_scope_elem)`.
+    pub size: u32,
+    /// `struct link_map **`.
+    pub r_list: Field,
+    /// Number of entries.
+    pub r_nlist: Field,
+}
+
+/// `struct libname_list`: the names a map answers to.
+///
+/// DWARF: `struct libname_list`
+#[derive(Clone, Copy, Debug)]
+pub struct LibnameList {
+    /// `sizeof(struct libname_list)`.
+    pub size: u32,
+    /// The name.
+    pub name: Field,
+    /// Next name.
+    pub next: Field,
+    /// Not malloc'ed.
+    pub dont_free: Field,
+}
+
+/// `struct r_debug`: the debugger interface (`_r_debug`).
+///
+/// DWARF: `struct r_debug`
+#[derive(Clone, Copy, Debug)]
+pub struct RDebug {
+    /// `sizeof(struct r_debug)`.
+    pub size: u32,
+    /// Protocol version.
+    pub r_version: Field,
+    /// Head of the map chain.
+    pub r_map: Field,
+    /// Breakpoint address.
+    pub r_brk: Field,
+    /// `RT_CONSISTENT`/`RT_ADD`/`RT_DELETE`.
+    pub r_state: Field,
+    /// Loader base.
+    pub r_ldbase: Field,
+}
+
+/// `struct r_debug_extended`: `r_debug` plus the next namespace's.
+///
+/// DWARF: `struct r_debug_extended`
+#[derive(Clone, Copy, Debug)]
+pub struct RDebugExtended {
+    /// `sizeof(struct r_debug_extended)`.
+    pub size: u32,
+    /// The `struct r_debug`.
+    pub base: Field,
+    /// Next namespace's record.
+    pub r_next: Field,
+}
+
+/// `struct pthread`: the thread descriptor (x86_64: at the thread pointer;
+/// aarch64: just below it).
+///
+/// DWARF: `struct pthread`
+#[derive(Clone, Copy, Debug)]
+pub struct Pthread {
+    /// `sizeof(struct pthread)` (`TLS_TCB_SIZE` / `TLS_PRE_TCB_SIZE`).
+    pub size: u32,
+    /// `header`: the whole `tcbhead_t` on x86_64, `{multiple_threads,
+    /// gscope_flag}` on aarch64.
+    pub header: Field,
+    /// Set once a second thread exists.
+    /// DWARF: `header.multiple_threads`
+    pub header_multiple_threads: Field,
+    /// Global scope reader flag (`THREAD_GSCOPE_WAIT`).
+    /// DWARF: `header.gscope_flag`
+    pub header_gscope_flag: Field,
+    /// Link in `_dl_stack_used`/`_dl_stack_user`.
+    pub list: Field,
+    /// Kernel thread id.
+    pub tid: Field,
+    /// Robust mutex list.
+    pub robust_prev: Field,
+    /// Robust list head registered with the kernel.
+    pub robust_head: Field,
+    /// Cleanup handlers.
+    pub cleanup: Field,
+    /// Cancellation unwind buffer.
+    pub cleanup_jmp_buf: Field,
+    /// Cancellation state bits.
+    pub cancelhandling: Field,
+    /// Thread flags.
+    pub flags: Field,
+    /// First block of thread-specific data.
+    pub specific_1stblock: Array,
+    /// Second-level TSD pointers (`[0]` = `&specific_1stblock[0]`).
+    pub specific: Array,
+    /// Any TSD set.
+    pub specific_used: Field,
+    /// Debugger event reporting.
+    pub report_events: Field,
+    /// Stack not owned by libc (main thread: true).
+    pub user_stack: Field,
+    /// Started stopped.
+    pub stopped_start: Field,
+    /// Creation failed.
+    pub setup_failed: Field,
+    /// Descriptor lock.
+    pub lock: Field,
+    /// setxid synchronisation.
+    pub setxid_futex: Field,
+    /// Joining thread.
+    pub joinid: Field,
+    /// Return value.
+    pub result: Field,
+    /// Scheduling parameters.
+    pub schedparam: Field,
+    /// Scheduling policy.
+    pub schedpolicy: Field,
+    /// Start function.
+    pub start_routine: Field,
+    /// Its argument.
+    pub arg: Field,
+    /// Debugger event buffer.
+    pub eventbuf: Field,
+    /// Debugger event chain.
+    pub nextevent: Field,
+    /// Unwind exception for cancellation.
+    pub exc: Field,
+    /// Stack block.
+    pub stackblock: Field,
+    /// Its size (main thread: `__libc_stack_end`).
+    pub stackblock_size: Field,
+    /// Guard size.
+    pub guardsize: Field,
+    /// Guard size as requested.
+    pub reported_guardsize: Field,
+    /// Priority protection data.
+    pub tpp: Field,
+    /// Resolver state.
+    pub res: Field,
+    /// Signal mask at creation.
+    pub sigmask: Field,
+    /// Active dl error catch frame (2.37 and later).
+    pub rtld_catch: Option<Field>,
+    /// C11 thread.
+    pub c11: Field,
+    /// Exiting.
+    pub exiting: Field,
+    /// Exit lock.
+    pub exit_lock: Field,
+    /// Per-thread libc state (strsignal buffers, ...).
+    pub tls_state: Field,
+    /// getrandom vDSO state (2.41).
+    pub getrandom_buf: Option<Field>,
+    /// Registered rseq area (2.35..2.40; moved to static TLS in 2.41).
+    pub rseq_area: Option<Field>,
+    /// `rseq_area.cpu_id_start`.
+    /// DWARF: `rseq_area.cpu_id_start`
+    pub rseq_area_cpu_id_start: Option<Field>,
+    /// `rseq_area.cpu_id` (-1 uninitialised, -2 registration failed).
+    /// DWARF: `rseq_area.cpu_id`
+    pub rseq_area_cpu_id: Option<Field>,
+    /// `rseq_area.rseq_cs`.
+    /// DWARF: `rseq_area.rseq_cs`
+    pub rseq_area_rseq_cs: Option<Field>,
+    /// `rseq_area.flags`.
+    /// DWARF: `rseq_area.flags`
+    pub rseq_area_flags: Option<Field>,
+}
+
+/// `tcbhead_t`: the words at the thread pointer.
+///
+/// DWARF: `typedef tcbhead_t`
+#[derive(Clone, Copy, Debug)]
+pub struct Tcbhead {
+    /// `sizeof(tcbhead_t)`.
+    pub size: u32,
+    /// x86_64: the TCB itself (`%fs:0`).
+    pub tcb: Option<Field>,
+    /// DTV pointer (`&dtv[1]`).
+    pub dtv: Field,
+    /// x86_64: `THREAD_SELF` (`%fs:16`).
+    /// DWARF: `self`
+    pub self_: Option<Field>,
+    /// x86_64: multiple threads flag.
+    pub multiple_threads: Option<Field>,
+    /// x86_64: global scope reader flag.
+    pub gscope_flag: Option<Field>,
+    /// x86_64: unused.
+    pub sysinfo: Option<Field>,
+    /// x86_64: stack protector canary (`%fs:0x28`).
+    pub stack_guard: Option<Field>,
+    /// x86_64: pointer mangling guard (`%fs:0x30`).
+    pub pointer_guard: Option<Field>,
+    /// x86_64: CET features (`%fs:0x48`).
+    pub feature_1: Option<Field>,
+    /// x86_64: reserved for TM.
+    pub __private_tm: Option<Field>,
+    /// x86_64: reserved for split stacks.
+    pub __private_ss: Option<Field>,
+    /// x86_64: shadow stack base.
+    pub ssp_base: Option<Field>,
+    /// aarch64: reserved word.
+    pub private: Option<Field>,
+}
+
+/// `list_t`: nptl's doubly linked list node.
+///
+/// DWARF: `typedef list_t`
+#[derive(Clone, Copy, Debug)]
+pub struct ListT {
+    /// `sizeof(list_t)`.
+    pub size: u32,
+    /// Next node.
+    pub next: Field,
+    /// Previous node.
+    pub prev: Field,
+}
+
+/// `struct robust_list_head`: registered with `set_robust_list`.
+///
+/// DWARF: `struct robust_list_head`
+#[derive(Clone, Copy, Debug)]
+pub struct RobustListHead {
+    /// `sizeof(struct robust_list_head)`.
+    pub size: u32,
+    /// List head.
+    pub list: Field,
+    /// Offset of the futex word from a list entry.
+    pub futex_offset: Field,
+    /// Entry being changed.
+    pub list_op_pending: Field,
+}
+
+/// `pthread_mutex_t`: the layout of the three loader locks.
+///
+/// DWARF: `typedef pthread_mutex_t`
+#[derive(Clone, Copy, Debug)]
+pub struct PthreadMutex {
+    /// `sizeof(pthread_mutex_t)`.
+    pub size: u32,
+    /// Futex word.
+    /// DWARF: `__data.__lock`
+    pub __lock: Field,
+    /// Recursion count.
+    /// DWARF: `__data.__count`
+    pub __count: Field,
+    /// Owner tid.
+    /// DWARF: `__data.__owner`
+    pub __owner: Field,
+    /// Users.
+    /// DWARF: `__data.__nusers`
+    pub __nusers: Field,
+    /// Mutex kind (recursive: 1).
+    /// DWARF: `__data.__kind`
+    pub __kind: Field,
+    /// Adaptive spin count.
+    /// DWARF: `__data.__spins`
+    pub __spins: Field,
+    /// x86 lock elision state.
+    /// DWARF: `__data.__elision`
+    pub __elision: Option<Field>,
+    /// Robust list node.
+    /// DWARF: `__data.__list`
+    pub __list: Field,
+    /// Robust list previous.
+    /// DWARF: `__data.__list.__prev`
+    pub __list_prev: Field,
+    /// Robust list next.
+    /// DWARF: `__data.__list.__next`
+    pub __list_next: Field,
+}
+
+/// `struct unique_sym_table`: `STB_GNU_UNIQUE` symbols of a namespace.
+///
+/// DWARF: `struct unique_sym_table`
+#[derive(Clone, Copy, Debug)]
+pub struct UniqueSymTable {
+    /// `sizeof(struct unique_sym_table)`.
+    pub size: u32,
+    /// Recursive mutex.
+    pub lock: Field,
+    /// Hash table.
+    pub entries: Field,
+    /// Its size.
+    /// DWARF: `size`
+    pub size_: Field,
+    /// Entries used.
+    pub n_elements: Field,
+    /// Free function.
+    pub free: Field,
+}
+
+/// `struct dtv_slotinfo_list`: a chunk of the TLS module list.
+///
+/// DWARF: `struct dtv_slotinfo_list`
+#[derive(Clone, Copy, Debug)]
+pub struct DtvSlotinfoList {
+    /// `sizeof(struct dtv_slotinfo_list)` (without the flexible array).
+    pub size: u32,
+    /// Entries in this chunk.
+    pub len: Field,
+    /// Next chunk.
+    pub next: Field,
+    /// The entries (flexible array of [`DtvSlotinfo`]).
+    pub slotinfo: Array,
+}
+
+/// `struct dtv_slotinfo`: one TLS module.
+///
+/// DWARF: `struct dtv_slotinfo`
+#[derive(Clone, Copy, Debug)]
+pub struct DtvSlotinfo {
+    /// `sizeof(struct dtv_slotinfo)`.
+    pub size: u32,
+    /// Generation that added it.
+    pub gen: Field,
+    /// Its map.
+    pub map: Field,
+}
+
+/// `dtv_t`: one DTV entry (shared with libc).
+///
+/// DWARF: `typedef dtv_t`
+#[derive(Clone, Copy, Debug)]
+pub struct Dtv {
+    /// `sizeof(dtv_t)`.
+    pub size: u32,
+    /// `dtv[-1]` (length) and `dtv[0]` (generation).
+    pub counter: Field,
+    /// Block address or `TLS_DTV_UNALLOCATED`.
+    /// DWARF: `pointer.val`
+    pub pointer_val: Field,
+    /// Pointer libc passes to `free()`.
+    /// DWARF: `pointer.to_free`
+    pub pointer_to_free: Field,
+}
+
+/// `tls_index`: the argument of `__tls_get_addr`.
+///
+/// DWARF: `typedef tls_index`
+#[derive(Clone, Copy, Debug)]
+pub struct TlsIndex {
+    /// `sizeof(tls_index)`.
+    pub size: u32,
+    /// Module id.
+    pub ti_module: Field,
+    /// Offset in the block.
+    pub ti_offset: Field,
+}
+
+/// `struct dl_exception`: a loader error as libc's `_dl_signal_error` builds it.
+///
+/// DWARF: `struct dl_exception`
+#[derive(Clone, Copy, Debug)]
+pub struct DlException {
+    /// `sizeof(struct dl_exception)`.
+    pub size: u32,
+    /// Object name.
+    pub objname: Field,
+    /// Message.
+    pub errstring: Field,
+    /// Buffer to free, or NULL.
+    pub message_buffer: Field,
+}
+
+/// `struct r_found_version`: a symbol version to match.
+///
+/// DWARF: `struct r_found_version`
+#[derive(Clone, Copy, Debug)]
+pub struct RFoundVersion {
+    /// `sizeof(struct r_found_version)`.
+    pub size: u32,
+    /// Version name.
+    pub name: Field,
+    /// Its ELF hash.
+    pub hash: Field,
+    /// Hidden version.
+    pub hidden: Field,
+    /// Defining file's soname.
+    pub filename: Field,
+}
+
+/// `struct dl_find_object`: the result of `_dl_find_object`.
+///
+/// DWARF: `struct dl_find_object`
+#[derive(Clone, Copy, Debug)]
+pub struct DlFindObject {
+    /// `sizeof(struct dl_find_object)`.
+    pub size: u32,
+    /// Flags (0).
+    pub dlfo_flags: Field,
+    /// `l_map_start`.
+    pub dlfo_map_start: Field,
+    /// `l_map_end`.
+    pub dlfo_map_end: Field,
+    /// The map.
+    pub dlfo_link_map: Field,
+    /// `PT_GNU_EH_FRAME` address.
+    pub dlfo_eh_frame: Field,
+}
+
+/// `struct link_map_machine`: arch data in every link map.
+///
+/// DWARF: `struct link_map_machine`
+#[derive(Clone, Copy, Debug)]
+pub struct LinkMapMachine {
+    /// `sizeof(struct link_map_machine)`.
+    pub size: u32,
+    /// PLT address.
+    pub plt: Field,
+    /// x86_64: `.got.plt` address.
+    pub gotplt: Option<Field>,
+    /// TLSDESC table.
+    pub tlsdesc_table: Field,
+    /// aarch64: BTI could not be enabled.
+    pub bti_fail: Option<Field>,
+    /// aarch64: guarded control stack marking (2.41).
+    pub gcs: Option<Field>,
+}
+
+/// x86 `struct cpu_features`: what every x86 IFUNC resolver reads.
+///
+/// DWARF: `struct cpu_features`, x86_64 only
+#[derive(Clone, Copy, Debug)]
+pub struct X86CpuFeatures {
+    /// `sizeof(struct cpu_features)`.
+    pub size: u32,
+    /// `struct cpu_features_basic`.
+    pub basic: Field,
+    /// Vendor: 0 unknown, 1 intel, 2 amd, 3 zhaoxin, 4 other.
+    /// DWARF: `basic.kind`
+    pub basic_kind: Field,
+    /// CPUID(0).EAX.
+    /// DWARF: `basic.max_cpuid`
+    pub basic_max_cpuid: Field,
+    /// Family (extended folded in).
+    /// DWARF: `basic.family`
+    pub basic_family: Field,
+    /// Model (extended folded in).
+    /// DWARF: `basic.model`
+    pub basic_model: Field,
+    /// Stepping.
+    /// DWARF: `basic.stepping`
+    pub basic_stepping: Field,
+    /// Per-leaf raw and usable bits ([`CpuidFeatureInternal`]).
+    pub features: Array,
+    /// Tuning bits.
+    pub preferred: Array,
+    /// ISA level bits.
+    pub isa_1: Field,
+    /// XSAVE area for the lazy-binding trampoline.
+    pub xsave_state_size: Field,
+    /// Full XSAVE area.
+    pub xsave_state_full_size: Field,
+    /// L1 data cache size for string functions.
+    pub data_cache_size: Field,
+    /// Shared cache size for string functions.
+    pub shared_cache_size: Field,
+    /// memcpy non-temporal threshold (never 0).
+    pub non_temporal_threshold: Field,
+    /// memset non-temporal threshold (2.40 and later).
+    pub memset_non_temporal_threshold: Option<Field>,
+    /// `rep movsb` threshold.
+    pub rep_movsb_threshold: Field,
+    /// `rep movsb` upper bound.
+    pub rep_movsb_stop_threshold: Field,
+    /// `rep stosb` threshold.
+    pub rep_stosb_threshold: Field,
+    /// `sysconf(_SC_LEVEL1_ICACHE_SIZE)`.
+    pub level1_icache_size: Field,
+    /// `sysconf(_SC_LEVEL1_ICACHE_LINESIZE)`.
+    pub level1_icache_linesize: Field,
+    /// `sysconf(_SC_LEVEL1_DCACHE_SIZE)`.
+    pub level1_dcache_size: Field,
+    /// `sysconf(_SC_LEVEL1_DCACHE_ASSOC)`.
+    pub level1_dcache_assoc: Field,
+    /// `sysconf(_SC_LEVEL1_DCACHE_LINESIZE)`.
+    pub level1_dcache_linesize: Field,
+    /// `sysconf(_SC_LEVEL2_CACHE_SIZE)`.
+    pub level2_cache_size: Field,
+    /// `sysconf(_SC_LEVEL2_CACHE_ASSOC)`.
+    pub level2_cache_assoc: Field,
+    /// `sysconf(_SC_LEVEL2_CACHE_LINESIZE)`.
+    pub level2_cache_linesize: Field,
+    /// `sysconf(_SC_LEVEL3_CACHE_SIZE)`.
+    pub level3_cache_size: Field,
+    /// `sysconf(_SC_LEVEL3_CACHE_ASSOC)`.
+    pub level3_cache_assoc: Field,
+    /// `sysconf(_SC_LEVEL3_CACHE_LINESIZE)`.
+    pub level3_cache_linesize: Field,
+    /// `sysconf(_SC_LEVEL4_CACHE_SIZE)`.
+    pub level4_cache_size: Field,
+    /// Divisor for the non-temporal threshold (2.40 and later).
+    pub cachesize_non_temporal_divisor: Option<Field>,
+}
+
+/// x86 `struct cpuid_feature_internal`: one element of `cpu_features.features[]`.
+///
+/// DWARF: `struct cpuid_feature_internal`, x86_64 only
+#[derive(Clone, Copy, Debug)]
+pub struct CpuidFeatureInternal {
+    /// `sizeof(struct cpuid_feature_internal)` (the array stride).
+    pub size: u32,
+    /// Raw `eax, ebx, ecx, edx` of the leaf.
+    pub cpuid: Field,
+    /// The usable subset, same order.
+    pub active: Field,
+}
+
+/// aarch64 `struct cpu_features`.
+///
+/// DWARF: `struct cpu_features`, aarch64 only
+#[derive(Clone, Copy, Debug)]
+pub struct Aarch64CpuFeatures {
+    /// `sizeof(struct cpu_features)`.
+    pub size: u32,
+    /// `MIDR_EL1` (0 without `HWCAP_CPUID`).
+    pub midr_el1: Field,
+    /// `DC ZVA` block size (0: unusable).
+    pub zva_size: Field,
+    /// BTI enabled.
+    pub bti: Field,
+    /// MTE state (0).
+    pub mte_state: Field,
+    /// SVE usable.
+    pub sve: Field,
+    /// Prefer SVE string functions (later builds).
+    pub prefer_sve_ifuncs: Option<Field>,
+    /// MOPS usable.
+    pub mops: Field,
+}
+
+/// A broken invariant of a layout table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inconsistent(pub &'static str);
+
+/// Turns a failed condition into an error (usable in `const fn`).
+macro_rules! ensure {
+    ($cond:expr, $what:literal) => {
+        if !($cond) {
+            return Err(Inconsistent($what));
+        }
+    };
+}
+
+/// Sizes of optional members agree with the table they point at.
+const fn opt_size_is(f: Option<Field>, size: u32) -> bool {
+    match f {
+        Some(f) => f.size == size,
+        None => true,
+    }
+}
+
+impl Layout {
+    /// Cross-checks the tables of one build against each other: the facts
+    /// the loader relies on when it combines them (an embedded struct has
+    /// the size of its own table, arrays have the element size of theirs,
+    /// arch-specific tables exist exactly on their arch, scalars the loader
+    /// writes have the width it writes). Every generated table is checked
+    /// at compile time with this.
+    pub const fn check(&self) -> Result<(), Inconsistent> {
+        let g = &self.rtld_global;
+        let ro = &self.rtld_global_ro;
+        let lm = &self.link_map;
+        let ns = &self.link_namespaces;
+        let pd = &self.pthread;
+        let mutex = self.pthread_mutex.size;
+
+        ensure!(self.libc_build_id.len() >= 16, "libc build id too short");
+        ensure!(
+            g._dl_ns.stride == ns.size,
+            "_dl_ns[] stride != sizeof(link_namespaces)"
+        );
+        ensure!(g._dl_ns.len == 16, "DL_NNS != 16");
+        ensure!(g._dl_ns.end() <= g.size, "_dl_ns outside rtld_global");
+        ensure!(g._dl_nns.size == 8, "_dl_nns is not a size_t");
+        ensure!(
+            g._dl_load_lock.size == mutex,
+            "_dl_load_lock is not a pthread_mutex_t"
+        );
+        ensure!(
+            g._dl_load_write_lock.size == mutex,
+            "_dl_load_write_lock is not a pthread_mutex_t"
+        );
+        ensure!(
+            g._dl_load_tls_lock.size == mutex,
+            "_dl_load_tls_lock is not a pthread_mutex_t"
+        );
+        ensure!(
+            opt_size_is(g._dl_rtld_map, lm.size),
+            "_dl_rtld_map is not a link_map"
+        );
+        ensure!(
+            g._dl_stack_used.size == self.list_t.size,
+            "_dl_stack_used is not a list_t"
+        );
+        ensure!(
+            g._dl_stack_user.size == self.list_t.size,
+            "_dl_stack_user is not a list_t"
+        );
+        ensure!(
+            g._dl_stack_cache.size == self.list_t.size,
+            "_dl_stack_cache is not a list_t"
+        );
+        ensure!(
+            g._dl_stack_cache_lock.size == 4,
+            "_dl_stack_cache_lock is not an int"
+        );
+        ensure!(
+            g._dl_stack_cache_lock.end() <= g.size,
+            "_dl_stack_cache_lock outside rtld_global"
+        );
+
+        ensure!(
+            ns._ns_unique_sym_table.size == self.unique_sym_table.size,
+            "_ns_unique_sym_table size"
+        );
+        ensure!(
+            self.unique_sym_table.lock.size == mutex,
+            "unique_sym_table.lock is not a pthread_mutex_t"
+        );
+        if let Some(rx) = self.r_debug_extended {
+            ensure!(
+                rx.base.off == 0 && rx.base.size == self.r_debug.size,
+                "r_debug_extended.base"
+            );
+            ensure!(
+                opt_size_is(ns._ns_debug, rx.size),
+                "_ns_debug is not an r_debug_extended"
+            );
+            ensure!(
+                opt_size_is(ns._ns_debug_unused, rx.size),
+                "_ns_debug_unused size"
+            );
+        }
+
+        ensure!(ro._dl_pagesize.size == 8, "_dl_pagesize is not a size_t");
+        ensure!(
+            ro._dl_minsigstacksize.size == 8,
+            "_dl_minsigstacksize is not a size_t"
+        );
+        ensure!(
+            ro._dl_initial_searchlist.size == self.r_scope_elem.size,
+            "_dl_initial_searchlist size"
+        );
+        ensure!(
+            ro._dl_tls_static_size.size == 8 && ro._dl_tls_static_align.size == 8,
+            "static TLS sizes"
+        );
+        ensure!(
+            ro._dl_naudit.end() <= ro.size,
+            "_dl_naudit outside rtld_global_ro"
+        );
+
+        ensure!(
+            lm.l_info.stride == 8,
+            "l_info[] is not an array of pointers"
+        );
+        ensure!(
+            lm.l_searchlist.size == self.r_scope_elem.size,
+            "l_searchlist size"
+        );
+        ensure!(lm.l_mach.size == self.link_map_machine.size, "l_mach size");
+        ensure!(
+            lm.l_local_scope.len == 2 && lm.l_local_scope.stride == 8,
+            "l_local_scope[2]"
+        );
+        ensure!(lm.l_serial.end() <= lm.size, "l_serial outside link_map");
+        ensure!(lm.l_type.width == 2, "l_type is not 2 bits");
+
+        ensure!(
+            pd.list.size == self.list_t.size,
+            "pthread.list is not a list_t"
+        );
+        ensure!(
+            pd.robust_head.size == self.robust_list_head.size,
+            "pthread.robust_head size"
+        );
+        ensure!(pd.tid.size == 4, "pthread.tid is not a pid_t");
+        ensure!(
+            pd.specific_1stblock.len == 32 && pd.specific.len == 32,
+            "PTHREAD_KEY_2NDLEVEL_SIZE"
+        );
+        ensure!(
+            opt_size_is(pd.rseq_area_cpu_id, 4),
+            "rseq_area.cpu_id is not 32 bits"
+        );
+        ensure!(
+            self.dtv.size == 16 && self.dtv_slotinfo.size == 16,
+            "dtv_t / dtv_slotinfo size"
+        );
+        ensure!(
+            self.dtv_slotinfo_list.slotinfo.stride == self.dtv_slotinfo.size,
+            "slotinfo[] stride"
+        );
+
+        match self.arch {
+            Arch::X86_64 => {
+                // The TCB is `struct pthread` itself, its first member the tcbhead_t.
+                ensure!(
+                    pd.header.off == 0 && pd.header.size == self.tcbhead.size,
+                    "x86_64 pthread.header"
+                );
+                ensure!(
+                    self.tcbhead.tcb.is_some() && self.tcbhead.self_.is_some(),
+                    "x86_64 tcbhead_t"
+                );
+                ensure!(
+                    self.aarch64_cpu_features.is_none(),
+                    "aarch64 cpu_features on x86_64"
+                );
+                ensure!(
+                    ro._dl_aarch64_cpu_features.is_none(),
+                    "_dl_aarch64_cpu_features on x86_64"
+                );
+                match (
+                    self.x86_cpu_features,
+                    self.cpuid_feature_internal,
+                    ro._dl_x86_cpu_features,
+                ) {
+                    (Some(cf), Some(el), Some(f)) => {
+                        ensure!(f.size == cf.size, "_dl_x86_cpu_features size");
+                        ensure!(cf.features.stride == el.size, "features[] stride");
+                        ensure!(
+                            el.cpuid.size == 16 && el.active.size == 16,
+                            "cpuid registers"
+                        );
+                        ensure!(
+                            cf.non_temporal_threshold.size == 8,
+                            "non_temporal_threshold size"
+                        );
+                    }
+                    _ => return Err(Inconsistent("x86_64 without cpu_features")),
+                }
+            }
+            Arch::Aarch64 => {
+                ensure!(self.tcbhead.size == 16, "aarch64 tcbhead_t is not 16 bytes");
+                ensure!(self.tcbhead.dtv.off == 0, "aarch64 tcbhead_t.dtv");
+                ensure!(
+                    self.x86_cpu_features.is_none(),
+                    "x86 cpu_features on aarch64"
+                );
+                ensure!(
+                    ro._dl_x86_cpu_features.is_none(),
+                    "_dl_x86_cpu_features on aarch64"
+                );
+                match (self.aarch64_cpu_features, ro._dl_aarch64_cpu_features) {
+                    (Some(cf), Some(f)) => {
+                        ensure!(f.size == cf.size, "_dl_aarch64_cpu_features size")
+                    }
+                    _ => return Err(Inconsistent("aarch64 without cpu_features")),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Finds the table whose `libc_build_id` is `build_id` among `tables`.
+pub fn find_in(tables: &[&'static Layout], build_id: &[u8]) -> Option<&'static Layout> {
+    tables.iter().copied().find(|l| l.libc_build_id == build_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::glibc::layouts;
+
+    fn by_build_id(hex: &str) -> &'static Layout {
+        let id: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        layouts::find(&id).unwrap_or_else(|| panic!("no table for build id {hex}"))
+    }
+
+    /// Debian 12 (`2.36-9+deb12u14`) x86_64, against the pahole numbers of
+    /// glibc-rtld-abi.md section 8.1 (obtained independently of the xtask).
+    #[test]
+    fn bookworm_x86_64_matches_pahole() {
+        let l = by_build_id("93ac61ec5a8eb1396f9fbd350e3169a558528a40");
+        assert_eq!(l.arch, Arch::X86_64);
+        assert_eq!(l.glibc_version, "2.36");
+        assert_eq!(l.package_version, "2.36-9+deb12u14");
+        assert_eq!(l.rtld_build_id[..4], [0x7e, 0xbc, 0x65, 0xe5]);
+
+        let g = &l.rtld_global;
+        assert_eq!(g.size, 4336);
+        assert_eq!(
+            g._dl_ns,
+            Array {
+                off: 0,
+                stride: 160,
+                len: 16
+            }
+        );
+        assert_eq!(g._dl_nns, Field { off: 2560, size: 8 });
+        assert_eq!(
+            g._dl_load_lock,
+            Field {
+                off: 2568,
+                size: 40
+            }
+        );
+        assert_eq!(g._dl_load_write_lock.off, 2608);
+        assert_eq!(g._dl_load_adds.off, 2688);
+        assert_eq!(g._dl_all_dirs.off, 2728);
+        assert_eq!(
+            g._dl_rtld_map,
+            Some(Field {
+                off: 2736,
+                size: 1192
+            })
+        );
+        assert_eq!(g._dl_x86_feature_1.map(|f| f.off), Some(4184));
+        assert_eq!(g._dl_stack_flags.off, 4192);
+        assert_eq!(g._dl_tls_dtv_slotinfo_list.off, 4208);
+        assert_eq!(g._dl_initial_dtv.off, 4240);
+        assert_eq!(g._dl_stack_used.off, 4264);
+        assert_eq!(g._dl_stack_user.off, 4280);
+        assert_eq!(g._dl_stack_cache.off, 4296);
+        assert_eq!(g._dl_stack_cache_lock, Field { off: 4328, size: 4 });
+        assert_eq!(g._dl_aarch64_gcs, None);
+
+        let ns = &l.link_namespaces;
+        assert_eq!(ns.size, 160);
+        assert_eq!(ns._ns_nloaded.off, 8);
+        assert_eq!(ns.libc_map.off, 32);
+        assert_eq!(ns._ns_debug, Some(Field { off: 112, size: 48 }));
+
+        let ro = &l.rtld_global_ro;
+        assert_eq!(ro.size, 896);
+        assert_eq!(ro._dl_pagesize.off, 24);
+        assert_eq!(ro._dl_minsigstacksize.off, 32);
+        assert_eq!(ro._dl_fpu_control, Field { off: 88, size: 2 });
+        assert_eq!(ro._dl_hwcap.off, 96);
+        assert_eq!(ro._dl_auxv.off, 104);
+        assert_eq!(
+            ro._dl_x86_cpu_features,
+            Some(Field {
+                off: 112,
+                size: 480
+            })
+        );
+        assert_eq!(ro._dl_x86_platforms.map(|f| f.off), Some(619));
+        assert_eq!(ro._dl_tls_static_size.off, 672);
+        assert_eq!(ro._dl_tls_static_align.off, 680);
+        assert_eq!(ro._dl_init_all_dirs.off, 712);
+        assert_eq!(ro._dl_sysinfo_map.off, 728);
+        assert_eq!(ro._dl_vdso_getcpu.map(|f| f.off), Some(760));
+        assert_eq!(ro._dl_hwcap2.off, 776);
+        assert_eq!(ro._dl_lookup_symbol_x.off, 808);
+        assert_eq!(ro._dl_find_object.off, 864);
+        assert_eq!(ro._dl_naudit.off, 888);
+
+        let lm = &l.link_map;
+        assert_eq!(lm.size, 1192);
+        assert_eq!(
+            lm.l_info,
+            Array {
+                off: 64,
+                stride: 8,
+                len: 80
+            }
+        );
+        assert_eq!(lm.l_phdr.off, 704);
+        assert_eq!(lm.l_phnum, Field { off: 720, size: 2 });
+        assert_eq!(lm.l_loader.off, 760);
+        assert_eq!(lm.l_gnu_buckets.off, 800);
+        assert_eq!(lm.l_chain.off, 800);
+        assert_eq!(lm.l_gnu_chain_zero.off, 808);
+        // pahole: "820 (bit 0) l_type:2", "(bit 19) l_contiguous", "(bit 21) l_ld_readonly"
+        assert_eq!(lm.l_type.bit_offset(), 820 * 8);
+        assert_eq!(lm.l_type.width, 2);
+        assert_eq!(lm.l_relocated.bit_offset(), 820 * 8 + 3);
+        assert_eq!(lm.l_init_called.bit_offset(), 820 * 8 + 4);
+        assert_eq!(lm.l_contiguous.bit_offset(), 820 * 8 + 19);
+        assert_eq!(lm.l_free_initfini.bit_offset(), 820 * 8 + 20);
+        assert_eq!(lm.l_ld_readonly.bit_offset(), 820 * 8 + 21);
+        assert_eq!(lm.l_find_object_processed.bit_offset(), 820 * 8 + 22);
+        assert_eq!(lm.l_nodelete_active.off, 823);
+        assert_eq!(lm.l_property.map(|b| b.bit_offset()), Some(824 * 8 + 8));
+        assert_eq!(lm.l_origin.off, 872);
+        assert_eq!(lm.l_map_start.off, 880);
+        assert_eq!(lm.l_map_end.off, 888);
+        assert_eq!(lm.l_text_end.map(|f| f.off), Some(896));
+        assert_eq!(lm.l_scope.off, 944);
+        assert_eq!(lm.l_local_scope.off, 952);
+        assert_eq!(lm.l_initfini.off, 1000);
+        assert_eq!(lm.l_init_called_next.map(|f| f.off), Some(1008));
+        assert_eq!(lm.l_tls_offset.off, 1144);
+        assert_eq!(lm.l_tls_modid.off, 1152);
+        assert_eq!(lm.l_tls_dtor_count.off, 1160);
+        assert_eq!(lm.l_serial.off, 1184);
+
+        let pd = &l.pthread;
+        assert_eq!(pd.size, 2368);
+        assert_eq!(pd.header, Field { off: 0, size: 704 });
+        assert_eq!(pd.list.off, 704);
+        assert_eq!(pd.tid.off, 720);
+        assert_eq!(pd.robust_prev.off, 728);
+        assert_eq!(pd.robust_head.off, 736);
+        assert_eq!(
+            pd.specific_1stblock,
+            Array {
+                off: 784,
+                stride: 16,
+                len: 32
+            }
+        );
+        assert_eq!(pd.specific.off, 1296);
+        assert_eq!(pd.report_events.off, 1553);
+        assert_eq!(pd.user_stack.off, 1554);
+        assert_eq!(pd.start_routine.off, 1592);
+        assert_eq!(pd.stackblock_size.off, 1688);
+        assert_eq!(
+            pd.rseq_area,
+            Some(Field {
+                off: 2336,
+                size: 32
+            })
+        );
+        assert_eq!(pd.rseq_area_cpu_id, Some(Field { off: 2340, size: 4 }));
+        assert_eq!(pd.rseq_area_flags.map(|f| f.off), Some(2352));
+        assert_eq!(pd.rtld_catch, None);
+
+        let tcb = &l.tcbhead;
+        assert_eq!(tcb.size, 704);
+        assert_eq!(tcb.self_.map(|f| f.off), Some(16));
+        assert_eq!(tcb.multiple_threads.map(|f| f.off), Some(24));
+        assert_eq!(tcb.stack_guard.map(|f| f.off), Some(40));
+        assert_eq!(tcb.pointer_guard.map(|f| f.off), Some(48));
+        assert_eq!(tcb.feature_1.map(|f| f.off), Some(72));
+
+        let cf = l.x86_cpu_features.unwrap();
+        assert_eq!(cf.size, 480);
+        assert_eq!(
+            cf.features,
+            Array {
+                off: 20,
+                stride: 32,
+                len: 9
+            }
+        );
+        assert_eq!(
+            cf.preferred,
+            Array {
+                off: 308,
+                stride: 4,
+                len: 1
+            }
+        );
+        assert_eq!(cf.isa_1.off, 312);
+        assert_eq!(cf.xsave_state_size.off, 320);
+        assert_eq!(cf.non_temporal_threshold.off, 352);
+        assert_eq!(cf.rep_movsb_stop_threshold.off, 368);
+        assert_eq!(cf.level4_cache_size.off, 472);
+        assert_eq!(cf.memset_non_temporal_threshold, None);
+
+        assert_eq!(l.pthread_mutex.size, 40);
+        assert_eq!(l.pthread_mutex.__kind.off, 16);
+        assert_eq!(l.pthread_mutex.__elision.map(|f| f.off), Some(22));
+        assert_eq!(l.pthread_mutex.__list_next.off, 32);
+        assert_eq!(l.unique_sym_table.size, 72);
+        assert_eq!(l.r_debug.size, 40);
+        assert_eq!(
+            l.r_debug_extended.map(|r| (r.size, r.r_next.off)),
+            Some((48, 40))
+        );
+        assert_eq!(l.dl_find_object.dlfo_eh_frame.off, 32);
+        assert_eq!(l.dl_find_object.size, 96);
+        assert_eq!(l.link_map_machine.gotplt.map(|f| f.off), Some(8));
+        assert_eq!(l.r_found_version.filename.off, 16);
+        assert_eq!(l.libname_list.dont_free.off, 16);
+    }
+
+    /// Debian 12 aarch64, against glibc-rtld-abi.md section 8.2.
+    #[test]
+    fn bookworm_aarch64_matches_pahole() {
+        let l = by_build_id("6f268ff546c56d7f14e9501a55698cc2d0ab4732");
+        assert_eq!(l.arch, Arch::Aarch64);
+        assert_eq!(l.rtld_global.size, 4520);
+        assert_eq!(l.rtld_global._dl_ns.stride, 168);
+        assert_eq!(l.rtld_global._dl_nns.off, 2688);
+        assert_eq!(
+            l.rtld_global._dl_load_lock,
+            Field {
+                off: 2696,
+                size: 48
+            }
+        );
+        assert_eq!(
+            l.rtld_global._dl_rtld_map,
+            Some(Field {
+                off: 2888,
+                size: 1232
+            })
+        );
+        assert_eq!(l.rtld_global._dl_stack_flags.off, 4376);
+        assert_eq!(l.rtld_global._dl_x86_feature_1, None);
+        assert_eq!(l.rtld_global._dl_stack_user.off, 4464);
+        assert_eq!(l.rtld_global._dl_stack_cache_lock.off, 4512);
+        assert_eq!(l.rtld_global_ro.size, 672);
+        assert_eq!(l.rtld_global_ro._dl_fpu_control, Field { off: 88, size: 4 });
+        assert_eq!(
+            l.rtld_global_ro._dl_aarch64_cpu_features,
+            Some(Field { off: 112, size: 16 })
+        );
+        assert_eq!(l.rtld_global_ro._dl_tls_static_size.off, 464);
+        assert_eq!(l.rtld_global_ro._dl_vdso_time, None);
+        assert_eq!(l.rtld_global_ro._dl_hwcap2.off, 552);
+        assert_eq!(l.rtld_global_ro._dl_find_object.off, 640);
+        assert_eq!(l.link_map.size, 1232);
+        assert_eq!(l.link_map.l_info.len, 86);
+        assert_eq!(l.link_map.l_phdr.off, 752);
+        assert_eq!(l.link_map.l_ld_readonly.bit_offset(), 868 * 8 + 21);
+        assert_eq!(l.link_map.l_property, None);
+        assert_eq!(l.link_map.l_origin.off, 912);
+        assert_eq!(l.link_map.l_tls_modid.off, 1192);
+        assert_eq!(l.pthread.size, 1856);
+        assert_eq!(l.pthread.header_gscope_flag.off, 4);
+        assert_eq!(l.pthread.tid.off, 208);
+        assert_eq!(l.pthread.specific.off, 784);
+        assert_eq!(
+            l.pthread.rseq_area,
+            Some(Field {
+                off: 1824,
+                size: 32
+            })
+        );
+        assert_eq!(l.tcbhead.size, 16);
+        assert_eq!(l.tcbhead.tcb, None);
+        assert_eq!(l.pthread_mutex.size, 48);
+        assert_eq!(l.pthread_mutex.__spins.size, 4);
+        assert_eq!(l.pthread_mutex.__elision, None);
+        assert_eq!(l.unique_sym_table.size, 80);
+        let cf = l.aarch64_cpu_features.unwrap();
+        assert_eq!(cf.size, 16);
+        assert_eq!(cf.mops.off, 15);
+        assert_eq!(cf.prefer_sve_ifuncs, None);
+        assert_eq!(l.link_map_machine.bti_fail.map(|f| f.off), Some(16));
+    }
+
+    #[test]
+    fn every_table_is_consistent_and_unique() {
+        assert!(layouts::ALL.len() >= 4);
+        for (i, l) in layouts::ALL.iter().enumerate() {
+            assert_eq!(l.check(), Ok(()), "{} {:?}", l.package_version, l.arch);
+            for other in &layouts::ALL[i + 1..] {
+                assert_ne!(l.libc_build_id, other.libc_build_id);
+            }
+            assert!(core::ptr::eq(*l, layouts::find(l.libc_build_id).unwrap()));
+        }
+        assert!(layouts::find(&[0; 20]).is_none());
+    }
+
+    #[test]
+    fn bits_get_and_set() {
+        // A 2-bit field straddling a byte boundary, like x86_64 l_property.
+        let b = Bits {
+            off: 1,
+            bit: 7,
+            width: 2,
+        };
+        let mut rec = [0xffu8; 4];
+        assert_eq!(b.get(&rec), Some(3));
+        b.set(&mut rec, 1).unwrap();
+        assert_eq!(rec, [0xff, 0xff, 0xfe, 0xff]);
+        assert_eq!(b.get(&rec), Some(1));
+        assert_eq!(b.get(&rec[..2]), None);
+        let one = Bits {
+            off: 0,
+            bit: 5,
+            width: 1,
+        };
+        let mut rec = [0u8; 1];
+        one.set(&mut rec, 1).unwrap();
+        assert_eq!(rec, [0x20]);
+        assert_eq!(
+            Array {
+                off: 8,
+                stride: 4,
+                len: 2
+            }
+            .at(2),
+            None
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! ld-cah: a freestanding dynamic loader with content-addressed libraries.
+//!
+//! The library target holds every stage of loading; the binary target
+//! (`src/main.rs`, feature `rtld`) is only the glue that makes it
+//! `ld-cah.so`. Pure modules (ELF views, search order, file formats) are
+//! compiled into the host tool `cah` and tested on the host too.
+//!
+//! Stages, in the order data flows: [`sys`] (the kernel) → [`elf`] (views)
+//! → [`map`] (segments) → [`verify`] (digests, lock, hash cache) → [`link`]
+//! (closure, search, lookup) → [`reloc`] → [`tls`] → [`glibc`] →
+//! [`init`] → [`start`] (the driver). [`arch`] holds what differs by
+//! architecture.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+pub mod arch;
+pub mod debug;
+pub mod diag;
+pub mod elf;
+pub mod glibc;
+pub mod heap;
+pub mod init;
+pub mod link;
+pub mod map;
+pub mod reloc;
+pub mod start;
+pub mod sys;
+pub mod tls;
+pub mod verify;

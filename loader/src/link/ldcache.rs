@@ -1,0 +1,139 @@
+//! `/etc/ld.so.cache`, glibc's "new" format (`glibc-ld.so.cache1.1`), the
+//! only one Debian has written since glibc 2.32.
+//!
+//! Layout (little-endian): a 48-byte header (magic `glibc-ld.so.cache`,
+//! version `1.1`, `nlibs` u32, `len_strings` u32, flags u8, 3 pad bytes,
+//! extension offset u32, 3 unused u32), then `nlibs` 24-byte entries
+//! (`flags` i32, `key` u32, `value` u32, `osversion` u32, `hwcap` u64) whose
+//! key (the soname) and value (the path) are offsets from the start of the
+//! file. The file is treated as untrusted: every offset is checked.
+
+use crate::elf::header::{u32_at, u64_at};
+
+const MAGIC: &[u8] = b"glibc-ld.so.cache1.1";
+const HEADER: usize = 48;
+const ENTRY: usize = 24;
+
+/// A parsed view of the cache file.
+#[derive(Clone, Copy, Debug)]
+pub struct LdCache<'a> {
+    data: &'a [u8],
+    entries: usize,
+}
+
+impl<'a> LdCache<'a> {
+    /// Accepts the file if its header and entry table are in bounds.
+    pub fn parse(data: &'a [u8]) -> Option<LdCache<'a>> {
+        // An old-format prefix ("ld.so-1.7.0") may precede the new table.
+        let data = if data.starts_with(b"ld.so-1.7.0") {
+            let n = u32_at(data, 12)? as usize;
+            let off = (16usize.checked_add(n.checked_mul(12)?)? + 7) & !7;
+            data.get(off..)?
+        } else {
+            data
+        };
+        if !data.starts_with(MAGIC) {
+            return None;
+        }
+        let nlibs = u32_at(data, 20)? as usize;
+        let end = HEADER.checked_add(nlibs.checked_mul(ENTRY)?)?;
+        if end > data.len() {
+            return None;
+        }
+        Some(LdCache { data, entries: nlibs })
+    }
+
+    fn string(&self, off: u32) -> Option<&'a [u8]> {
+        let rest = self.data.get(off as usize..)?;
+        let n = rest.iter().position(|&b| b == 0)?;
+        Some(&rest[..n])
+    }
+
+    /// The path recorded for `name`, among entries of this arch (`flags`)
+    /// built for no particular hardware capability.
+    pub fn lookup(&self, name: &[u8], flags: i32) -> Option<&'a [u8]> {
+        for i in 0..self.entries {
+            let e = HEADER + i * ENTRY;
+            let eflags = u32_at(self.data, e)? as i32;
+            if eflags != flags {
+                continue;
+            }
+            if u64_at(self.data, e + 16)? != 0 {
+                continue;
+            }
+            if self.string(u32_at(self.data, e + 4)?)? == name {
+                return self.string(u32_at(self.data, e + 8)?);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds a cache file the way `ldconfig` lays it out.
+    fn build(entries: &[(i32, &str, &str)]) -> Vec<u8> {
+        let mut strings = Vec::new();
+        let base = HEADER + entries.len() * ENTRY;
+        let mut table = Vec::new();
+        for (flags, key, value) in entries {
+            let k = base + strings.len();
+            strings.extend_from_slice(key.as_bytes());
+            strings.push(0);
+            let v = base + strings.len();
+            strings.extend_from_slice(value.as_bytes());
+            strings.push(0);
+            table.extend_from_slice(&flags.to_le_bytes());
+            table.extend_from_slice(&(k as u32).to_le_bytes());
+            table.extend_from_slice(&(v as u32).to_le_bytes());
+            table.extend_from_slice(&0u32.to_le_bytes());
+            table.extend_from_slice(&0u64.to_le_bytes());
+        }
+        let mut f = Vec::new();
+        f.extend_from_slice(MAGIC);
+        f.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        f.extend_from_slice(&(strings.len() as u32).to_le_bytes());
+        f.resize(HEADER, 0);
+        f.extend(table);
+        f.extend(strings);
+        f
+    }
+
+    #[test]
+    fn finds_entries_of_the_right_arch_only() {
+        let f = build(&[
+            (0x0a03, "libz.so.1", "/usr/lib/aarch64-linux-gnu/libz.so.1"),
+            (0x0303, "libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1"),
+        ]);
+        let c = LdCache::parse(&f).unwrap();
+        assert_eq!(c.lookup(b"libz.so.1", 0x0303), Some(&b"/usr/lib/x86_64-linux-gnu/libz.so.1"[..]));
+        assert_eq!(c.lookup(b"libz.so.1", 0x0a03), Some(&b"/usr/lib/aarch64-linux-gnu/libz.so.1"[..]));
+        assert_eq!(c.lookup(b"libzz.so.1", 0x0303), None);
+    }
+
+    #[test]
+    fn reads_this_machines_cache() {
+        // The real file, written by the real ldconfig: libc must be in it.
+        let Ok(data) = std::fs::read("/etc/ld.so.cache") else {
+            panic!("/etc/ld.so.cache is missing on this Debian machine");
+        };
+        let c = LdCache::parse(&data).expect("parses");
+        let path = c.lookup(b"libc.so.6", 0x0303).expect("libc.so.6 listed");
+        assert!(std::path::Path::new(std::str::from_utf8(path).unwrap()).exists());
+    }
+
+    #[test]
+    fn truncated_or_corrupt_files_are_rejected_or_harmless() {
+        let f = build(&[(0x0303, "liba.so", "/a/liba.so")]);
+        for len in 0..f.len() {
+            if let Some(c) = LdCache::parse(&f[..len]) {
+                let _ = c.lookup(b"liba.so", 0x0303);
+            }
+        }
+        let mut g = f.clone();
+        g[HEADER + 4..HEADER + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(LdCache::parse(&g).unwrap().lookup(b"liba.so", 0x0303), None);
+    }
+}

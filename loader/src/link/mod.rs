@@ -1,0 +1,215 @@
+//! The closure: which objects make up the program, in which order, and
+//! where their symbols come from.
+//!
+//! Objects live in one `Vec<Dso>` in load order (glibc's `_ns_loaded`
+//! chain); an object is referred to by its index there. The global scope
+//! is the breadth-first order glibc builds: the executable, the preloads,
+//! then dependencies in discovery order.
+
+pub mod closure;
+pub mod ldcache;
+pub mod lookup;
+pub mod search;
+
+use alloc::vec::Vec;
+
+use object::elf::*;
+
+use crate::elf::{DynInfo, Image, Phdr};
+use crate::elf::version::Versions;
+use crate::map::Mapped;
+use crate::tls;
+
+/// What kind of object a `Dso` is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The program.
+    Main,
+    /// A shared library.
+    Library,
+    /// ld-cah itself, standing in for glibc's `ld-linux-*.so`.
+    Loader,
+    /// The kernel's vDSO.
+    Vdso,
+}
+
+/// One loaded object.
+#[derive(Debug)]
+pub struct Dso {
+    pub kind: Kind,
+    /// `l_name`: the path it was loaded from (NUL-terminated; empty for
+    /// the program when the kernel loaded it, as in glibc).
+    pub name: Vec<u8>,
+    /// The path used for `$ORIGIN`, `--list` and messages.
+    pub path: Vec<u8>,
+    /// Every name this object answers to (`DT_NEEDED` names that found it,
+    /// its `DT_SONAME`).
+    pub aliases: Vec<Vec<u8>>,
+    pub base: usize,
+    pub map_start: usize,
+    pub map_end: usize,
+    pub img: Image,
+    pub phdrs: Vec<Phdr>,
+    pub phdr_addr: usize,
+    pub entry: usize,
+    /// Run-time address of `PT_DYNAMIC` (0 if none).
+    pub dynamic: usize,
+    pub dyn_info: DynInfo,
+    pub versions: Versions,
+    pub tls: Option<tls::Module>,
+    /// `PT_GNU_RELRO`, as a run-time page range.
+    pub relro: Option<(usize, usize)>,
+    /// `(st_dev, st_ino)` of the file, to notice one file under two names.
+    pub file_id: Option<(u64, u64)>,
+    /// Direct dependencies, `DT_NEEDED` order, without repeats.
+    pub deps: Vec<usize>,
+    /// The object whose `DT_NEEDED` brought this one in (for `DT_RPATH`).
+    pub loaded_by: Option<usize>,
+    pub nsyms: usize,
+    pub relocated: bool,
+    pub init_called: bool,
+    /// The `struct link_map` published in `r_debug` (and handed to libc).
+    pub link_map: usize,
+}
+
+impl Dso {
+    /// Builds an object from a mapping and decodes its dynamic section.
+    pub fn new(kind: Kind, mut name: Vec<u8>, path: Vec<u8>, m: Mapped, page: usize) -> Result<Dso, &'static str> {
+        if name.last() != Some(&0) {
+            name.push(0);
+        }
+        let mut dynamic = 0;
+        let mut tls = None;
+        let mut relro = None;
+        for p in &m.phdrs {
+            match p.p_type {
+                PT_DYNAMIC => dynamic = m.base.wrapping_add(p.p_vaddr as usize),
+                PT_TLS => tls = tls::Module::from_phdr(p, m.base)?,
+                PT_GNU_RELRO => {
+                    let s = m.base.wrapping_add(p.p_vaddr as usize) & !(page - 1);
+                    let e = m.base.wrapping_add((p.p_vaddr + p.p_memsz) as usize) & !(page - 1);
+                    if e > s {
+                        relro = Some((s, e));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let dyn_info = if dynamic != 0 { DynInfo::parse(&m.img, m.base, dynamic)? } else { DynInfo::default() };
+        let versions = Versions::parse(&m.img, &dyn_info)?;
+        let nsyms = crate::elf::symbols::symbol_count(&m.img, &dyn_info);
+        let mut d = Dso {
+            kind,
+            name,
+            path,
+            aliases: Vec::new(),
+            base: m.base,
+            map_start: m.map_start,
+            map_end: m.map_end,
+            img: m.img,
+            phdrs: m.phdrs,
+            phdr_addr: m.phdr_addr,
+            entry: m.entry,
+            dynamic,
+            dyn_info,
+            versions,
+            tls,
+            relro,
+            file_id: None,
+            deps: Vec::new(),
+            loaded_by: None,
+            nsyms,
+            relocated: false,
+            init_called: false,
+            link_map: 0,
+        };
+        if let Some(so) = d.soname() {
+            let so = so.to_vec();
+            d.aliases.push(so);
+        }
+        Ok(d)
+    }
+
+    pub fn string(&self, off: usize) -> Option<&[u8]> {
+        self.dyn_info.string(&self.img, off)
+    }
+
+    pub fn soname(&self) -> Option<&[u8]> {
+        self.string(self.dyn_info.soname?)
+    }
+
+    /// `l_name` without its NUL.
+    pub fn l_name(&self) -> &[u8] {
+        self.name.strip_suffix(&[0]).unwrap_or(&self.name)
+    }
+
+    /// The name to show in messages.
+    pub fn display_name(&self) -> &str {
+        let p = if self.path.is_empty() { self.l_name() } else { &self.path };
+        core::str::from_utf8(p).unwrap_or("<non-UTF-8 name>")
+    }
+
+    pub fn answers_to(&self, name: &[u8]) -> bool {
+        self.aliases.iter().any(|a| a == name) || (!self.path.is_empty() && self.path == name)
+    }
+
+    pub fn needed_names(&self) -> impl Iterator<Item = Option<&[u8]>> + '_ {
+        self.dyn_info.needed.iter().map(move |&off| self.string(off))
+    }
+
+    pub fn flags_1(&self) -> u64 {
+        self.dyn_info.flags_1
+    }
+
+    /// `PT_GNU_STACK` flags (glibc's default without one: RWX).
+    pub fn stack_flags(&self) -> u32 {
+        self.phdrs.iter().find(|p| p.p_type == PT_GNU_STACK).map_or(PF_R | PF_W | PF_X, |p| p.p_flags)
+    }
+}
+
+/// Index of an object in the load list.
+pub type DsoId = usize;
+
+/// All loaded objects and the global scope (glibc's namespace 0).
+#[derive(Debug, Default)]
+pub struct Namespace {
+    pub objs: Vec<Dso>,
+    /// The global scope: executable, preloads, then dependencies breadth-first.
+    pub scope: Vec<DsoId>,
+    pub main: DsoId,
+    pub loader: DsoId,
+    pub vdso: Option<DsoId>,
+}
+
+impl Namespace {
+    pub fn get(&self, id: DsoId) -> Option<&Dso> {
+        self.objs.get(id)
+    }
+
+    /// The object that answers to `name`, if one is loaded.
+    pub fn find_by_name(&self, name: &[u8]) -> Option<DsoId> {
+        self.objs.iter().position(|d| d.kind != Kind::Vdso && d.answers_to(name))
+    }
+
+    /// The object with this `(st_dev, st_ino)`, if one is loaded.
+    pub fn find_by_file(&self, id: (u64, u64)) -> Option<DsoId> {
+        self.objs.iter().position(|d| d.file_id == Some(id))
+    }
+
+    /// The requester chain for `DT_RPATH`: `id`, whoever loaded it, up to
+    /// the program.
+    pub fn chain(&self, mut id: DsoId) -> Vec<DsoId> {
+        let mut out = Vec::new();
+        while out.len() <= self.objs.len() {
+            out.push(id);
+            match self.objs.get(id).and_then(|d| d.loaded_by) {
+                Some(next) => id = next,
+                None => break,
+            }
+        }
+        if !out.contains(&self.main) {
+            out.push(self.main);
+        }
+        out
+    }
+}

@@ -1,0 +1,290 @@
+//! Mapping an object: `PT_LOAD` segments with the file's alignment,
+//! `.bss` zeroed across the page boundary, the gaps left inaccessible.
+//!
+//! Also builds the [`Image`] of objects the kernel mapped (the program when
+//! we are its `PT_INTERP`, ld-cah itself, the vDSO).
+#![allow(unsafe_code)]
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use object::elf::*;
+
+use crate::elf::header::{Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE};
+use crate::elf::Image;
+use crate::sys::{self, Fd};
+
+/// What mapping produced.
+#[derive(Debug)]
+pub struct Mapped {
+    /// `l_addr`: the difference between run-time and link-time addresses.
+    pub base: usize,
+    pub map_start: usize,
+    pub map_end: usize,
+    pub img: Image,
+    pub phdrs: Vec<Phdr>,
+    /// Run-time address of the program headers, if they are mapped.
+    pub phdr_addr: usize,
+    pub entry: usize,
+    pub e_type: u16,
+}
+
+fn page_down(x: usize, page: usize) -> usize {
+    x & !(page - 1)
+}
+
+fn page_up(x: usize, page: usize) -> Option<usize> {
+    Some(x.checked_add(page - 1)? & !(page - 1))
+}
+
+fn prot_of(flags: u32) -> usize {
+    let mut p = sys::PROT_NONE;
+    if flags & PF_R != 0 {
+        p |= sys::PROT_READ;
+    }
+    if flags & PF_W != 0 {
+        p |= sys::PROT_WRITE;
+    }
+    if flags & PF_X != 0 {
+        p |= sys::PROT_EXEC;
+    }
+    p
+}
+
+/// Reads and checks the ELF and program headers of an open file.
+pub fn read_headers(fd: &Fd, machine: u16) -> Result<(Ehdr, Vec<Phdr>, u64), &'static str> {
+    let st = sys::fstat(fd).map_err(|e| e.describe())?;
+    if st.mode & 0o170000 != 0o100000 {
+        return Err("not a regular file");
+    }
+    let mut buf = [0u8; 1024];
+    let n = sys::pread_full(fd, &mut buf, 0).map_err(|e| e.describe())?;
+    let ehdr = Ehdr::parse(&buf[..n], machine)?;
+    let range = ehdr.phdr_range().ok_or("program headers out of range")?;
+    let phdrs = if range.end <= n {
+        Phdr::parse_all(&buf[range.clone()])
+    } else {
+        let mut big = vec![0u8; range.len()];
+        let got = sys::pread_full(fd, &mut big, range.start as u64).map_err(|e| e.describe())?;
+        if got != big.len() {
+            return Err("file too short for its program headers");
+        }
+        Phdr::parse_all(&big)
+    }
+    .ok_or("bad program headers")?;
+    Ok((ehdr, phdrs, st.size as u64))
+}
+
+/// Maps an object from `fd`. `page` is the system page size.
+pub fn map_file(fd: &Fd, machine: u16, page: usize) -> Result<Mapped, &'static str> {
+    let (ehdr, phdrs, file_size) = read_headers(fd, machine)?;
+    let loads: Vec<&Phdr> = phdrs.iter().filter(|p| p.p_type == PT_LOAD).collect();
+    let first = *loads.first().ok_or("no loadable segments")?;
+    let mut align = page;
+    let mut prev_end = 0u64;
+    for p in &loads {
+        if p.p_filesz > p.p_memsz {
+            return Err("segment file size exceeds its memory size");
+        }
+        if p.p_vaddr < prev_end {
+            return Err("loadable segments overlap or are out of order");
+        }
+        if (p.p_vaddr % page as u64) != (p.p_offset % page as u64) {
+            return Err("segment offset and address disagree modulo the page size");
+        }
+        let end = p.p_offset.checked_add(p.p_filesz).ok_or("segment out of range")?;
+        if end > file_size {
+            return Err("file too short (truncated?)");
+        }
+        prev_end = p.p_vaddr.checked_add(p.p_memsz).ok_or("segment out of range")?;
+        if p.p_align > align as u64 && p.p_align.is_power_of_two() && p.p_align <= 1 << 30 {
+            align = p.p_align as usize;
+        }
+    }
+    let lo = page_down(first.p_vaddr as usize, page);
+    let hi = page_up(prev_end as usize, page).ok_or("segment out of range")?;
+    let span = hi - lo;
+    if span == 0 || span > 1 << 40 {
+        return Err("bad segment sizes");
+    }
+
+    // Reserve the whole span first so that no other mapping lands between
+    // segments; over-reserve to honour alignments above the page size.
+    let base = if ehdr.e_type == ET_EXEC {
+        const MAP_FIXED_NOREPLACE: usize = 0x100000;
+        // SAFETY: NOREPLACE never clobbers an existing mapping.
+        let got = unsafe {
+            sys::mmap(lo, span, sys::PROT_NONE, sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+        }
+        .map_err(|_| "cannot map a fixed-address executable here (address in use)")?;
+        if got != lo {
+            return Err("cannot map a fixed-address executable here (address in use)");
+        }
+        0
+    } else {
+        let extra = align - page;
+        // SAFETY: a fresh reservation the kernel places.
+        let start = unsafe {
+            sys::mmap(0, span + extra, sys::PROT_NONE, sys::MAP_PRIVATE | sys::MAP_ANONYMOUS, -1, 0)
+        }
+        .map_err(|_| "cannot reserve address space")?;
+        let aligned = (start + align - 1) & !(align - 1);
+        // SAFETY: trimming the unused ends of our own fresh reservation.
+        unsafe {
+            if aligned > start {
+                let _ = sys::munmap(start, aligned - start);
+            }
+            let tail = start + span + extra - (aligned + span);
+            if tail > 0 {
+                let _ = sys::munmap(aligned + span, tail);
+            }
+        }
+        aligned - lo
+    };
+
+    let mut img = Image::new();
+    for p in &loads {
+        let vaddr = base + p.p_vaddr as usize;
+        let prot = prot_of(p.p_flags);
+        let seg_start = page_down(vaddr, page);
+        let file_end = vaddr + p.p_filesz as usize;
+        let mem_end = vaddr + p.p_memsz as usize;
+        if p.p_filesz > 0 {
+            let len = page_up(file_end, page).ok_or("segment out of range")? - seg_start;
+            let off = page_down(p.p_offset as usize, page) as u64;
+            // SAFETY: inside the span reserved above, which holds nothing else.
+            unsafe { sys::mmap(seg_start, len, prot, sys::MAP_PRIVATE | sys::MAP_FIXED, fd.raw(), off) }
+                .map_err(|e| e.describe())?;
+        }
+        if p.p_memsz > p.p_filesz {
+            // Zero the rest of the last file page; it holds whatever
+            // followed the segment in the file.
+            let zero_end = page_up(file_end, page).ok_or("segment out of range")?.min(mem_end);
+            if p.p_filesz > 0 && zero_end > file_end {
+                if prot & sys::PROT_WRITE == 0 {
+                    // SAFETY: our own fresh mapping, made writable briefly.
+                    unsafe { sys::mprotect(page_down(file_end, page), page, prot | sys::PROT_WRITE) }
+                        .map_err(|e| e.describe())?;
+                }
+                // SAFETY: this page was just mapped writable, privately.
+                unsafe { core::ptr::write_bytes(file_end as *mut u8, 0, zero_end - file_end) };
+                if prot & sys::PROT_WRITE == 0 {
+                    // SAFETY: restoring the segment's own protection.
+                    unsafe { sys::mprotect(page_down(file_end, page), page, prot) }.map_err(|e| e.describe())?;
+                }
+            }
+            let anon_start = if p.p_filesz > 0 { page_up(file_end, page).ok_or("segment out of range")? } else { seg_start };
+            let anon_end = page_up(mem_end, page).ok_or("segment out of range")?;
+            if anon_end > anon_start {
+                // SAFETY: inside our reservation.
+                unsafe {
+                    sys::mmap(anon_start, anon_end - anon_start, prot, sys::MAP_PRIVATE | sys::MAP_FIXED | sys::MAP_ANONYMOUS, -1, 0)
+                }
+                .map_err(|e| e.describe())?;
+            }
+        }
+        let (s, e) = (vaddr, mem_end);
+        // SAFETY: just mapped with these permissions; the mapping lives until
+        // the object is unloaded, and the image is dropped with the object.
+        unsafe {
+            if p.p_flags & PF_W != 0 {
+                img.add_writable(s, e);
+            } else if p.p_flags & PF_R != 0 {
+                img.add_readable(s, e);
+            }
+        }
+    }
+
+    let phdr_addr = locate_phdrs(&ehdr, &phdrs, base, &img);
+    Ok(Mapped {
+        base,
+        map_start: base + lo,
+        map_end: base + hi,
+        img,
+        phdrs,
+        phdr_addr,
+        entry: base.wrapping_add(ehdr.e_entry as usize),
+        e_type: ehdr.e_type,
+    })
+}
+
+/// Where the program headers are in memory: `PT_PHDR`, or inside the
+/// segment that maps file offset `e_phoff`; else a heap copy (which
+/// `dl_iterate_phdr` users can read just as well).
+fn locate_phdrs(ehdr: &Ehdr, phdrs: &[Phdr], base: usize, img: &Image) -> usize {
+    if let Some(p) = phdrs.iter().find(|p| p.p_type == PT_PHDR) {
+        let a = base.wrapping_add(p.p_vaddr as usize);
+        if img.is_readable(a, phdrs.len() * PHDR_SIZE) {
+            return a;
+        }
+    }
+    for p in phdrs.iter().filter(|p| p.p_type == PT_LOAD) {
+        if ehdr.e_phoff >= p.p_offset && ehdr.e_phoff + (phdrs.len() * PHDR_SIZE) as u64 <= p.p_offset + p.p_filesz {
+            let a = base + (p.p_vaddr + ehdr.e_phoff - p.p_offset) as usize;
+            if img.is_readable(a, phdrs.len() * PHDR_SIZE) {
+                return a;
+            }
+        }
+    }
+    let mut copy = Vec::with_capacity(phdrs.len() * PHDR_SIZE);
+    for p in phdrs {
+        for w in [
+            u64::from(p.p_type) | (u64::from(p.p_flags) << 32),
+            p.p_offset,
+            p.p_vaddr,
+            p.p_paddr,
+            p.p_filesz,
+            p.p_memsz,
+            p.p_align,
+        ] {
+            copy.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+    // Kept for the life of the process, like glibc's l_phdr copy.
+    copy.leak().as_ptr() as usize
+}
+
+/// Describes an object someone else mapped (the kernel, or crt for
+/// ourselves), from its program headers in memory.
+///
+/// # Safety
+/// `phdr_addr` points at `phnum` program headers of an object whose
+/// `PT_LOAD` segments are mapped at `base` as the headers say.
+pub unsafe fn from_memory(base: usize, phdr_addr: usize, phnum: usize) -> Result<Mapped, &'static str> {
+    if phnum == 0 || phnum > crate::elf::header::MAX_PHNUM {
+        return Err("bad number of program headers");
+    }
+    // SAFETY: the caller vouches for the table.
+    let raw = unsafe { core::slice::from_raw_parts(phdr_addr as *const u8, phnum * PHDR_SIZE) };
+    let phdrs = Phdr::parse_all(raw).ok_or("bad program headers")?;
+    let mut img = Image::new();
+    let (mut lo, mut hi) = (usize::MAX, 0usize);
+    for p in phdrs.iter().filter(|p| p.p_type == PT_LOAD) {
+        let s = base.wrapping_add(p.p_vaddr as usize);
+        let e = s.wrapping_add(p.p_memsz as usize);
+        lo = lo.min(s);
+        hi = hi.max(e);
+        // SAFETY: mapped by whoever loaded the object (caller's contract).
+        unsafe {
+            if p.p_flags & PF_W != 0 {
+                img.add_writable(s, e);
+            } else {
+                img.add_readable(s, e);
+            }
+        }
+    }
+    if lo == usize::MAX {
+        return Err("no loadable segments");
+    }
+    Ok(Mapped { base, map_start: lo, map_end: hi, img, phdrs, phdr_addr, entry: 0, e_type: ET_DYN })
+}
+
+/// Reads an ELF header that is mapped in memory (the vDSO, ourselves).
+///
+/// # Safety
+/// `addr` points at a mapped ELF header.
+pub unsafe fn ehdr_in_memory(addr: usize, machine: u16) -> Result<Ehdr, &'static str> {
+    // SAFETY: the caller vouches for 64 mapped bytes.
+    let raw = unsafe { core::slice::from_raw_parts(addr as *const u8, EHDR_SIZE) };
+    Ehdr::parse(raw, machine)
+}

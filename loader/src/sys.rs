@@ -1,0 +1,254 @@
+//! System calls: the only module that talks to the kernel.
+//!
+//! Typed, safe wrappers named after the syscall. Each returns
+//! `Result<_, Errno>`; the raw instruction lives in `arch::native`.
+#![allow(unsafe_code)]
+
+use crate::arch::native::{nr, syscall6};
+
+/// A negated kernel error number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    pub const ENOENT: Errno = Errno(2);
+    pub const EINTR: Errno = Errno(4);
+    pub const ENOMEM: Errno = Errno(12);
+    pub const EACCES: Errno = Errno(13);
+    pub const ENOSYS: Errno = Errno(38);
+
+    /// A short description, for error messages.
+    pub fn describe(self) -> &'static str {
+        match self.0 {
+            1 => "operation not permitted",
+            2 => "no such file or directory",
+            5 => "input/output error",
+            9 => "bad file descriptor",
+            12 => "out of memory",
+            13 => "permission denied",
+            19 => "file cannot be mapped",
+            20 => "not a directory",
+            21 => "is a directory",
+            22 => "invalid argument",
+            24 => "too many open files",
+            26 => "text file busy",
+            27 => "file too large",
+            28 => "no space left on device",
+            30 => "read-only file system",
+            36 => "file name too long",
+            40 => "too many levels of symbolic links",
+            _ => "system call failed",
+        }
+    }
+}
+
+fn check(ret: isize) -> Result<usize, Errno> {
+    if (-4095..0).contains(&ret) {
+        Err(Errno(-ret as i32))
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+#[inline(always)]
+fn sys(n: usize, a: [usize; 6]) -> Result<usize, Errno> {
+    // SAFETY: every caller below passes arguments that are valid for its
+    // syscall (pointers from live references, lengths that match them);
+    // the syscalls used here do not touch memory the caller did not hand over.
+    check(unsafe { syscall6(n, a) })
+}
+
+pub const AT_FDCWD: i32 = -100;
+pub const O_RDONLY: u32 = 0;
+pub const O_RDWR: u32 = 2;
+pub const O_CREAT: u32 = 0o100;
+pub const O_CLOEXEC: u32 = 0o2000000;
+pub const O_DIRECTORY: u32 = 0o200000;
+pub const O_NOFOLLOW: u32 = 0o400000;
+
+pub const PROT_NONE: usize = 0;
+pub const PROT_READ: usize = 1;
+pub const PROT_WRITE: usize = 2;
+pub const PROT_EXEC: usize = 4;
+pub const MAP_SHARED: usize = 0x01;
+pub const MAP_PRIVATE: usize = 0x02;
+pub const MAP_FIXED: usize = 0x10;
+pub const MAP_ANONYMOUS: usize = 0x20;
+
+/// An owned file descriptor, closed on drop.
+#[derive(Debug)]
+pub struct Fd(i32);
+
+impl Fd {
+    pub fn raw(&self) -> i32 {
+        self.0
+    }
+}
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        let _ = sys(nr::CLOSE, [self.0 as usize, 0, 0, 0, 0, 0]);
+    }
+}
+
+/// `openat(AT_FDCWD, path, flags | O_CLOEXEC)`. `path` must end in NUL.
+pub fn open(path: &[u8], flags: u32, mode: u32) -> Result<Fd, Errno> {
+    if path.last() != Some(&0) {
+        return Err(Errno(22));
+    }
+    let fd = sys(
+        nr::OPENAT,
+        [AT_FDCWD as isize as usize, path.as_ptr() as usize, (flags | O_CLOEXEC) as usize, mode as usize, 0, 0],
+    )?;
+    Ok(Fd(fd as i32))
+}
+
+/// `pread64` into `buf`; returns how many bytes were read.
+pub fn pread(fd: &Fd, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+    loop {
+        match sys(nr::PREAD64, [fd.0 as usize, buf.as_mut_ptr() as usize, buf.len(), offset as usize, 0, 0]) {
+            Err(Errno::EINTR) => continue,
+            r => return r,
+        }
+    }
+}
+
+/// Reads as much of `buf` as the file has from `offset`.
+pub fn pread_full(fd: &Fd, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = pread(fd, &mut buf[done..], offset + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
+pub fn write(fd: i32, buf: &[u8]) -> Result<usize, Errno> {
+    sys(nr::WRITE, [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0])
+}
+
+/// Writes all of `buf`, retrying short writes; errors are dropped (there is
+/// nowhere to report a failure to write an error message).
+pub fn write_all(fd: i32, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        match write(fd, buf) {
+            Ok(0) => return,
+            Ok(n) => buf = buf.get(n..).unwrap_or(&[]),
+            Err(Errno::EINTR) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+pub fn exit_group(code: i32) -> ! {
+    let _ = sys(nr::EXIT_GROUP, [code as usize, 0, 0, 0, 0, 0]);
+    // exit_group does not return; if it somehow did, trap rather than
+    // run on.
+    #[allow(clippy::empty_loop)]
+    loop {}
+}
+
+/// The fields of `struct stat` the loader uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stat {
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: i64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+}
+
+pub fn fstat(fd: &Fd) -> Result<Stat, Errno> {
+    // Large enough for either arch's struct stat (144 and 128 bytes).
+    let mut buf = [0u64; 20];
+    sys(nr::FSTAT, [fd.0 as usize, buf.as_mut_ptr() as usize, 0, 0, 0, 0])?;
+    Ok(crate::arch::native::decode_stat(&buf))
+}
+
+/// `mmap`; returns the address.
+///
+/// # Safety
+/// With `MAP_FIXED`, `addr..addr+len` must not hold anything still in use.
+pub unsafe fn mmap(addr: usize, len: usize, prot: usize, flags: usize, fd: i32, off: u64) -> Result<usize, Errno> {
+    sys(nr::MMAP, [addr, len, prot, flags, fd as isize as usize, off as usize])
+}
+
+/// An anonymous private read-write mapping.
+pub fn mmap_anon(len: usize) -> Result<usize, Errno> {
+    // SAFETY: without MAP_FIXED the kernel picks a fresh range.
+    unsafe { mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) }
+}
+
+/// # Safety
+/// Nothing may rely on the old protection of `addr..addr+len`.
+pub unsafe fn mprotect(addr: usize, len: usize, prot: usize) -> Result<(), Errno> {
+    sys(nr::MPROTECT, [addr, len, prot, 0, 0, 0]).map(|_| ())
+}
+
+/// # Safety
+/// Nothing may use `addr..addr+len` afterwards.
+pub unsafe fn munmap(addr: usize, len: usize) -> Result<(), Errno> {
+    sys(nr::MUNMAP, [addr, len, 0, 0, 0, 0]).map(|_| ())
+}
+
+/// `getcwd` into `buf`; returns the path without its NUL.
+pub fn getcwd(buf: &mut [u8]) -> Result<&[u8], Errno> {
+    let n = sys(nr::GETCWD, [buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0, 0])?;
+    let n = n.saturating_sub(1).min(buf.len());
+    Ok(&buf[..n])
+}
+
+/// `readlinkat(AT_FDCWD, path)`; `path` ends in NUL.
+pub fn readlink<'a>(path: &[u8], buf: &'a mut [u8]) -> Result<&'a [u8], Errno> {
+    if path.last() != Some(&0) {
+        return Err(Errno(22));
+    }
+    let n = sys(
+        nr::READLINKAT,
+        [AT_FDCWD as isize as usize, path.as_ptr() as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0],
+    )?;
+    Ok(&buf[..n.min(buf.len())])
+}
+
+pub fn gettid() -> i32 {
+    sys(nr::GETTID, [0; 6]).unwrap_or(0) as i32
+}
+
+pub fn getpid() -> i32 {
+    sys(nr::GETPID, [0; 6]).unwrap_or(0) as i32
+}
+
+/// `set_tid_address`; returns the caller's tid.
+///
+/// # Safety
+/// `addr` stays valid for the thread's life (the kernel writes 0 there at exit).
+pub unsafe fn set_tid_address(addr: usize) -> i32 {
+    sys(nr::SET_TID_ADDRESS, [addr, 0, 0, 0, 0, 0]).unwrap_or(0) as i32
+}
+
+/// # Safety
+/// `head` stays valid for the thread's life.
+pub unsafe fn set_robust_list(head: usize, len: usize) -> Result<(), Errno> {
+    sys(nr::SET_ROBUST_LIST, [head, len, 0, 0, 0, 0]).map(|_| ())
+}
+
+/// # Safety
+/// `area` is a `struct rseq` that stays valid for the thread's life.
+pub unsafe fn rseq(area: usize, len: usize, sig: u32) -> Result<(), Errno> {
+    sys(nr::RSEQ, [area, len, 0, sig as usize, 0, 0]).map(|_| ())
+}
+
+/// Sets the thread pointer (see `arch`).
+///
+/// # Safety
+/// `tp` points at a TCB that outlives the thread.
+pub unsafe fn set_thread_pointer(tp: usize) -> Result<(), Errno> {
+    // SAFETY: forwarded to the caller.
+    check(unsafe { crate::arch::native::set_thread_pointer(tp) }).map(|_| ())
+}

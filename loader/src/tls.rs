@@ -1,0 +1,266 @@
+//! Thread-local storage: module ids, the static TLS layout, the main
+//! thread's TLS block, TCB and DTV, and `__tls_get_addr`.
+//!
+//! The DTV uses glibc's format (libc reads and frees it): an array of
+//! 16-byte entries `{ pointer, to_free }`; the TCB's `dtv` field points at
+//! entry 1 so that `dtv[-1]` holds the capacity and `dtv[0]` the
+//! generation.
+#![allow(unsafe_code)]
+
+use alloc::vec::Vec;
+
+use crate::arch::TlsVariant;
+use crate::elf::Phdr;
+
+/// One object's `PT_TLS`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Module {
+    pub modid: usize,
+    /// Run-time address of the initialisation image.
+    pub image: usize,
+    pub filesz: usize,
+    pub memsz: usize,
+    pub align: usize,
+    /// `p_vaddr` modulo the alignment: where in its first aligned unit the
+    /// block must start.
+    pub firstbyte: usize,
+    /// Offset from the thread pointer, once placed in static TLS
+    /// (subtracted on variant II, added on variant I).
+    pub offset: Option<usize>,
+}
+
+impl Module {
+    pub fn from_phdr(p: &Phdr, base: usize) -> Result<Option<Module>, &'static str> {
+        if p.p_memsz == 0 {
+            return Ok(None);
+        }
+        let align = p.p_align.max(1) as usize;
+        if !align.is_power_of_two() || p.p_filesz > p.p_memsz || p.p_memsz > 1 << 30 {
+            return Err("bad PT_TLS segment");
+        }
+        Ok(Some(Module {
+            modid: 0,
+            image: base.wrapping_add(p.p_vaddr as usize),
+            filesz: p.p_filesz as usize,
+            memsz: p.p_memsz as usize,
+            align,
+            firstbyte: (p.p_vaddr as usize) & (align - 1),
+            offset: None,
+        }))
+    }
+}
+
+/// Static TLS surplus for objects `dlopen`ed later with initial-exec TLS
+/// (glibc's default with its default tunables).
+pub const STATIC_SURPLUS: usize = 1664;
+/// Spare DTV entries beyond the initial modules (glibc: `DTV_SURPLUS`).
+pub const DTV_SURPLUS: usize = 14;
+
+/// The static TLS layout of the initial modules.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StaticLayout {
+    /// Bytes used by the modules themselves.
+    pub used: usize,
+    /// `GLRO(dl_tls_static_size)`.
+    pub size: usize,
+    /// `GLRO(dl_tls_static_align)`.
+    pub align: usize,
+}
+
+fn round_up(x: usize, a: usize) -> usize {
+    (x + a - 1) & !(a - 1)
+}
+
+/// Places each module, in order, and returns the layout. `tcb_size` is
+/// what variant II counts into the static size (glibc's `TLS_TCB_SIZE`).
+pub fn layout(variant: TlsVariant, modules: &mut [&mut Module], tcb_size: usize) -> StaticLayout {
+    let mut max_align = 64usize;
+    match variant {
+        TlsVariant::Two => {
+            let mut offset = 0usize;
+            for m in modules.iter_mut() {
+                let first = m.firstbyte.wrapping_neg() & (m.align - 1);
+                let off = round_up(offset + m.memsz - first, m.align) + first;
+                m.offset = Some(off);
+                offset = off;
+                max_align = max_align.max(m.align);
+            }
+            StaticLayout {
+                used: offset,
+                size: round_up(offset + STATIC_SURPLUS, max_align) + tcb_size,
+                align: max_align,
+            }
+        }
+        TlsVariant::One => {
+            max_align = 32;
+            let mut offset = 16usize;
+            for m in modules.iter_mut() {
+                let mut off = round_up(offset, m.align);
+                if off - offset < m.firstbyte {
+                    off += m.align;
+                }
+                m.offset = Some(off - m.firstbyte);
+                offset = off + m.memsz - m.firstbyte;
+                max_align = max_align.max(m.align);
+            }
+            StaticLayout { used: offset, size: round_up(offset + STATIC_SURPLUS, 32), align: max_align }
+        }
+    }
+}
+
+/// The address of a module's block for the thread whose pointer is `tp`.
+pub fn block_address(variant: TlsVariant, tp: usize, offset: usize) -> usize {
+    match variant {
+        TlsVariant::Two => tp - offset,
+        TlsVariant::One => tp + offset,
+    }
+}
+
+/// The value a `TPOFF` relocation stores for `value` in a module at `offset`.
+pub fn tp_offset(variant: TlsVariant, offset: usize, value: u64) -> u64 {
+    match variant {
+        TlsVariant::Two => value.wrapping_sub(offset as u64),
+        TlsVariant::One => value.wrapping_add(offset as u64),
+    }
+}
+
+/// A DTV entry (glibc's `dtv_t` pointer form).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DtvEntry {
+    pub val: usize,
+    pub to_free: usize,
+}
+
+/// `TLS_DTV_UNALLOCATED`.
+pub const UNALLOCATED: usize = usize::MAX;
+
+/// The main thread's TLS memory.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadBlock {
+    pub tp: usize,
+    /// The TCB's `dtv` value (`&entries[1]`).
+    pub dtv: usize,
+    /// Start of the allocation (x86_64: lowest address of the TLS blocks;
+    /// aarch64: the pre-TCB `struct pthread`).
+    pub alloc: usize,
+}
+
+/// Allocates the main thread's static TLS, TCB and DTV. `tcb_size` is the
+/// size of what lies at the thread pointer (x86_64: `struct pthread`),
+/// `pre_tcb` what lies below it (aarch64: `struct pthread`).
+pub fn allocate(
+    variant: TlsVariant,
+    layout: &StaticLayout,
+    tcb_size: usize,
+    pre_tcb: usize,
+    max_modid: usize,
+) -> Result<ThreadBlock, crate::sys::Errno> {
+    let align = layout.align.max(16);
+    let (size, tp_of) = match variant {
+        TlsVariant::Two => (layout.size + align + 64, 0),
+        TlsVariant::One => (pre_tcb + layout.size + 2 * align, 1),
+    };
+    let mem = crate::sys::mmap_anon(round_up(size, 4096))?;
+    let tp = if tp_of == 0 {
+        // The TCB sits at the top of the block, aligned; TLS blocks below.
+        let tcb = round_up(mem + layout.size - tcb_size, align);
+        tcb
+    } else {
+        round_up(mem + pre_tcb, align)
+    };
+    let n = max_modid + DTV_SURPLUS;
+    let mut dtv: Vec<DtvEntry> = Vec::with_capacity(n + 2);
+    dtv.push(DtvEntry { val: n, to_free: 0 });
+    dtv.push(DtvEntry { val: 1, to_free: 0 });
+    for _ in 0..n {
+        dtv.push(DtvEntry { val: UNALLOCATED, to_free: 0 });
+    }
+    let dtv_ptr = dtv.leak().as_mut_ptr() as usize + core::mem::size_of::<DtvEntry>();
+    Ok(ThreadBlock { tp, dtv: dtv_ptr, alloc: mem })
+}
+
+/// Points the DTV entry of `m` at its block and copies the init image.
+///
+/// # Safety
+/// `tb` was allocated by [`allocate`] for a layout that placed `m`, and the
+/// module's image is mapped readable.
+pub unsafe fn init_module(variant: TlsVariant, tb: &ThreadBlock, m: &Module) {
+    let Some(offset) = m.offset else { return };
+    let block = block_address(variant, tb.tp, offset);
+    // SAFETY: the block lies inside the allocation (layout places it
+    // there); the image is the module's mapped `.tdata`.
+    unsafe {
+        core::ptr::copy_nonoverlapping(m.image as *const u8, block as *mut u8, m.filesz);
+        core::ptr::write_bytes((block + m.filesz) as *mut u8, 0, m.memsz - m.filesz);
+        let entry = (tb.dtv as *mut DtvEntry).add(m.modid);
+        (*entry).val = block;
+        (*entry).to_free = 0;
+    }
+}
+
+/// `tls_index` as compilers pass it to `__tls_get_addr`.
+#[repr(C)]
+pub struct TlsIndex {
+    pub module: usize,
+    pub offset: usize,
+}
+
+/// The address of `(module, offset)` for the calling thread.
+///
+/// # Safety
+/// The thread pointer is set up and `ti` names a module of its DTV.
+pub unsafe fn get_addr(dtv: usize, ti: &TlsIndex) -> usize {
+    // SAFETY: the DTV has an entry for every module id handed out.
+    let e = unsafe { &*(dtv as *const DtvEntry).add(ti.module) };
+    e.val.wrapping_add(ti.offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(memsz: usize, align: usize, vaddr: usize) -> Module {
+        Module { modid: 1, image: 0, filesz: 0, memsz, align, firstbyte: vaddr & (align - 1), offset: None }
+    }
+
+    #[test]
+    fn executable_block_lands_where_the_static_linker_assumed() {
+        // x86_64: the executable's block ends at the thread pointer.
+        let mut m = module(20, 16, 0x3000);
+        let l = layout(TlsVariant::Two, &mut [&mut m], 2368);
+        assert_eq!(m.offset, Some(32), "roundup(20, 16)");
+        assert_eq!(l.size, round_up(32 + STATIC_SURPLUS, 64) + 2368);
+        // aarch64: after the 16-byte TCB, aligned to the block's alignment.
+        let mut m = module(20, 64, 0x3000);
+        layout(TlsVariant::One, &mut [&mut m], 0);
+        assert_eq!(m.offset, Some(64));
+        let mut m = module(20, 8, 0x3000);
+        layout(TlsVariant::One, &mut [&mut m], 0);
+        assert_eq!(m.offset, Some(16));
+    }
+
+    #[test]
+    fn glibc_observed_libc_offset() {
+        // glibc-rtld-abi.md 2.5: libc alone gets l_tls_offset 144 on x86_64
+        // and a static size of 4224. libc's PT_TLS: memsz 0x90, align 16? The
+        // observation gives offset 144 = 0x90 for a block aligned to 16.
+        let mut m = module(0x90, 16, 0x1d7000);
+        let l = layout(TlsVariant::Two, &mut [&mut m], 2368);
+        assert_eq!(m.offset, Some(144));
+        assert_eq!(l.size, 4224);
+        assert_eq!(l.align, 64);
+    }
+
+    #[test]
+    fn later_blocks_do_not_overlap_earlier_ones() {
+        let mut a = module(100, 8, 0);
+        let mut b = module(7, 32, 0x20);
+        let mut c = module(1, 1, 0);
+        layout(TlsVariant::Two, &mut [&mut a, &mut b, &mut c], 0);
+        let (oa, ob, oc) = (a.offset.unwrap(), b.offset.unwrap(), c.offset.unwrap());
+        // Variant II: block i occupies [tp - off, tp - off + memsz).
+        assert!(ob >= oa + 7 && oc >= ob + 1);
+        assert_eq!(ob % 32, 0);
+    }
+}

@@ -1,0 +1,184 @@
+//! Content: BLAKE3-256 digests of whole files.
+//!
+//! A thin layer over the `blake3` crate so that the rest of the loader and
+//! the host tool name one type, [`Digest`], and one way to compute it. The
+//! crate picks its implementation at run time (SSE2/SSE4.1/AVX2/AVX-512 on
+//! x86_64 through `cpufeatures`, which needs no libc; NEON on little-endian
+//! aarch64, where it is part of the base ISA), so the freestanding loader
+//! gets the same speed as the host tool.
+
+use core::fmt;
+
+/// Length in bytes of a BLAKE3-256 digest.
+pub const DIGEST_LEN: usize = 32;
+
+/// A BLAKE3-256 digest: the identity of a file's content.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Digest(pub [u8; DIGEST_LEN]);
+
+impl Digest {
+    /// The digest as bytes.
+    pub const fn as_bytes(&self) -> &[u8; DIGEST_LEN] {
+        &self.0
+    }
+
+    /// Lower-case hexadecimal, without allocating (the store's file names
+    /// and every diagnostic use this spelling).
+    pub fn to_hex(&self) -> [u8; 2 * DIGEST_LEN] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 2 * DIGEST_LEN];
+        for (pair, byte) in out.chunks_exact_mut(2).zip(self.0.iter()) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
+        }
+        out
+    }
+
+    /// Parses exactly 64 hexadecimal digits (either case).
+    pub fn from_hex(text: &[u8]) -> Option<Digest> {
+        if text.len() != 2 * DIGEST_LEN {
+            return None;
+        }
+        let mut out = [0u8; DIGEST_LEN];
+        for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+            *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Some(Digest(out))
+    }
+
+    /// The first `n` hex digits (at most 64), for short diagnostics.
+    pub fn short_hex(&self, n: usize) -> ShortHex {
+        ShortHex { digest: *self, len: n.min(2 * DIGEST_LEN) }
+    }
+}
+
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Displays as 64 lower-case hex digits.
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hex = self.to_hex();
+        // The buffer is ASCII by construction.
+        f.write_str(core::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// Debug output names the algorithm, as diagnostics do: `blake3:ab12...`.
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "blake3:{self}")
+    }
+}
+
+/// A prefix of a digest's hex spelling (see [`Digest::short_hex`]).
+#[derive(Clone, Copy)]
+pub struct ShortHex {
+    digest: Digest,
+    len: usize,
+}
+
+impl fmt::Display for ShortHex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hex = self.digest.to_hex();
+        let text = hex.get(..self.len).unwrap_or(&hex);
+        f.write_str(core::str::from_utf8(text).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// The digest of `bytes`.
+pub fn hash(bytes: &[u8]) -> Digest {
+    Digest(*blake3::hash(bytes).as_bytes())
+}
+
+/// A keyed BLAKE3 of `bytes`: used for the hash cache's slot checksums and
+/// placement, where the key separates those uses from content digests.
+pub fn keyed_hash(key: &[u8; 32], bytes: &[u8]) -> Digest {
+    Digest(*blake3::keyed_hash(key, bytes).as_bytes())
+}
+
+/// Incremental hashing, for content that arrives in pieces (a file read in
+/// chunks). Feeding the same bytes in any split gives [`hash`]'s result.
+#[derive(Clone)]
+pub struct Hasher(blake3::Hasher);
+
+impl Hasher {
+    /// A hasher over no bytes yet.
+    pub fn new() -> Hasher {
+        Hasher(blake3::Hasher::new())
+    }
+
+    /// Appends `bytes` to the hashed content.
+    pub fn update(&mut self, bytes: &[u8]) -> &mut Hasher {
+        self.0.update(bytes);
+        self
+    }
+
+    /// The digest of everything fed so far (the hasher can go on).
+    pub fn finalize(&self) -> Digest {
+        Digest(*self.0.finalize().as_bytes())
+    }
+}
+
+impl Default for Hasher {
+    fn default() -> Hasher {
+        Hasher::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+    use alloc::vec::Vec;
+
+    #[test]
+    fn known_answer_empty() {
+        // The published BLAKE3 digest of the empty input.
+        let want = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+        assert_eq!(format!("{}", hash(b"")), want);
+        assert_eq!(format!("{:?}", hash(b"")), format!("blake3:{want}"));
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        let d = hash(b"ld-cah");
+        let hex = d.to_hex();
+        assert_eq!(Digest::from_hex(&hex), Some(d));
+        assert_eq!(Digest::from_hex(&hex.to_ascii_uppercase()), Some(d));
+        assert_eq!(Digest::from_hex(&hex[..63]), None);
+        let mut bad = hex;
+        bad[5] = b'g';
+        assert_eq!(Digest::from_hex(&bad), None);
+        assert_eq!(format!("{}", d.short_hex(8)), core::str::from_utf8(&hex[..8]).unwrap());
+        assert_eq!(format!("{}", d.short_hex(100)).len(), 64);
+    }
+
+    #[test]
+    fn incremental_matches_one_shot() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let want = hash(&data);
+        for split in [0usize, 1, 63, 64, 1023, 1024, 1025, 65_536, 199_999] {
+            let mut h = Hasher::new();
+            h.update(&data[..split]).update(&data[split..]);
+            assert_eq!(h.finalize(), want, "split at {split}");
+        }
+        let mut h = Hasher::default();
+        for chunk in data.chunks(4096 + 7) {
+            h.update(chunk);
+        }
+        assert_eq!(h.finalize(), want);
+    }
+
+    #[test]
+    fn keyed_differs_from_plain() {
+        assert_ne!(keyed_hash(&[0; 32], b"x"), hash(b"x"));
+        assert_ne!(keyed_hash(&[0; 32], b"x"), keyed_hash(&[1; 32], b"x"));
+    }
+}

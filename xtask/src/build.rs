@@ -1,0 +1,113 @@
+//! `cargo xtask build`: ld-cah.so for both arches and the host tool.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::toolchain;
+use crate::util::{self, Arch};
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let arches = match args.first() {
+        Some(a) => vec![Arch::parse(a)?],
+        None => Arch::ALL.to_vec(),
+    };
+    let tc = toolchain::ensure()?;
+    for arch in arches {
+        let so = build_loader(&tc, arch)?;
+        check_shape(&so, arch)?;
+        eprintln!("xtask: built {}", so.display());
+    }
+    util::run(
+        Command::new(util::host_cargo())
+            .current_dir(util::root())
+            .args(["build", "--release", "--quiet", "-p", "cah"]),
+    )?;
+    eprintln!("xtask: built {}", util::root().join("target/release/cah").display());
+    Ok(())
+}
+
+/// Where `cargo xtask build` puts the loader of `arch`.
+pub fn loader_path(arch: Arch) -> PathBuf {
+    util::root().join("target/ld-cah").join(arch.name()).join("ld-cah.so")
+}
+
+fn build_loader(tc: &toolchain::Toolchain, arch: Arch) -> Result<PathBuf, String> {
+    let root = util::root();
+    let script = root.join("linker-script.ld");
+    let exports = root.join(format!("loader/exports-{}.map", arch.name()));
+    let link_args = [
+        "-nostartfiles".to_string(),
+        "-nostdlib".into(),
+        "-static-pie".into(),
+        "-Wl,-z,now".into(),
+        "-Wl,-z,relro".into(),
+        "-Wl,-z,noexecstack".into(),
+        "-Wl,-z,pack-relative-relocs".into(),
+        "-Wl,--hash-style=both".into(),
+        "-Wl,--build-id=sha1".into(),
+        "-Wl,--no-undefined".into(),
+        "-Wl,-soname,ld-cah.so".into(),
+        "-Wl,-e,_start".into(),
+        format!("-Wl,--version-script={}", exports.display()),
+        format!("-Wl,-T,{}", script.display()),
+    ];
+    let mut rustflags = vec![
+        "-Crelocation-model=pie".to_string(),
+        format!("-Clinker={}", arch.cc()),
+        "-Cforce-frame-pointers=yes".into(),
+        // Keep and export the `#[no_mangle]` items (`__tls_get_addr`,
+        // `_r_debug`, ...): the version script then decides what is visible.
+        "-Zexport-executable-symbols".into(),
+    ];
+    for a in &link_args {
+        rustflags.push(format!("-Clink-arg={a}"));
+    }
+    let target_dir = root.join("target/loader-build");
+    std::fs::create_dir_all(&target_dir).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(&tc.cargo);
+    cmd.current_dir(&root)
+        .env("RUSTC", &tc.rustc)
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env_remove("RUSTFLAGS")
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
+        .args(["build", "--release", "--quiet", "-p", "ld-cah", "--bin", "ld-cah", "--features", "rtld"])
+        .args(["-Zbuild-std=core,alloc,compiler_builtins", "-Zbuild-std-features=compiler-builtins-mem"])
+        .args(["--target", arch.rust_target()])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    util::run(&mut cmd)?;
+    let built = target_dir.join(arch.rust_target()).join("release/ld-cah");
+    let out = loader_path(arch);
+    std::fs::create_dir_all(out.parent().unwrap()).map_err(|e| e.to_string())?;
+    std::fs::copy(&built, &out).map_err(|e| format!("copy {}: {e}", built.display()))?;
+    Ok(out)
+}
+
+/// The loader must be loadable by the kernel before it has relocated
+/// itself: no interpreter, no needed libraries, no TLS of its own, and only
+/// relative relocations (all `crt` knows how to apply).
+fn check_shape(so: &std::path::Path, arch: Arch) -> Result<(), String> {
+    let readelf = util::output(Command::new("readelf").arg("-lrdW").arg(so))?;
+    let name = so.display();
+    if readelf.contains("INTERP") {
+        return Err(format!("{name}: has PT_INTERP"));
+    }
+    if readelf.contains("(NEEDED)") {
+        return Err(format!("{name}: has DT_NEEDED"));
+    }
+    if readelf.lines().any(|l| l.trim_start().starts_with("TLS ")) {
+        return Err(format!("{name}: has PT_TLS"));
+    }
+    let relative = match arch {
+        Arch::X86_64 => "R_X86_64_RELATIVE",
+        Arch::Aarch64 => "R_AARCH64_RELATIVE",
+    };
+    for line in readelf.lines() {
+        let l = line.trim();
+        let Some(ty) = l.split_whitespace().nth(2) else { continue };
+        if (ty.starts_with("R_X86_64_") || ty.starts_with("R_AARCH64_")) && ty != relative {
+            return Err(format!("{name}: relocation {ty} (only {relative} and RELR are allowed): {l}"));
+        }
+    }
+    Ok(())
+}

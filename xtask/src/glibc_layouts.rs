@@ -1,0 +1,1414 @@
+//! `cargo xtask glibc-layouts`: generates `loader/src/glibc/layouts/` from
+//! the DWARF of Debian's `libc6-dbg` packages.
+//!
+//! For every build in [`BUILDS`]:
+//!
+//! 1. fetch `libc6` and `libc6-dbg` of exactly that version and arch with
+//!    `apt-get download`, using a private apt configuration and state under
+//!    `target/glibc-dbg/apt/` (the machine's own sources and dpkg database are
+//!    never touched), and unpack them with `dpkg-deb -x`; everything stays
+//!    cached under `target/glibc-dbg/`;
+//! 2. read the build ids of `libc.so.6` and `ld.so`, and their debug files
+//!    `usr/lib/debug/.build-id/xx/yyyy.debug` (checking the ids match);
+//! 3. read which structs and members to extract from the table types in
+//!    `loader/src/glibc/layout.rs` (its header says how), find each struct in
+//!    the DWARF of ld.so (else libc), check that every compile unit of both
+//!    files that defines it agrees, and resolve each member path;
+//! 4. cross-check against libc's `_thread_db_*` descriptors, which come from
+//!    the stripped binary rather than from the DWARF;
+//! 5. write one `<distro>_<version>_<arch>.rs` per build and `mod.rs` listing
+//!    every table file in the directory.
+//!
+//! `--check` compares instead of writing (exit status 1 on a difference);
+//! `--offline` fails instead of downloading; `--only TEXT` restricts the run
+//! to builds whose file name contains TEXT.
+
+use crate::util::{self, Arch};
+use gimli::{AttributeValue, EndianSlice, LittleEndian, Reader, UnitOffset};
+use object::{Object, ObjectSection, ObjectSymbol};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// One glibc build: a Debian package version of `libc6` for one arch.
+struct Build {
+    /// Debian suite that carries it (only for messages; apt finds the version).
+    suite: &'static str,
+    /// Exact package version (`apt-get download libc6=VERSION`).
+    version: &'static str,
+    arch: Arch,
+}
+
+/// The builds ld-cah has tables for. To add one, append it here and run
+/// `cargo xtask glibc-layouts` (see docs/glibc-layouts.md).
+const BUILDS: &[Build] = &[
+    Build {
+        suite: "bookworm",
+        version: "2.36-9+deb12u14",
+        arch: Arch::X86_64,
+    },
+    Build {
+        suite: "bookworm",
+        version: "2.36-9+deb12u14",
+        arch: Arch::Aarch64,
+    },
+    Build {
+        suite: "trixie",
+        version: "2.41-12+deb13u4",
+        arch: Arch::X86_64,
+    },
+    Build {
+        suite: "trixie",
+        version: "2.41-12+deb13u4",
+        arch: Arch::Aarch64,
+    },
+];
+
+/// Suites in the private apt sources list (a pinned version may sit in any).
+const SUITES: &[(&str, &str)] = &[
+    ("debian", "bookworm"),
+    ("debian", "bookworm-updates"),
+    ("debian-security", "bookworm-security"),
+    ("debian", "trixie"),
+    ("debian", "trixie-updates"),
+    ("debian-security", "trixie-security"),
+];
+
+impl Build {
+    fn deb_arch(&self) -> &'static str {
+        match self.arch {
+            Arch::X86_64 => "amd64",
+            Arch::Aarch64 => "arm64",
+        }
+    }
+
+    fn triplet(&self) -> &'static str {
+        match self.arch {
+            Arch::X86_64 => "x86_64-linux-gnu",
+            Arch::Aarch64 => "aarch64-linux-gnu",
+        }
+    }
+
+    fn rtld_name(&self) -> &'static str {
+        match self.arch {
+            Arch::X86_64 => "ld-linux-x86-64.so.2",
+            Arch::Aarch64 => "ld-linux-aarch64.so.1",
+        }
+    }
+
+    /// Rust module name of the generated table, e.g. `debian_2_36_9_deb12u14_x86_64`.
+    fn module(&self) -> String {
+        let v: String = self
+            .version
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        format!("debian_{}_{}", v, self.arch.name())
+    }
+}
+
+struct Options {
+    check: bool,
+    offline: bool,
+    only: Option<String>,
+}
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let mut opts = Options {
+        check: false,
+        offline: false,
+        only: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--check" => opts.check = true,
+            "--offline" => opts.offline = true,
+            "--only" => opts.only = Some(it.next().ok_or("--only needs an argument")?.clone()),
+            _ => {
+                return Err(format!(
+                    "glibc-layouts: unknown argument `{a}` (--check, --offline, --only TEXT)"
+                ))
+            }
+        }
+    }
+    let started = Instant::now();
+    let root = util::root();
+    let spec_path = root.join("loader/src/glibc/layout.rs");
+    let spec_text =
+        fs::read_to_string(&spec_path).map_err(|e| format!("{}: {e}", spec_path.display()))?;
+    let spec = parse_spec(&spec_text)?;
+    let cache = root.join("target/glibc-dbg");
+    let out_dir = root.join("loader/src/glibc/layouts");
+    fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+
+    let mut stale = Vec::new();
+    let mut generated = Vec::new();
+    for build in BUILDS {
+        let module = build.module();
+        if opts.only.as_deref().is_some_and(|o| !module.contains(o)) {
+            continue;
+        }
+        let t0 = Instant::now();
+        let tree = fetch(&cache, build, opts.offline)?;
+        let text = generate(&spec, build, &tree)?;
+        let path = out_dir.join(format!("{module}.rs"));
+        write_or_check(&path, &text, opts.check, &mut stale)?;
+        generated.push(module.clone());
+        eprintln!(
+            "glibc-layouts: {module} ({:.1} s)",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+
+    // mod.rs lists every table in the directory, so tables of builds whose
+    // packages have left the archive stay usable.
+    let mut modules = generated;
+    for entry in fs::read_dir(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))? {
+        let name = entry
+            .map_err(|e| e.to_string())?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if let Some(m) = name.strip_suffix(".rs") {
+            if m != "mod" {
+                modules.push(m.to_string());
+            }
+        }
+    }
+    modules.sort();
+    modules.dedup();
+    write_or_check(
+        &out_dir.join("mod.rs"),
+        &render_mod(&modules),
+        opts.check,
+        &mut stale,
+    )?;
+
+    eprintln!(
+        "glibc-layouts: done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    if !stale.is_empty() {
+        return Err(format!(
+            "out of date (run `cargo xtask glibc-layouts`): {}",
+            stale.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+fn write_or_check(
+    path: &Path,
+    text: &str,
+    check: bool,
+    stale: &mut Vec<String>,
+) -> Result<(), String> {
+    let old = fs::read_to_string(path).ok();
+    if old.as_deref() == Some(text) {
+        return Ok(());
+    }
+    if check {
+        stale.push(path.display().to_string());
+        return Ok(());
+    }
+    fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("glibc-layouts: wrote {}", path.display());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Fetching the packages.
+
+/// Makes sure `libc6` and `libc6-dbg` of `build` are unpacked under the cache
+/// and returns the directory they were unpacked into.
+fn fetch(cache: &Path, build: &Build, offline: bool) -> Result<PathBuf, String> {
+    let tree = cache.join(format!("{}_{}", build.version, build.deb_arch()));
+    let done = tree.join(".unpacked");
+    if done.exists() {
+        return Ok(tree);
+    }
+    let debs_dir = cache.join("debs");
+    fs::create_dir_all(&debs_dir).map_err(|e| format!("{}: {e}", debs_dir.display()))?;
+    let debs: Vec<PathBuf> = ["libc6", "libc6-dbg"]
+        .iter()
+        .map(|p| {
+            debs_dir.join(format!(
+                "{p}_{}_{}.deb",
+                build.version.replace(':', "%3a"),
+                build.deb_arch()
+            ))
+        })
+        .collect();
+    if debs.iter().any(|d| !d.exists()) {
+        if offline {
+            return Err(format!(
+                "{} {} is not in {} and --offline was given",
+                build.version,
+                build.deb_arch(),
+                debs_dir.display()
+            ));
+        }
+        download(cache, &debs_dir, build)?;
+    }
+    if tree.exists() {
+        fs::remove_dir_all(&tree).map_err(|e| format!("{}: {e}", tree.display()))?;
+    }
+    fs::create_dir_all(&tree).map_err(|e| format!("{}: {e}", tree.display()))?;
+    for deb in &debs {
+        util::run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&tree))?;
+    }
+    fs::write(&done, "").map_err(|e| format!("{}: {e}", done.display()))?;
+    Ok(tree)
+}
+
+/// `apt-get download` with a private configuration: our own sources list,
+/// package lists, cache and an empty dpkg status, both architectures.
+fn download(cache: &Path, debs_dir: &Path, build: &Build) -> Result<(), String> {
+    let apt = cache.join("apt");
+    for d in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
+        fs::create_dir_all(apt.join(d)).map_err(|e| format!("{}: {e}", apt.display()))?;
+    }
+    let mut sources = String::new();
+    for (archive, suite) in SUITES {
+        let _ = writeln!(
+            sources,
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/{archive} {suite} main"
+        );
+    }
+    fs::write(apt.join("sources.list"), sources).map_err(|e| e.to_string())?;
+    let status = apt.join("status");
+    if !status.exists() {
+        fs::write(&status, "").map_err(|e| e.to_string())?;
+    }
+    let apt_get = |cmd: &str| {
+        let mut c = Command::new("apt-get");
+        c.current_dir(debs_dir);
+        for (k, v) in [
+            ("Dir::Etc::SourceList", apt.join("sources.list")),
+            ("Dir::Etc::SourceParts", apt.join("sources.list.d")),
+            ("Dir::State::Lists", apt.join("lists")),
+            ("Dir::State::status", status.clone()),
+            ("Dir::Cache", apt.join("cache")),
+        ] {
+            c.arg("-o").arg(format!("{k}={}", v.display()));
+        }
+        c.args([
+            "-o",
+            "APT::Architectures::=amd64",
+            "-o",
+            "APT::Architectures::=arm64",
+            "-o",
+            "Acquire::Languages=none",
+            "-o",
+            "Debug::NoLocking=1",
+            // Root would hand the download to the `_apt` user, who may not
+            // write into target/.
+            "-o",
+            "APT::Sandbox::User=root",
+            "-q",
+            cmd,
+        ]);
+        c
+    };
+    let packages = [
+        format!("libc6:{}={}", build.deb_arch(), build.version),
+        format!("libc6-dbg:{}={}", build.deb_arch(), build.version),
+    ];
+    let have_lists = fs::read_dir(apt.join("lists"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().contains("_Packages"))
+        })
+        .unwrap_or(false);
+    if have_lists && util::run(apt_get("download").args(&packages)).is_ok() {
+        return Ok(());
+    }
+    util::run(&mut apt_get("update"))?;
+    util::run(apt_get("download").args(&packages)).map_err(|e| {
+        format!(
+            "{e}\n`{}` {} ({}) is no longer in the Debian archive: its table stays as it is; \
+             to cover the suite's current build, put its version into BUILDS in {}",
+            build.version,
+            build.deb_arch(),
+            build.suite,
+            file!()
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The files of one build.
+
+struct Elf {
+    path: PathBuf,
+    data: Vec<u8>,
+    build_id: Vec<u8>,
+}
+
+fn read_elf(path: PathBuf) -> Result<Elf, String> {
+    let data = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let build_id = {
+        let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", path.display()))?;
+        file.build_id()
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .ok_or_else(|| format!("{}: no NT_GNU_BUILD_ID note", path.display()))?
+            .to_vec()
+    };
+    Ok(Elf {
+        path,
+        data,
+        build_id,
+    })
+}
+
+/// The first of `lib/<triplet>/NAME`, `usr/lib/<triplet>/NAME` (usrmerge).
+fn find_lib(tree: &Path, build: &Build, name: &str) -> Result<PathBuf, String> {
+    ["lib", "usr/lib"]
+        .iter()
+        .map(|d| tree.join(d).join(build.triplet()).join(name))
+        .find(|p| p.exists())
+        .ok_or_else(|| format!("{name} not found in {}", tree.display()))
+}
+
+/// The detached debug file of `elf`, by build id, with the id checked.
+fn debug_file(tree: &Path, elf: &Elf) -> Result<Elf, String> {
+    let hex = hex(&elf.build_id);
+    let path = tree.join(format!(
+        "usr/lib/debug/.build-id/{}/{}.debug",
+        &hex[..2],
+        &hex[2..]
+    ));
+    let dbg = read_elf(path)?;
+    if dbg.build_id != elf.build_id {
+        return Err(format!(
+            "{}: build id differs from {}",
+            dbg.path.display(),
+            elf.path.display()
+        ));
+    }
+    Ok(dbg)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ---------------------------------------------------------------------------
+// The specification: table types in layout.rs.
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Field,
+    Bits,
+    Array,
+}
+
+struct MemberSpec {
+    rust: String,
+    path: String,
+    kind: Kind,
+    optional: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, PartialOrd, Ord)]
+enum Tag {
+    Struct,
+    Union,
+    Typedef,
+}
+
+struct TableSpec {
+    rust: String,
+    tag: Tag,
+    name: String,
+    arch: Option<Arch>,
+    members: Vec<MemberSpec>,
+}
+
+struct LayoutField {
+    rust: String,
+    ty: String,
+    optional: bool,
+}
+
+struct Spec {
+    tables: Vec<TableSpec>,
+    layout: Vec<LayoutField>,
+}
+
+/// The text between the backticks of a doc line ``... DWARF: `TEXT` REST``,
+/// and REST.
+fn dwarf_note(doc: &[String]) -> Option<(String, String)> {
+    doc.iter().find_map(|l| {
+        let rest = l.split_once("DWARF: `")?.1;
+        let (inner, after) = rest.split_once('`')?;
+        Some((inner.to_string(), after.to_string()))
+    })
+}
+
+fn parse_spec(text: &str) -> Result<Spec, String> {
+    let mut spec = Spec {
+        tables: Vec::new(),
+        layout: Vec::new(),
+    };
+    let mut doc: Vec<String> = Vec::new();
+    let mut lines = text.lines().enumerate();
+    while let Some((_, line)) = lines.next() {
+        let t = line.trim();
+        if t == "#[cfg(test)]" {
+            break;
+        }
+        if let Some(d) = t.strip_prefix("///") {
+            doc.push(d.trim().to_string());
+            continue;
+        }
+        if t.starts_with("#[") {
+            continue;
+        }
+        let Some(name) = t
+            .strip_prefix("pub struct ")
+            .and_then(|r| r.strip_suffix(" {"))
+        else {
+            doc.clear();
+            continue;
+        };
+        let table_note = dwarf_note(&doc);
+        doc.clear();
+        let is_layout = name == "Layout";
+        if table_note.is_none() && !is_layout {
+            continue;
+        }
+        let mut members = Vec::new();
+        let mut fdoc: Vec<String> = Vec::new();
+        for (n, line) in lines.by_ref() {
+            let t = line.trim();
+            if t == "}" {
+                break;
+            }
+            if let Some(d) = t.strip_prefix("///") {
+                fdoc.push(d.trim().to_string());
+                continue;
+            }
+            if t.is_empty() {
+                continue;
+            }
+            let (fname, ty) = t
+                .strip_prefix("pub ")
+                .and_then(|r| r.strip_suffix(','))
+                .and_then(|r| r.split_once(": "))
+                .ok_or_else(|| {
+                    format!("layout.rs:{}: expected `pub NAME: TYPE,` in {name}", n + 1)
+                })?;
+            let (inner, optional) =
+                match ty.strip_prefix("Option<").and_then(|r| r.strip_suffix('>')) {
+                    Some(i) => (i, true),
+                    None => (ty, false),
+                };
+            if is_layout {
+                spec.layout.push(LayoutField {
+                    rust: fname.into(),
+                    ty: inner.into(),
+                    optional,
+                });
+            } else if fname == "size" && ty == "u32" {
+                // sizeof, always present
+            } else {
+                let kind = match inner {
+                    "Field" => Kind::Field,
+                    "Bits" => Kind::Bits,
+                    "Array" => Kind::Array,
+                    _ => {
+                        return Err(format!(
+                            "layout.rs:{}: {name}.{fname}: unknown member type `{ty}`",
+                            n + 1
+                        ))
+                    }
+                };
+                let path = dwarf_note(&fdoc)
+                    .map(|(p, _)| p)
+                    .unwrap_or_else(|| fname.to_string());
+                members.push(MemberSpec {
+                    rust: fname.into(),
+                    path,
+                    kind,
+                    optional,
+                });
+            }
+            fdoc.clear();
+        }
+        if let Some((what, rest)) = table_note {
+            let (tag, tname) = match what.split_once(' ') {
+                Some(("struct", n)) => (Tag::Struct, n),
+                Some(("union", n)) => (Tag::Union, n),
+                Some(("typedef", n)) => (Tag::Typedef, n),
+                _ => return Err(format!("layout.rs: {name}: bad DWARF note `{what}`")),
+            };
+            let arch = if rest.contains("x86_64 only") {
+                Some(Arch::X86_64)
+            } else if rest.contains("aarch64 only") {
+                Some(Arch::Aarch64)
+            } else {
+                None
+            };
+            spec.tables.push(TableSpec {
+                rust: name.into(),
+                tag,
+                name: tname.into(),
+                arch,
+                members,
+            });
+        }
+    }
+    if spec.layout.is_empty() || spec.tables.is_empty() {
+        return Err("layout.rs: no `Layout` or no table structs found".into());
+    }
+    Ok(spec)
+}
+
+// ---------------------------------------------------------------------------
+// DWARF: a small type model, enough for offsets and sizes.
+
+#[derive(Clone, Debug, PartialEq)]
+enum Ty {
+    /// Base types, pointers, enums.
+    Scalar { size: u64 },
+    /// Structs and unions.
+    Record { size: u64, members: Vec<Member> },
+    /// `len` elements (outermost dimension) of `stride` bytes.
+    Array { stride: u64, len: u64 },
+    /// `void`, functions.
+    Unsized,
+}
+
+impl Ty {
+    fn size(&self) -> u64 {
+        match self {
+            Ty::Scalar { size } | Ty::Record { size, .. } => *size,
+            Ty::Array { stride, len } => stride * len,
+            Ty::Unsized => 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Member {
+    name: Option<String>,
+    /// Byte offset in the containing record (of the storage unit for bit-fields).
+    off: u64,
+    ty: Ty,
+    /// Bit-field: (bit offset from the start of the containing record, width).
+    bits: Option<(u64, u64)>,
+}
+
+type R<'a> = EndianSlice<'a, LittleEndian>;
+
+/// Where a type is defined: (unit index, DIE offset in the unit).
+type Site = (usize, UnitOffset);
+
+struct DebugInfo<'a> {
+    what: String,
+    dwarf: gimli::Dwarf<R<'a>>,
+    units: Vec<gimli::Unit<R<'a>>>,
+}
+
+/// Section data of one debug file, decompressed (Debian compresses them).
+fn load_sections(elf: &Elf) -> Result<gimli::DwarfSections<Vec<u8>>, String> {
+    let file = object::File::parse(&*elf.data).map_err(|e| e.to_string())?;
+    gimli::DwarfSections::load(|id| -> Result<Vec<u8>, String> {
+        match file.section_by_name(id.name()) {
+            Some(s) => s
+                .uncompressed_data()
+                .map(|d| d.into_owned())
+                .map_err(|e| format!("{}: {}: {e}", elf.path.display(), id.name())),
+            None => Ok(Vec::new()),
+        }
+    })
+}
+
+impl<'a> DebugInfo<'a> {
+    fn new(what: &str, sections: &'a gimli::DwarfSections<Vec<u8>>) -> Result<Self, String> {
+        let dwarf = sections.borrow(|s| EndianSlice::new(s, LittleEndian));
+        let mut units = Vec::new();
+        let mut headers = dwarf.units();
+        while let Some(h) = headers.next().map_err(|e| format!("{what}: {e}"))? {
+            units.push(dwarf.unit(h).map_err(|e| format!("{what}: {e}"))?);
+        }
+        Ok(DebugInfo {
+            what: what.into(),
+            dwarf,
+            units,
+        })
+    }
+
+    /// Every complete top-level definition of each wanted (tag, name), in
+    /// unit order: (unit index, DIE offset).
+    fn index(
+        &self,
+        wanted: &BTreeSet<(Tag, String)>,
+    ) -> Result<BTreeMap<(Tag, String), Vec<Site>>, String> {
+        let mut found: BTreeMap<(Tag, String), Vec<Site>> = BTreeMap::new();
+        let err = |e: gimli::Error| format!("{}: {e}", self.what);
+        for (ui, unit) in self.units.iter().enumerate() {
+            let mut tree = unit.entries_tree(None).map_err(err)?;
+            let root = tree.root().map_err(err)?;
+            let mut children = root.children();
+            while let Some(child) = children.next().map_err(err)? {
+                let e = child.entry();
+                let tag = match e.tag() {
+                    gimli::DW_TAG_structure_type => Tag::Struct,
+                    gimli::DW_TAG_union_type => Tag::Union,
+                    gimli::DW_TAG_typedef => Tag::Typedef,
+                    _ => continue,
+                };
+                if let Some(AttributeValue::Flag(true)) =
+                    e.attr_value(gimli::DW_AT_declaration).map_err(err)?
+                {
+                    continue;
+                }
+                let Some(name) = e.attr_value(gimli::DW_AT_name).map_err(err)? else {
+                    continue;
+                };
+                let name = self.dwarf.attr_string(unit, name).map_err(err)?;
+                let name = name.to_string_lossy();
+                let key = (tag, name.into_owned());
+                if wanted.contains(&key) {
+                    found.entry(key).or_default().push((ui, e.offset()));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The type defined at `off` (for a typedef: the type it names).
+    fn resolve(&self, ui: usize, off: UnitOffset, depth: u32) -> Result<Ty, String> {
+        let unit = &self.units[ui];
+        let err = |e: gimli::Error| format!("{}: DIE {:#x}: {e}", self.what, off.0);
+        if depth > 64 {
+            return Err(format!(
+                "{}: type nesting too deep at {:#x}",
+                self.what, off.0
+            ));
+        }
+        let e = unit.entry(off).map_err(err)?;
+        let byte_size = e
+            .attr_value(gimli::DW_AT_byte_size)
+            .map_err(err)?
+            .and_then(|v| v.udata_value());
+        let target = match e.attr_value(gimli::DW_AT_type).map_err(err)? {
+            Some(AttributeValue::UnitRef(o)) => Some(o),
+            Some(other) => {
+                return Err(format!(
+                    "{}: unsupported type reference {other:?}",
+                    self.what
+                ))
+            }
+            None => None,
+        };
+        Ok(match e.tag() {
+            gimli::DW_TAG_base_type | gimli::DW_TAG_enumeration_type => Ty::Scalar {
+                size: byte_size
+                    .ok_or_else(|| format!("{}: scalar without size at {:#x}", self.what, off.0))?,
+            },
+            gimli::DW_TAG_pointer_type
+            | gimli::DW_TAG_reference_type
+            | gimli::DW_TAG_ptr_to_member_type => Ty::Scalar {
+                size: byte_size.unwrap_or(unit.encoding().address_size as u64),
+            },
+            gimli::DW_TAG_typedef
+            | gimli::DW_TAG_const_type
+            | gimli::DW_TAG_volatile_type
+            | gimli::DW_TAG_restrict_type
+            | gimli::DW_TAG_atomic_type => match target {
+                Some(t) => self.resolve(ui, t, depth + 1)?,
+                None => Ty::Unsized,
+            },
+            gimli::DW_TAG_subroutine_type | gimli::DW_TAG_unspecified_type => Ty::Unsized,
+            gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
+                let size = byte_size
+                    .ok_or_else(|| format!("{}: incomplete record at {:#x}", self.what, off.0))?;
+                let mut members = Vec::new();
+                let mut tree = unit.entries_tree(Some(off)).map_err(err)?;
+                let mut children = tree.root().map_err(err)?.children();
+                while let Some(child) = children.next().map_err(err)? {
+                    let m = child.entry();
+                    if m.tag() != gimli::DW_TAG_member {
+                        continue;
+                    }
+                    members.push(self.member(ui, m, depth)?);
+                }
+                Ty::Record { size, members }
+            }
+            gimli::DW_TAG_array_type => {
+                let elem = match target {
+                    Some(t) => self.resolve(ui, t, depth + 1)?.size(),
+                    None => return Err(format!("{}: array without element type", self.what)),
+                };
+                let mut dims = Vec::new();
+                let mut tree = unit.entries_tree(Some(off)).map_err(err)?;
+                let mut children = tree.root().map_err(err)?.children();
+                while let Some(child) = children.next().map_err(err)? {
+                    let s = child.entry();
+                    if s.tag() != gimli::DW_TAG_subrange_type {
+                        continue;
+                    }
+                    let count = s
+                        .attr_value(gimli::DW_AT_count)
+                        .map_err(err)?
+                        .and_then(|v| v.udata_value());
+                    let upper = s.attr_value(gimli::DW_AT_upper_bound).map_err(err)?;
+                    let lower = s
+                        .attr_value(gimli::DW_AT_lower_bound)
+                        .map_err(err)?
+                        .and_then(|v| v.udata_value())
+                        .unwrap_or(0);
+                    dims.push(match (count, upper) {
+                        (Some(c), _) => c,
+                        // `T x[]`: no bound (or GCC's upper bound of -1).
+                        (None, None) => 0,
+                        (None, Some(AttributeValue::Sdata(-1))) => 0,
+                        (None, Some(u)) => match u.udata_value() {
+                            Some(u) => u + 1 - lower,
+                            None => {
+                                return Err(format!("{}: unsupported array bound {u:?}", self.what))
+                            }
+                        },
+                    });
+                }
+                let Some((&len, inner)) = dims.split_first() else {
+                    return Err(format!(
+                        "{}: array without subrange at {:#x}",
+                        self.what, off.0
+                    ));
+                };
+                Ty::Array {
+                    stride: elem * inner.iter().product::<u64>(),
+                    len,
+                }
+            }
+            other => {
+                return Err(format!(
+                    "{}: unsupported type tag {other} at {:#x}",
+                    self.what, off.0
+                ))
+            }
+        })
+    }
+
+    fn member(
+        &self,
+        ui: usize,
+        m: &gimli::DebuggingInformationEntry<R<'a>>,
+        depth: u32,
+    ) -> Result<Member, String> {
+        let unit = &self.units[ui];
+        let err = |e: gimli::Error| format!("{}: member at {:#x}: {e}", self.what, m.offset().0);
+        let name = match m.attr_value(gimli::DW_AT_name).map_err(err)? {
+            Some(v) => Some(
+                self.dwarf
+                    .attr_string(unit, v)
+                    .map_err(err)?
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            None => None,
+        };
+        let ty = match m.attr_value(gimli::DW_AT_type).map_err(err)? {
+            Some(AttributeValue::UnitRef(o)) => self.resolve(ui, o, depth + 1)?,
+            other => {
+                return Err(format!(
+                    "{}: member {name:?} with type {other:?}",
+                    self.what
+                ))
+            }
+        };
+        let loc = match m
+            .attr_value(gimli::DW_AT_data_member_location)
+            .map_err(err)?
+        {
+            None => None,
+            Some(AttributeValue::Exprloc(expr)) => {
+                // DWARF 2 style: DW_OP_plus_uconst N.
+                let mut r = expr.0;
+                match r.read_u8().map_err(err)? {
+                    0x23 => Some(r.read_uleb128().map_err(err)?),
+                    op => {
+                        return Err(format!(
+                            "{}: member {name:?}: location op {op:#x}",
+                            self.what
+                        ))
+                    }
+                }
+            }
+            Some(v) => Some(
+                v.udata_value()
+                    .ok_or_else(|| format!("{}: member {name:?}: location {v:?}", self.what))?,
+            ),
+        };
+        let bit_size = m
+            .attr_value(gimli::DW_AT_bit_size)
+            .map_err(err)?
+            .and_then(|v| v.udata_value());
+        let data_bit_offset = m
+            .attr_value(gimli::DW_AT_data_bit_offset)
+            .map_err(err)?
+            .and_then(|v| v.udata_value());
+        let old_bit_offset = m
+            .attr_value(gimli::DW_AT_bit_offset)
+            .map_err(err)?
+            .and_then(|v| v.udata_value());
+        let (off, bits) = match (bit_size, data_bit_offset, old_bit_offset) {
+            (None, _, _) => (loc.unwrap_or(0), None),
+            (Some(w), Some(b), _) => (b / 8, Some((b, w))),
+            (Some(w), None, Some(msb)) => {
+                // DWARF 2-4: offset of the field's MSB within a storage unit
+                // of DW_AT_byte_size at the member location (little endian).
+                let unit_bytes = m
+                    .attr_value(gimli::DW_AT_byte_size)
+                    .map_err(err)?
+                    .and_then(|v| v.udata_value())
+                    .unwrap_or(ty.size());
+                let base = loc.unwrap_or(0);
+                (base, Some((base * 8 + unit_bytes * 8 - msb - w, w)))
+            }
+            (Some(w), None, None) => (loc.unwrap_or(0), Some((loc.unwrap_or(0) * 8, w))),
+        };
+        Ok(Member {
+            name,
+            off,
+            ty,
+            bits,
+        })
+    }
+}
+
+/// A member found by path: offsets from the start of the table's struct.
+struct Found<'t> {
+    off: u64,
+    ty: &'t Ty,
+    bits: Option<(u64, u64)>,
+}
+
+/// Resolves `a.b.c` in `ty`; anonymous struct/union members are searched
+/// transparently (their members count as the parent's).
+fn lookup<'t>(ty: &'t Ty, path: &[&str], base: u64) -> Option<Found<'t>> {
+    let (first, rest) = path.split_first()?;
+    let Ty::Record { members, .. } = ty else {
+        return None;
+    };
+    for m in members {
+        if m.name.as_deref() == Some(*first) {
+            let bits = m.bits.map(|(b, w)| (b + base * 8, w));
+            if rest.is_empty() {
+                return Some(Found {
+                    off: base + m.off,
+                    ty: &m.ty,
+                    bits,
+                });
+            }
+            return lookup(&m.ty, rest, base + m.off);
+        }
+    }
+    for m in members {
+        if m.name.is_none() {
+            if let Some(f) = lookup(&m.ty, path, base + m.off) {
+                return Some(f);
+            }
+        }
+    }
+    None
+}
+
+/// Named members of a record, flattening anonymous ones: (name, off, size).
+fn flat_members(ty: &Ty, base: u64, out: &mut Vec<(String, u64, u64)>) {
+    if let Ty::Record { members, .. } = ty {
+        for m in members {
+            match &m.name {
+                Some(n) => out.push((n.clone(), base + m.off, m.ty.size())),
+                None => flat_members(&m.ty, base + m.off, out),
+            }
+        }
+    }
+}
+
+/// The DWARF of one build: ld.so's debug file, then libc's.
+struct Types {
+    /// (tag, name) -> the agreed definition and the file it came from.
+    defs: BTreeMap<(Tag, String), (Ty, String)>,
+}
+
+impl Types {
+    fn new(files: &[DebugInfo], wanted: &BTreeSet<(Tag, String)>) -> Result<Self, String> {
+        let mut defs = BTreeMap::new();
+        let mut all: BTreeMap<(Tag, String), Vec<(Ty, String)>> = BTreeMap::new();
+        for f in files {
+            for (key, sites) in f.index(wanted)? {
+                for (ui, off) in sites {
+                    let ty = f.resolve(ui, off, 0)?;
+                    all.entry(key.clone())
+                        .or_default()
+                        .push((ty, format!("{} unit {ui}", f.what)));
+                }
+            }
+        }
+        for (key, versions) in all {
+            let (first, where_) = &versions[0];
+            // Several compile units define the same type; they must agree.
+            if let Some((_, other)) = versions.iter().find(|(t, _)| t != first) {
+                return Err(format!(
+                    "{:?} {}: definitions differ between {where_} and {other}",
+                    key.0, key.1
+                ));
+            }
+            defs.insert(key, (first.clone(), where_.clone()));
+        }
+        Ok(Types { defs })
+    }
+
+    fn get(&self, tag: Tag, name: &str) -> Option<&Ty> {
+        self.defs.get(&(tag, name.to_string())).map(|(t, _)| t)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Generation.
+
+fn generate(spec: &Spec, build: &Build, tree: &Path) -> Result<String, String> {
+    let libc = read_elf(find_lib(tree, build, "libc.so.6")?)?;
+    let rtld = read_elf(find_lib(tree, build, build.rtld_name())?)?;
+    let libc_dbg = debug_file(tree, &libc)?;
+    let rtld_dbg = debug_file(tree, &rtld)?;
+    check_arch(&libc, build)?;
+
+    let banner = banner(&libc)?;
+    let glibc_version = banner
+        .rsplit_once("release version ")
+        .map(|(_, v)| v.trim_end_matches('.').to_string())
+        .ok_or_else(|| format!("{}: no release version in `{banner}`", libc.path.display()))?;
+    if !banner.contains(build.version) {
+        return Err(format!(
+            "{}: banner `{banner}` does not name {}",
+            libc.path.display(),
+            build.version
+        ));
+    }
+
+    let rtld_sections = load_sections(&rtld_dbg)?;
+    let libc_sections = load_sections(&libc_dbg)?;
+    let files = vec![
+        DebugInfo::new(build.rtld_name(), &rtld_sections)?,
+        DebugInfo::new("libc.so.6", &libc_sections)?,
+    ];
+    let mut wanted: BTreeSet<(Tag, String)> = spec
+        .tables
+        .iter()
+        .map(|t| (t.tag, t.name.clone()))
+        .collect();
+    for (_, ty, _) in THREAD_DB {
+        wanted.insert(ty.key());
+    }
+    let types = Types::new(&files, &wanted)?;
+    check_thread_db(&types, &libc, build)?;
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "//! Generated by `cargo xtask glibc-layouts` from the DWARF of Debian's\n\
+         //! `libc6-dbg` {} ({}, {}). Do not edit.\n\
+         //!\n\
+         //! libc.so.6 build id {}, {} build id {}.\n",
+        build.version,
+        build.deb_arch(),
+        build.suite,
+        hex(&libc.build_id),
+        build.rtld_name(),
+        hex(&rtld.build_id),
+    );
+    out.push_str("use crate::glibc::layout::*;\n\n");
+    out.push_str("const TABLE: Layout = Layout {\n");
+    for f in &spec.layout {
+        let value = match f.rust.as_str() {
+            "glibc_version" => format!("{glibc_version:?}"),
+            "package_version" => format!("{:?}", build.version),
+            "banner" => format!("{banner:?}"),
+            "arch" => format!(
+                "Arch::{}",
+                match build.arch {
+                    Arch::X86_64 => "X86_64",
+                    Arch::Aarch64 => "Aarch64",
+                }
+            ),
+            "libc_build_id" => bytes_literal(&libc.build_id),
+            "rtld_build_id" => bytes_literal(&rtld.build_id),
+            _ => {
+                let table = spec.tables.iter().find(|t| t.rust == f.ty).ok_or_else(|| {
+                    format!(
+                        "layout.rs: Layout.{}: `{}` is not a table type",
+                        f.rust, f.ty
+                    )
+                })?;
+                render_table(&types, table, build, f.optional)?
+            }
+        };
+        let _ = writeln!(out, "    {}: {},", f.rust, value);
+    }
+    out.push_str("};\n\n");
+    let _ = writeln!(
+        out,
+        "/// {} {} ({}).",
+        build.version,
+        build.arch.name(),
+        build.suite
+    );
+    out.push_str("pub static LAYOUT: Layout = TABLE;\n\n");
+    // A table that breaks an invariant of `Layout::check` fails the build.
+    out.push_str("const _: () = if let Err(e) = TABLE.check() {\n    panic!(\"{}\", e.0)\n};\n");
+    Ok(out)
+}
+
+fn render_table(
+    types: &Types,
+    t: &TableSpec,
+    build: &Build,
+    optional: bool,
+) -> Result<String, String> {
+    let ty = match t.arch {
+        Some(a) if a != build.arch => None,
+        _ => types.get(t.tag, &t.name),
+    };
+    let Some(ty) = ty else {
+        if optional {
+            return Ok("None".into());
+        }
+        return Err(format!(
+            "{:?} {} not found in the DWARF of {} {}",
+            t.tag,
+            t.name,
+            build.version,
+            build.arch.name()
+        ));
+    };
+    let Ty::Record { size, .. } = ty else {
+        return Err(format!("{} is not a struct or union", t.name));
+    };
+    let mut s = format!("{} {{\n        size: {size},\n", t.rust);
+    for m in &t.members {
+        let path: Vec<&str> = m.path.split('.').collect();
+        let value = match lookup(ty, &path, 0) {
+            None if m.optional => "None".to_string(),
+            None => {
+                return Err(format!(
+                    "{}.{} (`{}`) is missing from {} {}: make it `Option<...>` in layout.rs and handle its absence",
+                    t.name,
+                    m.rust,
+                    m.path,
+                    build.version,
+                    build.arch.name()
+                ))
+            }
+            Some(f) => {
+                let v = render_member(&f, m).map_err(|e| format!("{}.{}: {e}", t.name, m.path))?;
+                if m.optional {
+                    format!("Some({v})")
+                } else {
+                    v
+                }
+            }
+        };
+        let _ = writeln!(s, "        {}: {},", m.rust, value);
+    }
+    // Members the table does not ask for, so that a new build's additions
+    // show up in review.
+    let mut flat = Vec::new();
+    flat_members(ty, 0, &mut flat);
+    let covered: BTreeSet<&str> = t
+        .members
+        .iter()
+        .map(|m| m.path.split('.').next().unwrap_or(""))
+        .collect();
+    let rest: Vec<String> = flat
+        .iter()
+        .filter(|(n, _, _)| !covered.contains(n.as_str()))
+        .map(|(n, o, z)| format!("{n} {o}+{z}"))
+        .collect();
+    if !rest.is_empty() {
+        let _ = writeln!(s, "        // not in the table: {}", rest.join(", "));
+    }
+    s.push_str("    }");
+    Ok(if optional { format!("Some({s})") } else { s })
+}
+
+fn render_member(f: &Found, m: &MemberSpec) -> Result<String, String> {
+    let n32 = |v: u64| u32::try_from(v).map_err(|_| format!("{v} does not fit in u32"));
+    Ok(match (m.kind, f.bits, f.ty) {
+        (Kind::Bits, Some((b, w)), _) => {
+            format!(
+                "Bits {{ off: {}, bit: {}, width: {} }}",
+                n32(b / 8)?,
+                b % 8,
+                w
+            )
+        }
+        (Kind::Bits, None, _) => return Err("is not a bit-field (use Field)".into()),
+        (_, Some(_), _) => return Err("is a bit-field (use Bits)".into()),
+        (Kind::Array, None, Ty::Array { stride, len }) => {
+            format!(
+                "Array {{ off: {}, stride: {}, len: {} }}",
+                n32(f.off)?,
+                n32(*stride)?,
+                n32(*len)?
+            )
+        }
+        (Kind::Array, None, _) => return Err("is not an array (use Field)".into()),
+        (Kind::Field, None, ty) => format!(
+            "Field {{ off: {}, size: {} }}",
+            n32(f.off)?,
+            n32(ty.size())?
+        ),
+    })
+}
+
+fn bytes_literal(b: &[u8]) -> String {
+    let items: Vec<String> = b.iter().map(|x| format!("0x{x:02x}")).collect();
+    format!("&[{}]", items.join(", "))
+}
+
+fn render_mod(modules: &[String]) -> String {
+    let mut s = String::from(
+        "//! Generated by `cargo xtask glibc-layouts`: every glibc layout table.\n\
+         //! Do not edit; see docs/glibc-layouts.md.\n\n\
+         use super::layout::{find_in, Layout};\n\n",
+    );
+    // One member per line reads better than rustfmt's layout of struct
+    // literals, and generated files must not change under `cargo fmt`.
+    for m in modules {
+        let _ = writeln!(s, "#[rustfmt::skip]\nmod {m};");
+    }
+    s.push_str("\n/// Every known glibc build.\npub static ALL: &[&Layout] = &[\n");
+    for m in modules {
+        let _ = writeln!(s, "    &{m}::LAYOUT,");
+    }
+    s.push_str(
+        "];\n\n\
+         /// The table of the `libc.so.6` whose `NT_GNU_BUILD_ID` is `build_id`.\n\
+         pub fn find(build_id: &[u8]) -> Option<&'static Layout> {\n    find_in(ALL, build_id)\n}\n",
+    );
+    s
+}
+
+fn check_arch(libc: &Elf, build: &Build) -> Result<(), String> {
+    let file = object::File::parse(&*libc.data).map_err(|e| e.to_string())?;
+    let want = match build.arch {
+        Arch::X86_64 => object::Architecture::X86_64,
+        Arch::Aarch64 => object::Architecture::Aarch64,
+    };
+    if file.architecture() != want {
+        return Err(format!(
+            "{}: is {:?}, not {want:?}",
+            libc.path.display(),
+            file.architecture()
+        ));
+    }
+    Ok(())
+}
+
+/// libc's version banner, `GNU C Library (...) ... release version X.Y.`.
+fn banner(libc: &Elf) -> Result<String, String> {
+    let needle = b"GNU C Library ";
+    let start = libc
+        .data
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .ok_or_else(|| format!("{}: no `GNU C Library` banner", libc.path.display()))?;
+    let end = libc.data[start..]
+        .iter()
+        .position(|&b| b == 0 || b == b'\n')
+        .map(|n| start + n)
+        .unwrap_or(libc.data.len());
+    Ok(String::from_utf8_lossy(&libc.data[start..end]).into_owned())
+}
+
+// ---------------------------------------------------------------------------
+// Cross-check with libc's `_thread_db_*` descriptors.
+
+/// Which type a descriptor describes.
+#[derive(Clone, Copy)]
+enum DbType {
+    Struct(&'static str),
+    Typedef(&'static str),
+}
+
+impl DbType {
+    fn key(self) -> (Tag, String) {
+        match self {
+            DbType::Struct(n) => (Tag::Struct, n.to_string()),
+            DbType::Typedef(n) => (Tag::Typedef, n.to_string()),
+        }
+    }
+}
+
+/// `_thread_db_<suffix>`, the type, and the member path (`""`: sizeof).
+/// `pthread_dtvp` is arch-dependent and handled apart.
+const THREAD_DB: &[(&str, DbType, &str)] = &[
+    ("sizeof_pthread", DbType::Struct("pthread"), ""),
+    ("pthread_list", DbType::Struct("pthread"), "list"),
+    ("pthread_tid", DbType::Struct("pthread"), "tid"),
+    (
+        "pthread_cancelhandling",
+        DbType::Struct("pthread"),
+        "cancelhandling",
+    ),
+    ("pthread_specific", DbType::Struct("pthread"), "specific"),
+    (
+        "pthread_report_events",
+        DbType::Struct("pthread"),
+        "report_events",
+    ),
+    (
+        "pthread_start_routine",
+        DbType::Struct("pthread"),
+        "start_routine",
+    ),
+    (
+        "pthread_schedpolicy",
+        DbType::Struct("pthread"),
+        "schedpolicy",
+    ),
+    ("pthread_eventbuf", DbType::Struct("pthread"), "eventbuf"),
+    ("pthread_nextevent", DbType::Struct("pthread"), "nextevent"),
+    (
+        "rtld_global__dl_stack_used",
+        DbType::Struct("rtld_global"),
+        "_dl_stack_used",
+    ),
+    (
+        "rtld_global__dl_stack_user",
+        DbType::Struct("rtld_global"),
+        "_dl_stack_user",
+    ),
+    (
+        "rtld_global__dl_tls_dtv_slotinfo_list",
+        DbType::Struct("rtld_global"),
+        "_dl_tls_dtv_slotinfo_list",
+    ),
+    (
+        "link_map_l_tls_modid",
+        DbType::Struct("link_map"),
+        "l_tls_modid",
+    ),
+    (
+        "link_map_l_tls_offset",
+        DbType::Struct("link_map"),
+        "l_tls_offset",
+    ),
+    (
+        "sizeof_dtv_slotinfo_list",
+        DbType::Struct("dtv_slotinfo_list"),
+        "",
+    ),
+    (
+        "dtv_slotinfo_list_len",
+        DbType::Struct("dtv_slotinfo_list"),
+        "len",
+    ),
+    (
+        "dtv_slotinfo_list_next",
+        DbType::Struct("dtv_slotinfo_list"),
+        "next",
+    ),
+    (
+        "dtv_slotinfo_list_slotinfo",
+        DbType::Struct("dtv_slotinfo_list"),
+        "slotinfo",
+    ),
+    ("sizeof_dtv_slotinfo", DbType::Struct("dtv_slotinfo"), ""),
+    ("dtv_slotinfo_gen", DbType::Struct("dtv_slotinfo"), "gen"),
+    ("dtv_slotinfo_map", DbType::Struct("dtv_slotinfo"), "map"),
+    ("sizeof_list_t", DbType::Typedef("list_t"), ""),
+    ("list_t_next", DbType::Typedef("list_t"), "next"),
+    ("list_t_prev", DbType::Typedef("list_t"), "prev"),
+    ("dtv_t_counter", DbType::Typedef("dtv_t"), "counter"),
+    ("dtv_t_pointer_val", DbType::Typedef("dtv_t"), "pointer.val"),
+];
+
+/// The descriptors of libc's `.dynsym`: name suffix -> 32-bit words.
+fn thread_db_descriptors(libc: &Elf) -> Result<BTreeMap<String, Vec<u32>>, String> {
+    let file = object::File::parse(&*libc.data).map_err(|e| e.to_string())?;
+    let mut out = BTreeMap::new();
+    for sym in file.dynamic_symbols() {
+        let Ok(name) = sym.name() else { continue };
+        let Some(suffix) = name.strip_prefix("_thread_db_") else {
+            continue;
+        };
+        let Some(index) = sym.section_index() else {
+            continue;
+        };
+        let section = file.section_by_index(index).map_err(|e| e.to_string())?;
+        let Some(bytes) = section
+            .data_range(sym.address(), sym.size())
+            .map_err(|e| e.to_string())?
+        else {
+            continue;
+        };
+        let words = bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        out.insert(suffix.to_string(), words);
+    }
+    Ok(out)
+}
+
+/// Every descriptor we can interpret must agree with the DWARF: the
+/// descriptors are compiled from the same headers into the stripped libc.
+fn check_thread_db(types: &Types, libc: &Elf, build: &Build) -> Result<(), String> {
+    let desc = thread_db_descriptors(libc)?;
+    let mut checked = 0;
+    let mut mismatches = Vec::new();
+    let mut expect = |name: &str, want: u64, got: Option<&Vec<u32>>, word: usize| match got
+        .and_then(|w| w.get(word))
+    {
+        Some(&v) if v as u64 == want => checked += 1,
+        Some(&v) => mismatches.push(format!("_thread_db_{name} = {v}, DWARF says {want}")),
+        None => mismatches.push(format!("_thread_db_{name} missing")),
+    };
+    for (name, db, path) in THREAD_DB {
+        let (tag, tname) = db.key();
+        let ty = types
+            .get(tag, &tname)
+            .ok_or_else(|| format!("{tname} not in the DWARF"))?;
+        if path.is_empty() {
+            expect(name, ty.size(), desc.get(*name), 0);
+        } else {
+            let parts: Vec<&str> = path.split('.').collect();
+            let f =
+                lookup(ty, &parts, 0).ok_or_else(|| format!("{tname}.{path} not in the DWARF"))?;
+            expect(name, f.off, desc.get(*name), 2);
+        }
+    }
+    // The DTV pointer: x86_64 `header.dtv` in struct pthread; aarch64
+    // (TLS_DTV_AT_TP) `tcbhead_t.dtv` just after the struct.
+    let pthread = types
+        .get(Tag::Struct, "pthread")
+        .ok_or("struct pthread not in the DWARF")?;
+    let dtvp = match build.arch {
+        Arch::X86_64 => lookup(pthread, &["header", "dtv"], 0).map(|f| f.off),
+        Arch::Aarch64 => Some(pthread.size()),
+    };
+    if let Some(off) = dtvp {
+        expect("pthread_dtvp", off, desc.get("pthread_dtvp"), 2);
+    }
+    if !mismatches.is_empty() {
+        return Err(format!(
+            "{} {}: DWARF and libc's _thread_db descriptors disagree:\n  {}",
+            build.version,
+            build.arch.name(),
+            mismatches.join("\n  ")
+        ));
+    }
+    eprintln!("glibc-layouts: {checked} _thread_db descriptors agree with the DWARF");
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! `cargo xtask`: every build, test and benchmark step of ld-cah behind one
+//! entry point, so that a fresh machine, CI and a developer run the same code.
+
+mod build;
+mod demo;
+mod fixtures;
+mod glibc_layouts;
+mod toolchain;
+mod util;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+usage: cargo xtask <command>
+
+  demo             build ld-cah and run a program through it on both arches
+  build            build target/ld-cah/{x86_64,aarch64}/ld-cah.so and target/release/cah
+  fixtures         compile the test fixtures for both arches into target/fixtures/<arch>/
+  test             build, compile fixtures, run every test (host units, both arches)
+  glibc-layouts    regenerate loader/src/glibc/layouts/ from glibc debug info
+  help             this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build") => build::run(&args[1..]),
+        Some("demo") => demo::run(&args[1..]),
+        Some("fixtures") => fixtures::run(&args[1..]),
+        Some("test") => test(&args[1..]),
+        Some("glibc-layouts") => glibc_layouts::run(&args[1..]),
+        Some("help") | Some("--help") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The README's test command: everything, both arches.
+fn test(args: &[String]) -> Result<(), String> {
+    build::run(&[])?;
+    fixtures::run(&[])?;
+    let root = util::root();
+    let mut cmd = std::process::Command::new(util::host_cargo());
+    cmd.current_dir(&root).args(["test", "--workspace", "--release"]);
+    cmd.args(args);
+    util::run(&mut cmd)
+}
