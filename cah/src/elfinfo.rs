@@ -17,8 +17,6 @@ use ld_cah::verify::lock::{find_lock, LockView};
 pub struct ElfInfo {
     /// `e_machine`.
     pub machine: u16,
-    /// `e_type`.
-    pub e_type: u16,
     /// `PT_INTERP` without its NUL, if any.
     pub interp: Option<Vec<u8>>,
     /// `DT_NEEDED` names in order.
@@ -44,8 +42,8 @@ pub const MACHINES: [u16; 2] = [elf::EM_X86_64, elf::EM_AARCH64];
 pub fn is_compatible(head: &[u8], machine: u16) -> bool {
     head.len() >= 20
         && head[..4] == elf::ELFMAG
-        && head[elf::EI_CLASS] == elf::ELFCLASS64
-        && head[elf::EI_DATA] == elf::ELFDATA2LSB
+        && head[4] == elf::ELFCLASS64
+        && head[5] == elf::ELFDATA2LSB
         && u16::from_le_bytes([head[18], head[19]]) == machine
 }
 
@@ -56,8 +54,13 @@ pub fn read(data: &[u8]) -> Result<ElfInfo> {
     if endian != Endianness::Little {
         bail!("big-endian ELF files are not supported");
     }
-    let phdrs = header.program_headers(endian, data).map_err(|e| anyhow!("bad program headers: {e}"))?;
-    let mut info = ElfInfo { machine: header.e_machine(endian), e_type: header.e_type(endian), ..ElfInfo::default() };
+    let phdrs = header
+        .program_headers(endian, data)
+        .map_err(|e| anyhow!("bad program headers: {e}"))?;
+    let mut info = ElfInfo {
+        machine: header.e_machine(endian),
+        ..ElfInfo::default()
+    };
 
     let vaddr_to_offset = |addr: u64| -> Option<u64> {
         phdrs.iter().find_map(|p| {
@@ -72,15 +75,20 @@ pub fn read(data: &[u8]) -> Result<ElfInfo> {
     for p in phdrs {
         match p.p_type(endian) {
             elf::PT_INTERP => {
-                let bytes = p.data(endian, data).map_err(|_| anyhow!("PT_INTERP outside the file"))?;
+                let bytes = p
+                    .data(endian, data)
+                    .map_err(|_| anyhow!("PT_INTERP outside the file"))?;
                 let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
                 info.interp = Some(bytes[..end].to_vec());
             }
             elf::PT_DYNAMIC => {
-                dynamic = p.dynamic(endian, data).map_err(|_| anyhow!("PT_DYNAMIC outside the file"))?;
+                dynamic = p
+                    .dynamic(endian, data)
+                    .map_err(|_| anyhow!("PT_DYNAMIC outside the file"))?;
             }
             elf::PT_NOTE => {
-                info.note_areas.push((p.p_offset(endian), p.p_filesz(endian), p.p_align(endian)));
+                info.note_areas
+                    .push((p.p_offset(endian), p.p_filesz(endian), p.p_align(endian)));
             }
             _ => {}
         }
@@ -99,13 +107,19 @@ pub fn read(data: &[u8]) -> Result<ElfInfo> {
     let strings: &[u8] = match (strtab, strsz) {
         (Some(addr), Some(size)) => {
             let off = vaddr_to_offset(addr).context("DT_STRTAB is not in a PT_LOAD segment")?;
-            data.get(off as usize..(off + size) as usize).context("DT_STRTAB runs past the end of the file")?
+            data.get(off as usize..(off + size) as usize)
+                .context("DT_STRTAB runs past the end of the file")?
         }
         _ => &[],
     };
     let string = |off: u64| -> Result<Vec<u8>> {
-        let rest = strings.get(off as usize..).context("dynamic string offset out of range")?;
-        let end = rest.iter().position(|&b| b == 0).context("unterminated dynamic string")?;
+        let rest = strings
+            .get(off as usize..)
+            .context("dynamic string offset out of range")?;
+        let end = rest
+            .iter()
+            .position(|&b| b == 0)
+            .context("unterminated dynamic string")?;
         Ok(rest[..end].to_vec())
     };
     for d in dynamic {

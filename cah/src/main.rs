@@ -1,1 +1,742 @@
-fn main() { println!("cah: not yet"); }
+//! `cah`: patch programs with a closure lock, show and verify them, manage
+//! the content-addressed store and the per-inode hash cache.
+//!
+//! Every format is read and written by `ld_cah::verify` (the loader's own
+//! code); the dependency closure is resolved in `closure.rs` with the
+//! loader's search order. `docs/cah.md` is the user's guide.
+
+mod cachefile;
+mod closure;
+mod elfinfo;
+mod hashing;
+mod patch;
+mod store;
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use ld_cah::verify::cache::SlotState;
+use ld_cah::verify::lock::LockView;
+use ld_cah::verify::{Digest, FileIdentity, Lock, LockFlags};
+use serde_json::json;
+
+use closure::{Closure, Options, Outcome, Via};
+use hashing::tagged;
+
+/// Where `cah patch` points `PT_INTERP` unless told otherwise.
+const DEFAULT_INTERP: &str = "/usr/lib/ld-cah/ld-cah.so";
+
+#[derive(Parser)]
+#[command(
+    name = "cah",
+    version,
+    about = "Content-addressed dynamic linking: lock, verify and store program closures"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Lock a program's closure: write the CAH note and set PT_INTERP.
+    Patch(PatchArgs),
+    /// Print a program's closure lock and where each file is found now.
+    Show(ShowArgs),
+    /// Check a program's closure on this machine as the loader would.
+    Verify(VerifyArgs),
+    /// Manage the content-addressed store.
+    Store(StoreArgs),
+    /// Inspect or manage the per-inode hash cache.
+    Cache(CacheArgs),
+}
+
+#[derive(Args)]
+struct PatchArgs {
+    /// The program (or shared library) to patch.
+    prog: PathBuf,
+    /// Write the result here instead of replacing PROG.
+    #[arg(short, long, value_name = "OUT")]
+    output: Option<PathBuf>,
+    /// Resolve the closure inside this sysroot.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+    /// The interpreter to set.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_INTERP, conflicts_with = "keep_interp")]
+    interp: String,
+    /// Leave PT_INTERP as it is.
+    #[arg(long)]
+    keep_interp: bool,
+    /// Also copy every file of the closure into this store.
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Lock these too (names as the program passes them to dlopen), with
+    /// their dependencies.
+    #[arg(long, value_name = "LIB", num_args = 1..)]
+    also: Vec<String>,
+    /// Set the STRICT flag: the loader refuses any unlocked dependency.
+    #[arg(long)]
+    strict: bool,
+    /// Ignore an existing lock (by default its extra names and flags are kept).
+    #[arg(long)]
+    fresh: bool,
+}
+
+#[derive(Args)]
+struct ShowArgs {
+    /// A patched program.
+    prog: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    place: Place,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// A patched program.
+    prog: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    place: Place,
+}
+
+/// Where files are looked for.
+#[derive(Args)]
+struct Place {
+    /// Resolve inside this sysroot.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+    /// The store to try first for locked names.
+    #[arg(long, value_name = "DIR", env = "CAH_STORE", default_value = store::DEFAULT_STORE)]
+    store: PathBuf,
+}
+
+#[derive(Args)]
+struct StoreArgs {
+    /// The store directory.
+    #[arg(long, value_name = "DIR", env = "CAH_STORE", default_value = store::DEFAULT_STORE, global = true)]
+    store: PathBuf,
+    #[command(subcommand)]
+    command: StoreCommand,
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy files into the store under their digest.
+    Add {
+        /// Files to add.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the store.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every file and report any whose content does not match its name.
+    Verify,
+    /// Remove every file no given program's lock refers to.
+    Gc {
+        /// Programs whose locked files are kept.
+        #[arg(long, value_name = "PROG", num_args = 1.., required = true)]
+        keep: Vec<PathBuf>,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Args)]
+struct CacheArgs {
+    /// The cache file (default: /run/ld-cah/hashes for root,
+    /// /run/user/<uid>/ld-cah/hashes otherwise).
+    #[arg(long, value_name = "PATH", global = true)]
+    file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: CacheCommand,
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Entries, hits, misses and size.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the header and every slot's checksum.
+    Verify,
+    /// Empty every slot.
+    Clear,
+    /// Create the cache file.
+    Init {
+        /// Number of slots (a power of two).
+        #[arg(long, default_value_t = ld_cah::verify::cache::DEFAULT_SLOTS)]
+        slots: usize,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Hash files and record them (creating the cache file if needed).
+    Add {
+        /// Files to add.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the cached digest of files (exit status 1 if any is not cached).
+    Lookup {
+        /// Files to look up.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`cah show prog | head`), as Unix tools do.
+    // SAFETY: setting a signal disposition to its default is always sound,
+    // and no other thread exists yet.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Patch(a) => cmd_patch(a),
+        Command::Show(a) => cmd_show(a),
+        Command::Verify(a) => cmd_verify(a),
+        Command::Store(a) => cmd_store(a),
+        Command::Cache(a) => cmd_cache(a),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("cah: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn show_name(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+/// Reads the lock `prog` carries (an error if it has none).
+fn read_lock(prog: &Path, data: &[u8]) -> Result<Lock> {
+    let info = elfinfo::read(data).with_context(|| format!("{}", prog.display()))?;
+    let view: Option<LockView<'_>> = elfinfo::read_lock(data, &info).with_context(|| format!("{}", prog.display()))?;
+    view.map(|v| v.to_lock())
+        .ok_or_else(|| anyhow!("{}: no closure lock (not patched by cah)", prog.display()))
+}
+
+/// Writes `data` to `dest` through a temporary file and a rename, with
+/// `mode`.
+fn write_atomically(dest: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dest
+        .file_name()
+        .ok_or_else(|| anyhow!("{}: not a file name", dest.display()))?;
+    let tmp = dir.join(format!(".{}.cah-{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&tmp, dest).with_context(|| format!("{}", dest.display()))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn cmd_patch(a: PatchArgs) -> Result<bool> {
+    let data = std::fs::read(&a.prog).with_context(|| format!("{}", a.prog.display()))?;
+    let info = elfinfo::read(&data).with_context(|| format!("{}", a.prog.display()))?;
+    if !elfinfo::MACHINES.contains(&info.machine) {
+        bail!(
+            "{}: machine {} is not supported (x86_64 and aarch64 are)",
+            a.prog.display(),
+            info.machine
+        );
+    }
+    let old = if a.fresh {
+        None
+    } else {
+        elfinfo::read_lock(&data, &info)
+            .with_context(|| format!("{}: existing lock (use --fresh to replace it)", a.prog.display()))?
+            .map(|v| v.to_lock())
+    };
+    let mut also: Vec<Vec<u8>> = a.also.iter().map(|s| s.as_bytes().to_vec()).collect();
+    if let Some(old) = &old {
+        for e in old.iter() {
+            if !also.iter().any(|n| n == e.name) {
+                also.push(e.name.to_vec());
+            }
+        }
+    }
+    let closure = closure::resolve(
+        &a.prog,
+        &Options {
+            root: &a.root,
+            also: &also,
+            lock: None,
+            store: None,
+        },
+    )?;
+
+    let mut flags = old.as_ref().map_or(0, |l| l.flags.0);
+    if a.strict {
+        flags |= LockFlags::STRICT;
+    }
+    let mut lock = Lock::new(LockFlags(flags));
+    for (name, _, digest) in closure.resolved() {
+        lock.insert(name, digest)
+            .map_err(|e| anyhow!("{}: {e}", show_name(name)))?;
+    }
+    let interp = (!a.keep_interp).then(|| a.interp.as_bytes().to_vec());
+    let (out, report) = patch::apply(
+        &data,
+        &patch::Patch {
+            note: lock.to_note(),
+            interp,
+        },
+    )
+    .with_context(|| format!("{}", a.prog.display()))?;
+    // In place means the file itself, not a symbolic link to it.
+    let dest = match &a.output {
+        Some(out) => out.clone(),
+        None => std::fs::canonicalize(&a.prog)?,
+    };
+    let mode = std::fs::metadata(&a.prog)?.permissions().mode() & 0o7777;
+    write_atomically(&dest, &out, mode)?;
+
+    if let Some(store) = &a.store {
+        for (_, path, digest) in closure.resolved() {
+            store::add_known(store, path, digest)?;
+        }
+    }
+    println!(
+        "{}: locked {} {}{}",
+        dest.display(),
+        lock.len(),
+        if lock.len() == 1 { "library" } else { "libraries" },
+        match (&report.no_interp, a.keep_interp) {
+            (true, _) => " (no PT_INTERP: interpreter not set)".to_string(),
+            (false, true) => String::new(),
+            (false, false) => format!(", interpreter {}", a.interp),
+        }
+    );
+    Ok(true)
+}
+
+/// The lock's names, resolved here as the loader would.
+fn resolve_locked(prog: &Path, lock: &Lock, place: &Place) -> Result<Closure> {
+    let also: Vec<Vec<u8>> = lock.iter().map(|e| e.name.to_vec()).collect();
+    closure::resolve(
+        prog,
+        &Options {
+            root: &place.root,
+            also: &also,
+            lock: Some(lock),
+            store: Some(&place.store),
+        },
+    )
+}
+
+/// JSON for one dependency.
+fn dep_json(d: &closure::Dep) -> serde_json::Value {
+    let mut v = json!({
+        "name": show_name(&d.name),
+        "digest": d.locked.map(|x| x.to_string()),
+        "needed_by": d.needed_by.display().to_string(),
+    });
+    match &d.outcome {
+        Outcome::Found { path, digest, via } => {
+            v["status"] = json!(if d.locked.is_some() { "ok" } else { "unlocked" });
+            v["path"] = json!(path.display().to_string());
+            v["found_digest"] = json!(digest.to_string());
+            v["via"] = json!(match via {
+                Via::Store => "store",
+                Via::Search => "search",
+            });
+        }
+        Outcome::Missing { tried } => {
+            v["status"] = json!("missing");
+            v["tried"] = json!(tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>());
+        }
+        Outcome::Mismatch { candidates } => {
+            v["status"] = json!("mismatch");
+            v["candidates"] = json!(candidates
+                .iter()
+                .map(|(p, d)| json!({"path": p.display().to_string(), "digest": d.to_string()}))
+                .collect::<Vec<_>>());
+        }
+    }
+    v
+}
+
+fn cmd_show(a: ShowArgs) -> Result<bool> {
+    let data = std::fs::read(&a.prog).with_context(|| format!("{}", a.prog.display()))?;
+    let lock = read_lock(&a.prog, &data)?;
+    let info = elfinfo::read(&data)?;
+    let closure = resolve_locked(&a.prog, &lock, &a.place)?;
+    let interp = info.interp.as_deref().map(show_name);
+    if a.json {
+        let entries: Vec<serde_json::Value> = lock
+            .iter()
+            .map(|e| match closure.deps.iter().find(|d| d.name == e.name) {
+                Some(d) => dep_json(d),
+                None => json!({"name": show_name(e.name), "digest": e.digest.to_string(), "status": "unresolved"}),
+            })
+            .collect();
+        let v = json!({
+            "program": a.prog.display().to_string(),
+            "version": ld_cah::verify::lock::VERSION,
+            "flags": lock.flags.0,
+            "strict": lock.flags.strict(),
+            "interp": interp,
+            "entries": entries,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(true);
+    }
+    println!(
+        "{}: closure lock v{}, {} entries{}{}",
+        a.prog.display(),
+        ld_cah::verify::lock::VERSION,
+        lock.len(),
+        if lock.flags.strict() { ", strict" } else { "" },
+        interp.map(|i| format!(", interpreter {i}")).unwrap_or_default()
+    );
+    let width = lock.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    for e in lock.iter() {
+        let place = match closure.deps.iter().find(|d| d.name == e.name).map(|d| &d.outcome) {
+            Some(Outcome::Found {
+                path, via: Via::Store, ..
+            }) => format!("{} (store)", path.display()),
+            Some(Outcome::Found { path, .. }) => path.display().to_string(),
+            Some(Outcome::Missing { .. }) | None => "(not found)".to_string(),
+            Some(Outcome::Mismatch { candidates }) => format!(
+                "(no matching file: {})",
+                candidates
+                    .iter()
+                    .map(|(p, d)| format!("{} has blake3:{}", p.display(), d.short_hex(12)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        println!(
+            "  {:width$}  {}  {}",
+            show_name(e.name),
+            tagged(&e.digest),
+            place,
+            width = width
+        );
+    }
+    Ok(true)
+}
+
+fn cmd_verify(a: VerifyArgs) -> Result<bool> {
+    let data = std::fs::read(&a.prog).with_context(|| format!("{}", a.prog.display()))?;
+    let lock = read_lock(&a.prog, &data)?;
+    let closure = resolve_locked(&a.prog, &lock, &a.place)?;
+    let strict = lock.flags.strict();
+    let (mut ok, mut bad, mut unlocked) = (0, 0, 0);
+    let mut lines = Vec::new();
+    for d in &closure.deps {
+        let name = show_name(&d.name);
+        match (&d.outcome, d.locked) {
+            (Outcome::Found { path, via, .. }, Some(_)) => {
+                ok += 1;
+                let via = if *via == Via::Store { " (store)" } else { "" };
+                lines.push(format!("ok        {name}  {}{via}", path.display()));
+            }
+            (Outcome::Found { path, digest, .. }, None) => {
+                unlocked += 1;
+                lines.push(format!(
+                    "unlocked  {name}  {} ({}; not in the lock)",
+                    path.display(),
+                    tagged(digest)
+                ));
+            }
+            (Outcome::Missing { tried }, want) => {
+                bad += 1;
+                lines.push(format!(
+                    "missing   {name}  {}: no file (tried {})",
+                    want.map(|w| tagged(&w)).unwrap_or_default(),
+                    tried
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            (Outcome::Mismatch { candidates }, want) => {
+                bad += 1;
+                lines.push(format!(
+                    "mismatch  {name}  wanted {}; rejected {}",
+                    want.map(|w| tagged(&w)).unwrap_or_default(),
+                    candidates
+                        .iter()
+                        .map(|(p, d)| format!("{} ({})", p.display(), tagged(d)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+    let passed = bad == 0 && (!strict || unlocked == 0);
+    if a.json {
+        let v = json!({
+            "program": a.prog.display().to_string(),
+            "ok": passed,
+            "strict": strict,
+            "deps": closure.deps.iter().map(dep_json).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for l in &lines {
+            println!("{l}");
+        }
+        println!(
+            "{}: {} ({ok} ok, {bad} failed, {unlocked} unlocked{})",
+            a.prog.display(),
+            if passed { "verified" } else { "FAILED" },
+            if strict { ", strict" } else { "" }
+        );
+    }
+    Ok(passed)
+}
+
+fn cmd_store(a: StoreArgs) -> Result<bool> {
+    let store = &a.store;
+    match a.command {
+        StoreCommand::Add { files } => {
+            for f in files {
+                let (digest, added) = store::add(store, &f)?;
+                println!(
+                    "{}  {}{}",
+                    digest,
+                    f.display(),
+                    if added { "" } else { " (already stored)" }
+                );
+            }
+            Ok(true)
+        }
+        StoreCommand::Ls { json } => {
+            let items = store::list(store)?;
+            if json {
+                let v: Vec<_> = items
+                    .iter()
+                    .map(|i| json!({"digest": i.digest.to_string(), "size": i.size, "path": i.path.display().to_string()}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for i in &items {
+                    println!("{}  {:>10}", i.digest, i.size);
+                }
+            }
+            Ok(true)
+        }
+        StoreCommand::Verify => {
+            let items = store::list(store)?;
+            let mut bad = 0;
+            for i in &items {
+                let actual = hashing::hash_file(&i.path)?;
+                if actual != i.digest {
+                    bad += 1;
+                    println!("corrupt  {}  (content has {})", i.path.display(), tagged(&actual));
+                }
+            }
+            println!("{}: {} files, {} corrupt", store.display(), items.len(), bad);
+            Ok(bad == 0)
+        }
+        StoreCommand::Gc { keep, dry_run } => {
+            let mut wanted: Vec<Digest> = Vec::new();
+            for prog in &keep {
+                let data = std::fs::read(prog).with_context(|| format!("{}", prog.display()))?;
+                wanted.extend(read_lock(prog, &data)?.iter().map(|e| e.digest));
+            }
+            let mut removed = 0u64;
+            let mut freed = 0u64;
+            for i in store::list(store)? {
+                if wanted.contains(&i.digest) {
+                    continue;
+                }
+                if !dry_run {
+                    std::fs::remove_file(&i.path).with_context(|| format!("{}", i.path.display()))?;
+                }
+                removed += 1;
+                freed += i.size;
+                println!("{}  {}", if dry_run { "would remove" } else { "removed" }, i.digest);
+            }
+            println!(
+                "{}: {removed} files, {freed} bytes {}",
+                store.display(),
+                if dry_run { "to free" } else { "freed" }
+            );
+            Ok(true)
+        }
+    }
+}
+
+/// The identity of a file as the loader records it.
+fn identity(meta: &std::fs::Metadata) -> FileIdentity {
+    FileIdentity::from_stat(
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    )
+}
+
+fn cmd_cache(a: CacheArgs) -> Result<bool> {
+    let path = a.file.unwrap_or_else(cachefile::default_path);
+    let cache_err = |e: ld_cah::verify::CacheError| anyhow!("{}: {e}", path.display());
+    match a.command {
+        CacheCommand::Init { slots, force } => {
+            if path.exists() && !force {
+                bail!("{} exists (use --force to replace it)", path.display());
+            }
+            cachefile::create(&path, slots)?;
+            println!("{}: {} slots", path.display(), slots);
+            Ok(true)
+        }
+        CacheCommand::Stats { json } => {
+            let mapped = cachefile::Mapped::open(&path, false)?;
+            let cache = mapped.cache().map_err(cache_err)?;
+            let s = cache.stats();
+            let mut counts = [0u64; 4];
+            for i in 0..cache.slot_count() {
+                counts[match cache.slot(i) {
+                    SlotState::Valid(_) => 0,
+                    SlotState::Empty => 1,
+                    SlotState::Busy => 2,
+                    SlotState::Corrupt => 3,
+                }] += 1;
+            }
+            let size = std::fs::metadata(&path)?.len();
+            if json {
+                let v = json!({
+                    "file": path.display().to_string(), "size": size, "slots": s.slot_count,
+                    "entries": counts[0], "empty": counts[1], "busy": counts[2], "corrupt": counts[3],
+                    "hits": s.hits, "misses": s.misses, "inserts": s.inserts,
+                    "evictions": s.evictions, "insert_failures": s.insert_failures,
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("file:       {}", path.display());
+                println!("size:       {size} bytes, {} slots", s.slot_count);
+                println!(
+                    "entries:    {} ({} empty, {} busy, {} corrupt)",
+                    counts[0], counts[1], counts[2], counts[3]
+                );
+                println!("hits:       {}", s.hits);
+                println!("misses:     {}", s.misses);
+                println!(
+                    "inserts:    {} ({} evictions, {} given up)",
+                    s.inserts, s.evictions, s.insert_failures
+                );
+            }
+            Ok(true)
+        }
+        CacheCommand::Verify => {
+            let mapped = cachefile::Mapped::open(&path, false)?;
+            let cache = mapped.cache().map_err(cache_err)?;
+            let (mut valid, mut busy, mut corrupt) = (0, 0, 0);
+            for i in 0..cache.slot_count() {
+                match cache.slot(i) {
+                    SlotState::Valid(_) => valid += 1,
+                    SlotState::Busy => {
+                        busy += 1;
+                        println!("busy     slot {i}");
+                    }
+                    SlotState::Corrupt => {
+                        corrupt += 1;
+                        println!("corrupt  slot {i}");
+                    }
+                    SlotState::Empty => {}
+                }
+            }
+            println!(
+                "{}: header ok, {valid} entries, {busy} busy, {corrupt} corrupt slots",
+                path.display()
+            );
+            Ok(busy == 0 && corrupt == 0)
+        }
+        CacheCommand::Clear => {
+            let mapped = cachefile::Mapped::open(&path, true)?;
+            mapped.cache().map_err(cache_err)?.clear().map_err(cache_err)?;
+            println!("{}: cleared", path.display());
+            Ok(true)
+        }
+        CacheCommand::Add { files } => {
+            if !path.exists() {
+                match cachefile::create(&path, ld_cah::verify::cache::DEFAULT_SLOTS) {
+                    Ok(()) => {}
+                    // Another process made it first.
+                    Err(_) if path.exists() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let mapped = cachefile::Mapped::open(&path, true)?;
+            let cache = mapped.cache().map_err(cache_err)?;
+            for f in files {
+                let file = std::fs::File::open(&f).with_context(|| format!("{}", f.display()))?;
+                let before = identity(&file.metadata()?);
+                if let Some(d) = cache.lookup(&before) {
+                    println!("{d}  {} (cached)", f.display());
+                    continue;
+                }
+                let digest = hashing::hash_file(&f)?;
+                // Record it only if the file did not change while hashed.
+                if identity(&file.metadata()?) != before {
+                    println!("{digest}  {} (changed while hashing; not cached)", f.display());
+                    continue;
+                }
+                let outcome = cache.insert(&before, &digest);
+                println!(
+                    "{digest}  {}{}",
+                    f.display(),
+                    match outcome {
+                        Ok(_) => String::new(),
+                        Err(e) => format!(" (not cached: {e})"),
+                    }
+                );
+            }
+            Ok(true)
+        }
+        CacheCommand::Lookup { files } => {
+            let mapped = cachefile::Mapped::open(&path, false)?;
+            let cache = mapped.cache().map_err(cache_err)?;
+            let mut all = true;
+            for f in files {
+                let meta = std::fs::metadata(&f).with_context(|| format!("{}", f.display()))?;
+                match cache.lookup(&identity(&meta)) {
+                    Some(d) => println!("{d}  {}", f.display()),
+                    None => {
+                        all = false;
+                        println!("{:64}  {} (not cached)", "-", f.display());
+                    }
+                }
+            }
+            Ok(all)
+        }
+    }
+}

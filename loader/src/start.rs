@@ -43,6 +43,8 @@ pub const AT_SECURE: usize = 23;
 pub const AT_RANDOM: usize = 25;
 pub const AT_HWCAP2: usize = 26;
 pub const AT_EXECFN: usize = 31;
+pub const AT_CLKTCK: usize = 17;
+pub const AT_MINSIGSTKSZ: usize = 51;
 pub const AT_SYSINFO_EHDR: usize = 33;
 
 /// `sizeof(struct pthread)` of glibc 2.36, the room left at (x86_64) or
@@ -152,6 +154,21 @@ impl Stack {
             Stack::parse(new_sp)
         }
     }
+}
+
+/// The length of the C string at `p`.
+///
+/// # Safety
+/// `p` points at a NUL-terminated string.
+pub unsafe fn strlen(p: usize) -> usize {
+    let mut n = 0;
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        while *((p + n) as *const u8) != 0 {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// # Safety
@@ -399,7 +416,10 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         .unwrap_or(Native::PLATFORM.as_bytes());
     let tokens = Tokens { platform, lib: Native::DST_LIB.as_bytes(), secure };
     let lib_path_src = if secure { None } else { opts.library_path.or_else(|| getenv(b"LD_LIBRARY_PATH")) };
-    let library_path: Vec<Vec<u8>> = lib_path_src.map(|l| search::split_list(l, None, &tokens)).unwrap_or_default();
+    // `$ORIGIN` in LD_LIBRARY_PATH means the program's directory.
+    let main_origin = search::dirname(&main_path).to_vec();
+    let library_path: Vec<Vec<u8>> =
+        lib_path_src.map(|l| search::split_list(l, Some(&main_origin), &tokens)).unwrap_or_default();
     let cache_map = if opts.inhibit_cache { None } else { map_ld_cache() };
     let env_cfg = SearchEnv {
         library_path: &library_path,
@@ -410,6 +430,7 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     };
     let glibc_base = Native::GLIBC_INTERP.rsplit('/').next().unwrap_or(Native::GLIBC_INTERP).as_bytes();
     let loader_names: [&[u8]; 4] = [glibc_base, Native::GLIBC_INTERP.as_bytes(), b"ld-cah.so", &interp_name];
+    let bind_now = getenv(b"LD_BIND_NOW").is_some_and(|v| !v.is_empty());
     let cfg = Config { env: env_cfg, machine, page, loader_names: &loader_names };
 
     let mut preloads: Vec<Vec<u8>> = Vec::new();
@@ -449,10 +470,33 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
             next_modid += 1;
         }
     }
+    // glibc programs: the layout of the libc in the closure decides the
+    // size of `struct pthread` and everything libc reads from us.
+    let glibc = match crate::glibc::rtld::find_libc(&ns) {
+        None => None,
+        Some(libc) => {
+            let bid = crate::glibc::rtld::build_id(&ns, libc).unwrap_or_default();
+            match crate::glibc::layouts::find(&bid) {
+                Some(l) => Some((libc, l)),
+                None => {
+                    let mut hex = String::new();
+                    for b in &bid {
+                        let _ = write!(hex, "{b:02x}");
+                    }
+                    return Err(err!(
+                        ns.objs[libc].display_name(),
+                        "unknown glibc build (build id {}); add it with `cargo xtask glibc-layouts`",
+                        if hex.is_empty() { "missing" } else { &hex }
+                    ));
+                }
+            }
+        }
+    };
     let variant = Native::TLS_VARIANT;
+    let pthread_size = glibc.map(|(_, l)| l.pthread.size as usize);
     let (tcb_size, pre_tcb) = match variant {
-        crate::arch::TlsVariant::Two => (TCB_SIZE_X86_64, 0),
-        crate::arch::TlsVariant::One => (0, PRE_TCB_SIZE_AARCH64),
+        crate::arch::TlsVariant::Two => (pthread_size.unwrap_or(TCB_SIZE_X86_64), 0),
+        crate::arch::TlsVariant::One => (0, pthread_size.unwrap_or(PRE_TCB_SIZE_AARCH64)),
     };
     let layout = {
         let mut mods: Vec<&mut tls::Module> = Vec::new();
@@ -489,12 +533,40 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     }
     crate::glibc::set_stack_guard(guard, pguard);
 
+    // Link maps (and, for glibc programs, everything libc reads from its
+    // loader) must exist before relocation: libc's IFUNC resolvers read them.
+    let mut chain: Vec<DsoId> = alloc::vec![ns.main];
+    if let Some(v) = ns.vdso {
+        chain.push(v);
+    }
+    chain.extend(ns.scope.iter().copied().filter(|&i| i != ns.main));
+    crate::debug::link_maps(&mut ns, &chain);
+    if let Some((_, l)) = glibc {
+        let process = crate::glibc::rtld::Process {
+            sp: stack.sp as usize,
+            argv: stack.argv as usize,
+            auxv: stack.auxv as usize,
+            secure,
+            page,
+            platform: stack.aux(AT_PLATFORM).unwrap_or(0),
+            hwcap: stack.aux(AT_HWCAP).unwrap_or(0) as u64,
+            hwcap2: stack.aux(AT_HWCAP2).unwrap_or(0) as u64,
+            clktck: stack.aux(AT_CLKTCK).unwrap_or(100),
+            minsigstksz: stack.aux(AT_MINSIGSTKSZ).filter(|&v| v != 0).unwrap_or(4096),
+            sysinfo_ehdr: stack.aux(AT_SYSINFO_EHDR).unwrap_or(0),
+        };
+        crate::glibc::rtld::fill_link_maps(l, &ns, &chain);
+        crate::glibc::rtld::fill_globals(l, &ns, &chain, &process, &layout, &tb, next_modid)
+            .map_err(|e| err!(&prog_name, "{}", e))?;
+    }
+
     // Relocate: deepest dependency first, the program last.
     let target = Target::of::<Native>(native::tlsdesc_static());
     let initfini = crate::init::initfini_order(&ns);
     let scope = ns.scope.clone();
     let deferred = {
         let mut engine = Engine::new(&ns, &scope, target);
+        engine.bind_now = bind_now;
         for &id in initfini.iter().rev() {
             if matches!(ns.objs[id].kind, Kind::Loader | Kind::Vdso) {
                 continue;
@@ -532,13 +604,12 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         d.relocated = true;
     }
 
+    let early_init = match glibc {
+        Some((libc, l)) => crate::glibc::api::finish(l, &ns, libc, layout, variant),
+        None => 0,
+    };
+
     // Debugger interface, before RELRO seals the program's DT_DEBUG.
-    let mut chain: Vec<DsoId> = alloc::vec![ns.main];
-    if let Some(v) = ns.vdso {
-        chain.push(v);
-    }
-    chain.extend(ns.scope.iter().copied().filter(|&i| i != ns.main));
-    crate::debug::link_maps(&mut ns, &chain);
     crate::debug::publish(&ns, base, crate::debug::RT_CONSISTENT);
 
     for d in ns.objs.iter_mut() {
@@ -555,6 +626,12 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     let calls = crate::init::init_calls(&mut ns, &initfini);
     let entry = ns.objs[ns.main].entry;
     *STATE.lock() = Some(ns);
+    if early_init != 0 {
+        // SAFETY: libc's `__libc_early_init(_Bool initial)`, after all
+        // relocation and before any constructor (glibc-rtld-abi.md 2.7).
+        let f: extern "C" fn(bool) = unsafe { core::mem::transmute(early_init) };
+        f(true);
+    }
     // SAFETY: all objects are relocated; these are their initialisers.
     unsafe { crate::init::run(&calls, stack.argc, stack.argv as usize, stack.envp as usize) };
     // SAFETY: the program is ready; its stack is the kernel's, adjusted.

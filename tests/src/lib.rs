@@ -52,7 +52,7 @@ impl Arch {
     pub fn glibc_ld_so(self) -> &'static str {
         match self {
             Arch::X86_64 => "/lib64/ld-linux-x86-64.so.2",
-            Arch::Aarch64 => "/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1",
+            Arch::Aarch64 => concat!(env!("CARGO_MANIFEST_DIR"), "/../target/glibc-dbg/2.36-9+deb12u14_arm64/lib/ld-linux-aarch64.so.1"),
         }
     }
 
@@ -65,9 +65,12 @@ impl Arch {
     }
 }
 
-/// Where the cross glibc lives; qemu-aarch64 resolves absolute paths
-/// (the programs' `PT_INTERP`, `/lib/...`) under it first.
-pub const AARCH64_SYSROOT: &str = "/usr/aarch64-linux-gnu";
+/// Real Debian arm64 glibc (2.36-9+deb12u14, unpacked by `cargo xtask
+/// glibc-layouts`, which `cargo xtask test` runs); qemu-aarch64 resolves
+/// absolute paths (the programs' `PT_INTERP`, `/lib/...`) under it first.
+/// Not the cross glibc of `libc6-dev-arm64-cross`: that is another build,
+/// for which there is no debug info and so no layout table.
+pub const AARCH64_SYSROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/glibc-dbg/2.36-9+deb12u14_arm64");
 
 /// How a fixture is started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,14 +172,29 @@ pub struct Run {
     pub env: Vec<(String, String)>,
     /// glibc-style loader options, for the direct modes only.
     pub opts: Vec<String>,
-    /// The program has no PT_INTERP (static): no `*Interp` mode through a
-    /// patched copy; [`Mode::GlibcInterp`] is then the kernel running it.
+    /// The program has no PT_INTERP (static): runs only as
+    /// [`Mode::GlibcInterp`] (which is then the kernel running it) and
+    /// [`Mode::CahDirect`].
     pub no_interp: bool,
+    /// Only the direct modes, even without options (there is no program
+    /// to patch, e.g. it does not exist).
+    pub direct_only: bool,
+    /// Only the ld-cah modes, because glibc's loader cannot run this (see
+    /// [`Check::expect_cah_only`]): why.
+    pub cah_only: Option<String>,
 }
 
 /// A run of fixture `prog` (a path relative to the fixture directory).
 pub fn run(prog: &str) -> Run {
-    Run { prog: prog.into(), args: Vec::new(), env: Vec::new(), opts: Vec::new(), no_interp: false }
+    Run {
+        prog: prog.into(),
+        args: Vec::new(),
+        env: Vec::new(),
+        opts: Vec::new(),
+        no_interp: false,
+        direct_only: false,
+        cah_only: None,
+    }
 }
 
 impl Run {
@@ -210,11 +228,28 @@ impl Run {
         self
     }
 
+    pub fn direct_only(mut self) -> Run {
+        self.direct_only = true;
+        self
+    }
+
     fn modes(&self) -> Vec<Mode> {
-        if !self.opts.is_empty() {
+        let all = self.all_modes();
+        if self.cah_only.is_some() {
+            all.into_iter().filter(|m| m.is_cah()).collect()
+        } else {
+            all
+        }
+    }
+
+    fn all_modes(&self) -> Vec<Mode> {
+        if !self.opts.is_empty() || self.direct_only {
             vec![Mode::GlibcDirect, Mode::CahDirect]
         } else if self.no_interp {
-            vec![Mode::GlibcInterp, Mode::GlibcDirect, Mode::CahDirect]
+            // The reference is the kernel running the program. glibc's
+            // ld.so, given a static program, execve()s it, which fails
+            // under qemu-user (no binfmt_misc here): not a reference.
+            vec![Mode::GlibcInterp, Mode::CahDirect]
         } else {
             vec![Mode::GlibcInterp, Mode::GlibcDirect, Mode::CahDirect, Mode::CahInterp]
         }
@@ -245,6 +280,36 @@ pub struct Check {
 }
 
 static SCRATCH_COUNTER: AtomicUsize = AtomicUsize::new(0);
+static SCRATCH_SWEEP: std::sync::Once = std::sync::Once::new();
+
+/// Removes scratch directories (`<prog>-<pid>-<n>`, kept when a check
+/// failed) left by test processes that are no longer running, once they
+/// are ten minutes old (so the last run's are still there to look at).
+fn sweep_scratch() {
+    SCRATCH_SWEEP.call_once(|| {
+        for arch in Arch::ALL {
+            let dir = root().join("target/cah-tests").join(arch.name());
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let pid = name.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(600));
+                if let Some(pid) = pid {
+                    if old && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// How long one run may take (qemu on a busy two-core machine is slow).
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Check {
@@ -312,6 +377,7 @@ impl Check {
     /// scratch directory beside symlinks to everything else in the fixture
     /// directory. Returns (scratch directory, program path).
     fn interp_copy(&self, prog: &str) -> Result<(PathBuf, PathBuf), String> {
+        sweep_scratch();
         let n = SCRATCH_COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = Path::new(prog).file_name().and_then(|s| s.to_str()).ok_or("bad program name")?;
         let scratch = root()
@@ -322,7 +388,8 @@ impl Check {
             std::fs::remove_dir_all(&scratch).map_err(|e| format!("remove {}: {e}", scratch.display()))?;
         }
         std::fs::create_dir_all(&scratch).map_err(|e| format!("create {}: {e}", scratch.display()))?;
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| format!("read {}: {e}", self.dir.display()))?;
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(|e| format!("read {}: {e}", self.dir.display()))?;
         for entry in entries {
             let entry = entry.map_err(|e| e.to_string())?;
             if entry.file_name() == *name {
@@ -370,8 +437,20 @@ impl Check {
             if let Some(s) = &scratch {
                 let _ = writeln!(msg, "  (patched copy kept in {})", s.display());
             }
+            if let Some(why) = &r.cah_only {
+                let _ = writeln!(msg, "  (ld-cah only: glibc's loader cannot run this program: {why})");
+            }
             self.fail(msg);
         }
+    }
+
+    /// Like [`Check::expect`], for a program glibc's loader cannot run
+    /// (`why` says what it does instead), so only the ld-cah modes run.
+    /// The expected output is still what the program's source prints.
+    pub fn expect_cah_only(&mut self, r: &Run, stdout: &str, status: i32, why: &str) {
+        let mut r = r.clone();
+        r.cah_only = Some(why.into());
+        self.expect(&r, stdout, status);
     }
 
     /// An input the loader must refuse. ld-cah: exit status 127, nothing on
@@ -420,6 +499,9 @@ impl Check {
             for p in problems {
                 let _ = writeln!(msg, "  - {p}");
             }
+            if let GlibcFails::NotCompared(why) = glibc {
+                let _ = writeln!(msg, "  (glibc's loader is no reference here: {why})");
+            }
             msg.push_str(&out.report());
             if let Some(s) = &scratch {
                 let _ = writeln!(msg, "  (patched copy kept in {})", s.display());
@@ -435,7 +517,7 @@ impl Check {
         if !self.wanted(mode) {
             return;
         }
-        let Some((out, prog, scratch)) = self.run_in(mode, r) else { return };
+        let Some((out, _prog, scratch)) = self.run_in(mode, r) else { return };
         let problems = judge(&out, &self.dir.display().to_string());
         if problems.is_empty() {
             remove_scratch(scratch);
@@ -446,7 +528,6 @@ impl Check {
             let _ = writeln!(msg, "  - {p}");
         }
         msg.push_str(&out.report());
-        let _ = prog;
         self.fail(msg);
     }
 
@@ -474,7 +555,11 @@ fn first_difference(want: &str, got: &str) -> Option<String> {
             (None, None) => return None,
             (a, b) if a == b => continue,
             (a, b) => {
-                return Some(format!("line {n}: expected {:?}, got {:?}", a.unwrap_or("<end>"), b.unwrap_or("<end>")))
+                return Some(format!(
+                    "line {n}: expected {:?}, got {:?}",
+                    a.unwrap_or("<end>"),
+                    b.unwrap_or("<end>")
+                ))
             }
         }
     }
@@ -556,8 +641,10 @@ fn newest_source() -> Option<std::time::SystemTime> {
             let p = e.path();
             if p.is_dir() {
                 walk(&p, newest);
+            } else if p.extension().is_some_and(|x| x == "md") {
+                continue; // documentation
             } else if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
-                if newest.map_or(true, |n| t > n) {
+                if newest.is_none_or(|n| t > n) {
                     *newest = Some(t);
                 }
             }
@@ -566,7 +653,7 @@ fn newest_source() -> Option<std::time::SystemTime> {
     let mut newest = None;
     walk(&root().join("tests/fixtures"), &mut newest);
     if let Ok(t) = std::fs::metadata(root().join("xtask/src/fixtures.rs")).and_then(|m| m.modified()) {
-        if newest.map_or(true, |n| t > n) {
+        if newest.is_none_or(|n| t > n) {
             newest = Some(t);
         }
     }
@@ -622,7 +709,8 @@ pub fn on_both_arches(test: &str, body: impl Fn(&mut Check)) {
             failures.append(&mut c.failures);
             continue;
         }
-        if let (Some(src), Ok(built)) = (newest_source(), std::fs::metadata(&dir).and_then(|m| m.modified())) {
+        if let (Some(src), Ok(built)) = (newest_source(), std::fs::metadata(&dir).and_then(|m| m.modified()))
+        {
             if src > built {
                 c.fail(format!(
                     "fixtures in {} are older than their sources: run `cargo xtask fixtures`",
@@ -641,5 +729,49 @@ pub fn on_both_arches(test: &str, body: impl Fn(&mut Check)) {
     }
     if !failures.is_empty() {
         panic!("{} failure(s):\n\n{}", failures.len(), failures.join("\n"));
+    }
+}
+
+/// Just enough ELF reading for tests that check what a fixture contains.
+pub mod elf {
+    use std::path::Path;
+
+    pub const DT_NEEDED: u64 = 1;
+    pub const DT_RELR: u64 = 36;
+
+    /// The (d_tag, d_val) entries of a little-endian ELF64 file's
+    /// PT_DYNAMIC, up to DT_NULL.
+    pub fn dynamic_tags(path: &Path) -> Result<Vec<(u64, u64)>, String> {
+        let data = std::fs::read(path).map_err(|e| format!("read: {e}"))?;
+        let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+        let u32_at = |o: usize| data.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let u64_at = |o: usize| {
+            data.get(o..o + 8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        };
+        if data.get(..5) != Some(&b"\x7fELF\x02"[..]) {
+            return Err("not an ELF64 file".into());
+        }
+        let bad = || "truncated ELF header".to_string();
+        let phoff = u64_at(0x20).ok_or_else(bad)? as usize;
+        let phentsize = u16_at(0x36).ok_or_else(bad)?;
+        let phnum = u16_at(0x38).ok_or_else(bad)?;
+        for i in 0..phnum {
+            let ph = phoff + i * phentsize;
+            if u32_at(ph) != Some(2) {
+                continue; // not PT_DYNAMIC
+            }
+            let off = u64_at(ph + 8).ok_or_else(bad)? as usize;
+            let size = u64_at(ph + 32).ok_or_else(bad)? as usize;
+            let mut tags = Vec::new();
+            for e in (off..off + size).step_by(16) {
+                let (Some(tag), Some(val)) = (u64_at(e), u64_at(e + 8)) else { break };
+                if tag == 0 {
+                    break;
+                }
+                tags.push((tag, val));
+            }
+            return Ok(tags);
+        }
+        Ok(Vec::new())
     }
 }

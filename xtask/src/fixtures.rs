@@ -96,7 +96,16 @@ fn relr_flags(arch: Arch) -> Vec<String> {
     match arch {
         Arch::X86_64 => vec!["-Wl,-z,pack-relative-relocs".into()],
         Arch::Aarch64 if in_path("ld.lld") => {
-            vec!["-fuse-ld=lld".into(), "-Wl,--pack-dyn-relocs=relr".into()]
+            // The cross gcc's -fuse-ld=lld looks for a cross-prefixed lld
+            // that Debian does not ship; -B with a directory whose `ld` is
+            // ld.lld picks it instead.
+            let dir = crate::util::root().join("target/fixtures/.lld-bin");
+            let _ = std::fs::create_dir_all(&dir);
+            let link = dir.join("ld");
+            if !link.exists() {
+                let _ = std::os::unix::fs::symlink("/usr/bin/ld.lld", &link);
+            }
+            vec![format!("-B{}/", dir.display()), "-Wl,--pack-dyn-relocs=relr".into()]
         }
         Arch::Aarch64 => {
             eprintln!(
@@ -142,6 +151,9 @@ enum Flavour {
     Bare,
     /// Also needs libc.so.6 (never called); the fini function is called.
     Libc,
+    /// No libc, but the fini function is called: glibc's loader cannot run
+    /// these (see shim/start.c), only ld-cah can.
+    BareFini,
 }
 
 /// How a program is linked.
@@ -250,7 +262,14 @@ impl Builder {
     }
 
     /// Builds the program `name`; see [`Builder::lib`] for `srcs`/`extra`.
-    fn prog(&mut self, name: &str, link: Link, flavour: Flavour, srcs: &[&str], extra: &[String]) -> Result<(), String> {
+    fn prog(
+        &mut self,
+        name: &str,
+        link: Link,
+        flavour: Flavour,
+        srcs: &[&str],
+        extra: &[String],
+    ) -> Result<(), String> {
         let out = self.out_path(name);
         self.ensure_parent(&out)?;
         let mut cmd = self.cc();
@@ -259,7 +278,7 @@ impl Builder {
                 cmd.args(["-fPIE", "-pie"]);
                 ("shim-pic.o", "start-pie.o")
             }
-            (Link::Pie, Flavour::Libc) => {
+            (Link::Pie, Flavour::Libc) | (Link::Pie, Flavour::BareFini) => {
                 cmd.args(["-fPIE", "-pie", "-DSHIM_RTLD_FINI"]);
                 ("shim-pic.o", "start-pie-fini.o")
             }
@@ -302,7 +321,7 @@ impl Builder {
 
     fn all(&mut self) -> Result<(), String> {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
-        use Flavour::{Bare, Libc};
+        use Flavour::{Bare, BareFini, Libc};
         use Link::{NoPie, Pie, Static, StaticPie};
 
         // Basics.
@@ -337,7 +356,13 @@ impl Builder {
         self.lib("libreloc_a.so", &["reloc/libreloc_a.c"], &[])?;
         self.lib("libreloc_b.so", &["reloc/libreloc_b.c"], &s(&["-lreloc_a"]))?;
         let reloc_libs = s(&["-lreloc_b", "-lreloc_a"]);
-        self.prog("reloc", Pie, Bare, &["reloc/reloc.c"], &[reloc_libs.clone(), s(&["-Wl,-z,lazy"])].concat())?;
+        self.prog(
+            "reloc",
+            Pie,
+            Bare,
+            &["reloc/reloc.c"],
+            &[reloc_libs.clone(), s(&["-Wl,-z,lazy"])].concat(),
+        )?;
         self.prog("reloc_now", Pie, Bare, &["reloc/reloc.c"], &[reloc_libs, s(&["-Wl,-z,now"])].concat())?;
         let relr = relr_flags(self.arch);
         self.lib("librelr.so", &["reloc/librelr.c"], &relr)?;
@@ -362,6 +387,8 @@ impl Builder {
         self.lib("libtls_desc.so", &["tls/libtls_dyn.c"], &s(&[desc, "-ltls_ie"]))?;
         self.prog("tls_gd", Pie, Libc, &["tls/tls.c"], &s(&["-ltls_gd", "-ltls_ie"]))?;
         self.prog("tls_desc", Pie, Bare, &["tls/tls.c"], &s(&["-ltls_desc", "-ltls_ie"]))?;
+        // ld.so (through libtls_gd) without libc: ld-cah only.
+        self.prog("tls_gd_bare", Pie, Bare, &["tls/tls.c"], &s(&["-ltls_gd", "-ltls_ie"]))?;
 
         // Symbol versions.
         let symbols = self.src.join("symbols");
@@ -406,6 +433,7 @@ impl Builder {
         let init_exe = s(&["-linit_a", "-linit_b", "-Wl,-init=exe_dt_init", "-Wl,-fini=exe_dt_fini"]);
         self.prog("initorder", Pie, Bare, &["init/initorder.c"], &init_exe)?;
         self.prog("initfini", Pie, Libc, &["init/initorder.c"], &init_exe)?;
+        self.prog("initfini_bare", Pie, BareFini, &["init/initorder.c"], &init_exe)?;
         // A cycle: libcyca needs libcycb needs libcyca. libcycb is linked
         // against a first libcyca without the DT_NEEDED, out of the tree.
         let cyc = |name: &str, dep: &str| {
@@ -440,13 +468,18 @@ impl Builder {
         let runpath = |p: &str| format!("-Wl,--enable-new-dtags,-rpath,{p}");
         self.lib("o_rpath/libo2.so", &["search/libo.c"], &s(&["-DNAME=o2"]))?;
         let l_rpath = format!("-L{}", self.dir("o_rpath"));
-        self.lib("o_rpath/libo1.so", &["search/libo.c"], &[s(&["-DNAME=o1", "-DDEP=o2"]), vec![l_rpath.clone(), "-lo2".into()]].concat())?;
+        self.lib(
+            "o_rpath/libo1.so",
+            &["search/libo.c"],
+            &[s(&["-DNAME=o1", "-DDEP=o2"]), vec![l_rpath.clone(), "-lo2".into()]].concat(),
+        )?;
         self.lib("o_run2/libo4.so", &["search/libo.c"], &s(&["-DNAME=o4"]))?;
         let l_run2 = format!("-L{}", self.dir("o_run2"));
         self.lib(
             "o_run/libo3.so",
             &["search/libo.c"],
-            &[s(&["-DNAME=o3", "-DDEP=o4"]), vec![l_run2, "-lo4".into(), runpath("$ORIGIN/../o_run2")]].concat(),
+            &[s(&["-DNAME=o3", "-DDEP=o4"]), vec![l_run2, "-lo4".into(), runpath("$ORIGIN/../o_run2")]]
+                .concat(),
         )?;
         let rl_run2 = format!("-Wl,-rpath-link,{}", self.dir("o_run2"));
         self.prog(
@@ -454,28 +487,64 @@ impl Builder {
             Pie,
             Bare,
             &["search/origin.c"],
-            &["-DFIRST=o1".into(), l_rpath.clone(), format!("-Wl,-rpath-link,{}", self.dir("o_rpath")), "-lo1".into(), rpath("$ORIGIN/o_rpath")],
+            &[
+                "-DFIRST=o1".into(),
+                l_rpath.clone(),
+                format!("-Wl,-rpath-link,{}", self.dir("o_rpath")),
+                "-lo1".into(),
+                rpath("$ORIGIN/o_rpath"),
+            ],
         )?;
         self.prog(
             "origin_runpath_indirect",
             Pie,
             Bare,
             &["search/origin.c"],
-            &["-DFIRST=o1".into(), l_rpath.clone(), format!("-Wl,-rpath-link,{}", self.dir("o_rpath")), "-lo1".into(), runpath("$ORIGIN/o_rpath")],
+            &[
+                "-DFIRST=o1".into(),
+                l_rpath.clone(),
+                format!("-Wl,-rpath-link,{}", self.dir("o_rpath")),
+                "-lo1".into(),
+                runpath("$ORIGIN/o_rpath"),
+            ],
         )?;
         self.prog(
             "origin_runpath",
             Pie,
             Bare,
             &["search/origin.c"],
-            &["-DFIRST=o3".into(), format!("-L{}", self.dir("o_run")), rl_run2, "-lo3".into(), runpath("$ORIGIN/o_run")],
+            &[
+                "-DFIRST=o3".into(),
+                format!("-L{}", self.dir("o_run")),
+                rl_run2,
+                "-lo3".into(),
+                runpath("$ORIGIN/o_run"),
+            ],
         )?;
         self.lib("o_a/libwho.so", &["search/libwho.c"], &s(&["-DWHO=\"o_a\""]))?;
         self.lib("o_b/libwho.so", &["search/libwho.c"], &s(&["-DWHO=\"o_b\""]))?;
         let l_a = format!("-L{}", self.dir("o_a"));
-        self.prog("who_rpath", Pie, Bare, &["search/who.c"], &[l_a.clone(), "-lwho".into(), rpath("$ORIGIN/o_a")])?;
-        self.prog("who_runpath", Pie, Bare, &["search/who.c"], &[l_a.clone(), "-lwho".into(), runpath("$ORIGIN/o_a")])?;
-        self.prog("who_brace", Pie, Bare, &["search/who.c"], &[l_a.clone(), "-lwho".into(), rpath("${ORIGIN}/o_b")])?;
+        self.prog(
+            "who_rpath",
+            Pie,
+            Bare,
+            &["search/who.c"],
+            &[l_a.clone(), "-lwho".into(), rpath("$ORIGIN/o_a")],
+        )?;
+        self.prog(
+            "who_runpath",
+            Pie,
+            Bare,
+            &["search/who.c"],
+            &[l_a.clone(), "-lwho".into(), runpath("$ORIGIN/o_a")],
+        )?;
+        self.prog(
+            "who_brace",
+            Pie,
+            Bare,
+            &["search/who.c"],
+            &[l_a.clone(), "-lwho".into(), rpath("${ORIGIN}/o_b")],
+        )?;
         self.prog("who_plain", Pie, Bare, &["search/who.c"], &[l_a, "-lwho".into()])?;
 
         self.bad_inputs()
@@ -496,7 +565,13 @@ impl Builder {
             ("bad_phdrs", good[..100].to_vec()),
             ("bad_segments", good[..second_load].to_vec()),
             ("bad_class", wrong_class),
-            ("bad_text", b"/* GNU ld script: not an ELF file */\nINPUT(libsimple.so.1)\n".to_vec()),
+            // Longer than an ELF header, so it is refused as not ELF rather
+            // than as too short.
+            (
+                "bad_text",
+                b"/* GNU ld script: a text file where an ELF library is expected */\nINPUT(libsimple.so.1)\n"
+                    .to_vec(),
+            ),
         ];
         for (dir, bytes) in files {
             let path = self.out.join(dir).join("libsimple.so");

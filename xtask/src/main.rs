@@ -48,9 +48,12 @@ fn main() -> ExitCode {
 fn test(args: &[String]) -> Result<(), String> {
     build::run(&[])?;
     fixtures::run(&[])?;
+    // Checks the committed layout tables against Debian's packages and
+    // leaves the real arm64 glibc unpacked for the aarch64 tests.
+    glibc_layouts::run(&["--check".into()])?;
     let root = util::root();
     let mut cmd = std::process::Command::new(util::host_cargo());
-    cmd.current_dir(&root).args(["test", "--workspace", "--release"]);
+    cmd.current_dir(&root).args(["test", "--workspace", "--release", "--no-fail-fast"]);
     cmd.args(args);
     util::run(&mut cmd)
 }

@@ -26,6 +26,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("libc6-dev-arm64-cross", "/usr/aarch64-linux-gnu/lib/libc.so.6"),
     ("qemu-user", "/usr/bin/qemu-aarch64"),
     ("patchelf", "/usr/bin/patchelf"),
+    ("lld", "/usr/bin/ld.lld"),
 ];
 
 fn has_library_source(rustc: &Path) -> bool {

@@ -175,6 +175,25 @@ mod machine {
         unsafe { *(thread_pointer() as *const usize) }
     }
 
+    /// x86 `cpuid`; none here.
+    pub fn cpuid(_leaf: u32, _sub: u32) -> Option<[u32; 4]> {
+        None
+    }
+
+    /// `(MIDR_EL1, DCZID_EL0)`. MIDR is readable from user space only when
+    /// the kernel emulates it (`HWCAP_CPUID`, bit 11).
+    pub fn aarch64_id_regs(hwcap: u64) -> Option<(u64, u64)> {
+        let mut midr = 0u64;
+        if hwcap & (1 << 11) != 0 {
+            // SAFETY: the kernel traps and emulates this read (HWCAP_CPUID).
+            unsafe { asm!("mrs {}, midr_el1", out(reg) midr, options(nostack, nomem, preserves_flags)) };
+        }
+        let dczid: u64;
+        // SAFETY: DCZID_EL0 is readable at EL0 by definition.
+        unsafe { asm!("mrs {}, dczid_el0", out(reg) dczid, options(nostack, nomem, preserves_flags)) };
+        Some((midr, dczid))
+    }
+
     pub fn tlsdesc_static() -> usize {
         ld_cah_tlsdesc_static as *const () as usize
     }

@@ -182,6 +182,19 @@ mod machine {
         dtv
     }
 
+    /// `cpuid` with a sub-leaf: `[eax, ebx, ecx, edx]`.
+    pub fn cpuid(leaf: u32, sub: u32) -> Option<[u32; 4]> {
+        // SAFETY: every x86_64 CPU has CPUID; it only reads identification registers.
+        #[allow(unused_unsafe)]
+        let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, sub) };
+        Some([r.eax, r.ebx, r.ecx, r.edx])
+    }
+
+    /// aarch64 ID registers; none here.
+    pub fn aarch64_id_regs(_hwcap: u64) -> Option<(u64, u64)> {
+        None
+    }
+
     /// The address of the static TLSDESC resolver.
     pub fn tlsdesc_static() -> usize {
         ld_cah_tlsdesc_static as *const () as usize

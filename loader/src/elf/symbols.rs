@@ -73,11 +73,14 @@ pub struct Query<'a> {
     pub name: &'a [u8],
     pub gnu: u32,
     pub sysv: u32,
+    /// `dlsym` semantics for unversioned names: prefer the default
+    /// (newest) version over the base one (glibc's `DL_LOOKUP_RETURN_NEWEST`).
+    pub newest: bool,
 }
 
 impl<'a> Query<'a> {
     pub fn new(name: &'a [u8]) -> Query<'a> {
-        Query { name, gnu: gnu_hash(name), sysv: sysv_hash(name) }
+        Query { name, gnu: gnu_hash(name), sysv: sysv_hash(name), newest: false }
     }
 }
 
@@ -145,7 +148,7 @@ fn check(
         }
         (None, None) => Some(sym),
         (None, Some(vs)) => {
-            if vs & 0x7fff >= 3 {
+            if vs & 0x7fff >= if q.newest { 2 } else { 3 } {
                 // Remember the first non-hidden versioned definition;
                 // usable only if it is the only one.
                 if vs & 0x8000 == 0 {

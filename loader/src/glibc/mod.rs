@@ -5,8 +5,12 @@
 //! the `_rtld_global` family come with the glibc layer.
 #![allow(unsafe_code)]
 
+pub mod api;
+pub mod cpu;
 pub mod layout;
 pub mod layouts;
+pub mod raw;
+pub mod rtld;
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 

@@ -160,7 +160,17 @@ pub fn load_all(ns: &mut Namespace, cfg: &Config<'_>, preloads: &[Vec<u8>]) -> R
     let main = ns.main;
     let mut order: Vec<DsoId> = alloc::vec![main];
     for p in preloads {
-        let id = load_needed(ns, cfg, main, p)?;
+        // As glibc: a preload that cannot be loaded is reported and skipped.
+        let id = match load_needed(ns, cfg, main, p) {
+            Ok(id) => id,
+            Err(e) => {
+                crate::diag::print(
+                    2,
+                    format_args!("ld-cah.so: warning: preload {} cannot be loaded ({}): ignored\n", crate::diag::show(p), e.message),
+                );
+                continue;
+            }
+        };
         if !order.contains(&id) {
             order.push(id);
         }

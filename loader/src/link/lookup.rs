@@ -15,6 +15,8 @@ use crate::elf::version::VersionReq;
 pub struct Def {
     pub obj: DsoId,
     pub sym: Sym,
+    /// Index of `sym` in its object's dynamic symbol table.
+    pub idx: u32,
 }
 
 impl Def {
@@ -65,8 +67,8 @@ pub fn lookup(
         }
         let Some(d) = ns.objs.get(id) else { continue };
         let found = symbols::lookup(&d.img, &d.dyn_info, &d.versions, q, want, class == Class::Plt);
-        let (Found::Match(_, sym) | Found::Fallback(_, sym)) = found else { continue };
-        let def = Def { obj: id, sym };
+        let (Found::Match(idx, sym) | Found::Fallback(idx, sym)) = found else { continue };
+        let def = Def { obj: id, sym, idx };
         if sym.bind() == STB_GNU_UNIQUE {
             if let Some(prev) = unique.get(q.name) {
                 return Some(prev);

@@ -64,6 +64,9 @@ pub struct Engine<'a> {
     pub stats: Stats,
     /// Bind symbols of this scope (the global scope at start-up).
     pub scope: &'a [DsoId],
+    /// `LD_BIND_NOW`: a PLT slot whose symbol is missing is an error now,
+    /// not when (if ever) it is called.
+    pub bind_now: bool,
 }
 
 /// A resolved symbol reference: `None` for an undefined weak reference.
@@ -71,7 +74,7 @@ type Resolved = Option<Def>;
 
 impl<'a> Engine<'a> {
     pub fn new(ns: &'a Namespace, scope: &'a [DsoId], target: Target) -> Engine<'a> {
-        Engine { ns, target, unique: UniqueTable::default(), deferred: Vec::new(), stats: Stats::default(), scope }
+        Engine { ns, target, unique: UniqueTable::default(), deferred: Vec::new(), stats: Stats::default(), scope, bind_now: false }
     }
 
     /// Applies every relocation of object `id` except the deferred ones.
@@ -84,7 +87,13 @@ impl<'a> Engine<'a> {
         self.apply_relr(id)?;
         let di = &d.dyn_info;
         let mut cache: Vec<Option<Resolved>> = vec![None; d.nsyms.min(1 << 22)];
-        for (start, size) in [(di.rela, di.relasz), (di.jmprel, di.pltrelsz)] {
+        // glibc binds PLT slots lazily unless asked not to; ld-cah binds
+        // everything now, but keeps lazy binding's one visible effect: a
+        // missing function that is never called is not an error.
+        let lazy_plt = !self.bind_now
+            && di.flags & u64::from(DF_BIND_NOW) == 0
+            && di.flags_1 & u64::from(DF_1_NOW) == 0;
+        for (start, size, plt) in [(di.rela, di.relasz, false), (di.jmprel, di.pltrelsz, true)] {
             if start == 0 || size == 0 {
                 continue;
             }
@@ -104,7 +113,14 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 self.stats.symbolic += 1;
-                self.apply_one(id, r_type, (info >> 32) as u32, place, addend, &mut cache)?;
+                match self.apply_one(id, r_type, (info >> 32) as u32, place, addend, &mut cache) {
+                    Err(e) if plt && lazy_plt && e.message.starts_with("undefined symbol") => {
+                        if !d.img.write_u64(place, missing_function as *const () as u64) {
+                            return Err(bad_place(name, place, d.base));
+                        }
+                    }
+                    r => r?,
+                }
             }
         }
         Ok(())
@@ -156,7 +172,7 @@ impl<'a> Engine<'a> {
         };
         // Local symbols, and non-default visibility, bind to the object itself.
         if symidx == 0 || sym.bind() == STB_LOCAL || sym.visibility() != STV_DEFAULT {
-            return Ok((sym, Some(Def { obj: id, sym })));
+            return Ok((sym, Some(Def { obj: id, sym, idx: symidx })));
         }
         let cacheable = class != Class::Copy;
         if cacheable {
@@ -276,6 +292,12 @@ impl<'a> Engine<'a> {
             }
         }
     }
+}
+
+/// Where a PLT slot of a missing function points: calling it is the error
+/// glibc's lazy binding would report at that moment.
+extern "C" fn missing_function() -> ! {
+    crate::diag::fatal(&crate::err!("ld-cah.so", "symbol lookup error: a function whose symbol was not found at start-up was called"))
 }
 
 fn bad_place(name: &str, place: usize, base: usize) -> Error {

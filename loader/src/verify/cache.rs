@@ -71,8 +71,7 @@ pub const DEFAULT_SLOTS: usize = 4096;
 
 /// The word that records the layout constants above, so a reader built
 /// with other constants refuses the file instead of misreading it.
-pub const LAYOUT: u64 =
-    (HEADER_WORDS as u64) | ((SLOT_WORDS as u64) << 16) | ((PROBE as u64) << 32);
+pub const LAYOUT: u64 = (HEADER_WORDS as u64) | ((SLOT_WORDS as u64) << 16) | ((PROBE as u64) << 32);
 
 /// Key of the keyed BLAKE3 used for placement and checksums (domain
 /// separation from content digests; it is not a secret).
@@ -314,6 +313,15 @@ fn encode_body(id: &FileIdentity, digest: &Digest, generation: u64) -> [u64; BOD
     ]
 }
 
+/// The header words of a region, as a fixed-size array (so that every
+/// header access below is checked at compile time).
+fn header_of(words: &[AtomicU64]) -> Result<&[AtomicU64; HEADER_WORDS], CacheError> {
+    words
+        .get(..HEADER_WORDS)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(CacheError::TooSmall)
+}
+
 /// A consistent copy of one slot: its sequence value and the other words.
 #[derive(Clone, Copy)]
 struct Image {
@@ -363,7 +371,7 @@ enum Read {
 /// A hash cache over a region of words (see the module documentation).
 #[derive(Clone, Copy, Debug)]
 pub struct Cache<'a> {
-    header: &'a [AtomicU64],
+    header: &'a [AtomicU64; HEADER_WORDS],
     slots: &'a [AtomicU64],
     slot_count: usize,
     access: Access,
@@ -381,6 +389,7 @@ impl<'a> Cache<'a> {
         for w in region {
             w.store(0, Ordering::Relaxed);
         }
+        let region = header_of(words)?;
         let slots = slot_count as u64;
         region[H_VERSION].store(VERSION, Ordering::Relaxed);
         region[H_SLOTS].store(slots, Ordering::Relaxed);
@@ -393,7 +402,7 @@ impl<'a> Cache<'a> {
 
     /// Validates the header of `words` and returns the cache in it.
     pub fn open(words: &'a [AtomicU64], access: Access) -> Result<Cache<'a>, CacheError> {
-        let header = words.get(..HEADER_WORDS).ok_or(CacheError::TooSmall)?;
+        let header = header_of(words)?;
         let magic = header[H_MAGIC].load(Ordering::Acquire);
         if magic != MAGIC {
             return Err(CacheError::BadMagic);
@@ -417,7 +426,12 @@ impl<'a> Cache<'a> {
         let slot_count = slots as usize;
         let need = words_for(slot_count).ok_or(CacheError::BadSlotCount)?;
         let slot_words = words.get(HEADER_WORDS..need).ok_or(CacheError::TooSmall)?;
-        Ok(Cache { header, slots: slot_words, slot_count, access })
+        Ok(Cache {
+            header,
+            slots: slot_words,
+            slot_count,
+            access,
+        })
     }
 
     /// Number of slots.
@@ -430,9 +444,13 @@ impl<'a> Cache<'a> {
         self.access
     }
 
-    fn slot_words(&self, index: usize) -> Option<&'a [AtomicU64]> {
+    fn slot_words(&self, index: usize) -> Option<&'a [AtomicU64; SLOT_WORDS]> {
         let start = index.checked_mul(SLOT_WORDS)?;
-        self.slots.get(start..start.checked_add(SLOT_WORDS)?)
+        self.slots.get(start..start.checked_add(SLOT_WORDS)?)?.try_into().ok()
+    }
+
+    fn counter(&self, word: usize) -> u64 {
+        self.header.get(word).map_or(0, |w| w.load(Ordering::Relaxed))
     }
 
     fn count(&self, word: usize) {
@@ -444,7 +462,9 @@ impl<'a> Cache<'a> {
     }
 
     fn read(&self, index: usize) -> Read {
-        let Some(slot) = self.slot_words(index) else { return Read::Busy };
+        let Some(slot) = self.slot_words(index) else {
+            return Read::Busy;
+        };
         for _ in 0..RETRIES {
             let s1 = slot[S_SEQ].load(Ordering::Acquire);
             if s1 & 1 == 1 {
@@ -565,7 +585,9 @@ impl<'a> Cache<'a> {
     /// Claims slot `index` if its sequence is still `seq`, writes the entry
     /// and publishes it. False if the claim lost a race.
     fn write(&self, index: usize, seq: u64, id: &FileIdentity, digest: &Digest) -> bool {
-        let Some(slot) = self.slot_words(index) else { return false };
+        let Some(slot) = self.slot_words(index) else {
+            return false;
+        };
         let claimed = seq.wrapping_add(1);
         if slot[S_SEQ]
             .compare_exchange(seq, claimed, Ordering::Acquire, Ordering::Relaxed)
@@ -576,7 +598,9 @@ impl<'a> Cache<'a> {
         // Orders the odd sequence value before the body stores (pairs with
         // the reader's acquire fence).
         fence(Ordering::Release);
-        let generation = self.header[H_GENERATION].fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let generation = self.header[H_GENERATION]
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1);
         let published = claimed.wrapping_add(1);
         let body = encode_body(id, digest, generation);
         for (dst, src) in slot[1..S_CHECK].iter().zip(body.iter()) {
@@ -609,14 +633,16 @@ impl<'a> Cache<'a> {
             slot[S_SEQ].store(odd.wrapping_add(1), Ordering::Release);
         }
         for word in [H_HITS, H_MISSES, H_INSERTS, H_EVICTIONS, H_FAILURES] {
-            self.header[word].store(0, Ordering::Relaxed);
+            if let Some(w) = self.header.get(word) {
+                w.store(0, Ordering::Relaxed);
+            }
         }
         Ok(())
     }
 
     /// The header's counters.
     pub fn stats(&self) -> CacheStats {
-        let get = |w: usize| self.header[w].load(Ordering::Relaxed);
+        let get = |w: usize| self.counter(w);
         CacheStats {
             slot_count: self.slot_count as u64,
             generation: get(H_GENERATION),
@@ -701,7 +727,10 @@ pub mod reference {
         pub fn new(slot_count: usize) -> Model {
             Model {
                 slots: vec![Slot::Empty; slot_count],
-                stats: CacheStats { slot_count: slot_count as u64, ..CacheStats::default() },
+                stats: CacheStats {
+                    slot_count: slot_count as u64,
+                    ..CacheStats::default()
+                },
             }
         }
 
@@ -733,7 +762,10 @@ pub mod reference {
                 |&i| matches!(self.slots[i], Slot::Valid(e) if e.identity.dev == id.dev && e.identity.ino == id.ino),
             );
             // 2. The first free slot. 3. The oldest entry.
-            let free = window.iter().copied().find(|&i| matches!(self.slots[i], Slot::Empty | Slot::Corrupt));
+            let free = window
+                .iter()
+                .copied()
+                .find(|&i| matches!(self.slots[i], Slot::Empty | Slot::Corrupt));
             let mut oldest: Option<(u64, usize)> = None;
             for &i in &window {
                 if let Slot::Valid(e) = self.slots[i] {
@@ -846,8 +878,14 @@ mod tests {
         assert_eq!(ro.insert(&id(1, 1, 0), &hash(b"x")), Err(CacheError::ReadOnly));
         assert_eq!(ro.clear(), Err(CacheError::ReadOnly));
         // A region cut short of its slots is refused.
-        assert_eq!(Cache::open(&r[..r.len() - 1], Access::ReadOnly).unwrap_err(), CacheError::TooSmall);
-        assert_eq!(Cache::open(&r[..3], Access::ReadOnly).unwrap_err(), CacheError::TooSmall);
+        assert_eq!(
+            Cache::open(&r[..r.len() - 1], Access::ReadOnly).unwrap_err(),
+            CacheError::TooSmall
+        );
+        assert_eq!(
+            Cache::open(&r[..3], Access::ReadOnly).unwrap_err(),
+            CacheError::TooSmall
+        );
         // Any header change is caught.
         for word in 1..=4 {
             let r2: Vec<AtomicU64> = r.iter().map(|w| AtomicU64::new(w.load(Ordering::Relaxed))).collect();
@@ -875,8 +913,14 @@ mod tests {
         assert_eq!(c.lookup(&a2), None);
         for changed in [
             FileIdentity { size: a.size + 1, ..a },
-            FileIdentity { mtime_ns: a.mtime_ns + 1, ..a },
-            FileIdentity { ctime_ns: a.ctime_ns + 1, ..a },
+            FileIdentity {
+                mtime_ns: a.mtime_ns + 1,
+                ..a
+            },
+            FileIdentity {
+                ctime_ns: a.ctime_ns + 1,
+                ..a
+            },
             FileIdentity { dev: a.dev + 1, ..a },
             FileIdentity { ino: a.ino + 1, ..a },
         ] {
@@ -962,7 +1006,11 @@ mod tests {
                     match rng.below(100) {
                         0..=44 => {
                             // Usually the right digest, sometimes another.
-                            let d = if rng.below(10) == 0 { hash(&rng.next().to_le_bytes()) } else { digest_of(&x) };
+                            let d = if rng.below(10) == 0 {
+                                hash(&rng.next().to_le_bytes())
+                            } else {
+                                digest_of(&x)
+                            };
                             assert_eq!(c.insert(&x, &d).ok(), m.insert(&x, &d));
                         }
                         45..=89 => assert_eq!(c.lookup(&x), m.lookup(&x)),
@@ -999,11 +1047,18 @@ mod tests {
                         // only if the model agrees on the slot's content,
                         // so compare loosely there.
                         if m.slots[i] == Slot::Corrupt {
-                            assert!(matches!(got, SlotState::Corrupt | SlotState::Empty | SlotState::Valid(_)));
+                            assert!(matches!(
+                                got,
+                                SlotState::Corrupt | SlotState::Empty | SlotState::Valid(_)
+                            ));
                             if let SlotState::Valid(e) = got {
                                 m.slots[i] = Slot::Valid(e);
                             } else {
-                                m.slots[i] = if got == SlotState::Empty { Slot::Empty } else { Slot::Corrupt };
+                                m.slots[i] = if got == SlotState::Empty {
+                                    Slot::Empty
+                                } else {
+                                    Slot::Corrupt
+                                };
                             }
                         } else {
                             assert_eq!(got, want, "slot {i} of {slots}");
@@ -1090,7 +1145,11 @@ mod tests {
                     let word = rng.below(SLOT_WORDS as u64) as usize;
                     // Sequence words get high bits only (so they stay even
                     // and slots do not all end up busy).
-                    let mask = if word == 0 { 2 << rng.below(60) } else { 1 << rng.below(64) };
+                    let mask = if word == 0 {
+                        2 << rng.below(60)
+                    } else {
+                        1 << rng.below(64)
+                    };
                     c.scribble(rng.below(slots as u64) as usize, word, mask);
                     std::thread::yield_now();
                 }

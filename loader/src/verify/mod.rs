@@ -15,7 +15,7 @@ pub mod digest;
 pub mod identity;
 pub mod lock;
 
-pub use cache::{Cache, CacheError, CacheStats, InsertOutcome, SlotState};
+pub use cache::{Access, Cache, CacheEntry, CacheError, CacheStats, InsertOutcome, SlotState};
 pub use digest::{hash, Digest, Hasher, DIGEST_LEN};
 pub use identity::FileIdentity;
 pub use lock::{find_lock, Lock, LockEntry, LockError, LockFlags, LockView};

@@ -1,0 +1,302 @@
+//! Rewriting an executable: the closure lock note and `PT_INTERP`.
+//!
+//! Done with `object`'s ELF builder, which re-emits the whole file from a
+//! parsed model (symbol and string tables are regenerated, everything the
+//! loader maps keeps its address). The changes:
+//!
+//! - the lock goes into an allocated `SHT_NOTE` section `.note.cah`,
+//!   covered by its own `PT_NOTE`, inside a new read-only `PT_LOAD` placed
+//!   after every existing segment (so the loader finds it in memory through
+//!   the program headers, and glibc, which ignores unknown notes, runs the
+//!   program unchanged);
+//! - the two new program headers need room after the existing ones. The
+//!   sections there (`.interp`, notes, and if need be the dynamic symbol,
+//!   string, hash and version tables, which are only reached through the
+//!   dynamic section the builder rewrites) move into the new segment, and
+//!   the segments that described them (`PT_INTERP`, `PT_NOTE`,
+//!   `PT_GNU_PROPERTY`) follow them;
+//! - the interpreter is written in place when it fits (padded with NULs), or
+//!   moves to the new segment;
+//! - patching a patched file rewrites the note (and the interpreter) in the
+//!   existing segment, laid out again from its start, so patching twice
+//!   gives the same bytes.
+
+use anyhow::{anyhow, bail, Result};
+use object::build::elf::{Builder, Dynamic, SectionData, SectionId};
+use object::elf;
+
+use ld_cah::verify::lock::SECTION_NAME;
+
+/// What to do to the file.
+#[derive(Clone, Debug)]
+pub struct Patch {
+    /// The complete note (header, name, descriptor), from `Lock::to_note`.
+    pub note: Vec<u8>,
+    /// The new interpreter (without NUL), or `None` to keep it.
+    pub interp: Option<Vec<u8>>,
+}
+
+/// What was done, for messages.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// The file had no `PT_INTERP`, so the interpreter was not set.
+    pub no_interp: bool,
+    /// Whether the file already carried a lock section.
+    pub had_lock: bool,
+}
+
+/// Program headers' worth of free space left after the table.
+const SPARE_PHDRS: usize = 2;
+
+fn movable(b: &Builder<'_>, id: SectionId) -> bool {
+    let s = b.sections.get(id);
+    if Some(id) == b.interp_section() {
+        return true;
+    }
+    matches!(
+        s.data,
+        SectionData::Note(_)
+            | SectionData::DynamicSymbol
+            | SectionData::DynamicString
+            | SectionData::Hash
+            | SectionData::GnuHash
+            | SectionData::GnuVersym
+            | SectionData::GnuVerdef
+            | SectionData::GnuVerneed
+    ) && s.name.as_slice() != SECTION_NAME.as_bytes()
+}
+
+fn section_name(b: &Builder<'_>, id: SectionId) -> String {
+    String::from_utf8_lossy(b.sections.get(id).name.as_slice()).into_owned()
+}
+
+/// Applies `patch` to the ELF image `data` and returns the new image.
+pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
+    let mut b = Builder::read(data).map_err(|e| anyhow!("cannot rewrite this ELF file: {e}"))?;
+    if !b.is_64 {
+        bail!("only 64-bit ELF files can be patched");
+    }
+    if b.segments.is_empty() {
+        bail!("no program headers (not an executable or shared library)");
+    }
+    let mut report = Report::default();
+    // The builder drops the DT_NULL entries that pad the dynamic section
+    // after its terminator; put them back so the section keeps its size
+    // (PT_DYNAMIC still says that size, and tools use the spare entries).
+    if let Some(id) = b.dynamic_section() {
+        let entries = (b.sections.get(id).sh_size / 16) as usize;
+        if let Some(dynamics) = b.dynamic_data_mut() {
+            while dynamics.len() + 1 < entries {
+                dynamics.push(Dynamic::Integer {
+                    tag: elf::DT_NULL,
+                    val: 0,
+                });
+            }
+        }
+    }
+    b.set_section_sizes();
+
+    // The lock section: reuse the one a previous patch added, or add one.
+    let existing = b
+        .sections
+        .iter()
+        .find(|s| s.name.as_slice() == SECTION_NAME.as_bytes() && s.sh_type == elf::SHT_NOTE && s.is_alloc())
+        .map(|s| s.id());
+    report.had_lock = existing.is_some();
+    let note_id = match existing {
+        Some(id) => id,
+        None => {
+            let s = b.sections.add();
+            s.name = SECTION_NAME.as_bytes().to_vec().into();
+            s.sh_type = elf::SHT_NOTE;
+            s.sh_flags = u64::from(elf::SHF_ALLOC);
+            s.sh_addralign = 4;
+            s.sh_offset = 0;
+            s.id()
+        }
+    };
+    {
+        let s = b.sections.get_mut(note_id);
+        s.data = SectionData::Note(patch.note.clone().into());
+        s.sh_size = patch.note.len() as u64;
+    }
+    // The segment a previous patch added (the PT_LOAD holding the note).
+    let our_load = existing.and_then(|id| {
+        b.segments
+            .iter()
+            .find(|seg| seg.is_load() && seg.sections.contains(&id))
+            .map(|seg| seg.id())
+    });
+    if existing.is_some() && our_load.is_none() {
+        bail!("{SECTION_NAME} is not inside a PT_LOAD segment; patch the original file instead");
+    }
+
+    // Sections that must move into our segment.
+    let mut to_move: Vec<SectionId> = Vec::new();
+
+    // The interpreter.
+    if let Some(interp) = &patch.interp {
+        match b.interp_section() {
+            None => report.no_interp = true,
+            Some(id) => {
+                let mut bytes = interp.clone();
+                bytes.push(0);
+                let s = b.sections.get_mut(id);
+                let in_our_segment = our_load.is_some_and(|seg| b.segments.get(seg).sections.contains(&id));
+                if (bytes.len() as u64) <= s.sh_size {
+                    bytes.resize(s.sh_size as usize, 0);
+                } else if !in_our_segment {
+                    to_move.push(id);
+                }
+                s.sh_size = bytes.len() as u64;
+                s.data = SectionData::Data(bytes.into());
+            }
+        }
+    }
+
+    // Room for the new program headers, and for SPARE_PHDRS more: other
+    // tools (patchelf, which may be used to set the interpreter back) add
+    // a program header of their own and assume the space after the table
+    // is free.
+    let added_segments = if our_load.is_none() { 2 } else { 0 };
+    let phnum = b.segments.iter().count() + added_segments + SPARE_PHDRS;
+    let ph_end = b.header.e_phoff + (phnum * b.class().program_header_size()) as u64;
+    let first_load = b
+        .segments
+        .iter()
+        .filter(|seg| seg.is_load() && seg.contains_offset(b.header.e_phoff))
+        .map(|seg| (seg.p_offset + seg.p_filesz, seg.id()))
+        .next();
+    if let Some((end, _)) = first_load {
+        if ph_end > end {
+            bail!("no room for two more program headers in the first segment");
+        }
+    }
+    for s in b.sections.iter() {
+        if s.is_alloc() && s.sh_type != elf::SHT_NOBITS && s.sh_offset != 0 && s.sh_offset < ph_end && s.sh_size > 0 {
+            if our_load.is_some_and(|seg| b.segments.get(seg).sections.contains(&s.id())) {
+                continue;
+            }
+            if !to_move.contains(&s.id()) {
+                to_move.push(s.id());
+            }
+        }
+    }
+    // A moved section takes the other sections of its non-PT_LOAD segments
+    // with it, so each such segment stays one contiguous range.
+    loop {
+        let mut more = Vec::new();
+        for seg in b.segments.iter() {
+            if seg.is_load() || seg.p_type == elf::PT_PHDR {
+                continue;
+            }
+            if seg.sections.iter().any(|id| to_move.contains(id)) {
+                for id in &seg.sections {
+                    if !to_move.contains(id) && !more.contains(id) && *id != note_id {
+                        more.push(*id);
+                    }
+                }
+            }
+        }
+        if more.is_empty() {
+            break;
+        }
+        to_move.extend(more);
+    }
+    for &id in &to_move {
+        if !movable(&b, id) {
+            bail!(
+                "section {} lies where the program headers must grow and cannot be moved",
+                section_name(&b, id)
+            );
+        }
+    }
+    to_move.sort_by_key(|&id| (b.sections.get(id).sh_addr, b.sections.get(id).sh_offset));
+
+    // Take moved sections out of the segments' lists (the PT_LOAD that held
+    // them keeps its range; the space is left as zeros).
+    for seg in b.segments.iter_mut() {
+        if seg.is_load() && Some(seg.id()) != our_load {
+            seg.sections.retain(|id| !to_move.contains(id));
+        }
+    }
+
+    // Lay out our segment: what it held (in address order), what moves in,
+    // then the note last (it is the part that changes size).
+    let seg_id = match our_load {
+        Some(seg_id) => {
+            let last = b.segments.iter().filter(|s| s.is_load()).map(|s| s.p_vaddr).max();
+            if last != Some(b.segments.get(seg_id).p_vaddr) {
+                bail!("the {SECTION_NAME} segment is not the last PT_LOAD; patch the original file instead");
+            }
+            seg_id
+        }
+        None => b.segments.add_load_segment(elf::PF_R, b.load_align).id(),
+    };
+    let mut order: Vec<SectionId> = b.segments.get(seg_id).sections.clone();
+    order.retain(|&id| id != note_id);
+    order.sort_by_key(|&id| b.sections.get(id).sh_addr);
+    for &id in &to_move {
+        if !order.contains(&id) {
+            order.push(id);
+        }
+    }
+    order.push(note_id);
+    let old_addr: Vec<(SectionId, u64)> = order.iter().map(|&id| (id, b.sections.get(id).sh_addr)).collect();
+    {
+        let seg = b.segments.get_mut(seg_id);
+        seg.remove_sections();
+        for &id in &order {
+            seg.append_section(b.sections.get_mut(id));
+        }
+    }
+
+    // Symbols defined in moved sections (section symbols, `__abi_tag`)
+    // move with them.
+    for (id, before) in old_addr {
+        let after = b.sections.get(id).sh_addr;
+        if after == before || before == 0 {
+            continue;
+        }
+        for sym in b.symbols.iter_mut() {
+            if sym.section == Some(id) {
+                sym.st_value = sym.st_value.wrapping_sub(before).wrapping_add(after);
+            }
+        }
+        for sym in b.dynamic_symbols.iter_mut() {
+            if sym.section == Some(id) {
+                sym.st_value = sym.st_value.wrapping_sub(before).wrapping_add(after);
+            }
+        }
+    }
+
+    // Non-PT_LOAD segments describing moved or resized sections.
+    if our_load.is_none() {
+        let seg = b.segments.add();
+        seg.p_type = elf::PT_NOTE;
+        seg.p_flags = elf::PF_R;
+        seg.p_align = 4;
+        seg.append_section(b.sections.get_mut(note_id));
+    }
+    let sections = &b.sections;
+    for seg in b.segments.iter_mut() {
+        if seg.is_load() || seg.p_type == elf::PT_PHDR || seg.sections.is_empty() {
+            continue;
+        }
+        if seg.sections.iter().any(|id| order.contains(id)) {
+            seg.recalculate_ranges(sections);
+        }
+    }
+    let size = b.program_headers_size() as u64;
+    for seg in b.segments.iter_mut() {
+        if seg.p_type == elf::PT_PHDR {
+            seg.p_filesz = size;
+            seg.p_memsz = size;
+        }
+    }
+
+    let mut out = Vec::with_capacity(data.len() + 4096);
+    b.write(&mut out)
+        .map_err(|e| anyhow!("cannot write the patched file: {e}"))?;
+    Ok((out, report))
+}

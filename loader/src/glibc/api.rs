@@ -1,0 +1,473 @@
+//! The functions libc.so.6 calls in its loader: exported symbols
+//! (`_dl_allocate_tls`, `__tunable_get_val`, ...) and the function pointers
+//! in `_rtld_global_ro` (`_dl_lookup_symbol_x`, `_dl_find_object`, ...).
+//! Contracts: `glibc-rtld-abi.md` section 4.
+#![allow(unsafe_code)]
+#![allow(non_snake_case)]
+
+use alloc::vec::Vec;
+
+use super::layout::{Arch, Field, Layout};
+use super::raw::Raw;
+use crate::arch::TlsVariant;
+use crate::elf::symbols::{Query, Sym};
+use crate::elf::version::VersionReq;
+use crate::link::lookup::{self, Class, UniqueTable};
+use crate::link::{DsoId, Namespace};
+use crate::tls::{self, DtvEntry};
+
+/// One object as the lock-free queries see it.
+#[derive(Clone, Copy, Debug)]
+pub struct ObjInfo {
+    pub start: usize,
+    pub end: usize,
+    pub link_map: usize,
+    pub eh_frame: usize,
+}
+
+/// What the run-time entry points need, fixed after start-up.
+pub struct Runtime {
+    pub layout: &'static Layout,
+    pub objects: Vec<ObjInfo>,
+    pub modules: Vec<tls::Module>,
+    pub variant: TlsVariant,
+    pub max_modid: usize,
+    pub malloc: usize,
+    pub free: usize,
+    pub signal_error: usize,
+    pub tls_static: tls::StaticLayout,
+}
+
+pub static RUNTIME: spin::Once<Runtime> = spin::Once::new();
+
+fn rt() -> Option<&'static Runtime> {
+    RUNTIME.get()
+}
+
+/// Writes our function pointers into `_rtld_global_ro`.
+pub fn install(l: &Layout, ro: Raw) {
+    let r = &l.rtld_global_ro;
+    ro.put(r._dl_debug_printf, noop as *const () as u64);
+    ro.put(r._dl_mcount, _dl_mcount as *const () as u64);
+    ro.put(r._dl_lookup_symbol_x, lookup_symbol_x as *const () as u64);
+    ro.put(r._dl_open, dl_open as *const () as u64);
+    ro.put(r._dl_close, dl_close as *const () as u64);
+    ro.put(r._dl_tls_get_addr_soft, tls_get_addr_soft as *const () as u64);
+    ro.put(r._dl_libc_freeres, noop as *const () as u64);
+    ro.put(r._dl_find_object, find_object as *const () as u64);
+}
+
+/// Looks up a symbol in one object (libc), for the loader's own use.
+pub fn symbol_in(ns: &Namespace, id: DsoId, name: &[u8]) -> usize {
+    let mut unique = UniqueTable::default();
+    let q = Query { newest: true, ..Query::new(name) };
+    lookup::lookup(ns, &mut unique, &[id], &q, None, None, Class::Normal).map_or(0, |d| d.address(ns))
+}
+
+/// After relocation: take libc's error-handling and allocator entry
+/// points, and freeze the object table for the lock-free queries.
+pub fn finish(l: &'static Layout, ns: &Namespace, libc: DsoId, tls_static: tls::StaticLayout, variant: TlsVariant) -> usize {
+    // SAFETY: the exported block is larger than the table's struct (checked in fill_globals).
+    let ro = unsafe { Raw::new(super::rtld::_rtld_global_ro.addr()) };
+    let catch = symbol_in(ns, libc, b"_dl_catch_error");
+    let signal_error = symbol_in(ns, libc, b"_dl_signal_error");
+    let malloc = symbol_in(ns, libc, b"malloc");
+    let free = symbol_in(ns, libc, b"free");
+    ro.put(l.rtld_global_ro._dl_catch_error, catch as u64);
+    ro.put(l.rtld_global_ro._dl_error_free, free as u64);
+    let mut objects = Vec::new();
+    let mut modules = Vec::new();
+    let mut max_modid = 0;
+    for d in &ns.objs {
+        let eh = d.phdrs.iter().find(|p| p.p_type == object::elf::PT_GNU_EH_FRAME).map_or(0, |p| d.base.wrapping_add(p.p_vaddr as usize));
+        objects.push(ObjInfo { start: d.map_start, end: d.map_end, link_map: d.link_map, eh_frame: eh });
+        if let Some(m) = d.tls {
+            max_modid = max_modid.max(m.modid);
+            modules.push(m);
+        }
+    }
+    RUNTIME.call_once(|| Runtime { layout: l, objects, modules, variant, max_modid, malloc, free, signal_error, tls_static });
+    symbol_in(ns, libc, b"__libc_early_init")
+}
+
+extern "C" fn noop() {}
+
+/// Raises a dynamic-linking error through libc's `_dl_signal_error`, which
+/// unwinds (`longjmp`) to the catch frame libc's `dlerror` machinery set.
+/// Callers hold nothing that needs dropping.
+fn signal(objname: *const u8, msg: &'static [u8]) -> ! {
+    let f = rt().map_or(0, |r| r.signal_error);
+    if f != 0 {
+        // SAFETY: libc's `_dl_signal_error(int, const char *, const char *, const char *)`
+        // never returns; `msg` is NUL-terminated and static.
+        unsafe {
+            let f: extern "C" fn(i32, *const u8, *const u8, *const u8) -> ! = core::mem::transmute(f);
+            f(0, objname, core::ptr::null(), msg.as_ptr())
+        }
+    }
+    crate::diag::fatal(&crate::err!("ld-cah.so", "{}", crate::diag::show(msg.strip_suffix(b"\0").unwrap_or(msg))))
+}
+
+extern "C" fn dl_open(_file: *const u8, _mode: i32, _caller: usize, _nsid: isize, _argc: i32, _argv: usize, _env: usize) -> usize {
+    signal(b"\0".as_ptr(), b"dlopen is not supported by ld-cah yet\0")
+}
+
+extern "C" fn dl_close(_map: usize) {
+    signal(b"\0".as_ptr(), b"dlclose is not supported by ld-cah yet\0")
+}
+
+/// `_dl_lookup_symbol_x` (see glibc-rtld-abi.md 4.2).
+unsafe extern "C" fn lookup_symbol_x(
+    name: *const u8,
+    undef_map: usize,
+    ref_: *mut *const u8,
+    scope: *const usize,
+    version: usize,
+    _type_class: i32,
+    flags: i32,
+    skip_map: usize,
+) -> usize {
+    // SAFETY: libc passes a NUL-terminated name, a valid ref pointer and a
+    // NULL-terminated scope array of r_scope_elem pointers.
+    let found = unsafe { lookup_impl(name, ref_, scope, version, flags, skip_map) };
+    match found {
+        Some((lm, sym_addr)) => {
+            // SAFETY: `ref_` is libc's out parameter.
+            unsafe { *ref_ = sym_addr as *const u8 };
+            lm
+        }
+        None => {
+            // SAFETY: as above; a weak reference that finds nothing is not an error.
+            let weak = unsafe {
+                let r = *ref_;
+                !r.is_null() && (*r.add(4) >> 4) == object::elf::STB_WEAK
+            };
+            // SAFETY: as above.
+            unsafe { *ref_ = core::ptr::null() };
+            if !weak {
+                let obj = rt().and_then(|r| {
+                    // SAFETY: undef_map is a link map libc got from us.
+                    (undef_map != 0).then(|| unsafe { Raw::new(undef_map) }.get(r.layout.link_map.l_name) as *const u8)
+                });
+                signal(obj.unwrap_or(b"\0".as_ptr()), b"undefined symbol\0");
+            }
+            0
+        }
+    }
+}
+
+/// # Safety
+/// As `lookup_symbol_x`.
+unsafe fn lookup_impl(name: *const u8, _ref: *mut *const u8, scope: *const usize, version: usize, flags: i32, skip_map: usize) -> Option<(usize, usize)> {
+    let r = rt()?;
+    let l = r.layout;
+    // SAFETY: NUL-terminated (caller).
+    let name = unsafe { core::slice::from_raw_parts(name, crate::start::strlen(name as usize)) };
+    let guard = crate::start::STATE.lock();
+    let ns = guard.as_ref()?;
+    let by_lm = |lm: usize| ns.objs.iter().position(|d| d.link_map == lm);
+    let mut ids: Vec<DsoId> = Vec::new();
+    let mut s = scope;
+    let mut first = true;
+    // SAFETY: NULL-terminated array of r_scope_elem (caller).
+    unsafe {
+        while !s.is_null() && *s != 0 {
+            let elem = Raw::new(*s);
+            let list = elem.get(l.r_scope_elem.r_list) as *const usize;
+            let n = elem.get(l.r_scope_elem.r_nlist) as usize;
+            let mut start = 0;
+            if first && skip_map != 0 {
+                start = (0..n).position(|i| *list.add(i) == skip_map).map_or(n, |p| p + 1);
+            }
+            for i in start..n {
+                if let Some(id) = by_lm(*list.add(i)) {
+                    ids.push(id);
+                }
+            }
+            first = false;
+            s = s.add(1);
+        }
+    }
+    let want = if version != 0 {
+        // SAFETY: an r_found_version from libc.
+        let v = unsafe { Raw::new(version) };
+        let vname = v.get(l.r_found_version.name) as usize;
+        if vname == 0 {
+            None
+        } else {
+            // SAFETY: NUL-terminated version name.
+            let n = unsafe { core::slice::from_raw_parts(vname as *const u8, crate::start::strlen(vname)) };
+            Some(VersionReq {
+                name: n.to_vec(),
+                hash: v.get(l.r_found_version.hash) as u32,
+                hidden: v.get(l.r_found_version.hidden) != 0,
+                file: None,
+                weak: false,
+            })
+        }
+    } else {
+        None
+    };
+    let q = Query { newest: flags & 2 != 0, ..Query::new(name) };
+    let mut unique = UniqueTable::default();
+    let skip = if skip_map != 0 { by_lm(skip_map) } else { None };
+    let def = lookup::lookup(ns, &mut unique, &ids, &q, want.as_ref(), skip, Class::Normal)?;
+    let d = &ns.objs[def.obj];
+    Some((d.link_map, d.dyn_info.symtab + def.idx as usize * core::mem::size_of::<[u8; 24]>()))
+}
+
+fn object_of(addr: usize) -> Option<&'static ObjInfo> {
+    rt()?.objects.iter().find(|o| addr >= o.start && addr < o.end)
+}
+
+/// `_dl_find_object`: lock-free (the table is frozen after start-up).
+unsafe extern "C" fn find_object(pc: usize, result: usize) -> i32 {
+    let (Some(r), Some(o)) = (rt(), object_of(pc)) else { return -1 };
+    let f = &r.layout.dl_find_object;
+    // SAFETY: `result` is a `struct dl_find_object` of the caller.
+    let out = unsafe { Raw::new(result) };
+    out.put(f.dlfo_flags, 0);
+    out.put(f.dlfo_map_start, o.start as u64);
+    out.put(f.dlfo_map_end, o.end as u64);
+    out.put(f.dlfo_link_map, o.link_map as u64);
+    out.put(f.dlfo_eh_frame, o.eh_frame as u64);
+    0
+}
+
+#[cfg_attr(feature = "rtld", no_mangle)]
+pub extern "C" fn _dl_find_dso_for_object(addr: usize) -> usize {
+    object_of(addr).map_or(0, |o| o.link_map)
+}
+
+/// `_dl_tls_get_addr_soft`: this thread's block of `lm`, if allocated.
+extern "C" fn tls_get_addr_soft(lm: usize) -> usize {
+    let Some(r) = rt() else { return 0 };
+    if lm == 0 {
+        return 0;
+    }
+    // SAFETY: a link map from us.
+    let modid = unsafe { Raw::new(lm) }.get(r.layout.link_map.l_tls_modid) as usize;
+    if modid == 0 {
+        return 0;
+    }
+    let dtv = crate::arch::native::current_dtv();
+    // SAFETY: this thread's DTV has `dtv[-1]` entries.
+    unsafe {
+        let cap = (*(dtv as *const DtvEntry).sub(1)).val;
+        if modid > cap {
+            return 0;
+        }
+        let v = (*(dtv as *const DtvEntry).add(modid)).val;
+        if v == tls::UNALLOCATED { 0 } else { v }
+    }
+}
+
+fn tcb_dtv_field(l: &Layout) -> Field {
+    l.tcbhead.dtv
+}
+
+/// `_dl_allocate_tls(mem)`: a DTV for a new thread whose TCB is `mem`.
+#[cfg_attr(feature = "rtld", no_mangle)]
+pub unsafe extern "C" fn _dl_allocate_tls(mem: usize) -> usize {
+    let Some(r) = rt() else { return 0 };
+    if mem == 0 {
+        return 0;
+    }
+    let n = r.max_modid + tls::DTV_SURPLUS;
+    let mut dtv: Vec<DtvEntry> = Vec::with_capacity(n + 2);
+    dtv.push(DtvEntry { val: n, to_free: 0 });
+    dtv.push(DtvEntry { val: 1, to_free: 0 });
+    for _ in 0..n {
+        dtv.push(DtvEntry { val: tls::UNALLOCATED, to_free: 0 });
+    }
+    let p = dtv.leak().as_mut_ptr() as usize + core::mem::size_of::<DtvEntry>();
+    // SAFETY: `mem` is the new thread's TCB (caller).
+    unsafe { Raw::new(mem) }.put(tcb_dtv_field(r.layout), p as u64);
+    // SAFETY: as above.
+    unsafe { _dl_allocate_tls_init(mem, true) }
+}
+
+/// `_dl_allocate_tls_init(tcb, init_tls)`: point the DTV at the static
+/// blocks and copy every TLS image.
+#[cfg_attr(feature = "rtld", no_mangle)]
+pub unsafe extern "C" fn _dl_allocate_tls_init(tcb: usize, _init_tls: bool) -> usize {
+    let Some(r) = rt() else { return 0 };
+    if tcb == 0 {
+        return 0;
+    }
+    // SAFETY: `tcb` is a thread's TCB with a DTV (caller).
+    let dtv = unsafe { Raw::new(tcb) }.get(tcb_dtv_field(r.layout)) as usize;
+    let tb = tls::ThreadBlock { tp: tcb, dtv, alloc: 0 };
+    for m in &r.modules {
+        // SAFETY: the layout placed `m` in every thread's static block.
+        unsafe { tls::init_module(r.variant, &tb, m) };
+    }
+    // SAFETY: dtv[0] is the generation counter.
+    unsafe { (*(dtv as *mut DtvEntry)).val = 1 };
+    tcb
+}
+
+/// `_dl_deallocate_tls`: static blocks need no freeing; the DTV comes from
+/// the loader's arena and stays there.
+#[cfg_attr(feature = "rtld", no_mangle)]
+pub extern "C" fn _dl_deallocate_tls(_tcb: usize, _dealloc_tcb: bool) {}
+
+/// `__tunable_get_val`: no `GLIBC_TUNABLES` support yet, so every tunable
+/// has its default and was never set. libc's call sites with a callback
+/// ignore the value; the one read by value (aarch64 `glibc.mem.tagging`,
+/// an `int32_t`) must read 0, so a 32-bit zero is stored.
+#[cfg_attr(feature = "rtld", no_mangle)]
+pub unsafe extern "C" fn __tunable_get_val(_id: u32, valp: *mut u32, _cb: usize) {
+    if !valp.is_null() {
+        // SAFETY: every tunable is at least 32 bits wide.
+        unsafe { valp.write_unaligned(0) };
+    }
+}
+
+/// `_dl_exception_create(e, objname, errstring)`: one buffer from libc's
+/// `malloc` (so `dl_error_free`, libc's `free`, can release it).
+#[cfg_attr(feature = "rtld", no_mangle)]
+pub unsafe extern "C" fn _dl_exception_create(e: usize, objname: *const u8, errstring: *const u8) {
+    let Some(r) = rt() else { return };
+    // SAFETY: NUL-terminated strings from libc (objname may be NULL).
+    let (ol, el) = unsafe { (if objname.is_null() { 0 } else { crate::start::strlen(objname as usize) }, crate::start::strlen(errstring as usize)) };
+    let f = &r.layout.dl_exception;
+    // SAFETY: `e` is a struct dl_exception of the caller.
+    let ex = unsafe { Raw::new(e) };
+    let buf = if r.malloc != 0 {
+        // SAFETY: libc's malloc.
+        let m: extern "C" fn(usize) -> usize = unsafe { core::mem::transmute(r.malloc) };
+        m(ol + el + 2)
+    } else {
+        0
+    };
+    if buf == 0 {
+        ex.put(f.objname, b"\0".as_ptr() as u64);
+        ex.put(f.errstring, b"out of memory\0".as_ptr() as u64);
+        ex.put(f.message_buffer, 0);
+        return;
+    }
+    // SAFETY: `buf` has room for both strings and their NULs.
+    unsafe {
+        core::ptr::copy_nonoverlapping(errstring, buf as *mut u8, el + 1);
+        if ol > 0 {
+            core::ptr::copy_nonoverlapping(objname, (buf + el + 1) as *mut u8, ol + 1);
+        } else {
+            *((buf + el + 1) as *mut u8) = 0;
+        }
+    }
+    ex.put(f.errstring, buf as u64);
+    ex.put(f.objname, (buf + el + 1) as u64);
+    ex.put(f.message_buffer, buf as u64);
+}
+
+/// `_dl_fatal_printf`: libc calls it only with `"%s: %s: %s%s%s%s%s\n"`;
+/// on both ABIs those variadic pointer arguments arrive like fixed ones.
+#[cfg_attr(feature = "rtld", no_mangle)]
+pub unsafe extern "C" fn _dl_fatal_printf(fmt: *const u8, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize, g: usize) -> ! {
+    let args = [a, b, c, d, e, f, g];
+    let mut line = crate::diag::Line::new();
+    let mut next = 0;
+    // SAFETY: a NUL-terminated format string and string arguments (libc).
+    unsafe {
+        let fmt = core::slice::from_raw_parts(fmt, crate::start::strlen(fmt as usize));
+        let mut i = 0;
+        while i < fmt.len() {
+            if fmt[i] == b'%' && fmt.get(i + 1) == Some(&b's') && next < args.len() {
+                let s = args[next] as *const u8;
+                next += 1;
+                if !s.is_null() {
+                    let t = core::slice::from_raw_parts(s, crate::start::strlen(s as usize));
+                    let _ = core::fmt::Write::write_str(&mut line, crate::diag::show(t));
+                }
+                i += 2;
+            } else {
+                let _ = core::fmt::Write::write_char(&mut line, fmt[i] as char);
+                i += 1;
+            }
+        }
+    }
+    line.flush_to(2);
+    crate::sys::exit_group(crate::diag::EXIT_FAILURE)
+}
+
+#[cfg_attr(feature = "rtld", no_mangle)]
+pub extern "C" fn _dl_audit_preinit(_main_map: usize) {}
+
+#[cfg_attr(feature = "rtld", no_mangle)]
+pub extern "C" fn _dl_audit_symbind_alt(_l: usize, _ref: usize, _value: usize, _result: usize) {}
+
+#[cfg_attr(feature = "rtld", no_mangle)]
+pub extern "C" fn _dl_mcount(_frompc: usize, _selfpc: usize) {}
+
+/// `_dl_rtld_di_serinfo`: reports an empty search path list for now.
+#[cfg_attr(feature = "rtld", no_mangle)]
+pub unsafe extern "C" fn _dl_rtld_di_serinfo(_loader: usize, si: *mut usize, _counting: bool) {
+    if !si.is_null() {
+        // SAFETY: a Dl_serinfo { size_t dls_size; unsigned dls_cnt; ... } of the caller.
+        unsafe {
+            *si = 2 * core::mem::size_of::<usize>();
+            *(si.add(1) as *mut u32) = 0;
+        }
+    }
+}
+
+/// `__nptl_change_stack_perm`: make a thread stack executable.
+#[cfg_attr(feature = "rtld", no_mangle)]
+pub unsafe extern "C" fn __nptl_change_stack_perm(pd: usize) -> i32 {
+    let Some(r) = rt() else { return 38 };
+    // SAFETY: a struct pthread from libc.
+    let p = unsafe { Raw::new(pd) };
+    let t = &r.layout.pthread;
+    let block = p.get(t.stackblock) as usize;
+    let size = p.get(t.stackblock_size) as usize;
+    let guard = p.get(t.guardsize) as usize;
+    // SAFETY: the thread's own stack mapping, described by libc.
+    match unsafe { crate::sys::mprotect(block + guard, size.saturating_sub(guard), crate::sys::PROT_READ | crate::sys::PROT_WRITE | crate::sys::PROT_EXEC) } {
+        Ok(()) => 0,
+        Err(e) => e.0,
+    }
+}
+
+#[cfg_attr(feature = "rtld", no_mangle)]
+pub unsafe extern "C" fn _dl_get_tls_static_info(size: *mut usize, align: *mut usize) {
+    let (s, a) = rt().map_or((0, 0), |r| (r.tls_static.size, r.tls_static.align));
+    // SAFETY: out parameters of the caller.
+    unsafe {
+        if !size.is_null() {
+            *size = s;
+        }
+        if !align.is_null() {
+            *align = a;
+        }
+    }
+}
+
+#[cfg_attr(feature = "rtld", no_mangle)]
+pub extern "C" fn _dl_x86_get_cpu_features() -> usize {
+    match rt().map(|r| (r.layout.arch, r.layout.rtld_global_ro._dl_x86_cpu_features)) {
+        Some((Arch::X86_64, Some(f))) => super::rtld::_rtld_global_ro.addr() + f.off as usize,
+        _ => 0,
+    }
+}
+
+/// Symbols the dynamic symbol table of `ld-cah.so` must keep (checked by a
+/// test against the version scripts).
+pub const EXPORTS: &[&str] = &[
+    "_dl_find_dso_for_object",
+    "_dl_allocate_tls",
+    "_dl_allocate_tls_init",
+    "_dl_deallocate_tls",
+    "__tunable_get_val",
+    "_dl_exception_create",
+    "_dl_fatal_printf",
+    "_dl_audit_preinit",
+    "_dl_audit_symbind_alt",
+    "_dl_mcount",
+    "_dl_rtld_di_serinfo",
+    "__nptl_change_stack_perm",
+    "_dl_get_tls_static_info",
+];
+
+#[allow(dead_code)]
+fn _sym_size_check(_: Sym) {}

@@ -1,0 +1,455 @@
+//! `_rtld_global`, `_rtld_global_ro`, the link maps and the main thread's
+//! `struct pthread`, filled as glibc's own loader leaves them for libc.so.6
+//! (see `glibc-rtld-abi.md` sections 2 and 3). Every offset comes from the
+//! generated [`Layout`] of the libc found in the closure.
+#![allow(unsafe_code)]
+
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicIsize, AtomicU32, AtomicUsize, Ordering};
+
+use object::elf::*;
+
+use super::layout::{Arch, Layout};
+use super::raw::Raw;
+use crate::link::{DsoId, Kind, Namespace};
+use crate::tls::{StaticLayout, ThreadBlock};
+
+/// Zeroed storage exported under a glibc name; big enough for every known
+/// build (checked against the table before use).
+#[repr(C, align(64))]
+pub struct Block<const N: usize>(UnsafeCell<[u8; N]>);
+
+// SAFETY: written during single-threaded start-up (and later only by the
+// loader under its lock); libc reads it as glibc's loader data.
+unsafe impl<const N: usize> Sync for Block<N> {}
+
+impl<const N: usize> Block<N> {
+    pub const fn new() -> Self {
+        Block(UnsafeCell::new([0; N]))
+    }
+    pub fn addr(&self) -> usize {
+        self.0.get() as usize
+    }
+    pub const SIZE: usize = N;
+}
+
+#[cfg_attr(feature = "rtld", no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static _rtld_global: Block<8192> = Block::new();
+#[cfg_attr(feature = "rtld", no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static _rtld_global_ro: Block<4096> = Block::new();
+
+#[cfg_attr(feature = "rtld", no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static __libc_enable_secure: AtomicI32 = AtomicI32::new(0);
+#[cfg_attr(feature = "rtld", no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static __libc_stack_end: AtomicUsize = AtomicUsize::new(0);
+#[cfg_attr(feature = "rtld", no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static _dl_argv: AtomicUsize = AtomicUsize::new(0);
+#[cfg_attr(feature = "rtld", no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static __rseq_size: AtomicU32 = AtomicU32::new(0);
+#[cfg_attr(feature = "rtld", no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static __rseq_offset: AtomicIsize = AtomicIsize::new(0);
+#[cfg_attr(feature = "rtld", no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static __rseq_flags: AtomicU32 = AtomicU32::new(0);
+#[cfg_attr(feature = "rtld", no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static __nptl_initial_report_events: AtomicBool = AtomicBool::new(false);
+
+/// Storage for things libc only compares against NULL (`_dl_init_all_dirs`).
+static ALL_DIRS: Block<64> = Block::new();
+
+/// What the process gives the glibc layer.
+pub struct Process {
+    pub sp: usize,
+    pub argv: usize,
+    pub auxv: usize,
+    pub secure: bool,
+    pub page: usize,
+    pub platform: usize,
+    pub hwcap: u64,
+    pub hwcap2: u64,
+    pub clktck: usize,
+    pub minsigstksz: usize,
+    pub sysinfo_ehdr: usize,
+}
+
+/// Identifies the glibc of the closure by libc.so.6's build id.
+pub fn find_libc(ns: &Namespace) -> Option<DsoId> {
+    ns.scope.iter().copied().find(|&i| ns.objs[i].soname() == Some(b"libc.so.6"))
+}
+
+/// The `NT_GNU_BUILD_ID` of a mapped object.
+pub fn build_id(ns: &Namespace, id: DsoId) -> Option<Vec<u8>> {
+    let d = ns.objs.get(id)?;
+    for p in d.phdrs.iter().filter(|p| p.p_type == PT_NOTE) {
+        let mut at = d.base.wrapping_add(p.p_vaddr as usize);
+        let end = at.checked_add(p.p_memsz as usize)?;
+        while at + 12 <= end {
+            let namesz = d.img.u32(at)? as usize;
+            let descsz = d.img.u32(at + 4)? as usize;
+            let ty = d.img.u32(at + 8)?;
+            let name_at = at + 12;
+            let desc_at = name_at + ((namesz + 3) & !3);
+            if ty == NT_GNU_BUILD_ID && d.img.bytes(name_at, namesz)? == b"GNU\0" {
+                return d.img.bytes(desc_at, descsz).map(<[u8]>::to_vec);
+            }
+            at = desc_at + ((descsz + 3) & !3);
+        }
+    }
+    None
+}
+
+/// The main thread's `struct pthread`.
+pub fn thread_self(l: &Layout, tp: usize) -> usize {
+    match l.arch {
+        Arch::X86_64 => tp,
+        Arch::Aarch64 => tp - l.pthread.size as usize,
+    }
+}
+
+/// Index of `DT_*` tag `tag` in glibc's `l_info[]`, or `None` for tags glibc
+/// does not keep.
+pub fn l_info_index(tag: u64, len: u32) -> Option<u32> {
+    // DT_NUM (38 in 2.36..2.41), the processor-specific slots (0 on x86_64,
+    // 6 on aarch64), then version, extra, value and address ranges of 16,
+    // 3, 12 and 11 slots: 80 on x86_64, 86 on aarch64.
+    let procnum = len.checked_sub(80)?;
+    let base_ver = 38 + procnum;
+    let idx = match tag {
+        t if t < 38 => t as u32,
+        0x6fff_fff0..=0x6fff_ffff => base_ver + (0x6fff_ffff - tag) as u32,
+        0x7fff_fffd..=0x7fff_ffff => base_ver + 16 + (0x7fff_ffff - tag) as u32,
+        0x6fff_fd00..=0x6fff_fdff => base_ver + 19 + (0x6fff_fdff - tag) as u32,
+        0x6fff_fe00..=0x6fff_feff => base_ver + 31 + (0x6fff_feff - tag) as u32,
+        _ => return None,
+    };
+    (idx < len).then_some(idx)
+}
+
+fn alloc_zeroed(n: usize) -> usize {
+    alloc::vec![0u8; n].leak().as_mut_ptr() as usize
+}
+
+/// Fills the link map of every object (the public prefix is already set by
+/// `debug::link_maps`).
+pub fn fill_link_maps(l: &Layout, ns: &Namespace, chain: &[DsoId]) {
+    let lm = &l.link_map;
+    // The global scope as an `r_scope_elem` list of link maps.
+    let scope_list: Vec<usize> = ns.scope.iter().map(|&i| ns.objs[i].link_map).collect();
+    let scope_ptr = scope_list.leak().as_ptr() as usize;
+    let main_lm = ns.objs[ns.main].link_map;
+    for (serial, &id) in chain.iter().enumerate() {
+        let d = &ns.objs[id];
+        // SAFETY: `link_map` is a LINK_MAP_ALLOC-byte zeroed allocation of
+        // this object (debug::link_maps), larger than any table's size.
+        let m = unsafe { Raw::new(d.link_map) };
+        m.put(lm.l_real, d.link_map as u64);
+        m.put(lm.l_ns, 0);
+        let libname = alloc_zeroed(l.libname_list.size as usize);
+        // SAFETY: just allocated with the struct's size.
+        let ln = unsafe { Raw::new(libname) };
+        let first_name = d.aliases.first().map(|a| {
+            let mut v = a.clone();
+            v.push(0);
+            v.leak().as_ptr() as usize
+        });
+        ln.put(l.libname_list.name, first_name.unwrap_or(d.name.as_ptr() as usize) as u64);
+        ln.put(l.libname_list.dont_free, 1);
+        m.put(lm.l_libname, libname as u64);
+        // l_info[]: pointers into the object's own (untouched) .dynamic.
+        if d.dynamic != 0 {
+            for k in 0..d.dyn_info.count.saturating_sub(1) {
+                let at = d.dynamic + k * 16;
+                if let Some(tag) = d.img.u64(at) {
+                    if let Some(i) = l_info_index(tag, lm.l_info.len) {
+                        if let Some(off) = lm.l_info.at(i) {
+                            let f = super::layout::Field { off, size: 8 };
+                            if m.get(f) == 0 {
+                                m.put(f, at as u64);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        m.put(lm.l_phdr, d.phdr_addr as u64);
+        m.put(lm.l_phnum, d.phdrs.len() as u64);
+        m.put(lm.l_entry, d.entry as u64);
+        m.put(lm.l_map_start, d.map_start as u64);
+        m.put(lm.l_map_end, d.map_end as u64);
+        m.put_opt(lm.l_text_end, d.map_end as u64);
+        let ty = match d.kind {
+            Kind::Main => 0,
+            _ => 1,
+        };
+        m.put_bits(lm.l_type, ty);
+        m.put_bits(lm.l_relocated, 1);
+        m.put_bits(lm.l_global, u64::from(ns.scope.contains(&id)));
+        m.put_bits(lm.l_main_map, u64::from(d.kind == Kind::Main));
+        m.put_bits(lm.l_contiguous, 1);
+        // The d_ptr values in .dynamic are unrelocated: libc must add l_addr.
+        m.put_bits(lm.l_ld_readonly, 1);
+        m.put_bits(lm.l_soname_added, 1);
+        m.put(lm.l_flags, d.dyn_info.flags);
+        m.put(lm.l_flags_1, d.dyn_info.flags_1);
+        m.put(lm.l_serial, serial as u64);
+        m.put(lm.l_direct_opencount, u64::from(d.kind == Kind::Main));
+        if let Some(o) = (!d.path.is_empty()).then(|| crate::link::search::dirname(&d.path)) {
+            let mut v = o.to_vec();
+            v.push(0);
+            m.put(lm.l_origin, v.leak().as_ptr() as u64);
+        }
+        if let Some((s, e)) = d.relro {
+            m.put(lm.l_relro_addr, s as u64);
+            m.put(lm.l_relro_size, (e - s) as u64);
+        }
+        if let Some(t) = d.tls {
+            m.put(lm.l_tls_initimage, t.image as u64);
+            m.put(lm.l_tls_initimage_size, t.filesz as u64);
+            m.put(lm.l_tls_blocksize, t.memsz as u64);
+            m.put(lm.l_tls_align, t.align as u64);
+            m.put(lm.l_tls_firstbyte_offset, t.firstbyte as u64);
+            m.put(lm.l_tls_offset, t.offset.unwrap_or(0) as u64);
+            m.put(lm.l_tls_modid, t.modid as u64);
+            m.put_bits_opt(lm.l_tls_in_slotinfo, 1);
+        }
+        if let Some(f) = d.file_id {
+            m.put(super::layout::Field { off: lm.l_file_id.off, size: 8 }, f.0);
+            m.put(super::layout::Field { off: lm.l_file_id.off + 8, size: 8 }, f.1);
+        }
+        // Hash table pointers, for dladdr.
+        let di = &d.dyn_info;
+        if di.gnu_hash != 0 {
+            if let (Some(nb), Some(symoff), Some(bloom), Some(shift)) =
+                (d.img.u32(di.gnu_hash), d.img.u32(di.gnu_hash + 4), d.img.u32(di.gnu_hash + 8), d.img.u32(di.gnu_hash + 12))
+            {
+                let bitmask = di.gnu_hash + 16;
+                let buckets = bitmask + bloom as usize * 8;
+                let chain = buckets + nb as usize * 4;
+                m.put(lm.l_nbuckets, u64::from(nb));
+                m.put(lm.l_gnu_bitmask_idxbits, u64::from(bloom.wrapping_sub(1)));
+                m.put(lm.l_gnu_shift, u64::from(shift));
+                m.put(lm.l_gnu_bitmask, bitmask as u64);
+                m.put(lm.l_gnu_buckets, buckets as u64);
+                m.put(lm.l_gnu_chain_zero, (chain as u64).wrapping_sub(u64::from(symoff) * 4));
+            }
+        } else if di.hash != 0 {
+            if let Some(nb) = d.img.u32(di.hash) {
+                m.put(lm.l_nbuckets, u64::from(nb));
+                m.put(lm.l_buckets, (di.hash + 8) as u64);
+                m.put(lm.l_chain, (di.hash + 8 + nb as usize * 4) as u64);
+            }
+        }
+        m.put(lm.l_versyms, di.versym as u64);
+        // Scopes: l_searchlist (the global scope for the program, the
+        // object alone otherwise), l_scope = { &program's searchlist, NULL }.
+        let searchlist = m.sub(lm.l_searchlist);
+        if d.kind == Kind::Main {
+            searchlist.put(l.r_scope_elem.r_list, scope_ptr as u64);
+            searchlist.put(l.r_scope_elem.r_nlist, ns.scope.len() as u64);
+        } else {
+            let own = alloc::vec![d.link_map].leak().as_ptr() as usize;
+            searchlist.put(l.r_scope_elem.r_list, own as u64);
+            searchlist.put(l.r_scope_elem.r_nlist, 1);
+        }
+        // SAFETY: the main map's searchlist member, inside its allocation.
+        let main_search = unsafe { Raw::new(main_lm) }.at(lm.l_searchlist);
+        if let Some(a) = lm.l_scope_mem.at(0) {
+            m.put(super::layout::Field { off: a, size: 8 }, main_search as u64);
+            m.put(lm.l_scope, (d.link_map + a as usize) as u64);
+        }
+        m.put(lm.l_scope_max, u64::from(lm.l_scope_mem.len));
+        if let Some(a) = lm.l_local_scope.at(0) {
+            m.put(super::layout::Field { off: a, size: 8 }, m.at(lm.l_searchlist) as u64);
+        }
+    }
+}
+
+/// Fills `_rtld_global` and `_rtld_global_ro` and the main thread's
+/// `struct pthread`. Runs before relocation: IFUNC resolvers read it.
+pub fn fill_globals(
+    l: &'static Layout,
+    ns: &Namespace,
+    chain: &[DsoId],
+    p: &Process,
+    tls: &StaticLayout,
+    tb: &ThreadBlock,
+    max_modid: usize,
+) -> Result<(), &'static str> {
+    if l.rtld_global.size as usize > Block::<8192>::SIZE
+        || l.rtld_global_ro.size as usize > Block::<4096>::SIZE
+        || l.link_map.size as usize > crate::debug::LINK_MAP_ALLOC
+    {
+        return Err("glibc structures larger than ld-cah reserves");
+    }
+    // SAFETY: both blocks are at least as large as the table's structs (checked).
+    let (g, ro) = unsafe { (Raw::new(_rtld_global.addr()), Raw::new(_rtld_global_ro.addr())) };
+    let rg = &l.rtld_global;
+    let rr = &l.rtld_global_ro;
+    let main_lm = ns.objs[ns.main].link_map;
+
+    // Namespace 0.
+    let ns0 = g.sub(super::layout::Field { off: rg._dl_ns.off, size: l.link_namespaces.size });
+    ns0.put(l.link_namespaces._ns_loaded, main_lm as u64);
+    ns0.put(l.link_namespaces._ns_nloaded, chain.len() as u64);
+    // SAFETY: main link map, allocated by debug::link_maps.
+    let main_search = unsafe { Raw::new(main_lm) }.at(l.link_map.l_searchlist);
+    ns0.put(l.link_namespaces._ns_main_searchlist, main_search as u64);
+    if let Some(libc) = find_libc(ns) {
+        ns0.put(l.link_namespaces.libc_map, ns.objs[libc].link_map as u64);
+    }
+    g.put(rg._dl_nns, 1);
+    // The loader locks are recursive pthread mutexes (libc locks them).
+    for lock in [rg._dl_load_lock, rg._dl_load_write_lock, rg._dl_load_tls_lock] {
+        g.sub(lock).put(l.pthread_mutex.__kind, 1);
+    }
+    g.put(rg._dl_load_adds, chain.len() as u64);
+    g.put(rg._dl_stack_flags, u64::from(ns.objs[ns.main].stack_flags()));
+    let dirs = ALL_DIRS.addr() as u64;
+    g.put(rg._dl_all_dirs, dirs);
+
+    // TLS bookkeeping: slot info list with every initial module.
+    let nmods = max_modid.saturating_sub(1);
+    let len = nmods + 1 + 62;
+    let si = &l.dtv_slotinfo;
+    let list = alloc_zeroed(l.dtv_slotinfo_list.slotinfo.off as usize + len * si.size as usize);
+    // SAFETY: allocated with room for `len` entries.
+    let list_raw = unsafe { Raw::new(list) };
+    list_raw.put(l.dtv_slotinfo_list.len, len as u64);
+    for d in &ns.objs {
+        if let Some(t) = d.tls {
+            if t.modid == 0 {
+                continue;
+            }
+            let e = list + l.dtv_slotinfo_list.slotinfo.off as usize + t.modid * si.size as usize;
+            // SAFETY: modid <= nmods < len.
+            let er = unsafe { Raw::new(e) };
+            er.put(si.gen, 1);
+            er.put(si.map, d.link_map as u64);
+        }
+    }
+    g.put(rg._dl_tls_dtv_slotinfo_list, list as u64);
+    g.put(rg._dl_tls_max_dtv_idx, nmods as u64);
+    g.put(rg._dl_tls_static_nelem, nmods as u64);
+    g.put(rg._dl_tls_static_used, tls.used as u64);
+    g.put(rg._dl_tls_static_optional, 512);
+    g.put(rg._dl_initial_dtv, tb.dtv as u64);
+    g.put(rg._dl_tls_generation, 1);
+
+    // Thread lists: empty circular heads, the main thread on `stack_user`.
+    let lt = &l.list_t;
+    for head in [rg._dl_stack_used, rg._dl_stack_user, rg._dl_stack_cache] {
+        let h = g.sub(head);
+        h.put(lt.next, h.addr() as u64);
+        h.put(lt.prev, h.addr() as u64);
+    }
+    // SAFETY: the TLS allocation holds the whole struct pthread there.
+    let pd = unsafe { Raw::new(thread_self(l, tb.tp)) };
+    let pt = &l.pthread;
+    let user = g.sub(rg._dl_stack_user);
+    let node = pd.sub(pt.list);
+    node.put(lt.next, user.addr() as u64);
+    node.put(lt.prev, user.addr() as u64);
+    user.put(lt.next, node.addr() as u64);
+    user.put(lt.prev, node.addr() as u64);
+    // SAFETY: `tid` is a field of the main thread's struct pthread, which lives forever.
+    let tid = unsafe { crate::sys::set_tid_address(pd.at(pt.tid)) };
+    pd.put(pt.tid, tid as u64);
+    let robust = pd.sub(pt.robust_head);
+    pd.put(pt.robust_prev, robust.addr() as u64);
+    robust.put(l.robust_list_head.list, robust.addr() as u64);
+    // futex_offset = offsetof(__lock) - offsetof(__list.__next): 0 - 32 on
+    // both arches (the list node follows `__kind`/`__spins`).
+    robust.put(l.robust_list_head.futex_offset, (-32i64) as u64);
+    // SAFETY: the robust list head lives in the main thread's struct pthread.
+    let _ = unsafe { crate::sys::set_robust_list(robust.addr(), l.robust_list_head.size as usize) };
+    if let Some(first) = pt.specific_1stblock.at(0) {
+        if let Some(s0) = pt.specific.at(0) {
+            pd.put(super::layout::Field { off: s0, size: 8 }, (pd.addr() + first as usize) as u64);
+        }
+    }
+    pd.put(pt.user_stack, 1);
+    pd.put(pt.report_events, u64::from(__nptl_initial_report_events.load(Ordering::Relaxed)));
+    pd.put(pt.stackblock_size, p.sp as u64);
+    // x86_64: header.self (the TCB fields at the thread pointer are set by arch).
+    // rseq: register the area in struct pthread when the build has one.
+    __rseq_size.store(0, Ordering::Relaxed);
+    if let (Some(area), Some(cpu_id)) = (pt.rseq_area, pt.rseq_area_cpu_id) {
+        __rseq_offset.store(pd.at(area) as isize - tb.tp as isize, Ordering::Relaxed);
+        pd.put(cpu_id, (-1i32) as u32 as u64);
+        let sig: u32 = if l.arch == Arch::X86_64 { 0x5305_3053 } else { 0xd428_bc00 };
+        // SAFETY: the area is the main thread's and lives forever.
+        match unsafe { crate::sys::rseq(pd.at(area), (area.size as usize).max(32), sig) } {
+            // Debian's 2.36 reports 20 (the original ABI size) with a 32-byte area.
+            Ok(()) => __rseq_size.store(20, Ordering::Relaxed),
+            Err(_) => pd.put(cpu_id, (-2i32) as u32 as u64),
+        }
+    }
+
+    // _rtld_global_ro.
+    ro.put(rr._dl_debug_fd, 2);
+    ro.put(rr._dl_pagesize, p.page as u64);
+    ro.put(rr._dl_minsigstacksize, p.minsigstksz as u64);
+    ro.put(rr._dl_clktck, p.clktck as u64);
+    if p.platform != 0 {
+        // SAFETY: AT_PLATFORM points at a NUL-terminated string on the stack.
+        let n = unsafe { crate::start::strlen(p.platform) };
+        ro.put(rr._dl_platform, p.platform as u64);
+        ro.put(rr._dl_platformlen, n as u64);
+    }
+    let (hwcap, fpu) = match l.arch {
+        // glibc reports HWCAP_X86_64 on x86_64, not the kernel's bits.
+        Arch::X86_64 => (2, 0x37f),
+        Arch::Aarch64 => (p.hwcap, 0),
+    };
+    ro.put(rr._dl_hwcap, hwcap);
+    ro.put(rr._dl_hwcap2, p.hwcap2);
+    ro.put(rr._dl_fpu_control, fpu);
+    ro.put(rr._dl_auxv, p.auxv as u64);
+    let init_search = ro.sub(rr._dl_initial_searchlist);
+    // SAFETY: main link map's searchlist.
+    let ms = unsafe { Raw::new(main_search) };
+    init_search.put(l.r_scope_elem.r_list, ms.get(l.r_scope_elem.r_list));
+    init_search.put(l.r_scope_elem.r_nlist, ms.get(l.r_scope_elem.r_nlist));
+    ro.put(rr._dl_tls_static_size, tls.size as u64);
+    ro.put(rr._dl_tls_static_align, tls.align as u64);
+    ro.put(rr._dl_tls_static_surplus, crate::tls::STATIC_SURPLUS as u64);
+    ro.put(rr._dl_init_all_dirs, dirs);
+    ro.put(rr._dl_sysinfo_dso, p.sysinfo_ehdr as u64);
+    if let Some(v) = ns.vdso {
+        let vd = &ns.objs[v];
+        let vsym = |name: &[u8]| -> u64 {
+            let q = crate::elf::symbols::Query::new(name);
+            match crate::elf::symbols::lookup(&vd.img, &vd.dyn_info, &vd.versions, &q, None, false) {
+                crate::elf::symbols::Found::Match(_, s) | crate::elf::symbols::Found::Fallback(_, s) => {
+                    vd.base.wrapping_add(s.st_value as usize) as u64
+                }
+                crate::elf::symbols::Found::None => 0,
+            }
+        };
+        let (cg, gtod, getres) = match l.arch {
+            Arch::X86_64 => (&b"__vdso_clock_gettime"[..], &b"__vdso_gettimeofday"[..], &b"__vdso_clock_getres"[..]),
+            Arch::Aarch64 => (&b"__kernel_clock_gettime"[..], &b"__kernel_gettimeofday"[..], &b"__kernel_clock_getres"[..]),
+        };
+        ro.put(rr._dl_vdso_clock_gettime64, vsym(cg));
+        ro.put(rr._dl_vdso_gettimeofday, vsym(gtod));
+        ro.put(rr._dl_vdso_clock_getres_time64, vsym(getres));
+        ro.put_opt(rr._dl_vdso_time, vsym(b"__vdso_time"));
+        ro.put_opt(rr._dl_vdso_getcpu, vsym(b"__vdso_getcpu"));
+    }
+    super::api::install(l, ro);
+    super::cpu::fill(l, ro, p.hwcap, p.hwcap2);
+
+    __libc_enable_secure.store(i32::from(p.secure), Ordering::Relaxed);
+    __libc_stack_end.store(p.sp, Ordering::Relaxed);
+    _dl_argv.store(p.argv, Ordering::Relaxed);
+    Ok(())
+}
