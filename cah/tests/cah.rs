@@ -565,7 +565,11 @@ fn cache_survives_parallel_writers_and_misses_changed_files() {
         assert!(out.contains(&format!("{}  {}", b3(f), f.display())), "{out}");
     }
     let stats: Value = serde_json::from_str(&ok(cah().args(["cache", "--file", c, "stats", "--json"]))).unwrap();
-    assert_eq!(stats["entries"], files.len() as u64);
+    // Lock-free insertion lets two processes that race on the same new
+    // inode claim two slots (both hold the right digest); no entry may be
+    // missing, and duplicates cannot exceed one per racing writer.
+    let entries = stats["entries"].as_u64().unwrap();
+    assert!(entries >= files.len() as u64 && entries <= files.len() as u64 + 16, "{stats}");
     assert_eq!(stats["slots"], 64);
     assert!(stats["hits"].as_u64().unwrap() > 0);
 

@@ -19,6 +19,7 @@ extern crate alloc;
 pub mod arch;
 pub mod debug;
 pub mod diag;
+pub mod dlopen;
 pub mod elf;
 pub mod glibc;
 pub mod heap;

@@ -443,7 +443,18 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         }
     }
 
+    // The closure lock and the verification policy (also used by dlopen).
+    crate::verify::policy::setup(&ns, &env, secure)?;
     closure::load_all(&mut ns, &cfg, &preloads)?;
+    crate::dlopen::remember(crate::dlopen::Saved {
+        library_path: library_path.clone().leak(),
+        cache: cache_map,
+        platform,
+        secure,
+        page,
+        loader_names: loader_names.iter().map(|n| n.to_vec()).collect(),
+        bind_now,
+    });
     closure::check_versions(&ns)?;
     if debug.files {
         for &id in ns.scope.iter().skip(1) {
@@ -555,7 +566,7 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
             minsigstksz: stack.aux(AT_MINSIGSTKSZ).filter(|&v| v != 0).unwrap_or(4096),
             sysinfo_ehdr: stack.aux(AT_SYSINFO_EHDR).unwrap_or(0),
         };
-        crate::glibc::rtld::fill_link_maps(l, &ns, &chain);
+        crate::glibc::rtld::fill_link_maps(l, &ns, &chain, false);
         crate::glibc::rtld::fill_globals(l, &ns, &chain, &process, &layout, &tb, next_modid)
             .map_err(|e| err!(&prog_name, "{}", e))?;
     }
@@ -602,8 +613,11 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     }
     for d in ns.objs.iter_mut() {
         d.relocated = true;
+        d.open_count = 1;
+        d.nodelete = true;
     }
 
+    crate::dlopen::set_tls(variant, layout, next_modid, glibc.map(|(_, l)| l));
     let early_init = match glibc {
         Some((libc, l)) => crate::glibc::api::finish(l, &ns, libc, layout, variant),
         None => 0,
@@ -619,6 +633,7 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         if let Some((s, e)) = d.relro {
             // SAFETY: the object is fully relocated; RELRO data is never written again.
             unsafe { sys::mprotect(s, e - s, sys::PROT_READ) }.map_err(|e| err!(d.display_name(), "cannot apply RELRO protection: {}", e.describe()))?;
+            d.img.make_read_only(s, e);
         }
     }
 
@@ -662,11 +677,14 @@ fn print_list(ns: &Namespace) {
         let d = &ns.objs[id];
         let first = d.aliases.first().map(|a| diag::show(a)).unwrap_or("");
         let name = diag::show(d.l_name());
+        // For a locked program: the digest and the verdict.
+        let note = crate::verify::policy::list_note(d).unwrap_or_default();
         let _ = if d.kind == Kind::Library && first != name {
-            writeln!(line, "\t{} => {} ({:#018x})", first, name, d.base)
+            writeln!(line, "\t{} => {} ({:#018x}){}", first, name, d.base, note)
         } else {
-            writeln!(line, "\t{} ({:#018x})", name, d.base)
+            writeln!(line, "\t{} ({:#018x}){}", name, d.base, note)
         };
+        // One line at a time: `Line` sends what overflows it to stderr.
+        line.flush_to(1);
     }
-    line.flush_to(1);
 }

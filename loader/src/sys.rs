@@ -252,3 +252,109 @@ pub unsafe fn set_thread_pointer(tp: usize) -> Result<(), Errno> {
     // SAFETY: forwarded to the caller.
     check(unsafe { crate::arch::native::set_thread_pointer(tp) }).map(|_| ())
 }
+
+// ---------------------------------------------------------------------------
+// Content verification: the hash cache under /run and its trust checks
+// (`verify::runtime`).
+
+pub const O_WRONLY: u32 = 1;
+pub const O_EXCL: u32 = 0o200;
+pub const AT_REMOVEDIR: u32 = 0x200;
+/// `renameat2` flag: fail with `EEXIST` instead of replacing the target.
+pub const RENAME_NOREPLACE: u32 = 1;
+
+impl Errno {
+    pub const EEXIST: Errno = Errno(17);
+    pub const EINVAL: Errno = Errno(22);
+}
+
+pub fn getuid() -> u32 {
+    sys(nr::GETUID, [0; 6]).unwrap_or(u32::MAX as usize) as u32
+}
+
+pub fn geteuid() -> u32 {
+    sys(nr::GETEUID, [0; 6]).unwrap_or(u32::MAX as usize) as u32
+}
+
+/// `openat(dir, path, flags | O_CLOEXEC, mode)`; `dir` `None` is
+/// `AT_FDCWD`. `path` must end in NUL.
+pub fn openat(dir: Option<&Fd>, path: &[u8], flags: u32, mode: u32) -> Result<Fd, Errno> {
+    if path.last() != Some(&0) {
+        return Err(Errno::EINVAL);
+    }
+    let dirfd = dir.map_or(AT_FDCWD, Fd::raw);
+    let fd = sys(
+        nr::OPENAT,
+        [dirfd as isize as usize, path.as_ptr() as usize, (flags | O_CLOEXEC) as usize, mode as usize, 0, 0],
+    )?;
+    Ok(Fd(fd as i32))
+}
+
+/// `mkdirat(dir, path, mode)`; `path` ends in NUL.
+pub fn mkdirat(dir: Option<&Fd>, path: &[u8], mode: u32) -> Result<(), Errno> {
+    if path.last() != Some(&0) {
+        return Err(Errno::EINVAL);
+    }
+    let dirfd = dir.map_or(AT_FDCWD, Fd::raw);
+    sys(nr::MKDIRAT, [dirfd as isize as usize, path.as_ptr() as usize, mode as usize, 0, 0, 0]).map(|_| ())
+}
+
+/// `unlinkat(dir, path, flags)`; `path` ends in NUL.
+pub fn unlinkat(dir: &Fd, path: &[u8], flags: u32) -> Result<(), Errno> {
+    if path.last() != Some(&0) {
+        return Err(Errno::EINVAL);
+    }
+    sys(nr::UNLINKAT, [dir.0 as usize, path.as_ptr() as usize, flags as usize, 0, 0, 0]).map(|_| ())
+}
+
+/// `renameat2(dir, from, dir, to, flags)` inside one directory; both
+/// names end in NUL.
+pub fn renameat2(dir: &Fd, from: &[u8], to: &[u8], flags: u32) -> Result<(), Errno> {
+    if from.last() != Some(&0) || to.last() != Some(&0) {
+        return Err(Errno::EINVAL);
+    }
+    sys(
+        nr::RENAMEAT2,
+        [dir.0 as usize, from.as_ptr() as usize, dir.0 as usize, to.as_ptr() as usize, flags as usize, 0],
+    )
+    .map(|_| ())
+}
+
+pub fn fchmod(fd: &Fd, mode: u32) -> Result<(), Errno> {
+    sys(nr::FCHMOD, [fd.0 as usize, mode as usize, 0, 0, 0, 0]).map(|_| ())
+}
+
+/// `fallocate(fd, 0, offset, len)`: allocates the blocks (and extends the
+/// file), so that later writes through a shared mapping cannot fail for
+/// want of space (a `SIGBUS`).
+pub fn fallocate(fd: &Fd, offset: u64, len: u64) -> Result<(), Errno> {
+    loop {
+        match sys(nr::FALLOCATE, [fd.0 as usize, 0, offset as usize, len as usize, 0, 0]) {
+            Err(Errno::EINTR) => continue,
+            r => return r.map(|_| ()),
+        }
+    }
+}
+
+/// Maps the first `len` bytes (a multiple of 8) of `fd` shared, readable
+/// and, if `write`, writable, as 64-bit words that only atomic operations
+/// touch. The mapping is never unmapped (it lives as long as the process).
+///
+/// Other processes may change the words at any time; that is why the only
+/// view is `&[AtomicU64]`. Loads from a read-only mapping are plain loads
+/// on both architectures. The file must not shrink while mapped (cache
+/// files are replaced by rename, never truncated; only their owner, root or
+/// the user, could do it): an access past its end would raise `SIGBUS`.
+pub fn map_shared_words(fd: &Fd, len: usize, write: bool) -> Result<&'static [core::sync::atomic::AtomicU64], Errno> {
+    if len == 0 || len % 8 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let prot = if write { PROT_READ | PROT_WRITE } else { PROT_READ };
+    // SAFETY: without MAP_FIXED the kernel picks a fresh range.
+    let addr = unsafe { mmap(0, len, prot, MAP_SHARED, fd.0, 0) }?;
+    // SAFETY: `addr` is page-aligned (so 8-byte aligned) and `len` bytes are
+    // mapped for the rest of the process's life; `AtomicU64` has the size
+    // and alignment of `u64`, and every access through it is atomic, so
+    // concurrent writers in other processes are not a data race.
+    Ok(unsafe { core::slice::from_raw_parts(addr as *const core::sync::atomic::AtomicU64, len / 8) })
+}

@@ -61,6 +61,14 @@ mod machine {
         pub const MMAP: usize = 222;
         pub const MPROTECT: usize = 226;
         pub const RSEQ: usize = 293;
+        // Content verification (hash cache, trust checks).
+        pub const FCHMOD: usize = 52;
+        pub const GETUID: usize = 174;
+        pub const GETEUID: usize = 175;
+        pub const MKDIRAT: usize = 34;
+        pub const UNLINKAT: usize = 35;
+        pub const FALLOCATE: usize = 47;
+        pub const RENAMEAT2: usize = 276;
     }
 
     /// # Safety
@@ -173,6 +181,17 @@ mod machine {
     pub fn current_dtv() -> usize {
         // SAFETY: the TCB is set up before any TLS access can happen.
         unsafe { *(thread_pointer() as *const usize) }
+    }
+
+    /// The DTV of the thread whose pointer is `tp` (`tcbhead_t.dtv` at `tp`).
+    pub fn dtv_of(tp: usize) -> usize {
+        // SAFETY: `tp` is a live thread's TCB (callers take it from libc's thread lists).
+        unsafe { *(tp as *const usize) }
+    }
+
+    /// The calling thread's pointer.
+    pub fn thread_pointer_value() -> usize {
+        thread_pointer()
     }
 
     /// x86 `cpuid`; none here.

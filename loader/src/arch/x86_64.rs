@@ -63,6 +63,14 @@ mod machine {
         pub const READLINKAT: usize = 267;
         pub const SET_ROBUST_LIST: usize = 273;
         pub const RSEQ: usize = 334;
+        // Content verification (hash cache, trust checks).
+        pub const FCHMOD: usize = 91;
+        pub const GETUID: usize = 102;
+        pub const GETEUID: usize = 107;
+        pub const MKDIRAT: usize = 258;
+        pub const UNLINKAT: usize = 263;
+        pub const FALLOCATE: usize = 285;
+        pub const RENAMEAT2: usize = 316;
     }
 
     /// # Safety
@@ -180,6 +188,17 @@ mod machine {
         // SAFETY: the TCB is set up before any TLS access can happen.
         unsafe { asm!("mov {}, fs:8", out(reg) dtv, options(nostack, readonly, preserves_flags)) };
         dtv
+    }
+
+    /// The DTV of the thread whose pointer is `tp` (`tcbhead_t.dtv` at `tp + 8`).
+    pub fn dtv_of(tp: usize) -> usize {
+        // SAFETY: `tp` is a live thread's TCB (callers take it from libc's thread lists).
+        unsafe { *((tp + 8) as *const usize) }
+    }
+
+    /// The calling thread's pointer.
+    pub fn thread_pointer_value() -> usize {
+        thread_pointer()
     }
 
     /// `cpuid` with a sub-leaf: `[eax, ebx, ecx, edx]`.

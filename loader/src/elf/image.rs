@@ -42,9 +42,28 @@ impl Image {
         }
     }
 
-    /// Forgets the writable ranges (after RELRO protection, say).
+    /// Forgets the writable ranges.
     pub fn seal(&mut self) {
         self.writable.clear();
+    }
+
+    /// Removes `start..end` from the writable ranges (it was just made
+    /// read-only, e.g. `PT_GNU_RELRO`); it stays readable.
+    pub fn make_read_only(&mut self, start: usize, end: usize) {
+        let mut out = Vec::with_capacity(self.writable.len() + 1);
+        for &(s, e) in &self.writable {
+            if end <= s || start >= e {
+                out.push((s, e));
+                continue;
+            }
+            if s < start {
+                out.push((s, start));
+            }
+            if end < e {
+                out.push((end, e));
+            }
+        }
+        self.writable = out;
     }
 
     fn inside(ranges: &[(usize, usize)], addr: usize, len: usize) -> bool {
@@ -166,6 +185,21 @@ mod tests {
         assert!(img.write_u64(start + 40, 7));
         assert_eq!(img.u64(start + 40), Some(7));
         assert_eq!(img.u64(usize::MAX - 3), None, "no overflow");
+    }
+
+    #[test]
+    fn read_only_part_refuses_writes() {
+        let mut buf = [0u64; 8];
+        let start = buf.as_mut_ptr() as usize;
+        let mut img = Image::new();
+        // SAFETY: `buf` outlives `img`.
+        unsafe { img.add_writable(start, start + 64) };
+        img.make_read_only(start + 16, start + 32);
+        assert!(img.write_u64(start + 8, 1));
+        assert!(!img.write_u64(start + 16, 1));
+        assert!(!img.write_u64(start + 24, 1));
+        assert!(img.write_u64(start + 32, 1));
+        assert_eq!(img.u64(start + 16), Some(0), "still readable");
     }
 
     #[test]

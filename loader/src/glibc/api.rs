@@ -28,10 +28,10 @@ pub struct ObjInfo {
 /// What the run-time entry points need, fixed after start-up.
 pub struct Runtime {
     pub layout: &'static Layout,
-    pub objects: Vec<ObjInfo>,
-    pub modules: Vec<tls::Module>,
+    pub objects: spin::RwLock<Vec<ObjInfo>>,
+    pub modules: spin::RwLock<Vec<tls::Module>>,
     pub variant: TlsVariant,
-    pub max_modid: usize,
+    pub max_modid: core::sync::atomic::AtomicUsize,
     pub malloc: usize,
     pub free: usize,
     pub signal_error: usize,
@@ -86,7 +86,17 @@ pub fn finish(l: &'static Layout, ns: &Namespace, libc: DsoId, tls_static: tls::
             modules.push(m);
         }
     }
-    RUNTIME.call_once(|| Runtime { layout: l, objects, modules, variant, max_modid, malloc, free, signal_error, tls_static });
+    RUNTIME.call_once(|| Runtime {
+        layout: l,
+        objects: spin::RwLock::new(objects),
+        modules: spin::RwLock::new(modules),
+        variant,
+        max_modid: core::sync::atomic::AtomicUsize::new(max_modid),
+        malloc,
+        free,
+        signal_error,
+        tls_static,
+    });
     symbol_in(ns, libc, b"__libc_early_init")
 }
 
@@ -108,12 +118,33 @@ fn signal(objname: *const u8, msg: &'static [u8]) -> ! {
     crate::diag::fatal(&crate::err!("ld-cah.so", "{}", crate::diag::show(msg.strip_suffix(b"\0").unwrap_or(msg))))
 }
 
-extern "C" fn dl_open(_file: *const u8, _mode: i32, _caller: usize, _nsid: isize, _argc: i32, _argv: usize, _env: usize) -> usize {
-    signal(b"\0".as_ptr(), b"dlopen is not supported by ld-cah yet\0")
+extern "C" fn dl_open(file: *const u8, mode: i32, caller: usize, _nsid: isize, argc: i32, argv: usize, env: usize) -> usize {
+    match crate::dlopen::open(file, mode, caller) {
+        Ok((lm, calls)) => {
+            // SAFETY: initialisers of freshly relocated objects, run
+            // without the loader lock so they may dlopen in turn.
+            unsafe { crate::init::run(&calls, argc as usize, argv, env) };
+            lm
+        }
+        Err(e) => signal_error(e),
+    }
 }
 
-extern "C" fn dl_close(_map: usize) {
-    signal(b"\0".as_ptr(), b"dlclose is not supported by ld-cah yet\0")
+extern "C" fn dl_close(map: usize) {
+    match crate::dlopen::close(map) {
+        // SAFETY: finalisers of initialised objects, run without the lock.
+        Ok(calls) => unsafe { crate::init::run(&calls, 0, 0, 0) },
+        Err(e) => signal_error(e),
+    }
+}
+
+/// Signals a loader error with its message (leaked: it must outlive the
+/// `longjmp`, and errors are rare).
+fn signal_error(e: crate::diag::Error) -> ! {
+    let mut msg = alloc::format!("{}", e.message).into_bytes();
+    msg.push(0);
+    let msg: &'static [u8] = msg.leak();
+    signal(b"\0".as_ptr(), msg)
 }
 
 /// `_dl_lookup_symbol_x` (see glibc-rtld-abi.md 4.2).
@@ -216,8 +247,24 @@ unsafe fn lookup_impl(name: *const u8, _ref: *mut *const u8, scope: *const usize
     Some((d.link_map, d.dyn_info.symtab + def.idx as usize * core::mem::size_of::<[u8; 24]>()))
 }
 
-fn object_of(addr: usize) -> Option<&'static ObjInfo> {
-    rt()?.objects.iter().find(|o| addr >= o.start && addr < o.end)
+fn object_of(addr: usize) -> Option<ObjInfo> {
+    rt()?.objects.read().iter().find(|o| addr >= o.start && addr < o.end).copied()
+}
+
+/// Records objects loaded by `dlopen` for the run-time queries.
+pub fn add_objects(ns: &Namespace, ids: &[DsoId]) {
+    let Some(r) = rt() else { return };
+    let mut objs = r.objects.write();
+    let mut mods = r.modules.write();
+    for &id in ids {
+        let d = &ns.objs[id];
+        let eh = d.phdrs.iter().find(|p| p.p_type == object::elf::PT_GNU_EH_FRAME).map_or(0, |p| d.base.wrapping_add(p.p_vaddr as usize));
+        objs.push(ObjInfo { start: d.map_start, end: d.map_end, link_map: d.link_map, eh_frame: eh });
+        if let Some(m) = d.tls {
+            r.max_modid.fetch_max(m.modid, core::sync::atomic::Ordering::Relaxed);
+            mods.push(m);
+        }
+    }
 }
 
 /// `_dl_find_object`: lock-free (the table is frozen after start-up).
@@ -273,7 +320,7 @@ pub unsafe extern "C" fn _dl_allocate_tls(mem: usize) -> usize {
     if mem == 0 {
         return 0;
     }
-    let n = r.max_modid + tls::DTV_SURPLUS;
+    let n = r.max_modid.load(core::sync::atomic::Ordering::Relaxed) + tls::DTV_SURPLUS;
     let mut dtv: Vec<DtvEntry> = Vec::with_capacity(n + 2);
     dtv.push(DtvEntry { val: n, to_free: 0 });
     dtv.push(DtvEntry { val: 1, to_free: 0 });
@@ -298,7 +345,7 @@ pub unsafe extern "C" fn _dl_allocate_tls_init(tcb: usize, _init_tls: bool) -> u
     // SAFETY: `tcb` is a thread's TCB with a DTV (caller).
     let dtv = unsafe { Raw::new(tcb) }.get(tcb_dtv_field(r.layout)) as usize;
     let tb = tls::ThreadBlock { tp: tcb, dtv, alloc: 0 };
-    for m in &r.modules {
+    for m in r.modules.read().iter() {
         // SAFETY: the layout placed `m` in every thread's static block.
         unsafe { tls::init_module(r.variant, &tb, m) };
     }

@@ -140,7 +140,7 @@ fn alloc_zeroed(n: usize) -> usize {
 
 /// Fills the link map of every object (the public prefix is already set by
 /// `debug::link_maps`).
-pub fn fill_link_maps(l: &Layout, ns: &Namespace, chain: &[DsoId]) {
+pub fn fill_link_maps(l: &Layout, ns: &Namespace, chain: &[DsoId], dlopened: bool) {
     let lm = &l.link_map;
     // The global scope as an `r_scope_elem` list of link maps.
     let scope_list: Vec<usize> = ns.scope.iter().map(|&i| ns.objs[i].link_map).collect();
@@ -188,6 +188,7 @@ pub fn fill_link_maps(l: &Layout, ns: &Namespace, chain: &[DsoId]) {
         m.put_opt(lm.l_text_end, d.map_end as u64);
         let ty = match d.kind {
             Kind::Main => 0,
+            _ if dlopened => 2,
             _ => 1,
         };
         m.put_bits(lm.l_type, ty);
@@ -452,4 +453,41 @@ pub fn fill_globals(
     __libc_stack_end.store(p.sp, Ordering::Relaxed);
     _dl_argv.store(p.argv, Ordering::Relaxed);
     Ok(())
+}
+
+/// Accounts for objects added by `dlopen` in namespace 0's counters.
+pub fn count_added(l: &Layout, added: usize) {
+    // SAFETY: the exported block is larger than the struct (checked at start-up).
+    let g = unsafe { Raw::new(_rtld_global.addr()) };
+    let ns0 = g.sub(super::layout::Field { off: l.rtld_global._dl_ns.off, size: l.link_namespaces.size });
+    let n = ns0.get(l.link_namespaces._ns_nloaded);
+    ns0.put(l.link_namespaces._ns_nloaded, n + added as u64);
+    let a = g.get(l.rtld_global._dl_load_adds);
+    g.put(l.rtld_global._dl_load_adds, a + added as u64);
+    let gen = g.get(l.rtld_global._dl_tls_generation);
+    g.put(l.rtld_global._dl_tls_generation, gen);
+}
+
+/// Every thread's pointer, from the thread lists libc keeps in `_rtld_global`.
+pub fn thread_pointers(l: &Layout) -> Vec<usize> {
+    // SAFETY: as above.
+    let g = unsafe { Raw::new(_rtld_global.addr()) };
+    let mut out = Vec::new();
+    for head in [l.rtld_global._dl_stack_user, l.rtld_global._dl_stack_used] {
+        let h = g.at(head);
+        // SAFETY: libc keeps these circular lists of `struct pthread.list` nodes.
+        let mut node = unsafe { Raw::new(h) }.get(l.list_t.next) as usize;
+        let mut guard = 0;
+        while node != h && node != 0 && guard < 1 << 16 {
+            let pd = node - l.pthread.list.off as usize;
+            out.push(match l.arch {
+                Arch::X86_64 => pd,
+                Arch::Aarch64 => pd + l.pthread.size as usize,
+            });
+            // SAFETY: as above.
+            node = unsafe { Raw::new(node) }.get(l.list_t.next) as usize;
+            guard += 1;
+        }
+    }
+    out
 }

@@ -26,8 +26,15 @@ struct Rejected {
 }
 
 /// Opens, checks and maps the file at `path` (NUL added here). Returns
-/// `Ok(None)` for a file that is not for this machine, so the search goes on.
-fn try_path(ns: &mut Namespace, cfg: &Config<'_>, path: &[u8], rejected: &mut Vec<Rejected>) -> Result<Option<DsoId>, ()> {
+/// `Ok(None)` for a file that is not for this machine, or (for a locked
+/// name, `want`) whose digest is not the locked one, so the search goes on.
+fn try_path(
+    ns: &mut Namespace,
+    cfg: &Config<'_>,
+    path: &[u8],
+    rejected: &mut Vec<Rejected>,
+    want: Option<&crate::verify::policy::Want>,
+) -> Result<Option<DsoId>, ()> {
     let mut cpath = path.to_vec();
     cpath.push(0);
     let fd = match sys::open(&cpath, sys::O_RDONLY, 0) {
@@ -39,6 +46,12 @@ fn try_path(ns: &mut Namespace, cfg: &Config<'_>, path: &[u8], rejected: &mut Ve
         }
     };
     let st = sys::fstat(&fd).map_err(|_| ())?;
+    // A locked name: the digest of this very descriptor (hashed, or cached
+    // for its exact identity) must be the locked one; it is then mapped
+    // from the same descriptor.
+    if want.is_some_and(|w| !w.accept(&fd, &st, path)) {
+        return Ok(None);
+    }
     if let Some(id) = ns.find_by_file((st.dev, st.ino)) {
         return Ok(Some(id));
     }
@@ -76,7 +89,7 @@ pub fn load_needed(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name:
     let req_name = ns.objs.get(requester).map(|d| alloc::string::String::from(d.display_name())).unwrap_or_default();
     let not_found = |detail: &str| err!(&req_name, "{}: {}", crate::diag::show(name), detail);
     if let Some(id) = ns.find_by_name(name) {
-        return Ok(id);
+        return crate::verify::policy::reuse(ns, id, name);
     }
     let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
     if cfg.loader_names.iter().any(|n| *n == name || *n == base) {
@@ -84,12 +97,21 @@ pub fn load_needed(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name:
         ns.objs[l].aliases.push(name.to_vec());
         return Ok(l);
     }
+    // A locked name (design.md section 4): the store first, then the
+    // search, accepting only a file with the locked digest.
+    let want = crate::verify::policy::want(name)?;
     let mut rejected = Vec::new();
-    let found = if name.contains(&b'/') {
+    let stored = match want.as_ref().and_then(|w| w.store_path()) {
+        Some(p) => try_path(ns, cfg, &p, &mut rejected, want.as_ref()),
+        None => Ok(None),
+    };
+    let found = if !matches!(stored, Ok(None)) {
+        stored
+    } else if name.contains(&b'/') {
         let origin = ns.objs.get(requester).map(|d| search::dirname(&d.path).to_vec());
         let path = search::expand(name, origin.as_deref(), &cfg.env.tokens)
             .ok_or_else(|| not_found("cannot expand the dynamic string tokens in this name"))?;
-        try_path(ns, cfg, &path, &mut rejected)
+        try_path(ns, cfg, &path, &mut rejected, want.as_ref())
     } else {
         let chain_ids = ns.chain(requester);
         // Snapshot the chain's search data: the probe below adds objects.
@@ -106,7 +128,7 @@ pub fn load_needed(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name:
             .map(|(r, ru, o, n)| SearchObject { rpath: r.as_deref(), runpath: ru.as_deref(), origin: o.as_deref(), nodeflib: *n })
             .collect();
         let mut failed = false;
-        let r = search::search(name, &chain, &cfg.env, |path| match try_path(ns, cfg, path, &mut rejected) {
+        let r = search::search(name, &chain, &cfg.env, |path| match try_path(ns, cfg, path, &mut rejected, want.as_ref()) {
             Ok(Some(id)) => Some(Ok(id)),
             Ok(None) => None,
             Err(()) => {
@@ -134,6 +156,9 @@ pub fn load_needed(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name:
                 }
             }
             Ok(id)
+        }
+        Ok(None) if want.is_some() => {
+            Err(want.as_ref().map_or_else(|| not_found("?"), |w| w.no_match(rejected.iter().map(|r| (&r.path[..], r.why)))))
         }
         Ok(None) => match rejected.last() {
             Some(r) => Err(not_found(&alloc::format!(

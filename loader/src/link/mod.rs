@@ -70,6 +70,10 @@ pub struct Dso {
     pub init_called: bool,
     /// The `struct link_map` published in `r_debug` (and handed to libc).
     pub link_map: usize,
+    /// `dlopen` references (the program and start-up objects keep 1 forever).
+    pub open_count: usize,
+    /// `RTLD_NODELETE`, or loaded at start-up: never finalised by `dlclose`.
+    pub nodelete: bool,
 }
 
 impl Dso {
@@ -122,6 +126,8 @@ impl Dso {
             relocated: false,
             init_called: false,
             link_map: 0,
+            open_count: 0,
+            nodelete: false,
         };
         if let Some(so) = d.soname() {
             let so = so.to_vec();

@@ -8,12 +8,22 @@
 //! - [`identity`]: which inode a digest belongs to, and whether it changed;
 //! - [`lock`]: the closure lock note a patched program carries;
 //! - [`cache`]: the per-inode hash cache file shared through `/run`.
+//!
+//! Two more modules use them at run time (safe code too; their system
+//! calls go through `crate::sys`):
+//!
+//! - [`runtime`]: which cache files to trust, creating and mapping them,
+//!   the digest of an open file (cached or hashed);
+//! - [`policy`]: what the loader does with the lock: store first, first
+//!   matching candidate wins, strict mode, the error line.
 #![forbid(unsafe_code)]
 
 pub mod cache;
 pub mod digest;
 pub mod identity;
 pub mod lock;
+pub mod policy;
+pub mod runtime;
 
 pub use cache::{Access, Cache, CacheEntry, CacheError, CacheStats, InsertOutcome, SlotState};
 pub use digest::{hash, Digest, Hasher, DIGEST_LEN};

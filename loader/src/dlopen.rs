@@ -1,0 +1,312 @@
+//! Loading and unloading at run time (`dlopen`/`dlclose` through libc's
+//! `GLRO(dl_open)`/`GLRO(dl_close)`).
+//!
+//! The same stages as start-up, for the objects a `dlopen` brings in: the
+//! closure breadth-first from the opened object (search as if its caller
+//! needed it), versions, TLS, link maps, relocation against the global
+//! scope followed by the new object's own closure, RELRO, then
+//! initialisers (returned to the caller, which runs them after the loader
+//! lock is released, so constructors may `dlopen` in turn).
+//!
+//! Limits, for now: TLS of a `dlopen`ed object is placed in the static
+//! TLS surplus (as glibc does for initial-exec TLS), so it must fit there;
+//! `dlclose` runs finalisers but leaves the object mapped.
+#![allow(unsafe_code)]
+
+use alloc::vec::Vec;
+
+use crate::arch::native::{self, Native};
+use crate::arch::{ArchInfo, TlsVariant};
+use crate::diag::Error;
+use crate::err;
+use crate::glibc::layout::Layout;
+use crate::link::closure::{self, Config};
+use crate::link::ldcache::LdCache;
+use crate::link::search::{SearchEnv, Tokens};
+use crate::link::{DsoId, Kind, Namespace};
+use crate::reloc::{Engine, Target};
+use crate::start::STATE;
+use crate::tls;
+
+/// The search configuration of start-up, kept for later loads.
+pub struct Saved {
+    pub library_path: &'static [Vec<u8>],
+    pub cache: Option<&'static [u8]>,
+    pub platform: &'static [u8],
+    pub secure: bool,
+    pub page: usize,
+    pub loader_names: Vec<Vec<u8>>,
+    pub bind_now: bool,
+}
+
+static SAVED: spin::Once<Saved> = spin::Once::new();
+
+struct TlsState {
+    variant: TlsVariant,
+    /// Bytes of static TLS in use (initial modules and later placements).
+    used: usize,
+    /// End of the static area usable by placements (used + surplus at start).
+    limit: usize,
+    next_modid: usize,
+    layout: Option<&'static Layout>,
+}
+
+static TLS: spin::Mutex<Option<TlsState>> = spin::Mutex::new(None);
+
+pub fn remember(s: Saved) {
+    SAVED.call_once(|| s);
+}
+
+pub fn set_tls(variant: TlsVariant, l: tls::StaticLayout, next_modid: usize, layout: Option<&'static Layout>) {
+    *TLS.lock() = Some(TlsState { variant, used: l.used, limit: l.used + tls::STATIC_SURPLUS, next_modid, layout });
+}
+
+const RTLD_NOLOAD: i32 = 0x4;
+const RTLD_GLOBAL: i32 = 0x100;
+const RTLD_NODELETE: i32 = 0x1000;
+
+/// `dlopen`: returns the link map and the initialisers to run.
+pub fn open(file: *const u8, mode: i32, caller: usize) -> Result<(usize, Vec<crate::init::Call>), Error> {
+    let saved = SAVED.get().ok_or_else(|| err!("ld-cah.so", "dlopen before start-up finished"))?;
+    let mut guard = STATE.lock();
+    let ns = guard.as_mut().ok_or_else(|| err!("ld-cah.so", "dlopen before start-up finished"))?;
+    let name: Vec<u8> = if file.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: dlopen's argument is a NUL-terminated string.
+        let n = unsafe { crate::start::strlen(file as usize) };
+        // SAFETY: as above, `n` bytes before the NUL.
+        unsafe { core::slice::from_raw_parts(file, n) }.to_vec()
+    };
+    if name.is_empty() {
+        return Ok((ns.objs[ns.main].link_map, Vec::new()));
+    }
+    if mode & RTLD_NOLOAD != 0 {
+        let found = ns.find_by_name(&name).or_else(|| ns.objs.iter().position(|d| d.path == name));
+        return match found {
+            Some(id) => {
+                bump(ns, id, mode);
+                Ok((ns.objs[id].link_map, Vec::new()))
+            }
+            None => Ok((0, Vec::new())),
+        };
+    }
+    let requester = ns.objs.iter().position(|d| caller >= d.map_start && caller < d.map_end).unwrap_or(ns.main);
+    let tokens = Tokens { platform: saved.platform, lib: Native::DST_LIB.as_bytes(), secure: saved.secure };
+    let names: Vec<&[u8]> = saved.loader_names.iter().map(Vec::as_slice).collect();
+    let cfg = Config {
+        env: SearchEnv {
+            library_path: saved.library_path,
+            cache: saved.cache.and_then(LdCache::parse),
+            cache_flags: Native::LDCACHE_FLAGS,
+            default_dirs: Native::DEFAULT_DIRS,
+            tokens,
+        },
+        machine: Native::MACHINE,
+        page: saved.page,
+        loader_names: &names,
+    };
+    let before = ns.objs.len();
+    let root = closure::load_needed(ns, &cfg, requester, &name)?;
+    let mut local: Vec<DsoId> = alloc::vec![root];
+    let mut i = 0;
+    while i < local.len() {
+        let cur = local[i];
+        if cur >= before {
+            let needed: Vec<Vec<u8>> = ns.objs[cur].needed_names().flatten().map(<[u8]>::to_vec).collect();
+            for n in needed {
+                let id = closure::load_needed(ns, &cfg, cur, &n)?;
+                if !ns.objs[cur].deps.contains(&id) && id != cur {
+                    ns.objs[cur].deps.push(id);
+                }
+                if !local.contains(&id) {
+                    local.push(id);
+                }
+            }
+        }
+        i += 1;
+    }
+    let new: Vec<DsoId> = (before..ns.objs.len()).collect();
+    if new.is_empty() {
+        bump(ns, root, mode);
+        return Ok((ns.objs[root].link_map, Vec::new()));
+    }
+    closure::check_versions(ns)?;
+    place_tls(ns, &new)?;
+
+    // Link maps for the new objects, appended to the chain.
+    let mut chain: Vec<DsoId> = alloc::vec![ns.main];
+    chain.extend(ns.vdso);
+    chain.extend(ns.scope.iter().copied().filter(|&x| x != ns.main));
+    let rest: Vec<DsoId> =
+        (0..ns.objs.len()).filter(|x| !chain.contains(x) && ns.objs[*x].kind == Kind::Library).collect();
+    chain.extend(rest);
+    crate::debug::link_maps(ns, &chain);
+    let layout = TLS.lock().as_ref().and_then(|t| t.layout);
+    if let Some(l) = layout {
+        crate::glibc::rtld::fill_link_maps(l, ns, &new, true);
+        crate::glibc::rtld::count_added(l, new.len());
+    }
+
+    // Relocate against the global scope, then the object's own closure.
+    let mut scope = ns.scope.clone();
+    scope.extend(local.iter().copied().filter(|x| !ns.scope.contains(x)));
+    let target = Target::of::<Native>(native::tlsdesc_static());
+    let deferred = {
+        let mut engine = Engine::new(ns, &scope, target);
+        engine.bind_now = saved.bind_now;
+        for &id in new.iter().rev() {
+            engine.relocate(id)?;
+        }
+        engine.deferred
+    };
+    copy_tls_images(ns, &new);
+    for d in &deferred {
+        // SAFETY: the resolver is an IFUNC of an object relocated above.
+        let v = unsafe { native::call_ifunc(d.resolver, 0, 0) };
+        let obj = &ns.objs[d.obj];
+        if !obj.img.write_u64(d.place, v as u64 + d.addend) {
+            return Err(err!(obj.display_name(), "IFUNC relocation outside the writable segments"));
+        }
+    }
+    for &id in &new {
+        let d = &mut ns.objs[id];
+        d.relocated = true;
+        if let Some((s, e)) = d.relro {
+            // SAFETY: the object is relocated; RELRO data is not written again.
+            unsafe { crate::sys::mprotect(s, e - s, crate::sys::PROT_READ) }
+                .map_err(|e| err!(d.display_name(), "cannot apply RELRO protection: {}", e.describe()))?;
+            d.img.make_read_only(s, e);
+        }
+    }
+    if mode & RTLD_GLOBAL != 0 {
+        for &id in &local {
+            if !ns.scope.contains(&id) {
+                ns.scope.push(id);
+            }
+        }
+    }
+    bump(ns, root, mode);
+    for &id in &new {
+        if id != root {
+            ns.objs[id].open_count = ns.objs[id].open_count.max(1);
+        }
+    }
+    crate::glibc::api::add_objects(ns, &new);
+    crate::debug::publish(ns, 0, crate::debug::RT_CONSISTENT);
+
+    // Initialisers of the new objects, dependencies first.
+    let order = crate::init::sort(&local, ns.objs.len(), &|x| ns.objs[x].deps.clone(), usize::MAX);
+    let mut calls = Vec::new();
+    for &id in order.iter().rev() {
+        let d = &mut ns.objs[id];
+        if d.init_called || d.kind != Kind::Library {
+            continue;
+        }
+        d.init_called = true;
+        let d = &ns.objs[id];
+        if d.dyn_info.init != 0 {
+            calls.push(crate::init::Call(d.dyn_info.init));
+        }
+        for k in 0..d.dyn_info.init_arraysz / 8 {
+            if let Some(f) = d.img.u64(d.dyn_info.init_array + k * 8).filter(|&f| f != 0 && f != u64::MAX) {
+                calls.push(crate::init::Call(f as usize));
+            }
+        }
+    }
+    Ok((ns.objs[root].link_map, calls))
+}
+
+fn bump(ns: &mut Namespace, id: DsoId, mode: i32) {
+    let d = &mut ns.objs[id];
+    d.open_count += 1;
+    if mode & RTLD_NODELETE != 0 {
+        d.nodelete = true;
+    }
+    if mode & RTLD_GLOBAL != 0 && !ns.scope.contains(&id) {
+        ns.scope.push(id);
+    }
+}
+
+/// Places the TLS blocks of new objects in the static surplus and sets
+/// them up in every existing thread.
+fn place_tls(ns: &mut Namespace, new: &[DsoId]) -> Result<(), Error> {
+    let mut g = TLS.lock();
+    let Some(t) = g.as_mut() else { return Ok(()) };
+    for &id in new {
+        let Some(mut m) = ns.objs[id].tls else { continue };
+        let (off, end) = match t.variant {
+            TlsVariant::Two => {
+                let first = m.firstbyte.wrapping_neg() & (m.align - 1);
+                let off = (t.used + m.memsz - first).next_multiple_of(m.align) + first;
+                (off, off)
+            }
+            TlsVariant::One => {
+                let mut off = t.used.next_multiple_of(m.align);
+                if off - t.used < m.firstbyte {
+                    off += m.align;
+                }
+                (off - m.firstbyte, off + m.memsz - m.firstbyte)
+            }
+        };
+        if end > t.limit || t.next_modid >= tls::DTV_SURPLUS + 1 + t.next_modid.min(1) + 62 {
+            return Err(err!(ns.objs[id].display_name(), "cannot allocate memory in static TLS block"));
+        }
+        t.used = end;
+        m.modid = t.next_modid;
+        m.offset = Some(off);
+        t.next_modid += 1;
+        ns.objs[id].tls = Some(m);
+    }
+    Ok(())
+}
+
+/// Copies the new modules' TLS images into every thread and points each
+/// thread's DTV at them.
+fn copy_tls_images(ns: &Namespace, new: &[DsoId]) {
+    let g = TLS.lock();
+    let Some(t) = g.as_ref() else { return };
+    let tps: Vec<usize> = match t.layout {
+        Some(l) => crate::glibc::rtld::thread_pointers(l),
+        None => alloc::vec![native::thread_pointer_value()],
+    };
+    for &id in new {
+        let Some(m) = ns.objs[id].tls else { continue };
+        for &tp in &tps {
+            let dtv = native::dtv_of(tp);
+            // SAFETY: `dtv[-1]` holds the capacity of this thread's DTV.
+            let cap = unsafe { (*(dtv as *const tls::DtvEntry).sub(1)).val };
+            if m.modid > cap {
+                continue;
+            }
+            let tb = tls::ThreadBlock { tp, dtv, alloc: 0 };
+            // SAFETY: the block was placed inside every thread's static
+            // area (same layout for all threads), the image is mapped.
+            unsafe { tls::init_module(t.variant, &tb, &m) };
+        }
+    }
+}
+
+/// `dlclose`: drops a reference; at zero, returns the finalisers to run.
+pub fn close(lm: usize) -> Result<Vec<crate::init::Call>, Error> {
+    let mut guard = STATE.lock();
+    let ns = guard.as_mut().ok_or_else(|| err!("ld-cah.so", "dlclose before start-up finished"))?;
+    let id = ns.objs.iter().position(|d| d.link_map == lm && lm != 0).ok_or_else(|| err!("ld-cah.so", "invalid handle"))?;
+    let d = &mut ns.objs[id];
+    d.open_count = d.open_count.saturating_sub(1);
+    if d.open_count > 0 || d.nodelete || !d.init_called {
+        return Ok(Vec::new());
+    }
+    d.init_called = false;
+    let mut calls = Vec::new();
+    for k in (0..d.dyn_info.fini_arraysz / 8).rev() {
+        if let Some(f) = d.img.u64(d.dyn_info.fini_array + k * 8).filter(|&f| f != 0 && f != u64::MAX) {
+            calls.push(crate::init::Call(f as usize));
+        }
+    }
+    if d.dyn_info.fini != 0 {
+        calls.push(crate::init::Call(d.dyn_info.fini));
+    }
+    ns.scope.retain(|&x| x != id);
+    Ok(calls)
+}

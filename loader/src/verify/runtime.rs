@@ -1,0 +1,477 @@
+//! The hash cache at run time: which cache files this process may trust,
+//! read and write, creating one when it is missing, and the digest of an
+//! open file, from the cache or by hashing it.
+//!
+//! `docs/verification.md` states the rules; `cache` is the table format.
+//! Every failure here is soft: a cache that cannot be used (no `/run`, a
+//! read-only or full file system, a file or directory with the wrong owner
+//! or mode, a bad header) is left out and the file is hashed instead, which
+//! is slower and never wrong. Only [`digest_of`] can fail, and only when
+//! the file itself cannot be read or changes while it is hashed.
+//!
+//! All system calls go through `crate::sys`; this module is safe code.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt::Write as _;
+
+use super::cache::{self, Access, Cache};
+use super::digest::{Digest, Hasher};
+use super::identity::FileIdentity;
+use crate::sys::{self, Errno, Fd, Stat};
+
+/// The directory of the system-wide cache (written by root, read by all).
+pub const ROOT_DIR: &[u8] = b"/run/ld-cah";
+/// The cache file's name inside its directory.
+pub const FILE_NAME: &[u8] = b"hashes";
+/// How much of a file is read (and hashed) at a time: large enough for
+/// BLAKE3's widest SIMD implementation to run at full speed.
+pub const CHUNK: usize = 256 * 1024;
+
+/// One place a cache file may be, and whether this process may write it
+/// (it still has to own it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Place {
+    /// The directory holding [`FILE_NAME`].
+    pub dir: Vec<u8>,
+    /// Whether this process may create and write the file (and create the
+    /// directory) if it is its owner.
+    pub write: bool,
+}
+
+/// The cache files a process uses, in lookup order:
+///
+/// - secure mode (`AT_SECURE`): the root cache only, read only;
+/// - `dir_override` (`CAH_CACHE_DIR`, never honoured in secure mode): that
+///   directory only;
+/// - root (`euid` 0): the root cache, read and write;
+/// - anyone else: the root cache (read) and `/run/user/<euid>/ld-cah`.
+pub fn places(secure: bool, euid: u32, dir_override: Option<&[u8]>) -> Vec<Place> {
+    if secure {
+        return vec![Place { dir: ROOT_DIR.to_vec(), write: false }];
+    }
+    if let Some(d) = dir_override.filter(|d| !d.is_empty()) {
+        return vec![Place { dir: d.to_vec(), write: true }];
+    }
+    if euid == 0 {
+        return vec![Place { dir: ROOT_DIR.to_vec(), write: true }];
+    }
+    let mut user = alloc::string::String::new();
+    let _ = write!(user, "/run/user/{euid}/ld-cah");
+    vec![Place { dir: ROOT_DIR.to_vec(), write: false }, Place { dir: user.into_bytes(), write: true }]
+}
+
+const S_IFMT: u32 = 0o170000;
+const S_IFDIR: u32 = 0o040000;
+const S_IFREG: u32 = 0o100000;
+
+/// The trust rule for a cache file or its directory: owned by root or by
+/// `euid`, and not writable by group or others.
+pub fn trusted(st: &Stat, euid: u32, dir: bool) -> Result<(), &'static str> {
+    let want = if dir { S_IFDIR } else { S_IFREG };
+    if st.mode & S_IFMT != want {
+        return Err(if dir { "not a directory" } else { "not a regular file" });
+    }
+    if st.uid != 0 && st.uid != euid {
+        return Err("owned by another user");
+    }
+    if st.mode & 0o022 != 0 {
+        return Err("writable by group or others");
+    }
+    Ok(())
+}
+
+/// A cache file in use.
+#[derive(Debug)]
+pub struct Opened {
+    pub cache: Cache<'static>,
+    pub dir: Vec<u8>,
+    /// Whether inserts go here (mapped writable).
+    pub writable: bool,
+    /// Whether this process created it.
+    pub created: bool,
+}
+
+/// The caches of this process (possibly none).
+#[derive(Debug, Default)]
+pub struct Caches {
+    pub list: Vec<Opened>,
+}
+
+/// What happened to one place, for `CAH_DEBUG=verify`.
+pub type Report<'a> = &'a mut dyn FnMut(&[u8], &str);
+
+impl Caches {
+    /// Opens every usable cache of `places`; `report` hears about each
+    /// place (used, or why not).
+    pub fn open(places: &[Place], euid: u32, report: Report<'_>) -> Caches {
+        let mut list = Vec::new();
+        for p in places {
+            match open_place(p, euid) {
+                Ok(o) => {
+                    report(&o.dir, match (o.writable, o.created) {
+                        (true, true) => "created",
+                        (true, false) => "read-write",
+                        (false, _) => "read-only",
+                    });
+                    list.push(o);
+                }
+                Err(why) => report(&p.dir, why),
+            }
+        }
+        Caches { list }
+    }
+
+    /// The digest cached for `id` in any of the caches.
+    pub fn lookup(&self, id: &FileIdentity) -> Option<Digest> {
+        self.list.iter().find_map(|o| o.cache.lookup(id))
+    }
+
+    /// Records a digest in the first writable cache. Failures are ignored:
+    /// they only cost a later re-hash.
+    pub fn insert(&self, id: &FileIdentity, digest: &Digest) {
+        if let Some(o) = self.list.iter().find(|o| o.writable) {
+            let _ = o.cache.insert(id, digest);
+        }
+    }
+}
+
+fn with_nul(b: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(b.len() + 1);
+    v.extend_from_slice(b);
+    v.push(0);
+    v
+}
+
+fn describe(e: Errno) -> &'static str {
+    match e {
+        Errno::ENOENT => "missing",
+        e => e.describe(),
+    }
+}
+
+/// Opens the directory of `p`, creating it if it is missing, writable for
+/// us, and its parent is ours.
+fn open_dir(p: &Place, euid: u32) -> Result<Fd, &'static str> {
+    let path = with_nul(&p.dir);
+    let flags = sys::O_RDONLY | sys::O_DIRECTORY;
+    match sys::openat(None, &path, flags, 0) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::ENOENT) if p.write => {
+            let parent = crate::link::search::dirname(&p.dir);
+            let base = p.dir.rsplit(|&b| b == b'/').next().filter(|b| !b.is_empty()).ok_or("missing")?;
+            let pfd = sys::openat(None, &with_nul(parent), flags, 0).map_err(|_| "missing (and no parent directory)")?;
+            let pst = sys::fstat(&pfd).map_err(describe)?;
+            if pst.uid != euid || trusted(&pst, euid, true).is_err() {
+                return Err("missing (and the parent directory is not ours)");
+            }
+            let mode = if euid == 0 { 0o755 } else { 0o700 };
+            match sys::mkdirat(Some(&pfd), &with_nul(base), mode) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(describe(e)),
+            }
+            let fd = sys::openat(Some(&pfd), &with_nul(base), flags | sys::O_NOFOLLOW, 0).map_err(describe)?;
+            // The umask may have taken bits we want (others reading the
+            // root cache); never more than asked.
+            if let Ok(st) = sys::fstat(&fd) {
+                if st.uid == euid && st.mode & 0o7777 != mode {
+                    let _ = sys::fchmod(&fd, mode);
+                }
+            }
+            Ok(fd)
+        }
+        Err(e) => Err(describe(e)),
+    }
+}
+
+fn open_place(p: &Place, euid: u32) -> Result<Opened, &'static str> {
+    let dir = open_dir(p, euid)?;
+    let dst = sys::fstat(&dir).map_err(describe)?;
+    trusted(&dst, euid, true).map_err(|why| match why {
+        "owned by another user" => "directory owned by another user",
+        "writable by group or others" => "directory writable by group or others",
+        w => w,
+    })?;
+    let name = with_nul(FILE_NAME);
+    // Two rounds: a file another process creates between our failed open
+    // and our rename is opened on the second.
+    for _ in 0..2 {
+        let opened = if p.write {
+            match sys::openat(Some(&dir), &name, sys::O_RDWR | sys::O_NOFOLLOW, 0) {
+                Ok(fd) => Ok((fd, true)),
+                // Not ours to write, or a read-only file system.
+                Err(e) if e == Errno::EACCES || e == Errno(1) || e == Errno(30) => {
+                    sys::openat(Some(&dir), &name, sys::O_RDONLY | sys::O_NOFOLLOW, 0).map(|fd| (fd, false))
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            sys::openat(Some(&dir), &name, sys::O_RDONLY | sys::O_NOFOLLOW, 0).map(|fd| (fd, false))
+        };
+        match opened {
+            Ok((fd, rw)) => return map_file(fd, rw, p, euid),
+            Err(Errno::ENOENT) if p.write && dst.uid == euid => match create(&dir, euid) {
+                Ok(Some(c)) => {
+                    return Ok(Opened { cache: c, dir: p.dir.clone(), writable: true, created: true });
+                }
+                // Someone else created it first: open theirs.
+                Ok(None) => {}
+                Err(why) => return Err(why),
+            },
+            Err(e) => return Err(describe(e)),
+        }
+    }
+    Err("cannot open")
+}
+
+fn map_file(fd: Fd, rw: bool, p: &Place, euid: u32) -> Result<Opened, &'static str> {
+    let st = sys::fstat(&fd).map_err(describe)?;
+    trusted(&st, euid, false)?;
+    let size = usize::try_from(st.size).map_err(|_| "bad size")?;
+    let most = cache::bytes_for(cache::MAX_SLOTS).unwrap_or(0) + 4096;
+    let len = size.min(most) & !7;
+    if len < 8 * cache::HEADER_WORDS {
+        return Err("too small to be a cache file");
+    }
+    // Write only the file we own; make sure every block is allocated
+    // first, so that a full file system refuses here rather than with a
+    // SIGBUS on a store through the mapping.
+    let writable = rw && st.uid == euid && sys::fallocate(&fd, 0, size as u64).is_ok();
+    let words = sys::map_shared_words(&fd, len, writable).map_err(describe)?;
+    let access = if writable { Access::ReadWrite } else { Access::ReadOnly };
+    let cache = Cache::open(words, access).map_err(|e| e.as_str())?;
+    Ok(Opened { cache, dir: p.dir.clone(), writable, created: false })
+}
+
+/// Creates the cache file in `dir`: a temporary file, allocated, formatted,
+/// then renamed into place unless another process got there first
+/// (`Ok(None)`: open theirs).
+fn create(dir: &Fd, euid: u32) -> Result<Option<Cache<'static>>, &'static str> {
+    let mut tmp = alloc::string::String::new();
+    let _ = write!(tmp, ".hashes.{}", sys::getpid());
+    let tmp = with_nul(tmp.as_bytes());
+    let flags = sys::O_RDWR | sys::O_CREAT | sys::O_EXCL | sys::O_NOFOLLOW;
+    let mode = if euid == 0 { 0o644 } else { 0o600 };
+    let fd = match sys::openat(Some(dir), &tmp, flags, mode) {
+        // Left by a process that died with our pid: ours to replace.
+        Err(Errno::EEXIST) => {
+            let _ = sys::unlinkat(dir, &tmp, 0);
+            sys::openat(Some(dir), &tmp, flags, mode)
+        }
+        r => r,
+    }
+    .map_err(|e| match e {
+        Errno::ENOENT => "cannot create",
+        e => e.describe(),
+    })?;
+    let result = (|| {
+        sys::fchmod(&fd, mode).map_err(Errno::describe)?;
+        let bytes = cache::bytes_for(cache::DEFAULT_SLOTS).ok_or("bad size")?;
+        sys::fallocate(&fd, 0, bytes as u64).map_err(Errno::describe)?;
+        let words = sys::map_shared_words(&fd, bytes, true).map_err(Errno::describe)?;
+        let c = Cache::format(words, cache::DEFAULT_SLOTS).map_err(|e| e.as_str())?;
+        let name = with_nul(FILE_NAME);
+        match sys::renameat2(dir, &tmp, &name, sys::RENAME_NOREPLACE) {
+            Ok(()) => Ok(Some(c)),
+            Err(Errno::EEXIST) => Ok(None),
+            // A file system without RENAME_NOREPLACE: replace (the other
+            // file's few entries are lost, nothing else).
+            Err(Errno::EINVAL) => sys::renameat2(dir, &tmp, &name, 0).map(|()| Some(c)).map_err(Errno::describe),
+            Err(e) => Err(e.describe()),
+        }
+    })();
+    if !matches!(result, Ok(Some(_))) {
+        let _ = sys::unlinkat(dir, &tmp, 0);
+    }
+    result
+}
+
+/// The identity of a file, from `fstat`.
+pub fn identity(st: &Stat) -> FileIdentity {
+    let ns = |t: i128| t.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+    FileIdentity { dev: st.dev, ino: st.ino, size: st.size as u64, mtime_ns: ns(st.mtime_ns), ctime_ns: ns(st.ctime_ns) }
+}
+
+/// Where a digest came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A hash cache entry for exactly this identity.
+    Cache,
+    /// Computed now, from the file.
+    Hashed,
+}
+
+/// BLAKE3 of the `size` bytes of `fd`, read with `pread` in [`CHUNK`]s
+/// (through `blake3::Hasher::update`, which picks the widest SIMD
+/// implementation the CPU has).
+pub fn hash_fd(fd: &Fd, size: u64) -> Result<Digest, &'static str> {
+    let mut buf = vec![0u8; (size.min(CHUNK as u64) as usize).max(1)];
+    let mut h = Hasher::new();
+    let mut off = 0u64;
+    while off < size {
+        let want = (size - off).min(buf.len() as u64) as usize;
+        let n = sys::pread(fd, &mut buf[..want], off).map_err(Errno::describe)?;
+        if n == 0 {
+            return Err("file shrank while being read");
+        }
+        h.update(&buf[..n]);
+        off += n as u64;
+    }
+    Ok(h.finalize())
+}
+
+/// The digest of the open file `fd`, whose `fstat` is `st`: from the
+/// caches if one holds this exact identity, else hashed (and recorded).
+/// The file must still have the identity `st` after hashing, so the
+/// digest belongs to the very inode and content the caller maps from `fd`.
+pub fn digest_of(fd: &Fd, st: &Stat, caches: Option<&Caches>) -> Result<(Digest, Source), &'static str> {
+    if st.mode & S_IFMT != S_IFREG {
+        return Err("not a regular file");
+    }
+    let id = identity(st);
+    if let Some(d) = caches.and_then(|c| c.lookup(&id)) {
+        return Ok((d, Source::Cache));
+    }
+    let d = hash_fd(fd, id.size)?;
+    let after = sys::fstat(fd).map_err(Errno::describe)?;
+    if identity(&after) != id {
+        return Err("file changed while being hashed");
+    }
+    if let Some(c) = caches {
+        c.insert(&id, &d);
+    }
+    Ok((d, Source::Hashed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn st(mode: u32, uid: u32) -> Stat {
+        Stat { mode, uid, ..Stat::default() }
+    }
+
+    #[test]
+    fn trust_rules() {
+        assert!(trusted(&st(0o100644, 0), 1000, false).is_ok());
+        assert!(trusted(&st(0o100600, 1000), 1000, false).is_ok());
+        assert_eq!(trusted(&st(0o100600, 1001), 1000, false), Err("owned by another user"));
+        assert_eq!(trusted(&st(0o100646, 1000), 1000, false), Err("writable by group or others"));
+        assert_eq!(trusted(&st(0o100664, 0), 1000, false), Err("writable by group or others"));
+        assert_eq!(trusted(&st(0o040755, 0), 0, false), Err("not a regular file"));
+        assert!(trusted(&st(0o040755, 0), 0, true).is_ok());
+        assert_eq!(trusted(&st(0o041777, 0), 0, true), Err("writable by group or others"));
+        assert_eq!(trusted(&st(0o100644, 0), 0, true), Err("not a directory"));
+    }
+
+    #[test]
+    fn places_by_mode() {
+        let secure = places(true, 1000, Some(b"/tmp/x"));
+        assert_eq!(secure, vec![Place { dir: b"/run/ld-cah".to_vec(), write: false }]);
+        assert_eq!(places(false, 0, None), vec![Place { dir: b"/run/ld-cah".to_vec(), write: true }]);
+        assert_eq!(
+            places(false, 1000, None),
+            vec![
+                Place { dir: b"/run/ld-cah".to_vec(), write: false },
+                Place { dir: b"/run/user/1000/ld-cah".to_vec(), write: true }
+            ]
+        );
+        assert_eq!(places(false, 1000, Some(b"/c")), vec![Place { dir: b"/c".to_vec(), write: true }]);
+        assert_eq!(places(false, 1000, Some(b"")).len(), 2);
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("ld-cah-runtime-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        d
+    }
+
+    fn euid() -> u32 {
+        sys::geteuid()
+    }
+
+    #[test]
+    fn creates_then_reuses_then_hits() {
+        let d = scratch("create");
+        let dir = d.join("cache");
+        let place = Place { dir: dir.to_str().unwrap().as_bytes().to_vec(), write: true };
+        let mut log = Vec::new();
+        let c = Caches::open(core::slice::from_ref(&place), euid(), &mut |_, w| log.push(w.to_string()));
+        assert_eq!(log, ["created"]);
+        assert!(c.list[0].writable);
+        let lib = d.join("lib");
+        std::fs::write(&lib, vec![7u8; 300_000]).unwrap();
+        let fd = sys::open(&with_nul(lib.to_str().unwrap().as_bytes()), sys::O_RDONLY, 0).unwrap();
+        let s = sys::fstat(&fd).unwrap();
+        let (d1, src) = digest_of(&fd, &s, Some(&c)).unwrap();
+        assert_eq!(src, Source::Hashed);
+        assert_eq!(d1, crate::verify::hash(&vec![7u8; 300_000]));
+        let (d2, src) = digest_of(&fd, &s, Some(&c)).unwrap();
+        assert_eq!((d2, src), (d1, Source::Cache));
+        // A second process (here: a second open) sees the same file.
+        log.clear();
+        let c2 = Caches::open(core::slice::from_ref(&place), euid(), &mut |_, w| log.push(w.to_string()));
+        assert_eq!(log, ["read-write"]);
+        assert_eq!(digest_of(&fd, &s, Some(&c2)).unwrap(), (d1, Source::Cache));
+        // No temporary file is left.
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["hashes"]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn untrusted_or_bad_files_are_left_out() {
+        let d = scratch("untrusted");
+        let place = Place { dir: d.to_str().unwrap().as_bytes().to_vec(), write: true };
+        let mut log = Vec::new();
+        let c = Caches::open(core::slice::from_ref(&place), euid(), &mut |_, w| log.push(w.to_string()));
+        assert_eq!(log, ["created"]);
+        drop(c);
+        let file = d.join("hashes");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o646)).unwrap();
+        log.clear();
+        let c = Caches::open(core::slice::from_ref(&place), euid(), &mut |_, w| log.push(w.to_string()));
+        assert_eq!(log, ["writable by group or others"]);
+        assert!(c.list.is_empty());
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o757)).unwrap();
+        log.clear();
+        let c = Caches::open(core::slice::from_ref(&place), euid(), &mut |_, w| log.push(w.to_string()));
+        assert_eq!(log, ["directory writable by group or others"]);
+        assert!(c.list.is_empty());
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(&file, vec![0u8; 4096]).unwrap();
+        log.clear();
+        let _ = Caches::open(core::slice::from_ref(&place), euid(), &mut |_, w| log.push(w.to_string()));
+        assert_eq!(log, ["not a hash cache file"]);
+        // A place that is not writable for us is never created.
+        let _ = std::fs::remove_file(&file);
+        let ro = Place { write: false, ..place.clone() };
+        log.clear();
+        let _ = Caches::open(core::slice::from_ref(&ro), euid(), &mut |_, w| log.push(w.to_string()));
+        assert_eq!(log, ["missing"]);
+        assert!(!file.exists());
+        let gone = Place { dir: d.join("no/such").to_str().unwrap().as_bytes().to_vec(), write: true };
+        log.clear();
+        let _ = Caches::open(core::slice::from_ref(&gone), euid(), &mut |_, w| log.push(w.to_string()));
+        assert_eq!(log, ["missing (and no parent directory)"]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn hash_fd_reads_everything() {
+        let d = scratch("hash");
+        for len in [0usize, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let p = d.join(format!("f{len}"));
+            std::fs::write(&p, &data).unwrap();
+            let fd = sys::open(&with_nul(p.to_str().unwrap().as_bytes()), sys::O_RDONLY, 0).unwrap();
+            assert_eq!(hash_fd(&fd, len as u64).unwrap(), crate::verify::hash(&data), "len {len}");
+            assert_eq!(hash_fd(&fd, len as u64 + 1), Err("file shrank while being read"));
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
