@@ -1,0 +1,47 @@
+//! The debugger interface: gdb, run on a program whose interpreter is
+//! ld-cah, must list the same shared libraries it lists under glibc's
+//! loader (`_r_debug`, `DT_DEBUG` and `_dl_debug_state`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn loader() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/ld-cah/x86_64/ld-cah.so");
+    assert!(p.exists(), "{} is missing: run `cargo xtask build`", p.display());
+    p
+}
+
+/// The "Shared Object Library" column of `info sharedlibrary`, stopped at `exit`.
+fn shared_libraries(prog: &std::path::Path) -> Vec<String> {
+    let out = Command::new("gdb")
+        .args(["-nx", "-batch", "-ex", "set debuginfod enabled off", "-ex", "break exit", "-ex", "run", "-ex", "info sharedlibrary"])
+        .arg(prog)
+        .output()
+        .expect("gdb is installed (Debian package gdb)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut libs: Vec<String> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("From"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .filter(|l| l.starts_with('/'))
+        .collect();
+    libs.sort();
+    libs
+}
+
+#[test]
+fn gdb_lists_the_same_libraries() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("true");
+    std::fs::copy("/bin/true", &copy).unwrap();
+    let under_glibc = shared_libraries(&copy);
+    assert!(under_glibc.iter().any(|l| l.ends_with("/libc.so.6")), "glibc run: {under_glibc:?}");
+    assert!(Command::new("patchelf").arg("--set-interpreter").arg(loader()).arg(&copy).status().unwrap().success());
+    let under_cah = shared_libraries(&copy);
+    // Same libraries, except that the interpreter is ld-cah.
+    let strip = |v: &[String]| -> Vec<String> { v.iter().filter(|l| !l.contains("ld-linux") && !l.contains("ld-cah")).cloned().collect() };
+    assert_eq!(strip(&under_cah), strip(&under_glibc), "libraries seen by gdb");
+    let cah = loader().canonicalize().unwrap();
+    assert!(under_cah.iter().any(|l| PathBuf::from(l).canonicalize().ok() == Some(cah.clone())), "{under_cah:?}");
+}
