@@ -221,7 +221,8 @@ Load and run EXECUTABLE-FILE, checking the digest of every locked library.
   --help                 show this help and exit
   --version              show the version and exit
 
-Environment: LD_LIBRARY_PATH, LD_PRELOAD, CAH_DEBUG=files,symbols,statistics.
+Environment: LD_LIBRARY_PATH, LD_PRELOAD, CAH_DEBUG=files,symbols,statistics,verify,
+CAH_STRICT=1 (refuse unlocked libraries), CAH_STORE, CAH_CACHE_DIR.
 ";
 
 fn fail(e: Error) -> ! {
@@ -527,6 +528,12 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         }
         l
     };
+    // glibc 2.41 keeps the rseq area in static TLS, not in struct pthread.
+    let mut layout = layout;
+    let rseq_tls = match glibc {
+        Some((_, l)) if l.pthread.rseq_area.is_none() => Some(tls::reserve(variant, &mut layout, 32, 32, tcb_size)),
+        _ => None,
+    };
     let tb = tls::allocate(variant, &layout, tcb_size, pre_tcb, next_modid).map_err(|e| err!(&prog_name, "cannot allocate TLS: {}", e.describe()))?;
     let random = stack.aux(AT_RANDOM).unwrap_or(0);
     let (guard, pguard) = if random != 0 {
@@ -567,7 +574,7 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
             sysinfo_ehdr: stack.aux(AT_SYSINFO_EHDR).unwrap_or(0),
         };
         crate::glibc::rtld::fill_link_maps(l, &ns, &chain, false);
-        crate::glibc::rtld::fill_globals(l, &ns, &chain, &process, &layout, &tb, next_modid)
+        crate::glibc::rtld::fill_globals(l, &ns, &chain, &process, &layout, &tb, next_modid, rseq_tls)
             .map_err(|e| err!(&prog_name, "{}", e))?;
     }
 

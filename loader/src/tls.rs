@@ -108,6 +108,28 @@ pub fn layout(variant: TlsVariant, modules: &mut [&mut Module], tcb_size: usize)
     }
 }
 
+/// Reserves `size` bytes aligned to `align` after the modules (glibc 2.41
+/// keeps the rseq area there) and returns its offset from the thread
+/// pointer (subtracted on variant II, added on variant I).
+pub fn reserve(variant: TlsVariant, l: &mut StaticLayout, size: usize, align: usize, tcb_size: usize) -> usize {
+    l.align = l.align.max(align);
+    let off = match variant {
+        TlsVariant::Two => {
+            let off = round_up(l.used + size, align);
+            l.used = off;
+            l.size = round_up(l.used + STATIC_SURPLUS, l.align) + tcb_size;
+            off
+        }
+        TlsVariant::One => {
+            let off = round_up(l.used, align);
+            l.used = off + size;
+            l.size = round_up(l.used + STATIC_SURPLUS, 32);
+            off
+        }
+    };
+    off
+}
+
 /// The address of a module's block for the thread whose pointer is `tp`.
 pub fn block_address(variant: TlsVariant, tp: usize, offset: usize) -> usize {
     match variant {

@@ -62,6 +62,9 @@ mod machine {
         pub const MPROTECT: usize = 226;
         pub const RSEQ: usize = 293;
         // Content verification (hash cache, trust checks).
+        // `openat` flags that differ between the architectures.
+        pub const O_DIRECTORY: u32 = 0o40000;
+        pub const O_NOFOLLOW: u32 = 0o100000;
         pub const FCHMOD: usize = 52;
         pub const GETUID: usize = 174;
         pub const GETEUID: usize = 175;
@@ -194,6 +197,65 @@ mod machine {
         thread_pointer()
     }
 
+    // Error unwinding for glibc's `_dl_catch_exception` (see x86_64.rs):
+    // callee-saved x19-x30, sp and d8-d15 go to `buf`.
+    global_asm!(
+        ".globl ld_cah_try",
+        ".hidden ld_cah_try",
+        ".type ld_cah_try, %function",
+        "ld_cah_try:",
+        "stp x19, x20, [x2]",
+        "stp x21, x22, [x2, #16]",
+        "stp x23, x24, [x2, #32]",
+        "stp x25, x26, [x2, #48]",
+        "stp x27, x28, [x2, #64]",
+        "stp x29, x30, [x2, #80]",
+        "mov x3, sp",
+        "str x3, [x2, #96]",
+        "stp d8, d9, [x2, #104]",
+        "stp d10, d11, [x2, #120]",
+        "stp d12, d13, [x2, #136]",
+        "stp d14, d15, [x2, #152]",
+        "stp x29, x30, [sp, #-16]!",
+        "mov x29, sp",
+        "mov x3, x0",
+        "mov x0, x1",
+        "blr x3",
+        "ldp x29, x30, [sp], #16",
+        "mov w0, #0",
+        "ret",
+        ".size ld_cah_try, . - ld_cah_try",
+        ".globl ld_cah_throw",
+        ".hidden ld_cah_throw",
+        ".type ld_cah_throw, %function",
+        "ld_cah_throw:",
+        "ldp x19, x20, [x0]",
+        "ldp x21, x22, [x0, #16]",
+        "ldp x23, x24, [x0, #32]",
+        "ldp x25, x26, [x0, #48]",
+        "ldp x27, x28, [x0, #64]",
+        "ldp x29, x30, [x0, #80]",
+        "ldr x3, [x0, #96]",
+        "mov sp, x3",
+        "ldp d8, d9, [x0, #104]",
+        "ldp d10, d11, [x0, #120]",
+        "ldp d12, d13, [x0, #136]",
+        "ldp d14, d15, [x0, #152]",
+        "mov w0, #1",
+        "ret",
+        ".size ld_cah_throw, . - ld_cah_throw",
+    );
+
+    extern "C" {
+        /// See the assembly above.
+        pub fn ld_cah_try(operate: usize, args: usize, buf: *mut [usize; JMP_WORDS]) -> i32;
+        /// See the assembly above.
+        pub fn ld_cah_throw(buf: *const [usize; JMP_WORDS]) -> !;
+    }
+
+    /// Words `ld_cah_try` saves.
+    pub const JMP_WORDS: usize = 24;
+
     /// x86 `cpuid`; none here.
     pub fn cpuid(_leaf: u32, _sub: u32) -> Option<[u32; 4]> {
         None
@@ -231,6 +293,7 @@ pub fn decode_stat(w: &[u64; 20]) -> crate::sys::Stat {
         uid: w[3] as u32,
         gid: (w[3] >> 32) as u32,
         size: w[6] as i64,
+        blocks: w[8],
         mtime_ns: w[11] as i64 as i128 * 1_000_000_000 + w[12] as i64 as i128,
         ctime_ns: w[13] as i64 as i128 * 1_000_000_000 + w[14] as i64 as i128,
     }

@@ -64,6 +64,9 @@ mod machine {
         pub const SET_ROBUST_LIST: usize = 273;
         pub const RSEQ: usize = 334;
         // Content verification (hash cache, trust checks).
+        // `openat` flags that differ between the architectures.
+        pub const O_DIRECTORY: u32 = 0o200000;
+        pub const O_NOFOLLOW: u32 = 0o400000;
         pub const FCHMOD: usize = 91;
         pub const GETUID: usize = 102;
         pub const GETEUID: usize = 107;
@@ -214,6 +217,63 @@ mod machine {
         None
     }
 
+    // Error unwinding for glibc's `_dl_catch_exception` (2.37+, where libc
+    // leaves the catch/signal machinery to the loader). `ld_cah_try` saves
+    // the callee-saved registers and its own return address in `buf`, calls
+    // `operate(args)` and returns 0; `ld_cah_throw(buf)` makes that same
+    // `ld_cah_try` call return 1. Being assembly, the function that
+    // "returns twice" is opaque to the compiler.
+    global_asm!(
+        ".globl ld_cah_try",
+        ".hidden ld_cah_try",
+        ".type ld_cah_try, @function",
+        "ld_cah_try:",
+        "mov [rdx], rbx",
+        "mov [rdx + 8], rbp",
+        "mov [rdx + 16], r12",
+        "mov [rdx + 24], r13",
+        "mov [rdx + 32], r14",
+        "mov [rdx + 40], r15",
+        "lea rax, [rsp + 8]",
+        "mov [rdx + 48], rax",
+        "mov rax, [rsp]",
+        "mov [rdx + 56], rax",
+        "mov rax, rdi",
+        "mov rdi, rsi",
+        // The stack is as our caller left it minus the return address;
+        // realign for the call.
+        "sub rsp, 8",
+        "call rax",
+        "add rsp, 8",
+        "xor eax, eax",
+        "ret",
+        ".size ld_cah_try, . - ld_cah_try",
+        ".globl ld_cah_throw",
+        ".hidden ld_cah_throw",
+        ".type ld_cah_throw, @function",
+        "ld_cah_throw:",
+        "mov rbx, [rdi]",
+        "mov rbp, [rdi + 8]",
+        "mov r12, [rdi + 16]",
+        "mov r13, [rdi + 24]",
+        "mov r14, [rdi + 32]",
+        "mov r15, [rdi + 40]",
+        "mov rsp, [rdi + 48]",
+        "mov eax, 1",
+        "jmp qword ptr [rdi + 56]",
+        ".size ld_cah_throw, . - ld_cah_throw",
+    );
+
+    extern "C" {
+        /// See the assembly above.
+        pub fn ld_cah_try(operate: usize, args: usize, buf: *mut [usize; JMP_WORDS]) -> i32;
+        /// See the assembly above.
+        pub fn ld_cah_throw(buf: *const [usize; JMP_WORDS]) -> !;
+    }
+
+    /// Words `ld_cah_try` saves.
+    pub const JMP_WORDS: usize = 24;
+
     /// The address of the static TLSDESC resolver.
     pub fn tlsdesc_static() -> usize {
         ld_cah_tlsdesc_static as *const () as usize
@@ -233,6 +293,7 @@ pub fn decode_stat(w: &[u64; 20]) -> crate::sys::Stat {
         uid: (w[3] >> 32) as u32,
         gid: w[4] as u32,
         size: w[6] as i64,
+        blocks: w[8],
         mtime_ns: w[11] as i64 as i128 * 1_000_000_000 + w[12] as i64 as i128,
         ctime_ns: w[13] as i64 as i128 * 1_000_000_000 + w[14] as i64 as i128,
     }

@@ -73,6 +73,9 @@ pub fn finish(l: &'static Layout, ns: &Namespace, libc: DsoId, tls_static: tls::
     let signal_error = symbol_in(ns, libc, b"_dl_signal_error");
     let malloc = symbol_in(ns, libc, b"malloc");
     let free = symbol_in(ns, libc, b"free");
+    // libc before 2.37 has its own catch machinery, which GLRO(dl_catch_error)
+    // must use; later ones rely on the loader's (catch.rs).
+    let catch = if catch != 0 { catch } else { super::catch::dl_catch_error as *const () as usize };
     ro.put(l.rtld_global_ro._dl_catch_error, catch as u64);
     ro.put(l.rtld_global_ro._dl_error_free, free as u64);
     let mut objects = Vec::new();
@@ -107,6 +110,7 @@ extern "C" fn noop() {}
 /// Callers hold nothing that needs dropping.
 fn signal(objname: *const u8, msg: &'static [u8]) -> ! {
     let f = rt().map_or(0, |r| r.signal_error);
+    let f = if f != 0 { f } else { super::catch::_dl_signal_error as *const () as usize };
     if f != 0 {
         // SAFETY: libc's `_dl_signal_error(int, const char *, const char *, const char *)`
         // never returns; `msg` is NUL-terminated and static.
@@ -142,6 +146,7 @@ extern "C" fn dl_close(map: usize) {
 /// `longjmp`, and errors are rare).
 fn signal_error(e: crate::diag::Error) -> ! {
     let mut msg = alloc::format!("{}", e.message).into_bytes();
+    drop(e);
     msg.push(0);
     let msg: &'static [u8] = msg.leak();
     signal(b"\0".as_ptr(), msg)
@@ -180,7 +185,12 @@ unsafe extern "C" fn lookup_symbol_x(
                     // SAFETY: undef_map is a link map libc got from us.
                     (undef_map != 0).then(|| unsafe { Raw::new(undef_map) }.get(r.layout.link_map.l_name) as *const u8)
                 });
-                signal(obj.unwrap_or(b"\0".as_ptr()), b"undefined symbol\0");
+                // SAFETY: `name` is NUL-terminated (libc).
+                let n = unsafe { core::slice::from_raw_parts(name, crate::start::strlen(name as usize)) };
+                let mut msg = b"undefined symbol: ".to_vec();
+                msg.extend_from_slice(n);
+                msg.push(0);
+                signal(obj.unwrap_or(b"\0".as_ptr()), msg.leak());
             }
             0
         }
@@ -358,6 +368,21 @@ pub unsafe extern "C" fn _dl_allocate_tls_init(tcb: usize, _init_tls: bool) -> u
 /// the loader's arena and stays there.
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub extern "C" fn _dl_deallocate_tls(_tcb: usize, _dealloc_tcb: bool) {}
+
+/// Releases memory from libc's `malloc`.
+pub fn libc_free(p: usize) {
+    if let Some(f) = rt().map(|r| r.free).filter(|&f| f != 0) {
+        // SAFETY: libc's `free`, on a block from libc's `malloc`.
+        let f: extern "C" fn(usize) = unsafe { core::mem::transmute(f) };
+        f(p);
+    }
+}
+
+/// `__tunable_is_initialized` (2.41): no tunable is ever set by ld-cah yet.
+#[cfg_attr(feature = "rtld", no_mangle)]
+pub extern "C" fn __tunable_is_initialized(_id: u32) -> bool {
+    false
+}
 
 /// `__tunable_get_val`: no `GLIBC_TUNABLES` support yet, so every tunable
 /// has its default and was never set. libc's call sites with a callback

@@ -6,6 +6,7 @@
 #![allow(unsafe_code)]
 
 pub mod api;
+pub mod catch;
 pub mod cpu;
 pub mod layout;
 pub mod layouts;

@@ -284,6 +284,7 @@ pub fn fill_globals(
     tls: &StaticLayout,
     tb: &ThreadBlock,
     max_modid: usize,
+    rseq_tls: Option<usize>,
 ) -> Result<(), &'static str> {
     if l.rtld_global.size as usize > Block::<8192>::SIZE
         || l.rtld_global_ro.size as usize > Block::<4096>::SIZE
@@ -383,10 +384,24 @@ pub fn fill_globals(
     // x86_64: header.self (the TCB fields at the thread pointer are set by arch).
     // rseq: register the area in struct pthread when the build has one.
     __rseq_size.store(0, Ordering::Relaxed);
+    let sig: u32 = if l.arch == Arch::X86_64 { 0x5305_3053 } else { 0xd428_bc00 };
+    if let Some(off) = rseq_tls {
+        // 2.41: a 32-byte `struct rseq` in static TLS; cpu_id at +4.
+        let area = crate::tls::block_address(if l.arch == Arch::X86_64 { crate::arch::TlsVariant::Two } else { crate::arch::TlsVariant::One }, tb.tp, off);
+        __rseq_offset.store(area as isize - tb.tp as isize, Ordering::Relaxed);
+        // SAFETY: the reserved area lies inside the main thread's TLS block.
+        let a = unsafe { Raw::new(area) };
+        let cpu_id = super::layout::Field { off: 4, size: 4 };
+        a.put(cpu_id, (-1i32) as u32 as u64);
+        // SAFETY: as above; it lives as long as the thread.
+        match unsafe { crate::sys::rseq(area, 32, sig) } {
+            Ok(()) => __rseq_size.store(20, Ordering::Relaxed),
+            Err(_) => a.put(cpu_id, (-2i32) as u32 as u64),
+        }
+    }
     if let (Some(area), Some(cpu_id)) = (pt.rseq_area, pt.rseq_area_cpu_id) {
         __rseq_offset.store(pd.at(area) as isize - tb.tp as isize, Ordering::Relaxed);
         pd.put(cpu_id, (-1i32) as u32 as u64);
-        let sig: u32 = if l.arch == Arch::X86_64 { 0x5305_3053 } else { 0xd428_bc00 };
         // SAFETY: the area is the main thread's and lives forever.
         match unsafe { crate::sys::rseq(pd.at(area), (area.size as usize).max(32), sig) } {
             // Debian's 2.36 reports 20 (the original ABI size) with a 32-byte area.
