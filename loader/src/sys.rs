@@ -63,8 +63,9 @@ pub const O_RDONLY: u32 = 0;
 pub const O_RDWR: u32 = 2;
 pub const O_CREAT: u32 = 0o100;
 pub const O_CLOEXEC: u32 = 0o2000000;
-pub const O_DIRECTORY: u32 = 0o200000;
-pub const O_NOFOLLOW: u32 = 0o400000;
+/// These two differ between x86_64 and aarch64.
+pub const O_DIRECTORY: u32 = nr::O_DIRECTORY;
+pub const O_NOFOLLOW: u32 = nr::O_NOFOLLOW;
 
 pub const PROT_NONE: usize = 0;
 pub const PROT_READ: usize = 1;
@@ -160,6 +161,8 @@ pub struct Stat {
     pub uid: u32,
     pub gid: u32,
     pub size: i64,
+    /// `st_blocks`: 512-byte units allocated.
+    pub blocks: u64,
     pub mtime_ns: i128,
     pub ctime_ns: i128,
 }

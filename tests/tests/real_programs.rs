@@ -68,3 +68,40 @@ fn threads_and_exceptions_in_python_via_dlopen() {
 fn perl_with_an_xs_module() {
     same_as_glibc("/usr/bin/perl", &["-MPOSIX", "-e", "my %h = (a => 1, b => 2); printf(\"%s %d %.1f\\n\", join(',', sort keys %h), floor(3.7), 2.25);"]);
 }
+
+/// libc's IFUNC resolvers read the CPU description the loader fills in: the
+/// usable-feature bits (public through `__x86_get_cpuid_feature_leaf`) and
+/// the string functions they pick (seen as offsets into libc) must be the
+/// ones glibc's own loader gives on this machine.
+#[test]
+fn cpu_features_and_ifunc_choices_match_glibc() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("cpu.c");
+    std::fs::write(
+        &src,
+        r#"#define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+#include <dlfcn.h>
+#include <sys/platform/x86.h>
+int main(void) {
+    for (unsigned i = 0; i < 9; i++) {
+        const struct cpuid_feature *f = __x86_get_cpuid_feature_leaf(i);
+        printf("leaf %u active %08x %08x %08x %08x\n", i, f->active_array[0], f->active_array[1], f->active_array[2], f->active_array[3]);
+    }
+    void *fns[] = { (void *)memcpy, (void *)memmove, (void *)memset, (void *)strlen, (void *)strchr, (void *)memcmp, (void *)strcmp, (void *)strcpy };
+    const char *names[] = { "memcpy", "memmove", "memset", "strlen", "strchr", "memcmp", "strcmp", "strcpy" };
+    for (int i = 0; i < 8; i++) {
+        Dl_info d;
+        dladdr(fns[i], &d);
+        printf("%s at libc+%#lx\n", names[i], (unsigned long)((char *)fns[i] - (char *)d.dli_fbase));
+    }
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let exe = dir.path().join("cpu");
+    assert!(Command::new("gcc").arg("-O1").arg("-o").arg(&exe).arg(&src).status().unwrap().success());
+    same_as_glibc(exe.to_str().unwrap(), &[]);
+}

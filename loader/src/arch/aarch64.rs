@@ -62,9 +62,6 @@ mod machine {
         pub const MPROTECT: usize = 226;
         pub const RSEQ: usize = 293;
         // Content verification (hash cache, trust checks).
-        // `openat` flags that differ between the architectures.
-        pub const O_DIRECTORY: u32 = 0o40000;
-        pub const O_NOFOLLOW: u32 = 0o100000;
         pub const FCHMOD: usize = 52;
         pub const GETUID: usize = 174;
         pub const GETEUID: usize = 175;
@@ -72,6 +69,9 @@ mod machine {
         pub const UNLINKAT: usize = 35;
         pub const FALLOCATE: usize = 47;
         pub const RENAMEAT2: usize = 276;
+        // `openat` flags that differ between the architectures.
+        pub const O_DIRECTORY: u32 = 0o40000;
+        pub const O_NOFOLLOW: u32 = 0o100000;
     }
 
     /// # Safety
@@ -255,6 +255,11 @@ mod machine {
 
     /// Words `ld_cah_try` saves.
     pub const JMP_WORDS: usize = 24;
+
+    /// x86 XCR0; none here.
+    pub fn xgetbv0() -> u64 {
+        0
+    }
 
     /// x86 `cpuid`; none here.
     pub fn cpuid(_leaf: u32, _sub: u32) -> Option<[u32; 4]> {

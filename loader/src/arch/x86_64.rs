@@ -64,9 +64,6 @@ mod machine {
         pub const SET_ROBUST_LIST: usize = 273;
         pub const RSEQ: usize = 334;
         // Content verification (hash cache, trust checks).
-        // `openat` flags that differ between the architectures.
-        pub const O_DIRECTORY: u32 = 0o200000;
-        pub const O_NOFOLLOW: u32 = 0o400000;
         pub const FCHMOD: usize = 91;
         pub const GETUID: usize = 102;
         pub const GETEUID: usize = 107;
@@ -74,6 +71,9 @@ mod machine {
         pub const UNLINKAT: usize = 263;
         pub const FALLOCATE: usize = 285;
         pub const RENAMEAT2: usize = 316;
+        // `openat` flags that differ between the architectures.
+        pub const O_DIRECTORY: u32 = 0o200000;
+        pub const O_NOFOLLOW: u32 = 0o400000;
     }
 
     /// # Safety
@@ -202,6 +202,14 @@ mod machine {
     /// The calling thread's pointer.
     pub fn thread_pointer_value() -> usize {
         thread_pointer()
+    }
+
+    /// `xgetbv(0)`: which register state the OS saves (XCR0).
+    pub fn xgetbv0() -> u64 {
+        let (lo, hi): (u32, u32);
+        // SAFETY: only called when CPUID says OSXSAVE, so XGETBV is enabled.
+        unsafe { asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nostack, nomem, preserves_flags)) };
+        (u64::from(hi) << 32) | u64::from(lo)
     }
 
     /// `cpuid` with a sub-leaf: `[eax, ebx, ecx, edx]`.
