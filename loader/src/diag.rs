@@ -43,11 +43,19 @@ macro_rules! err {
 pub struct Line {
     buf: [u8; 1024],
     len: usize,
+    /// Where text that overflows the buffer goes before `flush_to`.
+    fd: i32,
 }
 
 impl Line {
+    /// A line for stderr.
     pub fn new() -> Line {
-        Line { buf: [0; 1024], len: 0 }
+        Line::for_fd(2)
+    }
+
+    /// A line for `fd` (long text is written there in pieces).
+    pub fn for_fd(fd: i32) -> Line {
+        Line { buf: [0; 1024], len: 0, fd }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -71,7 +79,7 @@ impl Write for Line {
         for &b in s.as_bytes() {
             if self.len == self.buf.len() {
                 // Keep the line: long output goes out in pieces.
-                sys::write_all(2, &self.buf);
+                sys::write_all(self.fd, &self.buf);
                 self.len = 0;
             }
             self.buf[self.len] = b;
@@ -96,7 +104,7 @@ pub fn fatal(e: &Error) -> ! {
 
 /// Writes formatted text to a file descriptor.
 pub fn print(fd: i32, args: fmt::Arguments<'_>) {
-    let mut line = Line::new();
+    let mut line = Line::for_fd(fd);
     let _ = line.write_fmt(args);
     line.flush_to(fd);
 }

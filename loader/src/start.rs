@@ -674,7 +674,7 @@ fn map_ld_cache() -> Option<&'static [u8]> {
 
 /// `--list`: what `ldd` prints.
 fn print_list(ns: &Namespace) {
-    let mut line = diag::Line::new();
+    let mut line = diag::Line::for_fd(1);
     let mut ids: Vec<DsoId> = Vec::new();
     if let Some(v) = ns.vdso {
         ids.push(v);
@@ -691,7 +691,6 @@ fn print_list(ns: &Namespace) {
         } else {
             writeln!(line, "\t{} ({:#018x}){}", name, d.base, note)
         };
-        // One line at a time: `Line` sends what overflows it to stderr.
-        line.flush_to(1);
     }
+    line.flush_to(1);
 }

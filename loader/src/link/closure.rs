@@ -147,6 +147,7 @@ pub fn load_needed(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name:
     };
     match found {
         Ok(Some(id)) => {
+            crate::verify::policy::check_agrees(ns, id)?;
             if let Some(d) = ns.objs.get_mut(id) {
                 if !d.aliases.iter().any(|a| a == name) {
                     d.aliases.push(name.to_vec());

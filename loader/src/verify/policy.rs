@@ -197,12 +197,15 @@ impl Policy {
     }
 }
 
+/// A rejected candidate: its path, and its digest or why it has none.
+type Tried = (Vec<u8>, Result<Digest, &'static str>);
+
 /// What a locked name must resolve to, and the candidates rejected so far.
 pub struct Want {
     policy: &'static Policy,
     pub name: Vec<u8>,
     pub digest: Digest,
-    tried: RefCell<Vec<(Vec<u8>, Result<Digest, &'static str>)>>,
+    tried: RefCell<Vec<Tried>>,
 }
 
 /// Whether `name` is locked: `Ok(Some)` with what it must be, `Ok(None)` if
@@ -339,6 +342,34 @@ pub fn reuse(ns: &Namespace, id: DsoId, name: &[u8]) -> Result<DsoId, Error> {
             _ => Ok(id),
         },
     }
+}
+
+/// A library that carries a closure lock of its own must agree with the
+/// program's on every name both lock (closure-lock.md, *Meaning*); one
+/// whose lock note is malformed is refused like a program's.
+pub fn check_agrees(ns: &Namespace, id: DsoId) -> Result<(), Error> {
+    let Some(p) = active() else { return Ok(()) };
+    let Some(plock) = p.lock else { return Ok(()) };
+    let Some(d) = ns.objs.get(id).filter(|d| d.kind == Kind::Library) else { return Ok(()) };
+    for ph in d.phdrs.iter().filter(|ph| ph.p_type == PT_NOTE) {
+        let Ok(len) = usize::try_from(ph.p_filesz) else { continue };
+        let Some(area) = d.img.bytes(d.base.wrapping_add(ph.p_vaddr as usize), len) else { continue };
+        let lock = find_lock(area, ph.p_align)
+            .map_err(|e| err!(&p.prog, "{}: cannot use its closure lock: {}", d.display_name(), e))?;
+        for entry in lock.iter().flat_map(|l| l.iter()) {
+            if let Some(want) = plock.get(entry.name).filter(|w| *w != entry.digest) {
+                return Err(err!(
+                    &p.prog,
+                    "{}: its closure lock has {} (blake3:{}), the program's has blake3:{}",
+                    d.display_name(),
+                    diag::show(entry.name),
+                    entry.digest,
+                    want
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How `d` was verified, if it was.

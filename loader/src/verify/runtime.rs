@@ -233,10 +233,11 @@ fn map_file(fd: Fd, rw: bool, p: &Place, euid: u32) -> Result<Opened, &'static s
     if len < 8 * cache::HEADER_WORDS {
         return Err("too small to be a cache file");
     }
-    // Write only the file we own; make sure every block is allocated
-    // first, so that a full file system refuses here rather than with a
-    // SIGBUS on a store through the mapping.
-    let writable = rw && st.uid == euid && sys::fallocate(&fd, 0, size as u64).is_ok();
+    // Write only the file we own, and only if every block of it is
+    // allocated (as the loader and `cah cache init` make it), or can be
+    // now: a store into a hole on a full file system would be a SIGBUS.
+    let allocated = st.blocks.saturating_mul(512) >= size as u64;
+    let writable = rw && st.uid == euid && (allocated || sys::fallocate(&fd, 0, size as u64).is_ok());
     let words = sys::map_shared_words(&fd, len, writable).map_err(describe)?;
     let access = if writable { Access::ReadWrite } else { Access::ReadOnly };
     let cache = Cache::open(words, access).map_err(|e| e.as_str())?;
