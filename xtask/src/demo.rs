@@ -1,6 +1,8 @@
 //! `cargo xtask demo`: the main job in one command. Builds ld-cah for both
 //! arches and runs a dynamically linked program through each, both ways a
-//! loader can be started, printing what the program prints.
+//! loader can be started, printing what the program prints; then locks
+//! this machine's bash to the digests of its libraries (`cah patch`) and
+//! runs it through ld-cah with verification on.
 
 use std::process::Command;
 
@@ -35,5 +37,18 @@ pub fn run(_args: &[String]) -> Result<(), String> {
         interp.env("LD_LIBRARY_PATH", &dir);
         util::run(&mut qemu(&mut interp))?;
     }
+
+    // A real program, locked and verified.
+    let loader = crate::build::loader_path(Arch::X86_64);
+    let cah = root.join("target/release/cah");
+    let bash = root.join("target/demo/bash");
+    std::fs::create_dir_all(bash.parent().unwrap()).map_err(|e| e.to_string())?;
+    println!("== x86_64: cah patch /bin/bash (closure lock, interpreter ld-cah.so)");
+    util::run(Command::new(&cah).arg("patch").arg("/bin/bash").arg("-o").arg(&bash).arg("--interp").arg(&loader))?;
+    util::run(Command::new(&cah).arg("show").arg(&bash))?;
+    println!("== x86_64: {} --list {}", loader.display(), bash.display());
+    util::run(Command::new(&loader).arg("--list").arg(&bash))?;
+    println!("== x86_64: the locked bash, verified at start-up");
+    util::run(Command::new(&bash).args(["-c", "echo \"bash $BASH_VERSION ran with every library verified\""]))?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! never a fault.
 
 pub mod dynamic;
+pub mod fuzz;
 pub mod header;
 pub mod image;
 pub mod symbols;
