@@ -20,6 +20,11 @@ pub fn run(_args: &[String]) -> Result<(), String> {
             if arch == Arch::Aarch64 {
                 let mut q = Command::new("qemu-aarch64");
                 q.args(["-L", "/usr/aarch64-linux-gnu"]).arg(cmd.get_program()).args(cmd.get_args());
+                for (k, v) in cmd.get_envs() {
+                    if let Some(v) = v {
+                        q.env(k, v);
+                    }
+                }
                 q
             } else {
                 std::mem::replace(cmd, Command::new("true"))
