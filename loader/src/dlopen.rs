@@ -61,6 +61,8 @@ pub fn set_tls(variant: TlsVariant, l: tls::StaticLayout, next_modid: usize, lay
     *TLS.lock() = Some(TlsState { variant, used: l.used, limit: l.used + tls::STATIC_SURPLUS, next_modid, layout });
 }
 
+const RTLD_NOW: i32 = 0x2;
+const RTLD_BINDING_MASK: i32 = 0x3;
 const RTLD_NOLOAD: i32 = 0x4;
 const RTLD_GLOBAL: i32 = 0x100;
 const RTLD_NODELETE: i32 = 0x1000;
@@ -82,7 +84,7 @@ pub fn open(file: *const u8, mode: i32, caller: usize) -> Result<(usize, Vec<cra
         return Ok((ns.objs[ns.main].link_map, Vec::new()));
     }
     if mode & RTLD_NOLOAD != 0 {
-        let found = ns.find_by_name(&name).or_else(|| ns.objs.iter().position(|d| d.path == name));
+        let found = ns.find_by_name(&name).or_else(|| ns.objs.iter().position(|d| !d.removed && d.path == name));
         return match found {
             Some(id) => {
                 bump(ns, id, mode);
@@ -107,7 +109,28 @@ pub fn open(file: *const u8, mode: i32, caller: usize) -> Result<(usize, Vec<cra
         loader_names: &names,
     };
     let before = ns.objs.len();
-    let root = closure::load_needed(ns, &cfg, requester, &name)?;
+    let result = load_and_link(ns, saved, &cfg, &name, mode, requester, before);
+    if result.is_err() {
+        // A failed dlopen leaves nothing behind that a later one could find
+        // half-done (the mappings stay, unreachable).
+        for d in ns.objs.iter_mut().skip(before) {
+            d.removed = true;
+        }
+        ns.scope.retain(|&x| x < before);
+    }
+    result
+}
+
+fn load_and_link(
+    ns: &mut Namespace,
+    saved: &Saved,
+    cfg: &Config<'_>,
+    name: &[u8],
+    mode: i32,
+    requester: DsoId,
+    before: usize,
+) -> Result<(usize, Vec<crate::init::Call>), Error> {
+    let root = closure::load_needed(ns, cfg, requester, name)?;
     let mut local: Vec<DsoId> = alloc::vec![root];
     let mut i = 0;
     while i < local.len() {
@@ -115,7 +138,7 @@ pub fn open(file: *const u8, mode: i32, caller: usize) -> Result<(usize, Vec<cra
         if cur >= before {
             let needed: Vec<Vec<u8>> = ns.objs[cur].needed_names().flatten().map(<[u8]>::to_vec).collect();
             for n in needed {
-                let id = closure::load_needed(ns, &cfg, cur, &n)?;
+                let id = closure::load_needed(ns, cfg, cur, &n)?;
                 if !ns.objs[cur].deps.contains(&id) && id != cur {
                     ns.objs[cur].deps.push(id);
                 }
@@ -139,7 +162,7 @@ pub fn open(file: *const u8, mode: i32, caller: usize) -> Result<(usize, Vec<cra
     chain.extend(ns.vdso);
     chain.extend(ns.scope.iter().copied().filter(|&x| x != ns.main));
     let rest: Vec<DsoId> =
-        (0..ns.objs.len()).filter(|x| !chain.contains(x) && ns.objs[*x].kind == Kind::Library).collect();
+        (0..ns.objs.len()).filter(|x| !chain.contains(x) && ns.objs[*x].kind == Kind::Library && !ns.objs[*x].removed).collect();
     chain.extend(rest);
     crate::debug::link_maps(ns, &chain);
     let layout = TLS.lock().as_ref().and_then(|t| t.layout);
@@ -154,7 +177,9 @@ pub fn open(file: *const u8, mode: i32, caller: usize) -> Result<(usize, Vec<cra
     let target = Target::of::<Native>(native::tlsdesc_static());
     let deferred = {
         let mut engine = Engine::new(ns, &scope, target);
-        engine.bind_now = saved.bind_now;
+        // RTLD_NOW: a missing function is an error now (glibc's lazy
+        // binding would only fail when it is called).
+        engine.bind_now = saved.bind_now || mode & RTLD_BINDING_MASK == RTLD_NOW;
         for &id in new.iter().rev() {
             engine.relocate(id)?;
         }
@@ -187,6 +212,12 @@ pub fn open(file: *const u8, mode: i32, caller: usize) -> Result<(usize, Vec<cra
         }
     }
     bump(ns, root, mode);
+    if let Some(l) = layout {
+        // dlsym(handle) searches the object and its dependencies.
+        let lms: Vec<usize> = local.iter().map(|&x| ns.objs[x].link_map).collect();
+        crate::glibc::rtld::set_searchlist(l, ns.objs[root].link_map, &lms);
+    }
+    publish_global_scope(ns);
     for &id in &new {
         if id != root {
             ns.objs[id].open_count = ns.objs[id].open_count.max(1);
@@ -225,7 +256,16 @@ fn bump(ns: &mut Namespace, id: DsoId, mode: i32) {
     }
     if mode & RTLD_GLOBAL != 0 && !ns.scope.contains(&id) {
         ns.scope.push(id);
+        publish_global_scope(ns);
     }
+}
+
+/// The global scope as libc sees it: the program's `l_searchlist`, which
+/// `dlsym(RTLD_DEFAULT)` searches.
+fn publish_global_scope(ns: &Namespace) {
+    let Some(l) = TLS.lock().as_ref().and_then(|t| t.layout) else { return };
+    let lms: Vec<usize> = ns.scope.iter().map(|&x| ns.objs[x].link_map).collect();
+    crate::glibc::rtld::set_searchlist(l, ns.objs[ns.main].link_map, &lms);
 }
 
 /// Places the TLS blocks of new objects in the static surplus and sets
@@ -294,7 +334,14 @@ pub fn close(lm: usize) -> Result<Vec<crate::init::Call>, Error> {
     let id = ns.objs.iter().position(|d| d.link_map == lm && lm != 0).ok_or_else(|| err!("ld-cah.so", "invalid handle"))?;
     let d = &mut ns.objs[id];
     d.open_count = d.open_count.saturating_sub(1);
-    if d.open_count > 0 || d.nodelete || !d.init_called {
+    if d.open_count > 0 || d.nodelete || d.kind != Kind::Library {
+        return Ok(Vec::new());
+    }
+    // Gone for every name lookup (RTLD_NOLOAD included); the mapping stays.
+    d.removed = true;
+    if !d.init_called {
+        ns.scope.retain(|&x| x != id);
+        publish_global_scope(ns);
         return Ok(Vec::new());
     }
     d.init_called = false;
@@ -308,5 +355,6 @@ pub fn close(lm: usize) -> Result<Vec<crate::init::Call>, Error> {
         calls.push(crate::init::Call(d.dyn_info.fini));
     }
     ns.scope.retain(|&x| x != id);
+    publish_global_scope(ns);
     Ok(calls)
 }

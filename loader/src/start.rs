@@ -128,6 +128,41 @@ impl Stack {
         }
     }
 
+    /// Secure mode (set-uid programs): removes the variables that steer
+    /// loading or libc in ways a less privileged caller must not choose,
+    /// from the environment the program (and its children) will see. Like
+    /// glibc's `unsetenv`, later entries move down and the array ends earlier.
+    fn remove_unsecure_env(&self) {
+        let mut e = self.envp;
+        // SAFETY: envp is a NULL-terminated array of strings on our stack.
+        unsafe {
+            while !(*e).is_null() {
+                let entry = cstr(*e);
+                let name = entry.split(|&b| b == b'=').next().unwrap_or(entry);
+                if name == b"GLIBC_TUNABLES" {
+                    // Keep the variable, drop every tunable in it: the
+                    // string lives on our stack and only gets shorter.
+                    let p = (*e as *mut u8).add(name.len() + 1);
+                    if entry.len() > name.len() {
+                        *p = 0;
+                    }
+                    e = e.add(1);
+                } else if UNSECURE_ENV.iter().any(|u| u.as_bytes() == name) {
+                    let mut d = e;
+                    loop {
+                        *d = *d.add(1);
+                        if (*d).is_null() {
+                            break;
+                        }
+                        d = d.add(1);
+                    }
+                } else {
+                    e = e.add(1);
+                }
+            }
+        }
+    }
+
     /// Drops the first `k` arguments (ours, in direct mode), keeping the
     /// stack 16-byte aligned as the entry ABI requires. Returns the new stack.
     ///
@@ -170,6 +205,18 @@ pub unsafe fn strlen(p: usize) -> usize {
     }
     n
 }
+
+/// Environment variables removed for set-uid programs: glibc 2.36's list
+/// (`unsecvars.h`; `MALLOC_*` aliases of tunables are not on it) and
+/// ld-cah's own. `GLIBC_TUNABLES` is emptied rather than removed, as
+/// glibc's tunables code leaves it when it drops every tunable.
+const UNSECURE_ENV: &[&str] = &[
+    "GCONV_PATH", "GETCONF_DIR", "HOSTALIASES", "LD_AUDIT", "LD_DEBUG", "LD_DEBUG_OUTPUT",
+    "LD_DYNAMIC_WEAK", "LD_HWCAP_MASK", "LD_LIBRARY_PATH", "LD_ORIGIN_PATH", "LD_PRELOAD",
+    "LD_PROFILE", "LD_SHOW_AUXV", "LD_USE_LOAD_BIAS", "LOCALDOMAIN", "LOCPATH", "MALLOC_TRACE",
+    "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR", "CAH_DEBUG",
+    "CAH_STORE", "CAH_CACHE_DIR",
+];
 
 /// # Safety
 /// `p` points at a NUL-terminated string that lives forever.
@@ -261,6 +308,9 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         .map_err(|e| err!("ld-cah.so", "{}", e))?;
     let direct = stack.aux(AT_ENTRY) == Some(self_entry);
 
+    if secure {
+        stack.remove_unsecure_env();
+    }
     let env = stack.env();
     let getenv = |name: &[u8]| -> Option<&'static [u8]> {
         env.iter().find_map(|e| e.strip_prefix(name).and_then(|r| r.strip_prefix(b"=")))

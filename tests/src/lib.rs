@@ -163,6 +163,9 @@ fn indent(s: &str) -> String {
     out
 }
 
+/// Fills a fresh work directory before a run (see [`Run::setup`]).
+pub type Setup = fn(&Path) -> Result<(), String>;
+
 /// One way of starting a fixture: program, arguments, environment and
 /// loader options. Built with [`run`] and the methods below.
 #[derive(Clone, Debug)]
@@ -182,6 +185,18 @@ pub struct Run {
     /// Only the ld-cah modes, because glibc's loader cannot run this (see
     /// [`Check::expect_cah_only`]): why.
     pub cah_only: Option<String>,
+    /// `prog` is an installed program (see [`system`]), not a fixture.
+    pub system: bool,
+    /// aarch64 runs in the Debian sysroot ([`debian_sysroot`]) rather than
+    /// [`AARCH64_SYSROOT`].
+    pub debian: bool,
+    /// The working directory (`{dir}`, `{work}`); default: the caller's.
+    pub cwd: Option<String>,
+    /// Fills a fresh work directory (`{work}`) before each run, for
+    /// [`Check::same_as_glibc`].
+    pub setup: Option<Setup>,
+    /// How long a run may take, if not [`TIMEOUT`].
+    pub timeout: Option<Duration>,
 }
 
 /// A run of fixture `prog` (a path relative to the fixture directory).
@@ -194,7 +209,28 @@ pub fn run(prog: &str) -> Run {
         no_interp: false,
         direct_only: false,
         cah_only: None,
+        system: false,
+        debian: false,
+        cwd: None,
+        setup: None,
+        timeout: None,
     }
+}
+
+/// A run of an installed program, by its absolute path on a Debian
+/// system: on x86_64 the host's own file, on aarch64 the same path inside
+/// the Debian arm64 sysroot (`cargo xtask sysroot`), run there under qemu.
+pub fn system(path: &str) -> Run {
+    let mut r = run(path);
+    r.system = true;
+    r.debian = true;
+    r
+}
+
+/// The Debian bookworm arm64 root built by `cargo xtask sysroot`: real
+/// Debian packages, with the glibc build ld-cah has a layout table for.
+pub fn debian_sysroot() -> PathBuf {
+    root().join("target/sysroot/arm64")
 }
 
 impl Run {
@@ -230,6 +266,32 @@ impl Run {
 
     pub fn direct_only(mut self) -> Run {
         self.direct_only = true;
+        self
+    }
+
+    /// On aarch64, run under the Debian sysroot (real arm64 glibc and
+    /// libstdc++): for the glibc fixtures.
+    pub fn debian_sysroot(mut self) -> Run {
+        self.debian = true;
+        self
+    }
+
+    /// Runs in directory `dir` (`{dir}` and `{work}` are substituted).
+    pub fn cwd(mut self, dir: &str) -> Run {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Each run gets a fresh work directory `{work}` that `f` fills first.
+    pub fn setup(mut self, f: Setup) -> Run {
+        self.setup = Some(f);
+        self
+    }
+
+    /// Kills a run after `seconds` instead of [`TIMEOUT`] (for programs
+    /// known to hang under ld-cah today, so that they fail fast).
+    pub fn timeout(mut self, seconds: u64) -> Run {
+        self.timeout = Some(Duration::from_secs(seconds));
         self
     }
 
@@ -277,6 +339,8 @@ pub struct Check {
     run_glibc: bool,
     run_cah: bool,
     failures: Vec<String>,
+    /// The work directory of the run in progress (`{work}`).
+    work: Option<PathBuf>,
 }
 
 static SCRATCH_COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -310,7 +374,7 @@ fn sweep_scratch() {
 }
 
 /// How long one run may take (qemu on a busy two-core machine is slow).
-const TIMEOUT: Duration = Duration::from_secs(60);
+pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Check {
     /// The fixture directory.
@@ -324,7 +388,38 @@ impl Check {
     }
 
     fn subst(&self, s: &str, prog: &str) -> String {
-        s.replace("{dir}", &self.dir.display().to_string()).replace("{prog}", prog)
+        let s = s.replace("{dir}", &self.dir.display().to_string()).replace("{prog}", prog);
+        match &self.work {
+            Some(w) => s.replace("{work}", &w.display().to_string()),
+            None => s,
+        }
+    }
+
+    /// The host path of `r`'s program.
+    fn program_path(&self, r: &Run) -> PathBuf {
+        match (r.system, self.arch) {
+            (true, Arch::X86_64) => PathBuf::from(&r.prog),
+            (true, Arch::Aarch64) => debian_sysroot().join(r.prog.trim_start_matches('/')),
+            (false, _) => self.dir.join(&r.prog),
+        }
+    }
+
+    /// The command prefix that runs `r` on this arch.
+    fn runner(&self, r: &Run) -> Vec<String> {
+        match (self.arch, r.debian) {
+            (Arch::Aarch64, true) => {
+                vec!["qemu-aarch64".into(), "-L".into(), debian_sysroot().display().to_string()]
+            }
+            _ => self.arch.runner(),
+        }
+    }
+
+    /// glibc's loader for `r`, as a host path.
+    fn glibc_ld_so(&self, r: &Run) -> String {
+        match (self.arch, r.debian) {
+            (Arch::Aarch64, true) => debian_sysroot().join("lib/ld-linux-aarch64.so.1").display().to_string(),
+            _ => self.arch.glibc_ld_so().into(),
+        }
     }
 
     fn wanted(&self, mode: Mode) -> bool {
@@ -341,10 +436,10 @@ impl Check {
         if mode.is_cah() && !self.loader_ok {
             return None; // reported once by on_both_arches
         }
-        let fixture = self.dir.join(&r.prog);
+        let fixture = self.program_path(r);
         let mut scratch = None;
         let prog = match mode {
-            Mode::CahInterp => match self.interp_copy(&r.prog) {
+            Mode::CahInterp => match self.interp_copy(r) {
                 Ok((dir, path)) => {
                     scratch = Some(dir);
                     path
@@ -357,29 +452,35 @@ impl Check {
             _ => fixture.clone(),
         };
         let prog_s = prog.display().to_string();
-        let mut argv: Vec<String> = self.arch.runner();
+        let mut argv: Vec<String> = self.runner(r);
         match mode {
             Mode::GlibcInterp | Mode::CahInterp => {}
-            Mode::GlibcDirect => argv.push(self.arch.glibc_ld_so().into()),
+            Mode::GlibcDirect => argv.push(self.glibc_ld_so(r)),
             Mode::CahDirect => argv.push(self.loader.display().to_string()),
         }
         if matches!(mode, Mode::GlibcDirect | Mode::CahDirect) {
             argv.extend(r.opts.iter().map(|o| self.subst(o, &prog_s)));
         }
         argv.push(prog_s.clone());
-        argv.extend(r.args.iter().cloned());
+        argv.extend(
+            r.args.iter().map(|a| if self.work.is_some() { self.subst(a, &prog_s) } else { a.clone() }),
+        );
         let env: Vec<(String, String)> =
             r.env.iter().map(|(k, v)| (k.clone(), self.subst(v, &prog_s))).collect();
-        Some((execute(&argv, &env), prog_s, scratch))
+        let cwd = r.cwd.as_ref().map(|d| PathBuf::from(self.subst(d, &prog_s)));
+        Some((execute_in(&argv, &env, cwd.as_deref(), r.timeout), prog_s, scratch))
     }
 
-    /// A copy of fixture `prog` with ld-cah.so as its PT_INTERP, in a fresh
-    /// scratch directory beside symlinks to everything else in the fixture
-    /// directory. Returns (scratch directory, program path).
-    fn interp_copy(&self, prog: &str) -> Result<(PathBuf, PathBuf), String> {
+    /// A copy of `r`'s program with ld-cah.so as its PT_INTERP, in a fresh
+    /// scratch directory beside symlinks to everything else in the
+    /// program's directory (for a fixture; an installed program is copied
+    /// alone). Returns (scratch directory, program path).
+    fn interp_copy(&self, r: &Run) -> Result<(PathBuf, PathBuf), String> {
         sweep_scratch();
         let n = SCRATCH_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = Path::new(prog).file_name().and_then(|s| s.to_str()).ok_or("bad program name")?;
+        let prog = &r.prog;
+        let original = self.program_path(r);
+        let name = original.file_name().and_then(|s| s.to_str()).ok_or("bad program name")?;
         let scratch = root()
             .join("target/cah-tests")
             .join(self.arch.name())
@@ -388,8 +489,14 @@ impl Check {
             std::fs::remove_dir_all(&scratch).map_err(|e| format!("remove {}: {e}", scratch.display()))?;
         }
         std::fs::create_dir_all(&scratch).map_err(|e| format!("create {}: {e}", scratch.display()))?;
-        let entries =
-            std::fs::read_dir(&self.dir).map_err(|e| format!("read {}: {e}", self.dir.display()))?;
+        let mirrored = original.parent().filter(|_| !r.system).unwrap_or(&self.dir);
+        let entries = if r.system {
+            Vec::new()
+        } else {
+            std::fs::read_dir(mirrored)
+                .map_err(|e| format!("read {}: {e}", mirrored.display()))?
+                .collect::<Vec<_>>()
+        };
         for entry in entries {
             let entry = entry.map_err(|e| e.to_string())?;
             if entry.file_name() == *name {
@@ -399,7 +506,7 @@ impl Check {
                 .map_err(|e| format!("symlink in {}: {e}", scratch.display()))?;
         }
         let copy = scratch.join(name);
-        std::fs::copy(self.dir.join(prog), &copy).map_err(|e| format!("copy {prog}: {e}"))?;
+        std::fs::copy(&original, &copy).map_err(|e| format!("copy {prog}: {e}"))?;
         let out = Command::new("patchelf")
             .arg("--set-interpreter")
             .arg(&self.loader)
@@ -541,6 +648,285 @@ impl Check {
     }
 }
 
+/// What the reference run (glibc's loader) must do for a comparison with
+/// it to mean anything, and how outputs are normalised before comparing.
+/// See [`Check::same_as_glibc`].
+#[derive(Clone, Debug)]
+pub struct Expect {
+    status: i32,
+    stdout_has: Vec<String>,
+    normalise: Option<fn(&str) -> String>,
+}
+
+impl Expect {
+    /// Every step of the reference run exits with `status`.
+    pub fn status(status: i32) -> Expect {
+        Expect { status, stdout_has: Vec::new(), normalise: None }
+    }
+
+    /// The reference's stdout (all steps together) contains `text`: proof
+    /// that the program really did its work under glibc.
+    pub fn stdout_has(mut self, text: &str) -> Expect {
+        self.stdout_has.push(text.into());
+        self
+    }
+
+    /// Applied to stdout and stderr of every run, after the paths that
+    /// differ by mode are replaced by `{prog}`, `{scratch}`, `{work}`,
+    /// `{dir}`: for what legitimately differs between runs (times, PIDs).
+    pub fn normalise(mut self, f: fn(&str) -> String) -> Expect {
+        self.normalise = Some(f);
+        self
+    }
+}
+
+/// The steps of one comparison run in one mode.
+struct Transcript {
+    /// (raw outcome, normalised stdout, normalised stderr) per step.
+    steps: Vec<(Outcome, String, String)>,
+    /// Directories to remove if the run is not kept for inspection.
+    dirs: Vec<PathBuf>,
+}
+
+static WORK_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Check {
+    /// Runs `r` under glibc's loader (the reference, [`Mode::GlibcInterp`])
+    /// and under ld-cah ([`Mode::CahDirect`] and [`Mode::CahInterp`]);
+    /// stdout, stderr and exit status must be the same. glibc's output is
+    /// the expected value; `expect` says what the reference itself must do.
+    pub fn same_as_glibc(&mut self, r: &Run, expect: &Expect) {
+        let name = r.prog.clone();
+        self.same_as_glibc_steps(&name, std::slice::from_ref(r), expect);
+    }
+
+    /// Like [`Check::same_as_glibc`] for a sequence of runs sharing one
+    /// fresh work directory `{work}` (set up by the first step's
+    /// [`Run::setup`]), each started in the mode under test (`git init`,
+    /// `git add`, ... each under ld-cah). The first step that differs is
+    /// reported.
+    pub fn same_as_glibc_steps(&mut self, name: &str, steps: &[Run], expect: &Expect) {
+        if self.arch == Arch::Aarch64
+            && steps.iter().any(|s| s.debian)
+            && !debian_sysroot().join("lib/ld-linux-aarch64.so.1").exists()
+        {
+            self.fail(format!(
+                "{name}: the Debian arm64 sysroot is missing at {}: run `cargo xtask sysroot`",
+                debian_sysroot().display()
+            ));
+            return;
+        }
+        if !self.run_glibc {
+            eprintln!(
+                "note: {} {}: {name}: glibc's run is the expected value here, so it runs despite CAH_TESTS_ONLY",
+                self.test,
+                self.arch.name()
+            );
+        }
+        let Some(reference) = self.transcript(Mode::GlibcInterp, name, steps, expect) else { return };
+        let mut problems = Vec::new();
+        for (i, (out, _, _)) in reference.steps.iter().enumerate() {
+            if out.status != Some(expect.status) || out.timed_out {
+                problems.push(format!(
+                    "step {} of {}: {} (expected exit status {})",
+                    i + 1,
+                    steps.len(),
+                    out.status_text(),
+                    expect.status
+                ));
+            }
+        }
+        let all_stdout: String = reference.steps.iter().map(|(o, _, _)| o.stdout.as_str()).collect();
+        for text in &expect.stdout_has {
+            if !all_stdout.contains(text.as_str()) {
+                problems.push(format!("stdout does not contain {text:?}"));
+            }
+        }
+        if !problems.is_empty() {
+            let mut msg = format!(
+                "{name}: the reference run under {} does not do what this test expects, so there is \
+                 nothing to compare ld-cah with (a problem of this machine or of the test, not of ld-cah):\n",
+                Mode::GlibcInterp.describe()
+            );
+            for p in problems {
+                let _ = writeln!(msg, "  - {p}");
+            }
+            for (out, _, _) in &reference.steps {
+                msg.push_str(&brief_report(out));
+            }
+            self.fail(msg);
+            return;
+        }
+        if !self.cah_enabled() {
+            remove_dirs(&reference.dirs);
+            return;
+        }
+        for mode in [Mode::CahDirect, Mode::CahInterp] {
+            let Some(got) = self.transcript(mode, name, steps, expect) else { continue };
+            let mut msg = String::new();
+            for (i, ((ro, rout, rerr), (o, out, err))) in reference.steps.iter().zip(&got.steps).enumerate() {
+                let mut diffs = Vec::new();
+                if o.timed_out || (ro.status, ro.signal) != (o.status, o.signal) {
+                    diffs.push(format!("exit: glibc {}, ld-cah {}", ro.status_text(), o.status_text()));
+                }
+                if rout != out {
+                    diffs.push(format!("stdout differs (- glibc, + ld-cah):\n{}", line_diff(rout, out)));
+                }
+                if rerr != err {
+                    diffs.push(format!("stderr differs (- glibc, + ld-cah):\n{}", line_diff(rerr, err)));
+                }
+                if diffs.is_empty() {
+                    continue;
+                }
+                let _ = writeln!(
+                    msg,
+                    "{name}: {}: differs from glibc's loader (the reference){}",
+                    mode.describe(),
+                    if steps.len() > 1 {
+                        format!(", at step {} of {}", i + 1, steps.len())
+                    } else {
+                        String::new()
+                    }
+                );
+                for d in diffs {
+                    let _ = writeln!(msg, "  - {d}");
+                }
+                let _ = writeln!(msg, "  under ld-cah:");
+                msg.push_str(&brief_report(o));
+                let _ = writeln!(msg, "  reference, {}:", Mode::GlibcInterp.describe());
+                msg.push_str(&brief_report(ro));
+                break;
+            }
+            if msg.is_empty() {
+                remove_dirs(&got.dirs);
+            } else {
+                for d in &got.dirs {
+                    let _ = writeln!(msg, "  (kept {})", d.display());
+                }
+                self.fail(msg);
+            }
+        }
+        remove_dirs(&reference.dirs);
+    }
+
+    /// Runs `steps` in `mode` in a fresh work directory.
+    fn transcript(&mut self, mode: Mode, name: &str, steps: &[Run], expect: &Expect) -> Option<Transcript> {
+        sweep_scratch();
+        let n = WORK_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let label: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect::<String>();
+        let label = label.trim_start_matches('_');
+        let work = root()
+            .join("target/cah-tests")
+            .join(self.arch.name())
+            .join(format!("work_{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        if let Err(e) = std::fs::create_dir_all(&work) {
+            self.fail(format!("{name}: create {}: {e}", work.display()));
+            return None;
+        }
+        if let Some(setup) = steps.first().and_then(|s| s.setup) {
+            if let Err(e) = setup(&work) {
+                self.fail(format!("{name}: setting up {}: {e}", work.display()));
+                return None;
+            }
+        }
+        let mut t = Transcript { steps: Vec::new(), dirs: vec![work.clone()] };
+        self.work = Some(work.clone());
+        for step in steps {
+            let Some((out, prog, scratch)) = self.run_in(mode, step) else {
+                self.work = None;
+                return None;
+            };
+            let mut subst = vec![(prog, "{prog}".to_string())];
+            if let Some(s) = &scratch {
+                subst.push((s.display().to_string(), "{scratch}".into()));
+                t.dirs.push(s.clone());
+            }
+            subst.push((work.display().to_string(), "{work}".into()));
+            subst.push((self.dir.display().to_string(), "{dir}".into()));
+            let clean = |text: &str| {
+                let mut text = text.to_string();
+                for (from, to) in &subst {
+                    text = text.replace(from.as_str(), to);
+                }
+                match expect.normalise {
+                    Some(f) => f(&text),
+                    None => text,
+                }
+            };
+            let (stdout, stderr) = (clean(&out.stdout), clean(&out.stderr));
+            t.steps.push((out, stdout, stderr));
+        }
+        self.work = None;
+        Some(t)
+    }
+}
+
+/// The lines that differ between `want` and `got` (a longest common
+/// subsequence diff), `-` for `want`'s and `+` for `got`'s, indented; at
+/// most 40 lines of it.
+fn line_diff(want: &str, got: &str) -> String {
+    let a: Vec<&str> = want.lines().collect();
+    let b: Vec<&str> = got.lines().collect();
+    let mut out = Vec::new();
+    if a.len().saturating_mul(b.len()) > 4_000_000 {
+        out.push(format!("      {}", first_difference(want, got).unwrap_or_default()));
+    } else {
+        // lcs[i][j]: length of the LCS of a[i..] and b[j..].
+        let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+        for i in (0..a.len()).rev() {
+            for j in (0..b.len()).rev() {
+                lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            }
+        }
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() || j < b.len() {
+            if i < a.len() && j < b.len() && a[i] == b[j] {
+                i += 1;
+                j += 1;
+            } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+                out.push(format!("      - {}", a[i]));
+                i += 1;
+            } else {
+                out.push(format!("      + {}", b[j]));
+                j += 1;
+            }
+        }
+        if want.ends_with('\n') != got.ends_with('\n') {
+            out.push("      (they differ in the newline at the end)".into());
+        }
+    }
+    let total = out.len();
+    let mut text: String = out.into_iter().take(40).map(|l| l + "\n").collect();
+    if total > 40 {
+        let _ = writeln!(text, "      [... {} more lines of difference]", total - 40);
+    }
+    text.trim_end_matches('\n').to_string()
+}
+
+/// [`Outcome::report`], with long outputs cut to their first lines.
+fn brief_report(out: &Outcome) -> String {
+    const LINES: usize = 40;
+    let cut = |s: &str| -> String {
+        let n = s.lines().count();
+        if n <= LINES {
+            return s.to_string();
+        }
+        let mut head: String = s.split_inclusive('\n').take(LINES).collect();
+        let _ = writeln!(head, "[... {} more lines]", n - LINES);
+        head
+    };
+    let short = Outcome { stdout: cut(&out.stdout), stderr: cut(&out.stderr), ..out.clone() };
+    short.report()
+}
+
+fn remove_dirs(dirs: &[PathBuf]) {
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
 fn remove_scratch(scratch: Option<PathBuf>) {
     if let Some(dir) = scratch {
         let _ = std::fs::remove_dir_all(dir);
@@ -569,7 +955,22 @@ fn first_difference(want: &str, got: &str) -> Option<String> {
 /// Runs `argv` with exactly `env` as its environment, no stdin, and a
 /// timeout; captures everything.
 pub fn execute(argv: &[String], env: &[(String, String)]) -> Outcome {
+    execute_in(argv, env, None, None)
+}
+
+/// [`execute`] in directory `cwd`, killed after `timeout` (default
+/// [`TIMEOUT`]).
+pub fn execute_in(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: Option<&Path>,
+    timeout: Option<Duration>,
+) -> Outcome {
+    let timeout = timeout.unwrap_or(TIMEOUT);
     let mut command = String::new();
+    if let Some(dir) = cwd {
+        let _ = write!(command, "cd {} && ", shell_quote(&dir.display().to_string()));
+    }
     for (k, v) in env {
         let _ = write!(command, "{k}={} ", shell_quote(v));
     }
@@ -577,6 +978,9 @@ pub fn execute(argv: &[String], env: &[(String, String)]) -> Outcome {
     let mut out = Outcome { command, ..Outcome::default() };
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -605,7 +1009,7 @@ pub fn execute(argv: &[String], env: &[(String, String)]) -> Outcome {
     let status = loop {
         match child.try_wait() {
             Ok(Some(st)) => break Some(st),
-            Ok(None) if start.elapsed() > TIMEOUT => {
+            Ok(None) if start.elapsed() > timeout => {
                 let _ = child.kill();
                 out.timed_out = true;
                 break child.wait().ok();
@@ -668,6 +1072,12 @@ fn env_filter(name: &str) -> Option<String> {
 /// with every failure of every arch and mode. Missing fixtures or a missing
 /// ld-cah.so are failures, never skips.
 pub fn on_both_arches(test: &str, body: impl Fn(&mut Check)) {
+    on_arches(test, &Arch::ALL, body)
+}
+
+/// [`on_both_arches`] for the arches in `arches` only (cases whose
+/// programs exist on one arch only).
+pub fn on_arches(test: &str, arches: &[Arch], body: impl Fn(&mut Check)) {
     let only_arch = env_filter("CAH_TESTS_ARCH");
     let only = env_filter("CAH_TESTS_ONLY");
     let (run_glibc, run_cah) = match only.as_deref() {
@@ -678,7 +1088,7 @@ pub fn on_both_arches(test: &str, body: impl Fn(&mut Check)) {
     };
     let mut failures = Vec::new();
     let mut ran = 0;
-    for arch in Arch::ALL {
+    for &arch in arches {
         if let Some(a) = &only_arch {
             if a != arch.name() {
                 eprintln!("note: {test}: {} not run (CAH_TESTS_ARCH={a})", arch.name());
@@ -703,6 +1113,7 @@ pub fn on_both_arches(test: &str, body: impl Fn(&mut Check)) {
             run_glibc,
             run_cah,
             failures: Vec::new(),
+            work: None,
         };
         if !dir.is_dir() {
             c.fail(format!("fixtures not found at {}: run `cargo xtask fixtures`", dir.display()));
@@ -725,7 +1136,8 @@ pub fn on_both_arches(test: &str, body: impl Fn(&mut Check)) {
         failures.append(&mut c.failures);
     }
     if ran == 0 {
-        panic!("{test}: CAH_TESTS_ARCH={only_arch:?} matches no arch (x86_64, aarch64)");
+        let names: Vec<&str> = arches.iter().map(|a| a.name()).collect();
+        panic!("{test}: CAH_TESTS_ARCH={only_arch:?} matches no arch of this test ({})", names.join(", "));
     }
     if !failures.is_empty() {
         panic!("{} failure(s):\n\n{}", failures.len(), failures.join("\n"));

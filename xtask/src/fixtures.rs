@@ -547,7 +547,82 @@ impl Builder {
         )?;
         self.prog("who_plain", Pie, Bare, &["search/who.c"], &[l_a, "-lwho".into()])?;
 
+        self.glibc_programs()?;
         self.bad_inputs()
+    }
+
+    /// Ordinary C and C++ programs and libraries against glibc
+    /// (`tests/fixtures/glibc/`), built with the arch's gcc/g++ into
+    /// `glibc/`, finding their libraries through `RUNPATH=$ORIGIN`. aarch64
+    /// links against the cross glibc and libstdc++; they run against
+    /// Debian's real arm64 ones in `target/sysroot/arm64` (same ABI).
+    fn glibc_programs(&mut self) -> Result<(), String> {
+        let src = self.src.join("glibc");
+        let out = self.out.join("glibc");
+        fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
+        let cc = self.arch.cc();
+        let cxx = cc.strip_suffix("gcc").map(|p| format!("{p}g++")).ok_or("no g++ beside gcc")?;
+        // (compiler, output, sources, extra flags); libraries first.
+        let lib = |name: &str| -> Vec<String> {
+            vec!["-fPIC".into(), "-shared".into(), format!("-Wl,-soname,{name}")]
+        };
+        let prog = || -> Vec<String> {
+            vec!["-Wl,--enable-new-dtags".into(), "-Wl,-rpath,$ORIGIN".into(), format!("-L{}", out.display())]
+        };
+        let plugin = |name: &str, defs: &[&str]| -> Vec<String> {
+            let mut v = lib(&format!("lib{name}.so"));
+            v.push(format!("-DNAME={name}"));
+            v.extend(defs.iter().map(|d| d.to_string()));
+            v
+        };
+        let ver_map = format!("-Wl,--version-script={}", src.join("plugin_ver.map").display());
+        let jobs: Vec<(&str, &str, Vec<&str>, Vec<String>)> = vec![
+            (cc, "libtlsthreads.so", vec!["libtlsthreads.c"], lib("libtlsthreads.so")),
+            (cc, "threads", vec!["threads.c"], [prog(), vec!["-ltlsthreads".into()]].concat()),
+            (&cxx, "libcxxthrow.so", vec!["libcxxthrow.cc"], lib("libcxxthrow.so")),
+            (&cxx, "cxx", vec!["cxx.cc"], [prog(), vec!["-lcxxthrow".into()]].concat()),
+            (cc, "libplug_a.so", vec!["plugin.c"], plugin("plug_a", &["-DPLUG_A"])),
+            (cc, "libplugdep.so", vec!["plugin.c"], plugin("plugdep", &["-DPLUGDEP"])),
+            (
+                cc,
+                "libplug_b.so",
+                vec!["plugin.c"],
+                [
+                    plugin("plug_b", &["-DPLUG_B"]),
+                    vec![
+                        format!("-L{}", out.display()),
+                        "-lplugdep".into(),
+                        "-Wl,--enable-new-dtags".into(),
+                        "-Wl,-rpath,$ORIGIN".into(),
+                    ],
+                ]
+                .concat(),
+            ),
+            (cc, "libplug_c.so", vec!["plugin.c"], plugin("plug_c", &[])),
+            (
+                cc,
+                "libplug_ver.so",
+                vec!["plugin.c"],
+                [plugin("plug_ver", &["-DPLUG_VER"]), vec![ver_map]].concat(),
+            ),
+            (cc, "libplug_tls.so", vec!["plugin.c"], plugin("plug_tls", &["-DPLUG_TLS"])),
+            (cc, "libplug_lazy.so", vec!["plugin.c"], plugin("plug_lazy", &["-DPLUG_LAZY", "-Wl,-z,lazy"])),
+            (cc, "libnext.so", vec!["libnext.c"], lib("libnext.so")),
+            (cc, "dlopen", vec!["dlopen.c"], [prog(), vec!["-rdynamic".into(), "-lnext".into()]].concat()),
+        ];
+        for (compiler, name, srcs, extra) in jobs {
+            let mut cmd = Command::new(compiler);
+            cmd.args(["-O2", "-g0", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter", "-pthread"]);
+            cmd.args(["-Wl,-z,noexecstack", "-Wl,--build-id=sha1"]);
+            cmd.arg("-o").arg(out.join(name));
+            for s in srcs {
+                cmd.arg(src.join(s));
+            }
+            cmd.args(&extra);
+            quiet(&mut cmd)?;
+            self.count += 1;
+        }
+        Ok(())
     }
 
     /// Damaged copies of libsimple.so, each alone in its own directory, for

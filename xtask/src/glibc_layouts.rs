@@ -23,6 +23,7 @@
 //! `--offline` fails instead of downloading; `--only TEXT` restricts the run
 //! to builds whose file name contains TEXT.
 
+use crate::apt::Apt;
 use crate::util::{self, Arch};
 use gimli::{AttributeValue, EndianSlice, LittleEndian, Reader, UnitOffset};
 use object::{Object, ObjectSection, ObjectSymbol};
@@ -66,6 +67,15 @@ const BUILDS: &[Build] = &[
         arch: Arch::Aarch64,
     },
 ];
+
+/// The `libc6` version of `suite` for `arch` that ld-cah has a table for
+/// (`sysroot` pins it, so the arm64 sysroot's glibc is one ld-cah knows).
+pub(crate) fn table_version(suite: &str, arch: Arch) -> Option<&'static str> {
+    BUILDS
+        .iter()
+        .find(|b| b.suite == suite && b.arch == arch)
+        .map(|b| b.version)
+}
 
 /// Suites in the private apt sources list (a pinned version may sit in any).
 const SUITES: &[(&str, &str)] = &[
@@ -265,70 +275,16 @@ fn fetch(cache: &Path, build: &Build, offline: bool) -> Result<PathBuf, String> 
     Ok(tree)
 }
 
-/// `apt-get download` with a private configuration: our own sources list,
-/// package lists, cache and an empty dpkg status, both architectures.
+/// `apt-get download` with a private configuration (see `apt.rs`): our own
+/// sources list, package lists, cache and an empty dpkg status, both
+/// architectures.
 fn download(cache: &Path, debs_dir: &Path, build: &Build) -> Result<(), String> {
-    let apt = cache.join("apt");
-    for d in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
-        fs::create_dir_all(apt.join(d)).map_err(|e| format!("{}: {e}", apt.display()))?;
-    }
-    let mut sources = String::new();
-    for (archive, suite) in SUITES {
-        let _ = writeln!(
-            sources,
-            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/{archive} {suite} main"
-        );
-    }
-    fs::write(apt.join("sources.list"), sources).map_err(|e| e.to_string())?;
-    let status = apt.join("status");
-    if !status.exists() {
-        fs::write(&status, "").map_err(|e| e.to_string())?;
-    }
-    let apt_get = |cmd: &str| {
-        let mut c = Command::new("apt-get");
-        c.current_dir(debs_dir);
-        for (k, v) in [
-            ("Dir::Etc::SourceList", apt.join("sources.list")),
-            ("Dir::Etc::SourceParts", apt.join("sources.list.d")),
-            ("Dir::State::Lists", apt.join("lists")),
-            ("Dir::State::status", status.clone()),
-            ("Dir::Cache", apt.join("cache")),
-        ] {
-            c.arg("-o").arg(format!("{k}={}", v.display()));
-        }
-        c.args([
-            "-o",
-            "APT::Architectures::=amd64",
-            "-o",
-            "APT::Architectures::=arm64",
-            "-o",
-            "Acquire::Languages=none",
-            "-o",
-            "Debug::NoLocking=1",
-            // Root would hand the download to the `_apt` user, who may not
-            // write into target/.
-            "-o",
-            "APT::Sandbox::User=root",
-            "-q",
-            cmd,
-        ]);
-        c
-    };
+    let apt = Apt::new(cache.join("apt"), SUITES, &["amd64", "arm64"]);
     let packages = [
         format!("libc6:{}={}", build.deb_arch(), build.version),
         format!("libc6-dbg:{}={}", build.deb_arch(), build.version),
     ];
-    let have_lists = fs::read_dir(apt.join("lists"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .any(|e| e.file_name().to_string_lossy().contains("_Packages"))
-        })
-        .unwrap_or(false);
-    if have_lists && util::run(apt_get("download").args(&packages)).is_ok() {
-        return Ok(());
-    }
-    util::run(&mut apt_get("update"))?;
-    util::run(apt_get("download").args(&packages)).map_err(|e| {
+    apt.download(debs_dir, &packages, |e| {
         format!(
             "{e}\n`{}` {} ({}) is no longer in the Debian archive: its table stays as it is; \
              to cover the suite's current build, put its version into BUILDS in {}",

@@ -1,10 +1,13 @@
 //! `cargo xtask`: every build, test and benchmark step of ld-cah behind one
 //! entry point, so that a fresh machine, CI and a developer run the same code.
 
+mod apt;
+mod bench;
 mod build;
 mod demo;
 mod fixtures;
 mod glibc_layouts;
+mod sysroot;
 mod toolchain;
 mod util;
 
@@ -13,11 +16,13 @@ use std::process::ExitCode;
 const HELP: &str = "\
 usage: cargo xtask <command>
 
+  bench [ROUNDS]   start-up time under ld-cah vs glibc's loader, as ratios
   demo             build ld-cah and run a program through it on both arches
   build            build target/ld-cah/{x86_64,aarch64}/ld-cah.so and target/release/cah
   fixtures         compile the test fixtures for both arches into target/fixtures/<arch>/
   test             build, compile fixtures, run every test (host units, both arches)
   glibc-layouts    regenerate loader/src/glibc/layouts/ from glibc debug info
+  sysroot          unpack real Debian bookworm arm64 packages into target/sysroot/arm64/
   help             this text
 ";
 
@@ -25,10 +30,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("build") => build::run(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
         Some("fixtures") => fixtures::run(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("glibc-layouts") => glibc_layouts::run(&args[1..]),
+        Some("sysroot") => sysroot::run(&args[1..]),
         Some("help") | Some("--help") | None => {
             print!("{HELP}");
             Ok(())
@@ -51,6 +58,7 @@ fn test(args: &[String]) -> Result<(), String> {
     // Checks the committed layout tables against Debian's packages and
     // leaves the real arm64 glibc unpacked for the aarch64 tests.
     glibc_layouts::run(&["--check".into()])?;
+    sysroot::run(&[])?;
     let root = util::root();
     let mut cmd = std::process::Command::new(util::host_cargo());
     cmd.current_dir(&root).args(["test", "--workspace", "--release", "--no-fail-fast"]);

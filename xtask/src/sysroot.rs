@@ -17,8 +17,10 @@
 //!    and `lib` move into `usr/` and become symlinks to it (so the
 //!    programs' `PT_INTERP` `/lib/ld-linux-aarch64.so.1` and both
 //!    `/lib/aarch64-linux-gnu` and `/usr/lib/aarch64-linux-gnu` resolve);
-//! 4. absolute symlinks become relative, so that they point into the root
-//!    whether it is seen through `qemu-aarch64 -L` or from the host;
+//! 4. the empty mount-point directories (`dev`, `proc`, ...) go, so that
+//!    qemu shows the host's; absolute symlinks become relative, so that
+//!    they point into the root whether it is seen through
+//!    `qemu-aarch64 -L` or from the host;
 //! 5. `bin/true` is run under qemu as a smoke test, and the staging tree
 //!    replaces `target/sysroot/arm64/`.
 //!
@@ -27,8 +29,9 @@
 //! `--refresh` fetches fresh package lists and rebuilds if the closure
 //! changed; `--offline` fails instead of downloading.
 //!
-//! The tree has no `etc/ld.so.cache` (no maintainer script ran), so both
-//! loaders find libraries in the default directories.
+//! The tree has no `etc/ld.so.cache` (no maintainer script ran): under
+//! qemu the loaders see the host's, whose x86-64 entries an aarch64 loader
+//! skips, and find libraries in the default directories.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -59,14 +62,13 @@ pub const PACKAGES: &[&str] = &[
     "python3.11-minimal",
     "libpython3.11-minimal",
     "libexpat1",
+    // getent, iconv (gconv modules, dlopened) and the C.UTF-8 locale.
+    "libc-bin",
 ];
 
 /// The suites the packages come from.
-const SUITES: &[(&str, &str)] = &[
-    ("debian", "bookworm"),
-    ("debian", "bookworm-updates"),
-    ("debian-security", "bookworm-security"),
-];
+const SUITES: &[(&str, &str)] =
+    &[("debian", "bookworm"), ("debian", "bookworm-updates"), ("debian-security", "bookworm-security")];
 
 /// Bumped whenever the way the tree is assembled changes, so that existing
 /// trees are rebuilt.
@@ -159,6 +161,7 @@ pub fn ensure(refresh: bool, offline: bool) -> Result<PathBuf, String> {
         util::output(&mut cmd)?;
     }
     merge_usr(&staging)?;
+    remove_mount_points(&staging)?;
     relativise_links(&staging, &staging)?;
     check_tree(&staging)?;
     fs::write(staging.join(".cah-sysroot"), &stamp).map_err(|e| format!("write stamp: {e}"))?;
@@ -234,6 +237,22 @@ fn merge_into(from: &Path, to: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Removes the empty directories base-files ships as mount points (`dev`,
+/// `proc`, `sys`, `run`, `tmp`): `qemu-aarch64 -L` would show them instead
+/// of the host's (an empty `/proc`, an empty `/dev`).
+fn remove_mount_points(root: &Path) -> Result<(), String> {
+    for d in ["dev", "proc", "sys", "run", "tmp"] {
+        let p = root.join(d);
+        let empty = fs::read_dir(&p).map(|mut e| e.next().is_none()).unwrap_or(false);
+        if empty {
+            fs::remove_dir(&p).map_err(|e| format!("remove {}: {e}", p.display()))?;
+        } else if p.exists() {
+            return Err(format!("sysroot: {} is not empty: it would hide the host's", p.display()));
+        }
+    }
+    Ok(())
+}
+
 /// Rewrites every absolute symlink under `dir` as a relative one into
 /// `root`.
 fn relativise_links(root: &Path, dir: &Path) -> Result<(), String> {
@@ -279,6 +298,8 @@ fn check_tree(root: &Path) -> Result<(), String> {
         "usr/bin/perl",
         "usr/bin/python3.11",
         "usr/bin/openssl",
+        "usr/bin/iconv",
+        "usr/lib/locale/C.utf8/LC_CTYPE",
     ] {
         if !root.join(f).exists() {
             return Err(format!("sysroot: {f} is missing from {}", root.display()));
@@ -289,6 +310,9 @@ fn check_tree(root: &Path) -> Result<(), String> {
     match cmd.status() {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => Err(format!("sysroot: {} failed: {s}", util::describe(&cmd))),
-        Err(e) => Err(format!("sysroot: {}: {e} (is the Debian package `qemu-user` installed?)", util::describe(&cmd))),
+        Err(e) => Err(format!(
+            "sysroot: {}: {e} (is the Debian package `qemu-user` installed?)",
+            util::describe(&cmd)
+        )),
     }
 }

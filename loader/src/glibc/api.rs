@@ -165,7 +165,7 @@ unsafe extern "C" fn lookup_symbol_x(
 ) -> usize {
     // SAFETY: libc passes a NUL-terminated name, a valid ref pointer and a
     // NULL-terminated scope array of r_scope_elem pointers.
-    let found = unsafe { lookup_impl(name, ref_, scope, version, flags, skip_map) };
+    let found = unsafe { lookup_impl(name, undef_map, scope, version, flags, skip_map) };
     match found {
         Some((lm, sym_addr)) => {
             // SAFETY: `ref_` is libc's out parameter.
@@ -199,13 +199,13 @@ unsafe extern "C" fn lookup_symbol_x(
 
 /// # Safety
 /// As `lookup_symbol_x`.
-unsafe fn lookup_impl(name: *const u8, _ref: *mut *const u8, scope: *const usize, version: usize, flags: i32, skip_map: usize) -> Option<(usize, usize)> {
+unsafe fn lookup_impl(name: *const u8, _undef_map: usize, scope: *const usize, version: usize, flags: i32, skip_map: usize) -> Option<(usize, usize)> {
     let r = rt()?;
     let l = r.layout;
     // SAFETY: NUL-terminated (caller).
     let name = unsafe { core::slice::from_raw_parts(name, crate::start::strlen(name as usize)) };
-    let guard = crate::start::STATE.lock();
-    let ns = guard.as_ref()?;
+    let mut guard = crate::start::STATE.lock();
+    let ns = guard.as_mut()?;
     let by_lm = |lm: usize| ns.objs.iter().position(|d| d.link_map == lm);
     let mut ids: Vec<DsoId> = Vec::new();
     let mut s = scope;
@@ -253,6 +253,14 @@ unsafe fn lookup_impl(name: *const u8, _ref: *mut *const u8, scope: *const usize
     let mut unique = UniqueTable::default();
     let skip = if skip_map != 0 { by_lm(skip_map) } else { None };
     let def = lookup::lookup(ns, &mut unique, &ids, &q, want.as_ref(), skip, Class::Normal)?;
+    // DL_LOOKUP_ADD_DEPENDENCY: the referrer now depends on the definer; a
+    // start-up object (never unloaded) keeps a dlopened definer for good.
+    if flags & 1 != 0 {
+        let referrer_stays = by_lm(_undef_map).is_some_and(|u| ns.objs[u].nodelete);
+        if referrer_stays && def.obj != by_lm(_undef_map).unwrap_or(usize::MAX) {
+            ns.objs[def.obj].nodelete = true;
+        }
+    }
     let d = &ns.objs[def.obj];
     Some((d.link_map, d.dyn_info.symtab + def.idx as usize * core::mem::size_of::<[u8; 24]>()))
 }

@@ -506,3 +506,12 @@ pub fn thread_pointers(l: &Layout) -> Vec<usize> {
     }
     out
 }
+
+/// Points a link map's `l_searchlist` at a new list of link maps.
+pub fn set_searchlist(l: &Layout, lm: usize, list: &[usize]) {
+    let arr = list.to_vec().leak();
+    // SAFETY: `lm` is one of our link maps (LINK_MAP_ALLOC bytes).
+    let s = unsafe { Raw::new(lm) }.sub(l.link_map.l_searchlist);
+    s.put(l.r_scope_elem.r_list, arr.as_ptr() as u64);
+    s.put(l.r_scope_elem.r_nlist, arr.len() as u64);
+}

@@ -74,6 +74,8 @@ pub struct Dso {
     pub open_count: usize,
     /// `RTLD_NODELETE`, or loaded at start-up: never finalised by `dlclose`.
     pub nodelete: bool,
+    /// Closed for good by `dlclose`: still mapped, but no name finds it.
+    pub removed: bool,
 }
 
 impl Dso {
@@ -128,6 +130,7 @@ impl Dso {
             link_map: 0,
             open_count: 0,
             nodelete: false,
+            removed: false,
         };
         if let Some(so) = d.soname() {
             let so = so.to_vec();
@@ -194,12 +197,12 @@ impl Namespace {
 
     /// The object that answers to `name`, if one is loaded.
     pub fn find_by_name(&self, name: &[u8]) -> Option<DsoId> {
-        self.objs.iter().position(|d| d.kind != Kind::Vdso && d.answers_to(name))
+        self.objs.iter().position(|d| d.kind != Kind::Vdso && !d.removed && d.answers_to(name))
     }
 
     /// The object with this `(st_dev, st_ino)`, if one is loaded.
     pub fn find_by_file(&self, id: (u64, u64)) -> Option<DsoId> {
-        self.objs.iter().position(|d| d.file_id == Some(id))
+        self.objs.iter().position(|d| !d.removed && d.file_id == Some(id))
     }
 
     /// The requester chain for `DT_RPATH`: `id`, whoever loaded it, up to

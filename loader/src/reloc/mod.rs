@@ -86,7 +86,9 @@ impl<'a> Engine<'a> {
         }
         self.apply_relr(id)?;
         let di = &d.dyn_info;
-        let mut cache: Vec<Option<Resolved>> = vec![None; d.nsyms.min(1 << 22)];
+        // One resolution per (symbol, class): a PLT slot and a data
+        // reference to the same symbol can bind differently (see Class).
+        let mut cache: Vec<[Option<Resolved>; 2]> = vec![[None, None]; d.nsyms.min(1 << 22)];
         // glibc binds PLT slots lazily unless asked not to; ld-cah binds
         // everything now, but keeps lazy binding's one visible effect: a
         // missing function that is never called is not an error.
@@ -113,7 +115,7 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 self.stats.symbolic += 1;
-                match self.apply_one(id, r_type, (info >> 32) as u32, place, addend, &mut cache) {
+                match self.apply_one(id, r_type, (info >> 32) as u32, place, addend, plt, &mut cache) {
                     Err(e) if plt && lazy_plt && e.message.starts_with("undefined symbol") => {
                         if !d.img.write_u64(place, missing_function as *const () as u64) {
                             return Err(bad_place(name, place, d.base));
@@ -165,7 +167,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Resolves symbol `symidx` referenced by object `id`.
-    fn resolve(&mut self, id: DsoId, symidx: u32, class: Class, cache: &mut [Option<Resolved>]) -> Result<(Sym, Resolved), Error> {
+    fn resolve(&mut self, id: DsoId, symidx: u32, class: Class, cache: &mut [[Option<Resolved>; 2]]) -> Result<(Sym, Resolved), Error> {
         let d = &self.ns.objs[id];
         let Some(sym) = symbol(&d.img, &d.dyn_info, symidx) else {
             return Err(err!(d.display_name(), "relocation names symbol {} outside the symbol table", symidx));
@@ -174,10 +176,11 @@ impl<'a> Engine<'a> {
         if symidx == 0 || sym.bind() == STB_LOCAL || sym.visibility() != STV_DEFAULT {
             return Ok((sym, Some(Def { obj: id, sym, idx: symidx })));
         }
+        let slot = if class == Class::Plt { 1 } else { 0 };
         let cacheable = class != Class::Copy;
         if cacheable {
-            if let Some(Some(r)) = cache.get(symidx as usize) {
-                return Ok((sym, *r));
+            if let Some(Some(r)) = cache.get(symidx as usize).map(|c| c[slot]) {
+                return Ok((sym, r));
             }
         }
         let Some(name) = d.string(sym.st_name as usize) else {
@@ -204,8 +207,8 @@ impl<'a> Engine<'a> {
             }
         };
         if cacheable {
-            if let Some(slot) = cache.get_mut(symidx as usize) {
-                *slot = Some(r);
+            if let Some(c) = cache.get_mut(symidx as usize) {
+                c[slot] = Some(r);
             }
         }
         Ok((sym, r))
@@ -218,7 +221,8 @@ impl<'a> Engine<'a> {
         symidx: u32,
         place: usize,
         addend: u64,
-        cache: &mut [Option<Resolved>],
+        plt: bool,
+        cache: &mut [[Option<Resolved>; 2]],
     ) -> Result<(), Error> {
         let ns = self.ns;
         let d = &ns.objs[id];
@@ -235,7 +239,10 @@ impl<'a> Engine<'a> {
                 Ok(())
             }
             RelocKind::Absolute | RelocKind::Symbol => {
-                let class = if kind == RelocKind::Symbol { Class::Plt } else { Class::Normal };
+                // PLT slots (the DT_JMPREL table) never bind to a
+                // non-PIC executable's PLT stub, data references may (that
+                // stub is the function's canonical address).
+                let class = if plt { Class::Plt } else { Class::Normal };
                 let (_, r) = self.resolve(id, symidx, class, cache)?;
                 let add = if kind == RelocKind::Absolute { addend } else { 0 };
                 match r {
