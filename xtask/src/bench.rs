@@ -76,5 +76,46 @@ pub fn run(args: &[String]) -> Result<(), String> {
             ratio(d)
         );
     }
+    verification(rounds, &loader, &scratch)
+}
+
+/// The cost of content verification: one program (bash, whose closure is
+/// libtinfo and libc) unverified, locked with a warm hash cache, and
+/// locked with no usable cache (every library hashed at every start);
+/// the differences are a cache lookup and the cold hashing of the closure.
+fn verification(rounds: usize, loader: &Path, scratch: &Path) -> Result<(), String> {
+    let cah = util::root().join("target/release/cah");
+    let locked = scratch.join("bash-locked");
+    let unlocked = scratch.join("bash-unlocked");
+    let _ = std::fs::remove_file(&locked);
+    util::output(Command::new(&cah).arg("patch").arg("/bin/bash").arg("-o").arg(&locked).arg("--interp").arg(loader))?;
+    std::fs::copy("/bin/bash", &unlocked).map_err(|e| e.to_string())?;
+    util::output(Command::new("patchelf").arg("--set-interpreter").arg(loader).arg(&unlocked))?;
+    let cache_dir = scratch.join("cache");
+    let _ = std::fs::remove_dir_all(&cache_dir);
+    std::fs::create_dir_all(&cache_dir).map_err(|e| e.to_string())?;
+    // A cache directory that cannot exist (its parent is not a directory):
+    // the loader falls back to hashing every locked library at every start.
+    let no_cache = PathBuf::from("/dev/null/ld-cah");
+    let args = ["-c", ":"];
+    // Fill the cache once.
+    time_once(Command::new(&locked).args(args).env("CAH_CACHE_DIR", &cache_dir))?;
+    let (mut g, mut u, mut w, mut c) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        g.push(time_once(Command::new("/bin/bash").args(args))?);
+        u.push(time_once(Command::new(&unlocked).args(args).env("CAH_CACHE_DIR", &cache_dir))?);
+        w.push(time_once(Command::new(&locked).args(args).env("CAH_CACHE_DIR", &cache_dir))?);
+        c.push(time_once(Command::new(&locked).args(args).env("CAH_CACHE_DIR", &no_cache))?);
+    }
+    let (g, u, w, c) = (median(g), median(u), median(w), median(c));
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!();
+    println!("verification, bash -c : (closure: libtinfo.so.6, libc.so.6), median of {rounds} rounds");
+    println!("{:<40} {:>10.0}us {:>7.2}x", "glibc's loader", us(g), 1.0);
+    println!("{:<40} {:>10.0}us {:>7.2}x", "ld-cah, not locked", us(u), us(u) / us(g));
+    println!("{:<40} {:>10.0}us {:>7.2}x", "ld-cah, locked, warm hash cache", us(w), us(w) / us(g));
+    println!("{:<40} {:>10.0}us {:>7.2}x", "ld-cah, locked, no cache (hash each start)", us(c), us(c) / us(g));
+    println!("{:<40} {:>10.0}us", "=> cache lookups (warm - not locked)", us(w) - us(u));
+    println!("{:<40} {:>10.0}us", "=> cold hashing of the closure", us(c) - us(w));
     Ok(())
 }
