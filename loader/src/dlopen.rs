@@ -174,7 +174,7 @@ fn load_and_link(
     // Relocate against the global scope, then the object's own closure.
     let mut scope = ns.scope.clone();
     scope.extend(local.iter().copied().filter(|x| !ns.scope.contains(x)));
-    let target = Target::of::<Native>(native::tlsdesc_static());
+    let target = Target::of::<Native>(native::tlsdesc_static(), native::tlsdesc_dynamic());
     let deferred = {
         let mut engine = Engine::new(ns, &scope, target);
         // RTLD_NOW: a missing function is an error now (glibc's lazy
@@ -289,14 +289,20 @@ fn place_tls(ns: &mut Namespace, new: &[DsoId]) -> Result<(), Error> {
                 (off - m.firstbyte, off + m.memsz - m.firstbyte)
             }
         };
-        if end > t.limit || t.next_modid >= tls::DTV_SURPLUS + 1 + t.next_modid.min(1) + 62 {
-            return Err(err!(ns.objs[id].display_name(), "cannot allocate memory in static TLS block"));
+        // Static TLS when the surplus has room (every TLS model works and
+        // access is fastest), otherwise dynamic TLS, allocated per thread on
+        // first use (initial-exec code in such an object is then refused
+        // at relocation, as glibc refuses it).
+        if end <= t.limit {
+            t.used = end;
+            m.offset = Some(off);
+        } else {
+            m.offset = None;
         }
-        t.used = end;
         m.modid = t.next_modid;
-        m.offset = Some(off);
         t.next_modid += 1;
         ns.objs[id].tls = Some(m);
+        crate::tls::MODULES.write().push(m);
     }
     Ok(())
 }

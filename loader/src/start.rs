@@ -629,7 +629,7 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     }
 
     // Relocate: deepest dependency first, the program last.
-    let target = Target::of::<Native>(native::tlsdesc_static());
+    let target = Target::of::<Native>(native::tlsdesc_static(), native::tlsdesc_dynamic());
     let initfini = crate::init::initfini_order(&ns);
     let scope = ns.scope.clone();
     let deferred = {
@@ -652,10 +652,12 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         }
         engine.deferred
     };
+    tls::VARIANT_TWO.store(variant == crate::arch::TlsVariant::Two, core::sync::atomic::Ordering::Relaxed);
     for &id in &order {
         if let Some(m) = ns.objs[id].tls {
             // SAFETY: the layout placed `m` inside the block; its image is mapped.
             unsafe { tls::init_module(variant, &tb, &m) };
+            tls::MODULES.write().push(m);
         }
     }
     let hwcap = stack.aux(AT_HWCAP).unwrap_or(0) as u64;

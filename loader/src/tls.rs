@@ -286,3 +286,96 @@ mod tests {
         assert_eq!(ob % 32, 0);
     }
 }
+
+/// Where `__tls_get_addr`'s slow path finds a module's description.
+pub static MODULES: spin::RwLock<alloc::vec::Vec<Module>> = spin::RwLock::new(alloc::vec::Vec::new());
+/// The TLS variant of this process (set at start-up).
+pub static VARIANT_TWO: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(true);
+
+fn variant() -> TlsVariant {
+    if VARIANT_TWO.load(core::sync::atomic::Ordering::Relaxed) {
+        TlsVariant::Two
+    } else {
+        TlsVariant::One
+    }
+}
+
+/// `__tls_get_addr` for the calling thread: the fast path reads the DTV;
+/// the slow path grows the DTV of a thread created before a `dlopen`
+/// added modules, and allocates a dynamic module's block on first use.
+///
+/// # Safety
+/// The thread pointer and DTV are set up, and `ti` names a module.
+pub unsafe fn get_addr_current(ti: &TlsIndex) -> usize {
+    let tp = crate::arch::native::thread_pointer_value();
+    let mut dtv = crate::arch::native::dtv_of(tp);
+    // SAFETY: dtv[-1] is the capacity (see the module comment).
+    unsafe {
+        let cap = (*(dtv as *const DtvEntry).sub(1)).val;
+        if ti.module <= cap {
+            let v = (*(dtv as *const DtvEntry).add(ti.module)).val;
+            if v != UNALLOCATED {
+                return v.wrapping_add(ti.offset);
+            }
+        } else {
+            dtv = grow_dtv(tp, dtv, cap, ti.module);
+        }
+    }
+    let Some(m) = MODULES.read().iter().copied().find(|m| m.modid == ti.module) else {
+        crate::diag::fatal(&crate::err!("ld-cah.so", "TLS access to unknown module {}", ti.module));
+    };
+    let block = match m.offset {
+        // Placed in static TLS after this thread was set up: its block is
+        // there, but was never initialised for this thread.
+        Some(off) => block_address(variant(), tp, off),
+        None => {
+            let mem = alloc::vec![0u8; m.memsz + m.align].leak();
+            let start = mem.as_mut_ptr() as usize;
+            let first = (start + m.align - 1) & !(m.align - 1);
+            // Honour the image's offset inside its first aligned unit.
+            first + m.firstbyte
+        }
+    };
+    // SAFETY: `block` has room for `memsz` bytes (allocated above, or the
+    // module's static slot); the image is the module's mapped .tdata.
+    unsafe {
+        core::ptr::copy_nonoverlapping(m.image as *const u8, block as *mut u8, m.filesz);
+        core::ptr::write_bytes((block + m.filesz) as *mut u8, 0, m.memsz - m.filesz);
+        let e = (dtv as *mut DtvEntry).add(m.modid);
+        (*e).val = block;
+        (*e).to_free = 0;
+    }
+    block.wrapping_add(ti.offset)
+}
+
+/// Replaces a thread's DTV by one with room for `need` modules.
+///
+/// # Safety
+/// `dtv` is the live DTV of the thread whose pointer is `tp`, with `cap` entries.
+unsafe fn grow_dtv(tp: usize, dtv: usize, cap: usize, need: usize) -> usize {
+    let n = need + DTV_SURPLUS;
+    let mut v: alloc::vec::Vec<DtvEntry> = alloc::vec::Vec::with_capacity(n + 2);
+    v.push(DtvEntry { val: n, to_free: 0 });
+    // SAFETY: copying dtv[0..=cap] of the old array.
+    unsafe {
+        for i in 0..=cap {
+            v.push(*(dtv as *const DtvEntry).add(i));
+        }
+    }
+    while v.len() < n + 2 {
+        v.push(DtvEntry { val: UNALLOCATED, to_free: 0 });
+    }
+    let new = v.leak().as_mut_ptr() as usize + core::mem::size_of::<DtvEntry>();
+    // SAFETY: the thread's own TCB (caller); the old DTV is left allocated,
+    // since libc may still hold it (glibc frees only DTVs it reallocated).
+    unsafe { crate::arch::native::set_dtv_of(tp, new) };
+    new
+}
+
+/// Called by the dynamic TLSDESC resolver (assembly in `arch`): the
+/// variable's address minus the thread pointer.
+pub extern "C" fn tlsdesc_dynamic_slow(ti: *const TlsIndex) -> usize {
+    // SAFETY: the descriptor's argument is a leaked `TlsIndex` (reloc).
+    let addr = unsafe { get_addr_current(&*ti) };
+    addr.wrapping_sub(crate::arch::native::thread_pointer_value())
+}

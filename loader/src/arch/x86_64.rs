@@ -162,8 +162,65 @@ mod machine {
         ".size ld_cah_tlsdesc_static, . - ld_cah_tlsdesc_static",
     );
 
+    // TLSDESC resolver for a module in dynamic TLS: the descriptor's second
+    // word points at a `tls_index`; the block may not exist yet in this
+    // thread, so this calls into Rust, after saving every register the C
+    // ABI lets a callee clobber (general registers, and the x87/SSE state
+    // with fxsave: the Rust code uses SSE registers; it never touches the
+    // upper halves of AVX registers, which legacy SSE leaves intact).
+    global_asm!(
+        ".globl ld_cah_tlsdesc_dynamic",
+        ".hidden ld_cah_tlsdesc_dynamic",
+        ".type ld_cah_tlsdesc_dynamic, @function",
+        "ld_cah_tlsdesc_dynamic:",
+        "push rbx",
+        "push rdi",
+        "push rsi",
+        "push rdx",
+        "push rcx",
+        "push r8",
+        "push r9",
+        "push r10",
+        "push r11",
+        "mov rdi, [rax + 8]",
+        "mov rbx, rsp",
+        "and rsp, -64",
+        "sub rsp, 512",
+        "fxsave64 [rsp]",
+        "call {slow}",
+        "fxrstor64 [rsp]",
+        "mov rsp, rbx",
+        "pop r11",
+        "pop r10",
+        "pop r9",
+        "pop r8",
+        "pop rcx",
+        "pop rdx",
+        "pop rsi",
+        "pop rdi",
+        "pop rbx",
+        "ret",
+        ".size ld_cah_tlsdesc_dynamic, . - ld_cah_tlsdesc_dynamic",
+        slow = sym crate::tls::tlsdesc_dynamic_slow,
+    );
+
     extern "C" {
         fn ld_cah_tlsdesc_static();
+        fn ld_cah_tlsdesc_dynamic();
+    }
+
+    /// The address of the dynamic TLSDESC resolver.
+    pub fn tlsdesc_dynamic() -> usize {
+        ld_cah_tlsdesc_dynamic as *const () as usize
+    }
+
+    /// Points the TCB of the thread whose pointer is `tp` at a new DTV.
+    ///
+    /// # Safety
+    /// `tp` is a live thread's TCB.
+    pub unsafe fn set_dtv_of(tp: usize, dtv: usize) {
+        // SAFETY: forwarded; `tcbhead_t.dtv` is at `tp + 8`.
+        unsafe { *((tp + 8) as *mut usize) = dtv };
     }
 
     /// Fills the ABI part of the TCB at the thread pointer: the self

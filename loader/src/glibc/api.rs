@@ -363,7 +363,15 @@ pub unsafe extern "C" fn _dl_allocate_tls_init(tcb: usize, _init_tls: bool) -> u
     // SAFETY: `tcb` is a thread's TCB with a DTV (caller).
     let dtv = unsafe { Raw::new(tcb) }.get(tcb_dtv_field(r.layout)) as usize;
     let tb = tls::ThreadBlock { tp: tcb, dtv, alloc: 0 };
-    for m in r.modules.read().iter() {
+    // SAFETY: dtv[-1] is the capacity of this DTV.
+    let cap = unsafe { (*(dtv as *const DtvEntry).sub(1)).val };
+    for m in tls::MODULES.read().iter() {
+        if m.modid > cap {
+            continue;
+        }
+        // Dynamic modules start unallocated (libc zeroed a reused DTV).
+        // SAFETY: `m.modid <= cap`.
+        unsafe { *(dtv as *mut DtvEntry).add(m.modid) = DtvEntry { val: tls::UNALLOCATED, to_free: 0 } };
         // SAFETY: the layout placed `m` in every thread's static block.
         unsafe { tls::init_module(r.variant, &tb, m) };
     }

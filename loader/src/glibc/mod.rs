@@ -43,5 +43,5 @@ pub fn set_stack_guard(guard: usize, pointer_guard: usize) {
 #[no_mangle]
 pub unsafe extern "C" fn __tls_get_addr(ti: *const crate::tls::TlsIndex) -> usize {
     // SAFETY: forwarded to the caller; the DTV is the calling thread's.
-    unsafe { crate::tls::get_addr(crate::arch::native::current_dtv(), &*ti) }
+    unsafe { crate::tls::get_addr_current(&*ti) }
 }

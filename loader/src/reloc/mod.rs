@@ -39,11 +39,14 @@ pub struct Target {
     pub decode: fn(u32) -> Option<RelocKind>,
     /// The static TLSDESC resolver's address.
     pub tlsdesc_static: usize,
+    /// The dynamic TLSDESC resolver's address (modules `dlopen` could not
+    /// place in static TLS).
+    pub tlsdesc_dynamic: usize,
 }
 
 impl Target {
-    pub fn of<A: ArchInfo>(tlsdesc_static: usize) -> Target {
-        Target { relative: A::R_RELATIVE, variant: A::TLS_VARIANT, decode: A::reloc_kind, tlsdesc_static }
+    pub fn of<A: ArchInfo>(tlsdesc_static: usize, tlsdesc_dynamic: usize) -> Target {
+        Target { relative: A::R_RELATIVE, variant: A::TLS_VARIANT, decode: A::reloc_kind, tlsdesc_static, tlsdesc_dynamic }
     }
 }
 
@@ -283,7 +286,21 @@ impl<'a> Engine<'a> {
                 let (_, r) = self.resolve(id, symidx, Class::Normal, cache)?;
                 let (obj, value) = r.map_or((id, 0), |def| (def.obj, def.sym.st_value));
                 let Some(offset) = ns.objs[obj].tls.and_then(|m| m.offset) else {
-                    return Err(err!(name, "TLS relocation against a symbol that has no static TLS block"));
+                    // A module in dynamic TLS: descriptors can reach it
+                    // through __tls_get_addr; initial-exec code cannot.
+                    if let (RelocKind::TlsDesc, Some(m)) = (kind, ns.objs[obj].tls.filter(|m| m.modid != 0)) {
+                        let ti = alloc::boxed::Box::leak(alloc::boxed::Box::new(tls::TlsIndex {
+                            module: m.modid,
+                            offset: value.wrapping_add(addend) as usize,
+                        }));
+                        write(self.target.tlsdesc_dynamic as u64)?;
+                        return if d.img.write_u64(place + 8, ti as *const tls::TlsIndex as u64) {
+                            Ok(())
+                        } else {
+                            Err(bad_place(name, place + 8, d.base))
+                        };
+                    }
+                    return Err(err!(name, "cannot allocate memory in static TLS block"));
                 };
                 let tpoff = tls::tp_offset(self.target.variant, offset, value.wrapping_add(addend));
                 if kind == RelocKind::TpOff {
