@@ -45,6 +45,7 @@ pub const AT_HWCAP2: usize = 26;
 pub const AT_EXECFN: usize = 31;
 pub const AT_CLKTCK: usize = 17;
 pub const AT_MINSIGSTKSZ: usize = 51;
+pub const AT_RSEQ_FEATURE_SIZE: usize = 27;
 pub const AT_SYSINFO_EHDR: usize = 33;
 
 /// `sizeof(struct pthread)` of glibc 2.36, the room left at (x86_64) or
@@ -128,26 +129,18 @@ impl Stack {
         }
     }
 
-    /// Secure mode (set-uid programs): removes the variables that steer
-    /// loading or libc in ways a less privileged caller must not choose,
-    /// from the environment the program (and its children) will see. Like
-    /// glibc's `unsetenv`, later entries move down and the array ends earlier.
-    fn remove_unsecure_env(&self) {
+    /// Secure mode (set-uid programs): removes every variable whose name
+    /// `drop` selects from the environment the program (and its children)
+    /// will see. Like glibc's `unsetenv`, later entries move down and the
+    /// array ends earlier.
+    fn remove_env(&self, drop: &dyn Fn(&[u8]) -> bool) {
         let mut e = self.envp;
         // SAFETY: envp is a NULL-terminated array of strings on our stack.
         unsafe {
             while !(*e).is_null() {
                 let entry = cstr(*e);
                 let name = entry.split(|&b| b == b'=').next().unwrap_or(entry);
-                if name == b"GLIBC_TUNABLES" {
-                    // Keep the variable, drop every tunable in it: the
-                    // string lives on our stack and only gets shorter.
-                    let p = (*e as *mut u8).add(name.len() + 1);
-                    if entry.len() > name.len() {
-                        *p = 0;
-                    }
-                    e = e.add(1);
-                } else if UNSECURE_ENV.iter().any(|u| u.as_bytes() == name) {
+                if drop(name) {
                     let mut d = e;
                     loop {
                         *d = *d.add(1);
@@ -159,6 +152,31 @@ impl Stack {
                 } else {
                     e = e.add(1);
                 }
+            }
+        }
+    }
+
+    /// Gives the `k`-th `NAME=` entry the value `values[k]`, in place (the
+    /// strings live on our stack); a value longer than the old one is
+    /// never written (secure mode only ever shortens them).
+    fn shorten_env(&self, name: &[u8], values: &[&[u8]]) {
+        let mut e = self.envp;
+        let mut k = 0;
+        // SAFETY: as in `remove_env`; each write stays inside the old string.
+        unsafe {
+            while !(*e).is_null() && k < values.len() {
+                let entry = cstr(*e);
+                if entry.len() > name.len() && entry.starts_with(name) && entry[name.len()] == b'=' {
+                    let old = entry.len() - name.len() - 1;
+                    let v = values[k];
+                    if v.len() <= old {
+                        let p = (*e as *mut u8).add(name.len() + 1);
+                        core::ptr::copy_nonoverlapping(v.as_ptr(), p, v.len());
+                        *p.add(v.len()) = 0;
+                    }
+                    k += 1;
+                }
+                e = e.add(1);
             }
         }
     }
@@ -206,16 +224,17 @@ pub unsafe fn strlen(p: usize) -> usize {
     n
 }
 
-/// Environment variables removed for set-uid programs: glibc 2.36's list
-/// (`unsecvars.h`; `MALLOC_*` aliases of tunables are not on it) and
-/// ld-cah's own. `GLIBC_TUNABLES` is emptied rather than removed, as
-/// glibc's tunables code leaves it when it drops every tunable.
+/// ld-cah's own variables, removed for set-uid programs.
+const LD_CAH_ENV: &[&str] = &["CAH_DEBUG", "CAH_STORE", "CAH_CACHE_DIR"];
+
+/// Variables removed for set-uid programs that use no glibc ld-cah has a
+/// table for: glibc 2.36's list (`unsecvars.h`). With a known glibc, the
+/// build's own list (`Layout::unsecure_env`) applies instead.
 const UNSECURE_ENV: &[&str] = &[
     "GCONV_PATH", "GETCONF_DIR", "HOSTALIASES", "LD_AUDIT", "LD_DEBUG", "LD_DEBUG_OUTPUT",
     "LD_DYNAMIC_WEAK", "LD_HWCAP_MASK", "LD_LIBRARY_PATH", "LD_ORIGIN_PATH", "LD_PRELOAD",
     "LD_PROFILE", "LD_SHOW_AUXV", "LD_USE_LOAD_BIAS", "LOCALDOMAIN", "LOCPATH", "MALLOC_TRACE",
-    "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR", "CAH_DEBUG",
-    "CAH_STORE", "CAH_CACHE_DIR",
+    "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR",
 ];
 
 /// # Safety
@@ -296,7 +315,8 @@ enum Never {}
 /// As `ld_cah_main`.
 unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     let page = stack.aux(AT_PAGESZ).filter(|p| p.is_power_of_two() && *p >= 4096).unwrap_or(4096);
-    let secure = stack.aux(AT_SECURE).unwrap_or(0) != 0;
+    // glibc 2.40's `glibc.rtld.enable_secure=1` asks for secure mode too.
+    let secure = stack.aux(AT_SECURE).unwrap_or(0) != 0 || crate::glibc::tunables::enable_secure_requested(&stack.env());
     let machine = Native::MACHINE;
 
     // Ourselves, from the headers the kernel (or crt) left mapped at `base`.
@@ -309,7 +329,8 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     let direct = stack.aux(AT_ENTRY) == Some(self_entry);
 
     if secure {
-        stack.remove_unsecure_env();
+        // The rest goes once the glibc build (and so its list) is known.
+        stack.remove_env(&|n| LD_CAH_ENV.iter().any(|u| u.as_bytes() == n));
     }
     let env = stack.env();
     let getenv = |name: &[u8]| -> Option<&'static [u8]> {
@@ -554,6 +575,23 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
             }
         }
     };
+    // Tunables (they decide the rseq registration below), and in secure
+    // mode the environment the build's own ld.so would leave.
+    match glibc {
+        Some((_, l)) => {
+            let t = crate::glibc::tunables::init(l, &stack.env(), secure);
+            if secure {
+                let values: Vec<&[u8]> = t.rewritten.iter().map(|v| &v[..]).collect();
+                stack.shorten_env(b"GLIBC_TUNABLES", &values);
+                stack.remove_env(&|n| t.erase.iter().chain(l.unsecure_env).any(|u| u.as_bytes() == n));
+            }
+        }
+        None if secure => {
+            stack.shorten_env(b"GLIBC_TUNABLES", &[b"" as &[u8]; 16]);
+            stack.remove_env(&|n| UNSECURE_ENV.iter().any(|u| u.as_bytes() == n));
+        }
+        None => {}
+    }
     let variant = Native::TLS_VARIANT;
     let pthread_size = glibc.map(|(_, l)| l.pthread.size as usize);
     let (tcb_size, pre_tcb) = match variant {
@@ -622,6 +660,7 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
             clktck: stack.aux(AT_CLKTCK).unwrap_or(100),
             minsigstksz: stack.aux(AT_MINSIGSTKSZ).filter(|&v| v != 0).unwrap_or(4096),
             sysinfo_ehdr: stack.aux(AT_SYSINFO_EHDR).unwrap_or(0),
+            rseq_feature_size: stack.aux(AT_RSEQ_FEATURE_SIZE).unwrap_or(0),
         };
         crate::glibc::rtld::fill_link_maps(l, &ns, &chain, false);
         crate::glibc::rtld::fill_globals(l, &ns, &chain, &process, &layout, &tb, next_modid, rseq_tls)

@@ -394,19 +394,24 @@ pub fn libc_free(p: usize) {
     }
 }
 
-/// `__tunable_is_initialized` (2.41): no tunable is ever set by ld-cah yet.
+/// `__tunable_is_initialized(id)` (2.41): whether the user set tunable `id`.
 #[cfg_attr(feature = "rtld", no_mangle)]
-pub extern "C" fn __tunable_is_initialized(_id: u32) -> bool {
-    false
+pub extern "C" fn __tunable_is_initialized(id: u32) -> bool {
+    super::tunables::is_set(id)
 }
 
-/// `__tunable_get_val`: no `GLIBC_TUNABLES` support yet, so every tunable
-/// has its default and was never set. libc's call sites with a callback
-/// ignore the value; the one read by value (aarch64 `glibc.mem.tagging`,
-/// an `int32_t`) must read 0, so a 32-bit zero is stored.
+/// `__tunable_get_val(id, valp, cb)`: the value read from `GLIBC_TUNABLES`
+/// (or the default) with the tunable's width, and `cb(&val)` if the user
+/// set it (`tunables.rs`). Before start-up has read the tunables (never,
+/// in practice) every tunable reads as a 32-bit 0: aarch64's libc reads
+/// `glibc.mem.tagging` by value.
 #[cfg_attr(feature = "rtld", no_mangle)]
-pub unsafe extern "C" fn __tunable_get_val(_id: u32, valp: *mut u32, _cb: usize) {
-    if !valp.is_null() {
+pub unsafe extern "C" fn __tunable_get_val(id: u32, valp: *mut u32, cb: usize) {
+    if valp.is_null() {
+        return;
+    }
+    // SAFETY: libc passes a buffer of the tunable's type and its callback.
+    if !unsafe { super::tunables::get(id, valp as *mut u8, cb) } {
         // SAFETY: every tunable is at least 32 bits wide.
         unsafe { valp.write_unaligned(0) };
     }

@@ -209,6 +209,14 @@ pub struct Layout {
     pub cpuid_feature_internal: Option<CpuidFeatureInternal>,
     /// aarch64 `struct cpu_features` (`_rtld_global_ro._dl_aarch64_cpu_features`).
     pub aarch64_cpu_features: Option<Aarch64CpuFeatures>,
+    /// `tunable_val_t`, the value `__tunable_get_val` passes to its callback.
+    pub tunable_val: TunableVal,
+    /// ld.so's `tunable_list[]`: the tunable whose id is `i` is `tunables[i]`
+    /// (read from ld.so's data; the order is build-specific).
+    pub tunables: &'static [Tunable],
+    /// The variables ld.so removes from the environment of `AT_SECURE`
+    /// programs (its `unsecvars.h` list, read from ld.so's data), in order.
+    pub unsecure_env: &'static [&'static str],
 }
 
 /// `struct rtld_global`: the loader's mutable state that libc reads and writes.
@@ -1157,6 +1165,76 @@ pub struct Aarch64CpuFeatures {
     pub mops: Field,
 }
 
+/// `tunable_val_t`: the union of a tunable's numeric and string value.
+///
+/// DWARF: `typedef tunable_val_t`
+#[derive(Clone, Copy, Debug)]
+pub struct TunableVal {
+    /// `sizeof(tunable_val_t)`.
+    pub size: u32,
+    /// `numval` (`tunable_num_t`, an `intmax_t`).
+    pub numval: Field,
+    /// `strval`: a `const char *` up to 2.38, a `struct tunable_str_t` after.
+    pub strval: Field,
+    /// The string's first byte (2.39 and later; not NUL-terminated).
+    /// DWARF: `strval.str`
+    pub strval_str: Option<Field>,
+    /// The string's length (2.39 and later).
+    /// DWARF: `strval.len`
+    pub strval_len: Option<Field>,
+}
+
+/// Most tunables a build may have (ld-cah's table of values is this long).
+pub const MAX_TUNABLES: usize = 64;
+
+/// A tunable's type (`tunable_type_code_t`): the width `__tunable_get_val`
+/// writes, and how bounds compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TunableType {
+    /// `TUNABLE_TYPE_INT_32`: an `int32_t`, bounds compare signed.
+    Int32,
+    /// `TUNABLE_TYPE_UINT_64`: a `uint64_t`, bounds compare unsigned.
+    Uint64,
+    /// `TUNABLE_TYPE_SIZE_T`: a `size_t`, bounds compare unsigned.
+    SizeT,
+    /// `TUNABLE_TYPE_STRING`: a string, no bounds.
+    String,
+}
+
+/// What an `AT_SECURE` process does with a tunable (`tunable_seclevel_t`,
+/// glibc up to 2.38; later builds ignore every tunable in secure mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TunableSecurity {
+    /// `TUNABLE_SECLEVEL_SXID_ERASE`: ignored, and removed from the
+    /// environment the program sees.
+    Erase,
+    /// `TUNABLE_SECLEVEL_SXID_IGNORE`: ignored, but passed on.
+    Ignore,
+    /// `TUNABLE_SECLEVEL_NONE`: applied as usual.
+    None,
+}
+
+/// One entry of ld.so's `tunable_list[]` as the build's ld.so ships it.
+/// Numbers are the bits of glibc's `tunable_num_t` (`intmax_t`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tunable {
+    /// `glibc.malloc.check`.
+    pub name: &'static str,
+    /// The value's type.
+    pub ty: TunableType,
+    /// The default value (0 for strings: NULL).
+    pub default: u64,
+    /// Smallest accepted value.
+    pub min: u64,
+    /// Largest accepted value.
+    pub max: u64,
+    /// Secure-mode treatment; `None` in builds without security levels.
+    pub security: Option<TunableSecurity>,
+    /// The legacy environment variable that sets it too (`MALLOC_CHECK_`),
+    /// or `""`.
+    pub alias: &'static str,
+}
+
 /// A broken invariant of a layout table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Inconsistent(pub &'static str);
@@ -1320,6 +1398,37 @@ impl Layout {
             self.dtv_slotinfo_list.slotinfo.stride == self.dtv_slotinfo.size,
             "slotinfo[] stride"
         );
+
+        let tv = &self.tunable_val;
+        ensure!(
+            tv.numval.off == 0 && tv.numval.size == 8,
+            "tunable_val_t.numval is not an intmax_t at 0"
+        );
+        ensure!(tv.strval.off == 0 && tv.size <= 16, "tunable_val_t.strval");
+        match (tv.strval_str, tv.strval_len) {
+            (None, None) => ensure!(tv.strval.size == 8, "tunable_val_t.strval is not a pointer"),
+            (Some(s), Some(n)) => ensure!(
+                s.off == 0 && s.size == 8 && n.off == 8 && n.size == 8,
+                "tunable_val_t.strval is not { str, len }"
+            ),
+            _ => return Err(Inconsistent("tunable_val_t.strval has only one of str, len")),
+        }
+        ensure!(
+            !self.tunables.is_empty() && self.tunables.len() <= MAX_TUNABLES,
+            "more tunables than MAX_TUNABLES"
+        );
+        let mut i = 0;
+        while i < self.tunables.len() {
+            let t = &self.tunables[i];
+            ensure!(
+                (t.security.is_some()) == (self.tunables[0].security.is_some()),
+                "security levels on some tunables only"
+            );
+            if let TunableType::String = t.ty {
+                ensure!(t.default == 0, "a string tunable with a default");
+            }
+            i += 1;
+        }
 
         match self.arch {
             Arch::X86_64 => {

@@ -12,6 +12,7 @@ pub mod layout;
 pub mod layouts;
 pub mod raw;
 pub mod rtld;
+pub mod tunables;
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 

@@ -79,6 +79,8 @@ pub struct Process {
     pub clktck: usize,
     pub minsigstksz: usize,
     pub sysinfo_ehdr: usize,
+    /// `AT_RSEQ_FEATURE_SIZE` (0 when the kernel does not give it).
+    pub rseq_feature_size: usize,
 }
 
 /// Identifies the glibc of the closure by libc.so.6's build id.
@@ -202,6 +204,11 @@ pub fn fill_link_maps(l: &Layout, ns: &Namespace, chain: &[DsoId], dlopened: boo
         m.put(lm.l_flags, d.dyn_info.flags);
         m.put(lm.l_flags_1, d.dyn_info.flags_1);
         m.put(lm.l_serial, serial as u64);
+        // `l_loader`: the object whose DT_NEEDED (or dlopen call) brought
+        // this one in; dlsym(RTLD_NEXT) climbs it to the scope to search.
+        if let Some(by) = d.loaded_by.and_then(|b| ns.objs.get(b)) {
+            m.put(lm.l_loader, by.link_map as u64);
+        }
         m.put(lm.l_direct_opencount, u64::from(d.kind == Kind::Main));
         if let Some(o) = (!d.path.is_empty()).then(|| crate::link::search::dirname(&d.path)) {
             let mut v = o.to_vec();
@@ -385,6 +392,15 @@ pub fn fill_globals(
     // rseq: register the area in struct pthread when the build has one.
     __rseq_size.store(0, Ordering::Relaxed);
     let sig: u32 = if l.arch == Arch::X86_64 { 0x5305_3053 } else { 0xd428_bc00 };
+    // `glibc.pthread.rseq=0`: no registration (cpu_id -2, __rseq_size 0,
+    // __rseq_offset still set), so libc's threads do not register either.
+    let rseq = |area: usize, len: usize| -> Result<(), crate::sys::Errno> {
+        if super::tunables::value("glibc.pthread.rseq") == Some(0) {
+            return Err(crate::sys::Errno(0));
+        }
+        // SAFETY: the caller's area lives as long as the main thread.
+        unsafe { crate::sys::rseq(area, len, sig) }
+    };
     if let Some(off) = rseq_tls {
         // 2.41: a 32-byte `struct rseq` in static TLS; cpu_id at +4.
         let area = crate::tls::block_address(if l.arch == Arch::X86_64 { crate::arch::TlsVariant::Two } else { crate::arch::TlsVariant::One }, tb.tp, off);
@@ -393,17 +409,17 @@ pub fn fill_globals(
         let a = unsafe { Raw::new(area) };
         let cpu_id = super::layout::Field { off: 4, size: 4 };
         a.put(cpu_id, (-1i32) as u32 as u64);
-        // SAFETY: as above; it lives as long as the thread.
-        match unsafe { crate::sys::rseq(area, 32, sig) } {
-            Ok(()) => __rseq_size.store(20, Ordering::Relaxed),
+        match rseq(area, 32) {
+            // 2.41 reports the kernel's rseq feature size (AT_RSEQ_FEATURE_SIZE),
+            // at least the original 20 bytes.
+            Ok(()) => __rseq_size.store(p.rseq_feature_size.max(20) as u32, Ordering::Relaxed),
             Err(_) => a.put(cpu_id, (-2i32) as u32 as u64),
         }
     }
     if let (Some(area), Some(cpu_id)) = (pt.rseq_area, pt.rseq_area_cpu_id) {
         __rseq_offset.store(pd.at(area) as isize - tb.tp as isize, Ordering::Relaxed);
         pd.put(cpu_id, (-1i32) as u32 as u64);
-        // SAFETY: the area is the main thread's and lives forever.
-        match unsafe { crate::sys::rseq(pd.at(area), (area.size as usize).max(32), sig) } {
+        match rseq(pd.at(area), (area.size as usize).max(32)) {
             // Debian's 2.36 reports 20 (the original ABI size) with a 32-byte area.
             Ok(()) => __rseq_size.store(20, Ordering::Relaxed),
             Err(_) => pd.put(cpu_id, (-2i32) as u32 as u64),
