@@ -8,9 +8,11 @@
 //! initialisers (returned to the caller, which runs them after the loader
 //! lock is released, so constructors may `dlopen` in turn).
 //!
-//! Limits, for now: TLS of a `dlopen`ed object is placed in the static
-//! TLS surplus (as glibc does for initial-exec TLS), so it must fit there;
-//! `dlclose` runs finalisers but leaves the object mapped.
+//! TLS of a `dlopen`ed object goes to the static surplus when it fits,
+//! else to dynamic TLS. The last `dlclose` of an object runs its
+//! finalisers and then unmaps it, unless something still needs it (another
+//! object depends on it, or a `thread_local` destructor of it is pending);
+//! the dependencies it brought in stay loaded.
 #![allow(unsafe_code)]
 
 use alloc::vec::Vec;
@@ -334,21 +336,38 @@ fn copy_tls_images(ns: &Namespace, new: &[DsoId]) {
 }
 
 /// `dlclose`: drops a reference; at zero, returns the finalisers to run.
-pub fn close(lm: usize) -> Result<Vec<crate::init::Call>, Error> {
+/// What the last `dlclose` of an object leaves to do once its finalisers
+/// have run.
+pub struct Closed {
+    pub calls: Vec<crate::init::Call>,
+    /// The object to unmap afterwards, if nothing else needs it.
+    pub unmap: Option<DsoId>,
+}
+
+pub fn close(lm: usize) -> Result<Closed, Error> {
     let mut guard = STATE.lock();
     let ns = guard.as_mut().ok_or_else(|| err!("ld-cah.so", "dlclose before start-up finished"))?;
     let id = ns.objs.iter().position(|d| d.link_map == lm && lm != 0).ok_or_else(|| err!("ld-cah.so", "invalid handle"))?;
     let d = &mut ns.objs[id];
     d.open_count = d.open_count.saturating_sub(1);
     if d.open_count > 0 || d.nodelete || d.kind != Kind::Library {
-        return Ok(Vec::new());
+        return Ok(Closed { calls: Vec::new(), unmap: None });
     }
-    // Gone for every name lookup (RTLD_NOLOAD included); the mapping stays.
+    // Gone for every name lookup (RTLD_NOLOAD included).
     d.removed = true;
+    let needed_by_others = ns.objs.iter().enumerate().any(|(i, o)| i != id && !o.removed && o.deps.contains(&id));
+    let layout = TLS.lock().as_ref().and_then(|t| t.layout);
+    let dtors_pending = layout.is_some_and(|l| {
+        // SAFETY: one of our link maps; libc counts thread_local
+        // destructors registered for the object in l_tls_dtor_count.
+        unsafe { crate::glibc::raw::Raw::new(lm) }.get(l.link_map.l_tls_dtor_count) != 0
+    });
+    let unmap = (!needed_by_others && !dtors_pending).then_some(id);
+    let d = &mut ns.objs[id];
     if !d.init_called {
         ns.scope.retain(|&x| x != id);
         publish_global_scope(ns);
-        return Ok(Vec::new());
+        return Ok(Closed { calls: Vec::new(), unmap });
     }
     d.init_called = false;
     let mut calls = Vec::new();
@@ -362,5 +381,43 @@ pub fn close(lm: usize) -> Result<Vec<crate::init::Call>, Error> {
     }
     ns.scope.retain(|&x| x != id);
     publish_global_scope(ns);
-    Ok(calls)
+    Ok(Closed { calls, unmap })
+}
+
+/// Unmaps an object `close` released, after its finalisers ran: it leaves
+/// the link-map chain, the run-time tables and the address space.
+pub fn unmap(id: DsoId) {
+    let mut guard = STATE.lock();
+    let Some(ns) = guard.as_mut() else { return };
+    let Some(d) = ns.objs.get(id) else { return };
+    if !d.removed || d.open_count > 0 || d.map_end <= d.map_start || d.kind != Kind::Library {
+        return;
+    }
+    let (start, end, lm, tls) = (d.map_start, d.map_end, d.link_map, d.tls);
+    if let Some(m) = tls {
+        // New threads must not copy an image that is about to disappear.
+        crate::tls::MODULES.write().retain(|x| x.modid != m.modid);
+    }
+    crate::glibc::api::remove_object(lm);
+    let mut chain: Vec<DsoId> = alloc::vec![ns.main];
+    chain.extend(ns.vdso);
+    chain.extend(ns.scope.iter().copied().filter(|&x| x != ns.main));
+    let rest: Vec<DsoId> = (0..ns.objs.len())
+        .filter(|x| !chain.contains(x) && *x != id && ns.objs[*x].kind == Kind::Library && !ns.objs[*x].removed)
+        .collect();
+    chain.extend(rest);
+    crate::debug::publish(ns, 0, crate::debug::RT_DELETE);
+    crate::debug::link_maps(ns, &chain);
+    if let Some(l) = TLS.lock().as_ref().and_then(|t| t.layout) {
+        crate::glibc::rtld::count_removed(l, 1);
+    }
+    let d = &mut ns.objs[id];
+    // Nothing may read the object through its image any more.
+    d.img = crate::elf::Image::new();
+    d.map_end = d.map_start;
+    // SAFETY: the object is closed for good: no name, scope, handle or
+    // dependency reaches it, its finalisers ran, and no thread_local
+    // destructor of it is pending.
+    let _ = unsafe { crate::sys::munmap(start, end - start) };
+    crate::debug::publish(ns, 0, crate::debug::RT_CONSISTENT);
 }

@@ -136,9 +136,21 @@ extern "C" fn dl_open(file: *const u8, mode: i32, caller: usize, _nsid: isize, a
 
 extern "C" fn dl_close(map: usize) {
     match crate::dlopen::close(map) {
-        // SAFETY: finalisers of initialised objects, run without the lock.
-        Ok(calls) => unsafe { crate::init::run(&calls, 0, 0, 0) },
+        Ok(closed) => {
+            // SAFETY: finalisers of initialised objects, run without the lock.
+            unsafe { crate::init::run(&closed.calls, 0, 0, 0) };
+            if let Some(id) = closed.unmap {
+                crate::dlopen::unmap(id);
+            }
+        }
         Err(e) => signal_error(e),
+    }
+}
+
+/// Forgets an unmapped object in the run-time tables.
+pub fn remove_object(lm: usize) {
+    if let Some(r) = rt() {
+        r.objects.write().retain(|o| o.link_map != lm);
     }
 }
 

@@ -531,3 +531,12 @@ pub fn set_searchlist(l: &Layout, lm: usize, list: &[usize]) {
     s.put(l.r_scope_elem.r_list, arr.as_ptr() as u64);
     s.put(l.r_scope_elem.r_nlist, arr.len() as u64);
 }
+
+/// Accounts for an object `dlclose` unmapped.
+pub fn count_removed(l: &Layout, removed: usize) {
+    // SAFETY: the exported block is larger than the struct (checked at start-up).
+    let g = unsafe { Raw::new(_rtld_global.addr()) };
+    let ns0 = g.sub(super::layout::Field { off: l.rtld_global._dl_ns.off, size: l.link_namespaces.size });
+    let n = ns0.get(l.link_namespaces._ns_nloaded);
+    ns0.put(l.link_namespaces._ns_nloaded, n.saturating_sub(removed as u64));
+}
