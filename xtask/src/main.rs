@@ -7,6 +7,7 @@ mod build;
 mod demo;
 mod fixtures;
 mod glibc_layouts;
+mod rootfs;
 mod sysroot;
 mod toolchain;
 mod util;
@@ -22,6 +23,7 @@ usage: cargo xtask <command>
   fixtures         compile the test fixtures for both arches into target/fixtures/<arch>/
   test             build, compile fixtures, run every test (host units, both arches)
   glibc-layouts    regenerate loader/src/glibc/layouts/ from glibc debug info
+  rootfs           debootstrap a trixie root file system (libc pinned) for the glibc 2.41 tests
   sysroot          unpack real Debian bookworm arm64 packages into target/sysroot/arm64/
   help             this text
 ";
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Some("fixtures") => fixtures::run(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("glibc-layouts") => glibc_layouts::run(&args[1..]),
+        Some("rootfs") => rootfs::run(&args[1..]),
         Some("sysroot") => sysroot::run(&args[1..]),
         Some("help") | Some("--help") | None => {
             print!("{HELP}");
@@ -59,6 +62,7 @@ fn test(args: &[String]) -> Result<(), String> {
     // leaves the real arm64 glibc unpacked for the aarch64 tests.
     glibc_layouts::run(&["--check".into()])?;
     sysroot::run(&[])?;
+    rootfs::run(&[])?;
     let root = util::root();
     let mut cmd = std::process::Command::new(util::host_cargo());
     cmd.current_dir(&root).args(["test", "--workspace", "--release", "--no-fail-fast"]);
