@@ -39,6 +39,8 @@ pub struct Saved {
     pub page: usize,
     pub loader_names: Vec<Vec<u8>>,
     pub bind_now: bool,
+    /// `AT_HWCAP`/`AT_HWCAP2`, for IFUNC resolvers (aarch64 passes them).
+    pub hwcap: (u64, u64),
 }
 
 static SAVED: spin::Once<Saved> = spin::Once::new();
@@ -188,14 +190,12 @@ fn load_and_link(
         engine.deferred
     };
     copy_tls_images(ns, &new);
-    for d in &deferred {
-        // SAFETY: the resolver is an IFUNC of an object relocated above.
-        let v = unsafe { native::call_ifunc(d.resolver, 0, 0) };
-        let obj = &ns.objs[d.obj];
-        if !obj.img.write_u64(d.place, v as u64 + d.addend) {
-            return Err(err!(obj.display_name(), "IFUNC relocation outside the writable segments"));
-        }
-    }
+    // Resolvers may call back into the loader (libc's time/gettimeofday
+    // look up the vDSO), while this thread holds the loader lock.
+    crate::glibc::api::set_startup_namespace(Some(ns));
+    let resolved = run_deferred(ns, &deferred, saved.hwcap);
+    crate::glibc::api::set_startup_namespace(None);
+    resolved?;
     for &id in &new {
         let d = &mut ns.objs[id];
         d.relocated = true;
@@ -248,6 +248,18 @@ fn load_and_link(
         }
     }
     Ok((ns.objs[root].link_map, calls))
+}
+
+fn run_deferred(ns: &Namespace, deferred: &[crate::reloc::Deferred], hwcap: (u64, u64)) -> Result<(), Error> {
+    for d in deferred {
+        // SAFETY: the resolver is an IFUNC of an object relocated above.
+        let v = unsafe { native::call_ifunc(d.resolver, hwcap.0, hwcap.1) };
+        let obj = &ns.objs[d.obj];
+        if !obj.img.write_u64(d.place, v as u64 + d.addend) {
+            return Err(err!(obj.display_name(), "IFUNC relocation outside the writable segments"));
+        }
+    }
+    Ok(())
 }
 
 fn bump(ns: &mut Namespace, id: DsoId, mode: i32) {

@@ -526,6 +526,7 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         page,
         loader_names: loader_names.iter().map(|n| n.to_vec()).collect(),
         bind_now,
+        hwcap: (stack.aux(AT_HWCAP).unwrap_or(0) as u64, stack.aux(AT_HWCAP2).unwrap_or(0) as u64),
     });
     closure::check_versions(&ns)?;
     if debug.files {
@@ -701,6 +702,15 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     }
     let hwcap = stack.aux(AT_HWCAP).unwrap_or(0) as u64;
     let hwcap2 = stack.aux(AT_HWCAP2).unwrap_or(0) as u64;
+    // libc's run-time entry points are usable from here on: its IFUNC
+    // resolvers (time, gettimeofday) look up vDSO symbols through
+    // GLRO(dl_lookup_symbol_x) while the deferred relocations run.
+    crate::dlopen::set_tls(variant, layout, next_modid, glibc.map(|(_, l)| l));
+    let early_init = match glibc {
+        Some((libc, l)) => crate::glibc::api::finish(l, &ns, libc, layout, variant),
+        None => 0,
+    };
+    crate::glibc::api::set_startup_namespace(Some(&ns));
     for d in &deferred {
         // SAFETY: the resolver is an IFUNC of a relocated object.
         let v = unsafe { native::call_ifunc(d.resolver, hwcap, hwcap2) };
@@ -709,17 +719,13 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
             return Err(err!(obj.display_name(), "IFUNC relocation outside the writable segments"));
         }
     }
+    crate::glibc::api::set_startup_namespace(None);
     for d in ns.objs.iter_mut() {
         d.relocated = true;
         d.open_count = 1;
         d.nodelete = true;
     }
 
-    crate::dlopen::set_tls(variant, layout, next_modid, glibc.map(|(_, l)| l));
-    let early_init = match glibc {
-        Some((libc, l)) => crate::glibc::api::finish(l, &ns, libc, layout, variant),
-        None => 0,
-    };
 
     // Debugger interface, before RELRO seals the program's DT_DEBUG.
     crate::debug::publish(&ns, base, crate::debug::RT_CONSISTENT);

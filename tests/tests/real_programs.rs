@@ -105,3 +105,43 @@ int main(void) {
     assert!(Command::new("gcc").arg("-O1").arg("-o").arg(&exe).arg(&src).status().unwrap().success());
     same_as_glibc(exe.to_str().unwrap(), &[]);
 }
+
+/// libc's `time` and `gettimeofday` are IFUNCs that pick the vDSO's
+/// implementations through the loader (`_dl_sysinfo_map` and
+/// `_dl_lookup_symbol_x` while libc is being relocated): where they end up
+/// must be where glibc's loader puts them.
+#[test]
+fn vdso_functions_are_bound_as_under_glibc() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("vdso.c");
+    std::fs::write(
+        &src,
+        r#"#define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <sys/time.h>
+#include <dlfcn.h>
+static const char *where(void *f) {
+    Dl_info d;
+    if (!dladdr(f, &d) || !d.dli_fname) return "?";
+    const char *s = strrchr(d.dli_fname, '/');
+    return s ? s + 1 : d.dli_fname;
+}
+int main(void) {
+    printf("time -> %s\n", where((void *)time));
+    printf("gettimeofday -> %s\n", where((void *)gettimeofday));
+    printf("clock_gettime -> %s\n", where((void *)clock_gettime));
+    struct timeval tv;
+    gettimeofday(&tv, 0);
+    time_t t = time(0);
+    printf("consistent: %s\n", (t >= tv.tv_sec - 1 && t <= tv.tv_sec + 1 && t > 1700000000) ? "yes" : "no");
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let exe = dir.path().join("vdso");
+    assert!(Command::new("gcc").arg("-O1").arg("-o").arg(&exe).arg(&src).status().unwrap().success());
+    same_as_glibc(exe.to_str().unwrap(), &[]);
+}

@@ -40,6 +40,18 @@ pub struct Runtime {
 
 pub static RUNTIME: spin::Once<Runtime> = spin::Once::new();
 
+/// The namespace while the loader runs IFUNC resolvers (libc's `time` and
+/// `gettimeofday` resolvers look up vDSO symbols through us then), and the
+/// thread doing so: start-up, or a `dlopen` that holds the loader lock.
+static STARTUP_NS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+static STARTUP_TP: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Publishes (or withdraws) the start-up namespace for `_dl_lookup_symbol_x`.
+pub fn set_startup_namespace(ns: Option<&Namespace>) {
+    STARTUP_TP.store(crate::arch::native::thread_pointer_value(), core::sync::atomic::Ordering::Release);
+    STARTUP_NS.store(ns.map_or(0, |n| n as *const Namespace as usize), core::sync::atomic::Ordering::Release);
+}
+
 fn rt() -> Option<&'static Runtime> {
     RUNTIME.get()
 }
@@ -216,8 +228,20 @@ unsafe fn lookup_impl(name: *const u8, _undef_map: usize, scope: *const usize, v
     let l = r.layout;
     // SAFETY: NUL-terminated (caller).
     let name = unsafe { core::slice::from_raw_parts(name, crate::start::strlen(name as usize)) };
-    let mut guard = crate::start::STATE.lock();
-    let ns = guard.as_mut()?;
+    // The thread that is running IFUNC resolvers for the loader (and may
+    // hold the loader lock) reads the namespace it published; everyone else
+    // takes the lock.
+    let published = STARTUP_NS.load(core::sync::atomic::Ordering::Acquire);
+    let mine = published != 0
+        && STARTUP_TP.load(core::sync::atomic::Ordering::Acquire) == crate::arch::native::thread_pointer_value();
+    let mut guard = if mine { None } else { Some(crate::start::STATE.lock()) };
+    let ns: &Namespace = match guard.as_ref().and_then(|g| g.as_ref()) {
+        Some(ns) => ns,
+        // SAFETY: published by this very thread for the duration of its
+        // IFUNC resolver calls, during which it only reads the namespace.
+        None if mine => unsafe { &*(published as *const Namespace) },
+        None => return None,
+    };
     let by_lm = |lm: usize| ns.objs.iter().position(|d| d.link_map == lm);
     let mut ids: Vec<DsoId> = Vec::new();
     let mut s = scope;
@@ -265,16 +289,18 @@ unsafe fn lookup_impl(name: *const u8, _undef_map: usize, scope: *const usize, v
     let mut unique = UniqueTable::default();
     let skip = if skip_map != 0 { by_lm(skip_map) } else { None };
     let def = lookup::lookup(ns, &mut unique, &ids, &q, want.as_ref(), skip, Class::Normal)?;
+    let d = &ns.objs[def.obj];
+    let found = (d.link_map, d.dyn_info.symtab + def.idx as usize * core::mem::size_of::<[u8; 24]>());
     // DL_LOOKUP_ADD_DEPENDENCY: the referrer now depends on the definer; a
     // start-up object (never unloaded) keeps a dlopened definer for good.
-    if flags & 1 != 0 {
-        let referrer_stays = by_lm(_undef_map).is_some_and(|u| ns.objs[u].nodelete);
-        if referrer_stays && def.obj != by_lm(_undef_map).unwrap_or(usize::MAX) {
+    let referrer = by_lm(_undef_map);
+    let pin = flags & 1 != 0 && referrer.is_some_and(|u| ns.objs[u].nodelete && u != def.obj);
+    if pin {
+        if let Some(ns) = guard.as_mut().and_then(|g| g.as_mut()) {
             ns.objs[def.obj].nodelete = true;
         }
     }
-    let d = &ns.objs[def.obj];
-    Some((d.link_map, d.dyn_info.symtab + def.idx as usize * core::mem::size_of::<[u8; 24]>()))
+    Some(found)
 }
 
 fn object_of(addr: usize) -> Option<ObjInfo> {

@@ -456,6 +456,11 @@ pub fn fill_globals(
     ro.put(rr._dl_tls_static_surplus, crate::tls::STATIC_SURPLUS as u64);
     ro.put(rr._dl_init_all_dirs, dirs);
     ro.put(rr._dl_sysinfo_dso, p.sysinfo_ehdr as u64);
+    // The vDSO's link map: libc's time/gettimeofday IFUNCs look their
+    // vDSO implementations up in it (through `_dl_lookup_symbol_x`).
+    if let Some(v) = ns.vdso {
+        ro.put(rr._dl_sysinfo_map, ns.objs[v].link_map as u64);
+    }
     if let Some(v) = ns.vdso {
         let vd = &ns.objs[v];
         let vsym = |name: &[u8]| -> u64 {
