@@ -433,3 +433,51 @@ pub fn unmap(id: DsoId) {
     let _ = unsafe { crate::sys::munmap(start, end - start) };
     crate::debug::publish(ns, 0, crate::debug::RT_CONSISTENT);
 }
+
+/// The directories `dlinfo(RTLD_DI_SERINFO)` reports for the object whose
+/// link map is `lm`: its `DT_RPATH` chain (unless it has `DT_RUNPATH`),
+/// `LD_LIBRARY_PATH`, its `DT_RUNPATH`, then the default directories
+/// (unless `DF_1_NODEFLIB`). Like glibc, a run-path list none of whose
+/// directories exists is left out whole (glibc drops such a list after its
+/// first search); library-path entries are listed as given.
+pub fn search_dirs(lm: usize) -> Vec<Vec<u8>> {
+    let Some(saved) = SAVED.get() else { return Vec::new() };
+    let guard = STATE.lock();
+    let Some(ns) = guard.as_ref() else { return Vec::new() };
+    let id = ns.objs.iter().position(|d| d.link_map == lm && lm != 0).unwrap_or(ns.main);
+    let tokens = Tokens { platform: saved.platform, lib: Native::DST_LIB.as_bytes(), secure: saved.secure };
+    let exists = |dir: &[u8]| {
+        let mut p = dir.to_vec();
+        p.push(0);
+        crate::sys::open(&p, crate::sys::O_RDONLY | crate::sys::O_DIRECTORY, 0).is_ok()
+    };
+    let origin = |d: &crate::link::Dso| (!d.path.is_empty()).then(|| crate::link::search::dirname(&d.path).to_vec());
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let requester = &ns.objs[id];
+    let runpath = requester.dyn_info.runpath.and_then(|o| requester.string(o)).map(<[u8]>::to_vec);
+    if runpath.is_none() {
+        for o in ns.chain(id) {
+            let d = &ns.objs[o];
+            if d.dyn_info.runpath.is_some() {
+                continue;
+            }
+            if let Some(r) = d.dyn_info.rpath.and_then(|off| d.string(off)) {
+                let dirs = crate::link::search::split_list(r, origin(d).as_deref(), &tokens);
+                if dirs.iter().any(|x| exists(x)) {
+                    out.extend(dirs);
+                }
+            }
+        }
+    }
+    out.extend(saved.library_path.iter().cloned());
+    if let Some(r) = runpath {
+        let dirs = crate::link::search::split_list(&r, origin(requester).as_deref(), &tokens);
+        if dirs.iter().any(|x| exists(x)) {
+            out.extend(dirs);
+        }
+    }
+    if requester.flags_1() & u64::from(object::elf::DF_1_NODEFLIB) == 0 {
+        out.extend(Native::DEFAULT_DIRS.iter().map(|d| d.as_bytes().to_vec()));
+    }
+    out
+}

@@ -145,3 +145,44 @@ int main(void) {
     assert!(Command::new("gcc").arg("-O1").arg("-o").arg(&exe).arg(&src).status().unwrap().success());
     same_as_glibc(exe.to_str().unwrap(), &[]);
 }
+
+/// `dlinfo(RTLD_DI_SERINFO)`: the search path list the loader reports for
+/// the program, with no run path, a run path that exists in part, one that
+/// does not exist at all, and a DT_RUNPATH.
+#[test]
+fn dlinfo_search_paths_match_glibc() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("serinfo.c");
+    std::fs::write(
+        &src,
+        r#"#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <dlfcn.h>
+#include <link.h>
+int main(void) {
+    void *h = dlopen(NULL, RTLD_NOW);
+    Dl_serinfo size;
+    if (dlinfo(h, RTLD_DI_SERINFOSIZE, &size)) { printf("error %s\n", dlerror()); return 1; }
+    Dl_serinfo *si = malloc(size.dls_size);
+    si->dls_size = size.dls_size;
+    si->dls_cnt = size.dls_cnt;
+    if (dlinfo(h, RTLD_DI_SERINFO, si)) { printf("error %s\n", dlerror()); return 1; }
+    printf("%u entries, %zu bytes\n", si->dls_cnt, si->dls_size);
+    for (unsigned i = 0; i < si->dls_cnt; i++) printf("%s %#x\n", si->dls_serpath[i].dls_name, si->dls_serpath[i].dls_flags);
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    for (name, flags) in [
+        ("none", vec![]),
+        ("rpath-partly-there", vec!["-Wl,--disable-new-dtags,-rpath,/usr/share:/nonexistent"]),
+        ("rpath-not-there", vec!["-Wl,--disable-new-dtags,-rpath,/nonexistent:$ORIGIN/nowhere"]),
+        ("runpath", vec!["-Wl,--enable-new-dtags,-rpath,/usr/share"]),
+    ] {
+        let exe = dir.path().join(name);
+        assert!(Command::new("gcc").arg("-o").arg(&exe).arg(&src).args(&flags).status().unwrap().success());
+        same_as_glibc(exe.to_str().unwrap(), &[]);
+    }
+}

@@ -531,15 +531,40 @@ pub extern "C" fn _dl_audit_symbind_alt(_l: usize, _ref: usize, _value: usize, _
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub extern "C" fn _dl_mcount(_frompc: usize, _selfpc: usize) {}
 
-/// `_dl_rtld_di_serinfo`: reports an empty search path list for now.
+/// `_dl_rtld_di_serinfo(loader, si, counting)` (`dlinfo` `RTLD_DI_SERINFO`
+/// and `RTLD_DI_SERINFOSIZE`): the directories searched for `loader`'s
+/// dependencies, in order. `Dl_serinfo` is `{ size_t dls_size; unsigned
+/// dls_cnt; Dl_serpath dls_serpath[]; }` with 16-byte `{ char *dls_name;
+/// unsigned dls_flags; }` entries and the strings after them. When
+/// counting, only the size and count are filled in.
 #[cfg_attr(feature = "rtld", no_mangle)]
-pub unsafe extern "C" fn _dl_rtld_di_serinfo(_loader: usize, si: *mut usize, _counting: bool) {
-    if !si.is_null() {
-        // SAFETY: a Dl_serinfo { size_t dls_size; unsigned dls_cnt; ... } of the caller.
-        unsafe {
-            *si = 2 * core::mem::size_of::<usize>();
-            *(si.add(1) as *mut u32) = 0;
+pub unsafe extern "C" fn _dl_rtld_di_serinfo(loader: usize, si: *mut usize, counting: bool) {
+    if si.is_null() {
+        return;
+    }
+    let dirs = crate::dlopen::search_dirs(loader);
+    let header = 2 * core::mem::size_of::<usize>();
+    let strings: usize = dirs.iter().map(|d| d.len() + 1).sum();
+    let size = header + dirs.len() * 16 + strings;
+    // SAFETY: the caller's Dl_serinfo; when not counting, glibc's contract
+    // is that it was allocated with the size we reported when counting.
+    unsafe {
+        if counting {
+            *si = size;
+            *(si.add(1) as *mut u32) = dirs.len() as u32;
+            return;
         }
+        let base = si as usize;
+        let mut text = base + header + dirs.len() * 16;
+        for (i, d) in dirs.iter().enumerate() {
+            let entry = base + header + i * 16;
+            core::ptr::copy_nonoverlapping(d.as_ptr(), text as *mut u8, d.len());
+            *((text + d.len()) as *mut u8) = 0;
+            *(entry as *mut usize) = text;
+            *((entry + 8) as *mut u32) = 0;
+            text += d.len() + 1;
+        }
+        *(si.add(1) as *mut u32) = dirs.len() as u32;
     }
 }
 
