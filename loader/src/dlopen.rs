@@ -162,12 +162,7 @@ fn load_and_link(
     place_tls(ns, &new)?;
 
     // Link maps for the new objects, appended to the chain.
-    let mut chain: Vec<DsoId> = alloc::vec![ns.main];
-    chain.extend(ns.vdso);
-    chain.extend(ns.scope.iter().copied().filter(|&x| x != ns.main));
-    let rest: Vec<DsoId> =
-        (0..ns.objs.len()).filter(|x| !chain.contains(x) && ns.objs[*x].kind == Kind::Library && !ns.objs[*x].removed).collect();
-    chain.extend(rest);
+    let chain = ns.link_order();
     crate::debug::link_maps(ns, &chain);
     let layout = TLS.lock().as_ref().and_then(|t| t.layout);
     if let Some(l) = layout {
@@ -193,18 +188,13 @@ fn load_and_link(
     // Resolvers may call back into the loader (libc's time/gettimeofday
     // look up the vDSO), while this thread holds the loader lock.
     crate::glibc::api::set_startup_namespace(Some(ns));
-    let resolved = run_deferred(ns, &deferred, saved.hwcap);
+    let resolved = crate::init::run_deferred(ns, &deferred, saved.hwcap);
     crate::glibc::api::set_startup_namespace(None);
     resolved?;
     for &id in &new {
         let d = &mut ns.objs[id];
         d.relocated = true;
-        if let Some((s, e)) = d.relro {
-            // SAFETY: the object is relocated; RELRO data is not written again.
-            unsafe { crate::sys::mprotect(s, e - s, crate::sys::PROT_READ) }
-                .map_err(|e| err!(d.display_name(), "cannot apply RELRO protection: {}", e.describe()))?;
-            d.img.make_read_only(s, e);
-        }
+        crate::map::protect_relro(d)?;
     }
     if mode & RTLD_GLOBAL != 0 {
         for &id in &local {
@@ -237,29 +227,9 @@ fn load_and_link(
             continue;
         }
         d.init_called = true;
-        let d = &ns.objs[id];
-        if d.dyn_info.init != 0 {
-            calls.push(crate::init::Call(d.dyn_info.init));
-        }
-        for k in 0..d.dyn_info.init_arraysz / 8 {
-            if let Some(f) = d.img.u64(d.dyn_info.init_array + k * 8).filter(|&f| f != 0 && f != u64::MAX) {
-                calls.push(crate::init::Call(f as usize));
-            }
-        }
+        calls.extend(crate::init::object_init_calls(ns, id));
     }
     Ok((ns.objs[root].link_map, calls))
-}
-
-fn run_deferred(ns: &Namespace, deferred: &[crate::reloc::Deferred], hwcap: (u64, u64)) -> Result<(), Error> {
-    for d in deferred {
-        // SAFETY: the resolver is an IFUNC of an object relocated above.
-        let v = unsafe { native::call_ifunc(d.resolver, hwcap.0, hwcap.1) };
-        let obj = &ns.objs[d.obj];
-        if !obj.img.write_u64(d.place, v as u64 + d.addend) {
-            return Err(err!(obj.display_name(), "IFUNC relocation outside the writable segments"));
-        }
-    }
-    Ok(())
 }
 
 fn bump(ns: &mut Namespace, id: DsoId, mode: i32) {
@@ -289,20 +259,7 @@ fn place_tls(ns: &mut Namespace, new: &[DsoId]) -> Result<(), Error> {
     let Some(t) = g.as_mut() else { return Ok(()) };
     for &id in new {
         let Some(mut m) = ns.objs[id].tls else { continue };
-        let (off, end) = match t.variant {
-            TlsVariant::Two => {
-                let first = m.firstbyte.wrapping_neg() & (m.align - 1);
-                let off = (t.used + m.memsz - first).next_multiple_of(m.align) + first;
-                (off, off)
-            }
-            TlsVariant::One => {
-                let mut off = t.used.next_multiple_of(m.align);
-                if off - t.used < m.firstbyte {
-                    off += m.align;
-                }
-                (off - m.firstbyte, off + m.memsz - m.firstbyte)
-            }
-        };
+        let (off, end) = tls::place(t.variant, t.used, m.memsz, m.align, m.firstbyte);
         // Static TLS when the surplus has room (every TLS model works and
         // access is fastest), otherwise dynamic TLS, allocated per thread on
         // first use (initial-exec code in such an object is then refused
@@ -382,15 +339,7 @@ pub fn close(lm: usize) -> Result<Closed, Error> {
         return Ok(Closed { calls: Vec::new(), unmap });
     }
     d.init_called = false;
-    let mut calls = Vec::new();
-    for k in (0..d.dyn_info.fini_arraysz / 8).rev() {
-        if let Some(f) = d.img.u64(d.dyn_info.fini_array + k * 8).filter(|&f| f != 0 && f != u64::MAX) {
-            calls.push(crate::init::Call(f as usize));
-        }
-    }
-    if d.dyn_info.fini != 0 {
-        calls.push(crate::init::Call(d.dyn_info.fini));
-    }
+    let calls = crate::init::object_fini_calls(ns, id);
     ns.scope.retain(|&x| x != id);
     publish_global_scope(ns);
     Ok(Closed { calls, unmap })
@@ -411,13 +360,7 @@ pub fn unmap(id: DsoId) {
         crate::tls::MODULES.write().retain(|x| x.modid != m.modid);
     }
     crate::glibc::api::remove_object(lm);
-    let mut chain: Vec<DsoId> = alloc::vec![ns.main];
-    chain.extend(ns.vdso);
-    chain.extend(ns.scope.iter().copied().filter(|&x| x != ns.main));
-    let rest: Vec<DsoId> = (0..ns.objs.len())
-        .filter(|x| !chain.contains(x) && *x != id && ns.objs[*x].kind == Kind::Library && !ns.objs[*x].removed)
-        .collect();
-    chain.extend(rest);
+    let chain = ns.link_order();
     crate::debug::publish(ns, 0, crate::debug::RT_DELETE);
     crate::debug::link_maps(ns, &chain);
     if let Some(l) = TLS.lock().as_ref().and_then(|t| t.layout) {

@@ -80,10 +80,29 @@ pub fn init_calls(ns: &mut Namespace, order: &[DsoId]) -> Vec<Call> {
         if matches!(d.kind, Kind::Main | Kind::Loader | Kind::Vdso) {
             continue;
         }
-        if d.dyn_info.init != 0 {
-            calls.push(Call(d.dyn_info.init));
-        }
-        calls.extend(array(ns, id, d.dyn_info.init_array, d.dyn_info.init_arraysz));
+        calls.extend(object_init_calls(ns, id));
+    }
+    calls
+}
+
+/// One object's initialisers: `DT_INIT`, then `DT_INIT_ARRAY` in order.
+pub fn object_init_calls(ns: &Namespace, id: DsoId) -> Vec<Call> {
+    let d = &ns.objs[id];
+    let mut calls = Vec::new();
+    if d.dyn_info.init != 0 {
+        calls.push(Call(d.dyn_info.init));
+    }
+    calls.extend(array(ns, id, d.dyn_info.init_array, d.dyn_info.init_arraysz));
+    calls
+}
+
+/// One object's finalisers: `DT_FINI_ARRAY` backwards, then `DT_FINI`.
+pub fn object_fini_calls(ns: &Namespace, id: DsoId) -> Vec<Call> {
+    let d = &ns.objs[id];
+    let mut calls = array(ns, id, d.dyn_info.fini_array, d.dyn_info.fini_arraysz);
+    calls.reverse();
+    if d.dyn_info.fini != 0 {
+        calls.push(Call(d.dyn_info.fini));
     }
     calls
 }
@@ -107,14 +126,24 @@ pub fn fini_calls(ns: &mut Namespace) -> Vec<Call> {
         if matches!(d.kind, Kind::Loader | Kind::Vdso) {
             continue;
         }
-        let mut fa = array(ns, id, d.dyn_info.fini_array, d.dyn_info.fini_arraysz);
-        fa.reverse();
-        calls.extend(fa);
-        if d.dyn_info.fini != 0 {
-            calls.push(Call(d.dyn_info.fini));
-        }
+        calls.extend(object_fini_calls(ns, id));
     }
     calls
+}
+
+/// Runs the deferred relocations: each IFUNC resolver, with the hwcaps
+/// aarch64 resolvers expect, and its result stored.
+pub fn run_deferred(ns: &Namespace, deferred: &[crate::reloc::Deferred], hwcap: (u64, u64)) -> Result<(), crate::diag::Error> {
+    for d in deferred {
+        // SAFETY: the resolver is an IFUNC of an object relocated before
+        // any deferred relocation runs.
+        let v = unsafe { crate::arch::native::call_ifunc(d.resolver, hwcap.0, hwcap.1) };
+        let obj = &ns.objs[d.obj];
+        if !obj.img.write_u64(d.place, (v as u64).wrapping_add(d.addend)) {
+            return Err(crate::err!(obj.display_name(), "IFUNC relocation outside the writable segments"));
+        }
+    }
+    Ok(())
 }
 
 /// Runs calls with (argc, argv, envp).

@@ -642,11 +642,7 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
 
     // Link maps (and, for glibc programs, everything libc reads from its
     // loader) must exist before relocation: libc's IFUNC resolvers read them.
-    let mut chain: Vec<DsoId> = alloc::vec![ns.main];
-    if let Some(v) = ns.vdso {
-        chain.push(v);
-    }
-    chain.extend(ns.scope.iter().copied().filter(|&i| i != ns.main));
+    let chain = ns.link_order();
     crate::debug::link_maps(&mut ns, &chain);
     if let Some((_, l)) = glibc {
         let process = crate::glibc::rtld::Process {
@@ -711,15 +707,9 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         None => 0,
     };
     crate::glibc::api::set_startup_namespace(Some(&ns));
-    for d in &deferred {
-        // SAFETY: the resolver is an IFUNC of a relocated object.
-        let v = unsafe { native::call_ifunc(d.resolver, hwcap, hwcap2) };
-        let obj = &ns.objs[d.obj];
-        if !obj.img.write_u64(d.place, (v as u64).wrapping_add(d.addend)) {
-            return Err(err!(obj.display_name(), "IFUNC relocation outside the writable segments"));
-        }
-    }
+    let resolved = crate::init::run_deferred(&ns, &deferred, (hwcap, hwcap2));
     crate::glibc::api::set_startup_namespace(None);
+    resolved?;
     for d in ns.objs.iter_mut() {
         d.relocated = true;
         d.open_count = 1;
@@ -734,11 +724,7 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         if d.kind == Kind::Loader || d.kind == Kind::Vdso {
             continue;
         }
-        if let Some((s, e)) = d.relro {
-            // SAFETY: the object is fully relocated; RELRO data is never written again.
-            unsafe { sys::mprotect(s, e - s, sys::PROT_READ) }.map_err(|e| err!(d.display_name(), "cannot apply RELRO protection: {}", e.describe()))?;
-            d.img.make_read_only(s, e);
-        }
+        crate::map::protect_relro(d)?;
     }
 
     // Initialisers, then the program.

@@ -74,37 +74,49 @@ fn round_up(x: usize, a: usize) -> usize {
 /// Places each module, in order, and returns the layout. `tcb_size` is
 /// what variant II counts into the static size (glibc's `TLS_TCB_SIZE`).
 pub fn layout(variant: TlsVariant, modules: &mut [&mut Module], tcb_size: usize) -> StaticLayout {
-    let mut max_align = 64usize;
+    let (mut used, mut max_align) = match variant {
+        TlsVariant::Two => (0, 64),
+        // Blocks start after the 16-byte TCB.
+        TlsVariant::One => (16, 32),
+    };
+    for m in modules.iter_mut() {
+        let (off, end) = place(variant, used, m.memsz, m.align, m.firstbyte);
+        m.offset = Some(off);
+        used = end;
+        max_align = max_align.max(m.align);
+    }
+    let mut l = StaticLayout { used, size: 0, align: max_align };
+    l.size = static_size(variant, &l, tcb_size);
+    l
+}
+
+/// Where a block of `memsz` bytes, aligned to `align` with its first byte
+/// at `firstbyte` inside an aligned unit, goes after `used` bytes of static
+/// TLS: its offset from the thread pointer and the new `used` (glibc's
+/// `_dl_determine_tlsoffset` rules for each variant).
+pub fn place(variant: TlsVariant, used: usize, memsz: usize, align: usize, firstbyte: usize) -> (usize, usize) {
     match variant {
         TlsVariant::Two => {
-            let mut offset = 0usize;
-            for m in modules.iter_mut() {
-                let first = m.firstbyte.wrapping_neg() & (m.align - 1);
-                let off = round_up(offset + m.memsz - first, m.align) + first;
-                m.offset = Some(off);
-                offset = off;
-                max_align = max_align.max(m.align);
-            }
-            StaticLayout {
-                used: offset,
-                size: round_up(offset + STATIC_SURPLUS, max_align) + tcb_size,
-                align: max_align,
-            }
+            let first = firstbyte.wrapping_neg() & (align - 1);
+            let off = round_up(used + memsz - first, align) + first;
+            (off, off)
         }
         TlsVariant::One => {
-            max_align = 32;
-            let mut offset = 16usize;
-            for m in modules.iter_mut() {
-                let mut off = round_up(offset, m.align);
-                if off - offset < m.firstbyte {
-                    off += m.align;
-                }
-                m.offset = Some(off - m.firstbyte);
-                offset = off + m.memsz - m.firstbyte;
-                max_align = max_align.max(m.align);
+            let mut off = round_up(used, align);
+            if off - used < firstbyte {
+                off += align;
             }
-            StaticLayout { used: offset, size: round_up(offset + STATIC_SURPLUS, 32), align: max_align }
+            (off - firstbyte, off + memsz - firstbyte)
         }
+    }
+}
+
+/// `GLRO(dl_tls_static_size)` for a layout: the blocks plus the surplus,
+/// plus (variant II) the TCB.
+fn static_size(variant: TlsVariant, l: &StaticLayout, tcb_size: usize) -> usize {
+    match variant {
+        TlsVariant::Two => round_up(l.used + STATIC_SURPLUS, l.align) + tcb_size,
+        TlsVariant::One => round_up(l.used + STATIC_SURPLUS, 32),
     }
 }
 
@@ -113,20 +125,9 @@ pub fn layout(variant: TlsVariant, modules: &mut [&mut Module], tcb_size: usize)
 /// pointer (subtracted on variant II, added on variant I).
 pub fn reserve(variant: TlsVariant, l: &mut StaticLayout, size: usize, align: usize, tcb_size: usize) -> usize {
     l.align = l.align.max(align);
-    let off = match variant {
-        TlsVariant::Two => {
-            let off = round_up(l.used + size, align);
-            l.used = off;
-            l.size = round_up(l.used + STATIC_SURPLUS, l.align) + tcb_size;
-            off
-        }
-        TlsVariant::One => {
-            let off = round_up(l.used, align);
-            l.used = off + size;
-            l.size = round_up(l.used + STATIC_SURPLUS, 32);
-            off
-        }
-    };
+    let (off, end) = place(variant, l.used, size, align, 0);
+    l.used = end;
+    l.size = static_size(variant, l, tcb_size);
     off
 }
 

@@ -205,6 +205,20 @@ impl Namespace {
         self.objs.iter().position(|d| !d.removed && d.file_id == Some(id))
     }
 
+    /// glibc's `l_next` order: the program, the vDSO, the global scope,
+    /// then the libraries `dlopen` loaded locally. An unused loader and
+    /// objects closed for good are left out.
+    pub fn link_order(&self) -> Vec<DsoId> {
+        let mut order = alloc::vec![self.main];
+        order.extend(self.vdso);
+        order.extend(self.scope.iter().copied().filter(|&i| i != self.main && !self.objs[i].removed));
+        let rest: Vec<DsoId> = (0..self.objs.len())
+            .filter(|i| !order.contains(i) && self.objs[*i].kind == Kind::Library && !self.objs[*i].removed)
+            .collect();
+        order.extend(rest);
+        order
+    }
+
     /// The requester chain for `DT_RPATH`: `id`, whoever loaded it, up to
     /// the program.
     pub fn chain(&self, mut id: DsoId) -> Vec<DsoId> {
