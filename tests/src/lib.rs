@@ -107,6 +107,21 @@ pub fn loader_path(arch: Arch) -> PathBuf {
     root().join("target/ld-cah").join(arch.name()).join("ld-cah.so")
 }
 
+/// `loader_path(arch)`, failing the test with the command to run if the
+/// loader has not been built.
+pub fn built_loader(arch: Arch) -> PathBuf {
+    let p = loader_path(arch);
+    assert!(p.exists(), "{} is missing: run `cargo xtask build`", p.display());
+    p
+}
+
+/// Runs `cmd` in a minimal environment (`PATH`, `LC_ALL=C` only) and
+/// returns its stdout, stderr and exit status.
+pub fn run_clean(cmd: &mut std::process::Command) -> (String, String, Option<i32>) {
+    let out = cmd.env_clear().env("LC_ALL", "C").env("PATH", "/usr/bin:/bin").output().expect("spawn");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), out.status.code())
+}
+
 /// Where `cargo xtask fixtures` puts the fixtures of `arch`.
 pub fn fixture_dir(arch: Arch) -> PathBuf {
     root().join("target/fixtures").join(arch.name())

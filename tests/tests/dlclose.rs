@@ -3,12 +3,11 @@
 //! RTLD_NOLOAD does not find it, and opening it again runs its constructor
 //! on fresh data. Both arches.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use cah_tests::{root, built_loader, Arch};
+
 
 const LIB: &str = r#"#include <stdio.h>
 static int counter;
@@ -51,8 +50,7 @@ fn case(aarch64: bool) {
     let exe = dir.path().join("main");
     assert!(Command::new(cc).args(["-shared", "-fPIC", "-O1", "-o"]).arg(&lib).arg(&ls).status().unwrap().success());
     assert!(Command::new(cc).args(["-O1", "-o"]).arg(&exe).arg(&ms).status().unwrap().success());
-    let loader = root().join(if aarch64 { "target/ld-cah/aarch64/ld-cah.so" } else { "target/ld-cah/x86_64/ld-cah.so" });
-    assert!(loader.exists(), "run `cargo xtask build`");
+    let loader = built_loader(if aarch64 { Arch::Aarch64 } else { Arch::X86_64 });
     let sysroot = root().join("target/sysroot/arm64");
     let run = |first: &Path, prog: Option<&Path>| {
         let mut c = if aarch64 {

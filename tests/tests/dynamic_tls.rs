@@ -4,12 +4,11 @@
 //! `-mtls-dialect=gnu2`, aarch64's default), in the main thread and in a
 //! thread created afterwards. Output must equal glibc's.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use cah_tests::{root, built_loader, Arch};
+
 
 const LIB: &str = r#"#include <string.h>
 __thread char big[100000] = "initial";
@@ -69,8 +68,7 @@ fn case(aarch64: bool, dialect: &[&str]) {
     lib_args.extend_from_slice(dialect);
     cc(compiler, &lib_args, &lib, &lib_src);
     cc(compiler, &["-O1", "-pthread"], &exe, &main_src);
-    let loader = root().join(if aarch64 { "target/ld-cah/aarch64/ld-cah.so" } else { "target/ld-cah/x86_64/ld-cah.so" });
-    assert!(loader.exists(), "run `cargo xtask build`");
+    let loader = built_loader(if aarch64 { Arch::Aarch64 } else { Arch::X86_64 });
     let sysroot = root().join("target/sysroot/arm64");
     let wrap = |first: &Path, loader_args: Option<&Path>| {
         let mut c = if aarch64 {

@@ -5,11 +5,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn loader() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/ld-cah/x86_64/ld-cah.so");
-    assert!(p.exists(), "{} is missing: run `cargo xtask build`", p.display());
-    p
-}
+use cah_tests::{built_loader, Arch};
+
 
 /// The "Shared Object Library" column of `info sharedlibrary`, stopped at `exit`.
 fn shared_libraries(prog: &std::path::Path) -> Vec<String> {
@@ -37,11 +34,11 @@ fn gdb_lists_the_same_libraries() {
     std::fs::copy("/bin/true", &copy).unwrap();
     let under_glibc = shared_libraries(&copy);
     assert!(under_glibc.iter().any(|l| l.ends_with("/libc.so.6")), "glibc run: {under_glibc:?}");
-    assert!(Command::new("patchelf").arg("--set-interpreter").arg(loader()).arg(&copy).status().unwrap().success());
+    assert!(Command::new("patchelf").arg("--set-interpreter").arg(built_loader(Arch::X86_64)).arg(&copy).status().unwrap().success());
     let under_cah = shared_libraries(&copy);
     // Same libraries, except that the interpreter is ld-cah.
     let strip = |v: &[String]| -> Vec<String> { v.iter().filter(|l| !l.contains("ld-linux") && !l.contains("ld-cah")).cloned().collect() };
     assert_eq!(strip(&under_cah), strip(&under_glibc), "libraries seen by gdb");
-    let cah = loader().canonicalize().unwrap();
+    let cah = built_loader(Arch::X86_64).canonicalize().unwrap();
     assert!(under_cah.iter().any(|l| PathBuf::from(l).canonicalize().ok() == Some(cah.clone())), "{under_cah:?}");
 }

@@ -11,9 +11,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use cah_tests::{root, built_loader, Arch, run_clean as run};
+
 
 fn glibc_dir() -> PathBuf {
     let d = root().join("target/glibc-dbg/2.41-12+deb13u4_amd64");
@@ -21,18 +20,13 @@ fn glibc_dir() -> PathBuf {
     d
 }
 
-fn run(cmd: &mut Command) -> (String, String, Option<i32>) {
-    let out = cmd.env_clear().env("LC_ALL", "C").env("PATH", "/usr/bin:/bin").output().expect("spawn");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), out.status.code())
-}
 
 fn same_under_241(prog: &str, args: &[&str]) {
     let g = glibc_dir();
     let libdir = g.join("usr/lib/x86_64-linux-gnu");
     let reference = run(Command::new(g.join("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")).arg("--library-path").arg(&libdir).arg(prog).args(args));
     assert_eq!(reference.2, Some(0), "{prog} fails under glibc 2.41's own loader: {reference:?}");
-    let loader = root().join("target/ld-cah/x86_64/ld-cah.so");
-    assert!(loader.exists(), "run `cargo xtask build`");
+    let loader = built_loader(Arch::X86_64);
     let cah = run(Command::new(&loader).arg("--library-path").arg(&libdir).arg(prog).args(args));
     assert_eq!(cah, reference, "{prog} {args:?} with glibc 2.41: ld-cah differs from glibc's loader");
 }
@@ -114,7 +108,7 @@ int main(void) {
     let reference = qemu(&libdir.join("ld-linux-aarch64.so.1"));
     assert_eq!(reference.2, Some(7), "glibc {version} run: {reference:?}");
     assert!(reference.0.contains("missing symbol: null named"), "{reference:?}");
-    let cah = qemu(&root().join("target/ld-cah/aarch64/ld-cah.so"));
+    let cah = qemu(&built_loader(Arch::Aarch64));
     assert_eq!(cah, reference, "aarch64 glibc {version}: ld-cah differs from glibc's loader");
 }
 

@@ -6,16 +6,15 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use cah_tests::{root, built_loader, Arch};
+
 
 #[test]
 fn locked_cxx_program_runs_verified_like_under_glibc() {
     let dir = root().join("target/fixtures/x86_64/glibc");
     let prog = dir.join("cxx");
     assert!(prog.exists(), "run `cargo xtask fixtures`");
-    let loader = root().join("target/ld-cah/x86_64/ld-cah.so").canonicalize().expect("run `cargo xtask build`");
+    let loader = built_loader(Arch::X86_64).canonicalize().unwrap();
     let locked = dir.join(format!("cxx-locked-{}", std::process::id()));
     let st = Command::new(root().join("target/release/cah"))
         .arg("patch")

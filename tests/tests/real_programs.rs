@@ -4,30 +4,22 @@
 //! expected value. The broader corpus (both arches) lives in
 //! `glibc_programs.rs`; these cases guard the glibc stand-in and `dlopen`.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-fn loader() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/ld-cah/x86_64/ld-cah.so");
-    assert!(p.exists(), "{} is missing: run `cargo xtask build`", p.display());
-    p
-}
+use cah_tests::{built_loader, Arch, run_clean as run};
 
-fn run(cmd: &mut Command) -> (String, String, Option<i32>) {
-    let out = cmd.env_clear().env("LC_ALL", "C").env("PATH", "/usr/bin:/bin").output().expect("spawn");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), out.status.code())
-}
+
 
 /// Runs `prog args` three ways and asserts they agree.
 fn same_as_glibc(prog: &str, args: &[&str]) {
     let reference = run(Command::new(prog).args(args));
     assert_eq!(reference.2, Some(0), "{prog} fails even under glibc: {reference:?}");
-    let direct = run(Command::new(loader()).arg(prog).args(args));
+    let direct = run(Command::new(built_loader(Arch::X86_64)).arg(prog).args(args));
     assert_eq!(direct, reference, "{prog} {args:?}: ld-cah.so run directly differs from glibc");
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join(std::path::Path::new(prog).file_name().unwrap());
     std::fs::copy(prog, &copy).unwrap();
-    let st = Command::new("patchelf").arg("--set-interpreter").arg(loader()).arg(&copy).status().unwrap();
+    let st = Command::new("patchelf").arg("--set-interpreter").arg(built_loader(Arch::X86_64)).arg(&copy).status().unwrap();
     assert!(st.success(), "patchelf failed");
     let interp = run(Command::new(&copy).args(args));
     assert_eq!(interp, reference, "{prog} {args:?}: ld-cah.so as PT_INTERP differs from glibc");

@@ -7,11 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn loader() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/ld-cah/x86_64/ld-cah.so");
-    assert!(p.exists(), "{} is missing: run `cargo xtask build`", p.display());
-    p
-}
+use cah_tests::{built_loader, Arch};
+
 
 /// Runs `prog` (set-uid root) as uid/gid 65534 with a hostile environment.
 fn env_as_nobody(prog: &Path) -> (String, Option<i32>) {
@@ -45,7 +42,7 @@ fn set_uid_programs_lose_the_unsecure_environment_as_under_glibc() {
     let cah_env = dir.join("env-cah");
     std::fs::copy("/usr/bin/env", &glibc_env).unwrap();
     std::fs::copy("/usr/bin/env", &cah_env).unwrap();
-    assert!(Command::new("patchelf").arg("--set-interpreter").arg(loader()).arg(&cah_env).status().unwrap().success());
+    assert!(Command::new("patchelf").arg("--set-interpreter").arg(built_loader(Arch::X86_64)).arg(&cah_env).status().unwrap().success());
     for p in [&glibc_env, &cah_env] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o4755)).unwrap();
     }
