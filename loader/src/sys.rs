@@ -253,7 +253,10 @@ pub unsafe fn rseq(area: usize, len: usize, sig: u32) -> Result<(), Errno> {
 /// `tp` points at a TCB that outlives the thread.
 pub unsafe fn set_thread_pointer(tp: usize) -> Result<(), Errno> {
     // SAFETY: forwarded to the caller.
-    check(unsafe { crate::arch::native::set_thread_pointer(tp) }).map(|_| ())
+    match unsafe { crate::arch::native::set_thread_pointer(tp) } {
+        Some((n, args)) => sys(n, args).map(|_| ()),
+        None => Ok(()),
+    }
 }
 
 // ---------------------------------------------------------------------------

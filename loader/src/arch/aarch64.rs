@@ -95,10 +95,11 @@ mod machine {
     ///
     /// # Safety
     /// `tp` must point at a TCB that stays valid for the thread's life.
-    pub unsafe fn set_thread_pointer(tp: usize) -> isize {
-        // SAFETY: writing tpidr_el0 only changes where TLS accesses go.
+    pub unsafe fn set_thread_pointer(tp: usize) -> Option<(usize, [usize; 6])> {
+        // SAFETY: writing tpidr_el0 only changes where TLS accesses go
+        // (no system call needed on aarch64).
         unsafe { asm!("msr tpidr_el0, {}", in(reg) tp, options(nostack, preserves_flags)) };
-        0
+        None
     }
 
     #[inline(always)]

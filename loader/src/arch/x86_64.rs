@@ -94,14 +94,14 @@ mod machine {
         ret
     }
 
-    /// Sets `%fs` base.
+    /// How to set the thread pointer: x86_64 needs a system call
+    /// (`arch_prctl(ARCH_SET_FS, tp)`), which `sys` makes.
     ///
     /// # Safety
     /// `tp` must point at a TCB that stays valid for the thread's life.
-    pub unsafe fn set_thread_pointer(tp: usize) -> isize {
+    pub unsafe fn set_thread_pointer(tp: usize) -> Option<(usize, [usize; 6])> {
         const ARCH_SET_FS: usize = 0x1002;
-        // SAFETY: forwarded to the caller.
-        unsafe { syscall6(nr::ARCH_PRCTL, [ARCH_SET_FS, tp, 0, 0, 0, 0]) }
+        Some((nr::ARCH_PRCTL, [ARCH_SET_FS, tp, 0, 0, 0, 0]))
     }
 
     /// The thread pointer: the TCB's first word holds its own address.
