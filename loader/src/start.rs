@@ -291,6 +291,40 @@ Environment: LD_LIBRARY_PATH, LD_PRELOAD, CAH_DEBUG=files,symbols,statistics,ver
 CAH_STRICT=1 (refuse unlocked libraries), CAH_STORE, CAH_CACHE_DIR.
 ";
 
+/// The one line for a libc that no layout table fits: libc, its version,
+/// its build id and what differs.
+fn unknown_glibc(ns: &Namespace, libc: DsoId, facts: &crate::glibc::fingerprint::Libc<'_>, why: crate::glibc::fingerprint::Mismatch) -> Error {
+    use crate::glibc::fingerprint::Mismatch;
+    let mut id = String::new();
+    for b in crate::glibc::rtld::build_id(ns, libc).unwrap_or_default() {
+        let _ = write!(id, "{b:02x}");
+    }
+    let version = facts.version().map_or("unknown", |v| core::str::from_utf8(v).unwrap_or("unknown"));
+    let detail = match why {
+        Mismatch::Version => String::from("no table for this version"),
+        Mismatch::Imports => String::from("it imports other loader symbols than the known builds"),
+        Mismatch::ThreadDb(d) => alloc::format!("its _thread_db_{d} differs from the known builds"),
+    };
+    err!(
+        ns.objs[libc].display_name(),
+        "glibc {} (build id {}) has no layout table: {}; `ld-cah.so --version` lists the known builds",
+        version,
+        if id.is_empty() { "missing" } else { &id },
+        detail
+    )
+}
+
+/// `--version`: the glibc builds this loader can stand in for.
+fn print_glibc_builds() {
+    let arch = crate::glibc::layout::Arch::from_machine(Native::MACHINE);
+    let mut line = String::from("glibc layouts:");
+    for l in crate::glibc::layouts::ALL.iter().filter(|l| Some(l.arch) == arch) {
+        let _ = write!(line, " {}", l.glibc_version);
+    }
+    line.push('\n');
+    diag::print(1, format_args!("{line}"));
+}
+
 fn fail(e: Error) -> ! {
     diag::fatal(&e)
 }
@@ -362,6 +396,7 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
                 }
                 b"--version" => {
                     diag::print(1, format_args!("ld-cah.so {} ({})\n", env!("CARGO_PKG_VERSION"), Native::PLATFORM));
+                    print_glibc_builds();
                     sys::exit_group(0);
                 }
                 b"--list" => opts.list = true,
@@ -559,20 +594,11 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     let glibc = match crate::glibc::rtld::find_libc(&ns) {
         None => None,
         Some(libc) => {
-            let bid = crate::glibc::rtld::build_id(&ns, libc).unwrap_or_default();
-            match crate::glibc::layouts::find(&bid) {
-                Some(l) => Some((libc, l)),
-                None => {
-                    let mut hex = String::new();
-                    for b in &bid {
-                        let _ = write!(hex, "{b:02x}");
-                    }
-                    return Err(err!(
-                        ns.objs[libc].display_name(),
-                        "unknown glibc build (build id {}); add it with `cargo xtask glibc-layouts`",
-                        if hex.is_empty() { "missing" } else { &hex }
-                    ));
-                }
+            let d = &ns.objs[libc];
+            let facts = crate::glibc::fingerprint::Libc { img: &d.img, dyn_info: &d.dyn_info, versions: &d.versions, base: d.base };
+            match crate::glibc::fingerprint::select(crate::glibc::layouts::ALL, Native::MACHINE, &facts) {
+                Ok(l) => Some((libc, l)),
+                Err(why) => return Err(unknown_glibc(&ns, libc, &facts, why)),
             }
         }
     };

@@ -52,7 +52,7 @@ impl Arch {
     pub fn glibc_ld_so(self) -> &'static str {
         match self {
             Arch::X86_64 => "/lib64/ld-linux-x86-64.so.2",
-            Arch::Aarch64 => concat!(env!("CARGO_MANIFEST_DIR"), "/../target/glibc-dbg/2.36-9+deb12u14_arm64/lib/ld-linux-aarch64.so.1"),
+            Arch::Aarch64 => concat!(env!("CARGO_MANIFEST_DIR"), "/../target/glibc-dbg/bookworm_arm64/lib/ld-linux-aarch64.so.1"),
         }
     }
 
@@ -65,12 +65,12 @@ impl Arch {
     }
 }
 
-/// Real Debian arm64 glibc (2.36-9+deb12u14, unpacked by `cargo xtask
+/// Real Debian arm64 glibc (the current bookworm build, unpacked by `cargo xtask
 /// glibc-layouts`, which `cargo xtask test` runs); qemu-aarch64 resolves
 /// absolute paths (the programs' `PT_INTERP`, `/lib/...`) under it first.
 /// Not the cross glibc of `libc6-dev-arm64-cross`: that is another build,
 /// for which there is no debug info and so no layout table.
-pub const AARCH64_SYSROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/glibc-dbg/2.36-9+deb12u14_arm64");
+pub const AARCH64_SYSROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/glibc-dbg/bookworm_arm64");
 
 /// How a fixture is started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,8 +1,8 @@
-//! glibc 2.41 (Debian trixie, 2.41-12+deb13u4, the build whose layout table
-//! is committed): this machine's programs run against that libc, once under
+//! Other glibc builds than the machine's: this machine's programs run
+//! against Debian trixie's libc (2.41, whatever point release the archive
+//! serves today, unpacked by `cargo xtask glibc-layouts --check`), once under
 //! trixie's own ld.so and once under ld-cah; output and status must agree.
-//! The libc comes from the packages `cargo xtask glibc-layouts --check`
-//! unpacks (pinned by version, so the test does not drift with Debian).
+//! A build whose layout no table covers is refused with one line.
 //!
 //! 2.41 differs from 2.36 where it matters to a loader: libc imports the
 //! exception machinery (`_dl_catch_exception`, `_dl_signal_error`, ...)
@@ -15,7 +15,7 @@ use cah_tests::{root, built_loader, Arch, run_clean as run};
 
 
 fn glibc_dir() -> PathBuf {
-    let d = root().join("target/glibc-dbg/2.41-12+deb13u4_amd64");
+    let d = root().join("target/glibc-dbg/trixie_amd64");
     assert!(d.join("usr/lib/x86_64-linux-gnu/libc.so.6").exists(), "{} missing: run `cargo xtask glibc-layouts --check`", d.display());
     d
 }
@@ -114,10 +114,47 @@ int main(void) {
 
 #[test]
 fn aarch64_threads_tls_and_dlopen_with_glibc_2_36() {
-    aarch64_case("2.36-9+deb12u14_arm64");
+    aarch64_case("bookworm_arm64");
 }
 
 #[test]
 fn aarch64_threads_tls_and_dlopen_with_glibc_2_41() {
-    aarch64_case("2.41-12+deb13u4_arm64");
+    aarch64_case("trixie_arm64");
+}
+
+/// Debian's cross libc (`libc6-arm64-cross` 2.36-8cross1, what
+/// `aarch64-linux-gnu-gcc` links against) is a 2.36 with a layout of its
+/// own (`struct link_map` is 8 bytes shorter before `l_tls_modid`) and no
+/// published debug info: it must be refused with the one-line error that
+/// names it, never run with bookworm's 2.36 table.
+#[test]
+fn the_cross_libc_is_refused_not_run_with_another_2_36_table() {
+    let cross = std::path::Path::new("/usr/aarch64-linux-gnu");
+    let libc = cross.join("lib/libc.so.6");
+    assert!(libc.exists(), "{} missing: install libc6-arm64-cross", libc.display());
+    let banner = std::fs::read(&libc).unwrap();
+    assert!(
+        banner.windows(b"release version 2.36.".len()).any(|w| w == b"release version 2.36."),
+        "the cross libc is no longer a 2.36: this test needs a new build with a layout of its own"
+    );
+    let build_id = {
+        let out = Command::new("readelf").arg("-n").arg(&libc).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().find_map(|l| l.trim().strip_prefix("Build ID: ").map(str::to_string)).expect("libc has a build id")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("t.c");
+    std::fs::write(&src, "#include <stdio.h>\nint main(void) { puts(\"ran\"); return 0; }\n").unwrap();
+    let exe = dir.path().join("t");
+    assert!(Command::new("aarch64-linux-gnu-gcc").arg("-o").arg(&exe).arg(&src).status().unwrap().success());
+    let reference = run(Command::new("qemu-aarch64").arg("-L").arg(cross).arg(&exe));
+    assert_eq!(reference, ("ran\n".into(), String::new(), Some(0)), "the cross glibc's own loader runs it");
+    let cah = run(Command::new("qemu-aarch64").arg("-L").arg(cross).arg(built_loader(Arch::Aarch64)).arg(&exe));
+    assert_eq!(cah.0, "", "nothing of the program ran");
+    assert_eq!(cah.2, Some(127));
+    let line = cah.1.trim_end();
+    assert_eq!(cah.1.lines().count(), 1, "one line: {:?}", cah.1);
+    assert!(line.starts_with("ld-cah.so: error: ") && line.contains("libc.so.6: glibc 2.36 (build id "), "{line}");
+    assert!(line.contains(&build_id), "names the build id {build_id}: {line}");
+    assert!(line.contains("has no layout table: "), "says why: {line}");
 }

@@ -35,10 +35,10 @@ struct Build {
 }
 
 const BUILDS: &[Build] = &[
-    Build { dir: "2.36-9+deb12u14_amd64", arch: "x86_64", new_abi: false },
-    Build { dir: "2.41-12+deb13u4_amd64", arch: "x86_64", new_abi: true },
-    Build { dir: "2.36-9+deb12u14_arm64", arch: "aarch64", new_abi: false },
-    Build { dir: "2.41-12+deb13u4_arm64", arch: "aarch64", new_abi: true },
+    Build { dir: "bookworm_amd64", arch: "x86_64", new_abi: false },
+    Build { dir: "trixie_amd64", arch: "x86_64", new_abi: true },
+    Build { dir: "bookworm_arm64", arch: "aarch64", new_abi: false },
+    Build { dir: "trixie_arm64", arch: "aarch64", new_abi: true },
 ];
 
 impl Build {

@@ -93,7 +93,12 @@ impl Apt {
 
     /// `apt-get CMD` with the private configuration, run in `cwd`.
     fn apt_get(&self, cmd: &str, cwd: &Path) -> Command {
-        let mut c = Command::new("apt-get");
+        self.tool("apt-get", cmd, cwd)
+    }
+
+    /// `PROG CMD` (an apt tool) with the private configuration, run in `cwd`.
+    fn tool(&self, prog: &str, cmd: &str, cwd: &Path) -> Command {
+        let mut c = Command::new(prog);
         c.current_dir(cwd);
         for (k, v) in [
             ("Dir::Etc::SourceList", self.dir.join("sources.list")),
@@ -115,6 +120,10 @@ impl Apt {
             "Acquire::Languages=none",
             "-o",
             "Debug::NoLocking=1",
+            // A mirror's sid Release file can be past its Valid-Until date;
+            // the signature still holds.
+            "-o",
+            "Acquire::Check-Valid-Until=false",
             // Root would hand the download to the `_apt` user, who may not
             // write into target/.
             "-o",
@@ -130,6 +139,29 @@ impl Apt {
         fs::read_dir(self.dir.join("lists"))
             .map(|d| d.filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().contains("_Packages")))
             .unwrap_or(false)
+    }
+
+    /// How long ago the package lists were fetched (None: never).
+    pub fn lists_age(&self) -> Option<std::time::Duration> {
+        let newest = fs::read_dir(self.dir.join("lists"))
+            .ok()?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains("_Packages"))
+            .filter_map(|e| e.metadata().ok()?.modified().ok())
+            .max()?;
+        Some(newest.elapsed().unwrap_or_default())
+    }
+
+    /// The version of `package` (`NAME:ARCH`) apt would install: the newest
+    /// the sources serve.
+    pub fn candidate(&self, package: &str) -> Result<String, String> {
+        self.prepare()?;
+        let text = util::output(self.tool("apt-cache", "policy", &self.dir).arg(package))?;
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("Candidate: "))
+            .filter(|v| *v != "(none)")
+            .map(str::to_string)
+            .ok_or_else(|| format!("apt-cache: no candidate for {package}:\n{text}"))
     }
 
     /// `apt-get update`.

@@ -34,65 +34,46 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-/// One glibc build: a Debian package version of `libc6` for one arch.
+/// A Debian release whose glibc gets a table: whatever `libc6` build the
+/// archive serves for it on the day (point releases and security updates
+/// included), never a pinned version, which would leave the archive.
+pub(crate) struct Release {
+    pub suite: &'static str,
+    /// `(archive, suite)` pairs apt reads; the newest `libc6` among them wins.
+    sources: &'static [(&'static str, &'static str)],
+}
+
+/// The releases ld-cah has tables for (see docs/glibc-layouts.md).
+pub(crate) const RELEASES: &[Release] = &[
+    Release {
+        suite: "bookworm",
+        sources: &[
+            ("debian", "bookworm"),
+            ("debian", "bookworm-updates"),
+            ("debian-security", "bookworm-security"),
+        ],
+    },
+    Release {
+        suite: "trixie",
+        sources: &[
+            ("debian", "trixie"),
+            ("debian", "trixie-updates"),
+            ("debian-security", "trixie-security"),
+        ],
+    },
+];
+
+/// One glibc build: the current `libc6` of a release for one arch.
 struct Build {
-    /// Debian suite that carries it (only for messages; apt finds the version).
     suite: &'static str,
-    /// Exact package version (`apt-get download libc6=VERSION`).
-    version: &'static str,
+    /// The package version the archive serves (`2.36-9+deb12u14`).
+    version: String,
     arch: Arch,
 }
 
-/// The builds ld-cah has tables for. To add one, append it here and run
-/// `cargo xtask glibc-layouts` (see docs/glibc-layouts.md).
-const BUILDS: &[Build] = &[
-    Build {
-        suite: "bookworm",
-        version: "2.36-9+deb12u14",
-        arch: Arch::X86_64,
-    },
-    Build {
-        suite: "bookworm",
-        version: "2.36-9+deb12u14",
-        arch: Arch::Aarch64,
-    },
-    Build {
-        suite: "trixie",
-        version: "2.41-12+deb13u4",
-        arch: Arch::X86_64,
-    },
-    Build {
-        suite: "trixie",
-        version: "2.41-12+deb13u4",
-        arch: Arch::Aarch64,
-    },
-];
-
-/// The `libc6` version of `suite` for `arch` that ld-cah has a table for
-/// (`sysroot` pins it, so the arm64 sysroot's glibc is one ld-cah knows).
-pub(crate) fn table_version(suite: &str, arch: Arch) -> Option<&'static str> {
-    BUILDS
-        .iter()
-        .find(|b| b.suite == suite && b.arch == arch)
-        .map(|b| b.version)
-}
-
-/// Suites in the private apt sources list (a pinned version may sit in any).
-const SUITES: &[(&str, &str)] = &[
-    ("debian", "bookworm"),
-    ("debian", "bookworm-updates"),
-    ("debian-security", "bookworm-security"),
-    ("debian", "trixie"),
-    ("debian", "trixie-updates"),
-    ("debian-security", "trixie-security"),
-];
-
 impl Build {
     fn deb_arch(&self) -> &'static str {
-        match self.arch {
-            Arch::X86_64 => "amd64",
-            Arch::Aarch64 => "arm64",
-        }
+        self.arch.deb()
     }
 
     fn triplet(&self) -> &'static str {
@@ -109,10 +90,17 @@ impl Build {
         }
     }
 
-    /// Rust module name of the generated table, e.g. `debian_2_36_9_deb12u14_x86_64`.
-    fn module(&self) -> String {
-        let v: String = self
-            .version
+    /// Upstream version: the package version up to the Debian revision.
+    fn upstream(&self) -> &str {
+        let v = self.version.split_once(':').map_or(&*self.version, |(_, v)| v);
+        v.split('-').next().unwrap_or(v)
+    }
+
+    /// Rust module name of the table, e.g. `debian_2_36_x86_64`; a second
+    /// layout of the same version gets the package version as well.
+    fn module(&self, with_package: bool) -> String {
+        let v = if with_package { &*self.version } else { self.upstream() };
+        let v: String = v
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
@@ -151,32 +139,31 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let spec_text =
         fs::read_to_string(&spec_path).map_err(|e| format!("{}: {e}", spec_path.display()))?;
     let spec = parse_spec(&spec_text)?;
-    let cache = root.join("target/glibc-dbg");
     let out_dir = root.join("loader/src/glibc/layouts");
     fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
 
     let mut stale = Vec::new();
-    let mut generated = Vec::new();
-    for build in BUILDS {
-        let module = build.module();
-        if opts.only.as_deref().is_some_and(|o| !module.contains(o)) {
-            continue;
+    for release in RELEASES {
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            let label = format!("{}_{}", release.suite, arch.deb());
+            if opts.only.as_deref().is_some_and(|o| !label.contains(o)) {
+                continue;
+            }
+            let t0 = Instant::now();
+            let (build, tree) = ensure(release, arch, opts.offline)?;
+            let text = generate(&spec, &build, &tree)?;
+            let module = place(&out_dir, &build, &text, opts.check, &mut stale)?;
+            eprintln!(
+                "glibc-layouts: {label} {} -> {module} ({:.1} s)",
+                build.version,
+                t0.elapsed().as_secs_f64()
+            );
         }
-        let t0 = Instant::now();
-        let tree = fetch(&cache, build, opts.offline)?;
-        let text = generate(&spec, build, &tree)?;
-        let path = out_dir.join(format!("{module}.rs"));
-        write_or_check(&path, &text, opts.check, &mut stale)?;
-        generated.push(module.clone());
-        eprintln!(
-            "glibc-layouts: {module} ({:.1} s)",
-            t0.elapsed().as_secs_f64()
-        );
     }
 
-    // mod.rs lists every table in the directory, so tables of builds whose
-    // packages have left the archive stay usable.
-    let mut modules = generated;
+    // mod.rs lists every table in the directory: tables of builds that have
+    // left the archive stay, for the machines that still run them.
+    let mut modules = Vec::new();
     for entry in fs::read_dir(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))? {
         let name = entry
             .map_err(|e| e.to_string())?
@@ -190,7 +177,6 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
     }
     modules.sort();
-    modules.dedup();
     write_or_check(
         &out_dir.join("mod.rs"),
         &render_mod(&modules),
@@ -204,11 +190,81 @@ pub fn run(args: &[String]) -> Result<(), String> {
     );
     if !stale.is_empty() {
         return Err(format!(
-            "out of date (run `cargo xtask glibc-layouts`): {}",
-            stale.join(", ")
+            "out of date (run `cargo xtask glibc-layouts` and commit the result): {}",
+            stale.join("; ")
         ));
     }
     Ok(())
+}
+
+/// A generated file without its provenance header (the `//!` lines naming
+/// the package version and build ids): what `--check` compares, so that a
+/// point release with an unchanged layout keeps its table.
+fn body(text: &str) -> &str {
+    let mut rest = text;
+    while let Some(line_end) = rest.find('\n') {
+        if !rest.starts_with("//!") {
+            break;
+        }
+        rest = &rest[line_end + 1..];
+    }
+    rest
+}
+
+/// The fingerprint block of a generated table (see `render_fingerprint`).
+fn fingerprint_of(text: &str) -> Option<&str> {
+    let start = text.find("    fingerprint: Fingerprint {")?;
+    let end = text[start..].find("\n    },\n")?;
+    Some(&text[start..start + end])
+}
+
+/// Finds or makes the table file for a generated table; returns its module.
+///
+/// An existing table with the same body covers the build already. Else the
+/// build's version gets `debian_<version>_<arch>.rs`, overwritten when it
+/// holds the same fingerprint (the generator or `layout.rs` changed); a
+/// layout of its own under a version that has a table gets a name with
+/// the package version. With `check`, anything but the first case is stale.
+fn place(
+    out_dir: &Path,
+    build: &Build,
+    text: &str,
+    check: bool,
+    stale: &mut Vec<String>,
+) -> Result<String, String> {
+    let mut tables = Vec::new();
+    for entry in fs::read_dir(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let Some(module) = path.file_stem().and_then(|m| m.to_str()).map(String::from) else {
+            continue;
+        };
+        if module == "mod" || path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let old = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if body(&old) == body(text) {
+            return Ok(module);
+        }
+        tables.push((module, old));
+    }
+    if check {
+        stale.push(format!(
+            "{} {} ({}) has no table with its layout",
+            build.version,
+            build.deb_arch(),
+            build.suite
+        ));
+        return Ok(String::new());
+    }
+    let plain = build.module(false);
+    let module = match tables.iter().find(|(m, _)| *m == plain) {
+        Some((_, old)) if fingerprint_of(old) != fingerprint_of(text) => build.module(true),
+        _ => plain,
+    };
+    let path = out_dir.join(format!("{module}.rs"));
+    fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("glibc-layouts: wrote {}", path.display());
+    Ok(module)
 }
 
 fn write_or_check(
@@ -233,16 +289,52 @@ fn write_or_check(
 // ---------------------------------------------------------------------------
 // Fetching the packages.
 
-/// Makes sure `libc6` and `libc6-dbg` of `build` are unpacked under the cache
-/// and returns the directory they were unpacked into.
-fn fetch(cache: &Path, build: &Build, offline: bool) -> Result<PathBuf, String> {
-    let tree = cache.join(format!("{}_{}", build.version, build.deb_arch()));
-    let done = tree.join(".unpacked");
-    if done.exists() {
-        return Ok(tree);
+/// Package lists older than this are fetched again, so that "the archive's
+/// current build" is today's.
+pub(crate) const LISTS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+/// The directory holding `libc6` and `libc6-dbg` of `release`'s current
+/// build for `arch`, unpacked: `target/glibc-dbg/<suite>_<debarch>/`
+/// (tests find the trees there). Its `.version` names the package version;
+/// a newer build in the archive replaces the tree.
+pub(crate) fn tree_dir(suite: &str, arch: Arch) -> PathBuf {
+    util::root()
+        .join("target/glibc-dbg")
+        .join(format!("{suite}_{}", arch.deb()))
+}
+
+/// Makes sure the current build of `release` for `arch` is unpacked.
+fn ensure(release: &Release, arch: Arch, offline: bool) -> Result<(Build, PathBuf), String> {
+    let cache = util::root().join("target/glibc-dbg");
+    let tree = tree_dir(release.suite, arch);
+    let stamp = tree.join(".version");
+    let apt = Apt::new(
+        cache.join("apt").join(release.suite),
+        release.sources,
+        &["amd64", "arm64"],
+    );
+    let version = if offline {
+        fs::read_to_string(&stamp).map_err(|_| {
+            format!(
+                "{} is not unpacked and --offline was given",
+                tree.display()
+            )
+        })?
+    } else {
+        if apt.lists_age().is_none_or(|age| age > LISTS_MAX_AGE) {
+            apt.update()?;
+        }
+        apt.candidate(&format!("libc6:{}", arch.deb()))?
+    };
+    let build = Build {
+        suite: release.suite,
+        version: version.trim().to_string(),
+        arch,
+    };
+    if fs::read_to_string(&stamp).ok().as_deref() == Some(build.version.as_str()) {
+        return Ok((build, tree));
     }
     let debs_dir = cache.join("debs");
-    fs::create_dir_all(&debs_dir).map_err(|e| format!("{}: {e}", debs_dir.display()))?;
     let debs: Vec<PathBuf> = ["libc6", "libc6-dbg"]
         .iter()
         .map(|p| {
@@ -254,15 +346,11 @@ fn fetch(cache: &Path, build: &Build, offline: bool) -> Result<PathBuf, String> 
         })
         .collect();
     if debs.iter().any(|d| !d.exists()) {
-        if offline {
-            return Err(format!(
-                "{} {} is not in {} and --offline was given",
-                build.version,
-                build.deb_arch(),
-                debs_dir.display()
-            ));
-        }
-        download(cache, &debs_dir, build)?;
+        let packages = [
+            format!("libc6:{}={}", build.deb_arch(), build.version),
+            format!("libc6-dbg:{}={}", build.deb_arch(), build.version),
+        ];
+        apt.download(&debs_dir, &packages, |e| e)?;
     }
     if tree.exists() {
         fs::remove_dir_all(&tree).map_err(|e| format!("{}: {e}", tree.display()))?;
@@ -271,29 +359,8 @@ fn fetch(cache: &Path, build: &Build, offline: bool) -> Result<PathBuf, String> 
     for deb in &debs {
         util::run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&tree))?;
     }
-    fs::write(&done, "").map_err(|e| format!("{}: {e}", done.display()))?;
-    Ok(tree)
-}
-
-/// `apt-get download` with a private configuration (see `apt.rs`): our own
-/// sources list, package lists, cache and an empty dpkg status, both
-/// architectures.
-fn download(cache: &Path, debs_dir: &Path, build: &Build) -> Result<(), String> {
-    let apt = Apt::new(cache.join("apt"), SUITES, &["amd64", "arm64"]);
-    let packages = [
-        format!("libc6:{}={}", build.deb_arch(), build.version),
-        format!("libc6-dbg:{}={}", build.deb_arch(), build.version),
-    ];
-    apt.download(debs_dir, &packages, |e| {
-        format!(
-            "{e}\n`{}` {} ({}) is no longer in the Debian archive: its table stays as it is; \
-             to cover the suite's current build, put its version into BUILDS in {}",
-            build.version,
-            build.deb_arch(),
-            build.suite,
-            file!()
-        )
-    })
+    fs::write(&stamp, &build.version).map_err(|e| format!("{}: {e}", stamp.display()))?;
+    Ok((build, tree))
 }
 
 // ---------------------------------------------------------------------------
@@ -944,7 +1011,7 @@ fn generate(spec: &Spec, build: &Build, tree: &Path) -> Result<String, String> {
         .rsplit_once("release version ")
         .map(|(_, v)| v.trim_end_matches('.').to_string())
         .ok_or_else(|| format!("{}: no release version in `{banner}`", libc.path.display()))?;
-    if !banner.contains(build.version) {
+    if !banner.contains(&build.version) {
         return Err(format!(
             "{}: banner `{banner}` does not name {}",
             libc.path.display(),
@@ -972,6 +1039,7 @@ fn generate(spec: &Spec, build: &Build, tree: &Path) -> Result<String, String> {
     let tunables = read_tunables(&types, &files, &rtld, &rtld_dbg, build)?;
     check_list_tunables(&tunables, build, tree, &rtld.path)?;
     let unsecure = unsecure_env(&rtld)?;
+    let fingerprint = render_fingerprint(&libc, &glibc_version)?;
 
     let mut out = String::new();
     let _ = writeln!(
@@ -979,7 +1047,9 @@ fn generate(spec: &Spec, build: &Build, tree: &Path) -> Result<String, String> {
         "//! Generated by `cargo xtask glibc-layouts` from the DWARF of Debian's\n\
          //! `libc6-dbg` {} ({}, {}). Do not edit.\n\
          //!\n\
-         //! libc.so.6 build id {}, {} build id {}.\n",
+         //! libc.so.6 build id {}, {} build id {}.\n\
+         //! Every build whose libc.so.6 shows the `fingerprint` below uses this\n\
+         //! table; `--check` compares everything after this header.\n",
         build.version,
         build.deb_arch(),
         build.suite,
@@ -992,8 +1062,7 @@ fn generate(spec: &Spec, build: &Build, tree: &Path) -> Result<String, String> {
     for f in &spec.layout {
         let value = match f.rust.as_str() {
             "glibc_version" => format!("{glibc_version:?}"),
-            "package_version" => format!("{:?}", build.version),
-            "banner" => format!("{banner:?}"),
+            "fingerprint" => fingerprint.clone(),
             "arch" => format!(
                 "Arch::{}",
                 match build.arch {
@@ -1001,8 +1070,6 @@ fn generate(spec: &Spec, build: &Build, tree: &Path) -> Result<String, String> {
                     Arch::Aarch64 => "Aarch64",
                 }
             ),
-            "libc_build_id" => bytes_literal(&libc.build_id),
-            "rtld_build_id" => bytes_literal(&rtld.build_id),
             "tunables" => render_tunables(&tunables),
             "unsecure_env" => {
                 let mut v = String::from("&[\n");
@@ -1025,13 +1092,7 @@ fn generate(spec: &Spec, build: &Build, tree: &Path) -> Result<String, String> {
         let _ = writeln!(out, "    {}: {},", f.rust, value);
     }
     out.push_str("};\n\n");
-    let _ = writeln!(
-        out,
-        "/// {} {} ({}).",
-        build.version,
-        build.arch.name(),
-        build.suite
-    );
+    let _ = writeln!(out, "/// glibc {glibc_version} {}.", build.arch.name());
     out.push_str("pub static LAYOUT: Layout = TABLE;\n\n");
     // A table that breaks an invariant of `Layout::check` fails the build.
     out.push_str("const _: () = if let Err(e) = TABLE.check() {\n    panic!(\"{}\", e.0)\n};\n");
@@ -1140,16 +1201,56 @@ fn render_member(f: &Found, m: &MemberSpec) -> Result<String, String> {
     })
 }
 
-fn bytes_literal(b: &[u8]) -> String {
-    let items: Vec<String> = b.iter().map(|x| format!("0x{x:02x}")).collect();
-    format!("&[{}]", items.join(", "))
+/// The `Fingerprint` literal of a build, from its stripped `libc.so.6`
+/// (what the loader reads at run time; see `glibc/fingerprint.rs`).
+fn render_fingerprint(libc: &Elf, banner_version: &str) -> Result<String, String> {
+    let file = object::File::parse(&*libc.data).map_err(|e| e.to_string())?;
+    let mut version = None;
+    let mut imports = BTreeSet::new();
+    for sym in file.dynamic_symbols() {
+        let Ok(name) = sym.name() else { continue };
+        if sym.is_undefined() {
+            if !name.is_empty() {
+                imports.insert(name.to_string());
+            }
+        } else if name == "__nptl_version" {
+            let index = sym.section_index().ok_or("__nptl_version has no section")?;
+            let section = file.section_by_index(index).map_err(|e| e.to_string())?;
+            let bytes = section
+                .data_range(sym.address(), sym.size().max(1))
+                .map_err(|e| e.to_string())?
+                .ok_or("__nptl_version outside its section")?;
+            let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+            version = Some(String::from_utf8_lossy(&bytes[..end]).into_owned());
+        }
+    }
+    let version = version.ok_or_else(|| format!("{}: no __nptl_version", libc.path.display()))?;
+    if version != banner_version {
+        return Err(format!(
+            "{}: __nptl_version {version:?} but the banner says {banner_version:?}",
+            libc.path.display()
+        ));
+    }
+    let mut s = String::from("Fingerprint {\n");
+    let _ = writeln!(s, "        version: {version:?},");
+    s.push_str("        imports: &[\n");
+    for n in &imports {
+        let _ = writeln!(s, "            {n:?},");
+    }
+    s.push_str("        ],\n        thread_db: &[\n");
+    for (name, words) in thread_db_descriptors(libc)? {
+        let w: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        let _ = writeln!(s, "            ({name:?}, &[{}]),", w.join(", "));
+    }
+    s.push_str("        ],\n    }");
+    Ok(s)
 }
 
 fn render_mod(modules: &[String]) -> String {
     let mut s = String::from(
         "//! Generated by `cargo xtask glibc-layouts`: every glibc layout table.\n\
          //! Do not edit; see docs/glibc-layouts.md.\n\n\
-         use super::layout::{find_in, Layout};\n\n",
+         use super::layout::Layout;\n\n",
     );
     // One member per line reads better than rustfmt's layout of struct
     // literals, and generated files must not change under `cargo fmt`.
@@ -1160,11 +1261,7 @@ fn render_mod(modules: &[String]) -> String {
     for m in modules {
         let _ = writeln!(s, "    &{m}::LAYOUT,");
     }
-    s.push_str(
-        "];\n\n\
-         /// The table of the `libc.so.6` whose `NT_GNU_BUILD_ID` is `build_id`.\n\
-         pub fn find(build_id: &[u8]) -> Option<&'static Layout> {\n    find_in(ALL, build_id)\n}\n",
-    );
+    s.push_str("];\n");
     s
 }
 

@@ -39,7 +39,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::apt::{Apt, Package};
-use crate::util::{self, Arch};
+use crate::util;
 
 /// What the sysroot is made of: the packages the tests run and their
 /// libraries (the dependency closure is added by apt).
@@ -101,21 +101,20 @@ pub fn ensure(refresh: bool, offline: bool) -> Result<PathBuf, String> {
     let base = util::root().join("target/sysroot");
     let tree = sysroot_dir();
     let stamp_path = tree.join(".cah-sysroot");
-    let libc6 = crate::glibc_layouts::table_version("bookworm", Arch::Aarch64)
-        .ok_or("glibc-layouts has no bookworm arm64 build to pin libc6 to")?;
-    let mut request: Vec<String> = PACKAGES
-        .iter()
-        .map(|p| if *p == "libc6" { format!("libc6={libc6}") } else { p.to_string() })
-        .collect();
+    let mut request: Vec<String> = PACKAGES.iter().map(|p| p.to_string()).collect();
     request.sort();
     let header = format!("recipe {RECIPE}\nrequest {}\n", request.join(" "));
     let old_stamp = fs::read_to_string(&stamp_path).unwrap_or_default();
+    let apt = Apt::new(base.join("apt"), SUITES, &["arm64"]).native_arch("arm64");
+    // The packages are whatever bookworm serves today (no pinned version,
+    // which would leave the archive): lists older than half a day are
+    // fetched again and the tree follows them.
+    let refresh = refresh || (!offline && apt.lists_age().is_none_or(|a| a > crate::glibc_layouts::LISTS_MAX_AGE));
     if !refresh && old_stamp.starts_with(&header) && tree.join("lib/ld-linux-aarch64.so.1").exists() {
         eprintln!("xtask: sysroot {} is up to date", tree.display());
         return Ok(tree);
     }
 
-    let apt = Apt::new(base.join("apt"), SUITES, &["arm64"]).native_arch("arm64");
     let debs = base.join("debs");
     if offline && !apt.has_lists() {
         return Err(format!(
@@ -132,9 +131,9 @@ pub fn ensure(refresh: bool, offline: bool) -> Result<PathBuf, String> {
             // Stale lists (a security update replaced a version): once more
             // with fresh ones.
             apt.update()?;
-            apt.resolve(&request).map_err(|e| no_libc_hint(e, libc6))?
+            apt.resolve(&request)?
         }
-        Err(e) => return Err(no_libc_hint(e, libc6)),
+        Err(e) => return Err(e),
     };
     let mut files: Vec<String> = closure.iter().map(Package::deb_file).collect();
     files.sort();
@@ -177,13 +176,6 @@ pub fn ensure(refresh: bool, offline: bool) -> Result<PathBuf, String> {
         started.elapsed().as_secs_f64()
     );
     Ok(tree)
-}
-
-fn no_libc_hint(e: String, libc6: &str) -> String {
-    format!(
-        "{e}\nsysroot: if libc6 {libc6} (arm64) has left bookworm, add the current bookworm \
-         build to BUILDS in xtask/src/glibc_layouts.rs and run `cargo xtask glibc-layouts`"
-    )
 }
 
 /// Debian 12's merged /usr: `bin`, `sbin` and `lib` are symlinks to their

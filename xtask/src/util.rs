@@ -65,6 +65,14 @@ impl Arch {
         }
     }
 
+    /// Debian's name of the architecture.
+    pub fn deb(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "amd64",
+            Arch::Aarch64 => "arm64",
+        }
+    }
+
     pub fn rust_target(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86_64-unknown-linux-gnu",

@@ -143,21 +143,40 @@ pub enum Arch {
     Aarch64,
 }
 
+impl Arch {
+    /// The build's architecture from an ELF `e_machine`.
+    pub const fn from_machine(machine: u16) -> Option<Arch> {
+        match machine {
+            object::elf::EM_X86_64 => Some(Arch::X86_64),
+            object::elf::EM_AARCH64 => Some(Arch::Aarch64),
+            _ => None,
+        }
+    }
+}
+
+/// The layout-relevant facts of a glibc build, as its `libc.so.6` shows
+/// them at run time. Every build with the same facts has the same layout.
+#[derive(Debug)]
+pub struct Fingerprint {
+    /// `__nptl_version` (`"2.36"`).
+    pub version: &'static str,
+    /// Every symbol `libc.so.6` imports (all from the loader), sorted.
+    pub imports: &'static [&'static str],
+    /// Every `_thread_db_*` descriptor of `libc.so.6` (name without the
+    /// prefix, sorted), as 32-bit words.
+    pub thread_db: &'static [(&'static str, &'static [u32])],
+}
+
 /// Everything the loader must know about one glibc build.
 #[derive(Debug)]
 pub struct Layout {
-    /// Upstream release, from libc's banner (`"2.36"`).
+    /// Upstream release (`"2.36"`), from libc's banner.
     pub glibc_version: &'static str,
-    /// The distribution's package version (`"2.36-9+deb12u14"`).
-    pub package_version: &'static str,
-    /// libc's banner (`"GNU C Library (Debian GLIBC ...) stable release version 2.36."`).
-    pub banner: &'static str,
     /// Target architecture.
     pub arch: Arch,
-    /// `NT_GNU_BUILD_ID` of `libc.so.6`: the key a table is found by.
-    pub libc_build_id: &'static [u8],
-    /// `NT_GNU_BUILD_ID` of the same package's `ld.so` (for diagnostics).
-    pub rtld_build_id: &'static [u8],
+    /// What a `libc.so.6` must show for this table to be used
+    /// (see `glibc::fingerprint`).
+    pub fingerprint: Fingerprint,
 
     /// `_rtld_global`.
     pub rtld_global: RtldGlobal,
@@ -1271,7 +1290,18 @@ impl Layout {
         let pd = &self.pthread;
         let mutex = self.pthread_mutex.size;
 
-        ensure!(self.libc_build_id.len() >= 16, "libc build id too short");
+        ensure!(
+            str_eq(self.glibc_version, self.fingerprint.version),
+            "banner version != __nptl_version"
+        );
+        ensure!(
+            sorted(self.fingerprint.imports),
+            "fingerprint imports not sorted"
+        );
+        ensure!(
+            !self.fingerprint.thread_db.is_empty(),
+            "fingerprint without _thread_db descriptors"
+        );
         ensure!(
             g._dl_ns.stride == ns.size,
             "_dl_ns[] stride != sizeof(link_namespaces)"
@@ -1492,9 +1522,46 @@ impl Layout {
     }
 }
 
-/// Finds the table whose `libc_build_id` is `build_id` among `tables`.
-pub fn find_in(tables: &[&'static Layout], build_id: &[u8]) -> Option<&'static Layout> {
-    tables.iter().copied().find(|l| l.libc_build_id == build_id)
+/// `a == b` in a `const fn`.
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Whether `names` is strictly ascending (bytewise), as a binary search needs.
+const fn sorted(names: &[&str]) -> bool {
+    let mut i = 1;
+    while i < names.len() {
+        let (a, b) = (names[i - 1].as_bytes(), names[i].as_bytes());
+        let mut k = 0;
+        loop {
+            if k == a.len() || k == b.len() {
+                if a.len() >= b.len() {
+                    return false;
+                }
+                break;
+            }
+            if a[k] != b[k] {
+                if a[k] > b[k] {
+                    return false;
+                }
+                break;
+            }
+            k += 1;
+        }
+        i += 1;
+    }
+    true
 }
 
 #[cfg(test)]
@@ -1502,23 +1569,19 @@ mod tests {
     use super::*;
     use crate::glibc::layouts;
 
-    fn by_build_id(hex: &str) -> &'static Layout {
-        let id: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect();
-        layouts::find(&id).unwrap_or_else(|| panic!("no table for build id {hex}"))
+    /// The one table of a glibc version for an arch.
+    fn table(version: &str, arch: Arch) -> &'static Layout {
+        let mut found = layouts::ALL.iter().filter(|l| l.glibc_version == version && l.arch == arch);
+        let l = found.next().unwrap_or_else(|| panic!("no table for {version} {arch:?}"));
+        assert!(found.next().is_none(), "two tables for {version} {arch:?}");
+        l
     }
 
     /// Debian 12 (`2.36-9+deb12u14`) x86_64, against the pahole numbers of
     /// glibc-rtld-abi.md section 8.1 (obtained independently of the xtask).
     #[test]
     fn bookworm_x86_64_matches_pahole() {
-        let l = by_build_id("93ac61ec5a8eb1396f9fbd350e3169a558528a40");
-        assert_eq!(l.arch, Arch::X86_64);
-        assert_eq!(l.glibc_version, "2.36");
-        assert_eq!(l.package_version, "2.36-9+deb12u14");
-        assert_eq!(l.rtld_build_id[..4], [0x7e, 0xbc, 0x65, 0xe5]);
+        let l = table("2.36", Arch::X86_64);
 
         let g = &l.rtld_global;
         assert_eq!(g.size, 4336);
@@ -1713,8 +1776,7 @@ mod tests {
     /// Debian 12 aarch64, against glibc-rtld-abi.md section 8.2.
     #[test]
     fn bookworm_aarch64_matches_pahole() {
-        let l = by_build_id("6f268ff546c56d7f14e9501a55698cc2d0ab4732");
-        assert_eq!(l.arch, Arch::Aarch64);
+        let l = table("2.36", Arch::Aarch64);
         assert_eq!(l.rtld_global.size, 4520);
         assert_eq!(l.rtld_global._dl_ns.stride, 168);
         assert_eq!(l.rtld_global._dl_nns.off, 2688);
@@ -1781,13 +1843,18 @@ mod tests {
     fn every_table_is_consistent_and_unique() {
         assert!(layouts::ALL.len() >= 4);
         for (i, l) in layouts::ALL.iter().enumerate() {
-            assert_eq!(l.check(), Ok(()), "{} {:?}", l.package_version, l.arch);
+            assert_eq!(l.check(), Ok(()), "{} {:?}", l.glibc_version, l.arch);
+            // Two tables with one fingerprint: the second could never be chosen.
             for other in &layouts::ALL[i + 1..] {
-                assert_ne!(l.libc_build_id, other.libc_build_id);
+                let (a, b) = (&l.fingerprint, &other.fingerprint);
+                assert!(
+                    l.arch != other.arch || a.version != b.version || a.imports != b.imports || a.thread_db != b.thread_db,
+                    "two tables for {} {:?} with one fingerprint",
+                    l.glibc_version,
+                    l.arch
+                );
             }
-            assert!(core::ptr::eq(*l, layouts::find(l.libc_build_id).unwrap()));
         }
-        assert!(layouts::find(&[0; 20]).is_none());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod catch;
 pub mod cpu;
+pub mod fingerprint;
 pub mod layout;
 pub mod layouts;
 pub mod raw;

@@ -570,10 +570,10 @@ mod tests {
             assert!(l.tunables.len() <= MAX_TUNABLES);
             let levels = l.tunables[0].security.is_some();
             // Security levels and the {str, len} string went away together (2.39).
-            assert_eq!(levels, l.tunable_val.strval_len.is_none(), "{}", l.package_version);
-            assert_eq!(Dialect::of(l) == Dialect::Lenient, levels, "{}", l.package_version);
+            assert_eq!(levels, l.tunable_val.strval_len.is_none(), "{} {:?}", l.glibc_version, l.arch);
+            assert_eq!(Dialect::of(l) == Dialect::Lenient, levels, "{} {:?}", l.glibc_version, l.arch);
             for name in ["glibc.malloc.check", "glibc.malloc.perturb", "glibc.pthread.rseq", "glibc.mem.tagging"] {
-                assert!(l.tunables.iter().any(|t| t.name == name), "{} lacks {name}", l.package_version);
+                assert!(l.tunables.iter().any(|t| t.name == name), "{} {:?} lacks {name}", l.glibc_version, l.arch);
             }
         }
     }
