@@ -299,7 +299,7 @@ fn unknown_glibc(ns: &Namespace, libc: DsoId, facts: &crate::glibc::fingerprint:
     for b in crate::glibc::rtld::build_id(ns, libc).unwrap_or_default() {
         let _ = write!(id, "{b:02x}");
     }
-    let version = facts.version().map_or("unknown", |v| core::str::from_utf8(v).unwrap_or("unknown"));
+    let version = facts.version().or_else(|| facts.banner_version()).map_or("unknown", |v| core::str::from_utf8(v).unwrap_or("unknown"));
     let detail = match why {
         Mismatch::Version => String::from("no table for this version"),
         Mismatch::Imports => String::from("it imports other loader symbols than the known builds"),

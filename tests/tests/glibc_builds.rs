@@ -14,21 +14,28 @@ use std::process::Command;
 use cah_tests::{root, built_loader, Arch, run_clean as run};
 
 
-fn glibc_dir() -> PathBuf {
-    let d = root().join("target/glibc-dbg/trixie_amd64");
+/// The unpacked x86_64 glibc of a Debian release (`trixie`, `sid`).
+fn glibc_dir(suite: &str) -> PathBuf {
+    let d = root().join("target/glibc-dbg").join(format!("{suite}_amd64"));
     assert!(d.join("usr/lib/x86_64-linux-gnu/libc.so.6").exists(), "{} missing: run `cargo xtask glibc-layouts --check`", d.display());
     d
 }
 
-
-fn same_under_241(prog: &str, args: &[&str]) {
-    let g = glibc_dir();
+/// Runs `prog` against `suite`'s libc under that build's own ld.so and
+/// under ld-cah; both must print and exit alike. Returns glibc's result.
+fn same_under(suite: &str, prog: &str, args: &[&str]) -> (String, String, Option<i32>) {
+    let g = glibc_dir(suite);
     let libdir = g.join("usr/lib/x86_64-linux-gnu");
-    let reference = run(Command::new(g.join("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")).arg("--library-path").arg(&libdir).arg(prog).args(args));
-    assert_eq!(reference.2, Some(0), "{prog} fails under glibc 2.41's own loader: {reference:?}");
+    let reference = run(Command::new(libdir.join("ld-linux-x86-64.so.2")).arg("--library-path").arg(&libdir).arg(prog).args(args));
     let loader = built_loader(Arch::X86_64);
     let cah = run(Command::new(&loader).arg("--library-path").arg(&libdir).arg(prog).args(args));
-    assert_eq!(cah, reference, "{prog} {args:?} with glibc 2.41: ld-cah differs from glibc's loader");
+    assert_eq!(cah, reference, "{prog} {args:?} with {suite}'s glibc: ld-cah differs from glibc's loader");
+    reference
+}
+
+fn same_under_241(prog: &str, args: &[&str]) {
+    let r = same_under("trixie", prog, args);
+    assert_eq!(r.2, Some(0), "{prog} fails under glibc 2.41's own loader: {r:?}");
 }
 
 #[test]
@@ -120,6 +127,62 @@ fn aarch64_threads_tls_and_dlopen_with_glibc_2_36() {
 #[test]
 fn aarch64_threads_tls_and_dlopen_with_glibc_2_41() {
     aarch64_case("trixie_arm64");
+}
+
+#[test]
+fn aarch64_threads_tls_and_dlopen_with_glibc_2_43() {
+    aarch64_case("sid_arm64");
+}
+
+/// glibc 2.43 (sid): `struct pthread` lost `user_stack` and `joinid`
+/// (`stack_mode`, `joinstate` instead) and `_rtld_global` lost
+/// `_dl_stack_flags` (`_dl_stack_prot_flags` instead): threads, joins and
+/// python's C extensions show whether the loader filled the new members.
+#[test]
+fn programs_and_threads_with_glibc_2_43() {
+    for (prog, args) in [
+        ("/bin/bash", &["-c", "echo $((6*7)); printf '%s\\n' a b | sort -r; ls /nonexistent 2>&1; echo status=$?"][..]),
+        ("/usr/bin/sha256sum", &["/etc/os-release"][..]),
+        (
+            "/usr/bin/python3",
+            &["-c", "import threading, hashlib, ctypes\nr = []\nts = [threading.Thread(target=lambda i=i: r.append(hashlib.sha1(bytes([i])).hexdigest()[:8])) for i in range(4)]\n[t.start() for t in ts]; [t.join() for t in ts]\nprint(sorted(r), ctypes.CDLL('libm.so.6').cos is not None)"][..],
+        ),
+    ] {
+        let r = same_under("sid", prog, args);
+        assert_eq!(r.2, Some(0), "{prog} under glibc 2.43's own loader: {r:?}");
+    }
+}
+
+/// `_dl_readonly_area` (2.42 and later): a fortified `printf` refuses `%n`
+/// in a format string in writable memory and accepts one in read-only
+/// memory; the loader answers which is which.
+#[test]
+fn fortified_percent_n_with_glibc_2_43() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("n.c");
+    std::fs::write(
+        &src,
+        r#"#include <stdio.h>
+#include <string.h>
+int main(int argc, char **argv) {
+    int n = 0;
+    printf("ro%n\n", &n);
+    printf("n=%d\n", n);
+    fflush(stdout);
+    char fmt[16];
+    strcpy(fmt, argc > 1 ? argv[1] : "rw%n\n");
+    printf(fmt, &n);
+    return 3;
+}
+"#,
+    )
+    .unwrap();
+    let exe = dir.path().join("n");
+    let st = Command::new("gcc").args(["-O2", "-D_FORTIFY_SOURCE=2", "-o"]).arg(&exe).arg(&src).status().unwrap();
+    assert!(st.success(), "gcc failed");
+    let r = same_under("sid", exe.to_str().unwrap(), &[]);
+    assert!(r.0.starts_with("ro\nn=2\n"), "{r:?}");
+    assert!(r.1.contains("%n in writable segments detected"), "glibc refuses the writable %n: {r:?}");
 }
 
 /// Debian's cross libc (`libc6-arm64-cross` 2.36-8cross1, what

@@ -61,6 +61,10 @@ pub(crate) const RELEASES: &[Release] = &[
             ("debian-security", "trixie-security"),
         ],
     },
+    Release {
+        suite: "sid",
+        sources: &[("debian", "sid")],
+    },
 ];
 
 /// One glibc build: the current `libc6` of a release for one arch.
@@ -1037,7 +1041,8 @@ fn generate(spec: &Spec, build: &Build, tree: &Path) -> Result<String, String> {
     let types = Types::new(&files, &wanted)?;
     check_thread_db(&types, &libc, build)?;
     let tunables = read_tunables(&types, &files, &rtld, &rtld_dbg, build)?;
-    check_list_tunables(&tunables, build, tree, &rtld.path)?;
+    let mut tunables = tunables;
+    check_list_tunables(&mut tunables, build, tree, &rtld.path)?;
     let unsecure = unsecure_env(&rtld)?;
     let fingerprint = render_fingerprint(&libc, &glibc_version)?;
 
@@ -1063,6 +1068,7 @@ fn generate(spec: &Spec, build: &Build, tree: &Path) -> Result<String, String> {
         let value = match f.rust.as_str() {
             "glibc_version" => format!("{glibc_version:?}"),
             "fingerprint" => fingerprint.clone(),
+            "enumerators" => render_enumerators(&files)?,
             "arch" => format!(
                 "Arch::{}",
                 match build.arch {
@@ -1199,6 +1205,32 @@ fn render_member(f: &Found, m: &MemberSpec) -> Result<String, String> {
             n32(ty.size())?
         ),
     })
+}
+
+/// The `Enumerators` literal: each field is the enumerator of the same name
+/// (upper-cased where glibc spells it so) in ld.so's or libc's DWARF.
+fn render_enumerators(files: &[DebugInfo]) -> Result<String, String> {
+    const NAMES: &[&str] = &[
+        "ALLOCATE_GUARD_USER",
+        "THREAD_STATE_JOINABLE",
+        "dl_readonly_area_rdonly",
+        "dl_readonly_area_writable",
+        "dl_readonly_area_not_found",
+    ];
+    let mut found = BTreeMap::new();
+    for f in files {
+        for n in NAMES {
+            f.enumerators(n, &mut found)?;
+        }
+    }
+    let mut s = String::from("Enumerators {\n");
+    for n in NAMES {
+        // `enumerators` matches by prefix: take the exact name only.
+        let v = found.get(*n).map_or("None".to_string(), |v| format!("Some({v})"));
+        let _ = writeln!(s, "        {}: {v},", n.to_ascii_lowercase());
+    }
+    s.push_str("    }");
+    Ok(s)
 }
 
 /// The `Fingerprint` literal of a build, from its stripped `libc.so.6`
@@ -1523,7 +1555,7 @@ fn render_tunables(rows: &[TunableRow]) -> String {
 /// types must agree; values too, except for `glibc.cpu.*` tunables, which
 /// ld.so sets from the CPU it runs on before printing. Skipped (with a
 /// note) when the ld.so cannot be run here.
-fn check_list_tunables(rows: &[TunableRow], build: &Build, tree: &Path, rtld: &Path) -> Result<(), String> {
+fn check_list_tunables(rows: &mut [TunableRow], build: &Build, tree: &Path, rtld: &Path) -> Result<(), String> {
     let what = format!("{} {}", build.version, build.arch.name());
     let native = match build.arch {
         Arch::X86_64 => std::env::consts::ARCH == "x86_64",
@@ -1564,7 +1596,8 @@ fn check_list_tunables(rows: &[TunableRow], build: &Build, tree: &Path, rtld: &P
             None => s.parse::<i64>().ok().map(|v| (false, v as u64)),
         }
     };
-    for (id, (line, r)) in lines.iter().zip(rows).enumerate() {
+    let mut adopted = Vec::new();
+    for (id, (line, r)) in lines.iter().zip(rows.iter_mut()).enumerate() {
         let Some((name, rest)) = line.split_once(':') else {
             problems.push(format!("id {id}: unreadable line `{line}`"));
             continue;
@@ -1596,6 +1629,12 @@ fn check_list_tunables(rows: &[TunableRow], build: &Build, tree: &Path, rtld: &P
         if (fix(r.default), fix(r.min), fix(r.max)) != (v, lo, hi) {
             if name.starts_with("glibc.cpu.") {
                 moved.push(name.to_string());
+            } else if (fix(r.min), fix(r.max)) == (lo, hi) {
+                // ld.so sets another default before any program runs (2.43
+                // aarch64: `glibc.malloc.hugetlb` is 1): that is the value
+                // libc sees, so the table takes it.
+                adopted.push(format!("{name} {:#x} -> {v:#x}", r.default));
+                r.default = v;
             } else {
                 problems.push(format!(
                     "{name}: table {:#x} ({:#x}..{:#x}), ld.so {v:#x} ({lo:#x}..{hi:#x})",
@@ -1609,6 +1648,9 @@ fn check_list_tunables(rows: &[TunableRow], build: &Build, tree: &Path, rtld: &P
             "{what}: tunable_list[] disagrees with `ld.so --list-tunables`:\n  {}",
             problems.join("\n  ")
         ));
+    }
+    if !adopted.is_empty() {
+        eprintln!("glibc-layouts: defaults ld.so sets at start-up, taken from --list-tunables: {}", adopted.join(", "));
     }
     eprintln!(
         "glibc-layouts: {} tunables agree with --list-tunables{}",

@@ -5,6 +5,7 @@ mod apt;
 mod bench;
 mod build;
 mod demo;
+mod deps;
 mod fixtures;
 mod glibc_layouts;
 mod rootfs;
@@ -19,11 +20,12 @@ usage: cargo xtask <command>
 
   bench [ROUNDS]   start-up time under ld-cah vs glibc's loader, as ratios
   demo             build ld-cah and run a program through it on both arches
+  deps             install the Debian packages the build and the tests need (as root)
   build            build target/ld-cah/{x86_64,aarch64}/ld-cah.so and target/release/cah
   fixtures         compile the test fixtures for both arches into target/fixtures/<arch>/
   test             build, compile fixtures, run every test (host units, both arches)
   glibc-layouts    regenerate loader/src/glibc/layouts/ from glibc debug info
-  rootfs           debootstrap a trixie root file system (libc pinned) for the glibc 2.41 tests
+  rootfs [SUITE]   debootstrap bullseye/bookworm/trixie/sid root file systems for the tests
   sysroot          unpack real Debian bookworm arm64 packages into target/sysroot/arm64/
   help             this text
 ";
@@ -33,7 +35,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("build") => build::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
-        Some("demo") => demo::run(&args[1..]),
+        Some("demo") => deps::ensure().and_then(|()| demo::run(&args[1..])),
+        Some("deps") => deps::run(&args[1..]),
         Some("fixtures") => fixtures::run(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("glibc-layouts") => glibc_layouts::run(&args[1..]),
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
 
 /// The README's test command: everything, both arches.
 fn test(args: &[String]) -> Result<(), String> {
+    deps::ensure()?;
     build::run(&[])?;
     fixtures::run(&[])?;
     // Checks the committed layout tables against Debian's packages and

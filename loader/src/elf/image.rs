@@ -111,6 +111,15 @@ impl Image {
         Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len) })
     }
 
+    /// The address of the first occurrence of `needle` in any readable
+    /// range (a linear scan: for error paths, not for start-up).
+    pub fn find(&self, needle: &[u8]) -> Option<usize> {
+        self.readable.iter().find_map(|&(s, e)| {
+            let hay = self.bytes(s, e - s)?;
+            hay.windows(needle.len().max(1)).position(|w| w == needle).map(|i| s + i)
+        })
+    }
+
     /// The NUL-terminated string at `addr`, without its NUL, searching no
     /// further than `limit` (the end of the string table).
     pub fn cstr(&self, addr: usize, limit: usize) -> Option<&[u8]> {

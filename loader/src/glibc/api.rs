@@ -67,6 +67,10 @@ pub fn install(l: &Layout, ro: Raw) {
     ro.put(r._dl_tls_get_addr_soft, tls_get_addr_soft as *const () as u64);
     ro.put(r._dl_libc_freeres, noop as *const () as u64);
     ro.put(r._dl_find_object, find_object as *const () as u64);
+    let e = &l.enumerators;
+    if e.dl_readonly_area_rdonly.is_some() && e.dl_readonly_area_writable.is_some() && e.dl_readonly_area_not_found.is_some() {
+        ro.put_opt(r._dl_readonly_area, readonly_area as *const () as u64);
+    }
 }
 
 /// Looks up a symbol in one object (libc), for the loader's own use.
@@ -335,6 +339,68 @@ unsafe extern "C" fn find_object(pc: usize, result: usize) -> i32 {
     out.put(f.dlfo_link_map, o.link_map as u64);
     out.put(f.dlfo_eh_frame, o.eh_frame as u64);
     0
+}
+
+/// `_dl_readonly_area` (2.42 and later): whether `[ptr, ptr + size)` lies
+/// in read-only memory of one object, so that libc's fortified `printf`
+/// can refuse a `%n` format string in writable memory. glibc's rules: a
+/// writable segment counts as read-only only inside the object's RELRO
+/// pages; a segment without read permission is "writable"; read-only
+/// segments must cover the whole range.
+unsafe extern "C" fn readonly_area(ptr: usize, size: usize) -> i32 {
+    let Some(r) = rt() else { return -1 };
+    let e = &r.layout.enumerators;
+    let (Some(rdonly), Some(writable), Some(not_found)) =
+        (e.dl_readonly_area_rdonly, e.dl_readonly_area_writable, e.dl_readonly_area_not_found)
+    else {
+        return -1;
+    };
+    let Some(o) = object_of(ptr) else { return not_found as i32 };
+    let lm = &r.layout.link_map;
+    // SAFETY: a link map ld-cah allocated and filled (`ObjInfo::link_map`).
+    let map = unsafe { Raw::new(o.link_map) };
+    let (base, phdr, phnum) = (map.get(lm.l_addr) as usize, map.get(lm.l_phdr) as usize, map.get(lm.l_phnum) as usize);
+    let (relro, relro_size) = (map.get(lm.l_relro_addr) as usize, map.get(lm.l_relro_size) as usize);
+    // SAFETY: `_rtld_global_ro` is at least as large as the table's struct
+    // (checked when it was filled).
+    let page = unsafe { Raw::new(super::rtld::_rtld_global_ro.addr()) }.get(r.layout.rtld_global_ro._dl_pagesize) as usize;
+    if !page.is_power_of_two() {
+        return not_found as i32;
+    }
+    let down = |x: usize| x & !(page - 1);
+    let (start, end) = (ptr, ptr.saturating_add(size));
+    let mut left = size;
+    for i in 0..phnum {
+        // SAFETY: `l_phdr` points at the object's `phnum` program headers,
+        // mapped for the object's lifetime.
+        let ph = unsafe { Raw::new(phdr + i * 56) };
+        let field = |off, size| super::layout::Field { off, size };
+        if ph.get(field(0, 4)) as u32 != object::elf::PT_LOAD {
+            continue;
+        }
+        let flags = ph.get(field(4, 4)) as u32;
+        let (vaddr, filesz) = (ph.get(field(16, 8)) as usize, ph.get(field(32, 8)) as usize);
+        let from = base.wrapping_add(down(vaddr));
+        let to = base.wrapping_add(down(vaddr.wrapping_add(filesz).wrapping_add(page - 1)));
+        if !(from < end && to > start) {
+            continue;
+        }
+        if flags & object::elf::PF_W != 0 {
+            let inside = relro != 0 && {
+                let (rs, re) = (down(base.wrapping_add(relro)), down(base.wrapping_add(relro).wrapping_add(relro_size)));
+                rs <= start && end <= re
+            };
+            return (if inside { rdonly } else { writable }) as i32;
+        }
+        if flags & object::elf::PF_R == 0 {
+            return writable as i32;
+        }
+        left = left.saturating_sub(to.min(end) - from.max(start));
+        if left == 0 {
+            break;
+        }
+    }
+    (if left == 0 { rdonly } else { not_found }) as i32
 }
 
 #[cfg_attr(feature = "rtld", no_mangle)]

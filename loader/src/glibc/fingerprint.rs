@@ -72,6 +72,18 @@ impl Libc<'_> {
         self.img.cstr(at, at.saturating_add(VERSION_MAX))
     }
 
+    /// The version in libc's banner (`"... release version 2.31."`), for
+    /// messages about builds without `__nptl_version` (before 2.34 it
+    /// lived in libpthread). Scans libc's mapped bytes: error paths only.
+    pub fn banner_version(&self) -> Option<&[u8]> {
+        let key = b"release version ";
+        let at = self.img.find(key)? + key.len();
+        // The banner goes on for several lines: read a few bytes, not a string.
+        let s = (1..=VERSION_MAX).rev().find_map(|n| self.img.bytes(at, n))?;
+        let end = s.iter().position(|&b| !(b.is_ascii_digit() || b == b'.')).unwrap_or(s.len());
+        Some(s[..end].strip_suffix(b".").unwrap_or(&s[..end]))
+    }
+
     /// Whether the undefined symbols are exactly `want` (sorted, unique).
     ///
     /// With a GNU hash table every undefined symbol sits below

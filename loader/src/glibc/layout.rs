@@ -167,6 +167,22 @@ pub struct Fingerprint {
     pub thread_db: &'static [(&'static str, &'static [u32])],
 }
 
+/// Enumerator values the loader stores into glibc's structures; `None`
+/// where the build has no such enumerator.
+#[derive(Debug)]
+pub struct Enumerators {
+    /// `ALLOCATE_GUARD_USER`: `struct pthread.stack_mode` of the main thread.
+    pub allocate_guard_user: Option<i64>,
+    /// `THREAD_STATE_JOINABLE`: `struct pthread.joinstate` of the main thread.
+    pub thread_state_joinable: Option<i64>,
+    /// `dl_readonly_area_rdonly`: `_dl_readonly_area` results.
+    pub dl_readonly_area_rdonly: Option<i64>,
+    /// `dl_readonly_area_writable`.
+    pub dl_readonly_area_writable: Option<i64>,
+    /// `dl_readonly_area_not_found`.
+    pub dl_readonly_area_not_found: Option<i64>,
+}
+
 /// Everything the loader must know about one glibc build.
 #[derive(Debug)]
 pub struct Layout {
@@ -177,6 +193,8 @@ pub struct Layout {
     /// What a `libc.so.6` must show for this table to be used
     /// (see `glibc::fingerprint`).
     pub fingerprint: Fingerprint,
+    /// Values of glibc enumerators the loader writes, from the DWARF.
+    pub enumerators: Enumerators,
 
     /// `_rtld_global`.
     pub rtld_global: RtldGlobal,
@@ -277,8 +295,10 @@ pub struct RtldGlobal {
     pub _dl_x86_feature_control: Option<Field>,
     /// aarch64 guarded control stack state (2.41).
     pub _dl_aarch64_gcs: Option<Field>,
-    /// `PT_GNU_STACK` flags of the executable.
-    pub _dl_stack_flags: Field,
+    /// `PT_GNU_STACK` flags of the executable (until 2.42).
+    pub _dl_stack_flags: Option<Field>,
+    /// `mmap` protection of thread stacks (2.43, replaces `_dl_stack_flags`).
+    pub _dl_stack_prot_flags: Option<Field>,
     /// TLS: gaps in the module id space.
     pub _dl_tls_dtv_gaps: Field,
     /// TLS: highest module id.
@@ -451,6 +471,8 @@ pub struct RtldGlobalRo {
     pub _dl_libc_freeres: Field,
     /// Function pointer: `_dl_find_object`.
     pub _dl_find_object: Field,
+    /// Function pointer: `_dl_readonly_area`, fortified `%n` checks (2.42).
+    pub _dl_readonly_area: Option<Field>,
     /// dlfcn hook table (NULL).
     pub _dl_dlfcn_hook: Field,
     /// Audit interfaces.
@@ -751,8 +773,10 @@ pub struct Pthread {
     pub specific_used: Field,
     /// Debugger event reporting.
     pub report_events: Field,
-    /// Stack not owned by libc (main thread: true).
-    pub user_stack: Field,
+    /// Stack not owned by libc (main thread: true; until 2.42).
+    pub user_stack: Option<Field>,
+    /// Who owns the stack (main thread: `ALLOCATE_GUARD_USER`; 2.43).
+    pub stack_mode: Option<Field>,
     /// Started stopped.
     pub stopped_start: Field,
     /// Creation failed.
@@ -761,8 +785,10 @@ pub struct Pthread {
     pub lock: Field,
     /// setxid synchronisation.
     pub setxid_futex: Field,
-    /// Joining thread.
-    pub joinid: Field,
+    /// Joining thread (until 2.42).
+    pub joinid: Option<Field>,
+    /// Join state (main thread: `THREAD_STATE_JOINABLE`; 2.43).
+    pub joinstate: Option<Field>,
     /// Return value.
     pub result: Field,
     /// Scheduling parameters.
@@ -1612,7 +1638,7 @@ mod tests {
             })
         );
         assert_eq!(g._dl_x86_feature_1.map(|f| f.off), Some(4184));
-        assert_eq!(g._dl_stack_flags.off, 4192);
+        assert_eq!(g._dl_stack_flags.map(|f| f.off), Some(4192));
         assert_eq!(g._dl_tls_dtv_slotinfo_list.off, 4208);
         assert_eq!(g._dl_initial_dtv.off, 4240);
         assert_eq!(g._dl_stack_used.off, 4264);
@@ -1709,7 +1735,7 @@ mod tests {
         );
         assert_eq!(pd.specific.off, 1296);
         assert_eq!(pd.report_events.off, 1553);
-        assert_eq!(pd.user_stack.off, 1554);
+        assert_eq!(pd.user_stack.map(|f| f.off), Some(1554));
         assert_eq!(pd.start_routine.off, 1592);
         assert_eq!(pd.stackblock_size.off, 1688);
         assert_eq!(
@@ -1794,7 +1820,7 @@ mod tests {
                 size: 1232
             })
         );
-        assert_eq!(l.rtld_global._dl_stack_flags.off, 4376);
+        assert_eq!(l.rtld_global._dl_stack_flags.map(|f| f.off), Some(4376));
         assert_eq!(l.rtld_global._dl_x86_feature_1, None);
         assert_eq!(l.rtld_global._dl_stack_user.off, 4464);
         assert_eq!(l.rtld_global._dl_stack_cache_lock.off, 4512);

@@ -321,7 +321,12 @@ pub fn fill_globals(
         g.sub(lock).put(l.pthread_mutex.__kind, 1);
     }
     g.put(rg._dl_load_adds, chain.len() as u64);
-    g.put(rg._dl_stack_flags, u64::from(ns.objs[ns.main].stack_flags()));
+    let stack_flags = ns.objs[ns.main].stack_flags();
+    g.put_opt(rg._dl_stack_flags, u64::from(stack_flags));
+    // 2.43 keeps the `mmap` protection of thread stacks instead of the
+    // segment flags: read/write, and exec if PT_GNU_STACK asks for it.
+    let exec = if stack_flags & object::elf::PF_X != 0 { crate::sys::PROT_EXEC } else { 0 };
+    g.put_opt(rg._dl_stack_prot_flags, (crate::sys::PROT_READ | crate::sys::PROT_WRITE | exec) as u64);
     let dirs = ALL_DIRS.addr() as u64;
     g.put(rg._dl_all_dirs, dirs);
 
@@ -385,7 +390,14 @@ pub fn fill_globals(
             pd.put(super::layout::Field { off: s0, size: 8 }, (pd.addr() + first as usize) as u64);
         }
     }
-    pd.put(pt.user_stack, 1);
+    pd.put_opt(pt.user_stack, 1);
+    let e = &l.enumerators;
+    if let (Some(f), Some(v)) = (pt.stack_mode, e.allocate_guard_user) {
+        pd.put(f, v as u64);
+    }
+    if let (Some(f), Some(v)) = (pt.joinstate, e.thread_state_joinable) {
+        pd.put(f, v as u64);
+    }
     pd.put(pt.report_events, u64::from(__nptl_initial_report_events.load(Ordering::Relaxed)));
     pd.put(pt.stackblock_size, p.sp as u64);
     // x86_64: header.self (the TCB fields at the thread pointer are set by arch).

@@ -11,6 +11,10 @@ mod debian_2_36_x86_64;
 mod debian_2_41_aarch64;
 #[rustfmt::skip]
 mod debian_2_41_x86_64;
+#[rustfmt::skip]
+mod debian_2_43_aarch64;
+#[rustfmt::skip]
+mod debian_2_43_x86_64;
 
 /// Every known glibc build.
 pub static ALL: &[&Layout] = &[
@@ -18,4 +22,6 @@ pub static ALL: &[&Layout] = &[
     &debian_2_36_x86_64::LAYOUT,
     &debian_2_41_aarch64::LAYOUT,
     &debian_2_41_x86_64::LAYOUT,
+    &debian_2_43_aarch64::LAYOUT,
+    &debian_2_43_x86_64::LAYOUT,
 ];

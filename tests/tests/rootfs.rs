@@ -1,0 +1,115 @@
+//! The programs of real Debian root file systems (`cargo xtask rootfs`:
+//! debootstrap minbase of bookworm, trixie and sid as the archive serves
+//! them today), run inside each with `chroot` against the root's own
+//! libraries, under the root's own ld.so and under ld-cah. Output and exit
+//! status must agree. bullseye's glibc 2.31 has no table: ld-cah must
+//! refuse it with one line, never run it. Needs root (chroot), which CI has.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+type Out = (String, String, Option<i32>);
+
+fn rootfs(suite: &str) -> PathBuf {
+    let r = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/rootfs/{suite}-amd64"));
+    assert!(r.join("bin/bash").exists(), "{} missing: run `cargo xtask rootfs {suite}`", r.display());
+    r
+}
+
+/// A root with ld-cah copied in and a directory with fixed contents and
+/// times for ls; both are removed on drop.
+struct Root {
+    dir: PathBuf,
+}
+
+impl Root {
+    fn new(suite: &str) -> Root {
+        let dir = rootfs(suite);
+        let loader = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/ld-cah/x86_64/ld-cah.so");
+        assert!(loader.exists(), "run `cargo xtask build`");
+        std::fs::copy(&loader, dir.join("ld-cah-test.so")).unwrap();
+        let d = dir.join("tmp/cahtest");
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("a.txt"), "alpha\n").unwrap();
+        std::fs::write(d.join("b.txt"), "beta\ngamma\n").unwrap();
+        let touched = Command::new("touch").args(["-d", "2001-02-03 04:05:06 UTC"]).arg(d.join("a.txt")).arg(d.join("b.txt")).arg(&d).status().unwrap();
+        assert!(touched.success());
+        Root { dir }
+    }
+
+    /// Runs `argv` inside the root, directly or through ld-cah.
+    fn run(&self, cah: bool, argv: &[&str]) -> Out {
+        let mut c = Command::new("/usr/sbin/chroot");
+        c.arg(&self.dir);
+        if cah {
+            c.arg("/ld-cah-test.so");
+        }
+        let out = c.args(argv).env_clear().env("PATH", "/usr/bin:/bin").env("LC_ALL", "C").env("HOME", "/root").output().expect("chroot runs (root needed)");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), out.status.code())
+    }
+
+    fn same(&self, argv: &[&str]) {
+        let reference = self.run(false, argv);
+        assert_eq!(reference.2, Some(0), "{argv:?} fails in the root even under glibc: {reference:?}");
+        assert_eq!(self.run(true, argv), reference, "{argv:?}: ld-cah differs from the root's ld.so");
+    }
+
+    /// The root's libc banner version (`2.41`).
+    fn glibc_version(&self) -> String {
+        let out = self.run(false, &["/usr/bin/getconf", "GNU_LIBC_VERSION"]);
+        out.0.trim().strip_prefix("glibc ").unwrap_or_default().to_string()
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.dir.join("tmp/cahtest"));
+        let _ = std::fs::remove_file(self.dir.join("ld-cah-test.so"));
+    }
+}
+
+/// The corpus every supported release runs.
+fn corpus(suite: &str, version: &str) {
+    let r = Root::new(suite);
+    assert_eq!(r.glibc_version(), version, "{suite} moved to another glibc: update this test and the tables");
+    r.same(&["/bin/bash", "-c", "x=$((6*7)); for i in 1 2; do echo \"$i $x\"; done; echo $(printf '%s\\n' b a | sort)"]);
+    r.same(&["/bin/ls", "-la", "--time-style=+%F", "/tmp/cahtest"]);
+    r.same(&["/usr/bin/sha256sum", "/tmp/cahtest/a.txt", "/tmp/cahtest/b.txt"]);
+    r.same(&["/bin/date", "-u", "-d", "@0"]);
+    r.same(&["/usr/bin/perl", "-MPOSIX", "-e", "printf(\"%d %s\\n\", floor(2.5), join(',', sort qw(b c a)))"]);
+    r.same(&["/usr/bin/getent", "passwd", "root"]);
+    r.same(&["/bin/sh", "-c", "ls /nonexistent 2>&1; echo status=$?"]);
+    r.same(&["/usr/bin/env", "-i", "FOO=1", "/bin/sh", "-c", "echo $FOO; ulimit -n >/dev/null; echo ok"]);
+}
+
+#[test]
+fn bookworm_programs_run_against_their_own_glibc_2_36() {
+    corpus("bookworm", "2.36");
+}
+
+#[test]
+fn trixie_programs_run_against_their_own_glibc_2_41() {
+    corpus("trixie", "2.41");
+}
+
+#[test]
+fn sid_programs_run_against_their_own_glibc_2_43() {
+    corpus("sid", "2.43");
+}
+
+/// glibc 2.31 has no layout table (libc keeps its threads in libpthread,
+/// which this loader does not stand in for): every program is refused with
+/// one line that names libc, its version and its build id.
+#[test]
+fn bullseye_glibc_2_31_is_refused_with_one_line() {
+    let r = Root::new("bullseye");
+    assert_eq!(r.glibc_version(), "2.31");
+    let out = r.run(true, &["/bin/true"]);
+    assert_eq!(out.0, "");
+    assert_eq!(out.2, Some(127), "{out:?}");
+    assert_eq!(out.1.lines().count(), 1, "{out:?}");
+    let line = out.1.trim_end();
+    assert!(line.starts_with("ld-cah.so: error: /lib/x86_64-linux-gnu/libc.so.6: glibc 2.31 (build id "), "{line}");
+    assert!(line.contains("has no layout table"), "{line}");
+}
