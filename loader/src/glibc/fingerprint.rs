@@ -162,3 +162,86 @@ pub fn select(
     }
     Err(why)
 }
+
+/// Why a `libc.so.6` given as file bytes has no table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileVerdict {
+    /// Not an ELF shared object of a supported architecture, or without a
+    /// dynamic section.
+    NotLibc(&'static str),
+    /// A libc no table fits: its version (if it says) and why.
+    Unknown { version: Option<alloc::vec::Vec<u8>>, why: Mismatch },
+}
+
+/// The table for a `libc.so.6` given as its file's bytes, for tools that
+/// check a closure before it runs (`cah`): the file is laid out in memory
+/// as the loader maps it (each `PT_LOAD` at its address), then the same
+/// [`select`] runs on it.
+pub fn select_file(tables: &[&'static Layout], file: &[u8]) -> Result<&'static Layout, FileVerdict> {
+    use crate::elf::header::{Ehdr, Phdr};
+    use object::elf::{PT_DYNAMIC, PT_LOAD};
+    let machine = match file.get(18..20) {
+        Some(m) => u16::from_le_bytes([m[0], m[1]]),
+        None => return Err(FileVerdict::NotLibc("file too short")),
+    };
+    let ehdr = Ehdr::parse(file, machine).map_err(|_| FileVerdict::NotLibc("not an ELF object"))?;
+    let phdrs = ehdr
+        .phdr_range()
+        .and_then(|r| file.get(r))
+        .and_then(Phdr::parse_all)
+        .ok_or(FileVerdict::NotLibc("bad program headers"))?;
+    let mut span = 0usize;
+    for p in phdrs.iter().filter(|p| p.p_type == PT_LOAD) {
+        let end = usize::try_from(p.p_vaddr.saturating_add(p.p_memsz)).unwrap_or(usize::MAX);
+        span = span.max(end);
+    }
+    // A libc is a few MB; refuse absurd layouts instead of allocating them.
+    if span == 0 || span > 1 << 30 {
+        return Err(FileVerdict::NotLibc("bad segment sizes"));
+    }
+    let mut mem = alloc::vec![0u8; span];
+    for p in phdrs.iter().filter(|p| p.p_type == PT_LOAD) {
+        let (off, addr, len) = (p.p_offset as usize, p.p_vaddr as usize, p.p_filesz as usize);
+        let src = off.checked_add(len).and_then(|end| file.get(off..end));
+        let dst = addr.checked_add(len).and_then(|end| mem.get_mut(addr..end));
+        match (src, dst) {
+            (Some(s), Some(d)) => d.copy_from_slice(s),
+            _ => return Err(FileVerdict::NotLibc("segment outside the file")),
+        }
+    }
+    let dynamic = phdrs.iter().find(|p| p.p_type == PT_DYNAMIC).ok_or(FileVerdict::NotLibc("no dynamic section"))?;
+    let base = mem.as_ptr() as usize;
+    let mut img = Image::new();
+    // SAFETY: the image covers exactly `mem`, which outlives it (both are
+    // dropped at the end of this function, the image first).
+    unsafe { img.add_readable(base, base + mem.len()) };
+    let dyn_info = DynInfo::parse(&img, base, base.wrapping_add(dynamic.p_vaddr as usize))
+        .map_err(FileVerdict::NotLibc)?;
+    let versions = crate::elf::version::Versions::parse(&img, &dyn_info).map_err(FileVerdict::NotLibc)?;
+    let libc = Libc { img: &img, dyn_info: &dyn_info, versions: &versions, base };
+    select(tables, machine, &libc).map_err(|why| FileVerdict::Unknown {
+        version: libc.version().or_else(|| libc.banner_version()).map(<[u8]>::to_vec),
+        why,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::glibc::layouts::ALL;
+
+    /// This machine's libc (Debian 12, the test and CI machine) has a table;
+    /// Debian's cross libc for arm64 (2.36-8, another layout) does not.
+    #[test]
+    fn host_libc_has_a_table_and_the_cross_libc_does_not() {
+        let host = std::fs::read("/lib/x86_64-linux-gnu/libc.so.6").expect("Debian 12 x86_64 host");
+        let l = select_file(ALL, &host).expect("the host's libc has a table");
+        assert_eq!((l.glibc_version, l.arch), ("2.36", Arch::X86_64));
+        let cross = std::fs::read("/usr/aarch64-linux-gnu/lib/libc.so.6").expect("install libc6-arm64-cross");
+        match select_file(ALL, &cross) {
+            Err(FileVerdict::Unknown { version, .. }) => assert_eq!(version.as_deref(), Some(&b"2.36"[..])),
+            other => panic!("the cross libc must be refused: {other:?}"),
+        }
+        assert!(matches!(select_file(ALL, b"not an elf file at all"), Err(FileVerdict::NotLibc("not an ELF object"))));
+    }
+}
