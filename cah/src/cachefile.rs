@@ -2,7 +2,7 @@
 //! mapping it for `ld_cah::verify::cache` (the code the loader runs).
 //!
 //! This module holds the tool's only `unsafe` code: viewing a shared file
-//! mapping as `&[AtomicU64]`.
+//! mapping as `&[AtomicU64]`, and `fallocate`.
 
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -35,19 +35,62 @@ pub enum Mapped {
     ReadOnly(Mmap),
     /// Mapped `PROT_READ | PROT_WRITE`, `MAP_SHARED`.
     ReadWrite(MmapMut),
+    /// Read into memory: a file with holes, which is never mapped (see
+    /// [`Mapped::open`]).
+    Copy(Vec<AtomicU64>),
+}
+
+/// Allocates every block of `file`'s first `len` bytes (extending it if
+/// needed), so that no store through a shared mapping can find a hole on a
+/// full file system, which would be a `SIGBUS`.
+fn allocate(file: &std::fs::File, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
+    loop {
+        // SAFETY: `fallocate` on a descriptor we own; it reads no memory of ours.
+        let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 impl Mapped {
-    /// Maps `path`, writable if `write`.
+    /// Maps `path`, writable if `write`. A page of a shared mapping that is
+    /// a hole in the file gets its block when first touched (on tmpfs even
+    /// by a read), and on a full file system that fault is a `SIGBUS`: so a
+    /// file to write is allocated first (an error if it cannot be), and a
+    /// file to read that has holes is read into memory instead of mapped.
     pub fn open(path: &Path, write: bool) -> Result<Mapped> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(write)
             .open(path)
             .with_context(|| format!("{}", path.display()))?;
-        let len = file.metadata()?.len();
+        let meta = file.metadata()?;
+        let len = meta.len();
         if len == 0 || len % 8 != 0 {
             bail!("{}: not a hash cache file (size {len})", path.display());
+        }
+        let holes = meta.blocks().saturating_mul(512) < len;
+        if write {
+            if let Err(e) = allocate(&file, len) {
+                // No fallocate here (EOPNOTSUPP): fine if no block is missing.
+                if holes || e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+                    bail!("{}: cannot allocate its blocks: {e}", path.display());
+                }
+            }
+        } else if holes {
+            let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+            let words = bytes
+                .chunks_exact(8)
+                .map(|w| AtomicU64::new(u64::from_ne_bytes(w.try_into().unwrap_or([0; 8]))))
+                .collect();
+            return Ok(Mapped::Copy(words));
         }
         // SAFETY: a shared mapping of a file other processes may change at
         // any time. We never create `&[u8]`/`&mut [u8]` views that assume
@@ -69,6 +112,7 @@ impl Mapped {
         let (ptr, len) = match self {
             Mapped::ReadOnly(m) => (m.as_ptr(), m.len()),
             Mapped::ReadWrite(m) => (m.as_ptr(), m.len()),
+            Mapped::Copy(w) => return w,
         };
         // SAFETY: the mapping is page-aligned (so 8-byte aligned), `len / 8`
         // words lie inside it, and it lives as long as `self`. `AtomicU64`
@@ -83,7 +127,7 @@ impl Mapped {
     /// The cache in the mapping.
     pub fn cache(&self) -> Result<Cache<'_>, cache::CacheError> {
         let access = match self {
-            Mapped::ReadOnly(_) => Access::ReadOnly,
+            Mapped::ReadOnly(_) | Mapped::Copy(_) => Access::ReadOnly,
             Mapped::ReadWrite(_) => Access::ReadWrite,
         };
         Cache::open(self.words(), access)
@@ -119,7 +163,8 @@ pub fn create(path: &Path, slots: usize) -> Result<()> {
         .open(&tmp)
         .with_context(|| format!("{}", tmp.display()))?;
     let result = (|| -> Result<()> {
-        file.set_len(bytes as u64)?;
+        // Allocated, not just sized: see `Mapped::open`.
+        allocate(&file, bytes as u64).with_context(|| format!("{}: cannot allocate {bytes} bytes", tmp.display()))?;
         let mapped = Mapped::open(&tmp, true)?;
         Cache::format(mapped.words(), slots).map_err(|e| anyhow::anyhow!("{e}"))?;
         if let Mapped::ReadWrite(m) = &mapped {

@@ -22,8 +22,15 @@
 //!
 //! All paths are looked up inside `root` (symbolic links are followed
 //! inside it too), so a foreign sysroot resolves as it would once booted.
+//!
+//! The objects are untrusted: only regular files are opened (a FIFO or a
+//! device on the search path is skipped, never opened), repeated
+//! `DT_NEEDED` names of one object are looked at once, and the walk stops
+//! with an error past [`MAX_NAMES`] names or [`MAX_PROBES`] candidate
+//! paths, so no crafted closure (cycles, huge `DT_NEEDED` or `DT_RPATH`
+//! lists) can keep it going for long.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -39,7 +46,14 @@ use ld_cah::verify::{Digest, Lock};
 use object::elf;
 
 use crate::elfinfo::{self, ElfInfo};
-use crate::hashing;
+use crate::{files, hashing};
+
+/// Most distinct names a closure may have: what one lock can hold.
+pub const MAX_NAMES: usize = ld_cah::verify::lock::MAX_ENTRIES;
+
+/// Most candidate paths one resolution may look at (a large real closure
+/// looks at a few thousand).
+pub const MAX_PROBES: usize = 1 << 18;
 
 /// What steers a resolution.
 #[derive(Clone, Copy, Debug)]
@@ -182,6 +196,8 @@ struct Walk<'a> {
     deps: Vec<Dep>,
     dep_index: HashMap<Vec<u8>, usize>,
     digests: HashMap<(u64, u64), Digest>,
+    /// Candidate paths looked at so far (bounded by [`MAX_PROBES`]).
+    probes: usize,
 }
 
 /// Resolves the closure of `program`: the ONE place `cah` decides which
@@ -191,10 +207,10 @@ struct Walk<'a> {
 /// patching (no lock), a name that cannot be found, or a diamond conflict.
 /// With a lock, missing and mismatching names are reported in the result.
 pub fn resolve(program: &Path, opts: &Options<'_>) -> Result<Closure> {
-    let data = std::fs::read(program).with_context(|| format!("{}", program.display()))?;
+    let (file, meta) = files::open_regular(program)?;
+    let data = files::read_all(&file, &meta, program)?;
     let info = elfinfo::read(&data).with_context(|| format!("{}", program.display()))?;
     let arch = arch(info.machine)?;
-    let meta = std::fs::metadata(program)?;
     let program_host = std::fs::canonicalize(program)?;
     let root = std::fs::canonicalize(opts.root).with_context(|| format!("root {}", opts.root.display()))?;
     // The program's own path inside the root, for its `$ORIGIN`.
@@ -202,7 +218,7 @@ pub fn resolve(program: &Path, opts: &Options<'_>) -> Result<Closure> {
         Ok(rest) => Path::new("/").join(rest).as_os_str().as_bytes().to_vec(),
         Err(_) => program_host.as_os_str().as_bytes().to_vec(),
     };
-    let ldcache = std::fs::read(in_root(&root, b"/etc/ld.so.cache")).ok();
+    let ldcache = files::read_regular(&in_root(&root, b"/etc/ld.so.cache")).ok();
     let mut walk = Walk {
         opts: Options { root: &root, ..*opts },
         machine: info.machine,
@@ -212,6 +228,7 @@ pub fn resolve(program: &Path, opts: &Options<'_>) -> Result<Closure> {
         deps: Vec::new(),
         dep_index: HashMap::new(),
         digests: HashMap::new(),
+        probes: 0,
     };
     let digest = hashing::hash_bytes(&data);
     walk.objs.push(Obj {
@@ -294,10 +311,7 @@ impl Walk<'_> {
         let mut i = 0;
         // Breadth-first over DT_NEEDED from the program...
         while i < self.objs.len() {
-            let needed = self.objs[i].info.needed.clone();
-            for name in needed {
-                self.load_needed(i, &name, true)?;
-            }
+            self.load_all_needed(i)?;
             i += 1;
         }
         // ...then the extra names, each followed by its own dependencies.
@@ -307,12 +321,39 @@ impl Walk<'_> {
             let name = name.clone();
             self.load_needed(0, &name, false)?;
             while i < self.objs.len() {
-                let needed = self.objs[i].info.needed.clone();
-                for n in needed {
-                    self.load_needed(i, &n, true)?;
-                }
+                self.load_all_needed(i)?;
                 i += 1;
             }
+        }
+        Ok(())
+    }
+
+    /// The `DT_NEEDED` names of object `i`, each distinct name once (a
+    /// repeated name means the same object, as in glibc).
+    fn load_all_needed(&mut self, i: usize) -> Result<()> {
+        let needed = std::mem::take(&mut self.objs[i].info.needed);
+        let mut seen: HashSet<&[u8]> = HashSet::new();
+        let mut result = Ok(());
+        for name in &needed {
+            if seen.insert(name.as_slice()) {
+                result = self.load_needed(i, name, true);
+                if result.is_err() {
+                    break;
+                }
+            }
+        }
+        self.objs[i].info.needed = needed;
+        result
+    }
+
+    /// Counts one candidate path against [`MAX_PROBES`].
+    fn count_probe(&mut self, name: &[u8]) -> Result<()> {
+        self.probes += 1;
+        if self.probes > MAX_PROBES {
+            bail!(
+                "{}: gave up after looking at {MAX_PROBES} candidate paths for the closure",
+                show(name)
+            );
         }
         Ok(())
     }
@@ -332,16 +373,14 @@ impl Walk<'_> {
         Ok(d)
     }
 
-    /// Checks a candidate path: present, a regular file, and ELF for our
-    /// machine. `None` means "not this one, go on searching".
+    /// Checks a candidate path: present, a regular file (anything else is
+    /// never opened), and ELF for our machine. `None` means "not this one,
+    /// go on searching".
     fn probe(&mut self, virt: &[u8]) -> Option<(PathBuf, (u64, u64))> {
         let host = in_root(self.opts.root, virt);
-        let meta = std::fs::metadata(&host).ok()?;
-        if !meta.is_file() {
-            return None;
-        }
+        let (mut file, meta) = files::open_regular(&host).ok()?;
         let mut head = [0u8; 64];
-        let n = std::io::Read::read(&mut std::fs::File::open(&host).ok()?, &mut head).ok()?;
+        let n = std::io::Read::read(&mut file, &mut head).ok()?;
         if !elfinfo::is_compatible(&head[..n], self.machine) {
             return None;
         }
@@ -361,14 +400,16 @@ impl Walk<'_> {
             platform: self.arch.platform.as_bytes(),
             lib: self.arch.lib.as_bytes(),
             secure: false,
+            trusted: self.arch.default_dirs,
         };
         let mut tried = Vec::new();
         if name.contains(&b'/') {
             let origin = search::dirname(&self.objs[requester].virt).to_vec();
-            let Some(path) = search::expand(name, Some(&origin), &tokens) else {
+            let Some(path) = search::expand(name, Some(&origin), false, &tokens) else {
                 return Ok((None, tried));
             };
             tried.push(in_root(self.opts.root, &path));
+            self.count_probe(name)?;
             let found = match self.probe(&path) {
                 Some((host, id)) => accept(self, &path, host, id)?,
                 None => None,
@@ -404,6 +445,7 @@ impl Walk<'_> {
                 rpath: rpath.as_deref(),
                 runpath: runpath.as_deref(),
                 origin: Some(origin),
+                executable: false,
                 nodeflib: *nodeflib,
             })
             .collect();
@@ -418,6 +460,9 @@ impl Walk<'_> {
         // The probe returns `Some(Err(..))` to stop the search on an I/O
         // error, `None` to go on to the next candidate.
         let found = search::search(name, &chain, &env, |virt| {
+            if let Err(e) = self.count_probe(name) {
+                return Some(Err(e));
+            }
             tried.push(in_root(self.opts.root, virt));
             let (host, id) = self.probe(virt)?;
             accept(self, virt, host, id).transpose()
@@ -430,6 +475,9 @@ impl Walk<'_> {
     fn load_needed(&mut self, requester: usize, name: &[u8], diamonds: bool) -> Result<()> {
         if is_loader_name(name) {
             return Ok(());
+        }
+        if self.deps.len() >= MAX_NAMES && !self.dep_index.contains_key(name) {
+            bail!("the closure has more than {MAX_NAMES} names (a lock holds at most {MAX_NAMES})");
         }
         let locked = self.opts.lock.and_then(|l| l.get(name));
         let requester_path = self.objs[requester].host.clone();
@@ -527,7 +575,7 @@ impl Walk<'_> {
     }
 
     fn add_object(&mut self, requester: usize, name: &[u8], cand: Candidate) -> Result<usize> {
-        let data = std::fs::read(&cand.host).with_context(|| format!("{}", cand.host.display()))?;
+        let data = files::read_regular(&cand.host)?;
         let info = elfinfo::read(&data).with_context(|| format!("{}", cand.host.display()))?;
         let mut aliases = vec![name.to_vec()];
         if let Some(so) = &info.soname {

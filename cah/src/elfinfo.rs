@@ -4,6 +4,14 @@
 //! Read through the program headers (as a loader sees the file), with the
 //! `object` crate's ELF views; dynamic strings are found by translating
 //! `DT_STRTAB` through the `PT_LOAD` segments.
+//!
+//! The bytes are untrusted: every offset is checked against the file with
+//! checked arithmetic, a string must end with a NUL inside `DT_STRSZ`, and
+//! every loop is over a table whose size the file's length bounds. Errors
+//! are messages, never panics (`fuzz::elf_file` and the `cah_elf` fuzz
+//! target drive this module).
+
+use std::collections::HashSet;
 
 use anyhow::{anyhow, bail, Context, Result};
 use object::elf;
@@ -33,6 +41,14 @@ pub struct ElfInfo {
     pub note_areas: Vec<(u64, u64, u64)>,
 }
 
+/// Longest `DT_NEEDED` or `DT_SONAME` name accepted (`PATH_MAX`: a longer
+/// name cannot be opened).
+pub const MAX_NAME: usize = 4096;
+
+/// Most distinct `DT_NEEDED` entries accepted in one object (a closure,
+/// like a lock, holds at most this many names).
+pub const MAX_NEEDED: usize = ld_cah::verify::lock::MAX_ENTRIES;
+
 /// Machines the loader supports.
 pub const MACHINES: [u16; 2] = [elf::EM_X86_64, elf::EM_AARCH64];
 
@@ -57,6 +73,16 @@ pub fn read(data: &[u8]) -> Result<ElfInfo> {
     let phdrs = header
         .program_headers(endian, data)
         .map_err(|e| anyhow!("bad program headers: {e}"))?;
+    // (The loader refuses such an object too; `e_phnum` = PN_XNUM, with the
+    // real count in section 0, ends up here.)
+    for (i, p) in phdrs.iter().enumerate() {
+        if file_range(data, p.p_offset(endian), p.p_filesz(endian)).is_none() {
+            bail!("program header {i} lies outside the file");
+        }
+    }
+    if !phdrs.iter().any(|p| p.p_type(endian) == elf::PT_LOAD) {
+        bail!("no PT_LOAD segment: not a loadable object");
+    }
     let mut info = ElfInfo {
         machine: header.e_machine(endian),
         ..ElfInfo::default()
@@ -66,8 +92,11 @@ pub fn read(data: &[u8]) -> Result<ElfInfo> {
         phdrs.iter().find_map(|p| {
             let start = p.p_vaddr(endian);
             let filesz = p.p_filesz(endian);
-            (p.p_type(endian) == elf::PT_LOAD && addr >= start && addr - start < filesz)
-                .then(|| addr - start + p.p_offset(endian))
+            if p.p_type(endian) == elf::PT_LOAD && addr >= start && addr - start < filesz {
+                (addr - start).checked_add(p.p_offset(endian))
+            } else {
+                None
+            }
         })
     };
 
@@ -99,6 +128,7 @@ pub fn read(data: &[u8]) -> Result<ElfInfo> {
     let mut strsz = None;
     for d in dynamic {
         match d.tag32(endian) {
+            Some(elf::DT_NULL) => break,
             Some(elf::DT_STRTAB) => strtab = Some(d.d_val(endian)),
             Some(elf::DT_STRSZ) => strsz = Some(d.d_val(endian)),
             _ => {}
@@ -107,34 +137,67 @@ pub fn read(data: &[u8]) -> Result<ElfInfo> {
     let strings: &[u8] = match (strtab, strsz) {
         (Some(addr), Some(size)) => {
             let off = vaddr_to_offset(addr).context("DT_STRTAB is not in a PT_LOAD segment")?;
-            data.get(off as usize..(off + size) as usize)
-                .context("DT_STRTAB runs past the end of the file")?
+            file_range(data, off, size).context("DT_STRTAB runs past the end of the file")?
         }
         _ => &[],
     };
-    let string = |off: u64| -> Result<Vec<u8>> {
-        let rest = strings
-            .get(off as usize..)
+    // A string must end with a NUL within `limit` bytes (so each lookup
+    // scans a bounded number of bytes).
+    let string = |off: u64, limit: usize| -> Result<Vec<u8>> {
+        let rest = usize::try_from(off)
+            .ok()
+            .and_then(|off| strings.get(off..))
             .context("dynamic string offset out of range")?;
         let end = rest
             .iter()
+            .take(limit.saturating_add(1))
             .position(|&b| b == 0)
-            .context("unterminated dynamic string")?;
+            .with_context(|| {
+                if rest.len() > limit {
+                    format!("dynamic string longer than {limit} bytes")
+                } else {
+                    "unterminated dynamic string".to_string()
+                }
+            })?;
         Ok(rest[..end].to_vec())
     };
+    // Offsets first: a name is read once however often it is listed, and
+    // for DT_RPATH, DT_RUNPATH and DT_SONAME the last entry counts, as in
+    // glibc.
+    let mut needed: Vec<u64> = Vec::new();
+    let mut seen: HashSet<u64> = HashSet::new();
+    let (mut rpath, mut runpath, mut soname) = (None, None, None);
     for d in dynamic {
         let val = d.d_val(endian);
         match d.tag32(endian) {
             Some(elf::DT_NULL) => break,
-            Some(elf::DT_NEEDED) => info.needed.push(string(val)?),
-            Some(elf::DT_RPATH) => info.rpath = Some(string(val)?),
-            Some(elf::DT_RUNPATH) => info.runpath = Some(string(val)?),
-            Some(elf::DT_SONAME) => info.soname = Some(string(val)?),
+            Some(elf::DT_NEEDED) if seen.insert(val) => {
+                if needed.len() >= MAX_NEEDED {
+                    bail!("more than {MAX_NEEDED} DT_NEEDED entries");
+                }
+                needed.push(val);
+            }
+            Some(elf::DT_RPATH) => rpath = Some(val),
+            Some(elf::DT_RUNPATH) => runpath = Some(val),
+            Some(elf::DT_SONAME) => soname = Some(val),
             Some(elf::DT_FLAGS_1) => info.flags_1 = val,
             _ => {}
         }
     }
+    for off in needed {
+        info.needed.push(string(off, MAX_NAME)?);
+    }
+    info.soname = soname.map(|off| string(off, MAX_NAME)).transpose()?;
+    info.rpath = rpath.map(|off| string(off, strings.len())).transpose()?;
+    info.runpath = runpath.map(|off| string(off, strings.len())).transpose()?;
     Ok(info)
+}
+
+/// `data[off..off + size]`, if it lies inside `data`.
+fn file_range(data: &[u8], off: u64, size: u64) -> Option<&[u8]> {
+    let start = usize::try_from(off).ok()?;
+    let end = start.checked_add(usize::try_from(size).ok()?)?;
+    data.get(start..end)
 }
 
 /// The closure lock of `data`, if it carries one (searching its `PT_NOTE`
@@ -142,9 +205,7 @@ pub fn read(data: &[u8]) -> Result<ElfInfo> {
 pub fn read_lock<'a>(data: &'a [u8], info: &ElfInfo) -> Result<Option<LockView<'a>>> {
     let mut found = None;
     for &(off, size, align) in &info.note_areas {
-        let area = data
-            .get(off as usize..off.saturating_add(size) as usize)
-            .context("PT_NOTE runs past the end of the file")?;
+        let area = file_range(data, off, size).context("PT_NOTE runs past the end of the file")?;
         if let Some(view) = find_lock(area, align).map_err(|e| anyhow!("{e}"))? {
             if found.is_some() {
                 bail!("more than one closure lock note");

@@ -8,12 +8,14 @@
 mod cachefile;
 mod closure;
 mod elfinfo;
+mod files;
+#[cfg(test)]
+mod fuzz;
 mod hashing;
 mod patch;
 mod store;
 
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -237,33 +239,9 @@ fn read_lock(prog: &Path, data: &[u8]) -> Result<Lock> {
         .ok_or_else(|| anyhow!("{}: no closure lock (not patched by cah)", prog.display()))
 }
 
-/// Writes `data` to `dest` through a temporary file and a rename, with
-/// `mode`.
-fn write_atomically(dest: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let dir = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = dest
-        .file_name()
-        .ok_or_else(|| anyhow!("{}: not a file name", dest.display()))?;
-    let tmp = dir.join(format!(".{}.cah-{}", name.to_string_lossy(), std::process::id()));
-    let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-        std::fs::rename(&tmp, dest).with_context(|| format!("{}", dest.display()))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 fn cmd_patch(a: PatchArgs) -> Result<bool> {
-    let data = std::fs::read(&a.prog).with_context(|| format!("{}", a.prog.display()))?;
+    let (file, meta) = files::open_regular(&a.prog)?;
+    let data = files::read_all(&file, &meta, &a.prog)?;
     let info = elfinfo::read(&data).with_context(|| format!("{}", a.prog.display()))?;
     if !elfinfo::MACHINES.contains(&info.machine) {
         bail!(
@@ -315,13 +293,31 @@ fn cmd_patch(a: PatchArgs) -> Result<bool> {
         },
     )
     .with_context(|| format!("{}", a.prog.display()))?;
-    // In place means the file itself, not a symbolic link to it.
     let dest = match &a.output {
-        Some(out) => out.clone(),
-        None => std::fs::canonicalize(&a.prog)?,
+        Some(dest) => {
+            // A new file: PROG's mode, but no set-ID bit unless it keeps
+            // PROG's owner (and group).
+            files::write_new(dest, &out, meta.mode(), Some(&meta))?;
+            dest.clone()
+        }
+        None => {
+            // In place means the file itself, not a symbolic link to it;
+            // its inode is rewritten (owner, group, mode, hard links and
+            // extended attributes stay).
+            let dest = std::fs::canonicalize(&a.prog).with_context(|| format!("{}", a.prog.display()))?;
+            let done = files::replace_in_place(&dest, &file, &meta, &out)?;
+            for w in &done.warnings {
+                eprintln!("cah: warning: {w}");
+            }
+            if done.renamed {
+                eprintln!(
+                    "cah: warning: {}: running, so replaced by a new file rather than rewritten",
+                    dest.display()
+                );
+            }
+            dest
+        }
     };
-    let mode = std::fs::metadata(&a.prog)?.permissions().mode() & 0o7777;
-    write_atomically(&dest, &out, mode)?;
 
     if let Some(store) = &a.store {
         for (_, path, digest) in closure.resolved() {
@@ -389,7 +385,7 @@ fn dep_json(d: &closure::Dep) -> serde_json::Value {
 }
 
 fn cmd_show(a: ShowArgs) -> Result<bool> {
-    let data = std::fs::read(&a.prog).with_context(|| format!("{}", a.prog.display()))?;
+    let data = files::read_regular(&a.prog)?;
     let lock = read_lock(&a.prog, &data)?;
     let info = elfinfo::read(&data)?;
     let closure = resolve_locked(&a.prog, &lock, &a.place)?;
@@ -450,7 +446,7 @@ fn cmd_show(a: ShowArgs) -> Result<bool> {
 }
 
 fn cmd_verify(a: VerifyArgs) -> Result<bool> {
-    let data = std::fs::read(&a.prog).with_context(|| format!("{}", a.prog.display()))?;
+    let data = files::read_regular(&a.prog)?;
     let lock = read_lock(&a.prog, &data)?;
     let closure = resolve_locked(&a.prog, &lock, &a.place)?;
     let strict = lock.flags.strict();
@@ -567,7 +563,7 @@ fn cmd_store(a: StoreArgs) -> Result<bool> {
         StoreCommand::Gc { keep, dry_run } => {
             let mut wanted: Vec<Digest> = Vec::new();
             for prog in &keep {
-                let data = std::fs::read(prog).with_context(|| format!("{}", prog.display()))?;
+                let data = files::read_regular(prog)?;
                 wanted.extend(read_lock(prog, &data)?.iter().map(|e| e.digest));
             }
             let mut removed = 0u64;
@@ -608,6 +604,13 @@ fn identity(meta: &std::fs::Metadata) -> FileIdentity {
 
 fn cmd_cache(a: CacheArgs) -> Result<bool> {
     let path = a.file.unwrap_or_else(cachefile::default_path);
+    // The cache file is mapped: it must be a regular file (opening a FIFO
+    // would block, mapping a device is no cache).
+    if let Ok(meta) = std::fs::metadata(&path) {
+        if !meta.is_file() && !matches!(a.command, CacheCommand::Init { force: false, .. }) {
+            bail!("{}: is {}, not a hash cache file", path.display(), files::kind(&meta));
+        }
+    }
     let cache_err = |e: ld_cah::verify::CacheError| anyhow!("{}: {e}", path.display());
     match a.command {
         CacheCommand::Init { slots, force } => {
@@ -698,13 +701,13 @@ fn cmd_cache(a: CacheArgs) -> Result<bool> {
             let mapped = cachefile::Mapped::open(&path, true)?;
             let cache = mapped.cache().map_err(cache_err)?;
             for f in files {
-                let file = std::fs::File::open(&f).with_context(|| format!("{}", f.display()))?;
-                let before = identity(&file.metadata()?);
+                let (file, meta) = crate::files::open_regular(&f)?;
+                let before = identity(&meta);
                 if let Some(d) = cache.lookup(&before) {
                     println!("{d}  {} (cached)", f.display());
                     continue;
                 }
-                let digest = hashing::hash_file(&f)?;
+                let digest = hashing::hash_open(&file, &meta, &f)?;
                 // Record it only if the file did not change while hashed.
                 if identity(&file.metadata()?) != before {
                     println!("{digest}  {} (changed while hashing; not cached)", f.display());

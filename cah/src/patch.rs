@@ -20,10 +20,20 @@
 //! - patching a patched file rewrites the note (and the interpreter) in the
 //!   existing segment, laid out again from its start, so patching twice
 //!   gives the same bytes.
+//!
+//! The input is untrusted: before the builder sees it, [`check_layout`]
+//! requires every header to describe ranges inside the file and inside a
+//! 64-bit address space, with sane alignments, so neither the builder's
+//! arithmetic nor ours can overflow; and the output is written into a
+//! buffer with a size cap, so no header value can make it allocate more
+//! than a small multiple of the input.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use object::build::elf::{Builder, Dynamic, SectionData, SectionId};
 use object::elf;
+use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
+use object::write::WritableBuffer;
+use object::Endianness;
 
 use ld_cah::verify::lock::SECTION_NAME;
 
@@ -50,6 +60,9 @@ const SPARE_PHDRS: usize = 2;
 
 fn movable(b: &Builder<'_>, id: SectionId) -> bool {
     let s = b.sections.get(id);
+    if s.sh_type == elf::SHT_NOBITS {
+        return false;
+    }
     if Some(id) == b.interp_section() {
         return true;
     }
@@ -70,11 +83,141 @@ fn section_name(b: &Builder<'_>, id: SectionId) -> String {
     String::from_utf8_lossy(b.sections.get(id).name.as_slice()).into_owned()
 }
 
+/// Highest end address (`addr + size`) a section or segment may have: more
+/// than any user address space (57 bits with 5-level paging), and far
+/// enough from 2^64 that no sum of two such values overflows.
+const MAX_ADDR: u64 = 1 << 57;
+
+/// Largest section or segment alignment accepted (real files use at most
+/// 2 MiB, for huge pages).
+const MAX_ALIGN: u64 = 1 << 30;
+
+/// Checks, before the builder reads `data`, that every program and section
+/// header describes a range inside the file (`SHT_NOBITS` sections and
+/// memory sizes: inside [`MAX_ADDR`]) with an alignment that is 0 or a
+/// power of two up to [`MAX_ALIGN`], and that the program headers follow
+/// the ELF header.
+pub fn check_layout(data: &[u8]) -> Result<()> {
+    let header = elf::FileHeader64::<Endianness>::parse(data).map_err(|e| anyhow!("not a 64-bit ELF file: {e}"))?;
+    let endian = header.endian().map_err(|e| anyhow!("{e}"))?;
+    if endian != Endianness::Little {
+        bail!("big-endian ELF files are not supported");
+    }
+    let len = data.len() as u64;
+    let in_file = |off: u64, size: u64| off.checked_add(size).is_some_and(|end| end <= len);
+    let in_space = |addr: u64, size: u64| addr.checked_add(size).is_some_and(|end| end <= MAX_ADDR);
+    let aligned = |a: u64| a == 0 || (a.is_power_of_two() && a <= MAX_ALIGN);
+    let phdrs = header
+        .program_headers(endian, data)
+        .map_err(|e| anyhow!("bad program headers: {e}"))?;
+    if !phdrs.is_empty() && header.e_phoff(endian) != 64 {
+        bail!(
+            "the program headers do not follow the ELF header (e_phoff {:#x})",
+            header.e_phoff(endian)
+        );
+    }
+    for (i, p) in phdrs.iter().enumerate() {
+        let (off, filesz, memsz) = (p.p_offset(endian), p.p_filesz(endian), p.p_memsz(endian));
+        if !in_file(off, filesz) {
+            bail!("program header {i} lies outside the file (offset {off:#x}, size {filesz:#x})");
+        }
+        if !in_space(p.p_vaddr(endian), memsz) || !in_space(p.p_paddr(endian), memsz) {
+            bail!("program header {i}: address range out of bounds");
+        }
+        if p.p_type(endian) == elf::PT_LOAD && filesz > memsz {
+            bail!("program header {i}: file size larger than memory size");
+        }
+        if !aligned(p.p_align(endian)) {
+            bail!("program header {i}: bad alignment {:#x}", p.p_align(endian));
+        }
+    }
+    let sections = header
+        .section_headers(endian, data)
+        .map_err(|e| anyhow!("bad section headers: {e}"))?;
+    for (i, s) in sections.iter().enumerate() {
+        let (off, size) = (s.sh_offset(endian), s.sh_size(endian));
+        if s.sh_type(endian) != elf::SHT_NOBITS && !in_file(off, size) {
+            bail!("section {i} lies outside the file (offset {off:#x}, size {size:#x})");
+        }
+        if !in_space(s.sh_addr(endian), size) {
+            bail!("section {i}: address range out of bounds");
+        }
+        if !aligned(s.sh_addralign(endian)) {
+            bail!("section {i}: bad alignment {:#x}", s.sh_addralign(endian));
+        }
+    }
+    Ok(())
+}
+
+/// The output buffer: a `Vec` that refuses to grow past `limit` bytes (the
+/// builder reserves the whole size first, so a refusal is an error before
+/// anything large is allocated).
+struct Capped {
+    buf: Vec<u8>,
+    limit: usize,
+    over: bool,
+}
+
+impl WritableBuffer for Capped {
+    fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn reserve(&mut self, size: usize) -> Result<(), ()> {
+        if size > self.limit {
+            self.over = true;
+            return Err(());
+        }
+        self.buf.try_reserve(size).map_err(|_| ())
+    }
+
+    fn resize(&mut self, new_len: usize) {
+        if new_len > self.limit {
+            self.over = true;
+        } else {
+            self.buf.resize(new_len, 0);
+        }
+    }
+
+    fn write_bytes(&mut self, val: &[u8]) {
+        if self.buf.len().saturating_add(val.len()) > self.limit {
+            self.over = true;
+        } else {
+            self.buf.extend_from_slice(val);
+        }
+    }
+}
+
+/// The largest patched file accepted for an input of `len` bytes: the
+/// patch adds the note, the moved sections (part of the input) and some
+/// alignment padding.
+fn output_limit(len: usize) -> usize {
+    len.saturating_mul(2).saturating_add(16 << 20)
+}
+
 /// Applies `patch` to the ELF image `data` and returns the new image.
 pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
+    check_layout(data)?;
     let mut b = Builder::read(data).map_err(|e| anyhow!("cannot rewrite this ELF file: {e}"))?;
     if !b.is_64 {
         bail!("only 64-bit ELF files can be patched");
+    }
+    // The builder re-emits the hash tables with the input's header values
+    // (it divides by the bucket counts, masks with the bloom count and
+    // shifts by the bloom shift): they must be what glibc requires.
+    let has = |what: fn(&SectionData<'_>) -> bool| b.sections.iter().any(|s| what(&s.data));
+    if has(|d| matches!(d, SectionData::Hash)) && b.hash_bucket_count == 0 {
+        bail!(".hash: no buckets");
+    }
+    if has(|d| matches!(d, SectionData::GnuHash))
+        && (b.gnu_hash_bucket_count == 0 || !b.gnu_hash_bloom_count.is_power_of_two() || b.gnu_hash_bloom_shift >= 32)
+    {
+        bail!(
+            ".gnu.hash: bad header ({} buckets, {} bloom words, bloom shift {})",
+            b.gnu_hash_bucket_count,
+            b.gnu_hash_bloom_count,
+            b.gnu_hash_bloom_shift
+        );
     }
     if b.segments.is_empty() {
         bail!("no program headers (not an executable or shared library)");
@@ -84,7 +227,8 @@ pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
     // after its terminator; put them back so the section keeps its size
     // (PT_DYNAMIC still says that size, and tools use the spare entries).
     if let Some(id) = b.dynamic_section() {
-        let entries = (b.sections.get(id).sh_size / 16) as usize;
+        // sh_size lies inside the file (check_layout), so this is bounded.
+        let entries = usize::try_from(b.sections.get(id).sh_size / 16).unwrap_or(0);
         if let Some(dynamics) = b.dynamic_data_mut() {
             while dynamics.len() + 1 < entries {
                 dynamics.push(Dynamic::Integer {
@@ -142,9 +286,13 @@ pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
                 let mut bytes = interp.clone();
                 bytes.push(0);
                 let s = b.sections.get_mut(id);
+                if s.sh_type == elf::SHT_NOBITS || !matches!(s.data, SectionData::Data(_)) {
+                    bail!("PT_INTERP does not cover an ordinary data section");
+                }
                 let in_our_segment = our_load.is_some_and(|seg| b.segments.get(seg).sections.contains(&id));
                 if (bytes.len() as u64) <= s.sh_size {
-                    bytes.resize(s.sh_size as usize, 0);
+                    // sh_size lies inside the file (check_layout).
+                    bytes.resize(usize::try_from(s.sh_size).context("interpreter section too large")?, 0);
                 } else if !in_our_segment {
                     to_move.push(id);
                 }
@@ -160,7 +308,10 @@ pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
     // is free.
     let added_segments = if our_load.is_none() { 2 } else { 0 };
     let phnum = b.segments.iter().count() + added_segments + SPARE_PHDRS;
-    let ph_end = b.header.e_phoff + (phnum * b.class().program_header_size()) as u64;
+    let ph_end = b
+        .header
+        .e_phoff
+        .saturating_add((phnum * b.class().program_header_size()) as u64);
     let first_load = b
         .segments
         .iter()
@@ -223,17 +374,13 @@ pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
 
     // Lay out our segment: what it held (in address order), what moves in,
     // then the note last (it is the part that changes size).
-    let seg_id = match our_load {
-        Some(seg_id) => {
-            let last = b.segments.iter().filter(|s| s.is_load()).map(|s| s.p_vaddr).max();
-            if last != Some(b.segments.get(seg_id).p_vaddr) {
-                bail!("the {SECTION_NAME} segment is not the last PT_LOAD; patch the original file instead");
-            }
-            seg_id
+    if let Some(seg_id) = our_load {
+        let last = b.segments.iter().filter(|s| s.is_load()).map(|s| s.p_vaddr).max();
+        if last != Some(b.segments.get(seg_id).p_vaddr) {
+            bail!("the {SECTION_NAME} segment is not the last PT_LOAD; patch the original file instead");
         }
-        None => b.segments.add_load_segment(elf::PF_R, b.load_align).id(),
-    };
-    let mut order: Vec<SectionId> = b.segments.get(seg_id).sections.clone();
+    }
+    let mut order: Vec<SectionId> = our_load.map_or_else(Vec::new, |seg| b.segments.get(seg).sections.clone());
     order.retain(|&id| id != note_id);
     order.sort_by_key(|&id| b.sections.get(id).sh_addr);
     for &id in &to_move {
@@ -242,12 +389,48 @@ pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
         }
     }
     order.push(note_id);
+    // Our segment is all file data (its file and memory sizes are equal).
+    if let Some(&id) = order.iter().find(|&&id| b.sections.get(id).sh_type == elf::SHT_NOBITS) {
+        bail!(
+            "section {} (SHT_NOBITS) would be in the {SECTION_NAME} segment",
+            section_name(&b, id)
+        );
+    }
+    // Alignment 0 means none, as 1 does (the builder rounds with
+    // `align - 1`). Every section's alignment must divide the segment's,
+    // and the segment's offset and address agree modulo it, so each
+    // section's offset and address are padded alike.
+    let mut align = 1;
+    for &id in &order {
+        let s = b.sections.get_mut(id);
+        s.sh_addralign = s.sh_addralign.max(1);
+        align = align.max(s.sh_addralign);
+    }
+    let seg_id = match our_load {
+        Some(seg_id) => {
+            let seg = b.segments.get(seg_id);
+            let seg_align = seg.p_align.max(1);
+            if align > seg_align
+                || seg.p_paddr != seg.p_vaddr
+                || seg.p_offset.wrapping_sub(seg.p_vaddr) & (seg_align - 1) != 0
+            {
+                bail!("the {SECTION_NAME} segment is misaligned; patch the original file instead");
+            }
+            seg_id
+        }
+        // (For real files, whose sections are aligned to at most a page,
+        // this is the alignment of their PT_LOAD segments.)
+        None => b.segments.add_load_segment(elf::PF_R, b.load_align.max(align)).id(),
+    };
     let old_addr: Vec<(SectionId, u64)> = order.iter().map(|&id| (id, b.sections.get(id).sh_addr)).collect();
     {
         let seg = b.segments.get_mut(seg_id);
         seg.remove_sections();
         for &id in &order {
             seg.append_section(b.sections.get_mut(id));
+        }
+        if seg.p_filesz != seg.p_memsz {
+            bail!("cannot lay out the {SECTION_NAME} segment");
         }
     }
 
@@ -295,8 +478,15 @@ pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
         }
     }
 
-    let mut out = Vec::with_capacity(data.len() + 4096);
-    b.write(&mut out)
-        .map_err(|e| anyhow!("cannot write the patched file: {e}"))?;
-    Ok((out, report))
+    let mut out = Capped {
+        buf: Vec::new(),
+        limit: output_limit(data.len()),
+        over: false,
+    };
+    let written = b.write(&mut out);
+    if out.over {
+        bail!("the patched file would be larger than {} bytes", out.limit);
+    }
+    written.map_err(|e| anyhow!("cannot write the patched file: {e}"))?;
+    Ok((out.buf, report))
 }

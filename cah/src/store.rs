@@ -2,12 +2,10 @@
 //! hex BLAKE3 digest of their content (`<store>/<64 hex digits>`), which the
 //! loader tries first for a locked name (one `openat`, no search).
 //!
-//! Files are written under a temporary name in the store and renamed into
-//! place, mode 0444, so a reader never sees a partial file under a digest
-//! name. Nothing else is kept: a file's names live in the locks that use it.
+//! Files are written under a temporary name in the store (random, created
+//! with `O_EXCL`, mode 0600) and renamed into place, mode 0444, so a reader
+//! never sees a partial file under a digest name. Nothing else is kept: a file's names live in the locks that use it.
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -37,25 +35,14 @@ pub fn add_known(store: &Path, file: &Path, digest: Digest) -> Result<bool> {
         return Ok(false);
     }
     std::fs::create_dir_all(store).with_context(|| format!("creating store {}", store.display()))?;
-    let tmp = store.join(format!(".tmp.{}.{}", std::process::id(), digest.short_hex(16)));
-    let result = (|| -> Result<()> {
-        let data = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
-        // The file may have changed since it was hashed: store what we read
-        // only if it is still the content of that digest.
-        if ld_cah::verify::hash(&data) != digest {
-            anyhow::bail!("{} changed while being stored", file.display());
-        }
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
-        f.write_all(&data)?;
-        f.sync_all()?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o444))?;
-        std::fs::rename(&tmp, &dest).with_context(|| format!("{}", dest.display()))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let data = crate::files::read_regular(file)?;
+    // The file may have changed since it was hashed: store what we read
+    // only if it is still the content of that digest.
+    if ld_cah::verify::hash(&data) != digest {
+        anyhow::bail!("{} changed while being stored", file.display());
     }
-    result.map(|()| true)
+    crate::files::write_new(&dest, &data, 0o444, None)?;
+    Ok(true)
 }
 
 /// One file of the store.

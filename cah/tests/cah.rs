@@ -643,3 +643,640 @@ fn aarch64_program_in_the_cross_sysroot() {
         assert_eq!(elflint(&d.join("h.p")), elflint(&d.join("h")));
     }
 }
+
+// ---------------------------------------------------------------------
+// Hostile inputs and in-place patching. `cah` is run as root on files
+// other people wrote: it must never panic or hang, and patching in place
+// must not hand anyone new rights.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::{Duration, Instant};
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("skipping part of this test: it needs root");
+    }
+    root
+}
+
+/// Runs `cmd`, killing it (and failing the test) if it takes longer than
+/// `limit`.
+fn run_limited(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{cmd:?} hung (killed after {limit:?}); stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `cah args...` on a hostile input: it must finish within the time
+/// limit and not panic; if it fails, with exit status 2 and one error line.
+/// Returns whether it succeeded.
+fn hostile(what: &str, args: &[&std::ffi::OsStr]) -> bool {
+    let out = run_limited(cah().args(args), Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{what}: cah panicked: {err}");
+    assert!(
+        out.status.code().is_some(),
+        "{what}: killed by a signal ({}): {err}",
+        out.status
+    );
+    if out.status.success() {
+        return true;
+    }
+    assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("cah: error: "),
+        "{what}: not one error line: {err}"
+    );
+    false
+}
+
+fn u16_at(d: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes(d[off..off + 2].try_into().unwrap())
+}
+fn u32_at(d: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(d[off..off + 4].try_into().unwrap())
+}
+fn u64_at(d: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(d[off..off + 8].try_into().unwrap())
+}
+fn put_u16(d: &mut [u8], off: usize, v: u16) {
+    d[off..off + 2].copy_from_slice(&v.to_le_bytes());
+}
+fn put_u64(d: &mut [u8], off: usize, v: u64) {
+    d[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// (offset of the program header, p_type, p_offset) of each program header.
+fn phdrs(d: &[u8]) -> Vec<(usize, u32, u64)> {
+    let phoff = u64_at(d, 0x20) as usize;
+    (0..u16_at(d, 0x38) as usize)
+        .map(|i| {
+            let at = phoff + i * 56;
+            (at, u32_at(d, at), u64_at(d, at + 8))
+        })
+        .collect()
+}
+
+/// (file offset of the entry, d_tag, d_val) of each dynamic entry up to
+/// DT_NULL.
+fn dyns(d: &[u8]) -> Vec<(usize, u64, u64)> {
+    let (_, _, off) = phdrs(d).into_iter().find(|p| p.1 == 2).expect("PT_DYNAMIC");
+    let mut v = Vec::new();
+    let mut at = off as usize;
+    while u64_at(d, at) != 0 {
+        v.push((at, u64_at(d, at), u64_at(d, at + 8)));
+        at += 16;
+    }
+    v
+}
+
+/// Section headers' (offset of the header, sh_type) for a section named
+/// `name`.
+fn section(d: &[u8], name: &str) -> Option<usize> {
+    let shoff = u64_at(d, 0x28) as usize;
+    let shnum = u16_at(d, 0x3c) as usize;
+    let shstrndx = u16_at(d, 0x3e) as usize;
+    let strtab = u64_at(d, shoff + shstrndx * 64 + 0x18) as usize;
+    (0..shnum).map(|i| shoff + i * 64).find(|&at| {
+        let n = strtab + u32_at(d, at) as usize;
+        d[n..].split(|&b| b == 0).next() == Some(name.as_bytes())
+    })
+}
+
+/// How `cah` must answer a corrupted file: refuse it (`Fail`), refuse it
+/// as a program to patch but maybe accept it as a library (only the
+/// patcher reads section headers and hash tables: `FailToPatch`), or just
+/// not crash (`Any`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Expect {
+    Fail,
+    FailToPatch,
+    Any,
+}
+
+/// Corruptions of a real ELF file: each a name, the bytes and what `cah`
+/// must do with them.
+fn malformed(orig: &[u8]) -> Vec<(String, Vec<u8>, Expect)> {
+    use Expect::*;
+    let mut v: Vec<(String, Vec<u8>, Expect)> = Vec::new();
+    let mut add = |name: &str, expect: Expect, f: &dyn Fn(&mut Vec<u8>)| {
+        let mut d = orig.to_vec();
+        f(&mut d);
+        v.push((name.to_string(), d, expect));
+    };
+    add("empty", Fail, &|d| d.clear());
+    add("truncated to 100 bytes", Fail, &|d| d.truncate(100));
+    add("truncated in the program headers", Fail, &|d| d.truncate(0x40 + 56 * 2));
+    add("truncated to half", Fail, &|d| {
+        let n = d.len() / 2;
+        d.truncate(n)
+    });
+    add("65535 program headers", Fail, &|d| put_u16(d, 0x38, 0xffff));
+    add("65534 section headers", Any, &|d| put_u16(d, 0x3c, 0xfffe));
+    add("section headers past the end", Any, &|d| {
+        put_u64(d, 0x28, u64::MAX - 0x1000)
+    });
+    add("program headers at offset 2^64-256", Fail, &|d| {
+        put_u64(d, 0x20, u64::MAX - 255)
+    });
+    for (at, ty, _) in phdrs(orig) {
+        match ty {
+            2 => {
+                add("PT_DYNAMIC outside the file", Fail, &|d| {
+                    let past = d.len() as u64 + 0x1000;
+                    put_u64(d, at + 8, past)
+                });
+                add("PT_DYNAMIC offset wrapping", Fail, &|d| {
+                    put_u64(d, at + 8, u64::MAX - 15)
+                });
+                add("PT_DYNAMIC size 2^63", Fail, &|d| put_u64(d, at + 32, 1 << 63));
+            }
+            3 => add("PT_INTERP size 2^64-16", Fail, &|d| put_u64(d, at + 32, u64::MAX - 15)),
+            4 => add("PT_NOTE offset wrapping", Fail, &|d| put_u64(d, at + 8, u64::MAX - 15)),
+            1 => add("PT_LOAD alignment 2^63", FailToPatch, &|d| put_u64(d, at + 48, 1 << 63)),
+            _ => {}
+        }
+    }
+    let dynamic = dyns(orig);
+    for &(at, tag, val) in &dynamic {
+        match tag {
+            5 => add("DT_STRTAB outside every segment", Fail, &|d| {
+                put_u64(d, at + 8, u64::MAX - 15)
+            }),
+            10 => {
+                add("DT_STRSZ 2^64-1", Fail, &|d| put_u64(d, at + 8, u64::MAX));
+                // The table then ends inside the first string: no NUL.
+                add("string table without NUL", Fail, &|d| put_u64(d, at + 8, 1));
+            }
+            1 => add("DT_NEEDED offset 2^64-16", Fail, &|d| put_u64(d, at + 8, u64::MAX - 15)),
+            14 => add("DT_SONAME offset out of range", Fail, &|d| {
+                put_u64(d, at + 8, val + (1 << 40))
+            }),
+            _ => {}
+        }
+    }
+    // Every DT_NEEDED entry names the same string, and the whole table is
+    // DT_NEEDED (repeated names, a cycle if it is its own SONAME).
+    if let Some(&(_, _, name)) = dynamic.iter().find(|e| e.1 == 1 || e.1 == 14) {
+        add("every dynamic entry DT_NEEDED", Any, &|d| {
+            for &(at, tag, _) in &dynamic {
+                if !matches!(tag, 5 | 10) {
+                    put_u64(d, at, 1);
+                    put_u64(d, at + 8, name);
+                }
+            }
+        });
+    }
+    // Hash tables: huge counts, and chains that never end.
+    for name in [".gnu.hash", ".hash"] {
+        if let Some(sh) = section(orig, name) {
+            let off = u64_at(orig, sh + 0x18) as usize;
+            let size = u64_at(orig, sh + 0x20) as usize;
+            add(&format!("{name} with 2^32-1 buckets"), Any, &|d| {
+                d[off..off + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+                d[off + 8..off + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+            });
+            add(&format!("{name} all ones"), Any, &|d| d[off..off + size].fill(0xff));
+            if name == ".gnu.hash" {
+                // Zero bloom words once made the builder index an empty
+                // vector (a panic); a shift of 32 or more overflows.
+                add(".gnu.hash with no bloom words", FailToPatch, &|d| {
+                    d[off + 8..off + 12].fill(0)
+                });
+                add(".gnu.hash bloom shift 40", FailToPatch, &|d| d[off + 12] = 40);
+                add(".gnu.hash 3 bloom words", FailToPatch, &|d| {
+                    d[off + 8..off + 12].copy_from_slice(&3u32.to_le_bytes())
+                });
+            } else {
+                add(".hash with no buckets", FailToPatch, &|d| d[off..off + 4].fill(0));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn malformed_programs_give_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let orig = std::fs::read("/usr/bin/true").unwrap();
+    // A patched program too, so the lock and the re-patch path see them.
+    let patched = dir.path().join("true.p");
+    patch(Path::new("/usr/bin/true"), &patched, &[]);
+    let patched = std::fs::read(&patched).unwrap();
+    let mut cases = malformed(&orig);
+    cases.extend(
+        malformed(&patched)
+            .into_iter()
+            .map(|(n, d, f)| (format!("patched, {n}"), d, f)),
+    );
+    assert!(cases.len() > 20);
+    for (i, (what, bytes, expect)) in cases.iter().enumerate() {
+        let prog = dir.path().join(format!("prog{i}"));
+        std::fs::write(&prog, bytes).unwrap();
+        let out = dir.path().join(format!("prog{i}.out"));
+        let ok = hostile(
+            what,
+            &["patch".as_ref(), prog.as_os_str(), "-o".as_ref(), out.as_os_str()],
+        );
+        assert!(!(ok && *expect != Expect::Any), "{what}: patched");
+        hostile(what, &["show".as_ref(), prog.as_os_str()]);
+        hostile(what, &["verify".as_ref(), prog.as_os_str()]);
+        // In place too: the file is left alone when it fails.
+        let ok = hostile(what, &["patch".as_ref(), prog.as_os_str()]);
+        if !ok {
+            assert!(std::fs::read(&prog).unwrap() == *bytes, "{what}: changed");
+        }
+    }
+    // Nothing but the programs and outputs is left behind.
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        assert!(!name.contains(".cah-"), "temporary file {name} left behind");
+    }
+}
+
+#[test]
+fn malformed_libraries_give_one_error_line() {
+    let libc_path = Path::new("/lib/x86_64-linux-gnu/libc.so.6");
+    let orig = std::fs::read(libc_path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let libdir = root.join("lib/x86_64-linux-gnu");
+    std::fs::create_dir_all(&libdir).unwrap();
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    let prog = root.join("usr/bin/true");
+    copy_exec(Path::new("/usr/bin/true"), &prog);
+    let lib = libdir.join("libc.so.6");
+    let r = root.as_os_str();
+    let out = dir.path().join("out");
+    let attempt = |what: &str| {
+        hostile(
+            what,
+            &[
+                "patch".as_ref(),
+                "--root".as_ref(),
+                r,
+                prog.as_os_str(),
+                "-o".as_ref(),
+                out.as_os_str(),
+            ],
+        )
+    };
+    let cases = malformed(&orig);
+    for (what, bytes, expect) in &cases {
+        std::fs::write(&lib, bytes).unwrap();
+        let ok = attempt(what);
+        // A file too short to be ELF is skipped as glibc skips it, and then
+        // nothing else is found: an error either way.
+        assert!(!(ok && *expect == Expect::Fail), "{what}: locked");
+    }
+
+    // Not regular files where a library, the program or ld.so.cache is
+    // looked for: skipped (never opened, so never blocking) or refused.
+    let mkfifo = |p: &Path| {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo {p:?}");
+    };
+    std::fs::remove_file(&lib).unwrap();
+    mkfifo(&lib);
+    assert!(!attempt("a FIFO as libc.so.6"));
+    std::fs::remove_file(&lib).unwrap();
+    std::fs::create_dir(&lib).unwrap();
+    assert!(!attempt("a directory as libc.so.6"));
+    std::fs::remove_dir(&lib).unwrap();
+    std::fs::copy(libc_path, &lib).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    mkfifo(&root.join("etc/ld.so.cache"));
+    assert!(
+        attempt("a FIFO as ld.so.cache"),
+        "a FIFO as ld.so.cache is no cache, not an error"
+    );
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    for what in [fifo.as_os_str(), dir.path().as_os_str(), "/dev/zero".as_ref()] {
+        for cmd in ["patch", "show", "verify"] {
+            assert!(!hostile(&format!("{cmd} {what:?}"), &[cmd.as_ref(), what]));
+        }
+        assert!(!hostile(
+            &format!("store add {what:?}"),
+            &[
+                "store".as_ref(),
+                "--store".as_ref(),
+                dir.path().join("s").as_os_str(),
+                "add".as_ref(),
+                what
+            ]
+        ));
+        assert!(!hostile(
+            &format!("cache add {what:?}"),
+            &[
+                "cache".as_ref(),
+                "--file".as_ref(),
+                dir.path().join("c").as_os_str(),
+                "add".as_ref(),
+                what
+            ]
+        ));
+        assert!(!hostile(
+            &format!("cache --file {what:?}"),
+            &["cache".as_ref(), "--file".as_ref(), what, "stats".as_ref()]
+        ));
+    }
+
+    // A dependency cycle (liba needs libb needs liba) is fine.
+    if have("gcc") {
+        let d = dir.path();
+        std::fs::write(d.join("a.c"), "int b(void); int a(void) { return 1; }\n").unwrap();
+        std::fs::write(d.join("b.c"), "int a(void); int b(void) { return a(); }\n").unwrap();
+        std::fs::write(d.join("m.c"), "int b(void); int main(void) { return b() - 1; }\n").unwrap();
+        let so = |name: &str, src: &str, extra: &[&str]| {
+            let mut args = vec!["-shared", "-fPIC", "-o", name, src, "-L.", "-Wl,-rpath,$ORIGIN"];
+            args.extend_from_slice(extra);
+            gcc(&args, d);
+        };
+        so("libb.so", "b.c", &[]);
+        so("liba.so", "a.c", &["-lb"]);
+        so("libb.so", "b.c", &["-la"]);
+        gcc(&["-o", "m", "m.c", "-L.", "-lb", "-Wl,-rpath,$ORIGIN"], d);
+        ok(&mut Command::new(d.join("m")));
+        assert!(hostile(
+            "a cycle",
+            &[
+                "patch".as_ref(),
+                d.join("m").as_os_str(),
+                "-o".as_ref(),
+                d.join("m.p").as_os_str()
+            ]
+        ));
+        let shown = show_json(&d.join("m.p"), &[]);
+        let names: Vec<&str> = shown["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["liba.so", "libb.so", "libc.so.6"]);
+    }
+}
+
+/// Starts `prog 60`. A file this process just wrote can be briefly "busy"
+/// for `execve` (another test thread's child holds the write descriptor
+/// between its fork and exec), so that is retried.
+fn start_sleeper(prog: &Path) -> std::process::Child {
+    for _ in 0..100 {
+        match Command::new(prog).arg("60").spawn() {
+            Ok(child) => return child,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("running {prog:?}: {e}"),
+        }
+    }
+    panic!("{prog:?} stays busy");
+}
+
+fn stat(p: &Path) -> std::fs::Metadata {
+    std::fs::metadata(p).unwrap()
+}
+
+fn cstr(s: &str) -> std::ffi::CString {
+    std::ffi::CString::new(s).unwrap()
+}
+
+fn path_c(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
+}
+
+/// Sets an extended attribute; false if the file system has none.
+fn set_xattr(p: &Path, name: &str, value: &[u8]) -> bool {
+    let (p, n) = (path_c(p), cstr(name));
+    // SAFETY: NUL-terminated strings and a readable value buffer.
+    let r = unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTSUP), "setxattr {name}: {e}");
+        eprintln!("skipping part of this test: no extended attributes here");
+    }
+    r == 0
+}
+
+fn get_xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let (p, n) = (path_c(p), cstr(name));
+    let mut buf = vec![0u8; 256];
+    // SAFETY: NUL-terminated strings and a writable buffer of its length.
+    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(r).ok().map(|n| buf[..n].to_vec())
+}
+
+/// `security.capability` granting CAP_NET_RAW (what `setcap cap_net_raw+ep`
+/// writes).
+fn net_raw_caps() -> Vec<u8> {
+    let mut v = Vec::new();
+    for w in [0x0200_0001u32, 1 << 13, 0, 0, 0] {
+        v.extend_from_slice(&w.to_le_bytes());
+    }
+    v
+}
+
+fn no_temporaries(dir: &Path) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        assert!(!name.contains(".cah-"), "temporary file {name} left behind");
+    }
+}
+
+#[test]
+fn in_place_patch_keeps_owner_mode_hard_links_and_xattrs() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prog = dir.path().join("prog");
+    let link = dir.path().join("link");
+    copy_exec(Path::new("/usr/bin/true"), &prog);
+    std::os::unix::fs::chown(&prog, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::hard_link(&prog, &link).unwrap();
+    let xattrs = set_xattr(&prog, "user.test", b"kept");
+    let caps = xattrs && set_xattr(&prog, "security.capability", &net_raw_caps());
+    let before = stat(&prog);
+
+    ok(cah().arg("patch").arg(&prog));
+
+    let after = stat(&prog);
+    assert_eq!((after.uid(), after.gid()), (65534, 65534), "owner changed");
+    assert_eq!(after.mode() & 0o7777, 0o4755, "mode changed");
+    assert_eq!(
+        (after.dev(), after.ino()),
+        (before.dev(), before.ino()),
+        "not the same inode"
+    );
+    assert_eq!(after.nlink(), 2, "hard link broken");
+    assert!(std::fs::read(&prog).unwrap() == std::fs::read(&link).unwrap());
+    assert_eq!(
+        show_json(&link, &[])["entries"].as_array().unwrap().len(),
+        1,
+        "the other name shows the lock"
+    );
+    if xattrs {
+        assert_eq!(get_xattr(&prog, "user.test").as_deref(), Some(&b"kept"[..]));
+    }
+    if caps {
+        // The kernel drops file capabilities on write; cah puts them back.
+        assert_eq!(get_xattr(&prog, "security.capability"), Some(net_raw_caps()));
+    }
+    no_temporaries(dir.path());
+    // The same bytes as a patch to a new file.
+    let copy = dir.path().join("copy");
+    copy_exec(Path::new("/usr/bin/true"), &copy);
+    patch(&copy, &dir.path().join("copy.p"), &[]);
+    assert!(std::fs::read(&prog).unwrap() == std::fs::read(dir.path().join("copy.p")).unwrap());
+}
+
+#[test]
+fn in_place_patch_of_a_running_program_replaces_it_safely() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prog = dir.path().join("sleeper");
+    copy_exec(Path::new("/usr/bin/sleep"), &prog);
+    std::os::unix::fs::chown(&prog, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let xattrs = set_xattr(&prog, "user.test", b"kept");
+    let original = std::fs::read(&prog).unwrap();
+
+    // Running and hard-linked: neither rewritable nor replaceable.
+    let link = dir.path().join("link");
+    std::fs::hard_link(&prog, &link).unwrap();
+    // (Running once `spawn` returns: it waits for the exec.)
+    let mut child = start_sleeper(&prog);
+    let out = run_limited(cah().arg("patch").arg(&prog), Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("running") && err.contains("hard links"), "{err}");
+    assert!(std::fs::read(&prog).unwrap() == original);
+    no_temporaries(dir.path());
+
+    // Running, one name: a new file with the same owner, mode and xattrs.
+    std::fs::remove_file(&link).unwrap();
+    let out = run_limited(cah().arg("patch").arg(&prog), Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("replaced by a new file"), "{err}");
+    let m = stat(&prog);
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (65534, 65534, 0o4755));
+    if xattrs {
+        assert_eq!(get_xattr(&prog, "user.test").as_deref(), Some(&b"kept"[..]));
+    }
+    assert_eq!(show_json(&prog, &[])["entries"].as_array().unwrap().len(), 1);
+    no_temporaries(dir.path());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn no_set_id_bit_survives_an_owner_change() {
+    if !is_root() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let prog = d.join("prog");
+    copy_exec(Path::new("/usr/bin/true"), &prog);
+    std::os::unix::fs::chown(&prog, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o6755)).unwrap();
+
+    // Root writing a copy (-o) of nobody's set-ID program: the copy is
+    // root's, so it must not be set-ID (it would be set-uid root).
+    let out = d.join("out");
+    patch(&prog, &out, &[]);
+    let m = stat(&out);
+    assert_eq!(m.uid(), 0);
+    assert_eq!(
+        m.mode() & 0o7777,
+        0o755,
+        "set-ID bits kept on a file whose owner changed"
+    );
+    // A symbolic link planted at OUT is replaced, not followed.
+    let victim = d.join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let planted = d.join("planted");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    patch(&prog, &planted, &[]);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(std::fs::symlink_metadata(&planted).unwrap().is_file());
+
+    // A copy of cah that nobody can run wherever the build tree is.
+    let cah_copy = d.join("cah");
+    std::fs::copy(env!("CARGO_BIN_EXE_cah"), &cah_copy).unwrap();
+    std::fs::set_permissions(&cah_copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = || {
+        let mut c = Command::new(&cah_copy);
+        c.uid(65534).gid(65534);
+        c
+    };
+
+    // Not root: nobody replaces a running, group-writable set-ID program
+    // owned by root (group nogroup) in a directory nobody may write. The
+    // owner cannot be kept, so both set-ID bits go.
+    let sub = d.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::os::unix::fs::chown(&sub, Some(65534), Some(65534)).unwrap();
+    let victim = sub.join("sleeper");
+    copy_exec(Path::new("/usr/bin/sleep"), &victim);
+    std::os::unix::fs::chown(&victim, Some(0), Some(65534)).unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o6775)).unwrap();
+    let mut child = start_sleeper(&victim);
+    let out = run_limited(
+        as_nobody().arg("patch").arg(&victim).arg("--keep-interp"),
+        Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(out.status.success(), "{err}");
+    let m = stat(&victim);
+    assert_eq!((m.uid(), m.gid()), (65534, 65534), "{err}");
+    assert_eq!(
+        m.mode() & 0o7777,
+        0o775,
+        "set-ID bit kept after the owner changed: {:o}; {err}",
+        m.mode()
+    );
+    assert!(err.contains("set-ID bits cleared"), "{err}");
+
+    // Not root, own file: rewriting it in place keeps the owner, so the
+    // set-user-ID bit the kernel drops on a write by non-root comes back.
+    let mine = sub.join("mine");
+    copy_exec(Path::new("/usr/bin/true"), &mine);
+    std::os::unix::fs::chown(&mine, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let out = run_limited(as_nobody().arg("patch").arg(&mine), Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let m = stat(&mine);
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (65534, 65534, 0o4755), "{err}");
+    no_temporaries(&sub);
+}

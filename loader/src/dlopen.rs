@@ -98,7 +98,7 @@ pub fn open(file: *const u8, mode: i32, caller: usize) -> Result<(usize, Vec<cra
         };
     }
     let requester = ns.objs.iter().position(|d| caller >= d.map_start && caller < d.map_end).unwrap_or(ns.main);
-    let tokens = Tokens { platform: saved.platform, lib: Native::DST_LIB.as_bytes(), secure: saved.secure };
+    let tokens = Tokens { platform: saved.platform, lib: Native::DST_LIB.as_bytes(), secure: saved.secure, trusted: Native::DEFAULT_DIRS };
     let names: Vec<&[u8]> = saved.loader_names.iter().map(Vec::as_slice).collect();
     let cfg = Config {
         env: SearchEnv {
@@ -142,7 +142,7 @@ fn load_and_link(
         if cur >= before {
             let needed: Vec<Vec<u8>> = ns.objs[cur].needed_names().flatten().map(<[u8]>::to_vec).collect();
             for n in needed {
-                let id = closure::load_needed(ns, cfg, cur, &n)?;
+                let id = closure::load_dependency(ns, cfg, cur, &n)?;
                 if !ns.objs[cur].deps.contains(&id) && id != cur {
                     ns.objs[cur].deps.push(id);
                 }
@@ -170,27 +170,36 @@ fn load_and_link(
         crate::glibc::rtld::count_added(l, new.len());
     }
 
-    // Relocate against the global scope, then the object's own closure.
+    // Relocate against the global scope, then the object's own closure, in
+    // glibc's order (`dl_open_worker_begin`): the new objects of the
+    // root's dependency-sorted list, backwards, each with its IFUNC
+    // resolvers run as it is relocated.
     let mut scope = ns.scope.clone();
     scope.extend(local.iter().copied().filter(|x| !ns.scope.contains(x)));
+    let sorted = crate::init::sort(&local, ns.objs.len(), &|x| ns.objs[x].deps.clone(), usize::MAX);
     let target = Target::of::<Native>(native::tlsdesc_static(), native::tlsdesc_dynamic());
-    let deferred = {
-        let mut engine = Engine::new(ns, &scope, target);
-        // RTLD_NOW: a missing function is an error now (glibc's lazy
-        // binding would only fail when it is called).
-        engine.bind_now = saved.bind_now || mode & RTLD_BINDING_MASK == RTLD_NOW;
-        for &id in new.iter().rev() {
-            engine.relocate(id)?;
-        }
-        engine.deferred
-    };
-    copy_tls_images(ns, &new);
+    let hwcap = saved.hwcap;
+    // SAFETY: the engine calls this only with the resolver of an IFUNC of
+    // a mapped object, when glibc's loader would call it.
+    let resolve = |r: usize| unsafe { native::call_ifunc(r, hwcap.0, hwcap.1) };
     // Resolvers may call back into the loader (libc's time/gettimeofday
     // look up the vDSO), while this thread holds the loader lock.
     crate::glibc::api::set_startup_namespace(Some(ns));
-    let resolved = crate::init::run_deferred(ns, &deferred, saved.hwcap);
+    let relocated = (|| -> Result<(), Error> {
+        let mut engine = Engine::new(ns, &scope, target, &resolve);
+        // RTLD_NOW: a missing function is an error now (glibc's lazy
+        // binding would only fail when it is called).
+        engine.bind_now = saved.bind_now || mode & RTLD_BINDING_MASK == RTLD_NOW;
+        engine.progname = program_name();
+        let unsorted = new.iter().copied().filter(|id| !sorted.contains(id));
+        for id in sorted.iter().rev().copied().filter(|&id| id >= before).chain(unsorted) {
+            engine.relocate(id)?;
+        }
+        Ok(())
+    })();
     crate::glibc::api::set_startup_namespace(None);
-    resolved?;
+    relocated?;
+    copy_tls_images(ns, &new);
     for &id in &new {
         let d = &mut ns.objs[id];
         d.relocated = true;
@@ -230,6 +239,11 @@ fn load_and_link(
         calls.extend(crate::init::object_init_calls(ns, id));
     }
     Ok((ns.objs[root].link_map, calls))
+}
+
+/// `argv[0]` (glibc's `RTLD_PROGNAME`), for the engine's warnings.
+fn program_name() -> &'static str {
+    crate::glibc::api::argv0().map_or("<program name unknown>", |a| crate::diag::show(a.strip_suffix(b"\0").unwrap_or(a)))
 }
 
 fn bump(ns: &mut Namespace, id: DsoId, mode: i32) {
@@ -388,13 +402,12 @@ pub fn search_dirs(lm: usize) -> Vec<Vec<u8>> {
     let guard = STATE.lock();
     let Some(ns) = guard.as_ref() else { return Vec::new() };
     let id = ns.objs.iter().position(|d| d.link_map == lm && lm != 0).unwrap_or(ns.main);
-    let tokens = Tokens { platform: saved.platform, lib: Native::DST_LIB.as_bytes(), secure: saved.secure };
+    let tokens = Tokens { platform: saved.platform, lib: Native::DST_LIB.as_bytes(), secure: saved.secure, trusted: Native::DEFAULT_DIRS };
     let exists = |dir: &[u8]| {
         let mut p = dir.to_vec();
         p.push(0);
         crate::sys::open(&p, crate::sys::O_RDONLY | crate::sys::O_DIRECTORY, 0).is_ok()
     };
-    let origin = |d: &crate::link::Dso| (!d.path.is_empty()).then(|| crate::link::search::dirname(&d.path).to_vec());
     let mut out: Vec<Vec<u8>> = Vec::new();
     let requester = &ns.objs[id];
     let runpath = requester.dyn_info.runpath.and_then(|o| requester.string(o)).map(<[u8]>::to_vec);
@@ -405,7 +418,7 @@ pub fn search_dirs(lm: usize) -> Vec<Vec<u8>> {
                 continue;
             }
             if let Some(r) = d.dyn_info.rpath.and_then(|off| d.string(off)) {
-                let dirs = crate::link::search::split_list(r, origin(d).as_deref(), &tokens);
+                let dirs = crate::link::search::split_list(r, d.origin.as_deref(), d.kind == crate::link::Kind::Main, &tokens);
                 if dirs.iter().any(|x| exists(x)) {
                     out.extend(dirs);
                 }
@@ -414,7 +427,7 @@ pub fn search_dirs(lm: usize) -> Vec<Vec<u8>> {
     }
     out.extend(saved.library_path.iter().cloned());
     if let Some(r) = runpath {
-        let dirs = crate::link::search::split_list(&r, origin(requester).as_deref(), &tokens);
+        let dirs = crate::link::search::split_list(&r, requester.origin.as_deref(), requester.kind == crate::link::Kind::Main, &tokens);
         if dirs.iter().any(|x| exists(x)) {
             out.extend(dirs);
         }

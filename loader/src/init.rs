@@ -11,7 +11,10 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::link::{DsoId, Kind, Namespace};
+use object::elf::{PF_X, PT_LOAD};
+
+use crate::diag::Error;
+use crate::link::{Dso, DsoId, Kind, Namespace};
 
 /// Sorts `maps` (whose first element is the program) so that every object
 /// precedes its dependencies. `deps(i)` lists object `i`'s dependencies.
@@ -58,9 +61,96 @@ pub fn initfini_order(ns: &Namespace) -> Vec<DsoId> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Call(pub usize);
 
+/// The entries of an init/fini array. The array's size was checked against
+/// the object's readable memory when it was loaded ([`DynInfo::check_ranges`])
+/// and every entry by [`check_entry_points`] once it was relocated; an entry
+/// that no longer lies in the object's code (the program rewrote a writable
+/// array since) is left out rather than called.
+///
+/// [`DynInfo::check_ranges`]: crate::elf::DynInfo::check_ranges
 fn array(ns: &Namespace, id: DsoId, addr: usize, size: usize) -> Vec<Call> {
     let d = &ns.objs[id];
-    (0..size / 8).filter_map(|i| d.img.u64(addr + i * 8)).filter(|&f| f != 0 && f != u64::MAX).map(|f| Call(f as usize)).collect()
+    if addr == 0 || !d.img.is_readable(addr, size) {
+        return Vec::new();
+    }
+    (0..size / 8).filter_map(|i| d.img.u64(addr + i * 8)).filter(|&f| in_code(d, f as usize)).map(|f| Call(f as usize)).collect()
+}
+
+/// Whether `addr` lies in one of `d`'s executable `PT_LOAD` segments.
+pub fn in_code(d: &Dso, addr: usize) -> bool {
+    d.phdrs.iter().filter(|p| p.p_type == PT_LOAD && p.p_flags & PF_X != 0).any(|p| {
+        let start = d.base.wrapping_add(p.p_vaddr as usize);
+        addr >= start && addr - start < p.p_memsz as usize
+    })
+}
+
+/// `addr`, which object `d` gives the loader to call as `what`, must lie
+/// in one of `d`'s executable segments: anything else (data, another
+/// object, an unmapped address, 0) would be a crash or worse, so the object
+/// is refused. glibc calls whatever it is given.
+pub fn check_code(d: &Dso, addr: usize, what: &str) -> Result<(), Error> {
+    if in_code(d, addr) || matches!(d.kind, Kind::Loader | Kind::Vdso) {
+        return Ok(());
+    }
+    Err(crate::err!(d.display_name(), "{} ({}) is not in an executable segment of the object", what, shown(d, addr)))
+}
+
+/// An address for a message: inside the object as an offset (the same from
+/// run to run), anything else as it is (0, -1, another object).
+fn shown(d: &Dso, addr: usize) -> alloc::string::String {
+    if (d.map_start..d.map_end).contains(&addr) {
+        alloc::format!("offset {:#x}", addr - d.base)
+    } else {
+        alloc::format!("{addr:#x}")
+    }
+}
+
+/// Checks every pointer object `id` gives the loader to call at start-up
+/// and exit: `DT_INIT`, `DT_FINI`, each entry of `DT_INIT_ARRAY` and
+/// `DT_FINI_ARRAY` and, for the program, of `DT_PREINIT_ARRAY`. Called
+/// once the object is relocated (array entries are relocated values).
+/// Like glibc, 0 and -1 entries are not skipped (glibc calls them and
+/// crashes): they are refused like any other address outside the code.
+pub fn check_entry_points(ns: &Namespace, id: DsoId) -> Result<(), Error> {
+    let d = &ns.objs[id];
+    if matches!(d.kind, Kind::Loader | Kind::Vdso) {
+        return Ok(());
+    }
+    let di = &d.dyn_info;
+    if di.init != 0 {
+        check_code(d, di.init, "DT_INIT")?;
+    }
+    if di.fini != 0 {
+        check_code(d, di.fini, "DT_FINI")?;
+    }
+    let preinit = if d.kind == Kind::Main { (di.preinit_array, di.preinit_arraysz) } else { (0, 0) };
+    for (what, addr, size) in [
+        ("DT_PREINIT_ARRAY entry", preinit.0, preinit.1),
+        ("DT_INIT_ARRAY entry", di.init_array, di.init_arraysz),
+        ("DT_FINI_ARRAY entry", di.fini_array, di.fini_arraysz),
+    ] {
+        if addr == 0 || size == 0 {
+            continue;
+        }
+        // Checked at load (`check_ranges`); again here, so no loop below
+        // can outrun the object.
+        if !d.img.is_readable(addr, size) {
+            return Err(crate::err!(d.display_name(), "{} array lies outside the object", what));
+        }
+        for i in 0..size / 8 {
+            let f = d.img.u64(addr + i * 8).unwrap_or(0) as usize;
+            if !in_code(d, f) {
+                return Err(crate::err!(
+                    d.display_name(),
+                    "{} {} ({}) is not in an executable segment of the object",
+                    what,
+                    i,
+                    shown(d, f)
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The initialisers to run at start-up, in order: the program's preinit
@@ -89,7 +179,7 @@ pub fn init_calls(ns: &mut Namespace, order: &[DsoId]) -> Vec<Call> {
 pub fn object_init_calls(ns: &Namespace, id: DsoId) -> Vec<Call> {
     let d = &ns.objs[id];
     let mut calls = Vec::new();
-    if d.dyn_info.init != 0 {
+    if d.dyn_info.init != 0 && in_code(d, d.dyn_info.init) {
         calls.push(Call(d.dyn_info.init));
     }
     calls.extend(array(ns, id, d.dyn_info.init_array, d.dyn_info.init_arraysz));
@@ -101,7 +191,7 @@ pub fn object_fini_calls(ns: &Namespace, id: DsoId) -> Vec<Call> {
     let d = &ns.objs[id];
     let mut calls = array(ns, id, d.dyn_info.fini_array, d.dyn_info.fini_arraysz);
     calls.reverse();
-    if d.dyn_info.fini != 0 {
+    if d.dyn_info.fini != 0 && in_code(d, d.dyn_info.fini) {
         calls.push(Call(d.dyn_info.fini));
     }
     calls
@@ -129,21 +219,6 @@ pub fn fini_calls(ns: &mut Namespace) -> Vec<Call> {
         calls.extend(object_fini_calls(ns, id));
     }
     calls
-}
-
-/// Runs the deferred relocations: each IFUNC resolver, with the hwcaps
-/// aarch64 resolvers expect, and its result stored.
-pub fn run_deferred(ns: &Namespace, deferred: &[crate::reloc::Deferred], hwcap: (u64, u64)) -> Result<(), crate::diag::Error> {
-    for d in deferred {
-        // SAFETY: the resolver is an IFUNC of an object relocated before
-        // any deferred relocation runs.
-        let v = unsafe { crate::arch::native::call_ifunc(d.resolver, hwcap.0, hwcap.1) };
-        let obj = &ns.objs[d.obj];
-        if !obj.img.write_u64(d.place, (v as u64).wrapping_add(d.addend)) {
-            return Err(crate::err!(obj.display_name(), "IFUNC relocation outside the writable segments"));
-        }
-    }
-    Ok(())
 }
 
 /// Runs calls with (argc, argv, envp).

@@ -30,4 +30,5 @@ pub mod reloc;
 pub mod start;
 pub mod sys;
 pub mod tls;
+pub mod trace;
 pub mod verify;

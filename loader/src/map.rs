@@ -51,33 +51,109 @@ fn prot_of(flags: u32) -> usize {
     p
 }
 
+/// Where an object's bytes come from.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    /// An open file: segments are mapped from it (shared with the page cache).
+    File(&'a Fd),
+    /// A private copy of a file, already verified: segments are copied from
+    /// it into anonymous memory, so what runs is exactly what was hashed
+    /// even if the file changes (see `verify::runtime::sealed`).
+    Copy(&'a [u8]),
+}
+
+impl Source<'_> {
+    fn size(&self) -> Result<u64, &'static str> {
+        match self {
+            Source::File(fd) => {
+                let st = sys::fstat(fd).map_err(|e| e.describe())?;
+                if st.mode & 0o170000 != 0o100000 {
+                    return Err("not a regular file");
+                }
+                Ok(st.size as u64)
+            }
+            Source::Copy(b) => Ok(b.len() as u64),
+        }
+    }
+
+    /// Reads up to `buf.len()` bytes at `off`; fewer only at the end.
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, &'static str> {
+        match self {
+            Source::File(fd) => sys::pread_full(fd, buf, off).map_err(|e| e.describe()),
+            Source::Copy(b) => {
+                let start = usize::try_from(off).unwrap_or(usize::MAX).min(b.len());
+                let n = buf.len().min(b.len() - start);
+                buf[..n].copy_from_slice(&b[start..start + n]);
+                Ok(n)
+            }
+        }
+    }
+
+    /// Maps `len` bytes of the object from offset `off` at `at`, `prot`.
+    ///
+    /// # Safety
+    /// `at..at + len` is part of a reservation of the caller's that holds
+    /// nothing else.
+    unsafe fn map_segment(&self, at: usize, len: usize, prot: usize, off: u64) -> Result<(), &'static str> {
+        match self {
+            // SAFETY: the caller's reservation (see above).
+            Source::File(fd) => unsafe { sys::mmap(at, len, prot, sys::MAP_PRIVATE | sys::MAP_FIXED, fd.raw(), off) }
+                .map(|_| ())
+                .map_err(|e| e.describe()),
+            Source::Copy(b) => {
+                // SAFETY: as above; anonymous memory, written then protected.
+                unsafe {
+                    sys::mmap(at, len, sys::PROT_READ | sys::PROT_WRITE, sys::MAP_PRIVATE | sys::MAP_FIXED | sys::MAP_ANONYMOUS, -1, 0)
+                        .map_err(|e| e.describe())?;
+                    let start = usize::try_from(off).unwrap_or(usize::MAX).min(b.len());
+                    let n = len.min(b.len() - start);
+                    // Past the end of the copy the page stays zero, as a
+                    // file mapping reads past end of file.
+                    core::ptr::copy_nonoverlapping(b[start..].as_ptr(), at as *mut u8, n);
+                    sys::mprotect(at, len, prot).map_err(|e| e.describe())
+                }
+            }
+        }
+    }
+}
+
 /// Reads and checks the ELF and program headers of an open file.
 pub fn read_headers(fd: &Fd, machine: u16) -> Result<(Ehdr, Vec<Phdr>, u64), &'static str> {
-    let st = sys::fstat(fd).map_err(|e| e.describe())?;
-    if st.mode & 0o170000 != 0o100000 {
-        return Err("not a regular file");
-    }
+    read_headers_from(Source::File(fd), machine)
+}
+
+fn read_headers_from(src: Source<'_>, machine: u16) -> Result<(Ehdr, Vec<Phdr>, u64), &'static str> {
+    let size = src.size()?;
     let mut buf = [0u8; 1024];
-    let n = sys::pread_full(fd, &mut buf, 0).map_err(|e| e.describe())?;
+    let n = src.read_at(&mut buf, 0)?;
     let ehdr = Ehdr::parse(&buf[..n], machine)?;
     let range = ehdr.phdr_range().ok_or("program headers out of range")?;
     let phdrs = if range.end <= n {
         Phdr::parse_all(&buf[range.clone()])
     } else {
         let mut big = vec![0u8; range.len()];
-        let got = sys::pread_full(fd, &mut big, range.start as u64).map_err(|e| e.describe())?;
+        let got = src.read_at(&mut big, range.start as u64)?;
         if got != big.len() {
             return Err("file too short for its program headers");
         }
         Phdr::parse_all(&big)
     }
     .ok_or("bad program headers")?;
-    Ok((ehdr, phdrs, st.size as u64))
+    Ok((ehdr, phdrs, size))
 }
 
 /// Maps an object from `fd`. `page` is the system page size.
 pub fn map_file(fd: &Fd, machine: u16, page: usize) -> Result<Mapped, &'static str> {
-    let (ehdr, phdrs, file_size) = read_headers(fd, machine)?;
+    map_from(Source::File(fd), machine, page)
+}
+
+/// Maps an object from a private copy of its bytes (see [`Source::Copy`]).
+pub fn map_copy(bytes: &[u8], machine: u16, page: usize) -> Result<Mapped, &'static str> {
+    map_from(Source::Copy(bytes), machine, page)
+}
+
+fn map_from(src: Source<'_>, machine: u16, page: usize) -> Result<Mapped, &'static str> {
+    let (ehdr, phdrs, file_size) = read_headers_from(src, machine)?;
     let loads: Vec<&Phdr> = phdrs.iter().filter(|p| p.p_type == PT_LOAD).collect();
     let first = *loads.first().ok_or("no loadable segments")?;
     let mut align = page;
@@ -153,8 +229,7 @@ pub fn map_file(fd: &Fd, machine: u16, page: usize) -> Result<Mapped, &'static s
             let len = page_up(file_end, page).ok_or("segment out of range")? - seg_start;
             let off = page_down(p.p_offset as usize, page) as u64;
             // SAFETY: inside the span reserved above, which holds nothing else.
-            unsafe { sys::mmap(seg_start, len, prot, sys::MAP_PRIVATE | sys::MAP_FIXED, fd.raw(), off) }
-                .map_err(|e| e.describe())?;
+            unsafe { src.map_segment(seg_start, len, prot, off) }?;
         }
         if p.p_memsz > p.p_filesz {
             // Zero the rest of the last file page; it holds whatever

@@ -4,10 +4,12 @@
 //! 2. find out how we were started: as `PT_INTERP` (the kernel mapped the
 //!    program) or directly (`ld-cah.so [OPTIONS] PROGRAM [ARGS...]`: map the
 //!    program, drop our own arguments and rewrite the auxiliary vector);
-//! 3. load the closure breadth-first and check versions;
+//! 3. load the closure breadth-first and check versions (`--list`,
+//!    `LD_TRACE_LOADED_OBJECTS`, `--verify` stop here);
 //! 4. lay out static TLS and install the main thread's TCB;
-//! 5. relocate every object, dependencies first, the program last; then
-//!    copy TLS images, run deferred IFUNC resolvers, protect RELRO;
+//! 5. relocate every object in glibc's order, dependencies first, the
+//!    program last, IFUNC resolvers run as glibc runs them; then copy TLS
+//!    images and protect RELRO;
 //! 6. tell debuggers, run initialisers, jump to the entry point with the
 //!    finaliser function in the ABI's register.
 #![allow(unsafe_code)]
@@ -279,7 +281,8 @@ Usage: ld-cah.so [OPTION]... EXECUTABLE-FILE [ARGS-FOR-PROGRAM...]
 Load and run EXECUTABLE-FILE, checking the digest of every locked library.
 
   --list                 list the dependencies and where they were found, and exit
-  --verify               check that the program can be loaded, and exit
+  --verify               check that the program is dynamic and its locked libraries
+                         verify, and exit (0; 1: not dynamic; 2: no PT_INTERP)
   --library-path PATH    use PATH instead of LD_LIBRARY_PATH
   --preload LIST         load the objects in LIST (space or colon separated) first
   --argv0 NAME           set argv[0] of the program to NAME
@@ -287,7 +290,8 @@ Load and run EXECUTABLE-FILE, checking the digest of every locked library.
   --help                 show this help and exit
   --version              show the version and exit
 
-Environment: LD_LIBRARY_PATH, LD_PRELOAD, CAH_DEBUG=files,symbols,statistics,verify,
+Environment: LD_LIBRARY_PATH, LD_PRELOAD, LD_TRACE_LOADED_OBJECTS (list as ldd does),
+CAH_DEBUG=files,symbols,statistics,verify,
 CAH_STRICT=1 (refuse unlocked libraries), CAH_STORE, CAH_CACHE_DIR.
 ";
 
@@ -373,6 +377,10 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     let debug = if secure { diag::Debug::default() } else { getenv(b"CAH_DEBUG").map(diag::Debug::parse).unwrap_or_default() };
 
     let mut opts = Options::default();
+    // The path we were started by (direct mode): the loader's `l_name` in
+    // glibc's trace output.
+    let invoked_as = if direct { stack.arg(0) } else { None };
+    let trace_env = getenv(b"LD_TRACE_LOADED_OBJECTS");
     let mut interp_name: Vec<u8>;
     let main_map;
     let main_path: Vec<u8>;
@@ -414,9 +422,17 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         let prog = stack.arg(i).ok_or_else(|| err!("ld-cah.so", "missing program name (try --help)"))?;
         let mut cpath = prog.to_vec();
         cpath.push(0);
-        let fd = sys::open(&cpath, sys::O_RDONLY, 0).map_err(|e| err!(diag::show(prog), "cannot open: {}", e.describe()))?;
-        let m = map::map_file(&fd, machine, page).map_err(|e| err!(diag::show(prog), "{}", e))?;
-        drop(fd);
+        // O_NONBLOCK: a FIFO must not block us in open(); `map_file`
+        // refuses anything but a regular file.
+        let fd = sys::open(&cpath, sys::O_RDONLY | sys::O_NONBLOCK, 0)
+            .map_err(|e| err!(diag::show(prog), "cannot open: {}", e.describe()));
+        let m = fd.and_then(|fd| map::map_file(&fd, machine, page).map_err(|e| err!(diag::show(prog), "{}", e)));
+        // `--verify` (ldd's test): glibc's ld.so exits 1, silently, for a
+        // file it cannot load.
+        let m = match m {
+            Err(_) if opts.verify => sys::exit_group(1),
+            m => m?,
+        };
         main_path = prog.to_vec();
         // SAFETY: `prog` points into argv strings, which stay put.
         let prog_ptr = unsafe { *stack.argv.add(i) };
@@ -440,11 +456,13 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         // Static and static-pie programs: no PT_INTERP, nothing to link.
         let has_interp = m.phdrs.iter().any(|p| p.p_type == PT_INTERP);
         if !has_interp {
-            if opts.list {
-                diag::print(1, format_args!("\tstatically linked\n"));
-                sys::exit_group(0);
-            }
             if opts.verify {
+                // glibc's `--verify`: 2 for a dynamic object without
+                // PT_INTERP (static-pie), 1 for no PT_DYNAMIC at all.
+                sys::exit_group(if m.phdrs.iter().any(|p| p.p_type == PT_DYNAMIC) { 2 } else { 1 });
+            }
+            if opts.list || trace_env.is_some() {
+                diag::print(1, format_args!("\tstatically linked\n"));
                 sys::exit_group(0);
             }
             // SAFETY: a static program starts like any other, on its stack.
@@ -486,7 +504,11 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     // loader's names when libc asks for it).
     let mut ns = Namespace::default();
     let main_lname = if direct { main_path.clone() } else { Vec::new() };
-    let main = Dso::new(Kind::Main, main_lname, main_path.clone(), main_map, page).map_err(|e| err!(diag::show(&main_path), "{}", e))?;
+    let mut main =
+        Dso::new(Kind::Main, main_lname, main_path.clone(), main_map, page).map_err(|e| err!(diag::show(&main_path), "{}", e))?;
+    if secure && !direct {
+        main.origin = closure::executable_origin();
+    }
     let prog_name = String::from(main.display_name());
     ns.objs.push(main);
     ns.main = 0;
@@ -521,12 +543,11 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         // SAFETY: AT_PLATFORM points at a string on the stack.
         .map(|p| unsafe { cstr(p as *const u8) })
         .unwrap_or(Native::PLATFORM.as_bytes());
-    let tokens = Tokens { platform, lib: Native::DST_LIB.as_bytes(), secure };
+    let tokens = Tokens { platform, lib: Native::DST_LIB.as_bytes(), secure, trusted: Native::DEFAULT_DIRS };
     let lib_path_src = if secure { None } else { opts.library_path.or_else(|| getenv(b"LD_LIBRARY_PATH")) };
     // `$ORIGIN` in LD_LIBRARY_PATH means the program's directory.
     let main_origin = search::dirname(&main_path).to_vec();
-    let library_path: Vec<Vec<u8>> =
-        lib_path_src.map(|l| search::split_list(l, Some(&main_origin), &tokens)).unwrap_or_default();
+    let library_path: Vec<Vec<u8>> = lib_path_src.map(|l| search::split_list(l, Some(&main_origin), true, &tokens)).unwrap_or_default();
     let cache_map = if opts.inhibit_cache { None } else { map_ld_cache() };
     let env_cfg = SearchEnv {
         library_path: &library_path,
@@ -540,19 +561,15 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     let bind_now = getenv(b"LD_BIND_NOW").is_some_and(|v| !v.is_empty());
     let cfg = Config { env: env_cfg, machine, page, loader_names: &loader_names };
 
-    let mut preloads: Vec<Vec<u8>> = Vec::new();
-    for src in [getenv(b"LD_PRELOAD"), opts.preload] {
-        for p in src.unwrap_or(b"").split(|&b| b == b' ' || b == b':').filter(|p| !p.is_empty()) {
-            if secure && p.contains(&b'/') {
-                continue;
-            }
-            preloads.push(p.to_vec());
-        }
-    }
+    let preloads = closure::preload_list(getenv(b"LD_PRELOAD"), opts.preload, secure);
 
     // The closure lock and the verification policy (also used by dlopen).
     crate::verify::policy::setup(&ns, &env, secure)?;
-    closure::load_all(&mut ns, &cfg, &preloads)?;
+    // LD_TRACE_LOADED_OBJECTS lists the libraries not found (glibc's
+    // faked link maps); `--verify` does not look for them, as glibc's.
+    let trace = trace_env.is_some() && !opts.list && !opts.verify;
+    let mut missing = Vec::new();
+    closure::load_all_tracing(&mut ns, &cfg, &preloads, (trace || opts.verify).then_some(&mut missing))?;
     crate::dlopen::remember(crate::dlopen::Saved {
         library_path: library_path.clone().leak(),
         cache: cache_map,
@@ -563,7 +580,17 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         bind_now,
         hwcap: (stack.aux(AT_HWCAP).unwrap_or(0) as u64, stack.aux(AT_HWCAP2).unwrap_or(0) as u64),
     });
-    closure::check_versions(&ns)?;
+    if let Err(e) = closure::check_versions(&ns) {
+        // Listing, glibc reports a missing version and goes on (and says
+        // nothing of the versions of a library it did not find).
+        if trace || opts.list {
+            if missing.is_empty() || !e.message.starts_with("version information needs") {
+                diag::print(2, format_args!("ld-cah.so: warning: {e}\n"));
+            }
+        } else if !opts.verify {
+            return Err(e);
+        }
+    }
     if debug.files {
         for &id in ns.scope.iter().skip(1) {
             let d = &ns.objs[id];
@@ -571,8 +598,14 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         }
     }
 
-    if opts.list {
-        print_list(&ns);
+    if opts.list || trace {
+        let listing = crate::trace::Listing {
+            missing: &missing,
+            program: trace_env.is_some_and(crate::trace::lists_program),
+            loader_path: invoked_as,
+            notes: opts.list,
+        };
+        crate::trace::print(&ns, &listing);
         sys::exit_group(0);
     }
     if opts.verify {
@@ -690,14 +723,36 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
             .map_err(|e| err!(&prog_name, "{}", e))?;
     }
 
-    // Relocate: deepest dependency first, the program last.
+    // libc's run-time entry points are usable from here on: its IFUNC
+    // resolvers, which run during relocation as under glibc, read the CPU
+    // description (`_dl_x86_get_cpu_features`) and look up vDSO symbols
+    // through GLRO(dl_lookup_symbol_x) (time, gettimeofday).
+    crate::dlopen::set_tls(variant, layout, next_modid, glibc.map(|(_, l)| l));
+    let early_init = match glibc {
+        Some((libc, l)) => crate::glibc::api::finish(l, &ns, libc, layout, variant),
+        None => 0,
+    };
+    let hwcap = stack.aux(AT_HWCAP).unwrap_or(0) as u64;
+    let hwcap2 = stack.aux(AT_HWCAP2).unwrap_or(0) as u64;
+
+    // Relocate in glibc's order (`dl_main`): deepest dependency first, the
+    // program last, so its copy relocations copy relocated data (IFUNC
+    // slots included); glibc 2.39 and later relocate libc before anything.
     let target = Target::of::<Native>(native::tlsdesc_static(), native::tlsdesc_dynamic());
+    let libc_first = glibc.filter(|(_, l)| crate::reloc::relocates_libc_first(l.glibc_version)).map(|(libc, _)| libc);
     let initfini = crate::init::initfini_order(&ns);
+    let order_reloc = crate::reloc::startup_order(&initfini, libc_first);
     let scope = ns.scope.clone();
-    let deferred = {
-        let mut engine = Engine::new(&ns, &scope, target);
+    let progname = stack.arg(0).map_or("<program name unknown>", diag::show);
+    // SAFETY: the engine calls this only with the resolver of an IFUNC of
+    // a mapped object, when glibc's loader would call it.
+    let resolve = |r: usize| unsafe { native::call_ifunc(r, hwcap, hwcap2) };
+    crate::glibc::api::set_startup_namespace(Some(&ns));
+    let relocated = (|| -> Result<(), Error> {
+        let mut engine = Engine::new(&ns, &scope, target, &resolve);
         engine.bind_now = bind_now;
-        for &id in initfini.iter().rev() {
+        engine.progname = progname;
+        for &id in &order_reloc {
             if matches!(ns.objs[id].kind, Kind::Loader | Kind::Vdso) {
                 continue;
             }
@@ -712,8 +767,11 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
                 ),
             );
         }
-        engine.deferred
-    };
+        Ok(())
+    })();
+    crate::glibc::api::set_startup_namespace(None);
+    relocated?;
+    // The TLS images have their final values now (`_dl_allocate_tls_init`).
     tls::VARIANT_TWO.store(variant == crate::arch::TlsVariant::Two, core::sync::atomic::Ordering::Relaxed);
     for &id in &order {
         if let Some(m) = ns.objs[id].tls {
@@ -722,20 +780,6 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
             tls::MODULES.write().push(m);
         }
     }
-    let hwcap = stack.aux(AT_HWCAP).unwrap_or(0) as u64;
-    let hwcap2 = stack.aux(AT_HWCAP2).unwrap_or(0) as u64;
-    // libc's run-time entry points are usable from here on: its IFUNC
-    // resolvers (time, gettimeofday) look up vDSO symbols through
-    // GLRO(dl_lookup_symbol_x) while the deferred relocations run.
-    crate::dlopen::set_tls(variant, layout, next_modid, glibc.map(|(_, l)| l));
-    let early_init = match glibc {
-        Some((libc, l)) => crate::glibc::api::finish(l, &ns, libc, layout, variant),
-        None => 0,
-    };
-    crate::glibc::api::set_startup_namespace(Some(&ns));
-    let resolved = crate::init::run_deferred(&ns, &deferred, (hwcap, hwcap2));
-    crate::glibc::api::set_startup_namespace(None);
-    resolved?;
     for d in ns.objs.iter_mut() {
         d.relocated = true;
         d.open_count = 1;
@@ -779,27 +823,4 @@ fn map_ld_cache() -> Option<&'static [u8]> {
     // SAFETY: mapped read-only above and never unmapped. A file that
     // shrinks under us could fault; ldconfig replaces it by rename instead.
     Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len) })
-}
-
-/// `--list`: what `ldd` prints.
-fn print_list(ns: &Namespace) {
-    let mut line = diag::Line::for_fd(1);
-    let mut ids: Vec<DsoId> = Vec::new();
-    if let Some(v) = ns.vdso {
-        ids.push(v);
-    }
-    ids.extend(ns.scope.iter().copied().filter(|&i| i != ns.main));
-    for id in ids {
-        let d = &ns.objs[id];
-        let first = d.aliases.first().map(|a| diag::show(a)).unwrap_or("");
-        let name = diag::show(d.l_name());
-        // For a locked program: the digest and the verdict.
-        let note = crate::verify::policy::list_note(d).unwrap_or_default();
-        let _ = if d.kind == Kind::Library && first != name {
-            writeln!(line, "\t{} => {} ({:#018x}){}", first, name, d.base, note)
-        } else {
-            writeln!(line, "\t{} ({:#018x}){}", name, d.base, note)
-        };
-    }
-    line.flush_to(1);
 }

@@ -63,6 +63,9 @@ pub const O_RDONLY: u32 = 0;
 pub const O_RDWR: u32 = 2;
 pub const O_CREAT: u32 = 0o100;
 pub const O_CLOEXEC: u32 = 0o2000000;
+/// Opening a FIFO for reading blocks until a writer comes; with this flag
+/// `open` returns at once (the same value on x86_64 and aarch64).
+pub const O_NONBLOCK: u32 = 0o4000;
 /// These two differ between x86_64 and aarch64.
 pub const O_DIRECTORY: u32 = nr::O_DIRECTORY;
 pub const O_NOFOLLOW: u32 = nr::O_NOFOLLOW;
@@ -205,6 +208,17 @@ pub fn getcwd(buf: &mut [u8]) -> Result<&[u8], Errno> {
     let n = sys(nr::GETCWD, [buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0, 0])?;
     let n = n.saturating_sub(1).min(buf.len());
     Ok(&buf[..n])
+}
+
+pub const R_OK: u32 = 4;
+
+/// `faccessat(AT_FDCWD, path, mode)`: checked with the real user and group
+/// ids, as `access` is. `path` ends in NUL.
+pub fn access(path: &[u8], mode: u32) -> Result<(), Errno> {
+    if path.last() != Some(&0) {
+        return Err(Errno(22));
+    }
+    sys(nr::FACCESSAT, [AT_FDCWD as isize as usize, path.as_ptr() as usize, mode as usize, 0, 0, 0]).map(|_| ())
 }
 
 /// `readlinkat(AT_FDCWD, path)`; `path` ends in NUL.

@@ -212,6 +212,9 @@ pub struct Run {
     pub setup: Option<Setup>,
     /// How long a run may take, if not [`TIMEOUT`].
     pub timeout: Option<Duration>,
+    /// Environment for the program only, never for qemu-user itself (see
+    /// [`Run::guest_env`]).
+    pub guest_env: Vec<(String, String)>,
 }
 
 /// A run of fixture `prog` (a path relative to the fixture directory).
@@ -229,6 +232,7 @@ pub fn run(prog: &str) -> Run {
         cwd: None,
         setup: None,
         timeout: None,
+        guest_env: Vec::new(),
     }
 }
 
@@ -258,6 +262,15 @@ impl Run {
     /// directory. Nothing else is in the environment.
     pub fn env(mut self, key: &str, value: &str) -> Run {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Like [`Run::env`], but on aarch64 given to the program through
+    /// `qemu-aarch64 -E`, so that qemu (a dynamically linked host program)
+    /// does not act on it too: for `LD_TRACE_LOADED_OBJECTS`, which would
+    /// make the host's loader list qemu's libraries instead of running it.
+    pub fn guest_env(mut self, key: &str, value: &str) -> Run {
+        self.guest_env.push((key.into(), value.into()));
         self
     }
 
@@ -468,6 +481,16 @@ impl Check {
         };
         let prog_s = prog.display().to_string();
         let mut argv: Vec<String> = self.runner(r);
+        let mut env: Vec<(String, String)> =
+            r.env.iter().map(|(k, v)| (k.clone(), self.subst(v, &prog_s))).collect();
+        for (k, v) in &r.guest_env {
+            let v = self.subst(v, &prog_s);
+            if argv.is_empty() {
+                env.push((k.clone(), v));
+            } else {
+                argv.extend(["-E".to_string(), format!("{k}={v}")]);
+            }
+        }
         match mode {
             Mode::GlibcInterp | Mode::CahInterp => {}
             Mode::GlibcDirect => argv.push(self.glibc_ld_so(r)),
@@ -480,8 +503,6 @@ impl Check {
         argv.extend(
             r.args.iter().map(|a| if self.work.is_some() { self.subst(a, &prog_s) } else { a.clone() }),
         );
-        let env: Vec<(String, String)> =
-            r.env.iter().map(|(k, v)| (k.clone(), self.subst(v, &prog_s))).collect();
         let cwd = r.cwd.as_ref().map(|d| PathBuf::from(self.subst(d, &prog_s)));
         Some((execute_in(&argv, &env, cwd.as_deref(), r.timeout), prog_s, scratch))
     }

@@ -820,6 +820,66 @@ fn a_missing_read_only_full_or_bad_cache_never_stops_a_program() {
     f.finish("a_missing_read_only_full_or_bad_cache_never_stops_a_program");
 }
 
+/// A cache file with holes (made by `cp --sparse=always`, `truncate`, or a
+/// `cah` older than this check) on a full tmpfs: touching a hole through a
+/// shared mapping makes tmpfs allocate a page, even to read it, and on a
+/// full file system that is a SIGBUS, which used to kill every locked start.
+/// The file must be left out (the program runs, hashing), whether it could
+/// be written (ours: `fallocate` fails, full) or only read (a read-only
+/// mount). The `cah` tool must not die on it either.
+#[test]
+fn a_sparse_cache_on_a_full_file_system_never_kills_a_program() {
+    let mut f = Failures::default();
+    for arch in arches() {
+        let app = App::new("sparse", arch, &[]);
+        let debug = ("CAH_DEBUG", "verify");
+        assert!(userns_available(), "unshare -rm is not available: the full file system cases cannot run");
+        let prog = vec![app.prog().display().to_string()];
+        let env_c = app.dir.join("mnt/c").display().to_string();
+        let cah = cah_tool().display().to_string();
+        // A valid cache whose slot pages are holes, then a full file system.
+        let sparse = format!(
+            "mkdir \"$D/c\"; {cah} cache init --file \"$D/c/full\" >/dev/null; \
+             cp --sparse=always \"$D/c/full\" \"$D/c/hashes\"; rm \"$D/c/full\"; \
+             dd if=/dev/zero of=\"$D/fill\" bs=4k 2>/dev/null || true; \
+             test $(stat -c %b \"$D/c/hashes\") -lt 700"
+        );
+        for (what, extra) in [("writable", ""), ("read-only mount", "; mount -o remount,ro \"$D\"")] {
+            let out = app.in_tmpfs("1m", &format!("{sparse}{extra}"), &prog, &[("CAH_CACHE_DIR", &env_c), debug]);
+            f.check(
+                ran_ok(&out, GOOD) && out.signal.is_none() && out.stderr.contains("sparse") && all_from(&out, "hashed"),
+                arch,
+                &format!("sparse cache file on a full file system, {what}: left out, the program runs"),
+                &out,
+            );
+        }
+        // The host tool, on the host (not under qemu), in a fresh tmpfs.
+        let host_tmpfs = |size: &str, setup: &str, argv: Vec<String>| {
+            let script = format!("set -e; D=\"$0\"; mount -t tmpfs -o size={size},mode=0755 tmpfs \"$D\"; {setup}; exec \"$@\"");
+            let mut full = vec!["unshare".to_string(), "-rm".into(), "sh".into(), "-c".into(), script];
+            full.push(app.dir.join("mnt").display().to_string());
+            full.extend(argv);
+            execute(&full, &[("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())])
+        };
+        // `cah cache stats` reads it without mapping the holes.
+        let out = host_tmpfs("1m", &sparse, vec![cah.clone(), "cache".into(), "stats".into(), "--file".into(), format!("{env_c}/hashes")]);
+        f.check(out.status == Some(0) && out.stdout.contains("4096 slots"), arch, "cah cache stats on the sparse file", &out);
+        // `cah cache init` on a full file system: an error, not a SIGBUS.
+        let full = "mkdir \"$D/c\"; dd if=/dev/zero of=\"$D/fill\" bs=4k 2>/dev/null || true";
+        let out = host_tmpfs("256k", full, vec![cah.clone(), "cache".into(), "init".into(), "--file".into(), format!("{env_c}/new")]);
+        f.check(
+            out.status == Some(2) && out.stderr.contains("No space left on device"),
+            arch,
+            "cah cache init on a full file system: an error",
+            &out,
+        );
+        if f.0.is_empty() {
+            app.done();
+        }
+    }
+    f.finish("a_sparse_cache_on_a_full_file_system_never_kills_a_program");
+}
+
 /// Starts `n` runs of the program at once and returns their outcomes.
 fn launch_together(app: &App, n: usize) -> Vec<Outcome> {
     let barrier = std::sync::Barrier::new(n);

@@ -609,6 +609,22 @@ impl Builder {
             (cc, "libplug_lazy.so", vec!["plugin.c"], plugin("plug_lazy", &["-DPLUG_LAZY", "-Wl,-z,lazy"])),
             (cc, "libnext.so", vec!["libnext.c"], lib("libnext.so")),
             (cc, "dlopen", vec!["dlopen.c"], [prog(), vec!["-rdynamic".into(), "-lnext".into()]].concat()),
+            (cc, "libcopyifunc.so", vec!["libcopyifunc.c"], lib("libcopyifunc.so")),
+            // ET_EXEC and non-PIC: copy relocations of the library's tables.
+            (
+                cc,
+                "copyifunc",
+                vec!["copyifunc.c"],
+                [prog(), vec!["-fno-pic".into(), "-no-pie".into(), "-lcopyifunc".into()]].concat(),
+            ),
+            // Needs stub/libgone.so, which nothing provides at run time.
+            (
+                cc,
+                "libneedsgone.so",
+                vec!["libneedsgone.c"],
+                [lib("libneedsgone.so"), vec![format!("-L{}", self.out.join("stub").display()), "-lgone".into()]].concat(),
+            ),
+            (cc, "dlerrors", vec!["dlerrors.c"], prog()),
         ];
         for (compiler, name, srcs, extra) in jobs {
             let mut cmd = Command::new(compiler);

@@ -61,6 +61,7 @@ mod machine {
         pub const EXIT_GROUP: usize = 231;
         pub const OPENAT: usize = 257;
         pub const READLINKAT: usize = 267;
+        pub const FACCESSAT: usize = 269;
         pub const SET_ROBUST_LIST: usize = 273;
         pub const RSEQ: usize = 334;
         // Content verification (hash cache, trust checks).

@@ -56,22 +56,21 @@ pub struct DynInfo {
     pub count: usize,
 }
 
-/// A dynamic section has at most this many entries (bounds a corrupt one).
-const MAX_DYN: usize = 4096;
-
 impl DynInfo {
     /// Decodes the dynamic array at `dynamic` of an object loaded at `base`.
     pub fn parse(img: &Image, base: usize, dynamic: usize) -> Result<DynInfo, &'static str> {
         let mut d = DynInfo { syment: 24, relaent: 24, relrent: 8, ..DynInfo::default() };
         let ptr = |v: u64| base.wrapping_add(v as usize);
-        let mut n = 0;
+        let mut n: usize = 0;
+        // No fixed cap on the number of entries (a legal object may have
+        // thousands): the walk ends at `DT_NULL` or at the end of the
+        // readable range that holds the array, whichever comes first.
         loop {
-            if n == MAX_DYN {
-                return Err("dynamic section has no DT_NULL");
-            }
-            let at = dynamic + n * 16;
-            let (Some(tag), Some(val)) = (img.u64(at), img.u64(at + 8)) else {
+            let Some(at) = n.checked_mul(16).and_then(|o| dynamic.checked_add(o)) else {
                 return Err("dynamic section lies outside the object");
+            };
+            let (Some(tag), Some(val)) = (img.u64(at), img.u64(at + 8)) else {
+                return Err("dynamic section lies outside the object (no DT_NULL)");
             };
             n += 1;
             // Every tag the loader knows fits in 32 bits.
@@ -137,6 +136,45 @@ impl DynInfo {
             return Err("unsupported DT_PLTREL (only RELA)");
         }
         Ok(d)
+    }
+
+    /// Checks that every table the loader walks with a count taken from
+    /// this section lies in the object's readable memory, so a hostile
+    /// size (`DT_INIT_ARRAYSZ` of 2^40, `DT_VERNEEDNUM` of 4 billion) is
+    /// refused here, before any loop runs. `main` says whether this is the
+    /// program (the only object whose `DT_PREINIT_ARRAY` is used).
+    pub fn check_ranges(&self, img: &Image, main: bool) -> Result<(), &'static str> {
+        let table = |addr: usize, size: usize| addr == 0 || size == 0 || img.is_readable(addr, size);
+        if !table(self.rela, self.relasz) {
+            return Err("relocation table lies outside the object (DT_RELASZ out of range)");
+        }
+        if !table(self.jmprel, self.pltrelsz) {
+            return Err("PLT relocation table lies outside the object (DT_PLTRELSZ out of range)");
+        }
+        if !table(self.relr, self.relrsz) {
+            return Err("DT_RELR table lies outside the object (DT_RELRSZ out of range)");
+        }
+        if !table(self.init_array, self.init_arraysz) {
+            return Err("DT_INIT_ARRAY lies outside the object (DT_INIT_ARRAYSZ out of range)");
+        }
+        if !table(self.fini_array, self.fini_arraysz) {
+            return Err("DT_FINI_ARRAY lies outside the object (DT_FINI_ARRAYSZ out of range)");
+        }
+        if main && !table(self.preinit_array, self.preinit_arraysz) {
+            return Err("DT_PREINIT_ARRAY lies outside the object (DT_PREINIT_ARRAYSZ out of range)");
+        }
+        if self.strtab != 0 && !table(self.strtab, self.strsz) {
+            return Err("string table lies outside the object (DT_STRSZ out of range)");
+        }
+        // Each `Elf64_Verdef` is 20 bytes and each `Elf64_Verneed` 16, in
+        // one section: the count cannot be more than the bytes allow.
+        if self.verdef != 0 && !table(self.verdef, self.verdefnum.saturating_mul(20)) {
+            return Err("version definitions lie outside the object (DT_VERDEFNUM out of range)");
+        }
+        if self.verneed != 0 && !table(self.verneed, self.verneednum.saturating_mul(16)) {
+            return Err("version requirements lie outside the object (DT_VERNEEDNUM out of range)");
+        }
+        Ok(())
     }
 
     /// The string at `off` in the dynamic string table.

@@ -27,6 +27,7 @@ pub fn parse_all(file: &[u8], machine: u16) -> usize {
     for p in phdrs.iter().filter(|p| p.p_type == object::elf::PT_DYNAMIC) {
         let Some(dynamic) = base.checked_add(p.p_offset as usize) else { continue };
         let Ok(d) = DynInfo::parse(&img, base, dynamic) else { continue };
+        let _ = d.check_ranges(&img, true);
         let Ok(v) = Versions::parse(&img, &d) else { continue };
         let _ = symbols::symbol_count(&img, &d);
         for off in d.needed.iter().copied().chain(d.soname) {

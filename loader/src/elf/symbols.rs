@@ -263,41 +263,121 @@ fn lookup_sysv(
     None
 }
 
-/// The number of dynamic symbols, from whichever hash table exists.
-pub fn symbol_count(img: &Image, d: &DynInfo) -> usize {
+/// The number of dynamic symbols, from whichever hash table exists, after
+/// checking both tables against the object's readable memory: every count
+/// in them (`nbucket`, `nchain`, `nbuckets`, the Bloom size) is bounded by
+/// the bytes that hold it before anything loops over it, so a table that
+/// claims 4 billion buckets is refused at once instead of walked. A lookup
+/// (`lookup_gnu`, `lookup_sysv`) then never walks past the last symbol:
+/// every bucket starts a chain that ends by the end bit of the last one.
+pub fn symbol_count(img: &Image, d: &DynInfo) -> Result<usize, &'static str> {
+    let mut count = None;
     if d.hash != 0 {
-        return img.u32(d.hash + 4).unwrap_or(0) as usize;
+        const BAD: &str = "DT_HASH table lies outside the object";
+        let h = d.hash;
+        let (nbucket, nchain) = (img.u32(h).ok_or(BAD)? as usize, img.u32(h + 4).ok_or(BAD)? as usize);
+        let words = nbucket.checked_add(nchain).and_then(|w| w.checked_add(2)).ok_or(BAD)?;
+        if !img.is_readable(h, words.checked_mul(4).ok_or(BAD)?) {
+            return Err(BAD);
+        }
+        count = Some(nchain);
     }
-    if d.gnu_hash == 0 {
-        return 0;
+    if d.gnu_hash != 0 {
+        let n = gnu_symbol_count(img, d.gnu_hash)?;
+        count = Some(count.unwrap_or(n));
     }
-    let h = d.gnu_hash;
-    let (Some(nbuckets), Some(symoffset), Some(bloom_size)) = (img.u32(h), img.u32(h + 4), img.u32(h + 8)) else {
-        return 0;
-    };
-    let buckets = h + 16 + bloom_size as usize * 8;
-    let chains = buckets + nbuckets as usize * 4;
-    let mut max = 0u32;
-    for b in 0..nbuckets as usize {
-        max = max.max(img.u32(buckets + b * 4).unwrap_or(0));
+    let n = count.unwrap_or(0);
+    if n > 0 && (d.symtab == 0 || !img.is_readable(d.symtab, n.checked_mul(24).ok_or("symbol table out of range")?)) {
+        return Err("symbol table lies outside the object (hash table counts more symbols)");
     }
+    Ok(n)
+}
+
+/// The number of symbols a GNU hash table at `h` covers (the end of its
+/// last chain), checking it on the way.
+fn gnu_symbol_count(img: &Image, h: usize) -> Result<usize, &'static str> {
+    const BAD: &str = "DT_GNU_HASH table lies outside the object";
+    let nbuckets = img.u32(h).ok_or(BAD)? as usize;
+    let symoffset = img.u32(h + 4).ok_or(BAD)?;
+    let bloom_size = img.u32(h + 8).ok_or(BAD)? as usize;
+    let buckets = bloom_size.checked_mul(8).and_then(|b| (h + 16).checked_add(b)).ok_or(BAD)?;
+    let bucket_bytes = nbuckets.checked_mul(4).ok_or(BAD)?;
+    if !img.is_readable(h + 16, bloom_size * 8) || !img.is_readable(buckets, bucket_bytes) {
+        return Err(BAD);
+    }
+    let chains = buckets + bucket_bytes;
+    let max = (0..nbuckets).filter_map(|b| img.u32(buckets + b * 4)).max().unwrap_or(0);
     if max < symoffset {
-        return symoffset as usize;
+        return Ok(symoffset as usize);
     }
-    // Walk the last chain to its end bit.
-    let mut idx = max;
-    while let Some(ch) = img.u32(chains + (idx - symoffset) as usize * 4) {
+    // Walk the last chain to its end bit; running off the readable range
+    // first means the table is corrupt.
+    let mut idx = max as usize;
+    loop {
+        let at = (idx - symoffset as usize).checked_mul(4).and_then(|o| chains.checked_add(o)).ok_or(BAD)?;
+        let ch = img.u32(at).ok_or("DT_GNU_HASH chain has no end")?;
         if ch & 1 != 0 {
-            break;
+            return Ok(idx + 1);
         }
         idx += 1;
     }
-    idx as usize + 1
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A GNU hash table (`nbuckets`, Bloom size 1) over symbols 1..=3 in
+    /// one bucket, then a symbol table of four entries, in one buffer.
+    fn gnu_table(nbuckets: u32, bloom: u32, end_bit: bool) -> Vec<u8> {
+        let mut b = Vec::new();
+        for w in [nbuckets, 1, bloom, 6] {
+            b.extend_from_slice(&w.to_le_bytes());
+        }
+        b.extend_from_slice(&[0xff; 8]);
+        b.extend_from_slice(&1u32.to_le_bytes());
+        for (i, h) in [10u32, 20, 30].iter().enumerate() {
+            let last = i == 2 && end_bit;
+            b.extend_from_slice(&(if last { h | 1 } else { h & !1 }).to_le_bytes());
+        }
+        b.resize(b.len() + 4 * 24, 0);
+        b
+    }
+
+    #[allow(unsafe_code)]
+    fn count(buf: &[u8], gnu: bool) -> Result<usize, &'static str> {
+        let base = buf.as_ptr() as usize;
+        let mut img = Image::new();
+        // SAFETY: the image covers exactly `buf`, which outlives it.
+        unsafe { img.add_readable(base, base + buf.len()) };
+        let symtab = base + buf.len() - 4 * 24;
+        let d = DynInfo { gnu_hash: if gnu { base } else { 0 }, hash: if gnu { 0 } else { base }, symtab, ..DynInfo::default() };
+        symbol_count(&img, &d)
+    }
+
+    #[test]
+    fn hash_table_counts_are_bounded_by_the_bytes_that_hold_them() {
+        assert_eq!(count(&gnu_table(1, 1, true), true), Ok(4));
+        // 4 billion buckets, a huge Bloom filter: refused, not walked.
+        let started = std::time::Instant::now();
+        assert!(count(&gnu_table(u32::MAX, 1, true), true).is_err());
+        assert!(count(&gnu_table(1, u32::MAX, true), true).is_err());
+        assert!(started.elapsed().as_millis() < 100, "refused at once");
+        // A chain without an end bit runs off the table.
+        assert_eq!(count(&gnu_table(1, 1, false), true), Err("DT_GNU_HASH chain has no end"));
+        // SysV: nbucket = 1, nchain = 4 fits; nchain of 4 billion does not.
+        let mut sysv = Vec::new();
+        for w in [1u32, 4, 1, 0, 0, 0, 0] {
+            sysv.extend_from_slice(&w.to_le_bytes());
+        }
+        sysv.resize(sysv.len() + 4 * 24, 0);
+        assert_eq!(count(&sysv, false), Ok(4));
+        sysv[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(count(&sysv, false).is_err());
+        // More symbols than the symbol table holds.
+        sysv[4..8].copy_from_slice(&50u32.to_le_bytes());
+        assert!(count(&sysv, false).is_err());
+    }
 
     #[test]
     fn hashes_match_the_published_values() {

@@ -55,6 +55,11 @@ impl Versions {
         let mut v = Versions::default();
         if d.verneed != 0 {
             let mut at = d.verneed;
+            // Every `Vernaux` names a distinct version index, and indices
+            // are below MAX_ENTRIES: more entries than that, counted over
+            // all files, can only be entries walked twice (chains that
+            // overlap), which would make the walk quadratic.
+            let mut walked = 0usize;
             for _ in 0..d.verneednum.min(MAX_ENTRIES) {
                 let cnt = img.u16(at + 2).ok_or(BAD)?;
                 let file = d.string(img, img.u32(at + 4).ok_or(BAD)? as usize).ok_or(BAD)?;
@@ -62,6 +67,10 @@ impl Versions {
                 let next = img.u32(at + 12).ok_or(BAD)? as usize;
                 let mut a = at.checked_add(aux).ok_or(BAD)?;
                 for _ in 0..cnt {
+                    walked += 1;
+                    if walked > MAX_ENTRIES {
+                        return Err("too many version requirements (DT_VERNEED entries overlap)");
+                    }
                     let hash = img.u32(a).ok_or(BAD)?;
                     let flags = img.u16(a + 4).ok_or(BAD)?;
                     let other = img.u16(a + 6).ok_or(BAD)?;

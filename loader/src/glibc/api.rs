@@ -170,14 +170,42 @@ pub fn remove_object(lm: usize) {
     }
 }
 
-/// Signals a loader error with its message (leaked: it must outlive the
-/// `longjmp`, and errors are rare).
+/// Signals a loader error as glibc's loader words it (`dlerror.rs`). The
+/// strings are leaked: they must outlive the `longjmp`, and errors are rare.
 fn signal_error(e: crate::diag::Error) -> ! {
-    let mut msg = alloc::format!("{}", e.message).into_bytes();
+    let (objname, errstring) = super::dlerror::for_dlopen(&e);
     drop(e);
-    msg.push(0);
-    let msg: &'static [u8] = msg.leak();
-    signal(b"\0".as_ptr(), msg)
+    let objname = leak_cstr(objname.into_bytes());
+    signal(objname.as_ptr(), leak_cstr(errstring.into_bytes()))
+}
+
+fn leak_cstr(mut s: Vec<u8>) -> &'static [u8] {
+    s.push(0);
+    s.leak()
+}
+
+/// `argv[0]` as glibc's loader knows it (`_dl_argv[0]`, glibc's
+/// `rtld_progname`), NUL-terminated, once start-up has set it.
+pub fn argv0() -> Option<&'static [u8]> {
+    let argv = super::rtld::_dl_argv.load(core::sync::atomic::Ordering::Relaxed);
+    if argv == 0 {
+        return None;
+    }
+    // SAFETY: `_dl_argv` is the process's argv (set at start-up), whose
+    // strings live on the initial stack for the life of the process.
+    let arg0 = unsafe { *(argv as *const usize) };
+    // SAFETY: as above, a NUL-terminated string (its NUL included here).
+    (arg0 != 0).then(|| unsafe { core::slice::from_raw_parts(arg0 as *const u8, crate::start::strlen(arg0) + 1) })
+}
+
+/// glibc's `DSO_FILENAME`: an object's `l_name`, or for the program (whose
+/// `l_name` is empty) `argv[0]`, as a NUL-terminated string.
+fn dso_filename(l_name: *const u8) -> *const u8 {
+    // SAFETY: a NUL-terminated `l_name` of one of our link maps, or NULL.
+    if !l_name.is_null() && unsafe { *l_name } != 0 {
+        return l_name;
+    }
+    argv0().map_or(b"<main program>\0".as_ptr(), <[u8]>::as_ptr)
 }
 
 /// `_dl_lookup_symbol_x` (see glibc-rtld-abi.md 4.2).
@@ -209,6 +237,8 @@ unsafe extern "C" fn lookup_symbol_x(
             // SAFETY: as above.
             unsafe { *ref_ = core::ptr::null() };
             if !weak {
+                // glibc's `_dl_lookup_symbol_x`: the referring object
+                // (`DSO_FILENAME`), `undefined symbol: NAME[, version V]`.
                 let obj = rt().and_then(|r| {
                     // SAFETY: undef_map is a link map libc got from us.
                     (undef_map != 0).then(|| unsafe { Raw::new(undef_map) }.get(r.layout.link_map.l_name) as *const u8)
@@ -217,12 +247,27 @@ unsafe extern "C" fn lookup_symbol_x(
                 let n = unsafe { core::slice::from_raw_parts(name, crate::start::strlen(name as usize)) };
                 let mut msg = b"undefined symbol: ".to_vec();
                 msg.extend_from_slice(n);
-                msg.push(0);
-                signal(obj.unwrap_or(b"\0".as_ptr()), msg.leak());
+                if let Some(v) = version_name(version) {
+                    msg.extend_from_slice(b", version ");
+                    msg.extend_from_slice(v);
+                }
+                signal(dso_filename(obj.unwrap_or(core::ptr::null())), leak_cstr(msg));
             }
             0
         }
     }
+}
+
+/// The name of the `struct r_found_version` at `version` (0: none).
+fn version_name(version: usize) -> Option<&'static [u8]> {
+    let l = rt()?.layout;
+    if version == 0 {
+        return None;
+    }
+    // SAFETY: an r_found_version from libc.
+    let vname = unsafe { Raw::new(version) }.get(l.r_found_version.name) as usize;
+    // SAFETY: its name is NUL-terminated and lives as long as its object.
+    (vname != 0).then(|| unsafe { core::slice::from_raw_parts(vname as *const u8, crate::start::strlen(vname)) })
 }
 
 /// # Safety

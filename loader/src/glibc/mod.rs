@@ -8,6 +8,7 @@
 pub mod api;
 pub mod catch;
 pub mod cpu;
+pub mod dlerror;
 pub mod fingerprint;
 pub mod layout;
 pub mod layouts;

@@ -27,17 +27,20 @@ struct Rejected {
 
 /// Opens, checks and maps the file at `path` (NUL added here). Returns
 /// `Ok(None)` for a file that is not for this machine, or (for a locked
-/// name, `want`) whose digest is not the locked one, so the search goes on.
+/// name, `want`) whose digest is not the locked one, or (`suid_only`)
+/// that is not set-user-ID, so the search goes on.
 fn try_path(
     ns: &mut Namespace,
     cfg: &Config<'_>,
     path: &[u8],
     rejected: &mut Vec<Rejected>,
     want: Option<&crate::verify::policy::Want>,
+    suid_only: bool,
 ) -> Result<Option<DsoId>, ()> {
     let mut cpath = path.to_vec();
     cpath.push(0);
-    let fd = match sys::open(&cpath, sys::O_RDONLY, 0) {
+    // O_NONBLOCK: opening a FIFO must not block (it is refused below).
+    let fd = match sys::open(&cpath, sys::O_RDONLY | sys::O_NONBLOCK, 0) {
         Ok(fd) => fd,
         Err(sys::Errno::ENOENT) | Err(sys::Errno(20)) => return Ok(None),
         Err(e) => {
@@ -46,16 +49,37 @@ fn try_path(
         }
     };
     let st = sys::fstat(&fd).map_err(|_| ())?;
+    // A FIFO, directory or device is refused before anything reads it
+    // (hashing /dev/zero would never end).
+    if st.mode & 0o170000 != 0o100000 {
+        rejected.push(Rejected { path: path.to_vec(), why: "not a regular file" });
+        return Err(());
+    }
+    // glibc's open_path: in secure mode a preload found by name must be
+    // set-user-ID, so a caller cannot preload an ordinary system library.
+    if suid_only && st.mode & S_ISUID == 0 {
+        rejected.push(Rejected { path: path.to_vec(), why: "not set-user-ID, required of a preload in secure mode" });
+        return Ok(None);
+    }
     // A locked name: the digest of this very descriptor (hashed, or cached
     // for its exact identity) must be the locked one; it is then mapped
     // from the same descriptor.
-    if want.is_some_and(|w| !w.accept(&fd, &st, path)) {
-        return Ok(None);
-    }
+    let accepted = match want {
+        Some(w) => match w.accept(&fd, &st, path) {
+            Some(a) => Some(a),
+            None => return Ok(None),
+        },
+        None => None,
+    };
     if let Some(id) = ns.find_by_file((st.dev, st.ino)) {
         return Ok(Some(id));
     }
-    match map::map_file(&fd, cfg.machine, cfg.page) {
+    // A file others can write was verified as a private copy: map that.
+    let mapped = match accepted.as_ref().and_then(|a| a.copy.as_deref()) {
+        Some(bytes) => map::map_copy(bytes, cfg.machine, cfg.page),
+        None => map::map_file(&fd, cfg.machine, cfg.page),
+    };
+    match mapped {
         Ok(m) => {
             let mut d = Dso::new(Kind::Library, path.to_vec(), path.to_vec(), m, cfg.page).map_err(|why| {
                 rejected.push(Rejected { path: path.to_vec(), why });
@@ -75,17 +99,54 @@ fn try_path(
     }
 }
 
+/// `st_mode` bit of a set-user-ID file.
+const S_ISUID: u32 = 0o4000;
+
 fn search_object(d: &Dso) -> SearchObject<'_> {
     SearchObject {
         rpath: d.dyn_info.rpath.and_then(|o| d.string(o)),
         runpath: d.dyn_info.runpath.and_then(|o| d.string(o)),
-        origin: if d.path.is_empty() { None } else { Some(search::dirname(&d.path)) },
+        origin: d.origin.as_deref(),
+        executable: d.kind == Kind::Main,
         nodeflib: d.flags_1() & u64::from(object::elf::DF_1_NODEFLIB) != 0,
     }
 }
 
-/// Finds or loads the object `name` needed by `requester`.
+/// Finds or loads the object `name` needed by `requester` (a `DT_NEEDED`
+/// name once its tokens are dealt with, see [`load_dependency`], or a
+/// `dlopen` argument).
 pub fn load_needed(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u8]) -> Result<DsoId, Error> {
+    load_object(ns, cfg, requester, name, false)
+}
+
+/// A `DT_NEEDED` entry of `requester`, as glibc's `_dl_map_object_deps`
+/// takes it: a name with dynamic string tokens is refused in secure mode
+/// and otherwise expanded before it is looked up.
+pub fn load_dependency(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u8]) -> Result<DsoId, Error> {
+    if search::dst_count(name) == 0 {
+        return load_needed(ns, cfg, requester, name);
+    }
+    let req = ns.objs.get(requester);
+    let req_name = req.map_or("?", |d| d.display_name());
+    if cfg.env.tokens.secure {
+        return Err(err!(req_name, "{}: DST not allowed in SUID/SGID programs", crate::diag::show(name)));
+    }
+    let expanded = req
+        .and_then(|d| search::expand(name, d.origin.as_deref(), d.kind == Kind::Main, &cfg.env.tokens))
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| err!(req_name, "{}: empty dynamic string token substitution", crate::diag::show(name)))?;
+    let id = load_needed(ns, cfg, requester, &expanded)?;
+    // `DT_VERNEED` names the file as written, tokens and all.
+    if let Some(d) = ns.objs.get_mut(id).filter(|d| !d.aliases.iter().any(|a| a == name)) {
+        d.aliases.push(name.to_vec());
+    }
+    Ok(id)
+}
+
+/// Finds or loads `name` for `requester`; `suid_only` (a preload named
+/// without a slash, in secure mode) searches without the cache and takes
+/// only set-user-ID files, as glibc does for `__RTLD_SECURE` loads.
+fn load_object(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u8], suid_only: bool) -> Result<DsoId, Error> {
     let req_name = ns.objs.get(requester).map(|d| alloc::string::String::from(d.display_name())).unwrap_or_default();
     let not_found = |detail: &str| err!(&req_name, "{}: {}", crate::diag::show(name), detail);
     if let Some(id) = ns.find_by_name(name) {
@@ -102,33 +163,44 @@ pub fn load_needed(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name:
     let want = crate::verify::policy::want(name)?;
     let mut rejected = Vec::new();
     let stored = match want.as_ref().and_then(|w| w.store_path()) {
-        Some(p) => try_path(ns, cfg, &p, &mut rejected, want.as_ref()),
+        Some(p) => try_path(ns, cfg, &p, &mut rejected, want.as_ref(), suid_only),
         None => Ok(None),
     };
     let found = if !matches!(stored, Ok(None)) {
         stored
     } else if name.contains(&b'/') {
-        let origin = ns.objs.get(requester).map(|d| search::dirname(&d.path).to_vec());
-        let path = search::expand(name, origin.as_deref(), &cfg.env.tokens)
+        let req = ns.objs.get(requester);
+        let path = req
+            .and_then(|d| search::expand(name, d.origin.as_deref(), d.kind == Kind::Main, &cfg.env.tokens))
             .ok_or_else(|| not_found("cannot expand the dynamic string tokens in this name"))?;
-        try_path(ns, cfg, &path, &mut rejected, want.as_ref())
+        try_path(ns, cfg, &path, &mut rejected, want.as_ref(), false)
     } else {
         let chain_ids = ns.chain(requester);
         // Snapshot the chain's search data: the probe below adds objects.
-        let owned: Vec<(Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>, bool)> = chain_ids
+        type Owned = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>, bool, bool);
+        let owned: Vec<Owned> = chain_ids
             .iter()
             .filter_map(|&i| ns.objs.get(i))
             .map(|d| {
                 let s = search_object(d);
-                (s.rpath.map(<[u8]>::to_vec), s.runpath.map(<[u8]>::to_vec), s.origin.map(<[u8]>::to_vec), s.nodeflib)
+                (s.rpath.map(<[u8]>::to_vec), s.runpath.map(<[u8]>::to_vec), s.origin.map(<[u8]>::to_vec), s.executable, s.nodeflib)
             })
             .collect();
         let chain: Vec<SearchObject<'_>> = owned
             .iter()
-            .map(|(r, ru, o, n)| SearchObject { rpath: r.as_deref(), runpath: ru.as_deref(), origin: o.as_deref(), nodeflib: *n })
+            .map(|(r, ru, o, e, n)| SearchObject {
+                rpath: r.as_deref(),
+                runpath: ru.as_deref(),
+                origin: o.as_deref(),
+                executable: *e,
+                nodeflib: *n,
+            })
             .collect();
+        // glibc skips /etc/ld.so.cache for these: its entries need not be
+        // in trusted directories.
+        let env = if suid_only { SearchEnv { cache: None, ..cfg.env } } else { cfg.env };
         let mut failed = false;
-        let r = search::search(name, &chain, &cfg.env, |path| match try_path(ns, cfg, path, &mut rejected, want.as_ref()) {
+        let r = search::search(name, &chain, &env, |path| match try_path(ns, cfg, path, &mut rejected, want.as_ref(), suid_only) {
             Ok(Some(id)) => Some(Ok(id)),
             Ok(None) => None,
             Err(()) => {
@@ -180,19 +252,109 @@ pub fn load_needed(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name:
     }
 }
 
+/// One object to load before the program's dependencies.
+pub struct Preload<'a> {
+    pub name: Vec<u8>,
+    /// Where the name came from (`LD_PRELOAD`, `--preload`,
+    /// `/etc/ld.so.preload`), for the warning when it cannot be loaded.
+    pub source: &'a str,
+}
+
+/// glibc's `SECURE_NAME_LIMIT` (`NAME_MAX`) and `SECURE_PATH_LIMIT`
+/// (`PATH_MAX`): longer preload names are ignored.
+const NAME_MAX: usize = 255;
+const PATH_MAX: usize = 4096;
+
+/// The preloads, in glibc's order: `LD_PRELOAD`, `--preload`, then the
+/// file `/etc/ld.so.preload`. In secure mode a name from the first two
+/// that holds a `/` (or is `NAME_MAX` long) is ignored (glibc's
+/// `dso_name_valid_for_suid`); the file is root's and is taken as it is.
+pub fn preload_list(env: Option<&[u8]>, arg: Option<&[u8]>, secure: bool) -> Vec<Preload<'static>> {
+    let mut out = Vec::new();
+    for (list, source) in [(env, "LD_PRELOAD"), (arg, "--preload")] {
+        out.extend(preload_names(list.unwrap_or(b""), secure).into_iter().map(|n| Preload { name: n.to_vec(), source }));
+    }
+    // glibc tests the file with access(), that is as the real user.
+    const FILE: &[u8] = b"/etc/ld.so.preload\0";
+    if sys::access(FILE, sys::R_OK).is_ok() {
+        if let Ok(text) = read_small_file(FILE) {
+            out.extend(preload_file_names(&text).into_iter().map(|n| Preload { name: n.to_vec(), source: "/etc/ld.so.preload" }));
+        }
+    }
+    out
+}
+
+/// The names of an `LD_PRELOAD` or `--preload` list (space or colon
+/// separated) that glibc's `handle_preload_list` would load.
+fn preload_names(list: &[u8], secure: bool) -> Vec<&[u8]> {
+    list.split(|&b| b == b' ' || b == b':')
+        .filter(|p| !p.is_empty() && p.len() < PATH_MAX && !(secure && (p.len() >= NAME_MAX || p.contains(&b'/'))))
+        .collect()
+}
+
+/// The whole of a small file (`path` ends in NUL).
+fn read_small_file(path: &[u8]) -> Result<Vec<u8>, sys::Errno> {
+    let fd = sys::open(path, sys::O_RDONLY, 0)?;
+    let size = usize::try_from(sys::fstat(&fd)?.size).unwrap_or(0).min(1 << 20);
+    let mut buf = alloc::vec![0u8; size];
+    let n = sys::pread_full(&fd, &mut buf, 0)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// The names in `/etc/ld.so.preload`: separated by white space or `:`,
+/// `#` starting a comment that runs to the end of the line.
+pub fn preload_file_names(text: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    for line in text.split(|&b| b == b'\n') {
+        let line = line.split(|&b| b == b'#').next().unwrap_or(line);
+        out.extend(line.split(|&b| matches!(b, b' ' | b'\t' | b':')).filter(|n| !n.is_empty()));
+    }
+    out
+}
+
+/// The directory of the running program as the kernel knows it
+/// (`/proc/self/exe`, links resolved): `$ORIGIN` of a set-uid program,
+/// where the path it was started by is its caller's choice.
+pub fn executable_origin() -> Option<Vec<u8>> {
+    let mut buf = alloc::vec![0u8; PATH_MAX];
+    let target = sys::readlink(b"/proc/self/exe\0", &mut buf).ok().filter(|t| t.first() == Some(&b'/') && t.len() < PATH_MAX)?;
+    Some(search::dirname(target).to_vec())
+}
+
 /// Loads preloads and every `DT_NEEDED`, breadth-first from the program,
 /// and builds the global scope.
-pub fn load_all(ns: &mut Namespace, cfg: &Config<'_>, preloads: &[Vec<u8>]) -> Result<(), Error> {
+pub fn load_all(ns: &mut Namespace, cfg: &Config<'_>, preloads: &[Preload<'_>]) -> Result<(), Error> {
+    load_all_tracing(ns, cfg, preloads, None)
+}
+
+/// [`load_all`] for `LD_TRACE_LOADED_OBJECTS` (and `--verify`, which does
+/// not look at dependencies in glibc): with `missing`, a `DT_NEEDED`
+/// library that cannot be found is recorded there, once per name, with
+/// the position in the global scope it would have taken, and the walk goes
+/// on, as glibc's trace mode puts a faked link map in its place.
+pub fn load_all_tracing(
+    ns: &mut Namespace,
+    cfg: &Config<'_>,
+    preloads: &[Preload<'_>],
+    mut missing: Option<&mut Vec<(usize, Vec<u8>)>>,
+) -> Result<(), Error> {
     let main = ns.main;
     let mut order: Vec<DsoId> = alloc::vec![main];
     for p in preloads {
+        let suid_only = cfg.env.tokens.secure && !p.name.contains(&b'/');
         // As glibc: a preload that cannot be loaded is reported and skipped.
-        let id = match load_needed(ns, cfg, main, p) {
+        let id = match load_object(ns, cfg, main, &p.name, suid_only) {
             Ok(id) => id,
             Err(e) => {
                 crate::diag::print(
                     2,
-                    format_args!("ld-cah.so: warning: preload {} cannot be loaded ({}): ignored\n", crate::diag::show(p), e.message),
+                    format_args!(
+                        "ld-cah.so: warning: preload {} from {} cannot be loaded ({}): ignored\n",
+                        crate::diag::show(&p.name),
+                        p.source,
+                        e.message
+                    ),
                 );
                 continue;
             }
@@ -210,7 +372,16 @@ pub fn load_all(ns: &mut Namespace, cfg: &Config<'_>, preloads: &[Vec<u8>]) -> R
             .collect::<Result<_, ()>>()
             .map_err(|()| err!(ns.objs[cur].display_name(), "DT_NEEDED name outside the string table"))?;
         for name in names {
-            let id = load_needed(ns, cfg, cur, &name)?;
+            let id = match (load_dependency(ns, cfg, cur, &name), missing.as_deref_mut()) {
+                (Ok(id), _) => id,
+                (Err(e), Some(m)) if e.message.contains(": cannot open shared object file: ") => {
+                    if !m.iter().any(|(_, n)| *n == name) {
+                        m.push((order.len(), name));
+                    }
+                    continue;
+                }
+                (Err(e), _) => return Err(e),
+            };
             if !ns.objs[cur].deps.contains(&id) && id != cur {
                 ns.objs[cur].deps.push(id);
             }
@@ -255,4 +426,26 @@ pub fn check_versions(ns: &Namespace) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_mode_preload_names_have_no_slash() {
+        let long = [b'x'; NAME_MAX];
+        let mut list = b"liba.so /abs/libb.so:./libc.so  libd.so:".to_vec();
+        assert_eq!(preload_names(&list, false), [&b"liba.so"[..], b"/abs/libb.so", b"./libc.so", b"libd.so"]);
+        list.push(b' ');
+        list.extend_from_slice(&long);
+        assert_eq!(preload_names(&list, true), [&b"liba.so"[..], b"libd.so"]);
+        assert_eq!(preload_names(&long[1..], true).len(), 1);
+    }
+
+    #[test]
+    fn preload_file_syntax() {
+        let text = b"# a comment\n/usr/lib/liba.so libb.so:libc.so\tlibd.so # trailing: libx.so\n\n  libe.so";
+        assert_eq!(preload_file_names(text), [&b"/usr/lib/liba.so"[..], b"libb.so", b"libc.so", b"libd.so", b"libe.so"]);
+    }
 }

@@ -40,8 +40,12 @@ pub struct Dso {
     /// `l_name`: the path it was loaded from (NUL-terminated; empty for
     /// the program when the kernel loaded it, as in glibc).
     pub name: Vec<u8>,
-    /// The path used for `$ORIGIN`, `--list` and messages.
+    /// The path used for `--list` and messages.
     pub path: Vec<u8>,
+    /// What `$ORIGIN` means in this object's entries: the directory of
+    /// `path`, or for a set-uid program the directory of `/proc/self/exe`
+    /// (not a path its caller chose); `None` if unknown.
+    pub origin: Option<Vec<u8>>,
     /// Every name this object answers to (`DT_NEEDED` names that found it,
     /// its `DT_SONAME`).
     pub aliases: Vec<Vec<u8>>,
@@ -101,13 +105,26 @@ impl Dso {
                 _ => {}
             }
         }
+        // Both are used without further checks (the TLS image is copied
+        // into every thread's block, RELRO is mprotected): they must lie in
+        // this object's own memory.
+        if tls.is_some_and(|t: tls::Module| t.filesz > 0 && !m.img.is_readable(t.image, t.filesz)) {
+            return Err("PT_TLS initialisation image lies outside the object");
+        }
+        if relro.is_some_and(|(s, e)| s < m.map_start & !(page - 1) || e > m.map_end) {
+            return Err("PT_GNU_RELRO lies outside the object");
+        }
         let dyn_info = if dynamic != 0 { DynInfo::parse(&m.img, m.base, dynamic)? } else { DynInfo::default() };
+        // Hostile sizes are refused here, before anything loops over them.
+        dyn_info.check_ranges(&m.img, kind == Kind::Main)?;
         let versions = Versions::parse(&m.img, &dyn_info)?;
-        let nsyms = crate::elf::symbols::symbol_count(&m.img, &dyn_info);
+        let nsyms = crate::elf::symbols::symbol_count(&m.img, &dyn_info)?;
+        let origin = (!path.is_empty()).then(|| search::dirname(&path).to_vec());
         let mut d = Dso {
             kind,
             name,
             path,
+            origin,
             aliases: Vec::new(),
             base: m.base,
             map_start: m.map_start,

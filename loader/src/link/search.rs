@@ -9,6 +9,10 @@
 //!    `DF_1_NODEFLIB`;
 //! 5. the default directories, unless `DF_1_NODEFLIB`.
 //!
+//! In secure mode `$ORIGIN` follows glibc's restrictions (see
+//! [`Tokens::secure`]); a preload searched by name skips the cache and
+//! accepts only set-user-ID files (the caller's probe checks that).
+//!
 //! Names containing `/` are paths and are not searched. This module is pure:
 //! it yields candidate paths and the caller opens them, so the loader and
 //! `cah patch` walk the very same order.
@@ -24,6 +28,8 @@ pub struct SearchObject<'a> {
     pub runpath: Option<&'a [u8]>,
     /// Directory the object was loaded from, for `$ORIGIN`.
     pub origin: Option<&'a [u8]>,
+    /// The object is the program (its `$ORIGIN` is checked in secure mode).
+    pub executable: bool,
     pub nodeflib: bool,
 }
 
@@ -32,9 +38,14 @@ pub struct SearchObject<'a> {
 pub struct Tokens<'a> {
     pub platform: &'a [u8],
     pub lib: &'a [u8],
-    /// In secure mode `$ORIGIN` is not expanded (a set-uid program must
-    /// not load from a directory its caller chose).
+    /// Secure mode (set-uid programs): `$ORIGIN` is expanded only at the
+    /// start of an entry, and in the executable's own entries only when
+    /// the result stays inside a trusted directory (glibc's
+    /// `_dl_dst_substitute`), so a caller-chosen link cannot steer loading.
     pub secure: bool,
+    /// The trusted directories of secure mode (glibc's system search
+    /// directories, which are our default ones).
+    pub trusted: &'a [&'a str],
 }
 
 /// Everything beyond the requester chain that steers the search.
@@ -48,11 +59,75 @@ pub struct SearchEnv<'a> {
     pub tokens: Tokens<'a>,
 }
 
-/// Replaces `$ORIGIN`, `$LIB`, `$PLATFORM` (also in `${...}` form).
-/// Returns `None` when a token cannot be expanded; glibc then drops the
-/// whole entry.
-pub fn expand(entry: &[u8], origin: Option<&[u8]>, t: &Tokens<'_>) -> Option<Vec<u8>> {
+/// The dynamic string tokens glibc knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dst {
+    Origin,
+    Platform,
+    Lib,
+}
+
+/// The token that `rest` (what follows a `$`) starts with, and how many
+/// bytes it takes (braces included), under the ELF gABI rules glibc's
+/// `is_dst` applies: `NAME` not followed by an identifier character, or
+/// `{NAME}`.
+fn dst_at(rest: &[u8]) -> Option<(Dst, usize)> {
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let curly = rest.first() == Some(&b'{');
+    let body = if curly { &rest[1..] } else { rest };
+    [(Dst::Origin, &b"ORIGIN"[..]), (Dst::Platform, b"PLATFORM"), (Dst::Lib, b"LIB")].into_iter().find_map(|(d, name)| {
+        let after = body.strip_prefix(name)?;
+        match (curly, after.first()) {
+            (true, Some(b'}')) => Some((d, name.len() + 2)),
+            (false, next) if !next.is_some_and(|&b| ident(b)) => Some((d, name.len())),
+            _ => None,
+        }
+    })
+}
+
+/// How many known dynamic string tokens `s` holds (glibc's
+/// `_dl_dst_count`); in secure mode a `DT_NEEDED` name with any is refused.
+pub fn dst_count(s: &[u8]) -> usize {
+    (0..s.len()).filter(|&i| s[i] == b'$' && dst_at(&s[i + 1..]).is_some()).count()
+}
+
+/// Whether `path`, with `.`, `..` and repeated slashes resolved as text,
+/// lies in one of `dirs` (glibc's `is_trusted_path_normalize`).
+fn is_trusted(path: &[u8], dirs: &[&str]) -> bool {
+    if path.first() != Some(&b'/') {
+        return false;
+    }
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in path.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut norm = Vec::with_capacity(path.len() + 1);
+    for c in &parts {
+        norm.push(b'/');
+        norm.extend_from_slice(c);
+    }
+    norm.push(b'/');
+    dirs.iter().any(|d| {
+        let d = d.as_bytes().strip_suffix(b"/").unwrap_or(d.as_bytes());
+        norm.starts_with(d) && norm.get(d.len()) == Some(&b'/')
+    })
+}
+
+/// Replaces `$ORIGIN`, `$LIB`, `$PLATFORM` (also in `${...}` form) in one
+/// entry of `executable` or of a library whose directory is `origin`.
+/// Returns `None` when the entry must be dropped, as glibc does: a token
+/// it cannot expand (`$ORIGIN` of an unknown directory), or the secure
+/// mode rules on `$ORIGIN` (see [`Tokens::secure`]). A `$` that starts no
+/// known token is kept as it is.
+pub fn expand(entry: &[u8], origin: Option<&[u8]>, executable: bool, t: &Tokens<'_>) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(entry.len());
+    let mut saw_origin = false;
     let mut i = 0;
     while i < entry.len() {
         if entry[i] != b'$' {
@@ -61,29 +136,37 @@ pub fn expand(entry: &[u8], origin: Option<&[u8]>, t: &Tokens<'_>) -> Option<Vec
             continue;
         }
         let rest = &entry[i + 1..];
-        let (name, used) = if let Some(r) = rest.strip_prefix(b"{") {
-            let end = r.iter().position(|&b| b == b'}')?;
-            (&r[..end], end + 2)
-        } else {
-            let end = rest.iter().position(|&b| !(b.is_ascii_alphanumeric() || b == b'_')).unwrap_or(rest.len());
-            (&rest[..end], end)
+        let Some((dst, used)) = dst_at(rest) else {
+            out.push(b'$');
+            i += 1;
+            continue;
         };
-        match name {
-            b"ORIGIN" if !t.secure => out.extend_from_slice(origin?),
-            b"LIB" => out.extend_from_slice(t.lib),
-            b"PLATFORM" => out.extend_from_slice(t.platform),
-            _ => return None,
+        match dst {
+            Dst::Origin => {
+                if t.secure && !(i == 0 && matches!(rest.get(used), None | Some(b'/'))) {
+                    return None;
+                }
+                saw_origin = true;
+                out.extend_from_slice(origin?);
+            }
+            Dst::Lib => out.extend_from_slice(t.lib),
+            Dst::Platform => out.extend_from_slice(t.platform),
         }
         i += 1 + used;
+    }
+    // The caller can hard-link a set-uid program into a directory of its
+    // choosing; only trusted directories may serve its `$ORIGIN`.
+    if t.secure && executable && saw_origin && !is_trusted(&out, t.trusted) {
+        return None;
     }
     Some(out)
 }
 
 /// Splits a colon- or semicolon-separated list and expands its tokens.
 /// An empty element means the current directory, as in glibc.
-pub fn split_list(list: &[u8], origin: Option<&[u8]>, t: &Tokens<'_>) -> Vec<Vec<u8>> {
+pub fn split_list(list: &[u8], origin: Option<&[u8]>, executable: bool, t: &Tokens<'_>) -> Vec<Vec<u8>> {
     list.split(|&b| b == b':' || b == b';')
-        .filter_map(|e| if e.is_empty() { Some(b".".to_vec()) } else { expand(e, origin, t) })
+        .filter_map(|e| if e.is_empty() { Some(b".".to_vec()) } else { expand(e, origin, executable, t) })
         .collect()
 }
 
@@ -113,7 +196,7 @@ pub fn search<T>(
                 continue;
             }
             if let Some(rpath) = obj.rpath {
-                for dir in split_list(rpath, obj.origin, &env.tokens) {
+                for dir in split_list(rpath, obj.origin, obj.executable, &env.tokens) {
                     if let Some(t) = try_dir(&dir, &mut probe) {
                         return Some(t);
                     }
@@ -127,7 +210,7 @@ pub fn search<T>(
         }
     }
     if let Some(runpath) = requester.runpath {
-        for dir in split_list(runpath, requester.origin, &env.tokens) {
+        for dir in split_list(runpath, requester.origin, requester.executable, &env.tokens) {
             if let Some(t) = try_dir(&dir, &mut probe) {
                 return Some(t);
             }
@@ -164,7 +247,8 @@ pub fn dirname(path: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
-    const T: Tokens<'static> = Tokens { platform: b"x86_64", lib: b"lib/x86_64-linux-gnu", secure: false };
+    const TRUSTED: &[&str] = &["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib", "/usr/lib"];
+    const T: Tokens<'static> = Tokens { platform: b"x86_64", lib: b"lib/x86_64-linux-gnu", secure: false, trusted: TRUSTED };
 
     fn order(name: &str, chain: &[SearchObject<'_>], lp: &[Vec<u8>]) -> Vec<String> {
         let env = SearchEnv { library_path: lp, cache: None, cache_flags: 0x303, default_dirs: &["/lib", "/usr/lib"], tokens: T };
@@ -179,12 +263,38 @@ mod tests {
 
     #[test]
     fn tokens_expand_in_both_spellings() {
-        assert_eq!(expand(b"$ORIGIN/../lib", Some(b"/opt/app/bin"), &T).unwrap(), b"/opt/app/bin/../lib");
-        assert_eq!(expand(b"${ORIGIN}/x/$LIB/$PLATFORM", Some(b"/o"), &T).unwrap(), b"/o/x/lib/x86_64-linux-gnu/x86_64");
-        assert_eq!(expand(b"$ORIGIN/x", None, &T), None);
-        assert_eq!(expand(b"$UNKNOWN/x", Some(b"/o"), &T), None);
-        let secure = Tokens { secure: true, ..T };
-        assert_eq!(expand(b"$ORIGIN/x", Some(b"/o"), &secure), None);
+        assert_eq!(expand(b"$ORIGIN/../lib", Some(b"/opt/app/bin"), false, &T).unwrap(), b"/opt/app/bin/../lib");
+        assert_eq!(expand(b"${ORIGIN}/x/$LIB/$PLATFORM", Some(b"/o"), false, &T).unwrap(), b"/o/x/lib/x86_64-linux-gnu/x86_64");
+        assert_eq!(expand(b"$ORIGIN/x", None, false, &T), None);
+        // As glibc's is_dst: not a token unless the name ends there.
+        assert_eq!(expand(b"$UNKNOWN/x", Some(b"/o"), false, &T).unwrap(), b"$UNKNOWN/x");
+        assert_eq!(expand(b"$ORIGINx/${ORIGINX}/$/x$", Some(b"/o"), false, &T).unwrap(), b"$ORIGINx/${ORIGINX}/$/x$");
+        assert_eq!(expand(b"$LIB_x:$PLATFORM-y", None, false, &T).unwrap(), b"$LIB_x:x86_64-y");
+        assert_eq!(dst_count(b"$ORIGIN/${LIB}/$PLATFORMS/$FOO"), 2);
+        assert_eq!(dst_count(b"libfoo.so"), 0);
+    }
+
+    #[test]
+    fn secure_mode_restricts_origin() {
+        let s = Tokens { secure: true, ..T };
+        // A library's $ORIGIN: only as the first element of the entry.
+        assert_eq!(expand(b"$ORIGIN/x", Some(b"/o"), false, &s).unwrap(), b"/o/x");
+        assert_eq!(expand(b"${ORIGIN}", Some(b"/o"), false, &s).unwrap(), b"/o");
+        assert_eq!(expand(b"/a/$ORIGIN/x", Some(b"/o"), false, &s), None);
+        assert_eq!(expand(b"$ORIGIN/$ORIGIN", Some(b"/o"), false, &s), None);
+        assert_eq!(expand(b"$LIB/x/$PLATFORM", None, false, &s).unwrap(), b"lib/x86_64-linux-gnu/x/x86_64");
+        // The executable's: only if the result is inside a trusted directory.
+        let bin = Some(&b"/usr/lib/app/bin"[..]);
+        assert_eq!(expand(b"$ORIGIN/../lib", bin, true, &s).unwrap(), b"/usr/lib/app/bin/../lib");
+        assert_eq!(expand(b"$ORIGIN/../../../../tmp", bin, true, &s), None);
+        assert_eq!(expand(b"$ORIGIN/../lib", Some(b"/home/u/bin"), true, &s), None);
+        assert_eq!(expand(b"$ORIGIN", Some(b"/usr/lib64"), true, &s), None);
+        assert_eq!(expand(b"$ORIGIN/.//x", Some(b"/lib"), true, &s).unwrap(), b"/lib/.//x");
+        // Relative entries and entries without $ORIGIN are left alone.
+        assert_eq!(expand(b"sub", Some(b"/home/u"), true, &s).unwrap(), b"sub");
+        assert!(is_trusted(b"/usr/lib", TRUSTED) && is_trusted(b"/usr/lib/x86_64-linux-gnu/sub/..", TRUSTED));
+        assert!(!is_trusted(b"/usr/lib/../bin", TRUSTED) && !is_trusted(b"/usr/libexec", TRUSTED));
+        assert!(!is_trusted(b"usr/lib", TRUSTED) && !is_trusted(b"", TRUSTED));
     }
 
     #[test]

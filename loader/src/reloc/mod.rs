@@ -1,10 +1,14 @@
 //! The relocation engine.
 //!
 //! Per object: `DT_RELR` and `R_*_RELATIVE` in tight loops, then symbolic
-//! relocations, each (object, symbol index) resolved once. Relocations
-//! whose value comes from running code (IRELATIVE, and symbols bound to an
-//! `STT_GNU_IFUNC` definition) are deferred until every object is
-//! relocated, so a resolver never runs before the data it reads is ready.
+//! relocations, each (object, symbol index) resolved once. IFUNCs are
+//! resolved when glibc's `_dl_relocate_object` resolves them: a reference
+//! to an `STT_GNU_IFUNC` symbol calls its resolver right there
+//! (`elf_machine_rela`), and `IRELATIVE` relocations run in table order on
+//! aarch64 but last in their range on x86_64 (`elf_dynamic_do_Rela` with
+//! `ELF_MACHINE_IRELATIVE`). So when the program is relocated (last), its
+//! libraries' IFUNC-bound slots are filled and its `R_*_COPY` relocations
+//! copy them, as glibc's do.
 //! Every write goes through the object's [`Image`](crate::elf::Image), so a
 //! relocation outside the object's writable segments is an error, not a
 //! write.
@@ -22,15 +26,6 @@ use crate::link::lookup::{self, Class, Def, UniqueTable};
 use crate::link::{DsoId, Namespace};
 use crate::tls;
 
-/// A relocation whose value is computed by calling a resolver.
-#[derive(Clone, Copy, Debug)]
-pub struct Deferred {
-    pub obj: DsoId,
-    pub place: usize,
-    pub resolver: usize,
-    pub addend: u64,
-}
-
 /// Architecture facts the engine needs, taken once from `ArchInfo`.
 #[derive(Clone, Copy)]
 pub struct Target {
@@ -42,13 +37,28 @@ pub struct Target {
     /// The dynamic TLSDESC resolver's address (modules `dlopen` could not
     /// place in static TLS).
     pub tlsdesc_dynamic: usize,
+    /// x86_64's `dl-machine.h` rules: `IRELATIVE` relocations run after the
+    /// rest of their range (`ELF_MACHINE_IRELATIVE`), and an IFUNC defined
+    /// in an object not relocated yet is diagnosed. aarch64 has neither.
+    pub x86_64_ifunc_rules: bool,
 }
 
 impl Target {
     pub fn of<A: ArchInfo>(tlsdesc_static: usize, tlsdesc_dynamic: usize) -> Target {
-        Target { relative: A::R_RELATIVE, variant: A::TLS_VARIANT, decode: A::reloc_kind, tlsdesc_static, tlsdesc_dynamic }
+        Target {
+            relative: A::R_RELATIVE,
+            variant: A::TLS_VARIANT,
+            decode: A::reloc_kind,
+            tlsdesc_static,
+            tlsdesc_dynamic,
+            x86_64_ifunc_rules: A::MACHINE == EM_X86_64,
+        }
     }
 }
+
+/// Calls an IFUNC resolver (with whatever arguments the arch passes) and
+/// returns the address it chose.
+pub type Resolve<'a> = &'a dyn Fn(usize) -> usize;
 
 /// Counters for `CAH_DEBUG=statistics`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -63,24 +73,46 @@ pub struct Engine<'a> {
     pub ns: &'a Namespace,
     pub target: Target,
     pub unique: UniqueTable,
-    pub deferred: Vec<Deferred>,
     pub stats: Stats,
     /// Bind symbols of this scope (the global scope at start-up).
     pub scope: &'a [DsoId],
     /// `LD_BIND_NOW`: a PLT slot whose symbol is missing is an error now,
     /// not when (if ever) it is called.
     pub bind_now: bool,
+    /// `argv[0]`, which glibc's warnings start with (`RTLD_PROGNAME`).
+    pub progname: &'a str,
+    resolve_ifunc: Resolve<'a>,
+    /// Objects this engine has relocated (glibc's `l_relocated`, which the
+    /// namespace's `relocated` flags only get once every object is done).
+    done: Vec<bool>,
 }
 
 /// A resolved symbol reference: `None` for an undefined weak reference.
 type Resolved = Option<Def>;
 
 impl<'a> Engine<'a> {
-    pub fn new(ns: &'a Namespace, scope: &'a [DsoId], target: Target) -> Engine<'a> {
-        Engine { ns, target, unique: UniqueTable::default(), deferred: Vec::new(), stats: Stats::default(), scope, bind_now: false }
+    /// An engine that calls IFUNC resolvers through `resolve_ifunc`.
+    pub fn new(ns: &'a Namespace, scope: &'a [DsoId], target: Target, resolve_ifunc: Resolve<'a>) -> Engine<'a> {
+        Engine {
+            ns,
+            target,
+            unique: UniqueTable::default(),
+            stats: Stats::default(),
+            scope,
+            bind_now: false,
+            progname: "<program name unknown>",
+            resolve_ifunc,
+            done: vec![false; ns.objs.len()],
+        }
     }
 
-    /// Applies every relocation of object `id` except the deferred ones.
+    fn is_relocated(&self, id: DsoId) -> bool {
+        self.ns.objs[id].relocated || self.done.get(id).copied().unwrap_or(false)
+    }
+
+    /// Applies every relocation of object `id`, IFUNCs included, in the
+    /// order of glibc's `ELF_DYNAMIC_RELOCATE`: `DT_RELR`, then `DT_RELA`
+    /// and `DT_JMPREL` as the ranges `_ELF_DYNAMIC_DO_RELOC` makes of them.
     pub fn relocate(&mut self, id: DsoId) -> Result<(), Error> {
         let d = &self.ns.objs[id];
         let name = d.display_name();
@@ -98,10 +130,13 @@ impl<'a> Engine<'a> {
         let lazy_plt = !self.bind_now
             && di.flags & u64::from(DF_BIND_NOW) == 0
             && di.flags_1 & u64::from(DF_1_NOW) == 0;
-        for (start, size, plt) in [(di.rela, di.relasz, false), (di.jmprel, di.pltrelsz, true)] {
+        let in_plt = |at: usize| di.jmprel != 0 && at >= di.jmprel && at < di.jmprel.saturating_add(di.pltrelsz);
+        for (start, size) in ranges(di.rela, di.relasz, di.jmprel, di.pltrelsz, lazy_plt) {
             if start == 0 || size == 0 {
                 continue;
             }
+            // x86_64: IRELATIVE entries wait for the rest of the range.
+            let mut irelative: Vec<usize> = Vec::new();
             let n = size / 24;
             for i in 0..n {
                 let at = start + i * 24;
@@ -117,7 +152,12 @@ impl<'a> Engine<'a> {
                     }
                     continue;
                 }
+                if self.target.x86_64_ifunc_rules && (self.target.decode)(r_type) == Some(RelocKind::IRelative) {
+                    irelative.push(at);
+                    continue;
+                }
                 self.stats.symbolic += 1;
+                let plt = in_plt(at);
                 match self.apply_one(id, r_type, (info >> 32) as u32, place, addend, plt, &mut cache) {
                     Err(e) if plt && lazy_plt && e.message.starts_with("undefined symbol") => {
                         if !d.img.write_u64(place, missing_function as *const () as u64) {
@@ -127,6 +167,19 @@ impl<'a> Engine<'a> {
                     r => r?,
                 }
             }
+            for at in irelative {
+                let (Some(off), Some(addend)) = (d.img.u64(at), d.img.u64(at + 16)) else {
+                    return Err(err!(name, "relocation table lies outside the object"));
+                };
+                self.stats.symbolic += 1;
+                self.irelative(id, d.base.wrapping_add(off as usize), addend)?;
+            }
+        }
+        // Its initialisers and finalisers are relocated values: check them
+        // now, before anything can call them (start-up and dlopen alike).
+        crate::init::check_entry_points(self.ns, id)?;
+        if let Some(done) = self.done.get_mut(id) {
+            *done = true;
         }
         Ok(())
     }
@@ -217,6 +270,43 @@ impl<'a> Engine<'a> {
         Ok((sym, r))
     }
 
+    /// `R_*_IRELATIVE`: the object's own resolver at `base + addend`.
+    fn irelative(&mut self, id: DsoId, place: usize, addend: u64) -> Result<(), Error> {
+        let d = &self.ns.objs[id];
+        let resolver = d.base.wrapping_add(addend as usize);
+        // Hostile objects: only the object's own code is ever called.
+        crate::init::check_code(d, resolver, "R_*_IRELATIVE resolver")?;
+        let v = (self.resolve_ifunc)(resolver);
+        if d.img.write_u64(place, v as u64) {
+            Ok(())
+        } else {
+            Err(bad_place(d.display_name(), place, d.base))
+        }
+    }
+
+    /// x86_64's `elf_machine_rela` when object `id` binds to an IFUNC of
+    /// `definer`, which is not relocated yet: fatal if the definer is the
+    /// program, else a warning; either way glibc then calls the resolver.
+    fn unrelocated_ifunc(&self, id: DsoId, sym: Sym, definer: DsoId) -> Result<(), Error> {
+        let ns = self.ns;
+        let d = &ns.objs[id];
+        let sym_name = crate::diag::show(d.string(sym.st_name as usize).unwrap_or(b""));
+        let l_name = |x: DsoId| crate::diag::show(ns.objs[x].l_name());
+        if ns.objs[definer].kind == crate::link::Kind::Main {
+            return Err(err!(
+                d.display_name(),
+                "IFUNC symbol '{}' referenced in '{}' is defined in the executable and creates an unsatisfiable circular dependency",
+                sym_name,
+                l_name(id)
+            ));
+        }
+        crate::diag::print(
+            2,
+            format_args!("{}: Relink `{}' with `{}' for IFUNC symbol `{}'\n", self.progname, l_name(id), l_name(definer), sym_name),
+        );
+        Ok(())
+    }
+
     fn apply_one(
         &mut self,
         id: DsoId,
@@ -237,22 +327,23 @@ impl<'a> Engine<'a> {
         match kind {
             RelocKind::None => Ok(()),
             RelocKind::Relative => write((d.base as u64).wrapping_add(addend)),
-            RelocKind::IRelative => {
-                self.deferred.push(Deferred { obj: id, place, resolver: d.base.wrapping_add(addend as usize), addend: 0 });
-                Ok(())
-            }
+            RelocKind::IRelative => self.irelative(id, place, addend),
             RelocKind::Absolute | RelocKind::Symbol => {
                 // PLT slots (the DT_JMPREL table) never bind to a
                 // non-PIC executable's PLT stub, data references may (that
                 // stub is the function's canonical address).
                 let class = if plt { Class::Plt } else { Class::Normal };
-                let (_, r) = self.resolve(id, symidx, class, cache)?;
+                let (sym, r) = self.resolve(id, symidx, class, cache)?;
                 let add = if kind == RelocKind::Absolute { addend } else { 0 };
                 match r {
                     None => write(add),
                     Some(def) if def.sym.kind() == STT_GNU_IFUNC && def.sym.st_shndx != SHN_UNDEF => {
-                        self.deferred.push(Deferred { obj: id, place, resolver: def.address(ns), addend: add });
-                        Ok(())
+                        if self.target.x86_64_ifunc_rules && def.obj != id && !self.is_relocated(def.obj) {
+                            self.unrelocated_ifunc(id, sym, def.obj)?;
+                        }
+                        crate::init::check_code(&ns.objs[def.obj], def.address(ns), "STT_GNU_IFUNC resolver")?;
+                        let v = (self.resolve_ifunc)(def.address(ns));
+                        write((v as u64).wrapping_add(add))
                     }
                     Some(def) => write((def.address(ns) as u64).wrapping_add(add)),
                 }
@@ -318,6 +409,46 @@ impl<'a> Engine<'a> {
     }
 }
 
+/// The order `dl_main` relocates the start-up objects in: `initfini` (the
+/// init order, program first) backwards, so dependencies come first and
+/// the program last; glibc 2.39 and later take libc first of all (bug
+/// 31083: its IFUNC resolvers then run before any other object's).
+pub fn startup_order(initfini: &[DsoId], libc_first: Option<DsoId>) -> Vec<DsoId> {
+    let mut order: Vec<DsoId> = libc_first.into_iter().collect();
+    order.extend(initfini.iter().rev().copied().filter(|&i| Some(i) != libc_first));
+    order
+}
+
+/// Whether glibc `version` ("2.41") relocates libc before the rest.
+pub fn relocates_libc_first(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (2, 39)
+}
+
+/// The one or two ranges glibc's `_ELF_DYNAMIC_DO_RELOC` relocates, as
+/// (address, size): `DT_RELA`, then `DT_JMPREL`; a `DT_RELASZ` that also
+/// covers `DT_JMPREL` at its end is cut back, and when the PLT is bound now
+/// and directly follows `DT_RELA`, the two are one range.
+fn ranges(rela: usize, relasz: usize, jmprel: usize, pltrelsz: usize, lazy: bool) -> [(usize, usize); 2] {
+    let mut first = if rela != 0 { (rela, relasz) } else { (0, 0) };
+    let mut second = (0, 0);
+    if jmprel != 0 {
+        if first.0 == 0 {
+            first.0 = jmprel;
+        }
+        if first.0.wrapping_add(first.1) == jmprel.wrapping_add(pltrelsz) {
+            first.1 = first.1.saturating_sub(pltrelsz);
+        }
+        if !lazy && first.0.wrapping_add(first.1) == jmprel {
+            first.1 = first.1.saturating_add(pltrelsz);
+        } else {
+            second = (jmprel, pltrelsz);
+        }
+    }
+    [first, second]
+}
+
 /// Where a PLT slot of a missing function points: calling it is the error
 /// glibc's lazy binding would report at that moment.
 extern "C" fn missing_function() -> ! {
@@ -326,4 +457,39 @@ extern "C" fn missing_function() -> ! {
 
 fn bad_place(name: &str, place: usize, base: usize) -> Error {
     err!(name, "relocation at offset {:#x} lies outside the writable segments", place.wrapping_sub(base))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relocation_ranges_follow_elf_dynamic_do_reloc() {
+        // Separate tables; lazy or not, adjacent or not.
+        assert_eq!(ranges(0x100, 0x30, 0x200, 0x18, true), [(0x100, 0x30), (0x200, 0x18)]);
+        assert_eq!(ranges(0x100, 0x30, 0x200, 0x18, false), [(0x100, 0x30), (0x200, 0x18)]);
+        // JMPREL right after RELA: one range when bound now.
+        assert_eq!(ranges(0x100, 0x30, 0x130, 0x18, false), [(0x100, 0x48), (0, 0)]);
+        assert_eq!(ranges(0x100, 0x30, 0x130, 0x18, true), [(0x100, 0x30), (0x130, 0x18)]);
+        // DT_RELASZ covering JMPREL at its end is cut back.
+        assert_eq!(ranges(0x100, 0x48, 0x130, 0x18, true), [(0x100, 0x30), (0x130, 0x18)]);
+        // No DT_RELA.
+        assert_eq!(ranges(0, 0, 0x130, 0x18, false), [(0x130, 0x18), (0, 0)]);
+        assert_eq!(ranges(0, 0, 0x130, 0x18, true), [(0x130, 0), (0x130, 0x18)]);
+        // No PLT.
+        assert_eq!(ranges(0x100, 0x30, 0, 0, false), [(0x100, 0x30), (0, 0)]);
+    }
+
+    #[test]
+    fn startup_order_is_reverse_init_order_with_libc_first_since_2_39() {
+        // Program 0 needs 1 (libfoo) and 2 (libc); 1 needs 2.
+        let initfini = [0, 1, 2, 3];
+        assert_eq!(startup_order(&initfini, None), vec![3, 2, 1, 0]);
+        assert_eq!(startup_order(&initfini, Some(1)), vec![1, 3, 2, 0]);
+        assert!(!relocates_libc_first("2.36"));
+        assert!(!relocates_libc_first("2.38"));
+        assert!(relocates_libc_first("2.39"));
+        assert!(relocates_libc_first("2.41"));
+        assert!(relocates_libc_first("3.0"));
+    }
 }

@@ -349,34 +349,65 @@ impl<'a> Iterator for LockIter<'a> {
 /// `PT_NOTE` segment or `SHT_NOTE` section covers, with its alignment: 4 or
 /// 8; anything else is treated as 4, as the gABI's readers do).
 ///
-/// Returns `Ok(None)` if the area holds no lock note. Notes of other owners
-/// are skipped; a malformed note header ends the walk with
-/// [`LockError::BadNote`] (the area cannot be trusted past it), and a
+/// Returns `Ok(None)` if the area holds no lock note. Only the lock's own
+/// note (name `"CAH"`, type [`NT_CAH_LOCK`]) is ever judged: notes of other
+/// owners are skipped, whatever their contents. Where the walk cannot go on
+/// (a header or size running past the area, trailing padding, another
+/// tool's idea of alignment) the rest of the area is not a lock unless it
+/// holds the lock note's own header bytes: then it is
+/// [`LockError::BadNote`] (a lock that cannot be read is never taken for
+/// no lock); otherwise the walk just ends, as glibc's and readelf's do. A
 /// second lock note is [`LockError::DuplicateNote`].
 pub fn find_lock(area: &[u8], align: u64) -> Result<Option<LockView<'_>>, LockError> {
     let align = if align == 8 { 8 } else { 4 };
     let mut found = None;
     let mut rest = area;
     while !rest.is_empty() {
-        let namesz = u32_at(rest, 0).map_err(|_| LockError::BadNote)? as usize;
-        let descsz = u32_at(rest, 4).map_err(|_| LockError::BadNote)? as usize;
-        let n_type = u32_at(rest, 8).map_err(|_| LockError::BadNote)?;
-        let name_end = 12usize.checked_add(namesz).ok_or(LockError::BadNote)?;
-        let desc_start = round_up(name_end, align).ok_or(LockError::BadNote)?;
-        let desc_end = desc_start.checked_add(descsz).ok_or(LockError::BadNote)?;
-        let name = rest.get(12..name_end).ok_or(LockError::BadNote)?;
-        let desc = rest.get(desc_start..desc_end).ok_or(LockError::BadNote)?;
-        if name == NOTE_NAME && n_type == NT_CAH_LOCK {
+        let Some(note) = next_note(rest, align) else {
+            if holds_lock_header(rest) {
+                return Err(LockError::BadNote);
+            }
+            break;
+        };
+        if note.name == NOTE_NAME && note.n_type == NT_CAH_LOCK {
             if found.is_some() {
                 return Err(LockError::DuplicateNote);
             }
-            found = Some(LockView::parse(desc)?);
+            found = Some(LockView::parse(note.desc)?);
         }
         // The last note's padding may be cut off by the area's end.
-        let next = round_up(desc_end, align).ok_or(LockError::BadNote)?;
-        rest = rest.get(next..).unwrap_or(&[]);
+        rest = rest.get(note.next..).unwrap_or(&[]);
     }
     Ok(found)
+}
+
+/// One note of an area, as its header describes it.
+struct Note<'a> {
+    n_type: u32,
+    name: &'a [u8],
+    desc: &'a [u8],
+    /// Where the next note starts.
+    next: usize,
+}
+
+/// The note at the start of `bytes`, if its header and sizes fit.
+fn next_note(bytes: &[u8], align: usize) -> Option<Note<'_>> {
+    let namesz = u32_at(bytes, 0).ok()? as usize;
+    let descsz = u32_at(bytes, 4).ok()? as usize;
+    let n_type = u32_at(bytes, 8).ok()?;
+    let name_end = 12usize.checked_add(namesz)?;
+    let desc_start = round_up(name_end, align)?;
+    let desc_end = desc_start.checked_add(descsz)?;
+    Some(Note { n_type, name: bytes.get(12..name_end)?, desc: bytes.get(desc_start..desc_end)?, next: round_up(desc_end, align)? })
+}
+
+/// Whether `bytes` contain what starts a lock note: the type word followed
+/// by the owner name (`n_type`, then `"CAH\0"`), at a 4-byte boundary.
+fn holds_lock_header(bytes: &[u8]) -> bool {
+    let mut sig = [0u8; 8];
+    sig[..4].copy_from_slice(&NT_CAH_LOCK.to_le_bytes());
+    sig[4..].copy_from_slice(NOTE_NAME);
+    bytes.windows(8).enumerate().any(|(i, w)| i % 4 == 0 && w == sig)
 }
 
 fn round_up(n: usize, align: usize) -> Option<usize> {
@@ -557,8 +588,13 @@ mod tests {
         area.extend_from_slice(NOTE_NAME);
         area.extend_from_slice(&desc);
         assert_eq!(find_lock(&area, 8).unwrap().unwrap().to_lock(), lock);
-        assert!(find_lock(&area[..16], 8).is_err());
         assert_eq!(find_lock(&[], 4).unwrap().map(|v| v.len()), None);
+        // A lock cut short is an error, never "no lock" ...
+        assert_eq!(find_lock(&area[..area.len() - 4], 8).unwrap_err(), LockError::BadNote);
+        assert_eq!(find_lock(&area[..40], 8).unwrap_err(), LockError::BadNote);
+        // ... but another owner's note that cannot be walked past is not a
+        // lock at all (an unlocked program must still run).
+        assert!(find_lock(&area[..16], 8).unwrap().is_none());
 
         // Two lock notes are refused.
         let mut two = note.clone();
@@ -569,6 +605,54 @@ mod tests {
         let mut other = note.clone();
         other[12..15].copy_from_slice(b"CAX");
         assert!(find_lock(&other, 4).unwrap().is_none());
+    }
+
+    #[test]
+    fn unrelated_notes_are_never_a_bad_lock() {
+        let gnu = |descsz: u32, n_type: u32| {
+            let mut n = Vec::new();
+            n.extend_from_slice(&4u32.to_le_bytes());
+            n.extend_from_slice(&descsz.to_le_bytes());
+            n.extend_from_slice(&n_type.to_le_bytes());
+            n.extend_from_slice(b"GNU\0");
+            n.extend_from_slice(&vec![0xab; descsz as usize]);
+            n
+        };
+        // A build id followed by padding zeros, a stray byte, or a note
+        // whose size runs past the area; another owner's note of the lock's
+        // type; a name that is not NUL-terminated; sizes near u32::MAX.
+        let mut areas = Vec::new();
+        let mut padded = gnu(20, 3);
+        padded.extend_from_slice(&[0; 4]);
+        areas.push(padded);
+        let mut stray = gnu(20, 3);
+        stray.push(7);
+        areas.push(stray);
+        let mut long = gnu(20, 3);
+        long.extend_from_slice(&gnu(64, 1)[..30]);
+        areas.push(long);
+        areas.push(gnu(8, NT_CAH_LOCK));
+        let mut odd = gnu(4, 5);
+        odd[12..16].copy_from_slice(b"ABCD");
+        areas.push(odd);
+        let mut huge = gnu(4, 1);
+        huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        areas.push(huge.clone());
+        huge[0..4].copy_from_slice(&4u32.to_le_bytes());
+        huge[4..8].copy_from_slice(&(u32::MAX - 3).to_le_bytes());
+        areas.push(huge);
+        for area in &areas {
+            for align in [4, 8] {
+                assert_eq!(find_lock(area, align).map(|l| l.is_some()), Ok(false), "{area:02x?} align {align}");
+            }
+        }
+        // The same, with a real lock before them: found.
+        let lock = sample();
+        for area in &areas {
+            let mut both = lock.to_note();
+            both.extend_from_slice(area);
+            assert_eq!(find_lock(&both, 4).unwrap().unwrap().to_lock(), lock);
+        }
     }
 
     #[test]

@@ -200,6 +200,13 @@ impl Policy {
 /// A rejected candidate: its path, and its digest or why it has none.
 type Tried = (Vec<u8>, Result<Digest, &'static str>);
 
+/// A candidate whose digest is the locked one.
+pub struct Accepted {
+    /// The verified bytes, when they must be mapped from memory rather than
+    /// from the file (others can write it).
+    pub copy: Option<Vec<u8>>,
+}
+
 /// What a locked name must resolve to, and the candidates rejected so far.
 pub struct Want {
     policy: &'static Policy,
@@ -235,44 +242,50 @@ impl Want {
     }
 
     /// The check of one candidate, open as `fd` with `fstat` `st`: whether
-    /// its digest is the locked one. A rejected candidate is remembered
-    /// for the error message.
-    pub fn accept(&self, fd: &Fd, st: &Stat, path: &[u8]) -> bool {
+    /// its digest is the locked one. `Some` if it is, holding the private
+    /// copy to map when the file may not be mapped again (see
+    /// `runtime::sealed`); a rejected candidate is remembered for the error
+    /// message.
+    pub fn accept(&self, fd: &Fd, st: &Stat, path: &[u8]) -> Option<Accepted> {
         let p = self.policy;
-        let result = runtime::digest_of(fd, st, Some(p.caches()));
+        let result = runtime::digest_of(fd, st, Some(p.caches()), p.euid);
         if p.debug {
             let mut line = diag::Line::new();
             let _ = write!(line, "ld-cah.so: verify: {}: {}: ", diag::show(&self.name), diag::show(path));
             let _ = match &result {
-                Ok((d, src)) => writeln!(
+                Ok(r) => writeln!(
                     line,
                     "blake3:{} ({}), {}",
-                    d,
-                    if *src == Source::Cache { "cache" } else { "hashed" },
-                    if *d == self.digest { "ok" } else { "mismatch" }
+                    r.digest,
+                    match r.source {
+                        Source::Cache => "cache",
+                        Source::Hashed => "hashed",
+                        Source::Copied => "hashed a private copy: writable by others",
+                    },
+                    if r.digest == self.digest { "ok" } else { "mismatch" }
                 ),
                 Err(why) => writeln!(line, "{why}"),
             };
             line.flush_to(2);
         }
         match result {
-            Ok((d, src)) if d == self.digest => {
+            Ok(r) if r.digest == self.digest => {
                 let in_store = self.store_path().is_some_and(|s| s == path);
-                let how = match (in_store, src) {
+                let how = match (in_store, r.source) {
                     (true, _) => How::Store,
                     (false, Source::Cache) => How::Cache,
-                    (false, Source::Hashed) => How::Hashed,
+                    (false, Source::Hashed | Source::Copied) => How::Hashed,
                 };
-                p.record(Verified { file: (st.dev, st.ino), digest: d, how });
-                true
+                p.record(Verified { file: (st.dev, st.ino), digest: r.digest, how });
+                Some(Accepted { copy: r.copy })
             }
-            Ok((d, _)) => {
-                self.tried.borrow_mut().push((path.to_vec(), Ok(d)));
-                false
+            Ok(r) => {
+                self.tried.borrow_mut().push((path.to_vec(), Ok(r.digest)));
+                None
             }
             Err(why) => {
                 self.tried.borrow_mut().push((path.to_vec(), Err(why)));
-                false
+                None
             }
         }
     }

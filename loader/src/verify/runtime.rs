@@ -233,11 +233,26 @@ fn map_file(fd: Fd, rw: bool, p: &Place, euid: u32) -> Result<Opened, &'static s
     if len < 8 * cache::HEADER_WORDS {
         return Err("too small to be a cache file");
     }
-    // Write only the file we own, and only if every block of it is
-    // allocated (as the loader and `cah cache init` make it), or can be
-    // now: a store into a hole on a full file system would be a SIGBUS.
+    // A page of a shared mapping is backed by the file's block: touching
+    // one that is a hole makes the file system allocate it, and on a full
+    // file system (tmpfs: reads too) that fault is a SIGBUS, which would
+    // kill every start. So a file is mapped only if every block of it is
+    // allocated: our own file is allocated now if it can be (`fallocate`
+    // is cheap on blocks that exist already), any other must be already.
+    // The file may hold holes only if it was made by other means than the
+    // loader or `cah` (`truncate`, `cp --sparse`); it is then left out.
     let allocated = st.blocks.saturating_mul(512) >= size as u64;
-    let writable = rw && st.uid == euid && (allocated || sys::fallocate(&fd, 0, size as u64).is_ok());
+    let ours = rw && st.uid == euid;
+    let writable = ours
+        && match sys::fallocate(&fd, 0, size as u64) {
+            Ok(()) => true,
+            // No fallocate on this file system: writable if no block is missing.
+            Err(Errno(95)) => allocated,
+            Err(_) => false,
+        };
+    if !writable && !allocated {
+        return Err("sparse (blocks not allocated), not used");
+    }
     let words = sys::map_shared_words(&fd, len, writable).map_err(describe)?;
     let access = if writable { Access::ReadWrite } else { Access::ReadOnly };
     let cache = Cache::open(words, access).map_err(|e| e.as_str())?;
@@ -300,6 +315,8 @@ pub enum Source {
     Cache,
     /// Computed now, from the file.
     Hashed,
+    /// Computed now, from a private copy of the file (see [`sealed`]).
+    Copied,
 }
 
 /// BLAKE3 of the `size` bytes of `fd`, read with `pread` in [`CHUNK`]s
@@ -321,17 +338,45 @@ pub fn hash_fd(fd: &Fd, size: u64) -> Result<Digest, &'static str> {
     Ok(h.finalize())
 }
 
-/// The digest of the open file `fd`, whose `fstat` is `st`: from the
-/// caches if one holds this exact identity, else hashed (and recorded).
-/// The file must still have the identity `st` after hashing, so the
-/// digest belongs to the very inode and content the caller maps from `fd`.
-pub fn digest_of(fd: &Fd, st: &Stat, caches: Option<&Caches>) -> Result<(Digest, Source), &'static str> {
+/// Whether only root and `euid` can change the file `st` describes: then
+/// its descriptor may be hashed and later mapped, and a cache entry may
+/// vouch for it. Anyone else who can write it could change the bytes
+/// between the hash and the mapping, or through a shared writable mapping,
+/// which changes neither size nor times, so no cache key would notice.
+pub fn sealed(st: &Stat, euid: u32) -> bool {
+    (st.uid == 0 || st.uid == euid) && st.mode & 0o022 == 0
+}
+
+/// The digest of a file, and the bytes to map if they must not come from
+/// the file again.
+pub struct Digested {
+    pub digest: Digest,
+    pub source: Source,
+    /// For a file that is not [`sealed`]: the copy that was hashed, which
+    /// the caller maps instead of the file.
+    pub copy: Option<Vec<u8>>,
+}
+
+/// The digest of the open file `fd`, whose `fstat` is `st`.
+///
+/// A [`sealed`] file: from the caches if one holds this exact identity,
+/// else hashed (and recorded); the file must still have the identity `st`
+/// after hashing, so the digest belongs to the very inode and content the
+/// caller maps from `fd`. Any other file is read once into memory, that
+/// copy is hashed and handed back to be mapped, and no cache is consulted
+/// or written: the bytes that run are the bytes that were hashed.
+pub fn digest_of(fd: &Fd, st: &Stat, caches: Option<&Caches>, euid: u32) -> Result<Digested, &'static str> {
     if st.mode & S_IFMT != S_IFREG {
         return Err("not a regular file");
     }
+    if !sealed(st, euid) {
+        let copy = read_all(fd, st.size as u64)?;
+        let digest = crate::verify::hash(&copy);
+        return Ok(Digested { digest, source: Source::Copied, copy: Some(copy) });
+    }
     let id = identity(st);
     if let Some(d) = caches.and_then(|c| c.lookup(&id)) {
-        return Ok((d, Source::Cache));
+        return Ok(Digested { digest: d, source: Source::Cache, copy: None });
     }
     let d = hash_fd(fd, id.size)?;
     let after = sys::fstat(fd).map_err(Errno::describe)?;
@@ -341,7 +386,23 @@ pub fn digest_of(fd: &Fd, st: &Stat, caches: Option<&Caches>) -> Result<(Digest,
     if let Some(c) = caches {
         c.insert(&id, &d);
     }
-    Ok((d, Source::Hashed))
+    Ok(Digested { digest: d, source: Source::Hashed, copy: None })
+}
+
+/// The largest file read whole into memory (a libc is 2 MB, libLLVM 130 MB).
+const COPY_MAX: u64 = 1 << 30;
+
+/// Every byte of `fd` (`size` of them, as `fstat` said), read once.
+fn read_all(fd: &Fd, size: u64) -> Result<Vec<u8>, &'static str> {
+    if size > COPY_MAX {
+        return Err("too large to copy (writable by others, so it cannot be mapped from the file)");
+    }
+    let mut buf = vec![0u8; size as usize];
+    let n = sys::pread_full(fd, &mut buf, 0).map_err(Errno::describe)?;
+    if n != buf.len() {
+        return Err("file shrank while being read");
+    }
+    Ok(buf)
 }
 
 #[cfg(test)]
@@ -407,16 +468,24 @@ mod tests {
         std::fs::write(&lib, vec![7u8; 300_000]).unwrap();
         let fd = sys::open(&with_nul(lib.to_str().unwrap().as_bytes()), sys::O_RDONLY, 0).unwrap();
         let s = sys::fstat(&fd).unwrap();
-        let (d1, src) = digest_of(&fd, &s, Some(&c)).unwrap();
-        assert_eq!(src, Source::Hashed);
+        let pair = |r: Digested| (r.digest, r.source, r.copy.is_some());
+        let (d1, src, copied) = pair(digest_of(&fd, &s, Some(&c), euid()).unwrap());
+        assert_eq!((src, copied), (Source::Hashed, false));
         assert_eq!(d1, crate::verify::hash(&vec![7u8; 300_000]));
-        let (d2, src) = digest_of(&fd, &s, Some(&c)).unwrap();
-        assert_eq!((d2, src), (d1, Source::Cache));
+        assert_eq!(pair(digest_of(&fd, &s, Some(&c), euid()).unwrap()), (d1, Source::Cache, false));
         // A second process (here: a second open) sees the same file.
         log.clear();
         let c2 = Caches::open(core::slice::from_ref(&place), euid(), &mut |_, w| log.push(w.to_string()));
         assert_eq!(log, ["read-write"]);
-        assert_eq!(digest_of(&fd, &s, Some(&c2)).unwrap(), (d1, Source::Cache));
+        assert_eq!(pair(digest_of(&fd, &s, Some(&c2), euid()).unwrap()), (d1, Source::Cache, false));
+        // Group-writable (or another owner's): a private copy, hashed, and
+        // the cache neither read nor written.
+        let loose = sys::Stat { mode: s.mode | 0o020, ..s };
+        let r = digest_of(&fd, &loose, Some(&c2), euid()).unwrap();
+        assert_eq!((r.digest, r.source), (d1, Source::Copied));
+        assert_eq!(r.copy.as_deref(), Some(&vec![7u8; 300_000][..]));
+        let other = sys::Stat { uid: euid().wrapping_add(1).max(1), ..s };
+        assert_eq!(digest_of(&fd, &other, Some(&c2), euid()).unwrap().source, Source::Copied);
         // No temporary file is left.
         let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["hashes"]);

@@ -1,0 +1,90 @@
+//! Copy relocations of tables that hold pointers to IFUNC-resolved
+//! functions. glibc relocates a program's libraries (running the IFUNC
+//! resolvers of their slots as it goes) before the program, whose
+//! `R_*_COPY` relocations then copy filled slots; systemd's programs
+//! copy-relocate `string_hash_ops`, whose `compare` is libc's `strcmp`.
+//! glibc's output is the expected value.
+
+use cah_tests::{on_arches, on_both_arches, run, system, Arch, Expect, Run};
+
+fn base(r: Run) -> Run {
+    r.env("PATH", "/usr/bin:/bin").env("LC_ALL", "C").env("TZ", "UTC").env("HOME", "{work}").cwd("{work}")
+}
+
+/// The fixture pair `copyifunc` (ET_EXEC, non-PIC) + `libcopyifunc.so`
+/// (`tests/fixtures/glibc/`): libc's strcmp, memcpy and strlen, and an
+/// IFUNC of the library by symbol and by IRELATIVE, in a const and a
+/// writable table.
+#[test]
+fn copy_relocated_tables_of_ifunc_pointers() {
+    on_both_arches("copy_relocated_tables_of_ifunc_pointers", |c| {
+        c.same_as_glibc(
+            &base(run("glibc/copyifunc")).debian_sysroot(),
+            &Expect::status(0).stdout_has("copy of const table (lib_ops): cmp same, copy same, len same, add same"),
+        );
+    });
+}
+
+/// Real programs that crashed on it. systemd is a Debian package of the
+/// host (`.ci/run` installs it); the arm64 sysroot has none.
+#[test]
+fn systemd_programs_copy_string_hash_ops() {
+    on_arches("systemd_programs_copy_string_hash_ops", &[Arch::X86_64], |c| {
+        c.same_as_glibc(
+            &base(system("/usr/bin/systemd-delta")).args(&["--no-pager"]),
+            &Expect::status(0).stdout_has("overridden configuration files found."),
+        );
+        // An empty root: what it would create is the same on every machine.
+        let sysusers = base(system("/usr/bin/systemd-sysusers")).args(&[
+            "--dry-run",
+            "--root={work}",
+            "--inline",
+            "u cahtest - \"ld-cah test user\"",
+            "g cahgrp 4242",
+        ]);
+        c.same_as_glibc(&sysusers, &Expect::status(0));
+    });
+}
+
+/// The fixture against trixie's glibc 2.41 (unpacked by `cargo xtask
+/// glibc-layouts --check`), which relocates libc before everything else
+/// (glibc 2.39 and later); its own loader is the reference.
+#[test]
+fn copy_relocated_tables_with_glibc_2_41() {
+    use cah_tests::{built_loader, fixture_dir, root, run_clean};
+    use std::process::Command;
+    let mut failures = Vec::new();
+    for (arch, build, triple, ld_so) in [
+        (Arch::X86_64, "trixie_amd64", "x86_64-linux-gnu", "ld-linux-x86-64.so.2"),
+        (Arch::Aarch64, "trixie_arm64", "aarch64-linux-gnu", "ld-linux-aarch64.so.1"),
+    ] {
+        let g = root().join("target/glibc-dbg").join(build);
+        let Some(libdir) = ["usr/lib", "lib"].iter().map(|d| g.join(d).join(triple)).find(|d| d.join("libc.so.6").exists())
+        else {
+            failures.push(format!("{}: no libc.so.6: run `cargo xtask glibc-layouts --check`", g.display()));
+            continue;
+        };
+        let prog = fixture_dir(arch).join("glibc/copyifunc");
+        let start = |loader: &std::path::Path| {
+            let mut c = if arch == Arch::X86_64 {
+                Command::new(loader)
+            } else {
+                let mut c = Command::new("qemu-aarch64");
+                c.arg("-L").arg(&g).arg(loader);
+                c
+            };
+            c.arg("--library-path").arg(&libdir).arg(&prog);
+            run_clean(&mut c)
+        };
+        let reference = start(&libdir.join(ld_so));
+        if reference.2 != Some(0) || !reference.0.contains("(lib_ops): cmp same, copy same") {
+            failures.push(format!("{build}: glibc's own loader does not run the fixture: {reference:?}"));
+            continue;
+        }
+        let cah = start(&built_loader(arch));
+        if cah != reference {
+            failures.push(format!("{build}: ld-cah differs from glibc's loader:\n  glibc  {reference:?}\n  ld-cah {cah:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
