@@ -11,8 +11,10 @@ mod elfinfo;
 mod files;
 #[cfg(test)]
 mod fuzz;
+mod glibc;
 mod hashing;
 mod patch;
+mod standin;
 mod store;
 
 use std::os::unix::fs::MetadataExt;
@@ -55,6 +57,8 @@ enum Command {
     Store(StoreArgs),
     /// Inspect or manage the per-inode hash cache.
     Cache(CacheArgs),
+    /// Generate and install layout tables for glibc builds (`glibc add LIBC`).
+    Glibc(glibc::GlibcArgs),
 }
 
 #[derive(Args)]
@@ -216,6 +220,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd_verify(a),
         Command::Store(a) => cmd_store(a),
         Command::Cache(a) => cmd_cache(a),
+        Command::Glibc(a) => glibc::run(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -283,6 +288,9 @@ fn cmd_patch(a: PatchArgs) -> Result<bool> {
     for (name, _, digest) in closure.resolved() {
         lock.insert(name, digest)
             .map_err(|e| anyhow!("{}: {e}", show_name(name)))?;
+    }
+    if let Some(g @ standin::Glibc::Unknown { .. }) = standin::check(&closure, &a.root) {
+        eprintln!("cah: warning: {}", g.describe());
     }
     let interp = (!a.keep_interp).then(|| a.interp.as_bytes().to_vec());
     let (out, report) = patch::apply(
@@ -405,6 +413,7 @@ fn cmd_show(a: ShowArgs) -> Result<bool> {
             "strict": lock.flags.strict(),
             "interp": interp,
             "entries": entries,
+            "glibc": standin::check(&closure, &a.place.root).map(|g| g.json()),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(true);
@@ -441,6 +450,9 @@ fn cmd_show(a: ShowArgs) -> Result<bool> {
             place,
             width = width
         );
+    }
+    if let Some(g) = standin::check(&closure, &a.place.root) {
+        println!("  {}", g.describe());
     }
     Ok(true)
 }
@@ -494,6 +506,12 @@ fn cmd_verify(a: VerifyArgs) -> Result<bool> {
             }
         }
     }
+    // A glibc the loader has no table for: the program cannot start.
+    let glibc = standin::check(&closure, &a.place.root);
+    if let Some(g @ standin::Glibc::Unknown { .. }) = &glibc {
+        bad += 1;
+        lines.push(format!("no-table  libc.so.6  {}", g.describe()));
+    }
     let passed = bad == 0 && (!strict || unlocked == 0);
     if a.json {
         let v = json!({
@@ -501,6 +519,7 @@ fn cmd_verify(a: VerifyArgs) -> Result<bool> {
             "ok": passed,
             "strict": strict,
             "deps": closure.deps.iter().map(dep_json).collect::<Vec<_>>(),
+            "glibc": glibc.as_ref().map(|g| g.json()),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {

@@ -297,7 +297,7 @@ CAH_STRICT=1 (refuse unlocked libraries), CAH_STORE, CAH_CACHE_DIR.
 
 /// The one line for a libc that no layout table fits: libc, its version,
 /// its build id and what differs.
-fn unknown_glibc(ns: &Namespace, libc: DsoId, facts: &crate::glibc::fingerprint::Libc<'_>, why: crate::glibc::fingerprint::Mismatch) -> Error {
+fn unknown_glibc(ns: &Namespace, libc: DsoId, facts: &crate::glibc::fingerprint::Libc<'_>, why: crate::glibc::fingerprint::Mismatch, installed: Option<crate::glibc::installed::Refused>) -> Error {
     use crate::glibc::fingerprint::Mismatch;
     let mut id = String::new();
     for b in crate::glibc::rtld::build_id(ns, libc).unwrap_or_default() {
@@ -309,13 +309,12 @@ fn unknown_glibc(ns: &Namespace, libc: DsoId, facts: &crate::glibc::fingerprint:
         Mismatch::Imports => String::from("it imports other loader symbols than the known builds"),
         Mismatch::ThreadDb(d) => alloc::format!("its _thread_db_{d} differs from the known builds"),
     };
-    err!(
-        ns.objs[libc].display_name(),
-        "glibc {} (build id {}) has no layout table: {}; `ld-cah.so --version` lists the known builds",
-        version,
-        if id.is_empty() { "missing" } else { &id },
-        detail
-    )
+    let name = ns.objs[libc].display_name();
+    let add = match installed {
+        None => alloc::format!("add one with `cah glibc add {name}`"),
+        Some(r) => alloc::format!("the installed table {} was refused ({}); make it again with `cah glibc add {name}`", core::str::from_utf8(&r.path).unwrap_or("?"), r.why),
+    };
+    err!(name, "glibc {} (build id {}) has no layout table: {}; {}", version, if id.is_empty() { "missing" } else { &id }, detail, add)
 }
 
 /// `--version`: the glibc builds this loader can stand in for.
@@ -631,7 +630,10 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
             let facts = crate::glibc::fingerprint::Libc { img: &d.img, dyn_info: &d.dyn_info, versions: &d.versions, base: d.base };
             match crate::glibc::fingerprint::select(crate::glibc::layouts::ALL, Native::MACHINE, &facts) {
                 Ok(l) => Some((libc, l)),
-                Err(why) => return Err(unknown_glibc(&ns, libc, &facts, why)),
+                Err(why) => match crate::glibc::installed::select(&crate::glibc::rtld::build_id(&ns, libc).unwrap_or_default(), Native::MACHINE, &facts, secure, &stack.env()) {
+                    Ok(l) => Some((libc, l)),
+                    Err(refused) => return Err(unknown_glibc(&ns, libc, &facts, why, refused)),
+                },
             }
         }
     };

@@ -113,3 +113,27 @@ fn bullseye_glibc_2_31_is_refused_with_one_line() {
     assert!(line.starts_with("ld-cah.so: error: /lib/x86_64-linux-gnu/libc.so.6: glibc 2.31 (build id "), "{line}");
     assert!(line.contains("has no layout table"), "{line}");
 }
+
+/// `cah` says it before the program fails: `patch` warns, `verify` fails
+/// and `show` names the glibc, for bullseye's 2.31; trixie's 2.41 passes.
+#[test]
+fn cah_reports_a_glibc_without_a_table_before_it_runs() {
+    let cah = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/cah");
+    let dir = tempfile::tempdir().unwrap();
+    for (suite, table) in [("bullseye", false), ("trixie", true)] {
+        let root = rootfs(suite);
+        let out = dir.path().join(format!("true-{suite}"));
+        let patched = Command::new(&cah).arg("patch").arg("--root").arg(&root).arg(root.join("bin/true")).arg("-o").arg(&out).args(["--interp", "/usr/lib/ld-cah/ld-cah.so"]).output().unwrap();
+        assert!(patched.status.success(), "{patched:?}");
+        let warned = String::from_utf8_lossy(&patched.stderr).contains("ld-cah cannot start this program");
+        assert_eq!(warned, !table, "{suite}: {patched:?}");
+        let verify = Command::new(&cah).arg("verify").arg("--root").arg(&root).arg(&out).output().unwrap();
+        let text = String::from_utf8_lossy(&verify.stdout).into_owned();
+        assert_eq!(verify.status.success(), table, "{suite}: {text}");
+        assert_eq!(text.lines().any(|l| l.starts_with("no-table  libc.so.6  glibc 2.31 (")), !table, "{suite}: {text}");
+        let show = Command::new(&cah).arg("show").arg("--root").arg(&root).arg(&out).output().unwrap();
+        let text = String::from_utf8_lossy(&show.stdout).into_owned();
+        let want = if table { "glibc 2.41 (" } else { "glibc 2.31 (" };
+        assert!(text.contains(want) && text.contains(if table { "layout table built in" } else { "no layout table" }), "{suite}: {text}");
+    }
+}

@@ -7,13 +7,17 @@ use crate::toolchain;
 use crate::util::{self, Arch};
 
 pub fn run(args: &[String]) -> Result<(), String> {
+    // `--no-builtin-layouts`: a loader without built-in glibc tables, which
+    // uses only installed ones (`cah glibc add`), for their tests.
+    let notables = args.iter().any(|a| a == "--no-builtin-layouts");
+    let args: Vec<&String> = args.iter().filter(|a| *a != "--no-builtin-layouts").collect();
     let arches = match args.first() {
         Some(a) => vec![Arch::parse(a)?],
         None => Arch::ALL.to_vec(),
     };
     let tc = toolchain::ensure()?;
     for arch in arches {
-        let so = build_loader(&tc, arch)?;
+        let so = build_loader(&tc, arch, notables)?;
         check_shape(&so, arch)?;
         eprintln!("xtask: built {}", so.display());
     }
@@ -31,7 +35,7 @@ pub fn loader_path(arch: Arch) -> PathBuf {
     util::root().join("target/ld-cah").join(arch.name()).join("ld-cah.so")
 }
 
-fn build_loader(tc: &toolchain::Toolchain, arch: Arch) -> Result<PathBuf, String> {
+fn build_loader(tc: &toolchain::Toolchain, arch: Arch, notables: bool) -> Result<PathBuf, String> {
     let root = util::root();
     let script = root.join("linker-script.ld");
     let exports = root.join(format!("loader/exports-{}.map", arch.name()));
@@ -62,7 +66,8 @@ fn build_loader(tc: &toolchain::Toolchain, arch: Arch) -> Result<PathBuf, String
     for a in &link_args {
         rustflags.push(format!("-Clink-arg={a}"));
     }
-    let target_dir = root.join("target/loader-build");
+    let target_dir = root.join(if notables { "target/loader-build-notables" } else { "target/loader-build" });
+    let features = if notables { "rtld,no-builtin-layouts" } else { "rtld" };
     std::fs::create_dir_all(&target_dir).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&tc.cargo);
     cmd.current_dir(&root)
@@ -70,14 +75,18 @@ fn build_loader(tc: &toolchain::Toolchain, arch: Arch) -> Result<PathBuf, String
         .env("RUSTC_BOOTSTRAP", "1")
         .env_remove("RUSTFLAGS")
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
-        .args(["build", "--release", "--quiet", "-p", "ld-cah", "--bin", "ld-cah", "--features", "rtld"])
+        .args(["build", "--release", "--quiet", "-p", "ld-cah", "--bin", "ld-cah", "--features", features])
         .args(["-Zbuild-std=core,alloc,compiler_builtins", "-Zbuild-std-features=compiler-builtins-mem"])
         .args(["--target", arch.rust_target()])
         .arg("--target-dir")
         .arg(&target_dir);
     util::run(&mut cmd)?;
     let built = target_dir.join(arch.rust_target()).join("release/ld-cah");
-    let out = loader_path(arch);
+    let out = if notables {
+        root.join("target/ld-cah-notables").join(arch.name()).join("ld-cah.so")
+    } else {
+        loader_path(arch)
+    };
     std::fs::create_dir_all(out.parent().unwrap()).map_err(|e| e.to_string())?;
     std::fs::copy(&built, &out).map_err(|e| format!("copy {}: {e}", built.display()))?;
     Ok(out)

@@ -38,6 +38,8 @@ pub const PACKAGES: &[&str] = &[
     "debootstrap",
     // Its programs copy-relocate tables of IFUNC pointers (copy_ifunc.rs).
     "systemd",
+    // A debug info server for `cah glibc add` without --debug (glibc_installed.rs).
+    "debuginfod",
 ];
 
 pub fn run(_args: &[String]) -> Result<(), String> {

@@ -22,6 +22,7 @@ usage: cargo xtask <command>
   demo             build ld-cah and run a program through it on both arches
   deps             install the Debian packages the build and the tests need (as root)
   build            build target/ld-cah/{x86_64,aarch64}/ld-cah.so and target/release/cah
+                   (--no-builtin-layouts ARCH: target/ld-cah-notables/ARCH/ld-cah.so, no built-in glibc tables)
   fixtures         compile the test fixtures for both arches into target/fixtures/<arch>/
   test             build, compile fixtures, run every test (host units, both arches)
   glibc-layouts    regenerate loader/src/glibc/layouts/ from glibc debug info
@@ -61,6 +62,8 @@ fn main() -> ExitCode {
 fn test(args: &[String]) -> Result<(), String> {
     deps::ensure()?;
     build::run(&[])?;
+    // The loader without built-in tables, for tests/tests/glibc_installed.rs.
+    build::run(&["--no-builtin-layouts".into(), "x86_64".into()])?;
     fixtures::run(&[])?;
     // Checks the committed layout tables against Debian's packages and
     // leaves the real arm64 glibc unpacked for the aarch64 tests.

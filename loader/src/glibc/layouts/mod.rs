@@ -3,20 +3,31 @@
 
 use super::layout::Layout;
 
+/// The decoder of installed tables (docs/glibc-table-format.md).
 #[rustfmt::skip]
+pub mod decode;
+
+#[rustfmt::skip]
+#[cfg(not(feature = "no-builtin-layouts"))]
 mod debian_2_36_aarch64;
 #[rustfmt::skip]
+#[cfg(not(feature = "no-builtin-layouts"))]
 mod debian_2_36_x86_64;
 #[rustfmt::skip]
+#[cfg(not(feature = "no-builtin-layouts"))]
 mod debian_2_41_aarch64;
 #[rustfmt::skip]
+#[cfg(not(feature = "no-builtin-layouts"))]
 mod debian_2_41_x86_64;
 #[rustfmt::skip]
+#[cfg(not(feature = "no-builtin-layouts"))]
 mod debian_2_43_aarch64;
 #[rustfmt::skip]
+#[cfg(not(feature = "no-builtin-layouts"))]
 mod debian_2_43_x86_64;
 
 /// Every known glibc build.
+#[cfg(not(feature = "no-builtin-layouts"))]
 pub static ALL: &[&Layout] = &[
     &debian_2_36_aarch64::LAYOUT,
     &debian_2_36_x86_64::LAYOUT,
@@ -25,3 +36,7 @@ pub static ALL: &[&Layout] = &[
     &debian_2_43_aarch64::LAYOUT,
     &debian_2_43_x86_64::LAYOUT,
 ];
+
+/// No built-in table: only installed ones are used.
+#[cfg(feature = "no-builtin-layouts")]
+pub static ALL: &[&Layout] = &[];
