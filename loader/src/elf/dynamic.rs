@@ -54,6 +54,8 @@ pub struct DynInfo {
     pub pltgot: usize,
     /// Number of entries in the dynamic array, including `DT_NULL`.
     pub count: usize,
+    /// The symbol and hash tables, located once by `parse`.
+    pub tables: Option<super::symbols::Tables>,
 }
 
 impl DynInfo {
@@ -135,6 +137,7 @@ impl DynInfo {
         if d.jmprel != 0 && d.pltrel != u64::from(DT_RELA) {
             return Err("unsupported DT_PLTREL (only RELA)");
         }
+        d.tables = Some(super::symbols::Tables::new(img, &d));
         Ok(d)
     }
 

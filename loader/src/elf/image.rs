@@ -8,16 +8,87 @@
 #![allow(unsafe_code)]
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
-#[derive(Clone, Debug, Default)]
+/// Readable ranges are only ever added to an image, never removed, so a
+/// range checked once stays readable for the image's life: a [`Span`]
+/// remembers such a check, and the identity of the image that made it.
+#[derive(Clone, Debug)]
 pub struct Image {
     readable: Vec<(usize, usize)>,
     writable: Vec<(usize, usize)>,
+    /// Which image this is, for [`Span`]s (a clone has the same ranges, so
+    /// it may share the identity; 0 is never used).
+    id: u64,
+}
+
+impl Default for Image {
+    fn default() -> Image {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Image { readable: Vec::new(), writable: Vec::new(), id: NEXT.fetch_add(1, Ordering::Relaxed) }
+    }
+}
+
+/// `len` bytes at `start`, checked once to lie in one readable range of
+/// the image numbered `image`. Reads through [`Image::at`] then cost one
+/// comparison instead of a scan of the range list. The default span is
+/// empty and belongs to no image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    image: u64,
+    start: usize,
+    len: usize,
+}
+
+impl Span {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl Image {
     pub fn new() -> Image {
         Image::default()
+    }
+
+    /// `len` bytes at `addr` as a [`Span`], if they are readable.
+    pub fn span(&self, addr: usize, len: usize) -> Option<Span> {
+        self.is_readable(addr, len).then_some(Span { image: self.id, start: addr, len })
+    }
+
+    /// At most `max` bytes from `addr`: as many as the readable range
+    /// holding `addr` has (for tables whose exact size is not known).
+    pub fn span_upto(&self, addr: usize, max: usize) -> Option<Span> {
+        let &(_, e) = self.readable.iter().find(|&&(s, e)| addr >= s && addr < e)?;
+        Some(Span { image: self.id, start: addr, len: (e - addr).min(max) })
+    }
+
+    /// Reads a `T` at byte `off` of span `s`.
+    #[inline(always)]
+    pub fn at<T: Pod>(&self, s: Span, off: usize) -> Option<T> {
+        let end = off.checked_add(core::mem::size_of::<T>())?;
+        if s.image != self.id || end > s.len {
+            return None;
+        }
+        // SAFETY: `s` was checked readable in this image (same identity)
+        // and readable ranges are never removed (see `add_readable`);
+        // `off + size_of::<T>() <= len` keeps the read inside it. `T` is
+        // plain data; alignment is not assumed.
+        Some(unsafe { core::ptr::read_unaligned((s.start + off) as *const T) })
+    }
+
+    /// Borrows `len` bytes at byte `off` of span `s`.
+    #[inline(always)]
+    pub fn span_bytes(&self, s: Span, off: usize, len: usize) -> Option<&[u8]> {
+        let end = off.checked_add(len)?;
+        if s.image != self.id || end > s.len {
+            return None;
+        }
+        // SAFETY: as in `at`; read-only data, as in `bytes`.
+        Some(unsafe { core::slice::from_raw_parts((s.start + off) as *const u8, len) })
     }
 
     /// Declares `start..end` mapped and readable.
@@ -66,15 +137,18 @@ impl Image {
         self.writable = out;
     }
 
+    #[inline]
     fn inside(ranges: &[(usize, usize)], addr: usize, len: usize) -> bool {
         let Some(end) = addr.checked_add(len) else { return false };
         ranges.iter().any(|&(s, e)| addr >= s && end <= e)
     }
 
+    #[inline]
     pub fn is_readable(&self, addr: usize, len: usize) -> bool {
         Image::inside(&self.readable, addr, len)
     }
 
+    #[inline]
     pub fn is_writable(&self, addr: usize, len: usize) -> bool {
         Image::inside(&self.writable, addr, len)
     }
@@ -90,12 +164,15 @@ impl Image {
         Some(unsafe { core::ptr::read_unaligned(addr as *const T) })
     }
 
+    #[inline]
     pub fn u16(&self, addr: usize) -> Option<u16> {
         self.read(addr)
     }
+    #[inline]
     pub fn u32(&self, addr: usize) -> Option<u32> {
         self.read(addr)
     }
+    #[inline]
     pub fn u64(&self, addr: usize) -> Option<u64> {
         self.read(addr)
     }
@@ -209,6 +286,25 @@ mod tests {
         assert!(!img.write_u64(start + 24, 1));
         assert!(img.write_u64(start + 32, 1));
         assert_eq!(img.u64(start + 16), Some(0), "still readable");
+    }
+
+    #[test]
+    fn spans_belong_to_their_image() {
+        let data = [7u8; 16];
+        let start = data.as_ptr() as usize;
+        let mut img = Image::new();
+        // SAFETY: `data` outlives `img`.
+        unsafe { img.add_readable(start, start + 16) };
+        assert!(img.span(start + 8, 16).is_none(), "runs past the range");
+        let s = img.span(start, 16).unwrap();
+        assert_eq!(img.at::<u64>(s, 8), Some(0x0707_0707_0707_0707));
+        assert_eq!(img.at::<u64>(s, 9), None, "straddles the end");
+        assert_eq!(img.at::<u8>(s, usize::MAX), None, "no overflow");
+        assert_eq!(img.span_upto(start + 4, 100).map(|s| s.len()), Some(12));
+        let other = Image::new();
+        assert_eq!(other.at::<u8>(s, 0), None, "another image's span");
+        assert_eq!(img.at::<u8>(Span::default(), 0), None);
+        assert_eq!(img.clone().at::<u8>(s, 0), Some(7), "a clone has the same ranges");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use object::elf::*;
 use super::consts::*;
 
 use super::version::{VersionReq, Versions};
+use super::image::Span;
 use super::{DynInfo, Image};
 
 /// `Elf64_Sym`.
@@ -53,26 +54,122 @@ pub fn sysv_hash(name: &[u8]) -> u32 {
     h
 }
 
-/// Reads symbol `idx` of an object's dynamic symbol table.
-pub fn symbol(img: &Image, d: &DynInfo, idx: u32) -> Option<Sym> {
-    let at = d.symtab.checked_add((idx as usize).checked_mul(24)?)?;
-    let b = img.bytes(at, 24)?;
-    Some(Sym {
-        st_name: u32::from_le_bytes(b[0..4].try_into().ok()?),
-        st_info: b[4],
-        st_other: b[5],
-        st_shndx: u16::from_le_bytes(b[6..8].try_into().ok()?),
-        st_value: u64::from_le_bytes(b[8..16].try_into().ok()?),
-        st_size: u64::from_le_bytes(b[16..24].try_into().ok()?),
-    })
+/// An object's symbol tables, located and checked against its image once
+/// (when its dynamic section is parsed) so that a lookup reads them
+/// through [`Span`]s: one comparison per read instead of a scan of the
+/// image's ranges, and no header re-read per probe.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tables {
+    /// `DT_SYMTAB`, up to the end of its readable range.
+    symtab: Span,
+    /// `DT_STRTAB`, `DT_STRSZ` bytes (or up to the end of its range).
+    strtab: Span,
+    /// `DT_VERSYM`, if any.
+    versym: Option<Span>,
+    gnu: Option<GnuTable>,
 }
 
-/// A name to look up, with both hashes computed once.
+/// A `DT_GNU_HASH` table's header, decoded and checked once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct GnuTable {
+    nbuckets: u32,
+    symoffset: u32,
+    /// Bloom size - 1 (the size is a power of two).
+    bloom_mask: u32,
+    bloom_shift: u32,
+    bloom: Span,
+    buckets: Span,
+    /// From the first chain word to the end of its readable range.
+    chains: Span,
+}
+
+impl Tables {
+    /// Locates the tables of `d` in `img`. Never fails: a table that is
+    /// missing or lies outside the object gets an empty span (its reads
+    /// fail, as `Image` reads would), and a GNU hash table whose header is
+    /// unusable is left out (lookups in it find nothing, as before).
+    pub fn new(img: &Image, d: &DynInfo) -> Tables {
+        let upto = |addr: usize, max: usize| if addr == 0 { Span::default() } else { img.span_upto(addr, max).unwrap_or_default() };
+        Tables {
+            symtab: upto(d.symtab, usize::MAX),
+            strtab: upto(d.strtab, d.strsz),
+            versym: (d.versym != 0).then(|| upto(d.versym, usize::MAX)),
+            gnu: if d.gnu_hash != 0 { GnuTable::new(img, d.gnu_hash) } else { None },
+        }
+    }
+
+    /// Symbol `idx`.
+    #[inline]
+    pub fn symbol(&self, img: &Image, idx: u32) -> Option<Sym> {
+        let b: [u8; 24] = img.at(self.symtab, (idx as usize).checked_mul(24)?)?;
+        Some(Sym {
+            st_name: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            st_info: b[4],
+            st_other: b[5],
+            st_shndx: u16::from_le_bytes([b[6], b[7]]),
+            st_value: u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]),
+            st_size: u64::from_le_bytes([b[16], b[17], b[18], b[19], b[20], b[21], b[22], b[23]]),
+        })
+    }
+
+    /// Whether the string at `off` of the string table is `name` (with its
+    /// NUL inside the table), without measuring the string first.
+    #[inline]
+    fn name_is(&self, img: &Image, off: u32, name: &[u8]) -> bool {
+        match img.span_bytes(self.strtab, off as usize, name.len() + 1) {
+            Some(b) => b[name.len()] == 0 && &b[..name.len()] == name,
+            None => false,
+        }
+    }
+
+    /// The version index of symbol `idx`, if the object has `DT_VERSYM`
+    /// (`Some(None)` when the entry cannot be read, as `Image::u16` did).
+    #[inline]
+    fn versym(&self, img: &Image, idx: u32) -> Option<Option<u16>> {
+        self.versym.map(|v| img.at(v, idx as usize * 2))
+    }
+}
+
+impl GnuTable {
+    fn new(img: &Image, h: usize) -> Option<GnuTable> {
+        let head = img.span(h, 16)?;
+        let (nbuckets, symoffset): (u32, u32) = (img.at(head, 0)?, img.at(head, 4)?);
+        let (bloom_size, bloom_shift): (u32, u32) = (img.at(head, 8)?, img.at(head, 12)?);
+        if nbuckets == 0 || bloom_size == 0 || !bloom_size.is_power_of_two() {
+            return None;
+        }
+        let bloom_bytes = (bloom_size as usize).checked_mul(8)?;
+        let bloom = img.span(h + 16, bloom_bytes)?;
+        let buckets_at = (h + 16).checked_add(bloom_bytes)?;
+        let bucket_bytes = (nbuckets as usize).checked_mul(4)?;
+        let buckets = img.span(buckets_at, bucket_bytes)?;
+        // Chains may be empty (no hashed symbols): reads then fail.
+        let chains = img.span_upto(buckets_at.checked_add(bucket_bytes)?, usize::MAX).unwrap_or_default();
+        Some(GnuTable { nbuckets, symoffset, bloom_mask: bloom_size - 1, bloom_shift: bloom_shift & 63, bloom, buckets, chains })
+    }
+}
+
+/// The tables of `d`: those located when it was parsed, or located now
+/// (into `tmp`), borrowed rather than copied.
+#[inline]
+fn tables<'t>(img: &Image, d: &'t DynInfo, tmp: &'t mut Option<Tables>) -> &'t Tables {
+    match &d.tables {
+        Some(t) => t,
+        None => tmp.insert(Tables::new(img, d)),
+    }
+}
+
+/// Reads symbol `idx` of an object's dynamic symbol table.
+pub fn symbol(img: &Image, d: &DynInfo, idx: u32) -> Option<Sym> {
+    tables(img, d, &mut None).symbol(img, idx)
+}
+
+/// A name to look up, with its GNU hash computed once (the SysV hash is
+/// computed only for the rare object without a GNU hash table).
 #[derive(Clone, Copy, Debug)]
 pub struct Query<'a> {
     pub name: &'a [u8],
     pub gnu: u32,
-    pub sysv: u32,
     /// `dlsym` semantics for unversioned names: prefer the default
     /// (newest) version over the base one (glibc's `DL_LOOKUP_RETURN_NEWEST`).
     pub newest: bool,
@@ -80,7 +177,7 @@ pub struct Query<'a> {
 
 impl<'a> Query<'a> {
     pub fn new(name: &'a [u8]) -> Query<'a> {
-        Query { name, gnu: gnu_hash(name), sysv: sysv_hash(name), newest: false }
+        Query { name, gnu: gnu_hash(name), newest: false }
     }
 }
 
@@ -107,9 +204,10 @@ fn acceptable_type(kind: u8) -> bool {
 ///   unversioned (global) one unless either side is hidden;
 /// - an unversioned reference takes the base or oldest version, or else a
 ///   single non-hidden default version (the `Fallback`).
+#[inline]
 fn check(
     img: &Image,
-    d: &DynInfo,
+    t: &Tables,
     defs: &Versions,
     idx: u32,
     q: &Query<'_>,
@@ -117,7 +215,7 @@ fn check(
     plt: bool,
     fallback: &mut (u32, Option<(u32, Sym)>),
 ) -> Option<Sym> {
-    let sym = symbol(img, d, idx)?;
+    let sym = t.symbol(img, idx)?;
     if sym.st_value == 0 && sym.st_shndx != SHN_ABS && sym.kind() != STT_TLS {
         return None;
     }
@@ -129,10 +227,10 @@ fn check(
     if !acceptable_type(sym.kind()) || sym.bind() == STB_LOCAL {
         return None;
     }
-    if d.string(img, sym.st_name as usize)? != q.name {
+    if !t.name_is(img, sym.st_name, q.name) {
         return None;
     }
-    let versym = if d.versym != 0 { img.u16(d.versym + idx as usize * 2) } else { None };
+    let versym = t.versym(img, idx).flatten();
     match (want, versym) {
         (Some(_), None) => Some(sym),
         (Some(w), Some(vs)) => {
@@ -175,10 +273,12 @@ pub fn lookup(
     plt: bool,
 ) -> Found {
     let mut fallback = (0u32, None);
+    let mut tmp = None;
+    let t = tables(img, d, &mut tmp);
     let found = if d.gnu_hash != 0 {
-        lookup_gnu(img, d, defs, q, want, plt, &mut fallback)
+        t.gnu.as_ref().and_then(|g| lookup_gnu(img, t, g, defs, q, want, plt, &mut fallback))
     } else if d.hash != 0 {
-        lookup_sysv(img, d, defs, q, want, plt, &mut fallback)
+        lookup_sysv(img, d, t, defs, q, want, plt, &mut fallback)
     } else {
         None
     };
@@ -189,40 +289,32 @@ pub fn lookup(
     }
 }
 
+#[inline]
+#[allow(clippy::too_many_arguments)]
 fn lookup_gnu(
     img: &Image,
-    d: &DynInfo,
+    t: &Tables,
+    g: &GnuTable,
     defs: &Versions,
     q: &Query<'_>,
     want: Option<&VersionReq>,
     plt: bool,
     fallback: &mut (u32, Option<(u32, Sym)>),
 ) -> Option<(u32, Sym)> {
-    let h = d.gnu_hash;
-    let nbuckets = img.u32(h)?;
-    let symoffset = img.u32(h + 4)?;
-    let bloom_size = img.u32(h + 8)?;
-    let bloom_shift = img.u32(h + 12)?;
-    if nbuckets == 0 || bloom_size == 0 || !bloom_size.is_power_of_two() {
-        return None;
-    }
-    let bloom = h + 16;
     // The Bloom filter: two bits per name, one word per 64 hashes.
-    let word = img.u64(bloom + ((q.gnu / 64) & (bloom_size - 1)) as usize * 8)?;
-    let mask = (1u64 << (q.gnu % 64)) | (1u64 << ((q.gnu >> (bloom_shift & 63)) % 64));
+    let word: u64 = img.at(g.bloom, ((q.gnu / 64) & g.bloom_mask) as usize * 8)?;
+    let mask = (1u64 << (q.gnu % 64)) | (1u64 << (q.gnu.wrapping_shr(g.bloom_shift) % 64));
     if word & mask != mask {
         return None;
     }
-    let buckets = bloom + bloom_size as usize * 8;
-    let chains = buckets + nbuckets as usize * 4;
-    let mut idx = img.u32(buckets + (q.gnu % nbuckets) as usize * 4)?;
-    if idx == 0 || idx < symoffset {
+    let mut idx: u32 = img.at(g.buckets, (q.gnu % g.nbuckets) as usize * 4)?;
+    if idx == 0 || idx < g.symoffset {
         return None;
     }
     loop {
-        let ch = img.u32(chains + (idx - symoffset) as usize * 4)?;
+        let ch: u32 = img.at(g.chains, (idx - g.symoffset) as usize * 4)?;
         if (ch | 1) == (q.gnu | 1) {
-            if let Some(s) = check(img, d, defs, idx, q, want, plt, fallback) {
+            if let Some(s) = check(img, t, defs, idx, q, want, plt, fallback) {
                 return Some((idx, s));
             }
         }
@@ -233,9 +325,11 @@ fn lookup_gnu(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn lookup_sysv(
     img: &Image,
     d: &DynInfo,
+    t: &Tables,
     defs: &Versions,
     q: &Query<'_>,
     want: Option<&VersionReq>,
@@ -250,11 +344,11 @@ fn lookup_sysv(
     }
     let buckets = h + 8;
     let chains = buckets + nbucket as usize * 4;
-    let mut idx = img.u32(buckets + (q.sysv % nbucket) as usize * 4)?;
+    let mut idx = img.u32(buckets + (sysv_hash(q.name) % nbucket) as usize * 4)?;
     // A chain visits each symbol at most once; more means a loop.
     let mut steps = 0u32;
     while idx != STN_UNDEF && idx < nchain && steps <= nchain {
-        if let Some(s) = check(img, d, defs, idx, q, want, plt, fallback) {
+        if let Some(s) = check(img, t, defs, idx, q, want, plt, fallback) {
             return Some((idx, s));
         }
         idx = img.u32(chains + idx as usize * 4)?;

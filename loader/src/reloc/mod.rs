@@ -1,7 +1,8 @@
 //! The relocation engine.
 //!
 //! Per object: `DT_RELR` and `R_*_RELATIVE` in tight loops, then symbolic
-//! relocations, each (object, symbol index) resolved once. IFUNCs are
+//! relocations, with recent (object, symbol index) resolutions remembered
+//! in a small fixed-size cache. IFUNCs are
 //! resolved when glibc's `_dl_relocate_object` resolves them: a reference
 //! to an `STT_GNU_IFUNC` symbol calls its resolver right there
 //! (`elf_machine_rela`), and `IRELATIVE` relocations run in table order on
@@ -90,6 +91,38 @@ pub struct Engine<'a> {
 /// A resolved symbol reference: `None` for an undefined weak reference.
 type Resolved = Option<Def>;
 
+/// The last resolutions made for one object, direct-mapped by (symbol
+/// index, class): references to one symbol tend to sit close together (a
+/// GOT slot and a PLT slot, a TLS module and offset pair), and a fixed
+/// size costs nothing up front however many symbols the object has (a
+/// table per symbol was 96 bytes a symbol, allocated and written at every
+/// start). A miss only costs a lookup, whose result is the same.
+struct Recent {
+    slots: [(u64, Resolved); Recent::SLOTS],
+}
+
+impl Recent {
+    const SLOTS: usize = 64;
+    const EMPTY: u64 = u64::MAX;
+
+    fn new() -> Recent {
+        Recent { slots: [(Recent::EMPTY, None); Recent::SLOTS] }
+    }
+
+    fn key(symidx: u32, plt: bool) -> u64 {
+        (u64::from(symidx) << 1) | u64::from(plt)
+    }
+
+    fn get(&self, key: u64) -> Option<Resolved> {
+        let (k, r) = self.slots[key as usize % Recent::SLOTS];
+        (k == key).then_some(r)
+    }
+
+    fn put(&mut self, key: u64, r: Resolved) {
+        self.slots[key as usize % Recent::SLOTS] = (key, r);
+    }
+}
+
 impl<'a> Engine<'a> {
     /// An engine that calls IFUNC resolvers through `resolve_ifunc`.
     pub fn new(ns: &'a Namespace, scope: &'a [DsoId], target: Target, resolve_ifunc: Resolve<'a>) -> Engine<'a> {
@@ -121,9 +154,9 @@ impl<'a> Engine<'a> {
         }
         self.apply_relr(id)?;
         let di = &d.dyn_info;
-        // One resolution per (symbol, class): a PLT slot and a data
+        // Recent resolutions per (symbol, class): a PLT slot and a data
         // reference to the same symbol can bind differently (see Class).
-        let mut cache: Vec<[Option<Resolved>; 2]> = vec![[None, None]; d.nsyms.min(1 << 22)];
+        let mut cache = Recent::new();
         // glibc binds PLT slots lazily unless asked not to; ld-cah binds
         // everything now, but keeps lazy binding's one visible effect: a
         // missing function that is never called is not an error.
@@ -138,9 +171,14 @@ impl<'a> Engine<'a> {
             // x86_64: IRELATIVE entries wait for the rest of the range.
             let mut irelative: Vec<usize> = Vec::new();
             let n = size / 24;
+            // Checked once (DynInfo::check_ranges did too): each entry is
+            // then read with one comparison.
+            let Some(table) = d.img.span(start, n * 24) else {
+                return Err(err!(name, "relocation table lies outside the object"));
+            };
             for i in 0..n {
                 let at = start + i * 24;
-                let (Some(off), Some(info), Some(addend)) = (d.img.u64(at), d.img.u64(at + 8), d.img.u64(at + 16)) else {
+                let Some([off, info, addend]) = d.img.at::<[u64; 3]>(table, i * 24) else {
                     return Err(err!(name, "relocation table lies outside the object"));
                 };
                 let r_type = info as u32;
@@ -223,7 +261,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Resolves symbol `symidx` referenced by object `id`.
-    fn resolve(&mut self, id: DsoId, symidx: u32, class: Class, cache: &mut [[Option<Resolved>; 2]]) -> Result<(Sym, Resolved), Error> {
+    fn resolve(&mut self, id: DsoId, symidx: u32, class: Class, cache: &mut Recent) -> Result<(Sym, Resolved), Error> {
         let d = &self.ns.objs[id];
         let Some(sym) = symbol(&d.img, &d.dyn_info, symidx) else {
             return Err(err!(d.display_name(), "relocation names symbol {} outside the symbol table", symidx));
@@ -232,10 +270,10 @@ impl<'a> Engine<'a> {
         if symidx == 0 || sym.bind() == STB_LOCAL || sym.visibility() != STV_DEFAULT {
             return Ok((sym, Some(Def { obj: id, sym, idx: symidx })));
         }
-        let slot = if class == Class::Plt { 1 } else { 0 };
+        let key = Recent::key(symidx, class == Class::Plt);
         let cacheable = class != Class::Copy;
         if cacheable {
-            if let Some(Some(r)) = cache.get(symidx as usize).map(|c| c[slot]) {
+            if let Some(r) = cache.get(key) {
                 return Ok((sym, r));
             }
         }
@@ -263,9 +301,7 @@ impl<'a> Engine<'a> {
             }
         };
         if cacheable {
-            if let Some(c) = cache.get_mut(symidx as usize) {
-                c[slot] = Some(r);
-            }
+            cache.put(key, r);
         }
         Ok((sym, r))
     }
@@ -315,15 +351,16 @@ impl<'a> Engine<'a> {
         place: usize,
         addend: u64,
         plt: bool,
-        cache: &mut [[Option<Resolved>; 2]],
+        cache: &mut Recent,
     ) -> Result<(), Error> {
         let ns = self.ns;
         let d = &ns.objs[id];
-        let name = d.display_name();
+        // Only for messages: not measured (UTF-8 checked) per relocation.
+        let name = || d.display_name();
         let Some(kind) = (self.target.decode)(r_type) else {
-            return Err(err!(name, "unsupported relocation type {}", r_type));
+            return Err(err!(name(), "unsupported relocation type {}", r_type));
         };
-        let write = |v: u64| if d.img.write_u64(place, v) { Ok(()) } else { Err(bad_place(name, place, d.base)) };
+        let write = |v: u64| if d.img.write_u64(place, v) { Ok(()) } else { Err(bad_place(name(), place, d.base)) };
         match kind {
             RelocKind::None => Ok(()),
             RelocKind::Relative => write((d.base as u64).wrapping_add(addend)),
@@ -351,12 +388,12 @@ impl<'a> Engine<'a> {
             RelocKind::Copy => {
                 let (sym, r) = self.resolve(id, symidx, Class::Copy, cache)?;
                 let Some(def) = r else {
-                    return Err(err!(name, "copy relocation against an undefined symbol"));
+                    return Err(err!(name(), "copy relocation against an undefined symbol"));
                 };
                 let len = sym.st_size.min(def.sym.st_size) as usize;
                 let from = &ns.objs[def.obj].img;
                 if !d.img.copy_from(place, from, def.address(ns), len) {
-                    return Err(bad_place(name, place, d.base));
+                    return Err(bad_place(name(), place, d.base));
                 }
                 Ok(())
             }
@@ -366,7 +403,7 @@ impl<'a> Engine<'a> {
                 match ns.objs[obj].tls {
                     Some(m) => write(m.modid as u64),
                     None if r.is_none() => write(0),
-                    None => Err(err!(name, "TLS relocation against an object without TLS")),
+                    None => Err(err!(name(), "TLS relocation against an object without TLS")),
                 }
             }
             RelocKind::DtpOff => {
@@ -388,10 +425,10 @@ impl<'a> Engine<'a> {
                         return if d.img.write_u64(place + 8, ti as *const tls::TlsIndex as u64) {
                             Ok(())
                         } else {
-                            Err(bad_place(name, place + 8, d.base))
+                            Err(bad_place(name(), place + 8, d.base))
                         };
                     }
-                    return Err(err!(name, "cannot allocate memory in static TLS block"));
+                    return Err(err!(name(), "cannot allocate memory in static TLS block"));
                 };
                 let tpoff = tls::tp_offset(self.target.variant, offset, value.wrapping_add(addend));
                 if kind == RelocKind::TpOff {
@@ -401,7 +438,7 @@ impl<'a> Engine<'a> {
                     if d.img.write_u64(place + 8, tpoff) {
                         Ok(())
                     } else {
-                        Err(bad_place(name, place + 8, d.base))
+                        Err(bad_place(name(), place + 8, d.base))
                     }
                 }
             }
