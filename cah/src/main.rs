@@ -5,6 +5,7 @@
 //! code); the dependency closure is resolved in `closure.rs` with the
 //! loader's search order. `docs/cah.md` is the user's guide.
 
+mod assets;
 mod cachefile;
 mod closure;
 mod elfinfo;
@@ -59,6 +60,9 @@ enum Command {
     Cache(CacheArgs),
     /// Generate and install layout tables for glibc builds (`glibc add LIBC`).
     Glibc(glibc::GlibcArgs),
+    /// Write man pages and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
 }
 
 #[derive(Args)]
@@ -221,6 +225,7 @@ fn main() -> ExitCode {
         Command::Store(a) => cmd_store(a),
         Command::Cache(a) => cmd_cache(a),
         Command::Glibc(a) => glibc::run(a),
+        Command::GenerateAssets { dir } => assets::run(&dir),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@ mod demo;
 mod deps;
 mod fixtures;
 mod glibc_layouts;
+mod package;
 mod rootfs;
 mod sysroot;
 mod toolchain;
@@ -25,6 +26,7 @@ usage: cargo xtask <command>
                    (--no-builtin-layouts ARCH: target/ld-cah-notables/ARCH/ld-cah.so, no built-in glibc tables)
   fixtures         compile the test fixtures for both arches into target/fixtures/<arch>/
   test             build, compile fixtures, run every test (host units, both arches)
+  package [ARCH]   Debian packages target/debian/ld-cah_<version>_{amd64,arm64}.deb
   glibc-layouts    regenerate loader/src/glibc/layouts/ from glibc debug info
   rootfs [SUITE]   debootstrap bullseye/bookworm/trixie/sid root file systems for the tests
   sysroot          unpack real Debian bookworm arm64 packages into target/sysroot/arm64/
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Some("deps") => deps::run(&args[1..]),
         Some("fixtures") => fixtures::run(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("package") => package::run(&args[1..]),
         Some("glibc-layouts") => glibc_layouts::run(&args[1..]),
         Some("rootfs") => rootfs::run(&args[1..]),
         Some("sysroot") => sysroot::run(&args[1..]),
@@ -65,6 +68,8 @@ fn test(args: &[String]) -> Result<(), String> {
     // The loader without built-in tables, for tests/tests/glibc_installed.rs.
     build::run(&["--no-builtin-layouts".into(), "x86_64".into()])?;
     fixtures::run(&[])?;
+    // The .debs, for tests/tests/package.rs.
+    package::run(&[])?;
     // Checks the committed layout tables against Debian's packages and
     // leaves the real arm64 glibc unpacked for the aarch64 tests.
     glibc_layouts::run(&["--check".into()])?;
