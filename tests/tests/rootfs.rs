@@ -33,7 +33,13 @@ impl Root {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("a.txt"), "alpha\n").unwrap();
         std::fs::write(d.join("b.txt"), "beta\ngamma\n").unwrap();
-        let touched = Command::new("touch").args(["-d", "2001-02-03 04:05:06 UTC"]).arg(d.join("a.txt")).arg(d.join("b.txt")).arg(&d).status().unwrap();
+        let touched = Command::new("touch")
+            .args(["-d", "2001-02-03 04:05:06 UTC"])
+            .arg(d.join("a.txt"))
+            .arg(d.join("b.txt"))
+            .arg(&d)
+            .status()
+            .unwrap();
         assert!(touched.success());
         Root { dir }
     }
@@ -45,7 +51,14 @@ impl Root {
         if cah {
             c.arg("/ld-cah-test.so");
         }
-        let out = c.args(argv).env_clear().env("PATH", "/usr/bin:/bin").env("LC_ALL", "C").env("HOME", "/root").output().expect("chroot runs (root needed)");
+        let out = c
+            .args(argv)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("LC_ALL", "C")
+            .env("HOME", "/root")
+            .output()
+            .expect("chroot runs (root needed)");
         (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), out.status.code())
     }
 
@@ -123,7 +136,16 @@ fn cah_reports_a_glibc_without_a_table_before_it_runs() {
     for (suite, table) in [("bullseye", false), ("trixie", true)] {
         let root = rootfs(suite);
         let out = dir.path().join(format!("true-{suite}"));
-        let patched = Command::new(&cah).arg("patch").arg("--root").arg(&root).arg(root.join("bin/true")).arg("-o").arg(&out).args(["--interp", "/usr/lib/ld-cah/ld-cah.so"]).output().unwrap();
+        let patched = Command::new(&cah)
+            .arg("patch")
+            .arg("--root")
+            .arg(&root)
+            .arg(root.join("bin/true"))
+            .arg("-o")
+            .arg(&out)
+            .args(["--interp", "/usr/lib/ld-cah/ld-cah.so"])
+            .output()
+            .unwrap();
         assert!(patched.status.success(), "{patched:?}");
         let warned = String::from_utf8_lossy(&patched.stderr).contains("ld-cah cannot start this program");
         assert_eq!(warned, !table, "{suite}: {patched:?}");

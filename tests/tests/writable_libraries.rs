@@ -47,9 +47,22 @@ impl Setup {
         let lib = dir.join("lib/libw.so");
         sh(Command::new("gcc").args(["-shared", "-fPIC", "-O1", "-o"]).arg(&lib).arg(dir.join("w.c")));
         let plain = dir.join("p-plain");
-        sh(Command::new("gcc").arg("-o").arg(&plain).arg(dir.join("p.c")).arg("-L").arg(dir.join("lib")).arg("-lw").arg(format!("-Wl,-rpath,{}", dir.join("lib").display())));
+        sh(Command::new("gcc")
+            .arg("-o")
+            .arg(&plain)
+            .arg(dir.join("p.c"))
+            .arg("-L")
+            .arg(dir.join("lib"))
+            .arg("-lw")
+            .arg(format!("-Wl,-rpath,{}", dir.join("lib").display())));
         let prog = dir.join("p");
-        sh(Command::new(root().join("target/release/cah")).arg("patch").arg(&plain).arg("-o").arg(&prog).arg("--interp").arg(built_loader(Arch::X86_64)));
+        sh(Command::new(root().join("target/release/cah"))
+            .arg("patch")
+            .arg(&plain)
+            .arg("-o")
+            .arg(&prog)
+            .arg("--interp")
+            .arg(built_loader(Arch::X86_64)));
         // Everyone may enter; the library belongs to the attacker.
         for d in [&dir, &dir.join("lib")] {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -66,12 +79,8 @@ impl Setup {
 
     /// One launch as root, with a cache of its own.
     fn launch(&self) -> (String, String, Option<i32>) {
-        let out = Command::new(&self.prog)
-            .env_clear()
-            .env("CAH_CACHE_DIR", self.dir.join("cache"))
-            .env("CAH_DEBUG", "verify")
-            .output()
-            .unwrap();
+        let out =
+            Command::new(&self.prog).env_clear().env("CAH_CACHE_DIR", self.dir.join("cache")).env("CAH_DEBUG", "verify").output().unwrap();
         (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), out.status.code())
     }
 
@@ -81,13 +90,15 @@ impl Setup {
 
     /// Runs a python script as the attacker (uid 65534) in the background.
     fn attacker(&self, script: &str) -> Attacker {
-        Attacker(Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script])
-            .arg(&self.lib)
-            .arg(self.sig())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("setpriv and python3 run"))
+        Attacker(
+            Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script])
+                .arg(&self.lib)
+                .arg(self.sig())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("setpriv and python3 run"),
+        )
     }
 }
 
@@ -200,7 +211,10 @@ while not os.path.exists(os.path.join(d, 'stop')):
         let out = s.launch();
         judge(&out, &mut ran, &mut refused);
         let libw: Vec<&str> = out.1.lines().filter(|l| l.contains("libw.so: ")).collect();
-        assert!(libw.iter().all(|l| l.contains("(hashed a private copy: writable by others), ok")), "a file others can write must not be vouched for by the cache: {out:?}");
+        assert!(
+            libw.iter().all(|l| l.contains("(hashed a private copy: writable by others), ok")),
+            "a file others can write must not be vouched for by the cache: {out:?}"
+        );
     }
     assert_eq!(ran, 2, "the unchanged library runs");
     std::fs::write(s.sig().join("go"), "").unwrap();

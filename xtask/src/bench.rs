@@ -171,10 +171,7 @@ fn generate(scratch: &Path) -> Result<Vec<Case>, String> {
             "#include <dlfcn.h>\nint main(void) {\n  for (int i = 0; i < 1000; i++) {\n    void *h = dlopen(\"libbench0.so\", RTLD_NOW);\n    if (!h || !dlsym(h, \"f0_1999\")) return 1;\n    dlclose(h);\n  }\n  return 0;\n}\n",
         )?;
         util::run(
-            Command::new("gcc")
-                .current_dir(&dir)
-                .args(["-O1", "-o", "dl-loop", "dl.c"])
-                .arg(format!("-Wl,-rpath,{}", dir.display())),
+            Command::new("gcc").current_dir(&dir).args(["-O1", "-o", "dl-loop", "dl.c"]).arg(format!("-Wl,-rpath,{}", dir.display())),
         )?;
         std::fs::write(&done, "").map_err(|e| e.to_string())?;
     }

@@ -58,12 +58,7 @@ pub fn ensure() -> Result<(), String> {
     }
     eprintln!("xtask: installing {}", missing.join(" "));
     util::run(Command::new("apt-get").args(["update", "-qq"]))?;
-    util::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    util::run(Command::new("apt-get").args(["install", "-y", "-qq"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 fn installed(package: &str) -> bool {

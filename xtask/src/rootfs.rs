@@ -40,9 +40,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
 fn ensure(suite: &str) -> Result<(), String> {
     let dir = path(suite);
     let stamp = dir.join(".cah-rootfs");
-    let fresh = std::fs::metadata(&stamp)
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| t.elapsed().unwrap_or_default() < MAX_AGE);
+    let fresh = std::fs::metadata(&stamp).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().unwrap_or_default() < MAX_AGE);
     if fresh && dir.join("bin/bash").exists() {
         eprintln!("xtask: {suite} root file system at {} is up to date", dir.display());
         return Ok(());
@@ -53,12 +51,7 @@ fn ensure(suite: &str) -> Result<(), String> {
     let staging = dir.with_extension("staging");
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(staging.parent().unwrap()).map_err(|e| e.to_string())?;
-    util::run(
-        Command::new("debootstrap")
-            .args(["--variant=minbase", suite])
-            .arg(&staging)
-            .arg("http://deb.debian.org/debian"),
-    )?;
+    util::run(Command::new("debootstrap").args(["--variant=minbase", suite]).arg(&staging).arg("http://deb.debian.org/debian"))?;
     std::fs::write(staging.join(".cah-rootfs"), "").map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&staging, &dir).map_err(|e| e.to_string())?;

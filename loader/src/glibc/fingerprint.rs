@@ -59,10 +59,7 @@ impl Libc<'_> {
     /// The bytes of a defined data symbol.
     fn object(&self, name: &[u8]) -> Option<&[u8]> {
         let s = self.defined(name)?;
-        self.img.bytes(
-            self.base.wrapping_add(s.st_value as usize),
-            s.st_size as usize,
-        )
+        self.img.bytes(self.base.wrapping_add(s.st_value as usize), s.st_size as usize)
     }
 
     /// `__nptl_version`, without its NUL.
@@ -124,12 +121,9 @@ impl Libc<'_> {
                 return Some(suffix);
             }
             name[prefix.len()..n].copy_from_slice(suffix.as_bytes());
-            let same = self.object(&name[..n]).is_some_and(|b| {
-                b.len() == words.len() * 4
-                    && b.chunks_exact(4)
-                        .zip(words)
-                        .all(|(c, &w)| c == w.to_le_bytes())
-            });
+            let same = self
+                .object(&name[..n])
+                .is_some_and(|b| b.len() == words.len() * 4 && b.chunks_exact(4).zip(words).all(|(c, &w)| c == w.to_le_bytes()));
             if !same {
                 return Some(suffix);
             }
@@ -139,18 +133,11 @@ impl Libc<'_> {
 }
 
 /// The table among `tables` whose fingerprint `libc` matches.
-pub fn select(
-    tables: &[&'static Layout],
-    machine: u16,
-    libc: &Libc<'_>,
-) -> Result<&'static Layout, Mismatch> {
+pub fn select(tables: &[&'static Layout], machine: u16, libc: &Libc<'_>) -> Result<&'static Layout, Mismatch> {
     let arch = Arch::from_machine(machine).ok_or(Mismatch::Version)?;
     let version = libc.version().ok_or(Mismatch::Version)?;
     let mut why = Mismatch::Version;
-    for &t in tables
-        .iter()
-        .filter(|t| t.arch == arch && t.fingerprint.version.as_bytes() == version)
-    {
+    for &t in tables.iter().filter(|t| t.arch == arch && t.fingerprint.version.as_bytes() == version) {
         if !libc.imports_are(t.fingerprint.imports) {
             why = Mismatch::Imports;
             continue;
@@ -185,11 +172,7 @@ pub fn select_file(tables: &[&'static Layout], file: &[u8]) -> Result<&'static L
         None => return Err(FileVerdict::NotLibc("file too short")),
     };
     let ehdr = Ehdr::parse(file, machine).map_err(|_| FileVerdict::NotLibc("not an ELF object"))?;
-    let phdrs = ehdr
-        .phdr_range()
-        .and_then(|r| file.get(r))
-        .and_then(Phdr::parse_all)
-        .ok_or(FileVerdict::NotLibc("bad program headers"))?;
+    let phdrs = ehdr.phdr_range().and_then(|r| file.get(r)).and_then(Phdr::parse_all).ok_or(FileVerdict::NotLibc("bad program headers"))?;
     let mut span = 0usize;
     for p in phdrs.iter().filter(|p| p.p_type == PT_LOAD) {
         let end = usize::try_from(p.p_vaddr.saturating_add(p.p_memsz)).unwrap_or(usize::MAX);
@@ -215,14 +198,11 @@ pub fn select_file(tables: &[&'static Layout], file: &[u8]) -> Result<&'static L
     // SAFETY: the image covers exactly `mem`, which outlives it (both are
     // dropped at the end of this function, the image first).
     unsafe { img.add_readable(base, base + mem.len()) };
-    let dyn_info = DynInfo::parse(&img, base, base.wrapping_add(dynamic.p_vaddr as usize))
-        .map_err(FileVerdict::NotLibc)?;
+    let dyn_info = DynInfo::parse(&img, base, base.wrapping_add(dynamic.p_vaddr as usize)).map_err(FileVerdict::NotLibc)?;
     let versions = crate::elf::version::Versions::parse(&img, &dyn_info).map_err(FileVerdict::NotLibc)?;
     let libc = Libc { img: &img, dyn_info: &dyn_info, versions: &versions, base };
-    select(tables, machine, &libc).map_err(|why| FileVerdict::Unknown {
-        version: libc.version().or_else(|| libc.banner_version()).map(<[u8]>::to_vec),
-        why,
-    })
+    select(tables, machine, &libc)
+        .map_err(|why| FileVerdict::Unknown { version: libc.version().or_else(|| libc.banner_version()).map(<[u8]>::to_vec), why })
 }
 
 #[cfg(test)]
