@@ -26,13 +26,13 @@
 //! All system calls go through `crate::sys`; this module is safe code.
 
 use alloc::boxed::Box;
-use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use super::fingerprint::{self, Libc};
-use super::layout::{Arch, Array, Bits, Field, Fingerprint, Layout, Tunable, TunableSecurity, TunableType};
+use super::layout::Layout;
 use super::layouts::decode;
+use super::table_reader::{Reader, R};
 use crate::sys::{self, Errno};
 
 /// The directory of installed tables (`cah glibc add` writes there).
@@ -64,175 +64,6 @@ pub struct Decoded<'a> {
     pub layout: Layout,
 }
 
-/// Reads the primitives of the table format (little-endian; strings and
-/// lists prefixed with a `u32` count that may not exceed what the bytes
-/// left could hold). Every read past the end is an error, never a panic.
-pub struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-type R<T> = Result<T, &'static str>;
-
-/// Copies `s` into a leaked allocation: tables live as long as the process.
-fn leak_str(s: &str) -> &'static str {
-    Box::leak(String::from(s).into_boxed_str())
-}
-
-fn leak<T>(v: Vec<T>) -> &'static [T] {
-    Box::leak(v.into_boxed_slice())
-}
-
-impl<'a> Reader<'a> {
-    pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf }
-    }
-
-    /// Bytes not read yet.
-    pub fn left(&self) -> usize {
-        self.buf.len()
-    }
-
-    fn take(&mut self, n: usize) -> R<&'a [u8]> {
-        if n > self.buf.len() {
-            return Err("truncated");
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
-    }
-
-    pub fn u8(&mut self) -> R<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    pub fn u32(&mut self) -> R<u32> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    pub fn u64(&mut self) -> R<u64> {
-        let b = self.take(8)?;
-        let mut w = [0u8; 8];
-        w.copy_from_slice(b);
-        Ok(u64::from_le_bytes(w))
-    }
-
-    /// A presence flag: 0 or 1.
-    pub fn flag(&mut self) -> R<bool> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err("bad presence flag"),
-        }
-    }
-
-    /// A count of items of at least `min` bytes each.
-    fn count(&mut self, min: usize) -> R<usize> {
-        let n = self.u32()? as usize;
-        if n.saturating_mul(min.max(1)) > self.buf.len() {
-            return Err("count larger than the file");
-        }
-        Ok(n)
-    }
-
-    /// Length-prefixed bytes.
-    pub fn bytes(&mut self) -> R<&'a [u8]> {
-        let n = self.count(1)?;
-        self.take(n)
-    }
-
-    /// A length-prefixed UTF-8 string, leaked.
-    pub fn str(&mut self) -> R<&'static str> {
-        let b = self.bytes()?;
-        core::str::from_utf8(b).map(leak_str).map_err(|_| "string is not UTF-8")
-    }
-
-    /// A counted list of strings.
-    pub fn strs(&mut self) -> R<&'static [&'static str]> {
-        let n = self.count(4)?;
-        let mut v = Vec::with_capacity(n);
-        for _ in 0..n {
-            v.push(self.str()?);
-        }
-        Ok(leak(v))
-    }
-
-    pub fn opt_i64(&mut self) -> R<Option<i64>> {
-        Ok(if self.flag()? { Some(self.u64()? as i64) } else { None })
-    }
-
-    pub fn field(&mut self) -> R<Field> {
-        Ok(Field { off: self.u32()?, size: self.u32()? })
-    }
-
-    pub fn bits(&mut self) -> R<Bits> {
-        let b = Bits { off: self.u32()?, bit: self.u8()?, width: self.u8()? };
-        if b.bit >= 8 || b.width == 0 || b.width > 64 || b.off.checked_add(b.byte_span()).is_none() {
-            return Err("bad bit-field");
-        }
-        Ok(b)
-    }
-
-    pub fn array(&mut self) -> R<Array> {
-        let a = Array { off: self.u32()?, stride: self.u32()?, len: self.u32()? };
-        if a.stride.checked_mul(a.len).and_then(|s| s.checked_add(a.off)).is_none() {
-            return Err("array too large");
-        }
-        Ok(a)
-    }
-
-    pub fn arch(&mut self) -> R<Arch> {
-        match self.u8()? {
-            1 => Ok(Arch::X86_64),
-            2 => Ok(Arch::Aarch64),
-            _ => Err("unknown architecture"),
-        }
-    }
-
-    pub fn fingerprint(&mut self) -> R<Fingerprint> {
-        let version = self.str()?;
-        let imports = self.strs()?;
-        let n = self.count(8)?;
-        let mut thread_db = Vec::with_capacity(n);
-        for _ in 0..n {
-            let name = self.str()?;
-            let k = self.count(4)?;
-            let mut words = Vec::with_capacity(k);
-            for _ in 0..k {
-                words.push(self.u32()?);
-            }
-            thread_db.push((name, leak(words)));
-        }
-        Ok(Fingerprint { version, imports, thread_db: leak(thread_db) })
-    }
-
-    pub fn tunables(&mut self) -> R<&'static [Tunable]> {
-        // name, type, three numbers, security, alias.
-        let n = self.count(4 + 1 + 24 + 1 + 4)?;
-        let mut v = Vec::with_capacity(n);
-        for _ in 0..n {
-            let name = self.str()?;
-            let ty = match self.u8()? {
-                0 => TunableType::Int32,
-                1 => TunableType::Uint64,
-                2 => TunableType::SizeT,
-                3 => TunableType::String,
-                _ => return Err("unknown tunable type"),
-            };
-            let (default, min, max) = (self.u64()?, self.u64()?, self.u64()?);
-            let security = match self.u8()? {
-                0 => None,
-                1 => Some(TunableSecurity::Erase),
-                2 => Some(TunableSecurity::Ignore),
-                3 => Some(TunableSecurity::None),
-                _ => return Err("unknown tunable security level"),
-            };
-            let alias = self.str()?;
-            v.push(Tunable { name, ty, default, min, max, security, alias });
-        }
-        Ok(leak(v))
-    }
-}
 
 /// Decodes a table body (everything after the header): the build ids,
 /// then the `Layout`, which must take exactly the rest and pass

@@ -14,6 +14,7 @@ pub mod installed;
 pub mod layout;
 pub mod layouts;
 pub mod raw;
+pub mod table_reader;
 pub mod rtld;
 pub mod tunables;
 

@@ -2,7 +2,7 @@
 //! of an installed layout table's body (docs/glibc-table-format.md),
 //! written from the same spec as the encoder (`glibc-gen`). Do not edit.
 
-use crate::glibc::installed::Reader;
+use crate::glibc::table_reader::Reader;
 use crate::glibc::layout::*;
 
 /// The binary format version this decoder reads.
