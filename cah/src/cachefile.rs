@@ -66,11 +66,7 @@ impl Mapped {
     /// file to write is allocated first (an error if it cannot be), and a
     /// file to read that has holes is read into memory instead of mapped.
     pub fn open(path: &Path, write: bool) -> Result<Mapped> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(write)
-            .open(path)
-            .with_context(|| format!("{}", path.display()))?;
+        let file = std::fs::OpenOptions::new().read(true).write(write).open(path).with_context(|| format!("{}", path.display()))?;
         let meta = file.metadata()?;
         let len = meta.len();
         if len == 0 || len % 8 != 0 {
@@ -86,10 +82,7 @@ impl Mapped {
             }
         } else if holes {
             let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
-            let words = bytes
-                .chunks_exact(8)
-                .map(|w| AtomicU64::new(u64::from_ne_bytes(w.try_into().unwrap_or([0; 8]))))
-                .collect();
+            let words = bytes.chunks_exact(8).map(|w| AtomicU64::new(u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])))).collect();
             return Ok(Mapped::Copy(words));
         }
         // SAFETY: a shared mapping of a file other processes may change at
@@ -140,11 +133,7 @@ impl Mapped {
 /// created if missing (mode 0755 for the root cache, 0700 otherwise).
 pub fn create(path: &Path, slots: usize) -> Result<()> {
     let Some(bytes) = cache::bytes_for(slots) else {
-        bail!(
-            "slot count must be a power of two from {} to {}",
-            cache::MIN_SLOTS,
-            cache::MAX_SLOTS
-        );
+        bail!("slot count must be a power of two from {} to {}", cache::MIN_SLOTS, cache::MAX_SLOTS);
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     let private = uid() != 0;

@@ -142,12 +142,7 @@ struct Arch {
 
 fn arch(machine: u16) -> Result<Arch> {
     fn of<A: ArchInfo>() -> Arch {
-        Arch {
-            default_dirs: A::DEFAULT_DIRS,
-            ldcache_flags: A::LDCACHE_FLAGS,
-            lib: A::DST_LIB,
-            platform: A::PLATFORM,
-        }
+        Arch { default_dirs: A::DEFAULT_DIRS, ldcache_flags: A::LDCACHE_FLAGS, lib: A::DST_LIB, platform: A::PLATFORM }
     }
     match machine {
         elf::EM_X86_64 => Ok(of::<X86_64>()),
@@ -231,15 +226,7 @@ pub fn resolve(program: &Path, opts: &Options<'_>) -> Result<Closure> {
         probes: 0,
     };
     let digest = hashing::hash_bytes(&data);
-    walk.objs.push(Obj {
-        virt,
-        host: program_host,
-        file_id: (meta.dev(), meta.ino()),
-        digest,
-        info,
-        loaded_by: None,
-        aliases: Vec::new(),
-    });
+    walk.objs.push(Obj { virt, host: program_host, file_id: (meta.dev(), meta.ino()), digest, info, loaded_by: None, aliases: Vec::new() });
     walk.run()?;
     Ok(Closure { deps: walk.deps })
 }
@@ -350,18 +337,13 @@ impl Walk<'_> {
     fn count_probe(&mut self, name: &[u8]) -> Result<()> {
         self.probes += 1;
         if self.probes > MAX_PROBES {
-            bail!(
-                "{}: gave up after looking at {MAX_PROBES} candidate paths for the closure",
-                show(name)
-            );
+            bail!("{}: gave up after looking at {MAX_PROBES} candidate paths for the closure", show(name));
         }
         Ok(())
     }
 
     fn find_by_name(&self, name: &[u8]) -> Option<usize> {
-        self.objs
-            .iter()
-            .position(|o| o.aliases.iter().any(|a| a == name) || (!o.virt.is_empty() && o.virt == name))
+        self.objs.iter().position(|o| o.aliases.iter().any(|a| a == name) || (!o.virt.is_empty() && o.virt == name))
     }
 
     fn digest_of(&mut self, host: &Path, file_id: (u64, u64)) -> Result<Digest> {
@@ -497,12 +479,7 @@ impl Walk<'_> {
                 let id = (meta.dev(), meta.ino());
                 if meta.is_file() && self.digest_of(&path, id)? == want {
                     let virt = path.as_os_str().as_bytes().to_vec();
-                    let cand = Candidate {
-                        virt,
-                        host: path,
-                        file_id: id,
-                        digest: want,
-                    };
+                    let cand = Candidate { virt, host: path, file_id: id, digest: want };
                     let obj = self.add_object(requester, name, cand)?;
                     self.record(name, &requester_path, locked, obj, Via::Store);
                     return Ok(());
@@ -519,12 +496,7 @@ impl Walk<'_> {
                     return Ok(None);
                 }
             }
-            Ok(Some(Candidate {
-                virt: virt.to_vec(),
-                host,
-                file_id: id,
-                digest,
-            }))
+            Ok(Some(Candidate { virt: virt.to_vec(), host, file_id: id, digest }))
         })?;
         match found {
             Some(cand) => {
@@ -547,27 +519,14 @@ impl Walk<'_> {
                         if tried.is_empty() {
                             "nothing".to_string()
                         } else {
-                            tried
-                                .iter()
-                                .map(|p| p.display().to_string())
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
                         }
                     );
                 }
-                let outcome = if rejected.is_empty() {
-                    Outcome::Missing { tried }
-                } else {
-                    Outcome::Mismatch { candidates: rejected }
-                };
+                let outcome = if rejected.is_empty() { Outcome::Missing { tried } } else { Outcome::Mismatch { candidates: rejected } };
                 if !self.dep_index.contains_key(name) {
                     self.dep_index.insert(name.to_vec(), self.deps.len());
-                    self.deps.push(Dep {
-                        name: name.to_vec(),
-                        needed_by: requester_path,
-                        locked,
-                        outcome,
-                    });
+                    self.deps.push(Dep { name: name.to_vec(), needed_by: requester_path, locked, outcome });
                 }
                 Ok(())
             }
@@ -601,22 +560,11 @@ impl Walk<'_> {
         }
         let o = &self.objs[obj];
         let outcome = match locked {
-            Some(want) if want != o.digest => Outcome::Mismatch {
-                candidates: vec![(o.host.clone(), o.digest)],
-            },
-            _ => Outcome::Found {
-                path: o.host.clone(),
-                digest: o.digest,
-                via,
-            },
+            Some(want) if want != o.digest => Outcome::Mismatch { candidates: vec![(o.host.clone(), o.digest)] },
+            _ => Outcome::Found { path: o.host.clone(), digest: o.digest, via },
         };
         self.dep_index.insert(name.to_vec(), self.deps.len());
-        self.deps.push(Dep {
-            name: name.to_vec(),
-            needed_by: requester.to_path_buf(),
-            locked,
-            outcome,
-        });
+        self.deps.push(Dep { name: name.to_vec(), needed_by: requester.to_path_buf(), locked, outcome });
     }
 
     /// `name` already means object `id`; from `requester`'s point of view
@@ -625,21 +573,12 @@ impl Walk<'_> {
     fn check_diamond(&mut self, requester: usize, name: &[u8], id: usize) -> Result<()> {
         let (found, _) = self.search(requester, name, |walk, virt, host, fid| {
             let digest = walk.digest_of(&host, fid)?;
-            Ok(Some(Candidate {
-                virt: virt.to_vec(),
-                host,
-                file_id: fid,
-                digest,
-            }))
+            Ok(Some(Candidate { virt: virt.to_vec(), host, file_id: fid, digest }))
         })?;
         let Some(other) = found else { return Ok(()) };
         let existing = &self.objs[id];
         if other.file_id != existing.file_id && other.digest != existing.digest {
-            let first_by = self
-                .dep_index
-                .get(name)
-                .map(|&d| self.deps[d].needed_by.display().to_string())
-                .unwrap_or_else(|| "?".into());
+            let first_by = self.dep_index.get(name).map(|&d| self.deps[d].needed_by.display().to_string()).unwrap_or_else(|| "?".into());
             return Err(anyhow!(
                 "diamond conflict: {} is {} (blake3:{}) for {} but {} (blake3:{}) for {}",
                 show(name),
@@ -680,10 +619,7 @@ mod tests {
         let p = in_root(root, b"/lib/x/libz.so.1");
         assert_eq!(p, root.join("usr/lib/x/libz.so.1.2"));
         assert_eq!(std::fs::read(&p).unwrap(), b"z");
-        assert_eq!(
-            in_root(root, b"/../../lib/x/../x/libz.so.1"),
-            root.join("usr/lib/x/libz.so.1.2")
-        );
+        assert_eq!(in_root(root, b"/../../lib/x/../x/libz.so.1"), root.join("usr/lib/x/libz.so.1.2"));
         assert_eq!(in_root(Path::new("/"), b"/etc/passwd"), PathBuf::from("/etc/passwd"));
     }
 }

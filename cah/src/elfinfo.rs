@@ -70,9 +70,7 @@ pub fn read(data: &[u8]) -> Result<ElfInfo> {
     if endian != Endianness::Little {
         bail!("big-endian ELF files are not supported");
     }
-    let phdrs = header
-        .program_headers(endian, data)
-        .map_err(|e| anyhow!("bad program headers: {e}"))?;
+    let phdrs = header.program_headers(endian, data).map_err(|e| anyhow!("bad program headers: {e}"))?;
     // (The loader refuses such an object too; `e_phnum` = PN_XNUM, with the
     // real count in section 0, ends up here.)
     for (i, p) in phdrs.iter().enumerate() {
@@ -83,10 +81,7 @@ pub fn read(data: &[u8]) -> Result<ElfInfo> {
     if !phdrs.iter().any(|p| p.p_type(endian) == elf::PT_LOAD) {
         bail!("no PT_LOAD segment: not a loadable object");
     }
-    let mut info = ElfInfo {
-        machine: header.e_machine(endian),
-        ..ElfInfo::default()
-    };
+    let mut info = ElfInfo { machine: header.e_machine(endian), ..ElfInfo::default() };
 
     let vaddr_to_offset = |addr: u64| -> Option<u64> {
         phdrs.iter().find_map(|p| {
@@ -104,20 +99,15 @@ pub fn read(data: &[u8]) -> Result<ElfInfo> {
     for p in phdrs {
         match p.p_type(endian) {
             elf::PT_INTERP => {
-                let bytes = p
-                    .data(endian, data)
-                    .map_err(|_| anyhow!("PT_INTERP outside the file"))?;
+                let bytes = p.data(endian, data).map_err(|_| anyhow!("PT_INTERP outside the file"))?;
                 let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
                 info.interp = Some(bytes[..end].to_vec());
             }
             elf::PT_DYNAMIC => {
-                dynamic = p
-                    .dynamic(endian, data)
-                    .map_err(|_| anyhow!("PT_DYNAMIC outside the file"))?;
+                dynamic = p.dynamic(endian, data).map_err(|_| anyhow!("PT_DYNAMIC outside the file"))?;
             }
             elf::PT_NOTE => {
-                info.note_areas
-                    .push((p.p_offset(endian), p.p_filesz(endian), p.p_align(endian)));
+                info.note_areas.push((p.p_offset(endian), p.p_filesz(endian), p.p_align(endian)));
             }
             _ => {}
         }
@@ -144,21 +134,14 @@ pub fn read(data: &[u8]) -> Result<ElfInfo> {
     // A string must end with a NUL within `limit` bytes (so each lookup
     // scans a bounded number of bytes).
     let string = |off: u64, limit: usize| -> Result<Vec<u8>> {
-        let rest = usize::try_from(off)
-            .ok()
-            .and_then(|off| strings.get(off..))
-            .context("dynamic string offset out of range")?;
-        let end = rest
-            .iter()
-            .take(limit.saturating_add(1))
-            .position(|&b| b == 0)
-            .with_context(|| {
-                if rest.len() > limit {
-                    format!("dynamic string longer than {limit} bytes")
-                } else {
-                    "unterminated dynamic string".to_string()
-                }
-            })?;
+        let rest = usize::try_from(off).ok().and_then(|off| strings.get(off..)).context("dynamic string offset out of range")?;
+        let end = rest.iter().take(limit.saturating_add(1)).position(|&b| b == 0).with_context(|| {
+            if rest.len() > limit {
+                format!("dynamic string longer than {limit} bytes")
+            } else {
+                "unterminated dynamic string".to_string()
+            }
+        })?;
         Ok(rest[..end].to_vec())
     };
     // Offsets first: a name is read once however often it is listed, and

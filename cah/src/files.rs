@@ -75,11 +75,8 @@ pub fn open_regular(path: &Path) -> Result<(File, Metadata)> {
 pub fn read_all(mut file: &File, meta: &Metadata, path: &Path) -> Result<Vec<u8>> {
     let len = usize::try_from(meta.len()).map_err(|_| anyhow!("{}: too large", path.display()))?;
     let mut data = Vec::new();
-    data.try_reserve_exact(len)
-        .map_err(|_| anyhow!("{}: too large to read ({len} bytes)", path.display()))?;
-    file.take(meta.len())
-        .read_to_end(&mut data)
-        .with_context(|| format!("{}", path.display()))?;
+    data.try_reserve_exact(len).map_err(|_| anyhow!("{}: too large to read ({len} bytes)", path.display()))?;
+    file.take(meta.len()).read_to_end(&mut data).with_context(|| format!("{}", path.display()))?;
     let mut more = [0u8; 1];
     if data.len() != len || file.read(&mut more).with_context(|| format!("{}", path.display()))? != 0 {
         bail!("{}: changed while being read", path.display());
@@ -98,14 +95,10 @@ fn random_hex() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut bytes = [0u8; 8];
-    let from_kernel = File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .is_ok();
+    let from_kernel = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_ok();
     let mut x = u64::from_le_bytes(bytes);
     if !from_kernel {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         x = t ^ (u64::from(std::process::id()) << 32) ^ COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(17);
     }
     format!("{x:016x}")
@@ -113,9 +106,7 @@ fn random_hex() -> String {
 
 /// The directory `path` is in (`.` for a bare name).
 pub fn dir_of(path: &Path) -> &Path {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
 /// Creates a new empty file, mode 0600, under a random name in `dir` that
@@ -167,9 +158,7 @@ pub fn safe_mode(mode: u32, orig: &Metadata, now: &Metadata) -> u32 {
 /// symbolic link at `dest` is replaced, not followed). Its mode is `mode`,
 /// less the set-ID bits if its owner or group differs from `like`'s.
 pub fn write_new(dest: &Path, data: &[u8], mode: u32, like: Option<&Metadata>) -> Result<()> {
-    let name = dest
-        .file_name()
-        .ok_or_else(|| anyhow!("{}: not a file name", dest.display()))?;
+    let name = dest.file_name().ok_or_else(|| anyhow!("{}: not a file name", dest.display()))?;
     let dir = dir_of(dest);
     let (mut tmp, tmp_path) = create_temp(dir, name.as_bytes())?;
     let result = (|| -> Result<()> {
@@ -225,24 +214,17 @@ pub struct InPlace {
 ///    root), the set-user-ID and set-group-ID bits (the set-group-ID bit)
 ///    are cleared.
 pub fn replace_in_place(path: &Path, original: &File, before: &Metadata, data: &[u8]) -> Result<InPlace> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{}: not a file name", path.display()))?;
+    let name = path.file_name().ok_or_else(|| anyhow!("{}: not a file name", path.display()))?;
     let dir = dir_of(path);
     let xattrs = list_xattrs(original).with_context(|| format!("{}: reading extended attributes", path.display()))?;
     let (mut tmp, tmp_path) = create_temp(dir, name.as_bytes())?;
-    let written = tmp
-        .write_all(data)
-        .and_then(|()| tmp.sync_all())
-        .with_context(|| format!("writing {}", tmp_path.display()));
+    let written = tmp.write_all(data).and_then(|()| tmp.sync_all()).with_context(|| format!("writing {}", tmp_path.display()));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp_path);
         return Err(e);
     }
-    let target = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(path);
+    let target =
+        OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC).open(path);
     let result = match target {
         Ok(target) => rewrite_inode(path, &target, original, before, data, &xattrs, &tmp_path),
         Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && before.nlink() <= 1 => {
@@ -286,15 +268,7 @@ impl std::error::Error for HalfWritten {}
 
 /// The parts of a file's state that show it changed.
 fn identity(m: &Metadata) -> (u64, u64, u64, i64, i64, i64, i64) {
-    (
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-    )
+    (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec())
 }
 
 fn rewrite_inode(
@@ -328,11 +302,7 @@ fn rewrite_inode(
     for (name, value) in xattrs {
         if get_xattr(target, name).ok().as_ref() != Some(value) {
             if let Err(e) = set_xattr(target, name, value) {
-                report.warnings.push(format!(
-                    "{}: extended attribute {} lost: {e}",
-                    path.display(),
-                    name.to_string_lossy()
-                ));
+                report.warnings.push(format!("{}: extended attribute {} lost: {e}", path.display(), name.to_string_lossy()));
             }
         }
     }
@@ -363,10 +333,7 @@ fn rename_over(
     tmp_path: &Path,
     xattrs: &[(CString, Vec<u8>)],
 ) -> Result<InPlace> {
-    let mut report = InPlace {
-        renamed: true,
-        warnings: Vec::new(),
-    };
+    let mut report = InPlace { renamed: true, warnings: Vec::new() };
     let now = tmp.metadata()?;
     if (now.uid(), now.gid()) != (before.uid(), before.gid())
         && std::os::unix::fs::fchown(tmp, Some(before.uid()), Some(before.gid())).is_err()
@@ -377,11 +344,7 @@ fn rename_over(
     let now = tmp.metadata()?;
     for (name, value) in xattrs {
         if let Err(e) = set_xattr(tmp, name, value) {
-            report.warnings.push(format!(
-                "{}: extended attribute {} lost: {e}",
-                path.display(),
-                name.to_string_lossy()
-            ));
+            report.warnings.push(format!("{}: extended attribute {} lost: {e}", path.display(), name.to_string_lossy()));
         }
     }
     let mode = safe_mode(before.mode(), before, &now);

@@ -24,10 +24,7 @@ fn sample_patch() -> patch::Patch {
     let mut lock = Lock::new(LockFlags(LockFlags::STRICT));
     let _ = lock.insert(b"libc.so.6", Digest([7; 32]));
     let _ = lock.insert(b"libm.so.6", Digest([9; 32]));
-    patch::Patch {
-        note: lock.to_note(),
-        interp: Some(b"/usr/lib/ld-cah/a-longer-interpreter-path/ld-cah.so".to_vec()),
-    }
+    patch::Patch { note: lock.to_note(), interp: Some(b"/usr/lib/ld-cah/a-longer-interpreter-path/ld-cah.so".to_vec()) }
 }
 
 /// Everything `cah` does with the bytes of a program or library: the ELF
@@ -88,14 +85,10 @@ mod tests {
     /// A real program and a real library, and the program patched (so the
     /// lock reader and the re-patch path see mutated locks too).
     fn seeds() -> Vec<Vec<u8>> {
-        let mut v: Vec<Vec<u8>> = [
-            "/usr/bin/true",
-            "/lib/x86_64-linux-gnu/libz.so.1",
-            "/lib/x86_64-linux-gnu/libc.so.6",
-        ]
-        .iter()
-        .filter_map(|p| read(p))
-        .collect();
+        let mut v: Vec<Vec<u8>> = ["/usr/bin/true", "/lib/x86_64-linux-gnu/libz.so.1", "/lib/x86_64-linux-gnu/libc.so.6"]
+            .iter()
+            .filter_map(|p| read(p))
+            .collect();
         if let Some(t) = read("/usr/bin/true") {
             if let Ok((p, _)) = patch::apply(&t, &sample_patch()) {
                 v.push(p);
@@ -143,15 +136,10 @@ mod tests {
 
     #[test]
     fn mutated_cache_files_never_panic() {
-        let words: Vec<AtomicU64> = (0..ld_cah::verify::cache::words_for(8).unwrap())
-            .map(|_| AtomicU64::new(0))
-            .collect();
+        let words: Vec<AtomicU64> = (0..ld_cah::verify::cache::words_for(8).unwrap()).map(|_| AtomicU64::new(0)).collect();
         let cache = Cache::format(&words, 8).unwrap();
         let _ = cache.insert(&FileIdentity::from_stat(1, 2, 3, 4, 5, 6, 7), &Digest([1; 32]));
-        let bytes: Vec<u8> = words
-            .iter()
-            .flat_map(|w| w.load(std::sync::atomic::Ordering::Relaxed).to_le_bytes())
-            .collect();
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.load(std::sync::atomic::Ordering::Relaxed).to_le_bytes()).collect();
         hash_cache(&bytes);
         let mut rng = Rng(0x0bad_cafe_1234_5678);
         for round in 0..2000 {

@@ -129,17 +129,12 @@ pub fn add(libc_path: &Path, rtld_path: Option<&Path>, debug: &[PathBuf], dir: &
     let generated = glibc_gen::generate(&spec, &files, &ctx).map_err(|e| anyhow!(e))?;
     let bytes = glibc_gen::encode(&spec, &generated).map_err(|e| anyhow!(e))?;
     // What the loader will do with it: decode and check.
-    ld_cah::glibc::installed::decode(&bytes)
-        .map_err(|e| anyhow!("the generated table does not decode: {e}"))?;
+    ld_cah::glibc::installed::decode(&bytes).map_err(|e| anyhow!("the generated table does not decode: {e}"))?;
     if ld_cah::glibc::fingerprint::select_file(ld_cah::glibc::layouts::ALL, &libc.data).is_ok() {
         eprintln!("cah: note: ld-cah has a built-in table for {}; installing this one anyway", libc_path.display());
     }
 
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
+    fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = format!("{}.table", hex(&libc.build_id));
     let path = dir.join(&name);
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
@@ -155,12 +150,7 @@ pub fn add(libc_path: &Path, rtld_path: Option<&Path>, debug: &[PathBuf], dir: &
         let _ = fs::remove_file(&tmp);
         return Err(e).with_context(|| format!("writing {}", path.display()));
     }
-    eprintln!(
-        "cah: glibc {} {} (libc build id {}): table installed",
-        generated.glibc_version,
-        arch.name(),
-        hex(&libc.build_id)
-    );
+    eprintln!("cah: glibc {} {} (libc build id {}): table installed", generated.glibc_version, arch.name(), hex(&libc.build_id));
     drop(temps);
     Ok(path)
 }
@@ -241,10 +231,7 @@ fn fetch(url: &str, out: &Path) -> Result<()> {
 /// arch, or why the loader would refuse it.
 fn ls(dir: &Path) -> Result<bool> {
     let mut names: Vec<PathBuf> = match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "table"))
-            .collect(),
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "table")).collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
     };
@@ -293,11 +280,7 @@ mod tests {
     }
 
     fn find_libc(tree: &Path, arch: Arch) -> PathBuf {
-        ["lib", "usr/lib"]
-            .iter()
-            .map(|d| tree.join(d).join(arch.triplet()).join("libc.so.6"))
-            .find(|p| p.exists())
-            .unwrap()
+        ["lib", "usr/lib"].iter().map(|d| tree.join(d).join(arch.triplet()).join("libc.so.6")).find(|p| p.exists()).unwrap()
     }
 
     /// `cah glibc add` on every Debian build the built-in tables were made
@@ -306,10 +289,7 @@ mod tests {
     #[test]
     fn installed_tables_equal_the_built_in_ones() {
         let trees = trees();
-        assert!(
-            !trees.is_empty(),
-            "no target/glibc-dbg/<suite>_<arch> trees: run `cargo xtask glibc-layouts --check` first"
-        );
+        assert!(!trees.is_empty(), "no target/glibc-dbg/<suite>_<arch> trees: run `cargo xtask glibc-layouts --check` first");
         for (tree, arch) in trees {
             let libc = find_libc(&tree, arch);
             let dir = tempfile::tempdir().unwrap();
@@ -319,12 +299,7 @@ mod tests {
             let data = fs::read(&libc).unwrap();
             let builtin = ld_cah::glibc::fingerprint::select_file(ld_cah::glibc::layouts::ALL, &data)
                 .unwrap_or_else(|e| panic!("{}: no built-in table: {e:?}", libc.display()));
-            assert_eq!(
-                format!("{:#?}", installed.layout),
-                format!("{builtin:#?}"),
-                "{}",
-                tree.display()
-            );
+            assert_eq!(format!("{:#?}", installed.layout), format!("{builtin:#?}"), "{}", tree.display());
             let meta = fs::metadata(&path).unwrap();
             assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o644);
             assert_eq!(path.file_name().unwrap().to_string_lossy(), format!("{}.table", hex(installed.libc_build_id)));

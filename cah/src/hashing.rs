@@ -25,20 +25,14 @@ pub fn hash_open(mut file: &File, meta: &Metadata, path: &Path) -> Result<Digest
     let mut left = meta.len();
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = file
-            .read(&mut buf[..want])
-            .with_context(|| format!("{}", path.display()))?;
+        let n = file.read(&mut buf[..want]).with_context(|| format!("{}", path.display()))?;
         if n == 0 {
             bail!("{}: changed while being hashed", path.display());
         }
         hasher.update(&buf[..n]);
         left -= n as u64;
     }
-    if file
-        .read(&mut buf[..1])
-        .with_context(|| format!("{}", path.display()))?
-        != 0
-    {
+    if file.read(&mut buf[..1]).with_context(|| format!("{}", path.display()))? != 0 {
         bail!("{}: changed while being hashed", path.display());
     }
     Ok(hasher.finalize())

@@ -36,11 +36,7 @@ use hashing::tagged;
 const DEFAULT_INTERP: &str = "/usr/lib/ld-cah/ld-cah.so";
 
 #[derive(Parser)]
-#[command(
-    name = "cah",
-    version,
-    about = "Content-addressed dynamic linking: lock, verify and store program closures"
-)]
+#[command(name = "cah", version, about = "Content-addressed dynamic linking: lock, verify and store program closures")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -245,8 +241,7 @@ fn show_name(name: &[u8]) -> String {
 fn read_lock(prog: &Path, data: &[u8]) -> Result<Lock> {
     let info = elfinfo::read(data).with_context(|| format!("{}", prog.display()))?;
     let view: Option<LockView<'_>> = elfinfo::read_lock(data, &info).with_context(|| format!("{}", prog.display()))?;
-    view.map(|v| v.to_lock())
-        .ok_or_else(|| anyhow!("{}: no closure lock (not patched by cah)", prog.display()))
+    view.map(|v| v.to_lock()).ok_or_else(|| anyhow!("{}: no closure lock (not patched by cah)", prog.display()))
 }
 
 fn cmd_patch(a: PatchArgs) -> Result<bool> {
@@ -254,11 +249,7 @@ fn cmd_patch(a: PatchArgs) -> Result<bool> {
     let data = files::read_all(&file, &meta, &a.prog)?;
     let info = elfinfo::read(&data).with_context(|| format!("{}", a.prog.display()))?;
     if !elfinfo::MACHINES.contains(&info.machine) {
-        bail!(
-            "{}: machine {} is not supported (x86_64 and aarch64 are)",
-            a.prog.display(),
-            info.machine
-        );
+        bail!("{}: machine {} is not supported (x86_64 and aarch64 are)", a.prog.display(), info.machine);
     }
     let old = if a.fresh {
         None
@@ -275,15 +266,7 @@ fn cmd_patch(a: PatchArgs) -> Result<bool> {
             }
         }
     }
-    let closure = closure::resolve(
-        &a.prog,
-        &Options {
-            root: &a.root,
-            also: &also,
-            lock: None,
-            store: None,
-        },
-    )?;
+    let closure = closure::resolve(&a.prog, &Options { root: &a.root, also: &also, lock: None, store: None })?;
 
     let mut flags = old.as_ref().map_or(0, |l| l.flags.0);
     if a.strict {
@@ -291,21 +274,14 @@ fn cmd_patch(a: PatchArgs) -> Result<bool> {
     }
     let mut lock = Lock::new(LockFlags(flags));
     for (name, _, digest) in closure.resolved() {
-        lock.insert(name, digest)
-            .map_err(|e| anyhow!("{}: {e}", show_name(name)))?;
+        lock.insert(name, digest).map_err(|e| anyhow!("{}: {e}", show_name(name)))?;
     }
     if let Some(g @ standin::Glibc::Unknown { .. }) = standin::check(&closure, &a.root) {
         eprintln!("cah: warning: {}", g.describe());
     }
     let interp = (!a.keep_interp).then(|| a.interp.as_bytes().to_vec());
-    let (out, report) = patch::apply(
-        &data,
-        &patch::Patch {
-            note: lock.to_note(),
-            interp,
-        },
-    )
-    .with_context(|| format!("{}", a.prog.display()))?;
+    let (out, report) =
+        patch::apply(&data, &patch::Patch { note: lock.to_note(), interp }).with_context(|| format!("{}", a.prog.display()))?;
     let dest = match &a.output {
         Some(dest) => {
             // A new file: PROG's mode, but no set-ID bit unless it keeps
@@ -323,10 +299,7 @@ fn cmd_patch(a: PatchArgs) -> Result<bool> {
                 eprintln!("cah: warning: {w}");
             }
             if done.renamed {
-                eprintln!(
-                    "cah: warning: {}: running, so replaced by a new file rather than rewritten",
-                    dest.display()
-                );
+                eprintln!("cah: warning: {}: running, so replaced by a new file rather than rewritten", dest.display());
             }
             dest
         }
@@ -354,15 +327,7 @@ fn cmd_patch(a: PatchArgs) -> Result<bool> {
 /// The lock's names, resolved here as the loader would.
 fn resolve_locked(prog: &Path, lock: &Lock, place: &Place) -> Result<Closure> {
     let also: Vec<Vec<u8>> = lock.iter().map(|e| e.name.to_vec()).collect();
-    closure::resolve(
-        prog,
-        &Options {
-            root: &place.root,
-            also: &also,
-            lock: Some(lock),
-            store: Some(&place.store),
-        },
-    )
+    closure::resolve(prog, &Options { root: &place.root, also: &also, lock: Some(lock), store: Some(&place.store) })
 }
 
 /// JSON for one dependency.
@@ -434,27 +399,15 @@ fn cmd_show(a: ShowArgs) -> Result<bool> {
     let width = lock.iter().map(|e| e.name.len()).max().unwrap_or(0);
     for e in lock.iter() {
         let place = match closure.deps.iter().find(|d| d.name == e.name).map(|d| &d.outcome) {
-            Some(Outcome::Found {
-                path, via: Via::Store, ..
-            }) => format!("{} (store)", path.display()),
+            Some(Outcome::Found { path, via: Via::Store, .. }) => format!("{} (store)", path.display()),
             Some(Outcome::Found { path, .. }) => path.display().to_string(),
             Some(Outcome::Missing { .. }) | None => "(not found)".to_string(),
             Some(Outcome::Mismatch { candidates }) => format!(
                 "(no matching file: {})",
-                candidates
-                    .iter()
-                    .map(|(p, d)| format!("{} has blake3:{}", p.display(), d.short_hex(12)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                candidates.iter().map(|(p, d)| format!("{} has blake3:{}", p.display(), d.short_hex(12))).collect::<Vec<_>>().join(", ")
             ),
         };
-        println!(
-            "  {:width$}  {}  {}",
-            show_name(e.name),
-            tagged(&e.digest),
-            place,
-            width = width
-        );
+        println!("  {:width$}  {}  {}", show_name(e.name), tagged(&e.digest), place, width = width);
     }
     if let Some(g) = standin::check(&closure, &a.place.root) {
         println!("  {}", g.describe());
@@ -479,22 +432,14 @@ fn cmd_verify(a: VerifyArgs) -> Result<bool> {
             }
             (Outcome::Found { path, digest, .. }, None) => {
                 unlocked += 1;
-                lines.push(format!(
-                    "unlocked  {name}  {} ({}; not in the lock)",
-                    path.display(),
-                    tagged(digest)
-                ));
+                lines.push(format!("unlocked  {name}  {} ({}; not in the lock)", path.display(), tagged(digest)));
             }
             (Outcome::Missing { tried }, want) => {
                 bad += 1;
                 lines.push(format!(
                     "missing   {name}  {}: no file (tried {})",
                     want.map(|w| tagged(&w)).unwrap_or_default(),
-                    tried
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
                 ));
             }
             (Outcome::Mismatch { candidates }, want) => {
@@ -502,11 +447,7 @@ fn cmd_verify(a: VerifyArgs) -> Result<bool> {
                 lines.push(format!(
                     "mismatch  {name}  wanted {}; rejected {}",
                     want.map(|w| tagged(&w)).unwrap_or_default(),
-                    candidates
-                        .iter()
-                        .map(|(p, d)| format!("{} ({})", p.display(), tagged(d)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    candidates.iter().map(|(p, d)| format!("{} ({})", p.display(), tagged(d))).collect::<Vec<_>>().join(", ")
                 ));
             }
         }
@@ -547,12 +488,7 @@ fn cmd_store(a: StoreArgs) -> Result<bool> {
         StoreCommand::Add { files } => {
             for f in files {
                 let (digest, added) = store::add(store, &f)?;
-                println!(
-                    "{}  {}{}",
-                    digest,
-                    f.display(),
-                    if added { "" } else { " (already stored)" }
-                );
+                println!("{}  {}{}", digest, f.display(), if added { "" } else { " (already stored)" });
             }
             Ok(true)
         }
@@ -603,11 +539,7 @@ fn cmd_store(a: StoreArgs) -> Result<bool> {
                 freed += i.size;
                 println!("{}  {}", if dry_run { "would remove" } else { "removed" }, i.digest);
             }
-            println!(
-                "{}: {removed} files, {freed} bytes {}",
-                store.display(),
-                if dry_run { "to free" } else { "freed" }
-            );
+            println!("{}: {removed} files, {freed} bytes {}", store.display(), if dry_run { "to free" } else { "freed" });
             Ok(true)
         }
     }
@@ -615,15 +547,7 @@ fn cmd_store(a: StoreArgs) -> Result<bool> {
 
 /// The identity of a file as the loader records it.
 fn identity(meta: &std::fs::Metadata) -> FileIdentity {
-    FileIdentity::from_stat(
-        meta.dev(),
-        meta.ino(),
-        meta.size(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ctime(),
-        meta.ctime_nsec(),
-    )
+    FileIdentity::from_stat(meta.dev(), meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec())
 }
 
 fn cmd_cache(a: CacheArgs) -> Result<bool> {
@@ -670,16 +594,10 @@ fn cmd_cache(a: CacheArgs) -> Result<bool> {
             } else {
                 println!("file:       {}", path.display());
                 println!("size:       {size} bytes, {} slots", s.slot_count);
-                println!(
-                    "entries:    {} ({} empty, {} busy, {} corrupt)",
-                    counts[0], counts[1], counts[2], counts[3]
-                );
+                println!("entries:    {} ({} empty, {} busy, {} corrupt)", counts[0], counts[1], counts[2], counts[3]);
                 println!("hits:       {}", s.hits);
                 println!("misses:     {}", s.misses);
-                println!(
-                    "inserts:    {} ({} evictions, {} given up)",
-                    s.inserts, s.evictions, s.insert_failures
-                );
+                println!("inserts:    {} ({} evictions, {} given up)", s.inserts, s.evictions, s.insert_failures);
             }
             Ok(true)
         }
@@ -701,10 +619,7 @@ fn cmd_cache(a: CacheArgs) -> Result<bool> {
                     SlotState::Empty => {}
                 }
             }
-            println!(
-                "{}: header ok, {valid} entries, {busy} busy, {corrupt} corrupt slots",
-                path.display()
-            );
+            println!("{}: header ok, {valid} entries, {busy} busy, {corrupt} corrupt slots", path.display());
             Ok(busy == 0 && corrupt == 0)
         }
         CacheCommand::Clear => {

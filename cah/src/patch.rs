@@ -107,14 +107,9 @@ pub fn check_layout(data: &[u8]) -> Result<()> {
     let in_file = |off: u64, size: u64| off.checked_add(size).is_some_and(|end| end <= len);
     let in_space = |addr: u64, size: u64| addr.checked_add(size).is_some_and(|end| end <= MAX_ADDR);
     let aligned = |a: u64| a == 0 || (a.is_power_of_two() && a <= MAX_ALIGN);
-    let phdrs = header
-        .program_headers(endian, data)
-        .map_err(|e| anyhow!("bad program headers: {e}"))?;
+    let phdrs = header.program_headers(endian, data).map_err(|e| anyhow!("bad program headers: {e}"))?;
     if !phdrs.is_empty() && header.e_phoff(endian) != 64 {
-        bail!(
-            "the program headers do not follow the ELF header (e_phoff {:#x})",
-            header.e_phoff(endian)
-        );
+        bail!("the program headers do not follow the ELF header (e_phoff {:#x})", header.e_phoff(endian));
     }
     for (i, p) in phdrs.iter().enumerate() {
         let (off, filesz, memsz) = (p.p_offset(endian), p.p_filesz(endian), p.p_memsz(endian));
@@ -131,9 +126,7 @@ pub fn check_layout(data: &[u8]) -> Result<()> {
             bail!("program header {i}: bad alignment {:#x}", p.p_align(endian));
         }
     }
-    let sections = header
-        .section_headers(endian, data)
-        .map_err(|e| anyhow!("bad section headers: {e}"))?;
+    let sections = header.section_headers(endian, data).map_err(|e| anyhow!("bad section headers: {e}"))?;
     for (i, s) in sections.iter().enumerate() {
         let (off, size) = (s.sh_offset(endian), s.sh_size(endian));
         if s.sh_type(endian) != elf::SHT_NOBITS && !in_file(off, size) {
@@ -231,10 +224,7 @@ pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
         let entries = usize::try_from(b.sections.get(id).sh_size / 16).unwrap_or(0);
         if let Some(dynamics) = b.dynamic_data_mut() {
             while dynamics.len() + 1 < entries {
-                dynamics.push(Dynamic::Integer {
-                    tag: elf::DT_NULL,
-                    val: 0,
-                });
+                dynamics.push(Dynamic::Integer { tag: elf::DT_NULL, val: 0 });
             }
         }
     }
@@ -265,12 +255,7 @@ pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
         s.sh_size = patch.note.len() as u64;
     }
     // The segment a previous patch added (the PT_LOAD holding the note).
-    let our_load = existing.and_then(|id| {
-        b.segments
-            .iter()
-            .find(|seg| seg.is_load() && seg.sections.contains(&id))
-            .map(|seg| seg.id())
-    });
+    let our_load = existing.and_then(|id| b.segments.iter().find(|seg| seg.is_load() && seg.sections.contains(&id)).map(|seg| seg.id()));
     if existing.is_some() && our_load.is_none() {
         bail!("{SECTION_NAME} is not inside a PT_LOAD segment; patch the original file instead");
     }
@@ -308,10 +293,7 @@ pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
     // is free.
     let added_segments = if our_load.is_none() { 2 } else { 0 };
     let phnum = b.segments.iter().count() + added_segments + SPARE_PHDRS;
-    let ph_end = b
-        .header
-        .e_phoff
-        .saturating_add((phnum * b.class().program_header_size()) as u64);
+    let ph_end = b.header.e_phoff.saturating_add((phnum * b.class().program_header_size()) as u64);
     let first_load = b
         .segments
         .iter()
@@ -356,10 +338,7 @@ pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
     }
     for &id in &to_move {
         if !movable(&b, id) {
-            bail!(
-                "section {} lies where the program headers must grow and cannot be moved",
-                section_name(&b, id)
-            );
+            bail!("section {} lies where the program headers must grow and cannot be moved", section_name(&b, id));
         }
     }
     to_move.sort_by_key(|&id| (b.sections.get(id).sh_addr, b.sections.get(id).sh_offset));
@@ -391,10 +370,7 @@ pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
     order.push(note_id);
     // Our segment is all file data (its file and memory sizes are equal).
     if let Some(&id) = order.iter().find(|&&id| b.sections.get(id).sh_type == elf::SHT_NOBITS) {
-        bail!(
-            "section {} (SHT_NOBITS) would be in the {SECTION_NAME} segment",
-            section_name(&b, id)
-        );
+        bail!("section {} (SHT_NOBITS) would be in the {SECTION_NAME} segment", section_name(&b, id));
     }
     // Alignment 0 means none, as 1 does (the builder rounds with
     // `align - 1`). Every section's alignment must divide the segment's,
@@ -410,10 +386,7 @@ pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
         Some(seg_id) => {
             let seg = b.segments.get(seg_id);
             let seg_align = seg.p_align.max(1);
-            if align > seg_align
-                || seg.p_paddr != seg.p_vaddr
-                || seg.p_offset.wrapping_sub(seg.p_vaddr) & (seg_align - 1) != 0
-            {
+            if align > seg_align || seg.p_paddr != seg.p_vaddr || seg.p_offset.wrapping_sub(seg.p_vaddr) & (seg_align - 1) != 0 {
                 bail!("the {SECTION_NAME} segment is misaligned; patch the original file instead");
             }
             seg_id
@@ -478,11 +451,7 @@ pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
         }
     }
 
-    let mut out = Capped {
-        buf: Vec::new(),
-        limit: output_limit(data.len()),
-        over: false,
-    };
+    let mut out = Capped { buf: Vec::new(), limit: output_limit(data.len()), over: false };
     let written = b.write(&mut out);
     if out.over {
         bail!("the patched file would be larger than {} bytes", out.limit);

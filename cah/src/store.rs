@@ -78,11 +78,7 @@ pub fn list(store: &Path) -> Result<Vec<Item>> {
         if !meta.is_file() {
             continue;
         }
-        out.push(Item {
-            digest,
-            path: entry.path(),
-            size: meta.len(),
-        });
+        out.push(Item { digest, path: entry.path(), size: meta.len() });
     }
     out.sort_by_key(|i| i.digest);
     Ok(out)

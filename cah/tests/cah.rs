@@ -34,11 +34,7 @@ fn ok(cmd: &mut Command) -> String {
 }
 
 fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
     if !found {
         eprintln!("skipping part of this test: {tool} is not installed");
     }
@@ -108,25 +104,14 @@ fn show_lists_the_closure_with_independently_computed_digests() {
                 assert_eq!(e["status"], "ok", "{e}");
                 (
                     e["name"].as_str().unwrap().to_string(),
-                    (
-                        e["digest"].as_str().unwrap().to_string(),
-                        e["path"].as_str().unwrap().to_string(),
-                    ),
+                    (e["digest"].as_str().unwrap().to_string(), e["path"].as_str().unwrap().to_string()),
                 )
             })
             .collect();
-        assert_eq!(
-            got.keys().collect::<Vec<_>>(),
-            want.keys().collect::<Vec<_>>(),
-            "{name}: closure names"
-        );
+        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{name}: closure names");
         for (lib, path) in &want {
             assert_eq!(got[lib].0, b3(path), "{name}: digest of {lib}");
-            assert_eq!(
-                b3(Path::new(&got[lib].1)),
-                b3(path),
-                "{name}: {lib} found at another file"
-            );
+            assert_eq!(b3(Path::new(&got[lib].1)), b3(path), "{name}: {lib} found at another file");
         }
         assert_eq!(shown["interp"], "/usr/lib/ld-cah/ld-cah.so");
         assert_eq!(shown["version"], 1);
@@ -155,10 +140,7 @@ fn patched_programs_run_under_glibc_with_the_interpreter_set_back() {
         if have("patchelf") {
             let pe = dir.path().join(format!("{name}.patchelf"));
             copy_exec(&patched, &pe);
-            ok(Command::new("patchelf")
-                .arg("--set-interpreter")
-                .arg("/lib64/ld-linux-x86-64.so.2")
-                .arg(&pe));
+            ok(Command::new("patchelf").arg("--set-interpreter").arg("/lib64/ld-linux-x86-64.so.2").arg(&pe));
             runs.push(pe);
         }
         for exe in runs {
@@ -180,10 +162,7 @@ fn patched_programs_run_under_glibc_with_the_interpreter_set_back() {
 fn elflint(path: &Path) -> Vec<String> {
     let out = run(Command::new("eu-elflint").arg("--gnu-ld").arg(path));
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    text.lines()
-        .filter(|l| !l.is_empty() && *l != "No errors" && !l.contains("with owner name 'CAH'"))
-        .map(|l| l.to_string())
-        .collect()
+    text.lines().filter(|l| !l.is_empty() && *l != "No errors" && !l.contains("with owner name 'CAH'")).map(|l| l.to_string()).collect()
 }
 
 #[test]
@@ -199,16 +178,9 @@ fn readelf_and_elflint_accept_the_patched_file() {
         assert!(notes.contains(".note.cah") && notes.contains("CAH"), "{notes}");
         let all = run(Command::new("readelf").arg("-aW").arg(&patched));
         assert!(all.status.success());
-        assert_eq!(
-            String::from_utf8_lossy(&all.stderr),
-            "",
-            "readelf -a complains about {name}"
-        );
+        assert_eq!(String::from_utf8_lossy(&all.stderr), "", "readelf -a complains about {name}");
         let interp = ok(Command::new("readelf").arg("-lW").arg(&patched));
-        assert!(
-            interp.contains("[Requesting program interpreter: /usr/lib/ld-cah/ld-cah.so]"),
-            "{interp}"
-        );
+        assert!(interp.contains("[Requesting program interpreter: /usr/lib/ld-cah/ld-cah.so]"), "{interp}");
         if have("eu-elflint") {
             assert_eq!(elflint(&patched), elflint(&copy), "{name}: new eu-elflint complaints");
             let back = dir.path().join(format!("{name}.back"));
@@ -232,14 +204,8 @@ fn patching_is_idempotent_and_deterministic() {
         patch(&once, &twice, &[]);
         patch(&copy, &again, &[]);
         let a = std::fs::read(&once).unwrap();
-        assert!(
-            a == std::fs::read(&twice).unwrap(),
-            "{name}: patching a patched file changed it"
-        );
-        assert!(
-            a == std::fs::read(&again).unwrap(),
-            "{name}: patching is not deterministic"
-        );
+        assert!(a == std::fs::read(&twice).unwrap(), "{name}: patching a patched file changed it");
+        assert!(a == std::fs::read(&again).unwrap(), "{name}: patching is not deterministic");
         // In place (no -o) gives the same bytes too, and keeps the mode.
         let inplace = dir.path().join(format!("{name}.inplace"));
         copy_exec(&prog, &inplace);
@@ -292,14 +258,9 @@ fn verify_in_a_sysroot_reports_replaced_and_missing_libraries() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("mismatch  libtinfo.so.6"), "{text}");
-    assert!(
-        text.contains(&blake3::hash(&other).to_hex().to_string()),
-        "rejected digest named: {text}"
-    );
+    assert!(text.contains(&blake3::hash(&other).to_hex().to_string()), "rejected digest named: {text}");
     assert!(text.contains("ok        libc.so.6"), "{text}");
-    let json: Value =
-        serde_json::from_slice(&run(cah().args(["verify", "--json", "--root", r, "--store", s]).arg(&bash)).stdout)
-            .unwrap();
+    let json: Value = serde_json::from_slice(&run(cah().args(["verify", "--json", "--root", r, "--store", s]).arg(&bash)).stdout).unwrap();
     assert_eq!(json["ok"], false);
 
     // The right file in the store satisfies it again (store first).
@@ -308,10 +269,7 @@ fn verify_in_a_sysroot_reports_replaced_and_missing_libraries() {
     std::fs::write(&good, &original).unwrap();
     ok(cah().args(["store", "--store", s, "add"]).arg(&good));
     let out = ok(cah().args(["verify", "--root", r, "--store", s]).arg(&bash));
-    assert!(
-        out.contains("ok        libtinfo.so.6") && out.contains("(store)"),
-        "{out}"
-    );
+    assert!(out.contains("ok        libtinfo.so.6") && out.contains("(store)"), "{out}");
 
     // Gone from both: missing.
     std::fs::remove_file(tinfo).unwrap();
@@ -322,10 +280,7 @@ fn verify_in_a_sysroot_reports_replaced_and_missing_libraries() {
     assert!(text.contains("missing   libtinfo.so.6"), "{text}");
     // `show` still prints the lock, with where things are now.
     let shown = ok(cah().args(["show", "--root", r, "--store", s]).arg(&bash));
-    assert!(
-        shown.contains("libtinfo.so.6") && shown.contains("(not found)"),
-        "{shown}"
-    );
+    assert!(shown.contains("libtinfo.so.6") && shown.contains("(not found)"), "{shown}");
 
     // An unpatched program is an error, not a pass.
     let out = run(cah().args(["verify"]).arg("/bin/true"));
@@ -350,60 +305,12 @@ fn diamond_conflict_is_an_error_naming_both_paths() {
     std::fs::write(d.join("x2.c"), "int x(void) { return 2; }\n").unwrap();
     std::fs::write(d.join("a.c"), "int x(void); int a(void) { return x(); }\n").unwrap();
     std::fs::write(d.join("b.c"), "int x(void); int b(void) { return x() + 10; }\n").unwrap();
-    std::fs::write(
-        d.join("main.c"),
-        "int a(void); int b(void); int main(void) { return a() + b() == 12 ? 0 : 1; }\n",
-    )
-    .unwrap();
-    gcc(
-        &[
-            "-shared",
-            "-fPIC",
-            "-o",
-            "lib/one/libx.so.1",
-            "-Wl,-soname,libx.so.1",
-            "x1.c",
-        ],
-        d,
-    );
-    gcc(
-        &[
-            "-shared",
-            "-fPIC",
-            "-o",
-            "lib/two/libx.so.1",
-            "-Wl,-soname,libx.so.1",
-            "x2.c",
-        ],
-        d,
-    );
+    std::fs::write(d.join("main.c"), "int a(void); int b(void); int main(void) { return a() + b() == 12 ? 0 : 1; }\n").unwrap();
+    gcc(&["-shared", "-fPIC", "-o", "lib/one/libx.so.1", "-Wl,-soname,libx.so.1", "x1.c"], d);
+    gcc(&["-shared", "-fPIC", "-o", "lib/two/libx.so.1", "-Wl,-soname,libx.so.1", "x2.c"], d);
     let rpath = |sub: &str| format!("-Wl,--enable-new-dtags,-rpath,$ORIGIN/{sub}");
-    gcc(
-        &[
-            "-shared",
-            "-fPIC",
-            "-o",
-            "lib/liba.so",
-            "a.c",
-            "-Llib/one",
-            "-l:libx.so.1",
-            &rpath("one"),
-        ],
-        d,
-    );
-    gcc(
-        &[
-            "-shared",
-            "-fPIC",
-            "-o",
-            "lib/libb.so",
-            "b.c",
-            "-Llib/two",
-            "-l:libx.so.1",
-            &rpath("two"),
-        ],
-        d,
-    );
+    gcc(&["-shared", "-fPIC", "-o", "lib/liba.so", "a.c", "-Llib/one", "-l:libx.so.1", &rpath("one")], d);
+    gcc(&["-shared", "-fPIC", "-o", "lib/libb.so", "b.c", "-Llib/two", "-l:libx.so.1", &rpath("two")], d);
     gcc(&["-o", "prog", "main.c", "-Llib", "-la", "-lb", &rpath("lib")], d);
     // glibc runs it (taking lib/one's libx for both), but the lock cannot
     // say which libx.so.1 is meant: cah refuses.
@@ -412,22 +319,14 @@ fn diamond_conflict_is_an_error_naming_both_paths() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("diamond conflict") && err.contains("libx.so.1"), "{err}");
-    assert!(
-        err.contains("lib/one/libx.so.1") && err.contains("lib/two/libx.so.1"),
-        "{err}"
-    );
+    assert!(err.contains("lib/one/libx.so.1") && err.contains("lib/two/libx.so.1"), "{err}");
     assert!(!d.join("prog.p").exists());
 
     // With the same content in both places it is no conflict.
     std::fs::copy(d.join("lib/one/libx.so.1"), d.join("lib/two/libx.so.1")).unwrap();
     patch(&d.join("prog"), &d.join("prog.p"), &[]);
     let shown = show_json(&d.join("prog.p"), &[]);
-    let names: Vec<&str> = shown["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = shown["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["liba.so", "libb.so", "libc.so.6", "libx.so.1"]);
 
     // A name that cannot be found is an error too.
@@ -449,18 +348,10 @@ fn also_strict_and_store_options() {
     patch(&prog, &p, &["--also", "libm.so.6", "--strict", "--store", s]);
     let shown = show_json(&p, &["--store", s]);
     assert_eq!(shown["strict"], true);
-    let names: Vec<&str> = shown["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = shown["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["libc.so.6", "libm.so.6"]);
     // Locked names are found in the store first.
-    assert!(
-        shown["entries"].as_array().unwrap().iter().all(|e| e["via"] == "store"),
-        "{shown}"
-    );
+    assert!(shown["entries"].as_array().unwrap().iter().all(|e| e["via"] == "store"), "{shown}");
     // Re-patching keeps the extra name and the flag.
     let p2 = dir.path().join("true.p2");
     patch(&p, &p2, &[]);
@@ -491,12 +382,7 @@ fn store_add_ls_verify_gc() {
     let out = ok(cah().args(["store", "--store", s, "add"]).arg(&extra));
     assert!(out.contains(&b3(&extra)));
     let ls: Value = serde_json::from_str(&ok(cah().args(["store", "--store", s, "ls", "--json"]))).unwrap();
-    let digests: Vec<String> = ls
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["digest"].as_str().unwrap().to_string())
-        .collect();
+    let digests: Vec<String> = ls.as_array().unwrap().iter().map(|i| i["digest"].as_str().unwrap().to_string()).collect();
     for (_, path) in ldd(Path::new("/bin/bash")) {
         assert!(digests.contains(&b3(&path)), "{path:?} not stored");
     }
@@ -513,9 +399,7 @@ fn store_add_ls_verify_gc() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("corrupt"));
 
     // gc keeps what the lock names, removes the rest.
-    let out = ok(cah()
-        .args(["store", "--store", s, "gc", "--dry-run", "--keep"])
-        .arg(&prog));
+    let out = ok(cah().args(["store", "--store", s, "gc", "--dry-run", "--keep"]).arg(&prog));
     assert!(out.contains("would remove") && victim.exists());
     ok(cah().args(["store", "--store", s, "gc", "--keep"]).arg(&prog));
     assert!(!victim.exists());
@@ -547,12 +431,7 @@ fn cache_survives_parallel_writers_and_misses_changed_files() {
         .map(|i| {
             let mut list = files.clone();
             list.rotate_left(i % files.len());
-            cah()
-                .args(["cache", "--file", c, "add"])
-                .args(&list)
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
+            cah().args(["cache", "--file", c, "add"]).args(&list).stdout(std::process::Stdio::null()).spawn().unwrap()
         })
         .collect();
     for mut child in children {
@@ -579,12 +458,7 @@ fn cache_survives_parallel_writers_and_misses_changed_files() {
     let mut bytes = std::fs::read(f).unwrap();
     bytes[0] ^= 1;
     std::fs::write(f, &bytes).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(f)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
+    std::fs::File::options().write(true).open(f).unwrap().set_modified(mtime).unwrap();
     let out = run(cah().args(["cache", "--file", c, "lookup"]).arg(f));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("not cached"));
@@ -595,10 +469,7 @@ fn cache_survives_parallel_writers_and_misses_changed_files() {
 
     // Not a cache file: refused with a message, not misread.
     std::fs::write(dir.path().join("junk"), vec![7u8; 4096]).unwrap();
-    let out = run(cah()
-        .args(["cache", "--file"])
-        .arg(dir.path().join("junk"))
-        .arg("verify"));
+    let out = run(cah().args(["cache", "--file"]).arg(dir.path().join("junk")).arg("verify"));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a hash cache file"));
 }
@@ -611,10 +482,12 @@ fn aarch64_program_in_the_cross_sysroot() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("h.c"), "#include <stdio.h>\n#include <math.h>\nint main(int c, char **v) { printf(\"%g\\n\", sqrt(c * 36.0)); return 0; }\n").unwrap();
-    ok(Command::new("aarch64-linux-gnu-gcc")
-        .current_dir(d)
-        .args(["-O2", "-o", "h", "h.c", "-lm"]));
+    std::fs::write(
+        d.join("h.c"),
+        "#include <stdio.h>\n#include <math.h>\nint main(int c, char **v) { printf(\"%g\\n\", sqrt(c * 36.0)); return 0; }\n",
+    )
+    .unwrap();
+    ok(Command::new("aarch64-linux-gnu-gcc").current_dir(d).args(["-O2", "-o", "h", "h.c", "-lm"]));
     let r = root.to_str().unwrap();
     patch(&d.join("h"), &d.join("h.p"), &["--root", r]);
     patch(&d.join("h.p"), &d.join("h.pp"), &["--root", r]);
@@ -622,11 +495,7 @@ fn aarch64_program_in_the_cross_sysroot() {
     let shown = show_json(&d.join("h.p"), &["--root", r]);
     for e in shown["entries"].as_array().unwrap() {
         let name = e["name"].as_str().unwrap();
-        assert_eq!(
-            e["digest"].as_str().unwrap(),
-            b3(&root.join("lib").join(name)),
-            "{name}"
-        );
+        assert_eq!(e["digest"].as_str().unwrap(), b3(&root.join("lib").join(name)), "{name}");
     }
     assert_eq!(shown["entries"].as_array().unwrap().len(), 2);
     // Every locked file matches, but the cross libc (2.36-8cross1) has a
@@ -637,15 +506,8 @@ fn aarch64_program_in_the_cross_sysroot() {
     assert_eq!(v.status.code(), Some(1), "{text}");
     assert!(text.lines().filter(|l| l.starts_with("ok        ")).count() == 2, "{text}");
     assert!(text.contains("no-table  libc.so.6  glibc 2.36 ("), "{text}");
-    patch(
-        &d.join("h.p"),
-        &d.join("h.back"),
-        &["--root", r, "--interp", "/lib/ld-linux-aarch64.so.1"],
-    );
-    assert_eq!(
-        ok(Command::new("qemu-aarch64").args(["-L", r]).arg(d.join("h.back"))),
-        "6\n"
-    );
+    patch(&d.join("h.p"), &d.join("h.back"), &["--root", r, "--interp", "/lib/ld-linux-aarch64.so.1"]);
+    assert_eq!(ok(Command::new("qemu-aarch64").args(["-L", r]).arg(d.join("h.back"))), "6\n");
     if have("eu-elflint") {
         assert_eq!(elflint(&d.join("h.p")), elflint(&d.join("h")));
     }
@@ -685,10 +547,7 @@ fn run_limited(cmd: &mut Command, limit: Duration) -> Output {
         if start.elapsed() > limit {
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
-            panic!(
-                "{cmd:?} hung (killed after {limit:?}); stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            panic!("{cmd:?} hung (killed after {limit:?}); stderr: {}", String::from_utf8_lossy(&out.stderr));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -701,20 +560,13 @@ fn hostile(what: &str, args: &[&std::ffi::OsStr]) -> bool {
     let out = run_limited(cah().args(args), Duration::from_secs(60));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{what}: cah panicked: {err}");
-    assert!(
-        out.status.code().is_some(),
-        "{what}: killed by a signal ({}): {err}",
-        out.status
-    );
+    assert!(out.status.code().is_some(), "{what}: killed by a signal ({}): {err}", out.status);
     if out.status.success() {
         return true;
     }
     assert_eq!(out.status.code(), Some(2), "{what}: {err}");
     let lines: Vec<&str> = err.lines().collect();
-    assert!(
-        lines.len() == 1 && lines[0].starts_with("cah: error: "),
-        "{what}: not one error line: {err}"
-    );
+    assert!(lines.len() == 1 && lines[0].starts_with("cah: error: "), "{what}: not one error line: {err}");
     false
 }
 
@@ -801,12 +653,8 @@ fn malformed(orig: &[u8]) -> Vec<(String, Vec<u8>, Expect)> {
     });
     add("65535 program headers", Fail, &|d| put_u16(d, 0x38, 0xffff));
     add("65534 section headers", Any, &|d| put_u16(d, 0x3c, 0xfffe));
-    add("section headers past the end", Any, &|d| {
-        put_u64(d, 0x28, u64::MAX - 0x1000)
-    });
-    add("program headers at offset 2^64-256", Fail, &|d| {
-        put_u64(d, 0x20, u64::MAX - 255)
-    });
+    add("section headers past the end", Any, &|d| put_u64(d, 0x28, u64::MAX - 0x1000));
+    add("program headers at offset 2^64-256", Fail, &|d| put_u64(d, 0x20, u64::MAX - 255));
     for (at, ty, _) in phdrs(orig) {
         match ty {
             2 => {
@@ -814,9 +662,7 @@ fn malformed(orig: &[u8]) -> Vec<(String, Vec<u8>, Expect)> {
                     let past = d.len() as u64 + 0x1000;
                     put_u64(d, at + 8, past)
                 });
-                add("PT_DYNAMIC offset wrapping", Fail, &|d| {
-                    put_u64(d, at + 8, u64::MAX - 15)
-                });
+                add("PT_DYNAMIC offset wrapping", Fail, &|d| put_u64(d, at + 8, u64::MAX - 15));
                 add("PT_DYNAMIC size 2^63", Fail, &|d| put_u64(d, at + 32, 1 << 63));
             }
             3 => add("PT_INTERP size 2^64-16", Fail, &|d| put_u64(d, at + 32, u64::MAX - 15)),
@@ -828,18 +674,14 @@ fn malformed(orig: &[u8]) -> Vec<(String, Vec<u8>, Expect)> {
     let dynamic = dyns(orig);
     for &(at, tag, val) in &dynamic {
         match tag {
-            5 => add("DT_STRTAB outside every segment", Fail, &|d| {
-                put_u64(d, at + 8, u64::MAX - 15)
-            }),
+            5 => add("DT_STRTAB outside every segment", Fail, &|d| put_u64(d, at + 8, u64::MAX - 15)),
             10 => {
                 add("DT_STRSZ 2^64-1", Fail, &|d| put_u64(d, at + 8, u64::MAX));
                 // The table then ends inside the first string: no NUL.
                 add("string table without NUL", Fail, &|d| put_u64(d, at + 8, 1));
             }
             1 => add("DT_NEEDED offset 2^64-16", Fail, &|d| put_u64(d, at + 8, u64::MAX - 15)),
-            14 => add("DT_SONAME offset out of range", Fail, &|d| {
-                put_u64(d, at + 8, val + (1 << 40))
-            }),
+            14 => add("DT_SONAME offset out of range", Fail, &|d| put_u64(d, at + 8, val + (1 << 40))),
             _ => {}
         }
     }
@@ -868,13 +710,9 @@ fn malformed(orig: &[u8]) -> Vec<(String, Vec<u8>, Expect)> {
             if name == ".gnu.hash" {
                 // Zero bloom words once made the builder index an empty
                 // vector (a panic); a shift of 32 or more overflows.
-                add(".gnu.hash with no bloom words", FailToPatch, &|d| {
-                    d[off + 8..off + 12].fill(0)
-                });
+                add(".gnu.hash with no bloom words", FailToPatch, &|d| d[off + 8..off + 12].fill(0));
                 add(".gnu.hash bloom shift 40", FailToPatch, &|d| d[off + 12] = 40);
-                add(".gnu.hash 3 bloom words", FailToPatch, &|d| {
-                    d[off + 8..off + 12].copy_from_slice(&3u32.to_le_bytes())
-                });
+                add(".gnu.hash 3 bloom words", FailToPatch, &|d| d[off + 8..off + 12].copy_from_slice(&3u32.to_le_bytes()));
             } else {
                 add(".hash with no buckets", FailToPatch, &|d| d[off..off + 4].fill(0));
             }
@@ -892,20 +730,13 @@ fn malformed_programs_give_one_error_line() {
     patch(Path::new("/usr/bin/true"), &patched, &[]);
     let patched = std::fs::read(&patched).unwrap();
     let mut cases = malformed(&orig);
-    cases.extend(
-        malformed(&patched)
-            .into_iter()
-            .map(|(n, d, f)| (format!("patched, {n}"), d, f)),
-    );
+    cases.extend(malformed(&patched).into_iter().map(|(n, d, f)| (format!("patched, {n}"), d, f)));
     assert!(cases.len() > 20);
     for (i, (what, bytes, expect)) in cases.iter().enumerate() {
         let prog = dir.path().join(format!("prog{i}"));
         std::fs::write(&prog, bytes).unwrap();
         let out = dir.path().join(format!("prog{i}.out"));
-        let ok = hostile(
-            what,
-            &["patch".as_ref(), prog.as_os_str(), "-o".as_ref(), out.as_os_str()],
-        );
+        let ok = hostile(what, &["patch".as_ref(), prog.as_os_str(), "-o".as_ref(), out.as_os_str()]);
         assert!(!(ok && *expect != Expect::Any), "{what}: patched");
         hostile(what, &["show".as_ref(), prog.as_os_str()]);
         hostile(what, &["verify".as_ref(), prog.as_os_str()]);
@@ -936,19 +767,7 @@ fn malformed_libraries_give_one_error_line() {
     let lib = libdir.join("libc.so.6");
     let r = root.as_os_str();
     let out = dir.path().join("out");
-    let attempt = |what: &str| {
-        hostile(
-            what,
-            &[
-                "patch".as_ref(),
-                "--root".as_ref(),
-                r,
-                prog.as_os_str(),
-                "-o".as_ref(),
-                out.as_os_str(),
-            ],
-        )
-    };
+    let attempt = |what: &str| hostile(what, &["patch".as_ref(), "--root".as_ref(), r, prog.as_os_str(), "-o".as_ref(), out.as_os_str()]);
     let cases = malformed(&orig);
     for (what, bytes, expect) in &cases {
         std::fs::write(&lib, bytes).unwrap();
@@ -975,10 +794,7 @@ fn malformed_libraries_give_one_error_line() {
     std::fs::copy(libc_path, &lib).unwrap();
     std::fs::create_dir_all(root.join("etc")).unwrap();
     mkfifo(&root.join("etc/ld.so.cache"));
-    assert!(
-        attempt("a FIFO as ld.so.cache"),
-        "a FIFO as ld.so.cache is no cache, not an error"
-    );
+    assert!(attempt("a FIFO as ld.so.cache"), "a FIFO as ld.so.cache is no cache, not an error");
     let fifo = dir.path().join("fifo");
     mkfifo(&fifo);
     for what in [fifo.as_os_str(), dir.path().as_os_str(), "/dev/zero".as_ref()] {
@@ -987,28 +803,13 @@ fn malformed_libraries_give_one_error_line() {
         }
         assert!(!hostile(
             &format!("store add {what:?}"),
-            &[
-                "store".as_ref(),
-                "--store".as_ref(),
-                dir.path().join("s").as_os_str(),
-                "add".as_ref(),
-                what
-            ]
+            &["store".as_ref(), "--store".as_ref(), dir.path().join("s").as_os_str(), "add".as_ref(), what]
         ));
         assert!(!hostile(
             &format!("cache add {what:?}"),
-            &[
-                "cache".as_ref(),
-                "--file".as_ref(),
-                dir.path().join("c").as_os_str(),
-                "add".as_ref(),
-                what
-            ]
+            &["cache".as_ref(), "--file".as_ref(), dir.path().join("c").as_os_str(), "add".as_ref(), what]
         ));
-        assert!(!hostile(
-            &format!("cache --file {what:?}"),
-            &["cache".as_ref(), "--file".as_ref(), what, "stats".as_ref()]
-        ));
+        assert!(!hostile(&format!("cache --file {what:?}"), &["cache".as_ref(), "--file".as_ref(), what, "stats".as_ref()]));
     }
 
     // A dependency cycle (liba needs libb needs liba) is fine.
@@ -1027,22 +828,9 @@ fn malformed_libraries_give_one_error_line() {
         so("libb.so", "b.c", &["-la"]);
         gcc(&["-o", "m", "m.c", "-L.", "-lb", "-Wl,-rpath,$ORIGIN"], d);
         ok(&mut Command::new(d.join("m")));
-        assert!(hostile(
-            "a cycle",
-            &[
-                "patch".as_ref(),
-                d.join("m").as_os_str(),
-                "-o".as_ref(),
-                d.join("m.p").as_os_str()
-            ]
-        ));
+        assert!(hostile("a cycle", &["patch".as_ref(), d.join("m").as_os_str(), "-o".as_ref(), d.join("m.p").as_os_str()]));
         let shown = show_json(&d.join("m.p"), &[]);
-        let names: Vec<&str> = shown["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["name"].as_str().unwrap())
-            .collect();
+        let names: Vec<&str> = shown["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["liba.so", "libb.so", "libc.so.6"]);
     }
 }
@@ -1132,18 +920,10 @@ fn in_place_patch_keeps_owner_mode_hard_links_and_xattrs() {
     let after = stat(&prog);
     assert_eq!((after.uid(), after.gid()), (65534, 65534), "owner changed");
     assert_eq!(after.mode() & 0o7777, 0o4755, "mode changed");
-    assert_eq!(
-        (after.dev(), after.ino()),
-        (before.dev(), before.ino()),
-        "not the same inode"
-    );
+    assert_eq!((after.dev(), after.ino()), (before.dev(), before.ino()), "not the same inode");
     assert_eq!(after.nlink(), 2, "hard link broken");
     assert!(std::fs::read(&prog).unwrap() == std::fs::read(&link).unwrap());
-    assert_eq!(
-        show_json(&link, &[])["entries"].as_array().unwrap().len(),
-        1,
-        "the other name shows the lock"
-    );
+    assert_eq!(show_json(&link, &[])["entries"].as_array().unwrap().len(), 1, "the other name shows the lock");
     if xattrs {
         assert_eq!(get_xattr(&prog, "user.test").as_deref(), Some(&b"kept"[..]));
     }
@@ -1221,11 +1001,7 @@ fn no_set_id_bit_survives_an_owner_change() {
     patch(&prog, &out, &[]);
     let m = stat(&out);
     assert_eq!(m.uid(), 0);
-    assert_eq!(
-        m.mode() & 0o7777,
-        0o755,
-        "set-ID bits kept on a file whose owner changed"
-    );
+    assert_eq!(m.mode() & 0o7777, 0o755, "set-ID bits kept on a file whose owner changed");
     // A symbolic link planted at OUT is replaced, not followed.
     let victim = d.join("victim");
     std::fs::write(&victim, b"precious").unwrap();
@@ -1256,22 +1032,14 @@ fn no_set_id_bit_survives_an_owner_change() {
     std::os::unix::fs::chown(&victim, Some(0), Some(65534)).unwrap();
     std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o6775)).unwrap();
     let mut child = start_sleeper(&victim);
-    let out = run_limited(
-        as_nobody().arg("patch").arg(&victim).arg("--keep-interp"),
-        Duration::from_secs(60),
-    );
+    let out = run_limited(as_nobody().arg("patch").arg(&victim).arg("--keep-interp"), Duration::from_secs(60));
     let err = String::from_utf8_lossy(&out.stderr);
     let _ = child.kill();
     let _ = child.wait();
     assert!(out.status.success(), "{err}");
     let m = stat(&victim);
     assert_eq!((m.uid(), m.gid()), (65534, 65534), "{err}");
-    assert_eq!(
-        m.mode() & 0o7777,
-        0o775,
-        "set-ID bit kept after the owner changed: {:o}; {err}",
-        m.mode()
-    );
+    assert_eq!(m.mode() & 0o7777, 0o775, "set-ID bit kept after the owner changed: {:o}; {err}", m.mode());
     assert!(err.contains("set-ID bits cleared"), "{err}");
 
     // Not root, own file: rewriting it in place keeps the owner, so the

@@ -54,10 +54,7 @@ pub fn load_sections(elf: &Elf) -> Result<gimli::DwarfSections<Vec<u8>>, String>
     let file = object::File::parse(&*elf.data).map_err(|e| e.to_string())?;
     gimli::DwarfSections::load(|id| -> Result<Vec<u8>, String> {
         match file.section_by_name(id.name()) {
-            Some(s) => s
-                .uncompressed_data()
-                .map(|d| d.into_owned())
-                .map_err(|e| format!("{}: {}: {e}", elf.path.display(), id.name())),
+            Some(s) => s.uncompressed_data().map(|d| d.into_owned()).map_err(|e| format!("{}: {}: {e}", elf.path.display(), id.name())),
             None => Ok(Vec::new()),
         }
     })
@@ -71,19 +68,12 @@ impl<'a> DebugInfo<'a> {
         while let Some(h) = headers.next().map_err(|e| format!("{what}: {e}"))? {
             units.push(dwarf.unit(h).map_err(|e| format!("{what}: {e}"))?);
         }
-        Ok(DebugInfo {
-            what: what.into(),
-            dwarf,
-            units,
-        })
+        Ok(DebugInfo { what: what.into(), dwarf, units })
     }
 
     /// Every complete top-level definition of each wanted (tag, name), in
     /// unit order: (unit index, DIE offset).
-    fn index(
-        &self,
-        wanted: &BTreeSet<(Tag, String)>,
-    ) -> Result<BTreeMap<(Tag, String), Vec<Site>>, String> {
+    fn index(&self, wanted: &BTreeSet<(Tag, String)>) -> Result<BTreeMap<(Tag, String), Vec<Site>>, String> {
         let mut found: BTreeMap<(Tag, String), Vec<Site>> = BTreeMap::new();
         let err = |e: gimli::Error| format!("{}: {e}", self.what);
         for (ui, unit) in self.units.iter().enumerate() {
@@ -98,9 +88,7 @@ impl<'a> DebugInfo<'a> {
                     gimli::DW_TAG_typedef => Tag::Typedef,
                     _ => continue,
                 };
-                if let Some(AttributeValue::Flag(true)) =
-                    e.attr_value(gimli::DW_AT_declaration).map_err(err)?
-                {
+                if let Some(AttributeValue::Flag(true)) = e.attr_value(gimli::DW_AT_declaration).map_err(err)? {
                     continue;
                 }
                 let Some(name) = e.attr_value(gimli::DW_AT_name).map_err(err)? else {
@@ -122,36 +110,22 @@ impl<'a> DebugInfo<'a> {
         let unit = &self.units[ui];
         let err = |e: gimli::Error| format!("{}: DIE {:#x}: {e}", self.what, off.0);
         if depth > 64 {
-            return Err(format!(
-                "{}: type nesting too deep at {:#x}",
-                self.what, off.0
-            ));
+            return Err(format!("{}: type nesting too deep at {:#x}", self.what, off.0));
         }
         let e = unit.entry(off).map_err(err)?;
-        let byte_size = e
-            .attr_value(gimli::DW_AT_byte_size)
-            .map_err(err)?
-            .and_then(|v| v.udata_value());
+        let byte_size = e.attr_value(gimli::DW_AT_byte_size).map_err(err)?.and_then(|v| v.udata_value());
         let target = match e.attr_value(gimli::DW_AT_type).map_err(err)? {
             Some(AttributeValue::UnitRef(o)) => Some(o),
-            Some(other) => {
-                return Err(format!(
-                    "{}: unsupported type reference {other:?}",
-                    self.what
-                ))
-            }
+            Some(other) => return Err(format!("{}: unsupported type reference {other:?}", self.what)),
             None => None,
         };
         Ok(match e.tag() {
-            gimli::DW_TAG_base_type | gimli::DW_TAG_enumeration_type => Ty::Scalar {
-                size: byte_size
-                    .ok_or_else(|| format!("{}: scalar without size at {:#x}", self.what, off.0))?,
-            },
-            gimli::DW_TAG_pointer_type
-            | gimli::DW_TAG_reference_type
-            | gimli::DW_TAG_ptr_to_member_type => Ty::Scalar {
-                size: byte_size.unwrap_or(unit.encoding().address_size as u64),
-            },
+            gimli::DW_TAG_base_type | gimli::DW_TAG_enumeration_type => {
+                Ty::Scalar { size: byte_size.ok_or_else(|| format!("{}: scalar without size at {:#x}", self.what, off.0))? }
+            }
+            gimli::DW_TAG_pointer_type | gimli::DW_TAG_reference_type | gimli::DW_TAG_ptr_to_member_type => {
+                Ty::Scalar { size: byte_size.unwrap_or(unit.encoding().address_size as u64) }
+            }
             gimli::DW_TAG_typedef
             | gimli::DW_TAG_const_type
             | gimli::DW_TAG_volatile_type
@@ -162,8 +136,7 @@ impl<'a> DebugInfo<'a> {
             },
             gimli::DW_TAG_subroutine_type | gimli::DW_TAG_unspecified_type => Ty::Unsized,
             gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
-                let size = byte_size
-                    .ok_or_else(|| format!("{}: incomplete record at {:#x}", self.what, off.0))?;
+                let size = byte_size.ok_or_else(|| format!("{}: incomplete record at {:#x}", self.what, off.0))?;
                 let mut members = Vec::new();
                 let mut tree = unit.entries_tree(Some(off)).map_err(err)?;
                 let mut children = tree.root().map_err(err)?.children();
@@ -189,16 +162,9 @@ impl<'a> DebugInfo<'a> {
                     if s.tag() != gimli::DW_TAG_subrange_type {
                         continue;
                     }
-                    let count = s
-                        .attr_value(gimli::DW_AT_count)
-                        .map_err(err)?
-                        .and_then(|v| v.udata_value());
+                    let count = s.attr_value(gimli::DW_AT_count).map_err(err)?.and_then(|v| v.udata_value());
                     let upper = s.attr_value(gimli::DW_AT_upper_bound).map_err(err)?;
-                    let lower = s
-                        .attr_value(gimli::DW_AT_lower_bound)
-                        .map_err(err)?
-                        .and_then(|v| v.udata_value())
-                        .unwrap_or(0);
+                    let lower = s.attr_value(gimli::DW_AT_lower_bound).map_err(err)?.and_then(|v| v.udata_value()).unwrap_or(0);
                     dims.push(match (count, upper) {
                         (Some(c), _) => c,
                         // `T x[]`: no bound (or GCC's upper bound of -1).
@@ -206,116 +172,58 @@ impl<'a> DebugInfo<'a> {
                         (None, Some(AttributeValue::Sdata(-1))) => 0,
                         (None, Some(u)) => match u.udata_value() {
                             Some(u) => u + 1 - lower,
-                            None => {
-                                return Err(format!("{}: unsupported array bound {u:?}", self.what))
-                            }
+                            None => return Err(format!("{}: unsupported array bound {u:?}", self.what)),
                         },
                     });
                 }
                 let Some((&len, inner)) = dims.split_first() else {
-                    return Err(format!(
-                        "{}: array without subrange at {:#x}",
-                        self.what, off.0
-                    ));
+                    return Err(format!("{}: array without subrange at {:#x}", self.what, off.0));
                 };
-                Ty::Array {
-                    stride: elem * inner.iter().product::<u64>(),
-                    len,
-                }
+                Ty::Array { stride: elem * inner.iter().product::<u64>(), len }
             }
-            other => {
-                return Err(format!(
-                    "{}: unsupported type tag {other} at {:#x}",
-                    self.what, off.0
-                ))
-            }
+            other => return Err(format!("{}: unsupported type tag {other} at {:#x}", self.what, off.0)),
         })
     }
 
-    fn member(
-        &self,
-        ui: usize,
-        m: &gimli::DebuggingInformationEntry<R<'a>>,
-        depth: u32,
-    ) -> Result<Member, String> {
+    fn member(&self, ui: usize, m: &gimli::DebuggingInformationEntry<R<'a>>, depth: u32) -> Result<Member, String> {
         let unit = &self.units[ui];
         let err = |e: gimli::Error| format!("{}: member at {:#x}: {e}", self.what, m.offset().0);
         let name = match m.attr_value(gimli::DW_AT_name).map_err(err)? {
-            Some(v) => Some(
-                self.dwarf
-                    .attr_string(unit, v)
-                    .map_err(err)?
-                    .to_string_lossy()
-                    .into_owned(),
-            ),
+            Some(v) => Some(self.dwarf.attr_string(unit, v).map_err(err)?.to_string_lossy().into_owned()),
             None => None,
         };
         let ty = match m.attr_value(gimli::DW_AT_type).map_err(err)? {
             Some(AttributeValue::UnitRef(o)) => self.resolve(ui, o, depth + 1)?,
-            other => {
-                return Err(format!(
-                    "{}: member {name:?} with type {other:?}",
-                    self.what
-                ))
-            }
+            other => return Err(format!("{}: member {name:?} with type {other:?}", self.what)),
         };
-        let loc = match m
-            .attr_value(gimli::DW_AT_data_member_location)
-            .map_err(err)?
-        {
+        let loc = match m.attr_value(gimli::DW_AT_data_member_location).map_err(err)? {
             None => None,
             Some(AttributeValue::Exprloc(expr)) => {
                 // DWARF 2 style: DW_OP_plus_uconst N.
                 let mut r = expr.0;
                 match r.read_u8().map_err(err)? {
                     0x23 => Some(r.read_uleb128().map_err(err)?),
-                    op => {
-                        return Err(format!(
-                            "{}: member {name:?}: location op {op:#x}",
-                            self.what
-                        ))
-                    }
+                    op => return Err(format!("{}: member {name:?}: location op {op:#x}", self.what)),
                 }
             }
-            Some(v) => Some(
-                v.udata_value()
-                    .ok_or_else(|| format!("{}: member {name:?}: location {v:?}", self.what))?,
-            ),
+            Some(v) => Some(v.udata_value().ok_or_else(|| format!("{}: member {name:?}: location {v:?}", self.what))?),
         };
-        let bit_size = m
-            .attr_value(gimli::DW_AT_bit_size)
-            .map_err(err)?
-            .and_then(|v| v.udata_value());
-        let data_bit_offset = m
-            .attr_value(gimli::DW_AT_data_bit_offset)
-            .map_err(err)?
-            .and_then(|v| v.udata_value());
-        let old_bit_offset = m
-            .attr_value(gimli::DW_AT_bit_offset)
-            .map_err(err)?
-            .and_then(|v| v.udata_value());
+        let bit_size = m.attr_value(gimli::DW_AT_bit_size).map_err(err)?.and_then(|v| v.udata_value());
+        let data_bit_offset = m.attr_value(gimli::DW_AT_data_bit_offset).map_err(err)?.and_then(|v| v.udata_value());
+        let old_bit_offset = m.attr_value(gimli::DW_AT_bit_offset).map_err(err)?.and_then(|v| v.udata_value());
         let (off, bits) = match (bit_size, data_bit_offset, old_bit_offset) {
             (None, _, _) => (loc.unwrap_or(0), None),
             (Some(w), Some(b), _) => (b / 8, Some((b, w))),
             (Some(w), None, Some(msb)) => {
                 // DWARF 2-4: offset of the field's MSB within a storage unit
                 // of DW_AT_byte_size at the member location (little endian).
-                let unit_bytes = m
-                    .attr_value(gimli::DW_AT_byte_size)
-                    .map_err(err)?
-                    .and_then(|v| v.udata_value())
-                    .unwrap_or(ty.size());
+                let unit_bytes = m.attr_value(gimli::DW_AT_byte_size).map_err(err)?.and_then(|v| v.udata_value()).unwrap_or(ty.size());
                 let base = loc.unwrap_or(0);
                 (base, Some((base * 8 + unit_bytes * 8 - msb - w, w)))
             }
             (Some(w), None, None) => (loc.unwrap_or(0), Some((loc.unwrap_or(0) * 8, w))),
         };
-        Ok(Member {
-            name,
-            off,
-            ty,
-            bits,
-        })
+        Ok(Member { name, off, ty, bits })
     }
 }
 
@@ -337,11 +245,7 @@ pub fn lookup<'t>(ty: &'t Ty, path: &[&str], base: u64) -> Option<Found<'t>> {
         if m.name.as_deref() == Some(*first) {
             let bits = m.bits.map(|(b, w)| (b + base * 8, w));
             if rest.is_empty() {
-                return Some(Found {
-                    off: base + m.off,
-                    ty: &m.ty,
-                    bits,
-                });
+                return Some(Found { off: base + m.off, ty: &m.ty, bits });
             }
             return lookup(&m.ty, rest, base + m.off);
         }
@@ -382,9 +286,7 @@ impl Types {
             for (key, sites) in f.index(wanted)? {
                 for (ui, off) in sites {
                     let ty = f.resolve(ui, off, 0)?;
-                    all.entry(key.clone())
-                        .or_default()
-                        .push((ty, format!("{} unit {ui}", f.what)));
+                    all.entry(key.clone()).or_default().push((ty, format!("{} unit {ui}", f.what)));
                 }
             }
         }
@@ -392,10 +294,7 @@ impl Types {
             let (first, where_) = &versions[0];
             // Several compile units define the same type; they must agree.
             if let Some((_, other)) = versions.iter().find(|(t, _)| t != first) {
-                return Err(format!(
-                    "{:?} {}: definitions differ between {where_} and {other}",
-                    key.0, key.1
-                ));
+                return Err(format!("{:?} {}: definitions differ between {where_} and {other}", key.0, key.1));
             }
             defs.insert(key, (first.clone(), where_.clone()));
         }

@@ -124,11 +124,7 @@ pub fn banner(libc: &Elf) -> Result<String, String> {
         .windows(needle.len())
         .position(|w| w == needle)
         .ok_or_else(|| format!("{}: no `GNU C Library` banner", libc.path.display()))?;
-    let end = libc.data[start..]
-        .iter()
-        .position(|&b| b == 0 || b == b'\n')
-        .map(|n| start + n)
-        .unwrap_or(libc.data.len());
+    let end = libc.data[start..].iter().position(|&b| b == 0 || b == b'\n').map(|n| start + n).unwrap_or(libc.data.len());
     Ok(String::from_utf8_lossy(&libc.data[start..end]).into_owned())
 }
 
@@ -192,21 +188,17 @@ pub struct Generated {
 
 /// The `Enumerators` fields: each is the enumerator of the same name
 /// (upper-cased where glibc spells it so) in ld.so's or libc's DWARF.
-pub const ENUMERATORS: &[&str] = &[
-    "ALLOCATE_GUARD_USER",
-    "THREAD_STATE_JOINABLE",
-    "dl_readonly_area_rdonly",
-    "dl_readonly_area_writable",
-    "dl_readonly_area_not_found",
-];
+pub const ENUMERATORS: &[&str] =
+    &["ALLOCATE_GUARD_USER", "THREAD_STATE_JOINABLE", "dl_readonly_area_rdonly", "dl_readonly_area_writable", "dl_readonly_area_not_found"];
 
 /// The `Layout` fields that are not table structs.
 const METADATA: &[&str] = &["glibc_version", "arch", "fingerprint", "enumerators", "tunables", "unsecure_env"];
 
 fn table_spec<'s>(spec: &'s Spec, field: &spec::LayoutField) -> Result<&'s TableSpec, String> {
-    spec.tables.iter().find(|t| t.rust == field.ty).ok_or_else(|| {
-        format!("layout.rs: Layout.{}: `{}` is not a table type", field.rust, field.ty)
-    })
+    spec.tables
+        .iter()
+        .find(|t| t.rust == field.ty)
+        .ok_or_else(|| format!("layout.rs: Layout.{}: `{}` is not a table type", field.rust, field.ty))
 }
 
 /// Generates the values of `spec`'s `Layout` for one build.
@@ -222,10 +214,7 @@ pub fn generate(spec: &Spec, files: &Files, ctx: &Ctx) -> Result<Generated, Stri
 
     let rtld_sections = load_sections(rtld_dbg)?;
     let libc_sections = load_sections(libc_dbg)?;
-    let dbg_files = vec![
-        DebugInfo::new(ctx.arch.rtld_name(), &rtld_sections)?,
-        DebugInfo::new("libc.so.6", &libc_sections)?,
-    ];
+    let dbg_files = vec![DebugInfo::new(ctx.arch.rtld_name(), &rtld_sections)?, DebugInfo::new("libc.so.6", &libc_sections)?];
     let mut wanted: BTreeSet<(Tag, String)> = spec.tables.iter().map(|t| (t.tag, t.name.clone())).collect();
     for (_, ty, _) in thread_db::THREAD_DB {
         wanted.insert(ty.key());
@@ -294,27 +283,19 @@ fn table(types: &Types, t: &TableSpec, ctx: &Ctx, optional: bool) -> Result<Opti
     let mut flat = Vec::new();
     flat_members(ty, 0, &mut flat);
     let covered: BTreeSet<&str> = t.members.iter().map(|m| m.path.split('.').next().unwrap_or("")).collect();
-    let not_in_table = flat
-        .iter()
-        .filter(|(n, _, _)| !covered.contains(n.as_str()))
-        .map(|(n, o, z)| format!("{n} {o}+{z}"))
-        .collect();
+    let not_in_table = flat.iter().filter(|(n, _, _)| !covered.contains(n.as_str())).map(|(n, o, z)| format!("{n} {o}+{z}")).collect();
     Ok(Some(TableValue { rust: t.rust.clone(), size, members, not_in_table }))
 }
 
 fn member(f: &Found, m: &MemberSpec) -> Result<MemberValue, String> {
     let n32 = |v: u64| u32::try_from(v).map_err(|_| format!("{v} does not fit in u32"));
     Ok(match (m.kind, f.bits, f.ty) {
-        (Kind::Bits, Some((b, w)), _) => MemberValue::Bits {
-            off: n32(b / 8)?,
-            bit: (b % 8) as u8,
-            width: u8::try_from(w).map_err(|_| format!("bit-field width {w}"))?,
-        },
+        (Kind::Bits, Some((b, w)), _) => {
+            MemberValue::Bits { off: n32(b / 8)?, bit: (b % 8) as u8, width: u8::try_from(w).map_err(|_| format!("bit-field width {w}"))? }
+        }
         (Kind::Bits, None, _) => return Err("is not a bit-field (use Field)".into()),
         (_, Some(_), _) => return Err("is a bit-field (use Bits)".into()),
-        (Kind::Array, None, Ty::Array { stride, len }) => {
-            MemberValue::Array { off: n32(f.off)?, stride: n32(*stride)?, len: n32(*len)? }
-        }
+        (Kind::Array, None, Ty::Array { stride, len }) => MemberValue::Array { off: n32(f.off)?, stride: n32(*stride)?, len: n32(*len)? },
         (Kind::Array, None, _) => return Err("is not an array (use Field)".into()),
         (Kind::Field, None, ty) => MemberValue::Field { off: n32(f.off)?, size: n32(ty.size())? },
     })
@@ -356,10 +337,7 @@ fn fingerprint(libc: &Elf, banner_version: &str) -> Result<FingerprintValue, Str
     }
     let version = version.ok_or_else(|| format!("{}: no __nptl_version", libc.path.display()))?;
     if version != banner_version {
-        return Err(format!(
-            "{}: __nptl_version {version:?} but the banner says {banner_version:?}",
-            libc.path.display()
-        ));
+        return Err(format!("{}: __nptl_version {version:?} but the banner says {banner_version:?}", libc.path.display()));
     }
     Ok(FingerprintValue {
         version,
@@ -697,7 +675,11 @@ pub fn render_decoder(spec: &Spec) -> Result<String, String> {
             }
             _ => {
                 let t = table_spec(spec, f)?;
-                let _ = writeln!(fns, "\nfn {}(r: &mut Reader<'_>) -> Result<{}, &'static str> {{\n    Ok({} {{\n        size: r.u32()?,", f.rust, t.rust, t.rust);
+                let _ = writeln!(
+                    fns,
+                    "\nfn {}(r: &mut Reader<'_>) -> Result<{}, &'static str> {{\n    Ok({} {{\n        size: r.u32()?,",
+                    f.rust, t.rust, t.rust
+                );
                 for m in &t.members {
                     let read = match m.kind {
                         Kind::Field => "r.field()?",

@@ -3,7 +3,6 @@
 
 use crate::Arch;
 
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
     Field,
@@ -55,10 +54,7 @@ fn dwarf_note(doc: &[String]) -> Option<(String, String)> {
 }
 
 pub fn parse_spec(text: &str) -> Result<Spec, String> {
-    let mut spec = Spec {
-        tables: Vec::new(),
-        layout: Vec::new(),
-    };
+    let mut spec = Spec { tables: Vec::new(), layout: Vec::new() };
     let mut doc: Vec<String> = Vec::new();
     let mut lines = text.lines().enumerate();
     while let Some((_, line)) = lines.next() {
@@ -73,10 +69,7 @@ pub fn parse_spec(text: &str) -> Result<Spec, String> {
         if t.starts_with("#[") {
             continue;
         }
-        let Some(name) = t
-            .strip_prefix("pub struct ")
-            .and_then(|r| r.strip_suffix(" {"))
-        else {
+        let Some(name) = t.strip_prefix("pub struct ").and_then(|r| r.strip_suffix(" {")) else {
             doc.clear();
             continue;
         };
@@ -104,20 +97,13 @@ pub fn parse_spec(text: &str) -> Result<Spec, String> {
                 .strip_prefix("pub ")
                 .and_then(|r| r.strip_suffix(','))
                 .and_then(|r| r.split_once(": "))
-                .ok_or_else(|| {
-                    format!("layout.rs:{}: expected `pub NAME: TYPE,` in {name}", n + 1)
-                })?;
-            let (inner, optional) =
-                match ty.strip_prefix("Option<").and_then(|r| r.strip_suffix('>')) {
-                    Some(i) => (i, true),
-                    None => (ty, false),
-                };
+                .ok_or_else(|| format!("layout.rs:{}: expected `pub NAME: TYPE,` in {name}", n + 1))?;
+            let (inner, optional) = match ty.strip_prefix("Option<").and_then(|r| r.strip_suffix('>')) {
+                Some(i) => (i, true),
+                None => (ty, false),
+            };
             if is_layout {
-                spec.layout.push(LayoutField {
-                    rust: fname.into(),
-                    ty: inner.into(),
-                    optional,
-                });
+                spec.layout.push(LayoutField { rust: fname.into(), ty: inner.into(), optional });
             } else if fname == "size" && ty == "u32" {
                 // sizeof, always present
             } else {
@@ -125,22 +111,10 @@ pub fn parse_spec(text: &str) -> Result<Spec, String> {
                     "Field" => Kind::Field,
                     "Bits" => Kind::Bits,
                     "Array" => Kind::Array,
-                    _ => {
-                        return Err(format!(
-                            "layout.rs:{}: {name}.{fname}: unknown member type `{ty}`",
-                            n + 1
-                        ))
-                    }
+                    _ => return Err(format!("layout.rs:{}: {name}.{fname}: unknown member type `{ty}`", n + 1)),
                 };
-                let path = dwarf_note(&fdoc)
-                    .map(|(p, _)| p)
-                    .unwrap_or_else(|| fname.to_string());
-                members.push(MemberSpec {
-                    rust: fname.into(),
-                    path,
-                    kind,
-                    optional,
-                });
+                let path = dwarf_note(&fdoc).map(|(p, _)| p).unwrap_or_else(|| fname.to_string());
+                members.push(MemberSpec { rust: fname.into(), path, kind, optional });
             }
             fdoc.clear();
         }
@@ -158,13 +132,7 @@ pub fn parse_spec(text: &str) -> Result<Spec, String> {
             } else {
                 None
             };
-            spec.tables.push(TableSpec {
-                rust: name.into(),
-                tag,
-                name: tname.into(),
-                arch,
-                members,
-            });
+            spec.tables.push(TableSpec { rust: name.into(), tag, name: tname.into(), arch, members });
         }
     }
     if spec.layout.is_empty() || spec.tables.is_empty() {
@@ -172,4 +140,3 @@ pub fn parse_spec(text: &str) -> Result<Spec, String> {
     }
     Ok(spec)
 }
-

@@ -28,74 +28,22 @@ pub(crate) const THREAD_DB: &[(&str, DbType, &str)] = &[
     ("sizeof_pthread", DbType::Struct("pthread"), ""),
     ("pthread_list", DbType::Struct("pthread"), "list"),
     ("pthread_tid", DbType::Struct("pthread"), "tid"),
-    (
-        "pthread_cancelhandling",
-        DbType::Struct("pthread"),
-        "cancelhandling",
-    ),
+    ("pthread_cancelhandling", DbType::Struct("pthread"), "cancelhandling"),
     ("pthread_specific", DbType::Struct("pthread"), "specific"),
-    (
-        "pthread_report_events",
-        DbType::Struct("pthread"),
-        "report_events",
-    ),
-    (
-        "pthread_start_routine",
-        DbType::Struct("pthread"),
-        "start_routine",
-    ),
-    (
-        "pthread_schedpolicy",
-        DbType::Struct("pthread"),
-        "schedpolicy",
-    ),
+    ("pthread_report_events", DbType::Struct("pthread"), "report_events"),
+    ("pthread_start_routine", DbType::Struct("pthread"), "start_routine"),
+    ("pthread_schedpolicy", DbType::Struct("pthread"), "schedpolicy"),
     ("pthread_eventbuf", DbType::Struct("pthread"), "eventbuf"),
     ("pthread_nextevent", DbType::Struct("pthread"), "nextevent"),
-    (
-        "rtld_global__dl_stack_used",
-        DbType::Struct("rtld_global"),
-        "_dl_stack_used",
-    ),
-    (
-        "rtld_global__dl_stack_user",
-        DbType::Struct("rtld_global"),
-        "_dl_stack_user",
-    ),
-    (
-        "rtld_global__dl_tls_dtv_slotinfo_list",
-        DbType::Struct("rtld_global"),
-        "_dl_tls_dtv_slotinfo_list",
-    ),
-    (
-        "link_map_l_tls_modid",
-        DbType::Struct("link_map"),
-        "l_tls_modid",
-    ),
-    (
-        "link_map_l_tls_offset",
-        DbType::Struct("link_map"),
-        "l_tls_offset",
-    ),
-    (
-        "sizeof_dtv_slotinfo_list",
-        DbType::Struct("dtv_slotinfo_list"),
-        "",
-    ),
-    (
-        "dtv_slotinfo_list_len",
-        DbType::Struct("dtv_slotinfo_list"),
-        "len",
-    ),
-    (
-        "dtv_slotinfo_list_next",
-        DbType::Struct("dtv_slotinfo_list"),
-        "next",
-    ),
-    (
-        "dtv_slotinfo_list_slotinfo",
-        DbType::Struct("dtv_slotinfo_list"),
-        "slotinfo",
-    ),
+    ("rtld_global__dl_stack_used", DbType::Struct("rtld_global"), "_dl_stack_used"),
+    ("rtld_global__dl_stack_user", DbType::Struct("rtld_global"), "_dl_stack_user"),
+    ("rtld_global__dl_tls_dtv_slotinfo_list", DbType::Struct("rtld_global"), "_dl_tls_dtv_slotinfo_list"),
+    ("link_map_l_tls_modid", DbType::Struct("link_map"), "l_tls_modid"),
+    ("link_map_l_tls_offset", DbType::Struct("link_map"), "l_tls_offset"),
+    ("sizeof_dtv_slotinfo_list", DbType::Struct("dtv_slotinfo_list"), ""),
+    ("dtv_slotinfo_list_len", DbType::Struct("dtv_slotinfo_list"), "len"),
+    ("dtv_slotinfo_list_next", DbType::Struct("dtv_slotinfo_list"), "next"),
+    ("dtv_slotinfo_list_slotinfo", DbType::Struct("dtv_slotinfo_list"), "slotinfo"),
     ("sizeof_dtv_slotinfo", DbType::Struct("dtv_slotinfo"), ""),
     ("dtv_slotinfo_gen", DbType::Struct("dtv_slotinfo"), "gen"),
     ("dtv_slotinfo_map", DbType::Struct("dtv_slotinfo"), "map"),
@@ -119,16 +67,10 @@ pub(crate) fn thread_db_descriptors(libc: &Elf) -> Result<BTreeMap<String, Vec<u
             continue;
         };
         let section = file.section_by_index(index).map_err(|e| e.to_string())?;
-        let Some(bytes) = section
-            .data_range(sym.address(), sym.size())
-            .map_err(|e| e.to_string())?
-        else {
+        let Some(bytes) = section.data_range(sym.address(), sym.size()).map_err(|e| e.to_string())? else {
             continue;
         };
-        let words = bytes
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let words = bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         out.insert(suffix.to_string(), words);
     }
     Ok(out)
@@ -140,32 +82,25 @@ pub(crate) fn check_thread_db(types: &Types, libc: &Elf, ctx: &Ctx) -> Result<()
     let desc = thread_db_descriptors(libc)?;
     let mut checked = 0;
     let mut mismatches = Vec::new();
-    let mut expect = |name: &str, want: u64, got: Option<&Vec<u32>>, word: usize| match got
-        .and_then(|w| w.get(word))
-    {
+    let mut expect = |name: &str, want: u64, got: Option<&Vec<u32>>, word: usize| match got.and_then(|w| w.get(word)) {
         Some(&v) if v as u64 == want => checked += 1,
         Some(&v) => mismatches.push(format!("_thread_db_{name} = {v}, DWARF says {want}")),
         None => mismatches.push(format!("_thread_db_{name} missing")),
     };
     for (name, db, path) in THREAD_DB {
         let (tag, tname) = db.key();
-        let ty = types
-            .get(tag, &tname)
-            .ok_or_else(|| format!("{tname} not in the DWARF"))?;
+        let ty = types.get(tag, &tname).ok_or_else(|| format!("{tname} not in the DWARF"))?;
         if path.is_empty() {
             expect(name, ty.size(), desc.get(*name), 0);
         } else {
             let parts: Vec<&str> = path.split('.').collect();
-            let f =
-                lookup(ty, &parts, 0).ok_or_else(|| format!("{tname}.{path} not in the DWARF"))?;
+            let f = lookup(ty, &parts, 0).ok_or_else(|| format!("{tname}.{path} not in the DWARF"))?;
             expect(name, f.off, desc.get(*name), 2);
         }
     }
     // The DTV pointer: x86_64 `header.dtv` in struct pthread; aarch64
     // (TLS_DTV_AT_TP) `tcbhead_t.dtv` just after the struct.
-    let pthread = types
-        .get(Tag::Struct, "pthread")
-        .ok_or("struct pthread not in the DWARF")?;
+    let pthread = types.get(Tag::Struct, "pthread").ok_or("struct pthread not in the DWARF")?;
     let dtvp = match ctx.arch {
         Arch::X86_64 => lookup(pthread, &["header", "dtv"], 0).map(|f| f.off),
         Arch::Aarch64 => Some(pthread.size()),
@@ -174,11 +109,7 @@ pub(crate) fn check_thread_db(types: &Types, libc: &Elf, ctx: &Ctx) -> Result<()
         expect("pthread_dtvp", off, desc.get("pthread_dtvp"), 2);
     }
     if !mismatches.is_empty() {
-        return Err(format!(
-            "{}: DWARF and libc's _thread_db descriptors disagree:\n  {}",
-            ctx.label,
-            mismatches.join("\n  ")
-        ));
+        return Err(format!("{}: DWARF and libc's _thread_db descriptors disagree:\n  {}", ctx.label, mismatches.join("\n  ")));
     }
     (ctx.note)(&format!("{checked} _thread_db descriptors agree with the DWARF"));
     Ok(())

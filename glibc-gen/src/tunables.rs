@@ -23,23 +23,14 @@ pub struct TunableRow {
     pub alias: String,
 }
 
-
 /// Reads `tunable_list[]` from ld.so: its address and size from the debug
 /// file's symbol table, the element layout (`tunable_t`) and the enum values
 /// from the DWARF, the bytes from the shipped ld.so (the array is
 /// initialised data; no relocation may touch it, so string defaults are
 /// NULL).
-pub(crate) fn read_tunables(
-    types: &Types,
-    files: &[DebugInfo],
-    rtld: &Elf,
-    rtld_dbg: &Elf,
-    ctx: &Ctx,
-) -> Result<Vec<TunableRow>, String> {
+pub(crate) fn read_tunables(types: &Types, files: &[DebugInfo], rtld: &Elf, rtld_dbg: &Elf, ctx: &Ctx) -> Result<Vec<TunableRow>, String> {
     let what = format!("{} tunable_list", ctx.label);
-    let ty = types
-        .get(Tag::Typedef, "tunable_t")
-        .ok_or_else(|| format!("{what}: tunable_t not in the DWARF"))?;
+    let ty = types.get(Tag::Typedef, "tunable_t").ok_or_else(|| format!("{what}: tunable_t not in the DWARF"))?;
     let stride = ty.size();
     let field = |path: &[&str]| -> Option<(u64, u64)> { lookup(ty, path, 0).map(|f| (f.off, f.ty.size())) };
     let need = |path: &[&str]| field(path).ok_or_else(|| format!("{what}: tunable_t.{} missing", path.join(".")));
@@ -85,9 +76,7 @@ pub(crate) fn read_tunables(
     if let Some(relocs) = file.dynamic_relocations() {
         for (off, _) in relocs {
             if off >= addr && off < addr + size {
-                return Err(format!(
-                    "{what}: a dynamic relocation at {off:#x} patches the table (a string default?)"
-                ));
+                return Err(format!("{what}: a dynamic relocation at {off:#x} patches the table (a string default?)"));
             }
         }
     }
@@ -132,22 +121,9 @@ pub(crate) fn read_tunables(
         if name.is_empty() || rows.iter().any(|r: &TunableRow| r.name == name) {
             return Err(format!("{what}: id {i}: empty or repeated name `{name}`"));
         }
-        rows.push(TunableRow {
-            name,
-            ty,
-            default,
-            min: u64_at(e, min_f),
-            max: u64_at(e, max_f),
-            security,
-            alias: cstr_at(e, alias_f)?,
-        });
+        rows.push(TunableRow { name, ty, default, min: u64_at(e, min_f), max: u64_at(e, max_f), security, alias: cstr_at(e, alias_f)? });
     }
-    (ctx.note)(&format!(
-        "{} tunables ({} bytes each){}",
-        rows.len(),
-        stride,
-        if sec_f.is_some() { ", with security levels" } else { "" }
-    ));
+    (ctx.note)(&format!("{} tunables ({} bytes each){}", rows.len(), stride, if sec_f.is_some() { ", with security levels" } else { "" }));
     Ok(rows)
 }
 
@@ -206,13 +182,7 @@ pub(crate) fn check_list_tunables(rows: &mut [TunableRow], ctx: &Ctx, rtld: &Pat
     cmd.arg("--list-tunables").env_clear();
     let out = match cmd.output() {
         Ok(o) if o.status.success() => o,
-        Ok(o) => {
-            return Err(format!(
-                "{what}: `{cmd:?}` failed ({}): {}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr)
-            ))
-        }
+        Ok(o) => return Err(format!("{what}: `{cmd:?}` failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr))),
         Err(e) => {
             (ctx.note)(&format!("{what}: tunables NOT cross-checked with --list-tunables: `{cmd:?}`: {e}"));
             return Ok(());
@@ -271,18 +241,12 @@ pub(crate) fn check_list_tunables(rows: &mut [TunableRow], ctx: &Ctx, rtld: &Pat
                 adopted.push(format!("{name} {:#x} -> {v:#x}", r.default));
                 r.default = v;
             } else {
-                problems.push(format!(
-                    "{name}: table {:#x} ({:#x}..{:#x}), ld.so {v:#x} ({lo:#x}..{hi:#x})",
-                    r.default, r.min, r.max
-                ));
+                problems.push(format!("{name}: table {:#x} ({:#x}..{:#x}), ld.so {v:#x} ({lo:#x}..{hi:#x})", r.default, r.min, r.max));
             }
         }
     }
     if !problems.is_empty() {
-        return Err(format!(
-            "{what}: tunable_list[] disagrees with `ld.so --list-tunables`:\n  {}",
-            problems.join("\n  ")
-        ));
+        return Err(format!("{what}: tunable_list[] disagrees with `ld.so --list-tunables`:\n  {}", problems.join("\n  ")));
     }
     if !adopted.is_empty() {
         (ctx.note)(&format!("defaults ld.so sets at start-up, taken from --list-tunables: {}", adopted.join(", ")));
@@ -332,9 +296,6 @@ pub(crate) fn unsecure_env(rtld: &Elf) -> Result<Vec<String>, String> {
     }
     match found.len() {
         1 => Ok(found.remove(0)),
-        n => Err(format!(
-            "{}: {n} candidates for the secure-mode variable list (UNSECURE_ENVVARS), expected 1",
-            rtld.path.display()
-        )),
+        n => Err(format!("{}: {n} candidates for the secure-mode variable list (UNSECURE_ENVVARS), expected 1", rtld.path.display())),
     }
 }

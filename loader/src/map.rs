@@ -97,9 +97,9 @@ impl Source<'_> {
     unsafe fn map_segment(&self, at: usize, len: usize, prot: usize, off: u64) -> Result<(), &'static str> {
         match self {
             // SAFETY: the caller's reservation (see above).
-            Source::File(fd) => unsafe { sys::mmap(at, len, prot, sys::MAP_PRIVATE | sys::MAP_FIXED, fd.raw(), off) }
-                .map(|_| ())
-                .map_err(|e| e.describe()),
+            Source::File(fd) => {
+                unsafe { sys::mmap(at, len, prot, sys::MAP_PRIVATE | sys::MAP_FIXED, fd.raw(), off) }.map(|_| ()).map_err(|e| e.describe())
+            }
             Source::Copy(b) => {
                 // SAFETY: as above; anonymous memory, written then protected.
                 unsafe {
@@ -189,10 +189,8 @@ fn map_from(src: Source<'_>, machine: u16, page: usize) -> Result<Mapped, &'stat
     let base = if ehdr.e_type == ET_EXEC {
         const MAP_FIXED_NOREPLACE: usize = 0x100000;
         // SAFETY: NOREPLACE never clobbers an existing mapping.
-        let got = unsafe {
-            sys::mmap(lo, span, sys::PROT_NONE, sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
-        }
-        .map_err(|_| "cannot map a fixed-address executable here (address in use)")?;
+        let got = unsafe { sys::mmap(lo, span, sys::PROT_NONE, sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) }
+            .map_err(|_| "cannot map a fixed-address executable here (address in use)")?;
         if got != lo {
             return Err("cannot map a fixed-address executable here (address in use)");
         }
@@ -200,10 +198,8 @@ fn map_from(src: Source<'_>, machine: u16, page: usize) -> Result<Mapped, &'stat
     } else {
         let extra = align - page;
         // SAFETY: a fresh reservation the kernel places.
-        let start = unsafe {
-            sys::mmap(0, span + extra, sys::PROT_NONE, sys::MAP_PRIVATE | sys::MAP_ANONYMOUS, -1, 0)
-        }
-        .map_err(|_| "cannot reserve address space")?;
+        let start = unsafe { sys::mmap(0, span + extra, sys::PROT_NONE, sys::MAP_PRIVATE | sys::MAP_ANONYMOUS, -1, 0) }
+            .map_err(|_| "cannot reserve address space")?;
         let aligned = (start + align - 1) & !(align - 1);
         // SAFETY: trimming the unused ends of our own fresh reservation.
         unsafe {
@@ -238,8 +234,7 @@ fn map_from(src: Source<'_>, machine: u16, page: usize) -> Result<Mapped, &'stat
             if p.p_filesz > 0 && zero_end > file_end {
                 if prot & sys::PROT_WRITE == 0 {
                     // SAFETY: our own fresh mapping, made writable briefly.
-                    unsafe { sys::mprotect(page_down(file_end, page), page, prot | sys::PROT_WRITE) }
-                        .map_err(|e| e.describe())?;
+                    unsafe { sys::mprotect(page_down(file_end, page), page, prot | sys::PROT_WRITE) }.map_err(|e| e.describe())?;
                 }
                 // SAFETY: this page was just mapped writable, privately.
                 unsafe { core::ptr::write_bytes(file_end as *mut u8, 0, zero_end - file_end) };
@@ -303,15 +298,7 @@ fn locate_phdrs(ehdr: &Ehdr, phdrs: &[Phdr], base: usize, img: &Image) -> usize 
     }
     let mut copy = Vec::with_capacity(phdrs.len() * PHDR_SIZE);
     for p in phdrs {
-        for w in [
-            u64::from(p.p_type) | (u64::from(p.p_flags) << 32),
-            p.p_offset,
-            p.p_vaddr,
-            p.p_paddr,
-            p.p_filesz,
-            p.p_memsz,
-            p.p_align,
-        ] {
+        for w in [u64::from(p.p_type) | (u64::from(p.p_flags) << 32), p.p_offset, p.p_vaddr, p.p_paddr, p.p_filesz, p.p_memsz, p.p_align] {
             copy.extend_from_slice(&w.to_le_bytes());
         }
     }

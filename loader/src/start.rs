@@ -233,10 +233,29 @@ const LD_CAH_ENV: &[&str] = &["CAH_DEBUG", "CAH_STORE", "CAH_CACHE_DIR"];
 /// table for: glibc 2.36's list (`unsecvars.h`). With a known glibc, the
 /// build's own list (`Layout::unsecure_env`) applies instead.
 const UNSECURE_ENV: &[&str] = &[
-    "GCONV_PATH", "GETCONF_DIR", "HOSTALIASES", "LD_AUDIT", "LD_DEBUG", "LD_DEBUG_OUTPUT",
-    "LD_DYNAMIC_WEAK", "LD_HWCAP_MASK", "LD_LIBRARY_PATH", "LD_ORIGIN_PATH", "LD_PRELOAD",
-    "LD_PROFILE", "LD_SHOW_AUXV", "LD_USE_LOAD_BIAS", "LOCALDOMAIN", "LOCPATH", "MALLOC_TRACE",
-    "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR",
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "HOSTALIASES",
+    "LD_AUDIT",
+    "LD_DEBUG",
+    "LD_DEBUG_OUTPUT",
+    "LD_DYNAMIC_WEAK",
+    "LD_HWCAP_MASK",
+    "LD_LIBRARY_PATH",
+    "LD_ORIGIN_PATH",
+    "LD_PRELOAD",
+    "LD_PROFILE",
+    "LD_SHOW_AUXV",
+    "LD_USE_LOAD_BIAS",
+    "LOCALDOMAIN",
+    "LOCPATH",
+    "MALLOC_TRACE",
+    "NIS_PATH",
+    "NLSPATH",
+    "RESOLV_HOST_CONF",
+    "RES_OPTIONS",
+    "TMPDIR",
+    "TZDIR",
 ];
 
 /// # Safety
@@ -297,7 +316,13 @@ CAH_STRICT=1 (refuse unlocked libraries), CAH_STORE, CAH_CACHE_DIR.
 
 /// The one line for a libc that no layout table fits: libc, its version,
 /// its build id and what differs.
-fn unknown_glibc(ns: &Namespace, libc: DsoId, facts: &crate::glibc::fingerprint::Libc<'_>, why: crate::glibc::fingerprint::Mismatch, installed: Option<crate::glibc::installed::Refused>) -> Error {
+fn unknown_glibc(
+    ns: &Namespace,
+    libc: DsoId,
+    facts: &crate::glibc::fingerprint::Libc<'_>,
+    why: crate::glibc::fingerprint::Mismatch,
+    installed: Option<crate::glibc::installed::Refused>,
+) -> Error {
     use crate::glibc::fingerprint::Mismatch;
     let mut id = String::new();
     for b in crate::glibc::rtld::build_id(ns, libc).unwrap_or_default() {
@@ -312,7 +337,11 @@ fn unknown_glibc(ns: &Namespace, libc: DsoId, facts: &crate::glibc::fingerprint:
     let name = ns.objs[libc].display_name();
     let add = match installed {
         None => alloc::format!("add one with `cah glibc add {name}`"),
-        Some(r) => alloc::format!("the installed table {} was refused ({}); make it again with `cah glibc add {name}`", core::str::from_utf8(&r.path).unwrap_or("?"), r.why),
+        Some(r) => alloc::format!(
+            "the installed table {} was refused ({}); make it again with `cah glibc add {name}`",
+            core::str::from_utf8(&r.path).unwrap_or("?"),
+            r.why
+        ),
     };
     err!(name, "glibc {} (build id {}) has no layout table: {}; {}", version, if id.is_empty() { "missing" } else { &id }, detail, add)
 }
@@ -370,9 +399,8 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         stack.remove_env(&|n| LD_CAH_ENV.iter().any(|u| u.as_bytes() == n));
     }
     let env = stack.env();
-    let getenv = |name: &[u8]| -> Option<&'static [u8]> {
-        env.iter().find_map(|e| e.strip_prefix(name).and_then(|r| r.strip_prefix(b"=")))
-    };
+    let getenv =
+        |name: &[u8]| -> Option<&'static [u8]> { env.iter().find_map(|e| e.strip_prefix(name).and_then(|r| r.strip_prefix(b"="))) };
     let debug = if secure { diag::Debug::default() } else { getenv(b"CAH_DEBUG").map(diag::Debug::parse).unwrap_or_default() };
 
     let mut opts = Options::default();
@@ -423,8 +451,7 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         cpath.push(0);
         // O_NONBLOCK: a FIFO must not block us in open(); `map_file`
         // refuses anything but a regular file.
-        let fd = sys::open(&cpath, sys::O_RDONLY | sys::O_NONBLOCK, 0)
-            .map_err(|e| err!(diag::show(prog), "cannot open: {}", e.describe()));
+        let fd = sys::open(&cpath, sys::O_RDONLY | sys::O_NONBLOCK, 0).map_err(|e| err!(diag::show(prog), "cannot open: {}", e.describe()));
         let m = fd.and_then(|fd| map::map_file(&fd, machine, page).map_err(|e| err!(diag::show(prog), "{}", e)));
         // `--verify` (ldd's test): glibc's ld.so exits 1, silently, for a
         // file it cannot load.
@@ -531,7 +558,8 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
             }
         }
     }
-    let mut me = Dso::new(Kind::Loader, interp_name.clone(), interp_name.clone(), self_map, page).map_err(|e| err!("ld-cah.so", "{}", e))?;
+    let mut me =
+        Dso::new(Kind::Loader, interp_name.clone(), interp_name.clone(), self_map, page).map_err(|e| err!("ld-cah.so", "{}", e))?;
     me.relocated = true;
     ns.objs.push(me);
     ns.loader = ns.objs.len() - 1;
@@ -593,7 +621,15 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     if debug.files {
         for &id in ns.scope.iter().skip(1) {
             let d = &ns.objs[id];
-            diag::print(2, format_args!("ld-cah.so: files: {} => {} ({:#x})\n", diag::show(d.aliases.first().map_or(b"", |a| a)), d.display_name(), d.base));
+            diag::print(
+                2,
+                format_args!(
+                    "ld-cah.so: files: {} => {} ({:#x})\n",
+                    diag::show(d.aliases.first().map_or(b"", |a| a)),
+                    d.display_name(),
+                    d.base
+                ),
+            );
         }
     }
 
@@ -630,7 +666,13 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
             let facts = crate::glibc::fingerprint::Libc { img: &d.img, dyn_info: &d.dyn_info, versions: &d.versions, base: d.base };
             match crate::glibc::fingerprint::select(crate::glibc::layouts::ALL, Native::MACHINE, &facts) {
                 Ok(l) => Some((libc, l)),
-                Err(why) => match crate::glibc::installed::select(&crate::glibc::rtld::build_id(&ns, libc).unwrap_or_default(), Native::MACHINE, &facts, secure, &stack.env()) {
+                Err(why) => match crate::glibc::installed::select(
+                    &crate::glibc::rtld::build_id(&ns, libc).unwrap_or_default(),
+                    Native::MACHINE,
+                    &facts,
+                    secure,
+                    &stack.env(),
+                ) {
                     Ok(l) => Some((libc, l)),
                     Err(refused) => return Err(unknown_glibc(&ns, libc, &facts, why, refused)),
                 },
@@ -684,7 +726,8 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         Some((_, l)) if l.pthread.rseq_area.is_none() => Some(tls::reserve(variant, &mut layout, 32, 32, tcb_size)),
         _ => None,
     };
-    let tb = tls::allocate(variant, &layout, tcb_size, pre_tcb, next_modid).map_err(|e| err!(&prog_name, "cannot allocate TLS: {}", e.describe()))?;
+    let tb = tls::allocate(variant, &layout, tcb_size, pre_tcb, next_modid)
+        .map_err(|e| err!(&prog_name, "cannot allocate TLS: {}", e.describe()))?;
     let random = stack.aux(AT_RANDOM).unwrap_or(0);
     let (guard, pguard) = if random != 0 {
         // SAFETY: AT_RANDOM points at 16 random bytes on the stack.
@@ -787,7 +830,6 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         d.open_count = 1;
         d.nodelete = true;
     }
-
 
     // Debugger interface, before RELRO seals the program's DT_DEBUG.
     crate::debug::publish(&ns, base, crate::debug::RT_CONSISTENT);

@@ -100,10 +100,7 @@ pub fn open(path: &[u8], flags: u32, mode: u32) -> Result<Fd, Errno> {
     if path.last() != Some(&0) {
         return Err(Errno(22));
     }
-    let fd = sys(
-        nr::OPENAT,
-        [AT_FDCWD as isize as usize, path.as_ptr() as usize, (flags | O_CLOEXEC) as usize, mode as usize, 0, 0],
-    )?;
+    let fd = sys(nr::OPENAT, [AT_FDCWD as isize as usize, path.as_ptr() as usize, (flags | O_CLOEXEC) as usize, mode as usize, 0, 0])?;
     Ok(Fd(fd as i32))
 }
 
@@ -226,10 +223,7 @@ pub fn readlink<'a>(path: &[u8], buf: &'a mut [u8]) -> Result<&'a [u8], Errno> {
     if path.last() != Some(&0) {
         return Err(Errno(22));
     }
-    let n = sys(
-        nr::READLINKAT,
-        [AT_FDCWD as isize as usize, path.as_ptr() as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0],
-    )?;
+    let n = sys(nr::READLINKAT, [AT_FDCWD as isize as usize, path.as_ptr() as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0])?;
     Ok(&buf[..n.min(buf.len())])
 }
 
@@ -303,10 +297,7 @@ pub fn openat(dir: Option<&Fd>, path: &[u8], flags: u32, mode: u32) -> Result<Fd
         return Err(Errno::EINVAL);
     }
     let dirfd = dir.map_or(AT_FDCWD, Fd::raw);
-    let fd = sys(
-        nr::OPENAT,
-        [dirfd as isize as usize, path.as_ptr() as usize, (flags | O_CLOEXEC) as usize, mode as usize, 0, 0],
-    )?;
+    let fd = sys(nr::OPENAT, [dirfd as isize as usize, path.as_ptr() as usize, (flags | O_CLOEXEC) as usize, mode as usize, 0, 0])?;
     Ok(Fd(fd as i32))
 }
 
@@ -333,11 +324,7 @@ pub fn renameat2(dir: &Fd, from: &[u8], to: &[u8], flags: u32) -> Result<(), Err
     if from.last() != Some(&0) || to.last() != Some(&0) {
         return Err(Errno::EINVAL);
     }
-    sys(
-        nr::RENAMEAT2,
-        [dir.0 as usize, from.as_ptr() as usize, dir.0 as usize, to.as_ptr() as usize, flags as usize, 0],
-    )
-    .map(|_| ())
+    sys(nr::RENAMEAT2, [dir.0 as usize, from.as_ptr() as usize, dir.0 as usize, to.as_ptr() as usize, flags as usize, 0]).map(|_| ())
 }
 
 pub fn fchmod(fd: &Fd, mode: u32) -> Result<(), Errno> {

@@ -481,8 +481,7 @@ impl Check {
         };
         let prog_s = prog.display().to_string();
         let mut argv: Vec<String> = self.runner(r);
-        let mut env: Vec<(String, String)> =
-            r.env.iter().map(|(k, v)| (k.clone(), self.subst(v, &prog_s))).collect();
+        let mut env: Vec<(String, String)> = r.env.iter().map(|(k, v)| (k.clone(), self.subst(v, &prog_s))).collect();
         for (k, v) in &r.guest_env {
             let v = self.subst(v, &prog_s);
             if argv.is_empty() {
@@ -500,9 +499,7 @@ impl Check {
             argv.extend(r.opts.iter().map(|o| self.subst(o, &prog_s)));
         }
         argv.push(prog_s.clone());
-        argv.extend(
-            r.args.iter().map(|a| if self.work.is_some() { self.subst(a, &prog_s) } else { a.clone() }),
-        );
+        argv.extend(r.args.iter().map(|a| if self.work.is_some() { self.subst(a, &prog_s) } else { a.clone() }));
         let cwd = r.cwd.as_ref().map(|d| PathBuf::from(self.subst(d, &prog_s)));
         Some((execute_in(&argv, &env, cwd.as_deref(), r.timeout), prog_s, scratch))
     }
@@ -517,10 +514,7 @@ impl Check {
         let prog = &r.prog;
         let original = self.program_path(r);
         let name = original.file_name().and_then(|s| s.to_str()).ok_or("bad program name")?;
-        let scratch = root()
-            .join("target/cah-tests")
-            .join(self.arch.name())
-            .join(format!("{name}-{}-{n}", std::process::id()));
+        let scratch = root().join("target/cah-tests").join(self.arch.name()).join(format!("{name}-{}-{n}", std::process::id()));
         if scratch.exists() {
             std::fs::remove_dir_all(&scratch).map_err(|e| format!("remove {}: {e}", scratch.display()))?;
         }
@@ -529,9 +523,7 @@ impl Check {
         let entries = if r.system {
             Vec::new()
         } else {
-            std::fs::read_dir(mirrored)
-                .map_err(|e| format!("read {}: {e}", mirrored.display()))?
-                .collect::<Vec<_>>()
+            std::fs::read_dir(mirrored).map_err(|e| format!("read {}: {e}", mirrored.display()))?.collect::<Vec<_>>()
         };
         for entry in entries {
             let entry = entry.map_err(|e| e.to_string())?;
@@ -550,10 +542,7 @@ impl Check {
             .output()
             .map_err(|e| format!("patchelf: {e} (is the Debian package `patchelf` installed?)"))?;
         if !out.status.success() {
-            return Err(format!(
-                "patchelf --set-interpreter failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(format!("patchelf --set-interpreter failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
         }
         Ok((scratch, copy))
     }
@@ -742,14 +731,8 @@ impl Check {
     /// `git add`, ... each under ld-cah). The first step that differs is
     /// reported.
     pub fn same_as_glibc_steps(&mut self, name: &str, steps: &[Run], expect: &Expect) {
-        if self.arch == Arch::Aarch64
-            && steps.iter().any(|s| s.debian)
-            && !debian_sysroot().join("lib/ld-linux-aarch64.so.1").exists()
-        {
-            self.fail(format!(
-                "{name}: the Debian arm64 sysroot is missing at {}: run `cargo xtask sysroot`",
-                debian_sysroot().display()
-            ));
+        if self.arch == Arch::Aarch64 && steps.iter().any(|s| s.debian) && !debian_sysroot().join("lib/ld-linux-aarch64.so.1").exists() {
+            self.fail(format!("{name}: the Debian arm64 sysroot is missing at {}: run `cargo xtask sysroot`", debian_sysroot().display()));
             return;
         }
         if !self.run_glibc {
@@ -763,13 +746,7 @@ impl Check {
         let mut problems = Vec::new();
         for (i, (out, _, _)) in reference.steps.iter().enumerate() {
             if out.status != Some(expect.status) || out.timed_out {
-                problems.push(format!(
-                    "step {} of {}: {} (expected exit status {})",
-                    i + 1,
-                    steps.len(),
-                    out.status_text(),
-                    expect.status
-                ));
+                problems.push(format!("step {} of {}: {} (expected exit status {})", i + 1, steps.len(), out.status_text(), expect.status));
             }
         }
         let all_stdout: String = reference.steps.iter().map(|(o, _, _)| o.stdout.as_str()).collect();
@@ -818,11 +795,7 @@ impl Check {
                     msg,
                     "{name}: {}: differs from glibc's loader (the reference){}",
                     mode.describe(),
-                    if steps.len() > 1 {
-                        format!(", at step {} of {}", i + 1, steps.len())
-                    } else {
-                        String::new()
-                    }
+                    if steps.len() > 1 { format!(", at step {} of {}", i + 1, steps.len()) } else { String::new() }
                 );
                 for d in diffs {
                     let _ = writeln!(msg, "  - {d}");
@@ -849,13 +822,9 @@ impl Check {
     fn transcript(&mut self, mode: Mode, name: &str, steps: &[Run], expect: &Expect) -> Option<Transcript> {
         sweep_scratch();
         let n = WORK_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let label: String =
-            name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect::<String>();
+        let label: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect::<String>();
         let label = label.trim_start_matches('_');
-        let work = root()
-            .join("target/cah-tests")
-            .join(self.arch.name())
-            .join(format!("work_{label}-{}-{n}", std::process::id()));
+        let work = root().join("target/cah-tests").join(self.arch.name()).join(format!("work_{label}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&work);
         if let Err(e) = std::fs::create_dir_all(&work) {
             self.fail(format!("{name}: create {}: {e}", work.display()));
@@ -976,13 +945,7 @@ fn first_difference(want: &str, got: &str) -> Option<String> {
         match (w.next(), g.next()) {
             (None, None) => return None,
             (a, b) if a == b => continue,
-            (a, b) => {
-                return Some(format!(
-                    "line {n}: expected {:?}, got {:?}",
-                    a.unwrap_or("<end>"),
-                    b.unwrap_or("<end>")
-                ))
-            }
+            (a, b) => return Some(format!("line {n}: expected {:?}, got {:?}", a.unwrap_or("<end>"), b.unwrap_or("<end>"))),
         }
     }
     None
@@ -996,12 +959,7 @@ pub fn execute(argv: &[String], env: &[(String, String)]) -> Outcome {
 
 /// [`execute`] in directory `cwd`, killed after `timeout` (default
 /// [`TIMEOUT`]).
-pub fn execute_in(
-    argv: &[String],
-    env: &[(String, String)],
-    cwd: Option<&Path>,
-    timeout: Option<Duration>,
-) -> Outcome {
+pub fn execute_in(argv: &[String], env: &[(String, String)], cwd: Option<&Path>, timeout: Option<Duration>) -> Outcome {
     let timeout = timeout.unwrap_or(TIMEOUT);
     let mut command = String::new();
     if let Some(dir) = cwd {
@@ -1156,13 +1114,9 @@ pub fn on_arches(test: &str, arches: &[Arch], body: impl Fn(&mut Check)) {
             failures.append(&mut c.failures);
             continue;
         }
-        if let (Some(src), Ok(built)) = (newest_source(), std::fs::metadata(&dir).and_then(|m| m.modified()))
-        {
+        if let (Some(src), Ok(built)) = (newest_source(), std::fs::metadata(&dir).and_then(|m| m.modified())) {
             if src > built {
-                c.fail(format!(
-                    "fixtures in {} are older than their sources: run `cargo xtask fixtures`",
-                    dir.display()
-                ));
+                c.fail(format!("fixtures in {} are older than their sources: run `cargo xtask fixtures`", dir.display()));
             }
         }
         if run_cah && !c.loader_ok {
@@ -1193,9 +1147,7 @@ pub mod elf {
         let data = std::fs::read(path).map_err(|e| format!("read: {e}"))?;
         let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
         let u32_at = |o: usize| data.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-        let u64_at = |o: usize| {
-            data.get(o..o + 8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-        };
+        let u64_at = |o: usize| data.get(o..o + 8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
         if data.get(..5) != Some(&b"\x7fELF\x02"[..]) {
             return Err("not an ELF64 file".into());
         }

@@ -19,9 +19,7 @@ fn list_option() {
                 for lib in ["libreloc_b.so", "libreloc_a.so"] {
                     let prefix = format!("\t{lib} => {dir}/{lib} (0x");
                     let found = out.stdout.lines().any(|l| {
-                        l.starts_with(&prefix)
-                            && l.ends_with(')')
-                            && l[prefix.len()..l.len() - 1].chars().all(|ch| ch.is_ascii_hexdigit())
+                        l.starts_with(&prefix) && l.ends_with(')') && l[prefix.len()..l.len() - 1].chars().all(|ch| ch.is_ascii_hexdigit())
                     });
                     if !found {
                         problems.push(format!("no line `{prefix}<hex>)`"));
@@ -128,11 +126,7 @@ fn no_program() {
         let out = cah_tests::execute(&argv, &[]);
         let problems = refused(&out, "");
         if !problems.is_empty() {
-            c.fail(format!(
-                "ld-cah.so without a program:\n  - {}\n{}",
-                problems.join("\n  - "),
-                out.report()
-            ));
+            c.fail(format!("ld-cah.so without a program:\n  - {}\n{}", problems.join("\n  - "), out.report()));
         }
     });
 }

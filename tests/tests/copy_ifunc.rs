@@ -59,8 +59,7 @@ fn copy_relocated_tables_with_glibc_2_41() {
         (Arch::Aarch64, "trixie_arm64", "aarch64-linux-gnu", "ld-linux-aarch64.so.1"),
     ] {
         let g = root().join("target/glibc-dbg").join(build);
-        let Some(libdir) = ["usr/lib", "lib"].iter().map(|d| g.join(d).join(triple)).find(|d| d.join("libc.so.6").exists())
-        else {
+        let Some(libdir) = ["usr/lib", "lib"].iter().map(|d| g.join(d).join(triple)).find(|d| d.join("libc.so.6").exists()) else {
             failures.push(format!("{}: no libc.so.6: run `cargo xtask glibc-layouts --check`", g.display()));
             continue;
         };

@@ -347,11 +347,7 @@ fn weak_and_undefined_weak_symbols() {
 #[test]
 fn protected_symbols() {
     on_both_arches("protected_symbols", |c| {
-        c.expect(
-            &run("prot").lib_path(),
-            "exe prot_fn()=2\nlibprot prot_call()=1100\nprot_other()=5, one address: yes\n",
-            0,
-        );
+        c.expect(&run("prot").lib_path(), "exe prot_fn()=2\nlibprot prot_call()=1100\nprot_other()=5, one address: yes\n", 0);
     });
 }
 
@@ -435,12 +431,7 @@ fn init_fini_out() -> String {
 fn init_and_fini_order_without_libc() {
     on_both_arches("init_and_fini_order_without_libc", |c| {
         let r = run("initfini_bare").lib_path().env("CAH_TEST_VAR", "init").args(&["first", "second"]);
-        c.expect_cah_only(
-            &r,
-            &init_fini_out(),
-            0,
-            "glibc: _dl_fini: Assertion `ns != LM_ID_BASE || i == nloaded' failed",
-        );
+        c.expect_cah_only(&r, &init_fini_out(), 0, "glibc: _dl_fini: Assertion `ns != LM_ID_BASE || i == nloaded' failed");
     });
 }
 
@@ -471,11 +462,7 @@ fn dependency_cycle() {
 #[test]
 fn lazy_unresolved_function_never_called() {
     on_both_arches("lazy_unresolved_function_never_called", |c| {
-        c.expect(
-            &run("missing_lazy").lib_path(),
-            "lazy: libsimple\nlazy: the unresolved function was never called\n",
-            0,
-        );
+        c.expect(&run("missing_lazy").lib_path(), "lazy: libsimple\nlazy: the unresolved function was never called\n", 0);
     });
 }
 

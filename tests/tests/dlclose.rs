@@ -6,8 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use cah_tests::{root, built_loader, Arch};
-
+use cah_tests::{built_loader, root, Arch};
 
 const LIB: &str = r#"#include <stdio.h>
 static int counter;

@@ -12,17 +12,10 @@ use cah_tests::{on_both_arches, run, Expect};
 #[test]
 fn dlerror_texts_match_glibc() {
     on_both_arches("dlerror_texts_match_glibc", |c| {
-        let r = run("glibc/dlerrors")
-            .debian_sysroot()
-            .args(&["{dir}"])
-            .env("PATH", "/usr/bin:/bin")
-            .env("LC_ALL", "C")
-            .cwd("{work}");
+        let r = run("glibc/dlerrors").debian_sysroot().args(&["{dir}"]).env("PATH", "/usr/bin:/bin").env("LC_ALL", "C").cwd("{work}");
         c.same_as_glibc(
             &r,
-            &Expect::status(0)
-                .stdout_has("dlopen empty file: ")
-                .stdout_has(": undefined symbol: cos, version GLIBC_9.99\n"),
+            &Expect::status(0).stdout_has("dlopen empty file: ").stdout_has(": undefined symbol: cos, version GLIBC_9.99\n"),
         );
     });
 }
@@ -37,11 +30,7 @@ fn dlerror_texts_match_other_glibc_builds() {
     use cah_tests::{built_loader, fixture_dir, root, run_clean, Arch};
     use std::process::Command;
     let mut failures = Vec::new();
-    for (arch, build) in [
-        (Arch::X86_64, "trixie_amd64"),
-        (Arch::X86_64, "sid_amd64"),
-        (Arch::Aarch64, "trixie_arm64"),
-    ] {
+    for (arch, build) in [(Arch::X86_64, "trixie_amd64"), (Arch::X86_64, "sid_amd64"), (Arch::Aarch64, "trixie_arm64")] {
         let g = root().join("target/glibc-dbg").join(build);
         let triple = if arch == Arch::X86_64 { "x86_64-linux-gnu" } else { "aarch64-linux-gnu" };
         let ld_so = if arch == Arch::X86_64 { "ld-linux-x86-64.so.2" } else { "ld-linux-aarch64.so.1" };

@@ -7,8 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use cah_tests::{root, built_loader, Arch};
-
+use cah_tests::{built_loader, root, Arch};
 
 const LIB: &str = r#"#include <string.h>
 __thread char big[100000] = "initial";

@@ -120,10 +120,6 @@ fn damaged_library_stops_the_search() {
 fn bad_program() {
     on_both_arches("bad_program", |c| {
         c.expect_refused(&run("does-not-exist").direct_only(), GlibcFails::Status(127), &["does-not-exist"]);
-        c.expect_refused(
-            &run("bad_text/libsimple.so").direct_only(),
-            GlibcFails::Status(127),
-            &["libsimple.so"],
-        );
+        c.expect_refused(&run("bad_text/libsimple.so").direct_only(), GlibcFails::Status(127), &["libsimple.so"]);
     });
 }

@@ -7,7 +7,6 @@ use std::process::Command;
 
 use cah_tests::{built_loader, Arch};
 
-
 /// The "Shared Object Library" column of `info sharedlibrary`, stopped at `exit`.
 fn shared_libraries(prog: &std::path::Path) -> Vec<String> {
     let out = Command::new("gdb")

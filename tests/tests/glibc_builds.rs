@@ -11,8 +11,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use cah_tests::{root, built_loader, Arch, run_clean as run};
-
+use cah_tests::{built_loader, root, run_clean as run, Arch};
 
 /// The unpacked x86_64 glibc of a Debian release (`trixie`, `sid`).
 fn glibc_dir(suite: &str) -> PathBuf {

@@ -178,7 +178,14 @@ fn debug_info_from_debuginfod() {
     let reference = fs::read(add(&libc, &trixie.join("usr/lib/debug"), &tmp.path().join("ref"))).unwrap();
 
     // Without debug info anywhere: one clear error.
-    let out = Command::new(cah()).args(["glibc", "add"]).arg(&libc).arg("--dir").arg(tmp.path().join("none")).env_remove("DEBUGINFOD_URLS").output().unwrap();
+    let out = Command::new(cah())
+        .args(["glibc", "add"])
+        .arg(&libc)
+        .arg("--dir")
+        .arg(tmp.path().join("none"))
+        .env_remove("DEBUGINFOD_URLS")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no debug file for build id") && err.contains("DEBUGINFOD_URLS"), "{err}");
@@ -213,7 +220,14 @@ fn debug_info_from_debuginfod() {
     }
 
     let dir = tmp.path().join("glibc");
-    let out = Command::new(cah()).args(["glibc", "add"]).arg(&libc).arg("--dir").arg(&dir).env("DEBUGINFOD_URLS", format!("http://127.0.0.1:1 {url}")).output().unwrap();
+    let out = Command::new(cah())
+        .args(["glibc", "add"])
+        .arg(&libc)
+        .arg("--dir")
+        .arg(&dir)
+        .env("DEBUGINFOD_URLS", format!("http://127.0.0.1:1 {url}"))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let table = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     assert_eq!(fs::read(table).unwrap(), reference, "the same table as from the unpacked .deb");

@@ -139,9 +139,7 @@ fn regrtest_summary(text: &str) -> String {
         };
         // `test_threading passed (10.2 sec)`: durations vary.
         let line = match line.rfind(" (") {
-            Some(i) if line.ends_with(" sec)") || line.ends_with(" ms)") || line.ends_with(" min)") => {
-                &line[..i]
-            }
+            Some(i) if line.ends_with(" sec)") || line.ends_with(" ms)") || line.ends_with(" min)") => &line[..i],
             _ => line,
         };
         out.push_str(line);
@@ -201,16 +199,12 @@ fn coreutils_text_tools() {
         let tool = |path: &str, args: &[&str]| prog(path).setup(tree_setup).args(args);
         c.same_as_glibc(&tool("/usr/bin/sort", &["-n", "tree/numbers"]), &ok().stdout_has("-3\n9\n9\n10"));
         c.same_as_glibc(&tool("/usr/bin/sort", &["-t,", "-k2,2n", "-k1,1", "-u", "tree/words.csv"]), &ok());
-        c.same_as_glibc(
-            &tool("/usr/bin/sort", &["-f", "-r", "tree/words.csv"]).env("LC_ALL", "C.UTF-8"),
-            &ok(),
-        );
+        c.same_as_glibc(&tool("/usr/bin/sort", &["-f", "-r", "tree/words.csv"]).env("LC_ALL", "C.UTF-8"), &ok());
         c.same_as_glibc(
             &tool("/usr/bin/sha256sum", &["tree/alpha.txt", "tree/beta.txt", "tree/empty"]),
             &ok().stdout_has("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  tree/empty"),
         );
-        let check =
-            prog("/usr/bin/sha256sum").setup(tree_setup).cwd("{work}/tree").args(&["--check", "SHA256SUMS"]);
+        let check = prog("/usr/bin/sha256sum").setup(tree_setup).cwd("{work}/tree").args(&["--check", "SHA256SUMS"]);
         c.same_as_glibc(&check, &Expect::status(1).stdout_has("alpha.txt: OK"));
         c.same_as_glibc(&tool("/usr/bin/wc", &["tree/beta.txt", "tree/words.csv"]), &ok());
     });
@@ -227,19 +221,10 @@ fn coreutils_date_env_stat() {
         c.same_as_glibc(&prog("/bin/date").args(&["-d", "not a date"]), &Expect::status(1));
         let env = prog("/usr/bin/env").env("GREETING", "hello world").env("EMPTY", "");
         c.same_as_glibc(&env, &ok().stdout_has("GREETING=hello world"));
-        c.same_as_glibc(
-            &prog("/usr/bin/env").args(&["-i", "A=1", "B=two words"]),
-            &ok().stdout_has("B=two words"),
-        );
+        c.same_as_glibc(&prog("/usr/bin/env").args(&["-i", "A=1", "B=two words"]), &ok().stdout_has("B=two words"));
         let stat = prog("/usr/bin/stat").setup(tree_setup);
         c.same_as_glibc(
-            &stat.clone().args(&[
-                "-c",
-                "%n|%s|%F|%a|%A|%h|%U|%G|%Y|%y",
-                "tree/beta.txt",
-                "tree/sub",
-                "tree/link",
-            ]),
+            &stat.clone().args(&["-c", "%n|%s|%F|%a|%A|%h|%U|%G|%Y|%y", "tree/beta.txt", "tree/sub", "tree/link"]),
             &ok().stdout_has("tree/beta.txt|22|regular file|640|-rw-r-----"),
         );
         c.same_as_glibc(&stat.args(&["-L", "-c", "%N %s", "tree/link"]), &ok());
@@ -316,18 +301,7 @@ fn openssl() {
         c.same_as_glibc(&ssl(&["dgst", "-sha512", "-r", "data.txt"]), &ok());
         c.same_as_glibc(&ssl(&["enc", "-aes-256-cbc", "-K", KEY, "-iv", IV, "-a", "-in", "data.txt"]), &ok());
         let steps = [
-            ssl(&[
-                "enc",
-                "-chacha20",
-                "-K",
-                KEY,
-                "-iv",
-                &format!("{IV}{IV}"),
-                "-in",
-                "data.txt",
-                "-out",
-                "enc.bin",
-            ]),
+            ssl(&["enc", "-chacha20", "-K", KEY, "-iv", &format!("{IV}{IV}"), "-in", "data.txt", "-out", "enc.bin"]),
             ssl(&["enc", "-d", "-chacha20", "-K", KEY, "-iv", &format!("{IV}{IV}"), "-in", "enc.bin"]),
             ssl(&["dgst", "-sha256", "-hmac", "secret", "enc.bin"]),
         ];
@@ -414,10 +388,7 @@ fn c_dlopen_plugins() {
 #[test]
 fn c_threads_dlopen_libgcc_s() {
     on_both_arches("c_threads_dlopen_libgcc_s", |c| {
-        c.same_as_glibc(
-            &fixture("threads").args(&["backtrace"]),
-            &ok().stdout_has("backtrace depth > 0: yes"),
-        );
+        c.same_as_glibc(&fixture("threads").args(&["backtrace"]), &ok().stdout_has("backtrace depth > 0: yes"));
         c.same_as_glibc(&fixture("threads").args(&["exit"]), &ok().stdout_has("pthread_exit value: 77"));
         c.same_as_glibc(&fixture("threads").args(&["cancel"]), &ok().stdout_has("cancelled: yes"));
     });
@@ -428,13 +399,7 @@ fn perl_dlopen_xs_modules() {
     on_both_arches("perl_dlopen_xs_modules", |c| {
         let script = r#"printf "%d %d %s %d %d %s\n", floor(3.7), ceil(3.2), strftime("%Y-%m-%d", gmtime(86400 * 365)), sum(1 .. 10), max(3, 9, 2), S_ISDIR((stat "/")[2]) ? "dir" : "not a dir";
                         print join(",", List::Util::shuffle(1) , List::Util::uniq(1, 1, 2)), "\n";"#;
-        let r = prog("/usr/bin/perl").args(&[
-            "-MPOSIX=floor,ceil,strftime",
-            "-MList::Util=sum,max",
-            "-MFcntl=:mode",
-            "-e",
-            script,
-        ]);
+        let r = prog("/usr/bin/perl").args(&["-MPOSIX=floor,ceil,strftime", "-MList::Util=sum,max", "-MFcntl=:mode", "-e", script]);
         c.same_as_glibc(&r, &ok().stdout_has("3 4 1971-01-01 55 9 dir"));
     });
 }
@@ -498,19 +463,7 @@ fn regrtest(c: &mut Check, tests: &[&str]) {
 #[test]
 fn python_dlopen_regrtest() {
     on_arches("python_dlopen_regrtest", &[Arch::X86_64], |c| {
-        regrtest(
-            c,
-            &[
-                "test_thread",
-                "test_re",
-                "test_struct",
-                "test_ctypes",
-                "test_decimal",
-                "test_hashlib",
-                "test_json",
-                "test_math",
-            ],
-        );
+        regrtest(c, &["test_thread", "test_re", "test_struct", "test_ctypes", "test_decimal", "test_hashlib", "test_json", "test_math"]);
     });
 }
 
@@ -527,14 +480,8 @@ fn python_dlopen_regrtest_threading() {
 fn libc_dlopen_iconv_nss() {
     on_both_arches("libc_dlopen_iconv_nss", |c| {
         let iconv = prog("/usr/bin/iconv").setup(tree_setup);
-        c.same_as_glibc(
-            &iconv.clone().args(&["-f", "ISO-8859-15", "-t", "UTF-8", "tree/latin9.txt"]),
-            &ok().stdout_has("5 €"),
-        );
-        c.same_as_glibc(
-            &iconv.args(&["-f", "UTF-8", "-t", "ASCII//TRANSLIT", "tree/beta.txt", "tree/latin9.txt"]),
-            &Expect::status(1),
-        );
+        c.same_as_glibc(&iconv.clone().args(&["-f", "ISO-8859-15", "-t", "UTF-8", "tree/latin9.txt"]), &ok().stdout_has("5 €"));
+        c.same_as_glibc(&iconv.args(&["-f", "UTF-8", "-t", "ASCII//TRANSLIT", "tree/beta.txt", "tree/latin9.txt"]), &Expect::status(1));
         c.same_as_glibc(&prog("/usr/bin/getent").args(&["passwd", "root"]), &ok().stdout_has("root:x:0:0:"));
         c.same_as_glibc(&prog("/usr/bin/getent").args(&["passwd", "no-such-user-cah"]), &Expect::status(2));
         c.same_as_glibc(&prog("/usr/bin/getent").args(&["group", "0"]), &ok());

@@ -92,10 +92,7 @@ fn trace_loaded_objects_like_glibc() {
         c.same_as_glibc(&fixture("interpose").guest_env("LD_PRELOAD", "libpre.so"), &listed().stdout_has("libpre.so"));
         c.same_as_glibc(&fixture("tls_gd"), &listed().stdout_has("\tlibc.so.6 => "));
         // A value above 1 lists the program too; any value, even empty, traces.
-        c.same_as_glibc(
-            &traced(run("reloc"), "2").guest_env("LD_LIBRARY_PATH", "{dir}"),
-            &listed().stdout_has("\t (0x"),
-        );
+        c.same_as_glibc(&traced(run("reloc"), "2").guest_env("LD_LIBRARY_PATH", "{dir}"), &listed().stdout_has("\t (0x"));
         c.same_as_glibc(&traced(run("reloc"), "").guest_env("LD_LIBRARY_PATH", "{dir}"), &listed());
         c.same_as_glibc(&traced(system("/bin/ls"), "1"), &listed().stdout_has("\tlibc.so.6 => "));
     });
@@ -197,8 +194,7 @@ fn ldd_with_ld_cah_as_its_loader() {
     let (plain, _, _) = ldd(system, &["/bin/ls"]);
     let patched_line = format!("\t{cah_s} (0x…)");
     let expect_cah = plain.replace("\t/lib64/ld-linux-x86-64.so.2 (0x…)", &patched_line);
-    let expect_glibc =
-        plain.replace("\t/lib64/ld-linux-x86-64.so.2 (0x…)", &format!("\t{cah_s} => /lib64/ld-linux-x86-64.so.2 (0x…)"));
+    let expect_glibc = plain.replace("\t/lib64/ld-linux-x86-64.so.2 (0x…)", &format!("\t{cah_s} => /lib64/ld-linux-x86-64.so.2 (0x…)"));
     let ls_s = ls_cah.display().to_string();
     for (script, want) in [(system, &expect_glibc), (ldd_cah.as_path(), &expect_cah)] {
         let got = ldd(script, &[&ls_s]);

@@ -6,8 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use cah_tests::{root, built_loader, Arch};
-
+use cah_tests::{built_loader, root, Arch};
 
 #[test]
 fn locked_cxx_program_runs_verified_like_under_glibc() {

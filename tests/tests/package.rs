@@ -147,7 +147,10 @@ fn install_remove_purge(suite: &str) {
     assert_root_dir(&r.path("var/lib/cah/store"));
     assert_root_dir(&r.path("run/ld-cah"));
     let tmpfiles = std::fs::read_to_string(r.path("usr/lib/tmpfiles.d/ld-cah.conf")).unwrap();
-    assert!(tmpfiles.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["d", "/run/ld-cah", "0755", "root", "root", "-"]), "{tmpfiles}");
+    assert!(
+        tmpfiles.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["d", "/run/ld-cah", "0755", "root", "root", "-"]),
+        "{tmpfiles}"
+    );
 
     // The package's loader is where `cah patch` points PT_INTERP: a patched
     // program runs, verified, and root's run fills the system hash cache.

@@ -6,9 +6,7 @@
 
 use std::process::Command;
 
-use cah_tests::{built_loader, Arch, run_clean as run};
-
-
+use cah_tests::{built_loader, run_clean as run, Arch};
 
 /// Runs `prog args` three ways and asserts they agree.
 fn same_as_glibc(prog: &str, args: &[&str]) {
@@ -58,7 +56,10 @@ fn threads_and_exceptions_in_python_via_dlopen() {
 
 #[test]
 fn perl_with_an_xs_module() {
-    same_as_glibc("/usr/bin/perl", &["-MPOSIX", "-e", "my %h = (a => 1, b => 2); printf(\"%s %d %.1f\\n\", join(',', sort keys %h), floor(3.7), 2.25);"]);
+    same_as_glibc(
+        "/usr/bin/perl",
+        &["-MPOSIX", "-e", "my %h = (a => 1, b => 2); printf(\"%s %d %.1f\\n\", join(',', sort keys %h), floor(3.7), 2.25);"],
+    );
 }
 
 /// libc's IFUNC resolvers read the CPU description the loader fills in: the

@@ -166,8 +166,7 @@ fn preload_option() {
     on_both_arches("preload_option", |c| {
         let r = run("interpose").opts(&["--library-path", "{dir}", "--preload", "libpre.so"]);
         c.expect(&r, PRELOAD_PRE, 0);
-        let r =
-            run("interpose").opts(&["--library-path", "{dir}", "--preload", "{dir}/libpre2.so:libpre.so"]);
+        let r = run("interpose").opts(&["--library-path", "{dir}", "--preload", "{dir}/libpre2.so:libpre.so"]);
         c.expect(
             &r,
             "exe: who_all=exe who_ab=liba who_weak=liba (weak) who_pre=libpre2 who_pre2=libpre2\n\
@@ -181,9 +180,7 @@ fn preload_option() {
 #[test]
 fn ld_preload_before_preload_option() {
     on_both_arches("ld_preload_before_preload_option", |c| {
-        let r = run("interpose")
-            .opts(&["--library-path", "{dir}", "--preload", "libpre2.so"])
-            .env("LD_PRELOAD", "libpre.so");
+        let r = run("interpose").opts(&["--library-path", "{dir}", "--preload", "libpre2.so"]).env("LD_PRELOAD", "libpre.so");
         c.expect(
             &r,
             "exe: who_all=exe who_ab=liba who_weak=liba (weak) who_pre=libpre who_pre2=libpre2\n\

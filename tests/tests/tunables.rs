@@ -105,7 +105,11 @@ impl Build {
                 let (name, rest) = l.split_once(':').unwrap();
                 let rest = rest.trim();
                 let kind = if rest.is_empty() {
-                    if self.new_abi { 'S' } else { 's' }
+                    if self.new_abi {
+                        'S'
+                    } else {
+                        's'
+                    }
                 } else if rest.starts_with("0x") {
                     'u'
                 } else {
@@ -257,7 +261,10 @@ const PARSE_CASES: &[&[(&str, &str)]] = &[
     &[("GLIBC_TUNABLES", "=5:glibc.malloc.mmap_max=1:glibc.pthread.mutex_spin_count=")],
     &[("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=18446744073709551614:glibc.malloc.trim_threshold=99999999999999999999")],
     &[("GLIBC_TUNABLES", "glibc.malloc.tcache_count=1:glibc.malloc.tcache_count=2:glibc.malloc.tcache_max=0X40")],
-    &[("GLIBC_TUNABLES", "glibc.cpu.hwcaps=-AVX512F_Usable,-Prefer_No_VZEROUPPER:glibc.cpu.x86_ibt=on:glibc.cpu.name=generic:glibc.cpu.x86_shstk=")],
+    &[(
+        "GLIBC_TUNABLES",
+        "glibc.cpu.hwcaps=-AVX512F_Usable,-Prefer_No_VZEROUPPER:glibc.cpu.x86_ibt=on:glibc.cpu.name=generic:glibc.cpu.x86_shstk=",
+    )],
     &[
         ("MALLOC_PERTURB_", "7"),
         ("MALLOC_MMAP_THRESHOLD_", "99"),

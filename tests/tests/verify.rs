@@ -105,8 +105,7 @@ fn write(path: &Path, text: &str) {
 }
 
 fn chmod(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
 fn is_root() -> bool {
@@ -125,10 +124,7 @@ fn sweep() {
             let name = e.file_name().to_string_lossy().into_owned();
             let Some(pid) = name.split('-').filter_map(|p| p.parse::<u32>().ok()).find(|&p| p > 1) else { continue };
             let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
-            if pid != std::process::id()
-                && old.is_some_and(|a| a.as_secs() > 600)
-                && !Path::new(&format!("/proc/{pid}")).exists()
-            {
+            if pid != std::process::id() && old.is_some_and(|a| a.as_secs() > 600) && !Path::new(&format!("/proc/{pid}")).exists() {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
@@ -153,9 +149,7 @@ impl App {
     fn new(test: &str, arch: Arch, patch_args: &[&str]) -> App {
         sweep();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = root()
-            .join("target/cah-tests/verify")
-            .join(format!("{test}-{}-{}-{n}", arch.name(), std::process::id()));
+        let dir = root().join("target/cah-tests/verify").join(format!("{test}-{}-{}-{n}", arch.name(), std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let sysroot = dir.join("root");
         let app = match arch {
@@ -209,8 +203,7 @@ impl App {
             // The libc the program runs with, inside the root it is patched in.
             let libdir = sysroot.join("lib/aarch64-linux-gnu");
             std::fs::create_dir_all(&libdir).unwrap();
-            std::fs::copy(Path::new(AARCH64_SYSROOT).join("lib/aarch64-linux-gnu/libc.so.6"), libdir.join("libc.so.6"))
-                .unwrap();
+            std::fs::copy(Path::new(AARCH64_SYSROOT).join("lib/aarch64-linux-gnu/libc.so.6"), libdir.join("libc.so.6")).unwrap();
             patch.arg("--root").arg(&sysroot);
         }
         sh(&mut patch).unwrap_or_else(|e| panic!("cah patch: {e}"));
@@ -222,8 +215,7 @@ impl App {
 
     /// Runs the compiler for this arch in the scratch directory.
     fn cc(&self, args: &[&str]) {
-        sh(Command::new(compiler(self.arch)).args(args).current_dir(&self.dir))
-            .unwrap_or_else(|e| panic!("building a test program: {e}"));
+        sh(Command::new(compiler(self.arch)).args(args).current_dir(&self.dir)).unwrap_or_else(|e| panic!("building a test program: {e}"));
     }
 
     /// `cah patch FILE ARGS` (inside the sysroot on aarch64).
@@ -323,11 +315,8 @@ impl App {
 
     /// The digest of a file, as `cah` computes it.
     fn digest(&self, file: &Path) -> String {
-        let out = sh(Command::new(cah_tool())
-            .args(["cache", "add", "--file"])
-            .arg(self.dir.join("digests/hashes"))
-            .arg(file))
-        .unwrap_or_else(|e| panic!("cah cache add: {e}"));
+        let out = sh(Command::new(cah_tool()).args(["cache", "add", "--file"]).arg(self.dir.join("digests/hashes")).arg(file))
+            .unwrap_or_else(|e| panic!("cah cache add: {e}"));
         out.get(..64).unwrap_or_else(|| panic!("cah cache add printed {out:?}")).to_string()
     }
 
@@ -350,11 +339,7 @@ impl App {
     /// `tried` (path, digest).
     fn no_match_line(&self, prog: &Path, want: &str, tried: &[(PathBuf, String)]) -> String {
         let list: Vec<String> = tried.iter().map(|(p, d)| format!("{} (blake3:{d})", p.display())).collect();
-        format!(
-            "ld-cah.so: error: {}: libwho.so (blake3:{want}): no matching file; tried {}\n",
-            prog.display(),
-            list.join(", ")
-        )
+        format!("ld-cah.so: error: {}: libwho.so (blake3:{want}): no matching file; tried {}\n", prog.display(), list.join(", "))
     }
 
     fn done(self) {
@@ -461,22 +446,16 @@ fn real_programs_run_verified() {
     let cache = dir.join("cache");
     std::fs::create_dir_all(&cache).unwrap();
     chmod(&cache, 0o755);
-    for (prog, args, want) in [
-        ("/bin/bash", vec!["-c", "echo $((6 * 7))"], "42\n"),
-        ("/usr/bin/python3", vec!["-c", "print(sum(range(10)))"], "45\n"),
-    ] {
+    for (prog, args, want) in
+        [("/bin/bash", vec!["-c", "echo $((6 * 7))"], "42\n"), ("/usr/bin/python3", vec!["-c", "print(sum(range(10)))"], "45\n")]
+    {
         if !Path::new(prog).exists() {
             f.note(Arch::X86_64, format!("{prog} is not installed"));
             continue;
         }
         let out = dir.join(Path::new(prog).file_name().unwrap());
-        let patched = sh(Command::new(cah_tool())
-            .arg("patch")
-            .arg(prog)
-            .arg("-o")
-            .arg(&out)
-            .arg("--interp")
-            .arg(loader_path(Arch::X86_64)));
+        let patched =
+            sh(Command::new(cah_tool()).arg("patch").arg(prog).arg("-o").arg(&out).arg("--interp").arg(loader_path(Arch::X86_64)));
         if let Err(e) = patched {
             f.note(Arch::X86_64, format!("cah patch {prog}: {e}"));
             continue;
@@ -556,11 +535,8 @@ fn a_different_build_of_the_same_name_is_refused() {
         );
         // Both candidates wrong: both named, in search order.
         std::fs::copy(app.impostor(), &lib).unwrap();
-        let line2 = app.no_match_line(
-            &app.prog(),
-            &want,
-            &[(PathBuf::from(format!("{lp}/libwho.so")), got.clone()), (lib.clone(), got.clone())],
-        );
+        let line2 =
+            app.no_match_line(&app.prog(), &want, &[(PathBuf::from(format!("{lp}/libwho.so")), got.clone()), (lib.clone(), got.clone())]);
         let out = app.run(&[], &[("LD_LIBRARY_PATH", &lp)]);
         f.check(refused_with(&out, &line2), arch, &format!("every candidate is named:\n  {line2}"), &out);
 
@@ -605,8 +581,7 @@ fn edit_in_place(path: &Path, from: &[u8], to: &[u8]) {
         file.seek(SeekFrom::Start(at as u64)).unwrap();
         file.write_all(to).unwrap();
     }
-    let mtime = std::time::SystemTime::UNIX_EPOCH
-        + std::time::Duration::new(meta.mtime() as u64, meta.mtime_nsec() as u32);
+    let mtime = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::new(meta.mtime() as u64, meta.mtime_nsec() as u32);
     let file = std::fs::File::options().write(true).open(path).unwrap();
     file.set_modified(mtime).unwrap();
     let after = std::fs::metadata(path).unwrap();
@@ -649,12 +624,7 @@ fn a_library_modified_in_place_is_refused_and_its_stale_entry_not_trusted() {
         edit_in_place(&lib, b"build-x", b"build-a");
         let out = app.run(&[], &[("CAH_DEBUG", "verify")]);
         let v = verdicts(&out, "libwho.so");
-        f.check(
-            ran_ok(&out, GOOD) && v.len() == 1 && v[0].ends_with("(hashed), ok"),
-            arch,
-            "restored content runs after a re-hash",
-            &out,
-        );
+        f.check(ran_ok(&out, GOOD) && v.len() == 1 && v[0].ends_with("(hashed), ok"), arch, "restored content runs after a re-hash", &out);
         match app.cah(&["cache", "verify", "--file", app.cache_file().to_str().unwrap()]) {
             Ok(out) if out.contains(", 0 busy, 0 corrupt slots") => {}
             other => f.note(arch, format!("cah cache verify: {other:?}")),
@@ -716,8 +686,7 @@ fn an_untrusted_cache_file_is_ignored() {
             std::os::unix::fs::chown(&file, Some(0), Some(0)).unwrap();
             // Another user reads root's cache (read only) and cannot write it.
             if arch == Arch::X86_64 {
-                let mut argv: Vec<String> =
-                    ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"].map(String::from).to_vec();
+                let mut argv: Vec<String> = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"].map(String::from).to_vec();
                 argv.push(app.prog().display().to_string());
                 let mut env = app.env(&debug);
                 env.push(("PATH".into(), "/usr/bin:/bin".into()));
@@ -1020,10 +989,7 @@ fn a_malformed_lock_is_refused() {
         let bad = app.app.join("prog.bad");
         std::fs::write(&bad, &data).unwrap();
         chmod(&bad, 0o755);
-        let line = format!(
-            "ld-cah.so: error: {}: cannot use its closure lock: closure lock has an unsupported version\n",
-            bad.display()
-        );
+        let line = format!("ld-cah.so: error: {}: cannot use its closure lock: closure lock has an unsupported version\n", bad.display());
         let out = app.run_path(&bad, &[], &[]);
         f.check(refused_with(&out, &line), arch, &format!("refused with exactly:\n  {line}"), &out);
         if f.0.is_empty() {
@@ -1052,11 +1018,8 @@ fn secure_mode_ignores_the_environment_but_honours_strict() {
         dir.display()
     );
     let locked = dir.join("bash");
-    if let Err(e) = sh(Command::new(cah_tool())
-        .args(["patch", "/bin/bash", "-o"])
-        .arg(&locked)
-        .arg("--interp")
-        .arg(loader_path(Arch::X86_64)))
+    if let Err(e) =
+        sh(Command::new(cah_tool()).args(["patch", "/bin/bash", "-o"]).arg(&locked).arg("--interp").arg(loader_path(Arch::X86_64)))
     {
         panic!("cah patch: {e}");
     }
@@ -1120,10 +1083,7 @@ fn dlopen_of_a_locked_name_is_verified() {
         std::fs::copy(&lib, &right).unwrap();
         std::fs::copy(app.impostor(), &lib).unwrap();
         let got = app.digest(&lib);
-        let want_err = format!(
-            "dlopen failed: libwho.so (blake3:{want}): no matching file; tried {} (blake3:{got})\n",
-            lib.display()
-        );
+        let want_err = format!("dlopen failed: libwho.so (blake3:{want}): no matching file; tried {} (blake3:{got})\n", lib.display());
         let out = app.run_path(&dl, &[], &[]);
         f.check(out.status == Some(1) && out.stdout == want_err, arch, &format!("dlopen refuses:\n  {want_err}"), &out);
         std::fs::copy(&right, &lib).unwrap();
@@ -1135,8 +1095,7 @@ fn dlopen_of_a_locked_name_is_verified() {
         let out = app.run_path(&dl, &["libplug.so"], &[("CAH_STRICT", "1")]);
         f.check(
             out.status == Some(1)
-                && out.stdout
-                    == "dlopen failed: libplug.so: not locked, and CAH_STRICT is set (unlocked dependencies are refused)\n",
+                && out.stdout == "dlopen failed: libplug.so: not locked, and CAH_STRICT is set (unlocked dependencies are refused)\n",
             arch,
             "strict mode refuses an unlocked dlopen",
             &out,

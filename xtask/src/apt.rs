@@ -77,8 +77,7 @@ impl Apt {
         }
         let mut sources = String::new();
         for (archive, suite) in &self.suites {
-            let _ =
-                writeln!(sources, "deb [signed-by={KEYRING}] http://deb.debian.org/{archive} {suite} main");
+            let _ = writeln!(sources, "deb [signed-by={KEYRING}] http://deb.debian.org/{archive} {suite} main");
         }
         let list = self.dir.join("sources.list");
         if fs::read_to_string(&list).ok().as_deref() != Some(sources.as_str()) {
@@ -174,12 +173,7 @@ impl Apt {
     /// fetched if there are any, otherwise (or if that fails) after an
     /// update. A failure of that last download goes through `missing`,
     /// which can say what it means.
-    pub fn download(
-        &self,
-        into: &Path,
-        packages: &[String],
-        missing: impl FnOnce(String) -> String,
-    ) -> Result<(), String> {
+    pub fn download(&self, into: &Path, packages: &[String], missing: impl FnOnce(String) -> String) -> Result<(), String> {
         self.prepare()?;
         fs::create_dir_all(into).map_err(|e| format!("{}: {e}", into.display()))?;
         if self.has_lists() && util::run(self.apt_get("download", into).args(packages)).is_ok() {
@@ -200,8 +194,7 @@ impl Apt {
         let mut out = Vec::new();
         for line in text.lines() {
             let Some(rest) = line.strip_prefix("Inst ") else { continue };
-            let (name, rest) =
-                rest.split_once(" (").ok_or_else(|| format!("apt-get: unexpected line `{line}`"))?;
+            let (name, rest) = rest.split_once(" (").ok_or_else(|| format!("apt-get: unexpected line `{line}`"))?;
             let inner = rest.split_once(')').map_or(rest, |(i, _)| i);
             let version = inner.split_whitespace().next().unwrap_or_default();
             let arch = inner
@@ -222,21 +215,15 @@ impl Apt {
     /// .debs already there.
     pub fn fetch(&self, into: &Path, packages: &[Package]) -> Result<(), String> {
         fs::create_dir_all(into).map_err(|e| format!("{}: {e}", into.display()))?;
-        let wanted: Vec<String> = packages
-            .iter()
-            .filter(|p| !into.join(p.deb_file()).exists())
-            .map(|p| format!("{}:{}={}", p.name, p.arch, p.version))
-            .collect();
+        let wanted: Vec<String> =
+            packages.iter().filter(|p| !into.join(p.deb_file()).exists()).map(|p| format!("{}:{}={}", p.name, p.arch, p.version)).collect();
         if wanted.is_empty() {
             return Ok(());
         }
         util::run(self.apt_get("download", into).args(&wanted))?;
         for p in packages {
             if !into.join(p.deb_file()).exists() {
-                return Err(format!(
-                    "apt-get download did not produce {}",
-                    into.join(p.deb_file()).display()
-                ));
+                return Err(format!("apt-get download did not produce {}", into.join(p.deb_file()).display()));
             }
         }
         Ok(())

@@ -21,11 +21,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         check_shape(&so, arch)?;
         eprintln!("xtask: built {}", so.display());
     }
-    util::run(
-        Command::new(util::host_cargo())
-            .current_dir(util::root())
-            .args(["build", "--release", "--quiet", "-p", "cah"]),
-    )?;
+    util::run(Command::new(util::host_cargo()).current_dir(util::root()).args(["build", "--release", "--quiet", "-p", "cah"]))?;
     eprintln!("xtask: built {}", util::root().join("target/release/cah").display());
     Ok(())
 }
@@ -82,11 +78,7 @@ fn build_loader(tc: &toolchain::Toolchain, arch: Arch, notables: bool) -> Result
         .arg(&target_dir);
     util::run(&mut cmd)?;
     let built = target_dir.join(arch.rust_target()).join("release/ld-cah");
-    let out = if notables {
-        root.join("target/ld-cah-notables").join(arch.name()).join("ld-cah.so")
-    } else {
-        loader_path(arch)
-    };
+    let out = if notables { root.join("target/ld-cah-notables").join(arch.name()).join("ld-cah.so") } else { loader_path(arch) };
     std::fs::create_dir_all(out.parent().unwrap()).map_err(|e| e.to_string())?;
     std::fs::copy(&built, &out).map_err(|e| format!("copy {}: {e}", built.display()))?;
     Ok(out)

@@ -42,10 +42,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 s.spawn(move || build_arch(root, arch))
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("fixture build thread panicked".into())))
-            .collect()
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("fixture build thread panicked".into()))).collect()
     });
     let mut count = 0;
     for r in results {
@@ -108,18 +105,14 @@ fn relr_flags(arch: Arch) -> Vec<String> {
             vec![format!("-B{}/", dir.display()), "-Wl,--pack-dyn-relocs=relr".into()]
         }
         Arch::Aarch64 => {
-            eprintln!(
-                "xtask: note: no ld.lld (Debian package `lld`): the aarch64 relr fixtures get no DT_RELR"
-            );
+            eprintln!("xtask: note: no ld.lld (Debian package `lld`): the aarch64 relr fixtures get no DT_RELR");
             Vec::new()
         }
     }
 }
 
 fn in_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())).unwrap_or(false)
 }
 
 /// Compiler flags for every fixture object: freestanding, nothing that
@@ -195,8 +188,7 @@ fn build_arch(root: &Path, arch: Arch) -> Result<usize, String> {
     if final_dir.exists() {
         fs::remove_dir_all(&final_dir).map_err(|e| format!("remove {}: {e}", final_dir.display()))?;
     }
-    fs::rename(&staging, &final_dir)
-        .map_err(|e| format!("rename {} to {}: {e}", staging.display(), final_dir.display()))?;
+    fs::rename(&staging, &final_dir).map_err(|e| format!("rename {} to {}: {e}", staging.display(), final_dir.display()))?;
     Ok(b.count)
 }
 
@@ -262,14 +254,7 @@ impl Builder {
     }
 
     /// Builds the program `name`; see [`Builder::lib`] for `srcs`/`extra`.
-    fn prog(
-        &mut self,
-        name: &str,
-        link: Link,
-        flavour: Flavour,
-        srcs: &[&str],
-        extra: &[String],
-    ) -> Result<(), String> {
+    fn prog(&mut self, name: &str, link: Link, flavour: Flavour, srcs: &[&str], extra: &[String]) -> Result<(), String> {
         let out = self.out_path(name);
         self.ensure_parent(&out)?;
         let mut cmd = self.cc();
@@ -337,32 +322,14 @@ impl Builder {
         self.prog("needsimple", Pie, Bare, &["deps/needsimple.c"], &s(&["-lsimple"]))?;
         let stub = format!("-L{}", self.dir("stub"));
         self.prog("needgone", Pie, Bare, &["deps/needgone.c"], &[stub.clone(), "-lgone".into()])?;
-        self.prog(
-            "missing_sym",
-            Pie,
-            Bare,
-            &["deps/missing_sym.c"],
-            &[stub.clone(), "-lsimple".into(), "-Wl,-z,now".into()],
-        )?;
-        self.prog(
-            "missing_lazy",
-            Pie,
-            Bare,
-            &["deps/missing_lazy.c"],
-            &[stub, "-lsimple".into(), "-Wl,-z,lazy".into()],
-        )?;
+        self.prog("missing_sym", Pie, Bare, &["deps/missing_sym.c"], &[stub.clone(), "-lsimple".into(), "-Wl,-z,now".into()])?;
+        self.prog("missing_lazy", Pie, Bare, &["deps/missing_lazy.c"], &[stub, "-lsimple".into(), "-Wl,-z,lazy".into()])?;
 
         // Relocations.
         self.lib("libreloc_a.so", &["reloc/libreloc_a.c"], &[])?;
         self.lib("libreloc_b.so", &["reloc/libreloc_b.c"], &s(&["-lreloc_a"]))?;
         let reloc_libs = s(&["-lreloc_b", "-lreloc_a"]);
-        self.prog(
-            "reloc",
-            Pie,
-            Bare,
-            &["reloc/reloc.c"],
-            &[reloc_libs.clone(), s(&["-Wl,-z,lazy"])].concat(),
-        )?;
+        self.prog("reloc", Pie, Bare, &["reloc/reloc.c"], &[reloc_libs.clone(), s(&["-Wl,-z,lazy"])].concat())?;
         self.prog("reloc_now", Pie, Bare, &["reloc/reloc.c"], &[reloc_libs, s(&["-Wl,-z,now"])].concat())?;
         let relr = relr_flags(self.arch);
         self.lib("librelr.so", &["reloc/librelr.c"], &relr)?;
@@ -379,11 +346,7 @@ impl Builder {
         // TLS.
         let (gd, desc) = tls_dialects(self.arch);
         self.lib("libtls_ie.so", &["tls/libtls_ie.c"], &s(&["-ftls-model=initial-exec"]))?;
-        self.lib(
-            "libtls_gd.so",
-            &["tls/libtls_dyn.c"],
-            &s(&[gd, "-ltls_ie", "-Wl,--no-as-needed", system_ld_so(self.arch)]),
-        )?;
+        self.lib("libtls_gd.so", &["tls/libtls_dyn.c"], &s(&[gd, "-ltls_ie", "-Wl,--no-as-needed", system_ld_so(self.arch)]))?;
         self.lib("libtls_desc.so", &["tls/libtls_dyn.c"], &s(&[desc, "-ltls_ie"]))?;
         self.prog("tls_gd", Pie, Libc, &["tls/tls.c"], &s(&["-ltls_gd", "-ltls_ie"]))?;
         self.prog("tls_desc", Pie, Bare, &["tls/tls.c"], &s(&["-ltls_desc", "-ltls_ie"]))?;
@@ -419,11 +382,7 @@ impl Builder {
 
         // Initialisation and finalisation order.
         for (name, deps) in [("d", &[][..]), ("c", &["d"][..]), ("a", &["d"][..]), ("b", &["c", "d"][..])] {
-            let mut extra = vec![
-                format!("-DNAME={name}"),
-                format!("-Wl,-init=init_{name}"),
-                format!("-Wl,-fini=fini_{name}"),
-            ];
+            let mut extra = vec![format!("-DNAME={name}"), format!("-Wl,-init=init_{name}"), format!("-Wl,-fini=fini_{name}")];
             for (i, d) in deps.iter().enumerate() {
                 extra.push(format!("-DDEP{}={d}", i + 1));
                 extra.push(format!("-linit_{d}"));
@@ -437,12 +396,7 @@ impl Builder {
         // A cycle: libcyca needs libcycb needs libcyca. libcycb is linked
         // against a first libcyca without the DT_NEEDED, out of the tree.
         let cyc = |name: &str, dep: &str| {
-            vec![
-                format!("-DNAME={name}"),
-                format!("-DDEP1={dep}"),
-                format!("-Wl,-init=init_{name}"),
-                format!("-Wl,-fini=fini_{name}"),
-            ]
+            vec![format!("-DNAME={name}"), format!("-DDEP1={dep}"), format!("-Wl,-init=init_{name}"), format!("-Wl,-fini=fini_{name}")]
         };
         let first = self.obj.join("cycle");
         fs::create_dir_all(&first).map_err(|e| e.to_string())?;
@@ -468,18 +422,13 @@ impl Builder {
         let runpath = |p: &str| format!("-Wl,--enable-new-dtags,-rpath,{p}");
         self.lib("o_rpath/libo2.so", &["search/libo.c"], &s(&["-DNAME=o2"]))?;
         let l_rpath = format!("-L{}", self.dir("o_rpath"));
-        self.lib(
-            "o_rpath/libo1.so",
-            &["search/libo.c"],
-            &[s(&["-DNAME=o1", "-DDEP=o2"]), vec![l_rpath.clone(), "-lo2".into()]].concat(),
-        )?;
+        self.lib("o_rpath/libo1.so", &["search/libo.c"], &[s(&["-DNAME=o1", "-DDEP=o2"]), vec![l_rpath.clone(), "-lo2".into()]].concat())?;
         self.lib("o_run2/libo4.so", &["search/libo.c"], &s(&["-DNAME=o4"]))?;
         let l_run2 = format!("-L{}", self.dir("o_run2"));
         self.lib(
             "o_run/libo3.so",
             &["search/libo.c"],
-            &[s(&["-DNAME=o3", "-DDEP=o4"]), vec![l_run2, "-lo4".into(), runpath("$ORIGIN/../o_run2")]]
-                .concat(),
+            &[s(&["-DNAME=o3", "-DDEP=o4"]), vec![l_run2, "-lo4".into(), runpath("$ORIGIN/../o_run2")]].concat(),
         )?;
         let rl_run2 = format!("-Wl,-rpath-link,{}", self.dir("o_run2"));
         self.prog(
@@ -513,38 +462,14 @@ impl Builder {
             Pie,
             Bare,
             &["search/origin.c"],
-            &[
-                "-DFIRST=o3".into(),
-                format!("-L{}", self.dir("o_run")),
-                rl_run2,
-                "-lo3".into(),
-                runpath("$ORIGIN/o_run"),
-            ],
+            &["-DFIRST=o3".into(), format!("-L{}", self.dir("o_run")), rl_run2, "-lo3".into(), runpath("$ORIGIN/o_run")],
         )?;
         self.lib("o_a/libwho.so", &["search/libwho.c"], &s(&["-DWHO=\"o_a\""]))?;
         self.lib("o_b/libwho.so", &["search/libwho.c"], &s(&["-DWHO=\"o_b\""]))?;
         let l_a = format!("-L{}", self.dir("o_a"));
-        self.prog(
-            "who_rpath",
-            Pie,
-            Bare,
-            &["search/who.c"],
-            &[l_a.clone(), "-lwho".into(), rpath("$ORIGIN/o_a")],
-        )?;
-        self.prog(
-            "who_runpath",
-            Pie,
-            Bare,
-            &["search/who.c"],
-            &[l_a.clone(), "-lwho".into(), runpath("$ORIGIN/o_a")],
-        )?;
-        self.prog(
-            "who_brace",
-            Pie,
-            Bare,
-            &["search/who.c"],
-            &[l_a.clone(), "-lwho".into(), rpath("${ORIGIN}/o_b")],
-        )?;
+        self.prog("who_rpath", Pie, Bare, &["search/who.c"], &[l_a.clone(), "-lwho".into(), rpath("$ORIGIN/o_a")])?;
+        self.prog("who_runpath", Pie, Bare, &["search/who.c"], &[l_a.clone(), "-lwho".into(), runpath("$ORIGIN/o_a")])?;
+        self.prog("who_brace", Pie, Bare, &["search/who.c"], &[l_a.clone(), "-lwho".into(), rpath("${ORIGIN}/o_b")])?;
         self.prog("who_plain", Pie, Bare, &["search/who.c"], &[l_a, "-lwho".into()])?;
 
         self.glibc_programs()?;
@@ -563,12 +488,8 @@ impl Builder {
         let cc = self.arch.cc();
         let cxx = cc.strip_suffix("gcc").map(|p| format!("{p}g++")).ok_or("no g++ beside gcc")?;
         // (compiler, output, sources, extra flags); libraries first.
-        let lib = |name: &str| -> Vec<String> {
-            vec!["-fPIC".into(), "-shared".into(), format!("-Wl,-soname,{name}")]
-        };
-        let prog = || -> Vec<String> {
-            vec!["-Wl,--enable-new-dtags".into(), "-Wl,-rpath,$ORIGIN".into(), format!("-L{}", out.display())]
-        };
+        let lib = |name: &str| -> Vec<String> { vec!["-fPIC".into(), "-shared".into(), format!("-Wl,-soname,{name}")] };
+        let prog = || -> Vec<String> { vec!["-Wl,--enable-new-dtags".into(), "-Wl,-rpath,$ORIGIN".into(), format!("-L{}", out.display())] };
         let plugin = |name: &str, defs: &[&str]| -> Vec<String> {
             let mut v = lib(&format!("lib{name}.so"));
             v.push(format!("-DNAME={name}"));
@@ -589,34 +510,19 @@ impl Builder {
                 vec!["plugin.c"],
                 [
                     plugin("plug_b", &["-DPLUG_B"]),
-                    vec![
-                        format!("-L{}", out.display()),
-                        "-lplugdep".into(),
-                        "-Wl,--enable-new-dtags".into(),
-                        "-Wl,-rpath,$ORIGIN".into(),
-                    ],
+                    vec![format!("-L{}", out.display()), "-lplugdep".into(), "-Wl,--enable-new-dtags".into(), "-Wl,-rpath,$ORIGIN".into()],
                 ]
                 .concat(),
             ),
             (cc, "libplug_c.so", vec!["plugin.c"], plugin("plug_c", &[])),
-            (
-                cc,
-                "libplug_ver.so",
-                vec!["plugin.c"],
-                [plugin("plug_ver", &["-DPLUG_VER"]), vec![ver_map]].concat(),
-            ),
+            (cc, "libplug_ver.so", vec!["plugin.c"], [plugin("plug_ver", &["-DPLUG_VER"]), vec![ver_map]].concat()),
             (cc, "libplug_tls.so", vec!["plugin.c"], plugin("plug_tls", &["-DPLUG_TLS"])),
             (cc, "libplug_lazy.so", vec!["plugin.c"], plugin("plug_lazy", &["-DPLUG_LAZY", "-Wl,-z,lazy"])),
             (cc, "libnext.so", vec!["libnext.c"], lib("libnext.so")),
             (cc, "dlopen", vec!["dlopen.c"], [prog(), vec!["-rdynamic".into(), "-lnext".into()]].concat()),
             (cc, "libcopyifunc.so", vec!["libcopyifunc.c"], lib("libcopyifunc.so")),
             // ET_EXEC and non-PIC: copy relocations of the library's tables.
-            (
-                cc,
-                "copyifunc",
-                vec!["copyifunc.c"],
-                [prog(), vec!["-fno-pic".into(), "-no-pie".into(), "-lcopyifunc".into()]].concat(),
-            ),
+            (cc, "copyifunc", vec!["copyifunc.c"], [prog(), vec!["-fno-pic".into(), "-no-pie".into(), "-lcopyifunc".into()]].concat()),
             // Needs stub/libgone.so, which nothing provides at run time.
             (
                 cc,
@@ -658,11 +564,7 @@ impl Builder {
             ("bad_class", wrong_class),
             // Longer than an ELF header, so it is refused as not ELF rather
             // than as too short.
-            (
-                "bad_text",
-                b"/* GNU ld script: a text file where an ELF library is expected */\nINPUT(libsimple.so.1)\n"
-                    .to_vec(),
-            ),
+            ("bad_text", b"/* GNU ld script: a text file where an ELF library is expected */\nINPUT(libsimple.so.1)\n".to_vec()),
         ];
         for (dir, bytes) in files {
             let path = self.out.join(dir).join("libsimple.so");
@@ -682,11 +584,7 @@ fn bad_arch_inputs(root: &Path, arch: Arch) -> Result<(), String> {
     };
     let from = fixture_dir(root, other).join("libsimple.so");
     if !from.exists() {
-        eprintln!(
-            "xtask: note: {} missing, so {}/bad_arch/ is not built (run `cargo xtask fixtures`)",
-            from.display(),
-            arch.name()
-        );
+        eprintln!("xtask: note: {} missing, so {}/bad_arch/ is not built (run `cargo xtask fixtures`)", from.display(), arch.name());
         return Ok(());
     }
     let to = fixture_dir(root, arch).join("bad_arch/libsimple.so");

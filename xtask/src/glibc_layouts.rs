@@ -46,24 +46,10 @@ pub(crate) struct Release {
 pub(crate) const RELEASES: &[Release] = &[
     Release {
         suite: "bookworm",
-        sources: &[
-            ("debian", "bookworm"),
-            ("debian", "bookworm-updates"),
-            ("debian-security", "bookworm-security"),
-        ],
+        sources: &[("debian", "bookworm"), ("debian", "bookworm-updates"), ("debian-security", "bookworm-security")],
     },
-    Release {
-        suite: "trixie",
-        sources: &[
-            ("debian", "trixie"),
-            ("debian", "trixie-updates"),
-            ("debian-security", "trixie-security"),
-        ],
-    },
-    Release {
-        suite: "sid",
-        sources: &[("debian", "sid")],
-    },
+    Release { suite: "trixie", sources: &[("debian", "trixie"), ("debian", "trixie-updates"), ("debian-security", "trixie-security")] },
+    Release { suite: "sid", sources: &[("debian", "sid")] },
 ];
 
 /// One glibc build: the current `libc6` of a release for one arch.
@@ -103,10 +89,7 @@ impl Build {
     /// layout of the same version gets the package version as well.
     fn module(&self, with_package: bool) -> String {
         let v = if with_package { &*self.version } else { self.upstream() };
-        let v: String = v
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
+        let v: String = v.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         format!("debian_{}_{}", v, self.arch.name())
     }
 }
@@ -118,29 +101,20 @@ struct Options {
 }
 
 pub fn run(args: &[String]) -> Result<(), String> {
-    let mut opts = Options {
-        check: false,
-        offline: false,
-        only: None,
-    };
+    let mut opts = Options { check: false, offline: false, only: None };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--check" => opts.check = true,
             "--offline" => opts.offline = true,
             "--only" => opts.only = Some(it.next().ok_or("--only needs an argument")?.clone()),
-            _ => {
-                return Err(format!(
-                    "glibc-layouts: unknown argument `{a}` (--check, --offline, --only TEXT)"
-                ))
-            }
+            _ => return Err(format!("glibc-layouts: unknown argument `{a}` (--check, --offline, --only TEXT)")),
         }
     }
     let started = Instant::now();
     let root = util::root();
     let spec_path = root.join("loader/src/glibc/layout.rs");
-    let spec_text =
-        fs::read_to_string(&spec_path).map_err(|e| format!("{}: {e}", spec_path.display()))?;
+    let spec_text = fs::read_to_string(&spec_path).map_err(|e| format!("{}: {e}", spec_path.display()))?;
     let spec = parse_spec(&spec_text)?;
     let out_dir = root.join("loader/src/glibc/layouts");
     fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
@@ -156,11 +130,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             let (build, tree) = ensure(release, arch, opts.offline)?;
             let text = generate(&spec, &build, &tree)?;
             let module = place(&out_dir, &build, &text, opts.check, &mut stale)?;
-            eprintln!(
-                "glibc-layouts: {label} {} -> {module} ({:.1} s)",
-                build.version,
-                t0.elapsed().as_secs_f64()
-            );
+            eprintln!("glibc-layouts: {label} {} -> {module} ({:.1} s)", build.version, t0.elapsed().as_secs_f64());
         }
     }
 
@@ -168,11 +138,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     // left the archive stay, for the machines that still run them.
     let mut modules = Vec::new();
     for entry in fs::read_dir(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))? {
-        let name = entry
-            .map_err(|e| e.to_string())?
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
+        let name = entry.map_err(|e| e.to_string())?.file_name().to_string_lossy().into_owned();
         if let Some(m) = name.strip_suffix(".rs") {
             if !NOT_TABLES.contains(&m) {
                 modules.push(m.to_string());
@@ -180,28 +146,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
     }
     modules.sort();
-    write_or_check(
-        &out_dir.join("decode.rs"),
-        &glibc_gen::render_decoder(&spec)?,
-        opts.check,
-        &mut stale,
-    )?;
-    write_or_check(
-        &out_dir.join("mod.rs"),
-        &render_mod(&modules),
-        opts.check,
-        &mut stale,
-    )?;
+    write_or_check(&out_dir.join("decode.rs"), &glibc_gen::render_decoder(&spec)?, opts.check, &mut stale)?;
+    write_or_check(&out_dir.join("mod.rs"), &render_mod(&modules), opts.check, &mut stale)?;
 
-    eprintln!(
-        "glibc-layouts: done in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("glibc-layouts: done in {:.1} s", started.elapsed().as_secs_f64());
     if !stale.is_empty() {
-        return Err(format!(
-            "out of date (run `cargo xtask glibc-layouts` and commit the result): {}",
-            stale.join("; ")
-        ));
+        return Err(format!("out of date (run `cargo xtask glibc-layouts` and commit the result): {}", stale.join("; ")));
     }
     Ok(())
 }
@@ -234,13 +184,7 @@ fn fingerprint_of(text: &str) -> Option<&str> {
 /// holds the same fingerprint (the generator or `layout.rs` changed); a
 /// layout of its own under a version that has a table gets a name with
 /// the package version. With `check`, anything but the first case is stale.
-fn place(
-    out_dir: &Path,
-    build: &Build,
-    text: &str,
-    check: bool,
-    stale: &mut Vec<String>,
-) -> Result<String, String> {
+fn place(out_dir: &Path, build: &Build, text: &str, check: bool, stale: &mut Vec<String>) -> Result<String, String> {
     let mut tables = Vec::new();
     for entry in fs::read_dir(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))? {
         let path = entry.map_err(|e| e.to_string())?.path();
@@ -257,12 +201,7 @@ fn place(
         tables.push((module, old));
     }
     if check {
-        stale.push(format!(
-            "{} {} ({}) has no table with its layout",
-            build.version,
-            build.deb_arch(),
-            build.suite
-        ));
+        stale.push(format!("{} {} ({}) has no table with its layout", build.version, build.deb_arch(), build.suite));
         return Ok(String::new());
     }
     let plain = build.module(false);
@@ -276,12 +215,7 @@ fn place(
     Ok(module)
 }
 
-fn write_or_check(
-    path: &Path,
-    text: &str,
-    check: bool,
-    stale: &mut Vec<String>,
-) -> Result<(), String> {
+fn write_or_check(path: &Path, text: &str, check: bool, stale: &mut Vec<String>) -> Result<(), String> {
     let old = fs::read_to_string(path).ok();
     if old.as_deref() == Some(text) {
         return Ok(());
@@ -307,9 +241,7 @@ pub(crate) const LISTS_MAX_AGE: std::time::Duration = std::time::Duration::from_
 /// (tests find the trees there). Its `.version` names the package version;
 /// a newer build in the archive replaces the tree.
 pub(crate) fn tree_dir(suite: &str, arch: Arch) -> PathBuf {
-    util::root()
-        .join("target/glibc-dbg")
-        .join(format!("{suite}_{}", arch.deb()))
+    util::root().join("target/glibc-dbg").join(format!("{suite}_{}", arch.deb()))
 }
 
 /// Makes sure the current build of `release` for `arch` is unpacked.
@@ -317,48 +249,27 @@ fn ensure(release: &Release, arch: Arch, offline: bool) -> Result<(Build, PathBu
     let cache = util::root().join("target/glibc-dbg");
     let tree = tree_dir(release.suite, arch);
     let stamp = tree.join(".version");
-    let apt = Apt::new(
-        cache.join("apt").join(release.suite),
-        release.sources,
-        &["amd64", "arm64"],
-    );
+    let apt = Apt::new(cache.join("apt").join(release.suite), release.sources, &["amd64", "arm64"]);
     let version = if offline {
-        fs::read_to_string(&stamp).map_err(|_| {
-            format!(
-                "{} is not unpacked and --offline was given",
-                tree.display()
-            )
-        })?
+        fs::read_to_string(&stamp).map_err(|_| format!("{} is not unpacked and --offline was given", tree.display()))?
     } else {
         if apt.lists_age().is_none_or(|age| age > LISTS_MAX_AGE) {
             apt.update()?;
         }
         apt.candidate(&format!("libc6:{}", arch.deb()))?
     };
-    let build = Build {
-        suite: release.suite,
-        version: version.trim().to_string(),
-        arch,
-    };
+    let build = Build { suite: release.suite, version: version.trim().to_string(), arch };
     if fs::read_to_string(&stamp).ok().as_deref() == Some(build.version.as_str()) {
         return Ok((build, tree));
     }
     let debs_dir = cache.join("debs");
     let debs: Vec<PathBuf> = ["libc6", "libc6-dbg"]
         .iter()
-        .map(|p| {
-            debs_dir.join(format!(
-                "{p}_{}_{}.deb",
-                build.version.replace(':', "%3a"),
-                build.deb_arch()
-            ))
-        })
+        .map(|p| debs_dir.join(format!("{p}_{}_{}.deb", build.version.replace(':', "%3a"), build.deb_arch())))
         .collect();
     if debs.iter().any(|d| !d.exists()) {
-        let packages = [
-            format!("libc6:{}={}", build.deb_arch(), build.version),
-            format!("libc6-dbg:{}={}", build.deb_arch(), build.version),
-        ];
+        let packages =
+            [format!("libc6:{}={}", build.deb_arch(), build.version), format!("libc6-dbg:{}={}", build.deb_arch(), build.version)];
         apt.download(&debs_dir, &packages, |e| e)?;
     }
     if tree.exists() {
@@ -409,11 +320,7 @@ fn generate(spec: &Spec, build: &Build, tree: &Path) -> Result<String, String> {
     let rtld_dbg = debug_file(tree, &rtld)?;
     let banner = glibc_gen::banner(&libc)?;
     if !banner.contains(&build.version) {
-        return Err(format!(
-            "{}: banner `{banner}` does not name {}",
-            libc.path.display(),
-            build.version
-        ));
+        return Err(format!("{}: banner `{banner}` does not name {}", libc.path.display(), build.version));
     }
     let ctx = glibc_gen::Ctx {
         label: format!("{} {}", build.version, build.arch.name()),

@@ -79,12 +79,15 @@ fn build_cah(arch: Arch) -> Result<Option<PathBuf>, String> {
         }
     }
     let linker_var = format!("CARGO_TARGET_{}_LINKER", arch.rust_target().to_uppercase().replace('-', "_"));
-    util::run(
-        Command::new(util::host_cargo())
-            .current_dir(&root)
-            .env(linker_var, arch.cc())
-            .args(["build", "--release", "--quiet", "-p", "cah", "--target", arch.rust_target()]),
-    )?;
+    util::run(Command::new(util::host_cargo()).current_dir(&root).env(linker_var, arch.cc()).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "cah",
+        "--target",
+        arch.rust_target(),
+    ]))?;
     Ok(Some(root.join("target").join(arch.rust_target()).join("release/cah")))
 }
 

@@ -67,8 +67,7 @@ pub const PACKAGES: &[&str] = &[
 ];
 
 /// The suites the packages come from.
-const SUITES: &[(&str, &str)] =
-    &[("debian", "bookworm"), ("debian", "bookworm-updates"), ("debian-security", "bookworm-security")];
+const SUITES: &[(&str, &str)] = &[("debian", "bookworm"), ("debian", "bookworm-updates"), ("debian-security", "bookworm-security")];
 
 /// Bumped whenever the way the tree is assembled changes, so that existing
 /// trees are rebuilt.
@@ -117,10 +116,7 @@ pub fn ensure(refresh: bool, offline: bool) -> Result<PathBuf, String> {
 
     let debs = base.join("debs");
     if offline && !apt.has_lists() {
-        return Err(format!(
-            "sysroot: no package lists in {} and --offline was given",
-            base.join("apt").display()
-        ));
+        return Err(format!("sysroot: no package lists in {} and --offline was given", base.join("apt").display()));
     }
     if refresh || !apt.has_lists() {
         apt.update()?;
@@ -167,14 +163,8 @@ pub fn ensure(refresh: bool, offline: bool) -> Result<PathBuf, String> {
     if tree.exists() {
         fs::remove_dir_all(&tree).map_err(|e| format!("remove {}: {e}", tree.display()))?;
     }
-    fs::rename(&staging, &tree)
-        .map_err(|e| format!("rename {} to {}: {e}", staging.display(), tree.display()))?;
-    eprintln!(
-        "xtask: built sysroot {} from {} packages in {:.1}s",
-        tree.display(),
-        files.len(),
-        started.elapsed().as_secs_f64()
-    );
+    fs::rename(&staging, &tree).map_err(|e| format!("rename {} to {}: {e}", staging.display(), tree.display()))?;
+    eprintln!("xtask: built sysroot {} from {} packages in {:.1}s", tree.display(), files.len(), started.elapsed().as_secs_f64());
     Ok(tree)
 }
 
@@ -191,8 +181,7 @@ fn merge_usr(root: &Path) -> Result<(), String> {
             fs::remove_dir_all(&top).map_err(|e| format!("remove {}: {e}", top.display()))?;
         }
         if fs::symlink_metadata(&top).is_err() {
-            std::os::unix::fs::symlink(format!("usr/{d}"), &top)
-                .map_err(|e| format!("symlink {}: {e}", top.display()))?;
+            std::os::unix::fs::symlink(format!("usr/{d}"), &top).map_err(|e| format!("symlink {}: {e}", top.display()))?;
         }
     }
     Ok(())
@@ -208,8 +197,7 @@ fn merge_into(from: &Path, to: &Path) -> Result<(), String> {
         let dst = to.join(entry.file_name());
         let src_meta = fs::symlink_metadata(&src).map_err(|e| e.to_string())?;
         match fs::symlink_metadata(&dst) {
-            Err(_) => fs::rename(&src, &dst)
-                .map_err(|e| format!("move {} to {}: {e}", src.display(), dst.display()))?,
+            Err(_) => fs::rename(&src, &dst).map_err(|e| format!("move {} to {}: {e}", src.display(), dst.display()))?,
             Ok(m) if m.is_dir() && src_meta.is_dir() => merge_into(&src, &dst)?,
             Ok(_) => {
                 let same = match (fs::read(&src), fs::read(&dst)) {
@@ -217,11 +205,7 @@ fn merge_into(from: &Path, to: &Path) -> Result<(), String> {
                     _ => fs::read_link(&src).ok() == fs::read_link(&dst).ok(),
                 };
                 if !same {
-                    eprintln!(
-                        "xtask: note: sysroot: {} and {} differ; keeping the latter",
-                        src.display(),
-                        dst.display()
-                    );
+                    eprintln!("xtask: note: sysroot: {} and {} differ; keeping the latter", src.display(), dst.display());
                 }
             }
         }
@@ -262,11 +246,7 @@ fn relativise_links(root: &Path, dir: &Path) -> Result<(), String> {
         let target = fs::read_link(&path).map_err(|e| format!("readlink {}: {e}", path.display()))?;
         let Ok(inside) = target.strip_prefix("/") else { continue };
         // The link's directory, relative to the root: one `..` per component.
-        let depth = path
-            .parent()
-            .and_then(|p| p.strip_prefix(root).ok())
-            .map(|p| p.components().count())
-            .unwrap_or(0);
+        let depth = path.parent().and_then(|p| p.strip_prefix(root).ok()).map(|p| p.components().count()).unwrap_or(0);
         let mut rel = PathBuf::new();
         for _ in 0..depth {
             rel.push("..");
@@ -302,9 +282,6 @@ fn check_tree(root: &Path) -> Result<(), String> {
     match cmd.status() {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => Err(format!("sysroot: {} failed: {s}", util::describe(&cmd))),
-        Err(e) => Err(format!(
-            "sysroot: {}: {e} (is the Debian package `qemu-user` installed?)",
-            util::describe(&cmd)
-        )),
+        Err(e) => Err(format!("sysroot: {}: {e} (is the Debian package `qemu-user` installed?)", util::describe(&cmd))),
     }
 }

@@ -39,37 +39,20 @@ fn has_library_source(rustc: &Path) -> bool {
 /// Installs missing Debian packages (when we are root) and returns the
 /// toolchain to build the loader with.
 pub fn ensure() -> Result<Toolchain, String> {
-    let missing: Vec<&str> = PACKAGES
-        .iter()
-        .filter(|(_, path)| !Path::new(path).exists())
-        .map(|(pkg, _)| *pkg)
-        .collect();
+    let missing: Vec<&str> = PACKAGES.iter().filter(|(_, path)| !Path::new(path).exists()).map(|(pkg, _)| *pkg).collect();
     if !missing.is_empty() {
         // SAFETY-free libc-less check of our uid: `id -u` is simplest.
         let uid = util::output(Command::new("id").arg("-u")).unwrap_or_default();
         if uid.trim() != "0" {
-            return Err(format!(
-                "missing Debian packages: {} (run as root: apt-get install {})",
-                missing.join(" "),
-                missing.join(" ")
-            ));
+            return Err(format!("missing Debian packages: {} (run as root: apt-get install {})", missing.join(" "), missing.join(" ")));
         }
         eprintln!("xtask: installing missing Debian packages: {}", missing.join(" "));
         util::run(Command::new("apt-get").args(["update", "-qq"]))?;
-        util::run(
-            Command::new("apt-get")
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .args(["install", "-y", "-qq"])
-                .args(&missing),
-        )?;
+        util::run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-qq"]).args(&missing))?;
     }
     let rustc = PathBuf::from("/usr/bin/rustc");
     if !has_library_source(&rustc) {
-        return Err(format!(
-            "{} has no library sources for -Zbuild-std (install rust-web-src)",
-            rustc.display()
-        ));
+        return Err(format!("{} has no library sources for -Zbuild-std (install rust-web-src)", rustc.display()));
     }
     Ok(Toolchain { rustc, cargo: PathBuf::from("/usr/bin/cargo") })
 }
-

@@ -29,12 +29,7 @@ pub fn run(cmd: &mut Command) -> Result<(), String> {
 pub fn output(cmd: &mut Command) -> Result<String, String> {
     let out = cmd.output().map_err(|e| format!("{}: {e}", describe(cmd)))?;
     if !out.status.success() {
-        return Err(format!(
-            "{} failed: {}\n{}",
-            describe(cmd),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(format!("{} failed: {}\n{}", describe(cmd), out.status, String::from_utf8_lossy(&out.stderr)));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -9,8 +9,7 @@ impl ArchInfo for Aarch64 {
     const R_RELATIVE: u32 = object::elf::R_AARCH64_RELATIVE;
     const TLS_VARIANT: TlsVariant = TlsVariant::One;
     const GLIBC_INTERP: &'static str = "/lib/ld-linux-aarch64.so.1";
-    const DEFAULT_DIRS: &'static [&'static str] =
-        &["/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib", "/usr/lib"];
+    const DEFAULT_DIRS: &'static [&'static str] = &["/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib", "/usr/lib"];
     // FLAG_ELF_LIBC6 | FLAG_AARCH64_LIB64
     const LDCACHE_FLAGS: i32 = 0x0a03;
     const DST_LIB: &'static str = "lib/aarch64-linux-gnu";

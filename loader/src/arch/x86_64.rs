@@ -9,8 +9,7 @@ impl ArchInfo for X86_64 {
     const R_RELATIVE: u32 = object::elf::R_X86_64_RELATIVE;
     const TLS_VARIANT: TlsVariant = TlsVariant::Two;
     const GLIBC_INTERP: &'static str = "/lib64/ld-linux-x86-64.so.2";
-    const DEFAULT_DIRS: &'static [&'static str] =
-        &["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib", "/usr/lib"];
+    const DEFAULT_DIRS: &'static [&'static str] = &["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib", "/usr/lib"];
     // FLAG_ELF_LIBC6 | FLAG_X8664_LIB64
     const LDCACHE_FLAGS: i32 = 0x0303;
     const DST_LIB: &'static str = "lib/x86_64-linux-gnu";

@@ -5,8 +5,8 @@ use object::elf::*;
 
 use super::consts::*;
 
-use super::version::{VersionReq, Versions};
 use super::image::Span;
+use super::version::{VersionReq, Versions};
 use super::{DynInfo, Image};
 
 /// `Elf64_Sym`.
@@ -264,14 +264,7 @@ fn check(
 }
 
 /// Finds `q` among the definitions of one object.
-pub fn lookup(
-    img: &Image,
-    d: &DynInfo,
-    defs: &Versions,
-    q: &Query<'_>,
-    want: Option<&VersionReq>,
-    plt: bool,
-) -> Found {
+pub fn lookup(img: &Image, d: &DynInfo, defs: &Versions, q: &Query<'_>, want: Option<&VersionReq>, plt: bool) -> Found {
     let mut fallback = (0u32, None);
     let mut tmp = None;
     let t = tables(img, d, &mut tmp);

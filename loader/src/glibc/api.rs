@@ -272,7 +272,14 @@ fn version_name(version: usize) -> Option<&'static [u8]> {
 
 /// # Safety
 /// As `lookup_symbol_x`.
-unsafe fn lookup_impl(name: *const u8, _undef_map: usize, scope: *const usize, version: usize, flags: i32, skip_map: usize) -> Option<(usize, usize)> {
+unsafe fn lookup_impl(
+    name: *const u8,
+    _undef_map: usize,
+    scope: *const usize,
+    version: usize,
+    flags: i32,
+    skip_map: usize,
+) -> Option<(usize, usize)> {
     let r = rt()?;
     let l = r.layout;
     // SAFETY: NUL-terminated (caller).
@@ -281,8 +288,7 @@ unsafe fn lookup_impl(name: *const u8, _undef_map: usize, scope: *const usize, v
     // hold the loader lock) reads the namespace it published; everyone else
     // takes the lock.
     let published = STARTUP_NS.load(core::sync::atomic::Ordering::Acquire);
-    let mine = published != 0
-        && STARTUP_TP.load(core::sync::atomic::Ordering::Acquire) == crate::arch::native::thread_pointer_value();
+    let mine = published != 0 && STARTUP_TP.load(core::sync::atomic::Ordering::Acquire) == crate::arch::native::thread_pointer_value();
     let mut guard = if mine { None } else { Some(crate::start::STATE.lock()) };
     let ns: &Namespace = match guard.as_ref().and_then(|g| g.as_ref()) {
         Some(ns) => ns,
@@ -472,7 +478,11 @@ extern "C" fn tls_get_addr_soft(lm: usize) -> usize {
             return 0;
         }
         let v = (*(dtv as *const DtvEntry).add(modid)).val;
-        if v == tls::UNALLOCATED { 0 } else { v }
+        if v == tls::UNALLOCATED {
+            0
+        } else {
+            v
+        }
     }
 }
 
@@ -572,7 +582,8 @@ pub unsafe extern "C" fn __tunable_get_val(id: u32, valp: *mut u32, cb: usize) {
 pub unsafe extern "C" fn _dl_exception_create(e: usize, objname: *const u8, errstring: *const u8) {
     let Some(r) = rt() else { return };
     // SAFETY: NUL-terminated strings from libc (objname may be NULL).
-    let (ol, el) = unsafe { (if objname.is_null() { 0 } else { crate::start::strlen(objname as usize) }, crate::start::strlen(errstring as usize)) };
+    let (ol, el) =
+        unsafe { (if objname.is_null() { 0 } else { crate::start::strlen(objname as usize) }, crate::start::strlen(errstring as usize)) };
     let f = &r.layout.dl_exception;
     // SAFETY: `e` is a struct dl_exception of the caller.
     let ex = unsafe { Raw::new(e) };
@@ -690,7 +701,13 @@ pub unsafe extern "C" fn __nptl_change_stack_perm(pd: usize) -> i32 {
     let size = p.get(t.stackblock_size) as usize;
     let guard = p.get(t.guardsize) as usize;
     // SAFETY: the thread's own stack mapping, described by libc.
-    match unsafe { crate::sys::mprotect(block + guard, size.saturating_sub(guard), crate::sys::PROT_READ | crate::sys::PROT_WRITE | crate::sys::PROT_EXEC) } {
+    match unsafe {
+        crate::sys::mprotect(
+            block + guard,
+            size.saturating_sub(guard),
+            crate::sys::PROT_READ | crate::sys::PROT_WRITE | crate::sys::PROT_EXEC,
+        )
+    } {
         Ok(()) => 0,
         Err(e) => e.0,
     }

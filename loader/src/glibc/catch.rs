@@ -130,7 +130,13 @@ pub unsafe extern "C" fn _dl_signal_error(errcode: i32, objname: usize, occasion
 }
 
 /// `int _dl_catch_error(const char **objname, const char **errstring, bool *mallocedp, operate, args)`.
-pub unsafe extern "C" fn dl_catch_error(objname: *mut usize, errstring: *mut usize, mallocedp: *mut bool, operate: usize, args: usize) -> i32 {
+pub unsafe extern "C" fn dl_catch_error(
+    objname: *mut usize,
+    errstring: *mut usize,
+    mallocedp: *mut bool,
+    operate: usize,
+    args: usize,
+) -> i32 {
     let mut e = [0usize; 4];
     // SAFETY: forwarded.
     let code = unsafe { _dl_catch_exception(e.as_mut_ptr() as usize, operate, args) };

@@ -203,7 +203,13 @@ const ACTIVE: [[Mask; 4]; 10] = [
     //    AVX512_4VNNIW/4FMAPS/VP2INTERSECT/FP16 | AMX_BF16/TILE/INT8.
     [
         NONE,
-        Mask { always: bits(&[3, 8, 9, 18, 19, 23, 24, 29]), ymm: bits(&[5]), zmm: bits(&[16, 17, 21, 26, 27, 28, 30, 31]), amx: 0, tsx: bits(&[4, 11]) },
+        Mask {
+            always: bits(&[3, 8, 9, 18, 19, 23, 24, 29]),
+            ymm: bits(&[5]),
+            zmm: bits(&[16, 17, 21, 26, 27, 28, 30, 31]),
+            amx: 0,
+            tsx: bits(&[4, 11]),
+        },
         Mask { always: bits(&[0, 4, 5, 8, 22, 23, 25, 27, 28]), ymm: bits(&[9, 10]), zmm: bits(&[1, 6, 11, 12, 14]), amx: 0, tsx: 0 },
         Mask { always: bits(&[4, 10, 11, 14, 16]), ymm: 0, zmm: bits(&[2, 3, 8, 23]), amx: bits(&[22, 24, 25]), tsx: 0 },
     ],

@@ -156,6 +156,9 @@ mod tests {
         );
         assert_eq!(text("/d/libp.so", "undefined symbol: f, version V"), "/d/libp.so: undefined symbol: f, version V");
         assert_eq!(text("ld-cah.so", "invalid handle"), "invalid handle");
-        assert_eq!(text("./prog", "libx.so (blake3:ab): no matching file; tried /d/libx.so (blake3:cd)"), "libx.so (blake3:ab): no matching file; tried /d/libx.so (blake3:cd)");
+        assert_eq!(
+            text("./prog", "libx.so (blake3:ab): no matching file; tried /d/libx.so (blake3:cd)"),
+            "libx.so (blake3:ab): no matching file; tried /d/libx.so (blake3:cd)"
+        );
     }
 }

@@ -64,7 +64,6 @@ pub struct Decoded<'a> {
     pub layout: Layout,
 }
 
-
 /// Decodes a table body (everything after the header): the build ids,
 /// then the `Layout`, which must take exactly the rest and pass
 /// `Layout::check`. Any corruption is an error, never a panic.
@@ -113,20 +112,11 @@ fn file_name(build_id: &[u8]) -> Vec<u8> {
 /// The installed table for the mapped `libc` with `build_id`:
 /// `Err(None)` if there is none, `Err(Some(..))` if there is one and it
 /// was refused.
-pub fn select(
-    build_id: &[u8],
-    machine: u16,
-    libc: &Libc<'_>,
-    secure: bool,
-    env: &[&[u8]],
-) -> Result<&'static Layout, Option<Refused>> {
+pub fn select(build_id: &[u8], machine: u16, libc: &Libc<'_>, secure: bool, env: &[&[u8]]) -> Result<&'static Layout, Option<Refused>> {
     let dir: &[u8] = if secure {
         DIR
     } else {
-        env.iter()
-            .find_map(|e| e.strip_prefix(DIR_ENV).and_then(|r| r.strip_prefix(b"=")))
-            .filter(|d| !d.is_empty())
-            .unwrap_or(DIR)
+        env.iter().find_map(|e| e.strip_prefix(DIR_ENV).and_then(|r| r.strip_prefix(b"="))).filter(|d| !d.is_empty()).unwrap_or(DIR)
     };
     if build_id.is_empty() {
         return Err(None);

@@ -1316,170 +1316,67 @@ impl Layout {
         let pd = &self.pthread;
         let mutex = self.pthread_mutex.size;
 
-        ensure!(
-            str_eq(self.glibc_version, self.fingerprint.version),
-            "banner version != __nptl_version"
-        );
-        ensure!(
-            sorted(self.fingerprint.imports),
-            "fingerprint imports not sorted"
-        );
-        ensure!(
-            !self.fingerprint.thread_db.is_empty(),
-            "fingerprint without _thread_db descriptors"
-        );
-        ensure!(
-            g._dl_ns.stride == ns.size,
-            "_dl_ns[] stride != sizeof(link_namespaces)"
-        );
+        ensure!(str_eq(self.glibc_version, self.fingerprint.version), "banner version != __nptl_version");
+        ensure!(sorted(self.fingerprint.imports), "fingerprint imports not sorted");
+        ensure!(!self.fingerprint.thread_db.is_empty(), "fingerprint without _thread_db descriptors");
+        ensure!(g._dl_ns.stride == ns.size, "_dl_ns[] stride != sizeof(link_namespaces)");
         ensure!(g._dl_ns.len == 16, "DL_NNS != 16");
         ensure!(g._dl_ns.end() <= g.size, "_dl_ns outside rtld_global");
         ensure!(g._dl_nns.size == 8, "_dl_nns is not a size_t");
-        ensure!(
-            g._dl_load_lock.size == mutex,
-            "_dl_load_lock is not a pthread_mutex_t"
-        );
-        ensure!(
-            g._dl_load_write_lock.size == mutex,
-            "_dl_load_write_lock is not a pthread_mutex_t"
-        );
-        ensure!(
-            g._dl_load_tls_lock.size == mutex,
-            "_dl_load_tls_lock is not a pthread_mutex_t"
-        );
-        ensure!(
-            opt_size_is(g._dl_rtld_map, lm.size),
-            "_dl_rtld_map is not a link_map"
-        );
-        ensure!(
-            g._dl_stack_used.size == self.list_t.size,
-            "_dl_stack_used is not a list_t"
-        );
-        ensure!(
-            g._dl_stack_user.size == self.list_t.size,
-            "_dl_stack_user is not a list_t"
-        );
-        ensure!(
-            g._dl_stack_cache.size == self.list_t.size,
-            "_dl_stack_cache is not a list_t"
-        );
-        ensure!(
-            g._dl_stack_cache_lock.size == 4,
-            "_dl_stack_cache_lock is not an int"
-        );
-        ensure!(
-            g._dl_stack_cache_lock.end() <= g.size,
-            "_dl_stack_cache_lock outside rtld_global"
-        );
+        ensure!(g._dl_load_lock.size == mutex, "_dl_load_lock is not a pthread_mutex_t");
+        ensure!(g._dl_load_write_lock.size == mutex, "_dl_load_write_lock is not a pthread_mutex_t");
+        ensure!(g._dl_load_tls_lock.size == mutex, "_dl_load_tls_lock is not a pthread_mutex_t");
+        ensure!(opt_size_is(g._dl_rtld_map, lm.size), "_dl_rtld_map is not a link_map");
+        ensure!(g._dl_stack_used.size == self.list_t.size, "_dl_stack_used is not a list_t");
+        ensure!(g._dl_stack_user.size == self.list_t.size, "_dl_stack_user is not a list_t");
+        ensure!(g._dl_stack_cache.size == self.list_t.size, "_dl_stack_cache is not a list_t");
+        ensure!(g._dl_stack_cache_lock.size == 4, "_dl_stack_cache_lock is not an int");
+        ensure!(g._dl_stack_cache_lock.end() <= g.size, "_dl_stack_cache_lock outside rtld_global");
 
-        ensure!(
-            ns._ns_unique_sym_table.size == self.unique_sym_table.size,
-            "_ns_unique_sym_table size"
-        );
-        ensure!(
-            self.unique_sym_table.lock.size == mutex,
-            "unique_sym_table.lock is not a pthread_mutex_t"
-        );
+        ensure!(ns._ns_unique_sym_table.size == self.unique_sym_table.size, "_ns_unique_sym_table size");
+        ensure!(self.unique_sym_table.lock.size == mutex, "unique_sym_table.lock is not a pthread_mutex_t");
         if let Some(rx) = self.r_debug_extended {
-            ensure!(
-                rx.base.off == 0 && rx.base.size == self.r_debug.size,
-                "r_debug_extended.base"
-            );
-            ensure!(
-                opt_size_is(ns._ns_debug, rx.size),
-                "_ns_debug is not an r_debug_extended"
-            );
-            ensure!(
-                opt_size_is(ns._ns_debug_unused, rx.size),
-                "_ns_debug_unused size"
-            );
+            ensure!(rx.base.off == 0 && rx.base.size == self.r_debug.size, "r_debug_extended.base");
+            ensure!(opt_size_is(ns._ns_debug, rx.size), "_ns_debug is not an r_debug_extended");
+            ensure!(opt_size_is(ns._ns_debug_unused, rx.size), "_ns_debug_unused size");
         }
 
         ensure!(ro._dl_pagesize.size == 8, "_dl_pagesize is not a size_t");
-        ensure!(
-            ro._dl_minsigstacksize.size == 8,
-            "_dl_minsigstacksize is not a size_t"
-        );
-        ensure!(
-            ro._dl_initial_searchlist.size == self.r_scope_elem.size,
-            "_dl_initial_searchlist size"
-        );
-        ensure!(
-            ro._dl_tls_static_size.size == 8 && ro._dl_tls_static_align.size == 8,
-            "static TLS sizes"
-        );
-        ensure!(
-            ro._dl_naudit.end() <= ro.size,
-            "_dl_naudit outside rtld_global_ro"
-        );
+        ensure!(ro._dl_minsigstacksize.size == 8, "_dl_minsigstacksize is not a size_t");
+        ensure!(ro._dl_initial_searchlist.size == self.r_scope_elem.size, "_dl_initial_searchlist size");
+        ensure!(ro._dl_tls_static_size.size == 8 && ro._dl_tls_static_align.size == 8, "static TLS sizes");
+        ensure!(ro._dl_naudit.end() <= ro.size, "_dl_naudit outside rtld_global_ro");
 
-        ensure!(
-            lm.l_info.stride == 8,
-            "l_info[] is not an array of pointers"
-        );
-        ensure!(
-            lm.l_searchlist.size == self.r_scope_elem.size,
-            "l_searchlist size"
-        );
+        ensure!(lm.l_info.stride == 8, "l_info[] is not an array of pointers");
+        ensure!(lm.l_searchlist.size == self.r_scope_elem.size, "l_searchlist size");
         ensure!(lm.l_mach.size == self.link_map_machine.size, "l_mach size");
-        ensure!(
-            lm.l_local_scope.len == 2 && lm.l_local_scope.stride == 8,
-            "l_local_scope[2]"
-        );
+        ensure!(lm.l_local_scope.len == 2 && lm.l_local_scope.stride == 8, "l_local_scope[2]");
         ensure!(lm.l_serial.end() <= lm.size, "l_serial outside link_map");
         ensure!(lm.l_type.width == 2, "l_type is not 2 bits");
 
-        ensure!(
-            pd.list.size == self.list_t.size,
-            "pthread.list is not a list_t"
-        );
-        ensure!(
-            pd.robust_head.size == self.robust_list_head.size,
-            "pthread.robust_head size"
-        );
+        ensure!(pd.list.size == self.list_t.size, "pthread.list is not a list_t");
+        ensure!(pd.robust_head.size == self.robust_list_head.size, "pthread.robust_head size");
         ensure!(pd.tid.size == 4, "pthread.tid is not a pid_t");
-        ensure!(
-            pd.specific_1stblock.len == 32 && pd.specific.len == 32,
-            "PTHREAD_KEY_2NDLEVEL_SIZE"
-        );
-        ensure!(
-            opt_size_is(pd.rseq_area_cpu_id, 4),
-            "rseq_area.cpu_id is not 32 bits"
-        );
-        ensure!(
-            self.dtv.size == 16 && self.dtv_slotinfo.size == 16,
-            "dtv_t / dtv_slotinfo size"
-        );
-        ensure!(
-            self.dtv_slotinfo_list.slotinfo.stride == self.dtv_slotinfo.size,
-            "slotinfo[] stride"
-        );
+        ensure!(pd.specific_1stblock.len == 32 && pd.specific.len == 32, "PTHREAD_KEY_2NDLEVEL_SIZE");
+        ensure!(opt_size_is(pd.rseq_area_cpu_id, 4), "rseq_area.cpu_id is not 32 bits");
+        ensure!(self.dtv.size == 16 && self.dtv_slotinfo.size == 16, "dtv_t / dtv_slotinfo size");
+        ensure!(self.dtv_slotinfo_list.slotinfo.stride == self.dtv_slotinfo.size, "slotinfo[] stride");
 
         let tv = &self.tunable_val;
-        ensure!(
-            tv.numval.off == 0 && tv.numval.size == 8,
-            "tunable_val_t.numval is not an intmax_t at 0"
-        );
+        ensure!(tv.numval.off == 0 && tv.numval.size == 8, "tunable_val_t.numval is not an intmax_t at 0");
         ensure!(tv.strval.off == 0 && tv.size <= 16, "tunable_val_t.strval");
         match (tv.strval_str, tv.strval_len) {
             (None, None) => ensure!(tv.strval.size == 8, "tunable_val_t.strval is not a pointer"),
-            (Some(s), Some(n)) => ensure!(
-                s.off == 0 && s.size == 8 && n.off == 8 && n.size == 8,
-                "tunable_val_t.strval is not { str, len }"
-            ),
+            (Some(s), Some(n)) => {
+                ensure!(s.off == 0 && s.size == 8 && n.off == 8 && n.size == 8, "tunable_val_t.strval is not { str, len }")
+            }
             _ => return Err(Inconsistent("tunable_val_t.strval has only one of str, len")),
         }
-        ensure!(
-            !self.tunables.is_empty() && self.tunables.len() <= MAX_TUNABLES,
-            "more tunables than MAX_TUNABLES"
-        );
+        ensure!(!self.tunables.is_empty() && self.tunables.len() <= MAX_TUNABLES, "more tunables than MAX_TUNABLES");
         let mut i = 0;
         while i < self.tunables.len() {
             let t = &self.tunables[i];
-            ensure!(
-                (t.security.is_some()) == (self.tunables[0].security.is_some()),
-                "security levels on some tunables only"
-            );
+            ensure!((t.security.is_some()) == (self.tunables[0].security.is_some()), "security levels on some tunables only");
             if let TunableType::String = t.ty {
                 ensure!(t.default == 0, "a string tunable with a default");
             }
@@ -1489,38 +1386,16 @@ impl Layout {
         match self.arch {
             Arch::X86_64 => {
                 // The TCB is `struct pthread` itself, its first member the tcbhead_t.
-                ensure!(
-                    pd.header.off == 0 && pd.header.size == self.tcbhead.size,
-                    "x86_64 pthread.header"
-                );
-                ensure!(
-                    self.tcbhead.tcb.is_some() && self.tcbhead.self_.is_some(),
-                    "x86_64 tcbhead_t"
-                );
-                ensure!(
-                    self.aarch64_cpu_features.is_none(),
-                    "aarch64 cpu_features on x86_64"
-                );
-                ensure!(
-                    ro._dl_aarch64_cpu_features.is_none(),
-                    "_dl_aarch64_cpu_features on x86_64"
-                );
-                match (
-                    self.x86_cpu_features,
-                    self.cpuid_feature_internal,
-                    ro._dl_x86_cpu_features,
-                ) {
+                ensure!(pd.header.off == 0 && pd.header.size == self.tcbhead.size, "x86_64 pthread.header");
+                ensure!(self.tcbhead.tcb.is_some() && self.tcbhead.self_.is_some(), "x86_64 tcbhead_t");
+                ensure!(self.aarch64_cpu_features.is_none(), "aarch64 cpu_features on x86_64");
+                ensure!(ro._dl_aarch64_cpu_features.is_none(), "_dl_aarch64_cpu_features on x86_64");
+                match (self.x86_cpu_features, self.cpuid_feature_internal, ro._dl_x86_cpu_features) {
                     (Some(cf), Some(el), Some(f)) => {
                         ensure!(f.size == cf.size, "_dl_x86_cpu_features size");
                         ensure!(cf.features.stride == el.size, "features[] stride");
-                        ensure!(
-                            el.cpuid.size == 16 && el.active.size == 16,
-                            "cpuid registers"
-                        );
-                        ensure!(
-                            cf.non_temporal_threshold.size == 8,
-                            "non_temporal_threshold size"
-                        );
+                        ensure!(el.cpuid.size == 16 && el.active.size == 16, "cpuid registers");
+                        ensure!(cf.non_temporal_threshold.size == 8, "non_temporal_threshold size");
                     }
                     _ => return Err(Inconsistent("x86_64 without cpu_features")),
                 }
@@ -1528,14 +1403,8 @@ impl Layout {
             Arch::Aarch64 => {
                 ensure!(self.tcbhead.size == 16, "aarch64 tcbhead_t is not 16 bytes");
                 ensure!(self.tcbhead.dtv.off == 0, "aarch64 tcbhead_t.dtv");
-                ensure!(
-                    self.x86_cpu_features.is_none(),
-                    "x86 cpu_features on aarch64"
-                );
-                ensure!(
-                    ro._dl_x86_cpu_features.is_none(),
-                    "_dl_x86_cpu_features on aarch64"
-                );
+                ensure!(self.x86_cpu_features.is_none(), "x86 cpu_features on aarch64");
+                ensure!(ro._dl_x86_cpu_features.is_none(), "_dl_x86_cpu_features on aarch64");
                 match (self.aarch64_cpu_features, ro._dl_aarch64_cpu_features) {
                     (Some(cf), Some(f)) => {
                         ensure!(f.size == cf.size, "_dl_aarch64_cpu_features size")
@@ -1611,32 +1480,13 @@ mod tests {
 
         let g = &l.rtld_global;
         assert_eq!(g.size, 4336);
-        assert_eq!(
-            g._dl_ns,
-            Array {
-                off: 0,
-                stride: 160,
-                len: 16
-            }
-        );
+        assert_eq!(g._dl_ns, Array { off: 0, stride: 160, len: 16 });
         assert_eq!(g._dl_nns, Field { off: 2560, size: 8 });
-        assert_eq!(
-            g._dl_load_lock,
-            Field {
-                off: 2568,
-                size: 40
-            }
-        );
+        assert_eq!(g._dl_load_lock, Field { off: 2568, size: 40 });
         assert_eq!(g._dl_load_write_lock.off, 2608);
         assert_eq!(g._dl_load_adds.off, 2688);
         assert_eq!(g._dl_all_dirs.off, 2728);
-        assert_eq!(
-            g._dl_rtld_map,
-            Some(Field {
-                off: 2736,
-                size: 1192
-            })
-        );
+        assert_eq!(g._dl_rtld_map, Some(Field { off: 2736, size: 1192 }));
         assert_eq!(g._dl_x86_feature_1.map(|f| f.off), Some(4184));
         assert_eq!(g._dl_stack_flags.map(|f| f.off), Some(4192));
         assert_eq!(g._dl_tls_dtv_slotinfo_list.off, 4208);
@@ -1660,13 +1510,7 @@ mod tests {
         assert_eq!(ro._dl_fpu_control, Field { off: 88, size: 2 });
         assert_eq!(ro._dl_hwcap.off, 96);
         assert_eq!(ro._dl_auxv.off, 104);
-        assert_eq!(
-            ro._dl_x86_cpu_features,
-            Some(Field {
-                off: 112,
-                size: 480
-            })
-        );
+        assert_eq!(ro._dl_x86_cpu_features, Some(Field { off: 112, size: 480 }));
         assert_eq!(ro._dl_x86_platforms.map(|f| f.off), Some(619));
         assert_eq!(ro._dl_tls_static_size.off, 672);
         assert_eq!(ro._dl_tls_static_align.off, 680);
@@ -1680,14 +1524,7 @@ mod tests {
 
         let lm = &l.link_map;
         assert_eq!(lm.size, 1192);
-        assert_eq!(
-            lm.l_info,
-            Array {
-                off: 64,
-                stride: 8,
-                len: 80
-            }
-        );
+        assert_eq!(lm.l_info, Array { off: 64, stride: 8, len: 80 });
         assert_eq!(lm.l_phdr.off, 704);
         assert_eq!(lm.l_phnum, Field { off: 720, size: 2 });
         assert_eq!(lm.l_loader.off, 760);
@@ -1725,26 +1562,13 @@ mod tests {
         assert_eq!(pd.tid.off, 720);
         assert_eq!(pd.robust_prev.off, 728);
         assert_eq!(pd.robust_head.off, 736);
-        assert_eq!(
-            pd.specific_1stblock,
-            Array {
-                off: 784,
-                stride: 16,
-                len: 32
-            }
-        );
+        assert_eq!(pd.specific_1stblock, Array { off: 784, stride: 16, len: 32 });
         assert_eq!(pd.specific.off, 1296);
         assert_eq!(pd.report_events.off, 1553);
         assert_eq!(pd.user_stack.map(|f| f.off), Some(1554));
         assert_eq!(pd.start_routine.off, 1592);
         assert_eq!(pd.stackblock_size.off, 1688);
-        assert_eq!(
-            pd.rseq_area,
-            Some(Field {
-                off: 2336,
-                size: 32
-            })
-        );
+        assert_eq!(pd.rseq_area, Some(Field { off: 2336, size: 32 }));
         assert_eq!(pd.rseq_area_cpu_id, Some(Field { off: 2340, size: 4 }));
         assert_eq!(pd.rseq_area_flags.map(|f| f.off), Some(2352));
         assert_eq!(pd.rtld_catch, None);
@@ -1759,22 +1583,8 @@ mod tests {
 
         let cf = l.x86_cpu_features.unwrap();
         assert_eq!(cf.size, 480);
-        assert_eq!(
-            cf.features,
-            Array {
-                off: 20,
-                stride: 32,
-                len: 9
-            }
-        );
-        assert_eq!(
-            cf.preferred,
-            Array {
-                off: 308,
-                stride: 4,
-                len: 1
-            }
-        );
+        assert_eq!(cf.features, Array { off: 20, stride: 32, len: 9 });
+        assert_eq!(cf.preferred, Array { off: 308, stride: 4, len: 1 });
         assert_eq!(cf.isa_1.off, 312);
         assert_eq!(cf.xsave_state_size.off, 320);
         assert_eq!(cf.non_temporal_threshold.off, 352);
@@ -1788,10 +1598,7 @@ mod tests {
         assert_eq!(l.pthread_mutex.__list_next.off, 32);
         assert_eq!(l.unique_sym_table.size, 72);
         assert_eq!(l.r_debug.size, 40);
-        assert_eq!(
-            l.r_debug_extended.map(|r| (r.size, r.r_next.off)),
-            Some((48, 40))
-        );
+        assert_eq!(l.r_debug_extended.map(|r| (r.size, r.r_next.off)), Some((48, 40)));
         assert_eq!(l.dl_find_object.dlfo_eh_frame.off, 32);
         assert_eq!(l.dl_find_object.size, 96);
         assert_eq!(l.link_map_machine.gotplt.map(|f| f.off), Some(8));
@@ -1806,30 +1613,15 @@ mod tests {
         assert_eq!(l.rtld_global.size, 4520);
         assert_eq!(l.rtld_global._dl_ns.stride, 168);
         assert_eq!(l.rtld_global._dl_nns.off, 2688);
-        assert_eq!(
-            l.rtld_global._dl_load_lock,
-            Field {
-                off: 2696,
-                size: 48
-            }
-        );
-        assert_eq!(
-            l.rtld_global._dl_rtld_map,
-            Some(Field {
-                off: 2888,
-                size: 1232
-            })
-        );
+        assert_eq!(l.rtld_global._dl_load_lock, Field { off: 2696, size: 48 });
+        assert_eq!(l.rtld_global._dl_rtld_map, Some(Field { off: 2888, size: 1232 }));
         assert_eq!(l.rtld_global._dl_stack_flags.map(|f| f.off), Some(4376));
         assert_eq!(l.rtld_global._dl_x86_feature_1, None);
         assert_eq!(l.rtld_global._dl_stack_user.off, 4464);
         assert_eq!(l.rtld_global._dl_stack_cache_lock.off, 4512);
         assert_eq!(l.rtld_global_ro.size, 672);
         assert_eq!(l.rtld_global_ro._dl_fpu_control, Field { off: 88, size: 4 });
-        assert_eq!(
-            l.rtld_global_ro._dl_aarch64_cpu_features,
-            Some(Field { off: 112, size: 16 })
-        );
+        assert_eq!(l.rtld_global_ro._dl_aarch64_cpu_features, Some(Field { off: 112, size: 16 }));
         assert_eq!(l.rtld_global_ro._dl_tls_static_size.off, 464);
         assert_eq!(l.rtld_global_ro._dl_vdso_time, None);
         assert_eq!(l.rtld_global_ro._dl_hwcap2.off, 552);
@@ -1845,13 +1637,7 @@ mod tests {
         assert_eq!(l.pthread.header_gscope_flag.off, 4);
         assert_eq!(l.pthread.tid.off, 208);
         assert_eq!(l.pthread.specific.off, 784);
-        assert_eq!(
-            l.pthread.rseq_area,
-            Some(Field {
-                off: 1824,
-                size: 32
-            })
-        );
+        assert_eq!(l.pthread.rseq_area, Some(Field { off: 1824, size: 32 }));
         assert_eq!(l.tcbhead.size, 16);
         assert_eq!(l.tcbhead.tcb, None);
         assert_eq!(l.pthread_mutex.size, 48);
@@ -1886,33 +1672,17 @@ mod tests {
     #[test]
     fn bits_get_and_set() {
         // A 2-bit field straddling a byte boundary, like x86_64 l_property.
-        let b = Bits {
-            off: 1,
-            bit: 7,
-            width: 2,
-        };
+        let b = Bits { off: 1, bit: 7, width: 2 };
         let mut rec = [0xffu8; 4];
         assert_eq!(b.get(&rec), Some(3));
         b.set(&mut rec, 1).unwrap();
         assert_eq!(rec, [0xff, 0xff, 0xfe, 0xff]);
         assert_eq!(b.get(&rec), Some(1));
         assert_eq!(b.get(&rec[..2]), None);
-        let one = Bits {
-            off: 0,
-            bit: 5,
-            width: 1,
-        };
+        let one = Bits { off: 0, bit: 5, width: 1 };
         let mut rec = [0u8; 1];
         one.set(&mut rec, 1).unwrap();
         assert_eq!(rec, [0x20]);
-        assert_eq!(
-            Array {
-                off: 8,
-                stride: 4,
-                len: 2
-            }
-            .at(2),
-            None
-        );
+        assert_eq!(Array { off: 8, stride: 4, len: 2 }.at(2), None);
     }
 }

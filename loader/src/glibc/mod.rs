@@ -14,8 +14,8 @@ pub mod installed;
 pub mod layout;
 pub mod layouts;
 pub mod raw;
-pub mod table_reader;
 pub mod rtld;
+pub mod table_reader;
 pub mod tunables;
 
 use core::sync::atomic::{AtomicUsize, Ordering};

@@ -415,7 +415,11 @@ pub fn fill_globals(
     };
     if let Some(off) = rseq_tls {
         // 2.41: a 32-byte `struct rseq` in static TLS; cpu_id at +4.
-        let area = crate::tls::block_address(if l.arch == Arch::X86_64 { crate::arch::TlsVariant::Two } else { crate::arch::TlsVariant::One }, tb.tp, off);
+        let area = crate::tls::block_address(
+            if l.arch == Arch::X86_64 { crate::arch::TlsVariant::Two } else { crate::arch::TlsVariant::One },
+            tb.tp,
+            off,
+        );
         __rseq_offset.store(area as isize - tb.tp as isize, Ordering::Relaxed);
         // SAFETY: the reserved area lies inside the main thread's TLS block.
         let a = unsafe { Raw::new(area) };

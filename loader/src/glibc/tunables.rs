@@ -372,12 +372,10 @@ pub fn parse(defs: &[Tunable], dialect: Dialect, env: &[&'static [u8]], secure: 
 /// (a 2.38-or-older glibc would ignore the unknown tunable: ld-cah is
 /// stricter there).
 pub fn enable_secure_requested(env: &[&'static [u8]]) -> bool {
-    env.iter().filter_map(|&e| split_entry(e)).filter(|(n, _)| *n == GLIBC_TUNABLES).any(|(_, v)| {
-        strict_items(v)
-            .unwrap_or_default()
-            .iter()
-            .any(|(n, v)| *n == ENABLE_SECURE && strtoul(v, Dialect::Strict).0 == 1)
-    })
+    env.iter()
+        .filter_map(|&e| split_entry(e))
+        .filter(|(n, _)| *n == GLIBC_TUNABLES)
+        .any(|(_, v)| strict_items(v).unwrap_or_default().iter().any(|(n, v)| *n == ENABLE_SECURE && strtoul(v, Dialect::Strict).0 == 1))
 }
 
 /// The image of one `tunable_val_t` (at most 16 bytes: `Layout::check`).
@@ -491,9 +489,7 @@ pub unsafe fn get(id: u32, valp: *mut u8, cb: usize) -> bool {
         match def.ty {
             TunableType::Int32 => (valp as *mut u32).write_unaligned(img.get(t.numval_off) as u32),
             TunableType::Uint64 | TunableType::SizeT => (valp as *mut u64).write_unaligned(img.get(t.numval_off)),
-            TunableType::String if t.str_struct => {
-                (valp as *mut u64).write_unaligned(img.0.as_ptr() as u64 + u64::from(t.str_off))
-            }
+            TunableType::String if t.str_struct => (valp as *mut u64).write_unaligned(img.0.as_ptr() as u64 + u64::from(t.str_off)),
             TunableType::String => (valp as *mut u64).write_unaligned(img.get(t.str_off)),
         }
     }
@@ -524,30 +520,79 @@ mod tests {
     #[test]
     fn bookworm_ids_match_the_abi_notes() {
         let x86: Vec<String> = [
-            "rtld.nns", "elision.skip_lock_after_retries", "malloc.trim_threshold", "malloc.perturb",
-            "cpu.x86_shared_cache_size", "pthread.rseq", "mem.tagging", "elision.tries", "elision.enable",
-            "malloc.hugetlb", "cpu.x86_rep_movsb_threshold", "malloc.mxfast", "rtld.dynamic_sort",
-            "elision.skip_lock_busy", "malloc.top_pad", "cpu.x86_rep_stosb_threshold",
-            "cpu.x86_non_temporal_threshold", "cpu.x86_shstk", "pthread.stack_cache_size", "gmon.minarcs",
-            "cpu.hwcap_mask", "malloc.mmap_max", "elision.skip_trylock_internal_abort",
-            "malloc.tcache_unsorted_limit", "cpu.x86_ibt", "cpu.hwcaps", "elision.skip_lock_internal_abort",
-            "malloc.arena_max", "malloc.mmap_threshold", "cpu.x86_data_cache_size", "malloc.tcache_count",
-            "malloc.arena_test", "pthread.mutex_spin_count", "gmon.maxarcs", "rtld.optional_static_tls",
-            "malloc.tcache_max", "malloc.check",
+            "rtld.nns",
+            "elision.skip_lock_after_retries",
+            "malloc.trim_threshold",
+            "malloc.perturb",
+            "cpu.x86_shared_cache_size",
+            "pthread.rseq",
+            "mem.tagging",
+            "elision.tries",
+            "elision.enable",
+            "malloc.hugetlb",
+            "cpu.x86_rep_movsb_threshold",
+            "malloc.mxfast",
+            "rtld.dynamic_sort",
+            "elision.skip_lock_busy",
+            "malloc.top_pad",
+            "cpu.x86_rep_stosb_threshold",
+            "cpu.x86_non_temporal_threshold",
+            "cpu.x86_shstk",
+            "pthread.stack_cache_size",
+            "gmon.minarcs",
+            "cpu.hwcap_mask",
+            "malloc.mmap_max",
+            "elision.skip_trylock_internal_abort",
+            "malloc.tcache_unsorted_limit",
+            "cpu.x86_ibt",
+            "cpu.hwcaps",
+            "elision.skip_lock_internal_abort",
+            "malloc.arena_max",
+            "malloc.mmap_threshold",
+            "cpu.x86_data_cache_size",
+            "malloc.tcache_count",
+            "malloc.arena_test",
+            "pthread.mutex_spin_count",
+            "gmon.maxarcs",
+            "rtld.optional_static_tls",
+            "malloc.tcache_max",
+            "malloc.check",
         ]
         .iter()
         .map(|n| format!("glibc.{n}"))
         .collect();
         assert_eq!(names(build("2.36", Arch::X86_64)), x86);
         let arm: Vec<String> = [
-            "rtld.nns", "elision.skip_lock_after_retries", "malloc.trim_threshold", "malloc.perturb",
-            "pthread.rseq", "cpu.name", "mem.tagging", "elision.tries", "elision.enable", "malloc.hugetlb",
-            "malloc.mxfast", "rtld.dynamic_sort", "elision.skip_lock_busy", "malloc.top_pad",
-            "pthread.stack_cache_size", "gmon.minarcs", "cpu.hwcap_mask", "malloc.mmap_max",
-            "elision.skip_trylock_internal_abort", "malloc.tcache_unsorted_limit",
-            "elision.skip_lock_internal_abort", "malloc.arena_max", "malloc.mmap_threshold",
-            "malloc.tcache_count", "malloc.arena_test", "pthread.mutex_spin_count", "gmon.maxarcs",
-            "rtld.optional_static_tls", "malloc.tcache_max", "malloc.check",
+            "rtld.nns",
+            "elision.skip_lock_after_retries",
+            "malloc.trim_threshold",
+            "malloc.perturb",
+            "pthread.rseq",
+            "cpu.name",
+            "mem.tagging",
+            "elision.tries",
+            "elision.enable",
+            "malloc.hugetlb",
+            "malloc.mxfast",
+            "rtld.dynamic_sort",
+            "elision.skip_lock_busy",
+            "malloc.top_pad",
+            "pthread.stack_cache_size",
+            "gmon.minarcs",
+            "cpu.hwcap_mask",
+            "malloc.mmap_max",
+            "elision.skip_trylock_internal_abort",
+            "malloc.tcache_unsorted_limit",
+            "elision.skip_lock_internal_abort",
+            "malloc.arena_max",
+            "malloc.mmap_threshold",
+            "malloc.tcache_count",
+            "malloc.arena_test",
+            "pthread.mutex_spin_count",
+            "gmon.maxarcs",
+            "rtld.optional_static_tls",
+            "malloc.tcache_max",
+            "malloc.check",
         ]
         .iter()
         .map(|n| format!("glibc.{n}"))
@@ -662,7 +707,17 @@ mod tests {
     fn legacy_variables() {
         for l in [build("2.36", Arch::X86_64), build("2.41", Arch::Aarch64)] {
             let d = Dialect::of(l);
-            let p = parse(l.tunables, d, &[b"MALLOC_MMAP_THRESHOLD_=99", b"GLIBC_TUNABLES=glibc.malloc.mmap_threshold=77", b"MALLOC_TOP_PAD_=5", b"MALLOC_PERTURB_=300"], false);
+            let p = parse(
+                l.tunables,
+                d,
+                &[
+                    b"MALLOC_MMAP_THRESHOLD_=99",
+                    b"GLIBC_TUNABLES=glibc.malloc.mmap_threshold=77",
+                    b"MALLOC_TOP_PAD_=5",
+                    b"MALLOC_PERTURB_=300",
+                ],
+                false,
+            );
             assert_eq!(get(l, &p, "glibc.malloc.mmap_threshold"), Some(77));
             assert_eq!(get(l, &p, "glibc.malloc.top_pad"), Some(5));
             assert_eq!(get(l, &p, "glibc.malloc.perturb"), None);

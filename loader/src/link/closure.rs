@@ -234,20 +234,12 @@ fn load_object(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u
             Err(want.as_ref().map_or_else(|| not_found("?"), |w| w.no_match(rejected.iter().map(|r| (&r.path[..], r.why)))))
         }
         Ok(None) => match rejected.last() {
-            Some(r) => Err(not_found(&alloc::format!(
-                "cannot open shared object file: {} ({})",
-                r.why,
-                crate::diag::show(&r.path)
-            ))),
+            Some(r) => Err(not_found(&alloc::format!("cannot open shared object file: {} ({})", r.why, crate::diag::show(&r.path)))),
             None => Err(not_found("cannot open shared object file: no such file or directory")),
         },
         Err(()) => {
             let r = rejected.last();
-            Err(err!(
-                r.map(|r| crate::diag::show(&r.path)).unwrap_or("?"),
-                "{}",
-                r.map(|r| r.why).unwrap_or("cannot load")
-            ))
+            Err(err!(r.map(|r| crate::diag::show(&r.path)).unwrap_or("?"), "{}", r.map(|r| r.why).unwrap_or("cannot load")))
         }
     }
 }

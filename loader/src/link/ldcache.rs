@@ -189,7 +189,11 @@ mod tests {
             (0..c.entries).find_map(|i| {
                 let e = HEADER + i * ENTRY;
                 let hit = u32_at(c.data, e)? as i32 == flags && u64_at(c.data, e + 16)? == 0 && c.key(i)? == name;
-                if hit { c.string(u32_at(c.data, e + 8)?) } else { None }
+                if hit {
+                    c.string(u32_at(c.data, e + 8)?)
+                } else {
+                    None
+                }
             })
         };
         assert!(c.entries > 10);

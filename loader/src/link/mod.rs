@@ -15,8 +15,8 @@ use alloc::vec::Vec;
 
 use object::elf::*;
 
-use crate::elf::{DynInfo, Image, Phdr};
 use crate::elf::version::Versions;
+use crate::elf::{DynInfo, Image, Phdr};
 use crate::map::Mapped;
 use crate::tls;
 
@@ -229,9 +229,8 @@ impl Namespace {
         let mut order = alloc::vec![self.main];
         order.extend(self.vdso);
         order.extend(self.scope.iter().copied().filter(|&i| i != self.main && !self.objs[i].removed));
-        let rest: Vec<DsoId> = (0..self.objs.len())
-            .filter(|i| !order.contains(i) && self.objs[*i].kind == Kind::Library && !self.objs[*i].removed)
-            .collect();
+        let rest: Vec<DsoId> =
+            (0..self.objs.len()).filter(|i| !order.contains(i) && self.objs[*i].kind == Kind::Library && !self.objs[*i].removed).collect();
         order.extend(rest);
         order
     }

@@ -173,12 +173,7 @@ pub fn split_list(list: &[u8], origin: Option<&[u8]>, executable: bool, t: &Toke
 /// Calls `probe` with each candidate path for `name` in search order and
 /// returns the first `Some` it gives. `chain[0]` is the requester, the
 /// last element the executable.
-pub fn search<T>(
-    name: &[u8],
-    chain: &[SearchObject<'_>],
-    env: &SearchEnv<'_>,
-    mut probe: impl FnMut(&[u8]) -> Option<T>,
-) -> Option<T> {
+pub fn search<T>(name: &[u8], chain: &[SearchObject<'_>], env: &SearchEnv<'_>, mut probe: impl FnMut(&[u8]) -> Option<T>) -> Option<T> {
     let mut path = Vec::new();
     let mut try_dir = |dir: &[u8], probe: &mut dyn FnMut(&[u8]) -> Option<T>| -> Option<T> {
         path.clear();

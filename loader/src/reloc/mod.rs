@@ -160,9 +160,7 @@ impl<'a> Engine<'a> {
         // glibc binds PLT slots lazily unless asked not to; ld-cah binds
         // everything now, but keeps lazy binding's one visible effect: a
         // missing function that is never called is not an error.
-        let lazy_plt = !self.bind_now
-            && di.flags & u64::from(DF_BIND_NOW) == 0
-            && di.flags_1 & u64::from(DF_1_NOW) == 0;
+        let lazy_plt = !self.bind_now && di.flags & u64::from(DF_BIND_NOW) == 0 && di.flags_1 & u64::from(DF_1_NOW) == 0;
         let in_plt = |at: usize| di.jmprel != 0 && at >= di.jmprel && at < di.jmprel.saturating_add(di.pltrelsz);
         for (start, size) in ranges(di.rela, di.relasz, di.jmprel, di.pltrelsz, lazy_plt) {
             if start == 0 || size == 0 {

@@ -299,27 +299,13 @@ fn digest_from_words(w: &[u64]) -> Digest {
 /// The slot body (words 1..=10) for an entry.
 fn encode_body(id: &FileIdentity, digest: &Digest, generation: u64) -> [u64; BODY_WORDS - 1] {
     let d = digest_words(digest);
-    [
-        id.dev,
-        id.ino,
-        id.size,
-        id.mtime_ns as u64,
-        id.ctime_ns as u64,
-        d[0],
-        d[1],
-        d[2],
-        d[3],
-        generation,
-    ]
+    [id.dev, id.ino, id.size, id.mtime_ns as u64, id.ctime_ns as u64, d[0], d[1], d[2], d[3], generation]
 }
 
 /// The header words of a region, as a fixed-size array (so that every
 /// header access below is checked at compile time).
 fn header_of(words: &[AtomicU64]) -> Result<&[AtomicU64; HEADER_WORDS], CacheError> {
-    words
-        .get(..HEADER_WORDS)
-        .and_then(|h| h.try_into().ok())
-        .ok_or(CacheError::TooSmall)
+    words.get(..HEADER_WORDS).and_then(|h| h.try_into().ok()).ok_or(CacheError::TooSmall)
 }
 
 /// A consistent copy of one slot: its sequence value and the other words.
@@ -426,12 +412,7 @@ impl<'a> Cache<'a> {
         let slot_count = slots as usize;
         let need = words_for(slot_count).ok_or(CacheError::BadSlotCount)?;
         let slot_words = words.get(HEADER_WORDS..need).ok_or(CacheError::TooSmall)?;
-        Ok(Cache {
-            header,
-            slots: slot_words,
-            slot_count,
-            access,
-        })
+        Ok(Cache { header, slots: slot_words, slot_count, access })
     }
 
     /// Number of slots.
@@ -589,18 +570,13 @@ impl<'a> Cache<'a> {
             return false;
         };
         let claimed = seq.wrapping_add(1);
-        if slot[S_SEQ]
-            .compare_exchange(seq, claimed, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        if slot[S_SEQ].compare_exchange(seq, claimed, Ordering::Acquire, Ordering::Relaxed).is_err() {
             return false;
         }
         // Orders the odd sequence value before the body stores (pairs with
         // the reader's acquire fence).
         fence(Ordering::Release);
-        let generation = self.header[H_GENERATION]
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_add(1);
+        let generation = self.header[H_GENERATION].fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let published = claimed.wrapping_add(1);
         let body = encode_body(id, digest, generation);
         for (dst, src) in slot[1..S_CHECK].iter().zip(body.iter()) {
@@ -725,13 +701,7 @@ pub mod reference {
     impl Model {
         /// An empty model of `slot_count` slots.
         pub fn new(slot_count: usize) -> Model {
-            Model {
-                slots: vec![Slot::Empty; slot_count],
-                stats: CacheStats {
-                    slot_count: slot_count as u64,
-                    ..CacheStats::default()
-                },
-            }
+            Model { slots: vec![Slot::Empty; slot_count], stats: CacheStats { slot_count: slot_count as u64, ..CacheStats::default() } }
         }
 
         fn window(&self, id: &FileIdentity) -> Vec<usize> {
@@ -758,14 +728,12 @@ pub mod reference {
         pub fn insert(&mut self, id: &FileIdentity, digest: &Digest) -> Option<InsertOutcome> {
             let window = self.window(id);
             // 1. The same inode's slot, the first one in window order.
-            let same = window.iter().copied().find(
-                |&i| matches!(self.slots[i], Slot::Valid(e) if e.identity.dev == id.dev && e.identity.ino == id.ino),
-            );
-            // 2. The first free slot. 3. The oldest entry.
-            let free = window
+            let same = window
                 .iter()
                 .copied()
-                .find(|&i| matches!(self.slots[i], Slot::Empty | Slot::Corrupt));
+                .find(|&i| matches!(self.slots[i], Slot::Valid(e) if e.identity.dev == id.dev && e.identity.ino == id.ino));
+            // 2. The first free slot. 3. The oldest entry.
+            let free = window.iter().copied().find(|&i| matches!(self.slots[i], Slot::Empty | Slot::Corrupt));
             let mut oldest: Option<(u64, usize)> = None;
             for &i in &window {
                 if let Slot::Valid(e) = self.slots[i] {
@@ -794,11 +762,7 @@ pub mod reference {
             if outcome == InsertOutcome::Evicted {
                 self.stats.evictions += 1;
             }
-            self.slots[target] = Slot::Valid(CacheEntry {
-                identity: *id,
-                digest: *digest,
-                generation: self.stats.generation,
-            });
+            self.slots[target] = Slot::Valid(CacheEntry { identity: *id, digest: *digest, generation: self.stats.generation });
             Some(outcome)
         }
 
@@ -807,11 +771,7 @@ pub mod reference {
             for s in &mut self.slots {
                 *s = Slot::Empty;
             }
-            self.stats = CacheStats {
-                slot_count: self.stats.slot_count,
-                generation: self.stats.generation,
-                ..CacheStats::default()
-            };
+            self.stats = CacheStats { slot_count: self.stats.slot_count, generation: self.stats.generation, ..CacheStats::default() };
         }
     }
 }
@@ -878,14 +838,8 @@ mod tests {
         assert_eq!(ro.insert(&id(1, 1, 0), &hash(b"x")), Err(CacheError::ReadOnly));
         assert_eq!(ro.clear(), Err(CacheError::ReadOnly));
         // A region cut short of its slots is refused.
-        assert_eq!(
-            Cache::open(&r[..r.len() - 1], Access::ReadOnly).unwrap_err(),
-            CacheError::TooSmall
-        );
-        assert_eq!(
-            Cache::open(&r[..3], Access::ReadOnly).unwrap_err(),
-            CacheError::TooSmall
-        );
+        assert_eq!(Cache::open(&r[..r.len() - 1], Access::ReadOnly).unwrap_err(), CacheError::TooSmall);
+        assert_eq!(Cache::open(&r[..3], Access::ReadOnly).unwrap_err(), CacheError::TooSmall);
         // Any header change is caught.
         for word in 1..=4 {
             let r2: Vec<AtomicU64> = r.iter().map(|w| AtomicU64::new(w.load(Ordering::Relaxed))).collect();
@@ -913,14 +867,8 @@ mod tests {
         assert_eq!(c.lookup(&a2), None);
         for changed in [
             FileIdentity { size: a.size + 1, ..a },
-            FileIdentity {
-                mtime_ns: a.mtime_ns + 1,
-                ..a
-            },
-            FileIdentity {
-                ctime_ns: a.ctime_ns + 1,
-                ..a
-            },
+            FileIdentity { mtime_ns: a.mtime_ns + 1, ..a },
+            FileIdentity { ctime_ns: a.ctime_ns + 1, ..a },
             FileIdentity { dev: a.dev + 1, ..a },
             FileIdentity { ino: a.ino + 1, ..a },
         ] {
@@ -1006,11 +954,7 @@ mod tests {
                     match rng.below(100) {
                         0..=44 => {
                             // Usually the right digest, sometimes another.
-                            let d = if rng.below(10) == 0 {
-                                hash(&rng.next().to_le_bytes())
-                            } else {
-                                digest_of(&x)
-                            };
+                            let d = if rng.below(10) == 0 { hash(&rng.next().to_le_bytes()) } else { digest_of(&x) };
                             assert_eq!(c.insert(&x, &d).ok(), m.insert(&x, &d));
                         }
                         45..=89 => assert_eq!(c.lookup(&x), m.lookup(&x)),
@@ -1047,18 +991,11 @@ mod tests {
                         // only if the model agrees on the slot's content,
                         // so compare loosely there.
                         if m.slots[i] == Slot::Corrupt {
-                            assert!(matches!(
-                                got,
-                                SlotState::Corrupt | SlotState::Empty | SlotState::Valid(_)
-                            ));
+                            assert!(matches!(got, SlotState::Corrupt | SlotState::Empty | SlotState::Valid(_)));
                             if let SlotState::Valid(e) = got {
                                 m.slots[i] = Slot::Valid(e);
                             } else {
-                                m.slots[i] = if got == SlotState::Empty {
-                                    Slot::Empty
-                                } else {
-                                    Slot::Corrupt
-                                };
+                                m.slots[i] = if got == SlotState::Empty { Slot::Empty } else { Slot::Corrupt };
                             }
                         } else {
                             assert_eq!(got, want, "slot {i} of {slots}");
@@ -1145,11 +1082,7 @@ mod tests {
                     let word = rng.below(SLOT_WORDS as u64) as usize;
                     // Sequence words get high bits only (so they stay even
                     // and slots do not all end up busy).
-                    let mask = if word == 0 {
-                        2 << rng.below(60)
-                    } else {
-                        1 << rng.below(64)
-                    };
+                    let mask = if word == 0 { 2 << rng.below(60) } else { 1 << rng.below(64) };
                     c.scribble(rng.below(slots as u64) as usize, word, mask);
                     std::thread::yield_now();
                 }

@@ -48,10 +48,7 @@ impl Digest {
 
     /// The first `n` hex digits (at most 64), for short diagnostics.
     pub fn short_hex(&self, n: usize) -> ShortHex {
-        ShortHex {
-            digest: *self,
-            len: n.min(2 * DIGEST_LEN),
-        }
+        ShortHex { digest: *self, len: n.min(2 * DIGEST_LEN) }
     }
 }
 
@@ -165,9 +162,7 @@ mod tests {
 
     #[test]
     fn incremental_matches_one_shot() {
-        let data: Vec<u8> = (0..200_000u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         let want = hash(&data);
         for split in [0usize, 1, 63, 64, 1023, 1024, 1025, 65_536, 199_999] {
             let mut h = Hasher::new();

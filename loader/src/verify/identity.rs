@@ -27,22 +27,8 @@ impl FileIdentity {
     /// nanoseconds separately, as the kernel reports them). Times beyond the
     /// range of `i64` nanoseconds (year 2262) saturate, which still compares
     /// consistently.
-    pub fn from_stat(
-        dev: u64,
-        ino: u64,
-        size: u64,
-        mtime_sec: i64,
-        mtime_nsec: i64,
-        ctime_sec: i64,
-        ctime_nsec: i64,
-    ) -> FileIdentity {
-        FileIdentity {
-            dev,
-            ino,
-            size,
-            mtime_ns: nanos(mtime_sec, mtime_nsec),
-            ctime_ns: nanos(ctime_sec, ctime_nsec),
-        }
+    pub fn from_stat(dev: u64, ino: u64, size: u64, mtime_sec: i64, mtime_nsec: i64, ctime_sec: i64, ctime_nsec: i64) -> FileIdentity {
+        FileIdentity { dev, ino, size, mtime_ns: nanos(mtime_sec, mtime_nsec), ctime_ns: nanos(ctime_sec, ctime_nsec) }
     }
 
     /// Whether `other` is the same inode (it may have changed since).

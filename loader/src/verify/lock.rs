@@ -156,16 +156,12 @@ pub struct LockView<'a> {
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> Result<u16, LockError> {
-    let b = bytes
-        .get(at..at.checked_add(2).ok_or(LockError::Truncated)?)
-        .ok_or(LockError::Truncated)?;
+    let b = bytes.get(at..at.checked_add(2).ok_or(LockError::Truncated)?).ok_or(LockError::Truncated)?;
     Ok(u16::from_le_bytes([b[0], b[1]]))
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Result<u32, LockError> {
-    let b = bytes
-        .get(at..at.checked_add(4).ok_or(LockError::Truncated)?)
-        .ok_or(LockError::Truncated)?;
+    let b = bytes.get(at..at.checked_add(4).ok_or(LockError::Truncated)?).ok_or(LockError::Truncated)?;
     Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
@@ -188,13 +184,7 @@ fn entry_at(bytes: &[u8]) -> Result<(LockEntry<'_>, usize), LockError> {
     if name.contains(&0) {
         return Err(LockError::NulInName);
     }
-    Ok((
-        LockEntry {
-            name,
-            digest: Digest(digest),
-        },
-        len,
-    ))
+    Ok((LockEntry { name, digest: Digest(digest) }, len))
 }
 
 impl<'a> LockView<'a> {
@@ -251,12 +241,7 @@ impl<'a> LockView<'a> {
         if !rest.is_empty() {
             return Err(LockError::LengthMismatch);
         }
-        Ok(LockView {
-            desc,
-            flags: LockFlags(flags),
-            count,
-            entries,
-        })
+        Ok(LockView { desc, flags: LockFlags(flags), count, entries })
     }
 
     /// The lock's flags.
@@ -282,10 +267,7 @@ impl<'a> LockView<'a> {
 
     /// The entries in name order.
     pub fn iter(&self) -> LockIter<'a> {
-        LockIter {
-            rest: self.entries,
-            left: self.count,
-        }
+        LockIter { rest: self.entries, left: self.count }
     }
 
     /// The digest locked for `name`, if any.
@@ -425,10 +407,7 @@ pub struct Lock {
 impl Lock {
     /// An empty lock with `flags`.
     pub fn new(flags: LockFlags) -> Lock {
-        Lock {
-            flags,
-            entries: BTreeMap::new(),
-        }
+        Lock { flags, entries: BTreeMap::new() }
     }
 
     /// Locks `name` to `digest`. The same pair twice is fine; the same name
@@ -470,9 +449,7 @@ impl Lock {
 
     /// Entries in name order.
     pub fn iter(&self) -> impl Iterator<Item = LockEntry<'_>> {
-        self.entries
-            .iter()
-            .map(|(name, digest)| LockEntry { name, digest: *digest })
+        self.entries.iter().map(|(name, digest)| LockEntry { name, digest: *digest })
     }
 
     /// The note descriptor (canonical: one encoding per set of entries).
@@ -558,10 +535,7 @@ mod tests {
         assert_eq!(lock.get(b"libc.so.6"), Some(hash(b"libc")));
         assert_eq!(lock.insert(b"", hash(b"x")), Err(LockError::BadNameLength));
         assert_eq!(lock.insert(b"a\0b", hash(b"x")), Err(LockError::NulInName));
-        assert_eq!(
-            lock.insert(&[b'a'; MAX_NAME_LEN + 1], hash(b"x")),
-            Err(LockError::BadNameLength)
-        );
+        assert_eq!(lock.insert(&[b'a'; MAX_NAME_LEN + 1], hash(b"x")), Err(LockError::BadNameLength));
         assert!(lock.insert(&[b'a'; MAX_NAME_LEN], hash(b"x")).is_ok());
     }
 
@@ -664,58 +638,22 @@ mod tests {
             d
         };
         assert_eq!(LockView::parse(&good[..10]).unwrap_err(), LockError::Truncated);
-        assert_eq!(
-            LockView::parse(&patch(0, &2u16.to_le_bytes())).unwrap_err(),
-            LockError::UnsupportedVersion
-        );
-        assert_eq!(
-            LockView::parse(&patch(2, &8u16.to_le_bytes())).unwrap_err(),
-            LockError::BadHeaderLength
-        );
-        assert_eq!(
-            LockView::parse(&patch(4, &2u32.to_le_bytes())).unwrap_err(),
-            LockError::UnknownFlags
-        );
+        assert_eq!(LockView::parse(&patch(0, &2u16.to_le_bytes())).unwrap_err(), LockError::UnsupportedVersion);
+        assert_eq!(LockView::parse(&patch(2, &8u16.to_le_bytes())).unwrap_err(), LockError::BadHeaderLength);
+        assert_eq!(LockView::parse(&patch(4, &2u32.to_le_bytes())).unwrap_err(), LockError::UnknownFlags);
         // Advisory flags are accepted.
         assert!(LockView::parse(&patch(4, &0x8000_0001u32.to_le_bytes())).is_ok());
-        assert_eq!(
-            LockView::parse(&patch(8, &5000u32.to_le_bytes())).unwrap_err(),
-            LockError::TooManyEntries
-        );
-        assert_eq!(
-            LockView::parse(&patch(8, &2u32.to_le_bytes())).unwrap_err(),
-            LockError::LengthMismatch
-        );
-        assert_eq!(
-            LockView::parse(&patch(8, &4u32.to_le_bytes())).unwrap_err(),
-            LockError::LengthMismatch
-        );
-        assert_eq!(
-            LockView::parse(&patch(12, &1u32.to_le_bytes())).unwrap_err(),
-            LockError::LengthMismatch
-        );
-        assert_eq!(
-            LockView::parse(&good[..good.len() - 1]).unwrap_err(),
-            LockError::LengthMismatch
-        );
-        assert_eq!(
-            LockView::parse(&patch(HEADER_LEN + 2, &1u16.to_le_bytes())).unwrap_err(),
-            LockError::UnknownEntryFlags
-        );
+        assert_eq!(LockView::parse(&patch(8, &5000u32.to_le_bytes())).unwrap_err(), LockError::TooManyEntries);
+        assert_eq!(LockView::parse(&patch(8, &2u32.to_le_bytes())).unwrap_err(), LockError::LengthMismatch);
+        assert_eq!(LockView::parse(&patch(8, &4u32.to_le_bytes())).unwrap_err(), LockError::LengthMismatch);
+        assert_eq!(LockView::parse(&patch(12, &1u32.to_le_bytes())).unwrap_err(), LockError::LengthMismatch);
+        assert_eq!(LockView::parse(&good[..good.len() - 1]).unwrap_err(), LockError::LengthMismatch);
+        assert_eq!(LockView::parse(&patch(HEADER_LEN + 2, &1u16.to_le_bytes())).unwrap_err(), LockError::UnknownEntryFlags);
         assert!(LockView::parse(&patch(HEADER_LEN + 2, &0x100u16.to_le_bytes())).is_ok());
-        assert_eq!(
-            LockView::parse(&patch(HEADER_LEN, &0u16.to_le_bytes())).unwrap_err(),
-            LockError::BadNameLength
-        );
-        assert_eq!(
-            LockView::parse(&patch(HEADER_LEN + ENTRY_FIXED_LEN, b"\0")).unwrap_err(),
-            LockError::NulInName
-        );
+        assert_eq!(LockView::parse(&patch(HEADER_LEN, &0u16.to_le_bytes())).unwrap_err(), LockError::BadNameLength);
+        assert_eq!(LockView::parse(&patch(HEADER_LEN + ENTRY_FIXED_LEN, b"\0")).unwrap_err(), LockError::NulInName);
         // "libc.so.6" -> "libz.so.6" sorts after "libm.so.6".
-        assert_eq!(
-            LockView::parse(&patch(HEADER_LEN + ENTRY_FIXED_LEN + 3, b"z")).unwrap_err(),
-            LockError::NotSorted
-        );
+        assert_eq!(LockView::parse(&patch(HEADER_LEN + ENTRY_FIXED_LEN + 3, b"z")).unwrap_err(), LockError::NotSorted);
         // A longer header is accepted and its extra bytes ignored.
         let mut longer = good[..HEADER_LEN].to_vec();
         longer[2..4].copy_from_slice(&20u16.to_le_bytes());
@@ -785,11 +723,7 @@ mod tests {
         let base_desc = sample().to_desc();
         let base_note = sample().to_note();
         for round in 0..50_000 {
-            let mut bytes = if round % 2 == 0 {
-                base_desc.clone()
-            } else {
-                base_note.clone()
-            };
+            let mut bytes = if round % 2 == 0 { base_desc.clone() } else { base_note.clone() };
             for _ in 0..1 + rng.below(4) {
                 match rng.below(5) {
                     0 => {

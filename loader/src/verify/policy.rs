@@ -349,9 +349,7 @@ pub fn reuse(ns: &Namespace, id: DsoId, name: &[u8]) -> Result<DsoId, Error> {
             )),
         },
         None => match (p.strict, verified) {
-            (Some(why), None) => {
-                Err(err!(&p.prog, "{}: not locked, and {} (unlocked dependencies are refused)", diag::show(name), why))
-            }
+            (Some(why), None) => Err(err!(&p.prog, "{}: not locked, and {} (unlocked dependencies are refused)", diag::show(name), why)),
             _ => Ok(id),
         },
     }
@@ -367,8 +365,7 @@ pub fn check_agrees(ns: &Namespace, id: DsoId) -> Result<(), Error> {
     for ph in d.phdrs.iter().filter(|ph| ph.p_type == PT_NOTE) {
         let Ok(len) = usize::try_from(ph.p_filesz) else { continue };
         let Some(area) = d.img.bytes(d.base.wrapping_add(ph.p_vaddr as usize), len) else { continue };
-        let lock = find_lock(area, ph.p_align)
-            .map_err(|e| err!(&p.prog, "{}: cannot use its closure lock: {}", d.display_name(), e))?;
+        let lock = find_lock(area, ph.p_align).map_err(|e| err!(&p.prog, "{}: cannot use its closure lock: {}", d.display_name(), e))?;
         for entry in lock.iter().flat_map(|l| l.iter()) {
             if let Some(want) = plock.get(entry.name).filter(|w| *w != entry.digest) {
                 return Err(err!(

@@ -109,11 +109,14 @@ impl Caches {
         for p in places {
             match open_place(p, euid) {
                 Ok(o) => {
-                    report(&o.dir, match (o.writable, o.created) {
-                        (true, true) => "created",
-                        (true, false) => "read-write",
-                        (false, _) => "read-only",
-                    });
+                    report(
+                        &o.dir,
+                        match (o.writable, o.created) {
+                            (true, true) => "created",
+                            (true, false) => "read-write",
+                            (false, _) => "read-only",
+                        },
+                    );
                     list.push(o);
                 }
                 Err(why) => report(&p.dir, why),
@@ -434,10 +437,7 @@ mod tests {
         assert_eq!(places(false, 0, None), vec![Place { dir: b"/run/ld-cah".to_vec(), write: true }]);
         assert_eq!(
             places(false, 1000, None),
-            vec![
-                Place { dir: b"/run/ld-cah".to_vec(), write: false },
-                Place { dir: b"/run/user/1000/ld-cah".to_vec(), write: true }
-            ]
+            vec![Place { dir: b"/run/ld-cah".to_vec(), write: false }, Place { dir: b"/run/user/1000/ld-cah".to_vec(), write: true }]
         );
         assert_eq!(places(false, 1000, Some(b"/c")), vec![Place { dir: b"/c".to_vec(), write: true }]);
         assert_eq!(places(false, 1000, Some(b"")).len(), 2);
