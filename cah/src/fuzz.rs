@@ -147,7 +147,7 @@ mod tests {
             let span = m.len();
             mutate(&mut m, &mut rng, 1 + round % 8, span);
             hash_cache(&m);
-            hash_cache(&m[..(rng.next() as usize) % m.len()]);
+            hash_cache(&m[..(rng.next_u64() as usize) % m.len()]);
         }
     }
 }

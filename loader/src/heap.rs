@@ -41,6 +41,9 @@ fn page_round(n: usize) -> usize {
 // is aligned as asked; large blocks are unmapped only by `dealloc` of the
 // block that owns them.
 unsafe impl GlobalAlloc for Heap {
+    /// # Safety
+    /// As [`GlobalAlloc::alloc`]: `layout` has a non-zero size (a zero
+    /// size is served as one byte all the same).
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let size = layout.size().max(1);
         let align = layout.align();
@@ -63,14 +66,18 @@ unsafe impl GlobalAlloc for Heap {
         start as *mut u8
     }
 
+    /// # Safety
+    /// As [`GlobalAlloc::dealloc`]: `ptr` was returned by `alloc` of this
+    /// heap with the same `layout`, and is not used afterwards.
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let size = layout.size().max(1);
-        if size >= LARGE || layout.align() > 4096 {
-            if layout.align() <= 4096 {
-                // SAFETY: a large block is a mapping of its own (see alloc).
-                let _ = unsafe { sys::munmap(ptr as usize & !4095, page_round(size)) };
-            }
+        // A large block is a mapping of its own (see alloc) and starts it.
+        // An over-aligned one (align > 4096) may start past its mapping's
+        // start and is kept, as small blocks stay in the arena (see the
+        // module comment).
+        if size >= LARGE && layout.align() <= 4096 {
+            // SAFETY: a large block is a mapping of its own (see alloc).
+            let _ = unsafe { sys::munmap(ptr as usize & !4095, page_round(size)) };
         }
-        // Small blocks stay in the arena (see the module comment).
     }
 }

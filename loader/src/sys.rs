@@ -353,7 +353,7 @@ pub fn fallocate(fd: &Fd, offset: u64, len: u64) -> Result<(), Errno> {
 /// files are replaced by rename, never truncated; only their owner, root or
 /// the user, could do it): an access past its end would raise `SIGBUS`.
 pub fn map_shared_words(fd: &Fd, len: usize, write: bool) -> Result<&'static [core::sync::atomic::AtomicU64], Errno> {
-    if len == 0 || len % 8 != 0 {
+    if len == 0 || !len.is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
     let prot = if write { PROT_READ | PROT_WRITE } else { PROT_READ };

@@ -56,12 +56,86 @@ impl Arch {
         }
     }
 
-    /// The command prefix that runs a program of this arch here.
-    fn runner(self) -> Vec<String> {
+    /// The command prefix that runs a program of this arch here (with
+    /// [`AARCH64_SYSROOT`] on aarch64).
+    pub fn runner(self) -> Vec<String> {
         match self {
             Arch::X86_64 => Vec::new(),
             Arch::Aarch64 => vec!["qemu-aarch64".into(), "-L".into(), AARCH64_SYSROOT.into()],
         }
+    }
+
+    /// Debian's multiarch triplet (`lib/<triplet>/libc.so.6`).
+    pub fn triplet(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-linux-gnu",
+            Arch::Aarch64 => "aarch64-linux-gnu",
+        }
+    }
+
+    /// The file name of glibc's loader.
+    pub fn ld_so_name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "ld-linux-x86-64.so.2",
+            Arch::Aarch64 => "ld-linux-aarch64.so.1",
+        }
+    }
+
+    /// The C compiler for programs of this arch.
+    pub fn cc(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "gcc",
+            Arch::Aarch64 => "aarch64-linux-gnu-gcc",
+        }
+    }
+
+    /// A command that starts `program` (a loader, or a program) of this
+    /// arch here: itself on x86_64, under `qemu-aarch64 -L sysroot` on
+    /// aarch64 (qemu then resolves absolute paths under `sysroot` first).
+    pub fn command(self, sysroot: &Path, program: &Path) -> Command {
+        match self {
+            Arch::X86_64 => Command::new(program),
+            Arch::Aarch64 => {
+                let mut c = Command::new("qemu-aarch64");
+                c.arg("-L").arg(sysroot).arg(program);
+                c
+            }
+        }
+    }
+}
+
+/// A Debian glibc build (libc6 with its debug info) that `cargo xtask
+/// glibc-layouts --check` unpacked under `target/glibc-dbg/<name>`, e.g.
+/// `trixie_amd64`.
+pub struct GlibcBuild {
+    pub arch: Arch,
+    /// The unpacked tree, the sysroot of its programs.
+    pub tree: PathBuf,
+    /// The directory of its `libc.so.6` (bookworm's packages put it under
+    /// /lib, trixie's, merged /usr, under /usr/lib).
+    pub libdir: PathBuf,
+}
+
+impl GlibcBuild {
+    /// Build `name` of `arch`, or why it cannot be used.
+    pub fn find(name: &str, arch: Arch) -> Result<GlibcBuild, String> {
+        let tree = root().join("target/glibc-dbg").join(name);
+        let libdir = ["usr/lib", "lib"].iter().map(|d| tree.join(d).join(arch.triplet())).find(|d| d.join("libc.so.6").exists());
+        match libdir {
+            Some(libdir) => Ok(GlibcBuild { arch, tree, libdir }),
+            None => Err(format!("{}: no libc.so.6: run `cargo xtask glibc-layouts --check`", tree.display())),
+        }
+    }
+
+    /// The build's own loader, the reference.
+    pub fn ld_so(&self) -> PathBuf {
+        self.libdir.join(self.arch.ld_so_name())
+    }
+
+    /// A command that starts `loader` (the build's own or ld-cah) against
+    /// this build: natively, or under qemu with the tree as its sysroot.
+    pub fn command(&self, loader: &Path) -> Command {
+        self.arch.command(&self.tree, loader)
     }
 }
 
@@ -115,11 +189,69 @@ pub fn built_loader(arch: Arch) -> PathBuf {
     p
 }
 
+/// The host tool `target/release/cah`, failing the test with the command
+/// to run if it has not been built.
+pub fn built_cah() -> PathBuf {
+    let p = root().join("target/release/cah");
+    assert!(p.exists(), "{} is missing: run `cargo xtask build`", p.display());
+    p
+}
+
 /// Runs `cmd` in a minimal environment (`PATH`, `LC_ALL=C` only) and
 /// returns its stdout, stderr and exit status.
 pub fn run_clean(cmd: &mut std::process::Command) -> (String, String, Option<i32>) {
     let out = cmd.env_clear().env("LC_ALL", "C").env("PATH", "/usr/bin:/bin").output().expect("spawn");
     (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), out.status.code())
+}
+
+/// A fixture run against other glibc builds (see [`GlibcBuild`]): under
+/// each build's own loader, the reference, and under ld-cah, both as
+/// `LOADER --library-path LIBDIR ARGS...` in a clean environment
+/// ([`run_clean`]). `args` gives the program and its arguments for an
+/// arch; `works` says whether the reference run is the expected one.
+/// Fails the test with every build that is missing or differs.
+pub fn same_as_glibc_builds(
+    builds: &[(Arch, &str)],
+    args: impl Fn(Arch) -> Vec<PathBuf>,
+    works: impl Fn(&(String, String, Option<i32>)) -> bool,
+) {
+    let mut failures = Vec::new();
+    for &(arch, build) in builds {
+        let g = match GlibcBuild::find(build, arch) {
+            Ok(g) => g,
+            Err(e) => {
+                failures.push(e);
+                continue;
+            }
+        };
+        let start = |loader: &Path| {
+            let mut c = g.command(loader);
+            c.arg("--library-path").arg(&g.libdir).args(args(arch));
+            run_clean(&mut c)
+        };
+        let reference = start(&g.ld_so());
+        if !works(&reference) {
+            failures.push(format!("{build}: glibc's own loader does not run the fixture: {reference:?}"));
+            continue;
+        }
+        let cah = start(&built_loader(arch));
+        if cah != reference {
+            failures.push(format!("{build}: ld-cah differs from glibc's loader:\n  glibc  {reference:?}\n  ld-cah {cah:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Fails the test unless it runs as root (CI does).
+pub fn need_root() {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&uid.stdout).trim(), "0", "this test needs root (CI runs as root)");
+}
+
+/// Sets the permission bits of `path`, failing the test if it cannot.
+pub fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
 /// Where `cargo xtask fixtures` puts the fixtures of `arch`.
@@ -263,6 +395,13 @@ impl Run {
     pub fn env(mut self, key: &str, value: &str) -> Run {
         self.env.push((key.into(), value.into()));
         self
+    }
+
+    /// The environment a case of a real program starts from, nothing of
+    /// the caller's: `PATH=/usr/bin:/bin`, `LC_ALL=C`, `TZ=UTC` and
+    /// `HOME={work}`.
+    pub fn clean_env(self) -> Run {
+        self.env("PATH", "/usr/bin:/bin").env("LC_ALL", "C").env("TZ", "UTC").env("HOME", "{work}")
     }
 
     /// Like [`Run::env`], but on aarch64 given to the program through

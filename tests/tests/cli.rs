@@ -118,10 +118,7 @@ fn no_program() {
         if !c.cah_enabled() {
             return;
         }
-        let mut argv = Vec::new();
-        if c.arch == cah_tests::Arch::Aarch64 {
-            argv.extend(["qemu-aarch64".to_string(), "-L".into(), cah_tests::AARCH64_SYSROOT.into()]);
-        }
+        let mut argv = c.arch.runner();
         argv.push(cah_tests::loader_path(c.arch).display().to_string());
         let out = cah_tests::execute(&argv, &[]);
         let problems = refused(&out, "");

@@ -7,8 +7,9 @@
 
 use cah_tests::{on_arches, on_both_arches, run, system, Arch, Expect, Run};
 
+/// The harness's clean environment, in `{work}`.
 fn base(r: Run) -> Run {
-    r.env("PATH", "/usr/bin:/bin").env("LC_ALL", "C").env("TZ", "UTC").env("HOME", "{work}").cwd("{work}")
+    r.clean_env().cwd("{work}")
 }
 
 /// The fixture pair `copyifunc` (ET_EXEC, non-PIC) + `libcopyifunc.so`
@@ -51,39 +52,9 @@ fn systemd_programs_copy_string_hash_ops() {
 /// (glibc 2.39 and later); its own loader is the reference.
 #[test]
 fn copy_relocated_tables_with_glibc_2_41() {
-    use cah_tests::{built_loader, fixture_dir, root, run_clean};
-    use std::process::Command;
-    let mut failures = Vec::new();
-    for (arch, build, triple, ld_so) in [
-        (Arch::X86_64, "trixie_amd64", "x86_64-linux-gnu", "ld-linux-x86-64.so.2"),
-        (Arch::Aarch64, "trixie_arm64", "aarch64-linux-gnu", "ld-linux-aarch64.so.1"),
-    ] {
-        let g = root().join("target/glibc-dbg").join(build);
-        let Some(libdir) = ["usr/lib", "lib"].iter().map(|d| g.join(d).join(triple)).find(|d| d.join("libc.so.6").exists()) else {
-            failures.push(format!("{}: no libc.so.6: run `cargo xtask glibc-layouts --check`", g.display()));
-            continue;
-        };
-        let prog = fixture_dir(arch).join("glibc/copyifunc");
-        let start = |loader: &std::path::Path| {
-            let mut c = if arch == Arch::X86_64 {
-                Command::new(loader)
-            } else {
-                let mut c = Command::new("qemu-aarch64");
-                c.arg("-L").arg(&g).arg(loader);
-                c
-            };
-            c.arg("--library-path").arg(&libdir).arg(&prog);
-            run_clean(&mut c)
-        };
-        let reference = start(&libdir.join(ld_so));
-        if reference.2 != Some(0) || !reference.0.contains("(lib_ops): cmp same, copy same") {
-            failures.push(format!("{build}: glibc's own loader does not run the fixture: {reference:?}"));
-            continue;
-        }
-        let cah = start(&built_loader(arch));
-        if cah != reference {
-            failures.push(format!("{build}: ld-cah differs from glibc's loader:\n  glibc  {reference:?}\n  ld-cah {cah:?}"));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    cah_tests::same_as_glibc_builds(
+        &[(Arch::X86_64, "trixie_amd64"), (Arch::Aarch64, "trixie_arm64")],
+        |arch| vec![cah_tests::fixture_dir(arch).join("glibc/copyifunc")],
+        |reference| reference.2 == Some(0) && reference.0.contains("(lib_ops): cmp same, copy same"),
+    );
 }

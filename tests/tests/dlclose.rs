@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use cah_tests::{built_loader, root, Arch};
+use cah_tests::{built_loader, debian_sysroot, Arch};
 
 const LIB: &str = r#"#include <stdio.h>
 static int counter;
@@ -44,22 +44,19 @@ fn case(aarch64: bool) {
     let (ls, ms) = (dir.path().join("lib.c"), dir.path().join("main.c"));
     std::fs::write(&ls, LIB).unwrap();
     std::fs::write(&ms, MAIN).unwrap();
-    let cc = if aarch64 { "aarch64-linux-gnu-gcc" } else { "gcc" };
+    let arch = if aarch64 { Arch::Aarch64 } else { Arch::X86_64 };
+    let cc = arch.cc();
     let lib = dir.path().join("libunmapme.so");
     let exe = dir.path().join("main");
     assert!(Command::new(cc).args(["-shared", "-fPIC", "-O1", "-o"]).arg(&lib).arg(&ls).status().unwrap().success());
     assert!(Command::new(cc).args(["-O1", "-o"]).arg(&exe).arg(&ms).status().unwrap().success());
-    let loader = built_loader(if aarch64 { Arch::Aarch64 } else { Arch::X86_64 });
-    let sysroot = root().join("target/sysroot/arm64");
+    let loader = built_loader(arch);
+    let sysroot = debian_sysroot();
     let run = |first: &Path, prog: Option<&Path>| {
-        let mut c = if aarch64 {
+        if aarch64 {
             assert!(sysroot.exists(), "run `cargo xtask sysroot`");
-            let mut q = Command::new("qemu-aarch64");
-            q.arg("-L").arg(&sysroot).arg(first);
-            q
-        } else {
-            Command::new(first)
-        };
+        }
+        let mut c = arch.command(&sysroot, first);
         if let Some(p) = prog {
             c.arg(p);
         }

@@ -27,39 +27,10 @@ fn dlerror_texts_match_glibc() {
 /// `dlerror` through its own code there.
 #[test]
 fn dlerror_texts_match_other_glibc_builds() {
-    use cah_tests::{built_loader, fixture_dir, root, run_clean, Arch};
-    use std::process::Command;
-    let mut failures = Vec::new();
-    for (arch, build) in [(Arch::X86_64, "trixie_amd64"), (Arch::X86_64, "sid_amd64"), (Arch::Aarch64, "trixie_arm64")] {
-        let g = root().join("target/glibc-dbg").join(build);
-        let triple = if arch == Arch::X86_64 { "x86_64-linux-gnu" } else { "aarch64-linux-gnu" };
-        let ld_so = if arch == Arch::X86_64 { "ld-linux-x86-64.so.2" } else { "ld-linux-aarch64.so.1" };
-        let libdir = ["usr/lib", "lib"].iter().map(|d| g.join(d).join(triple)).find(|d| d.join("libc.so.6").exists());
-        let Some(libdir) = libdir else {
-            failures.push(format!("{}: no libc.so.6: run `cargo xtask glibc-layouts --check`", g.display()));
-            continue;
-        };
-        let dir = fixture_dir(arch);
-        let list = |loader: &std::path::Path| {
-            let mut c = if arch == Arch::X86_64 {
-                Command::new(loader)
-            } else {
-                let mut c = Command::new("qemu-aarch64");
-                c.arg("-L").arg(&g).arg(loader);
-                c
-            };
-            c.arg("--library-path").arg(&libdir).arg(dir.join("glibc/dlerrors")).arg(&dir);
-            run_clean(&mut c)
-        };
-        let reference = list(&libdir.join(ld_so));
-        if reference.2 != Some(0) || !reference.0.contains(", version GLIBC_9.99\n") {
-            failures.push(format!("{build}: glibc's own loader does not run the fixture: {reference:?}"));
-            continue;
-        }
-        let cah = list(&built_loader(arch));
-        if cah != reference {
-            failures.push(format!("{build}: ld-cah differs from glibc's loader:\n  glibc  {reference:?}\n  ld-cah {cah:?}"));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    use cah_tests::{fixture_dir, Arch};
+    cah_tests::same_as_glibc_builds(
+        &[(Arch::X86_64, "trixie_amd64"), (Arch::X86_64, "sid_amd64"), (Arch::Aarch64, "trixie_arm64")],
+        |arch| vec![fixture_dir(arch).join("glibc/dlerrors"), fixture_dir(arch)],
+        |reference| reference.2 == Some(0) && reference.0.contains(", version GLIBC_9.99\n"),
+    );
 }

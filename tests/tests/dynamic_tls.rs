@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use cah_tests::{built_loader, root, Arch};
+use cah_tests::{built_loader, debian_sysroot, Arch};
 
 const LIB: &str = r#"#include <string.h>
 __thread char big[100000] = "initial";
@@ -60,24 +60,21 @@ fn case(aarch64: bool, dialect: &[&str]) {
     let (lib_src, main_src) = (dir.path().join("big.c"), dir.path().join("main.c"));
     std::fs::write(&lib_src, LIB).unwrap();
     std::fs::write(&main_src, MAIN).unwrap();
-    let compiler = if aarch64 { "aarch64-linux-gnu-gcc" } else { "gcc" };
+    let arch = if aarch64 { Arch::Aarch64 } else { Arch::X86_64 };
+    let compiler = arch.cc();
     let lib = dir.path().join("libbig.so");
     let exe = dir.path().join("main");
     let mut lib_args = vec!["-shared", "-fPIC", "-O1"];
     lib_args.extend_from_slice(dialect);
     cc(compiler, &lib_args, &lib, &lib_src);
     cc(compiler, &["-O1", "-pthread"], &exe, &main_src);
-    let loader = built_loader(if aarch64 { Arch::Aarch64 } else { Arch::X86_64 });
-    let sysroot = root().join("target/sysroot/arm64");
+    let loader = built_loader(arch);
+    let sysroot = debian_sysroot();
     let wrap = |first: &Path, loader_args: Option<&Path>| {
-        let mut c = if aarch64 {
+        if aarch64 {
             assert!(sysroot.join("usr/lib/aarch64-linux-gnu/libc.so.6").exists(), "run `cargo xtask sysroot`");
-            let mut q = Command::new("qemu-aarch64");
-            q.arg("-L").arg(&sysroot).arg(first);
-            q
-        } else {
-            Command::new(first)
-        };
+        }
+        let mut c = arch.command(&sysroot, first);
         if let Some(prog) = loader_args {
             c.arg(prog);
         }

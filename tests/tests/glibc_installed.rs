@@ -11,19 +11,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cah_tests::{root, run_clean as run};
+use cah_tests::{built_cah, root, run_clean as run};
 
 const LIBC: &str = "/lib/x86_64-linux-gnu/libc.so.6";
 
 fn loader() -> PathBuf {
     let p = root().join("target/ld-cah-notables/x86_64/ld-cah.so");
     assert!(p.exists(), "{} is missing: run `cargo xtask build --no-builtin-layouts x86_64`", p.display());
-    p
-}
-
-fn cah() -> PathBuf {
-    let p = root().join("target/release/cah");
-    assert!(p.exists(), "{} is missing: run `cargo xtask build`", p.display());
     p
 }
 
@@ -35,7 +29,7 @@ fn tree(suite: &str) -> PathBuf {
 
 /// `cah glibc add LIBC --debug DEBUG --dir DIR`; returns the table's path.
 fn add(libc: &Path, debug: &Path, dir: &Path) -> PathBuf {
-    let out = Command::new(cah()).args(["glibc", "add"]).arg(libc).arg("--debug").arg(debug).arg("--dir").arg(dir).output().unwrap();
+    let out = Command::new(built_cah()).args(["glibc", "add"]).arg(libc).arg("--debug").arg(debug).arg("--dir").arg(dir).output().unwrap();
     assert!(out.status.success(), "cah glibc add {}: {}", libc.display(), String::from_utf8_lossy(&out.stderr));
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
@@ -89,7 +83,7 @@ fn refused_then_runs_after_cah_glibc_add() {
         assert_eq!(under_cah(&dir, prog, args), reference, "{prog} {args:?}: ld-cah with the installed table");
     }
     // `cah glibc ls` lists it.
-    let ls = Command::new(cah()).args(["glibc", "ls", "--dir"]).arg(&dir).output().unwrap();
+    let ls = Command::new(built_cah()).args(["glibc", "ls", "--dir"]).arg(&dir).output().unwrap();
     let text = String::from_utf8(ls.stdout).unwrap();
     let id = table.file_stem().unwrap().to_str().unwrap();
     assert!(ls.status.success() && text.starts_with(&format!("{id}  glibc 2.")), "{text}");
@@ -178,7 +172,7 @@ fn debug_info_from_debuginfod() {
     let reference = fs::read(add(&libc, &trixie.join("usr/lib/debug"), &tmp.path().join("ref"))).unwrap();
 
     // Without debug info anywhere: one clear error.
-    let out = Command::new(cah())
+    let out = Command::new(built_cah())
         .args(["glibc", "add"])
         .arg(&libc)
         .arg("--dir")
@@ -210,7 +204,7 @@ fn debug_info_from_debuginfod() {
     let url = format!("http://127.0.0.1:{port}");
 
     // Wait for the scan of the .deb: the libc's debug file is served.
-    let ls = Command::new(cah()).args(["glibc", "ls", "--dir"]).arg(tmp.path().join("ref")).output().unwrap();
+    let ls = Command::new(built_cah()).args(["glibc", "ls", "--dir"]).arg(tmp.path().join("ref")).output().unwrap();
     let id = String::from_utf8(ls.stdout).unwrap().split_whitespace().next().unwrap().to_string();
     let probe = format!("{url}/buildid/{id}/debuginfo");
     let t0 = std::time::Instant::now();
@@ -220,7 +214,7 @@ fn debug_info_from_debuginfod() {
     }
 
     let dir = tmp.path().join("glibc");
-    let out = Command::new(cah())
+    let out = Command::new(built_cah())
         .args(["glibc", "add"])
         .arg(&libc)
         .arg("--dir")

@@ -27,20 +27,16 @@ use cah_tests::{on_arches, on_both_arches, run, system, Arch, Check, Expect, Run
 use std::path::Path;
 use std::process::Command;
 
-/// The environment every case starts from: nothing of the caller's.
-fn base(r: Run) -> Run {
-    r.env("PATH", "/usr/bin:/bin").env("LC_ALL", "C").env("TZ", "UTC").env("HOME", "{work}")
-}
-
-/// An installed program with the base environment, in `{work}`.
+/// An installed program with the harness's clean environment (nothing of
+/// the caller's), in `{work}`.
 fn prog(path: &str) -> Run {
-    base(system(path)).cwd("{work}")
+    system(path).clean_env().cwd("{work}")
 }
 
 /// A glibc fixture (`target/fixtures/<arch>/glibc/NAME`), run against the
 /// Debian glibc on aarch64.
 fn fixture(name: &str) -> Run {
-    base(run(&format!("glibc/{name}"))).debian_sysroot().cwd("{work}")
+    run(&format!("glibc/{name}")).clean_env().debian_sysroot().cwd("{work}")
 }
 
 fn ok() -> Expect {

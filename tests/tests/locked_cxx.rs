@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use cah_tests::{built_loader, root, Arch};
+use cah_tests::{built_cah, built_loader, root, Arch};
 
 #[test]
 fn locked_cxx_program_runs_verified_like_under_glibc() {
@@ -15,15 +15,7 @@ fn locked_cxx_program_runs_verified_like_under_glibc() {
     assert!(prog.exists(), "run `cargo xtask fixtures`");
     let loader = built_loader(Arch::X86_64).canonicalize().unwrap();
     let locked = dir.join(format!("cxx-locked-{}", std::process::id()));
-    let st = Command::new(root().join("target/release/cah"))
-        .arg("patch")
-        .arg(&prog)
-        .arg("-o")
-        .arg(&locked)
-        .arg("--interp")
-        .arg(&loader)
-        .status()
-        .unwrap();
+    let st = Command::new(built_cah()).arg("patch").arg(&prog).arg("-o").arg(&locked).arg("--interp").arg(&loader).status().unwrap();
     assert!(st.success(), "cah patch failed");
     let cache = tempfile::tempdir().unwrap();
     let run = |p: &PathBuf| {

@@ -13,9 +13,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use cah_tests::root;
 
 /// `target/debian/ld-cah_<version>-1_<arch>.deb`, as `cargo xtask package` writes it.
 fn deb(arch: &str) -> PathBuf {

@@ -2,14 +2,13 @@
 //! interposer (wrap `puts`, then call the real one) must behave as under
 //! glibc's loader, which needs every link map's `l_loader` chain.
 
-use std::path::PathBuf;
 use std::process::Command;
+
+use cah_tests::{built_loader, Arch};
 
 #[test]
 fn preloaded_wrapper_reaches_the_next_definition() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let loader = root.join("target/ld-cah/x86_64/ld-cah.so");
-    assert!(loader.exists(), "run `cargo xtask build`");
+    let loader = built_loader(Arch::X86_64);
     let dir = tempfile::tempdir().unwrap();
     let wrap = dir.path().join("wrap.c");
     std::fs::write(

@@ -12,12 +12,11 @@
 //! control run as root (no change of user, so not secure) shows it would
 //! have been loaded. Only stderr is each loader's own wording.
 
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cah_tests::{built_loader, fixture_dir, Arch};
+use cah_tests::{built_loader, chmod, fixture_dir, need_root, Arch};
 
 /// Runs `prog` (set-uid root) as uid/gid 65534 with a hostile environment.
 fn env_as_nobody(prog: &Path) -> (String, Option<i32>) {
@@ -310,11 +309,6 @@ const INIT_D: &str = "d: DT_INIT argc=1 argv[1]=- CAH_TEST_VAR=-\n\
                       d: constructor 1 argc=1 argv[1]=- CAH_TEST_VAR=-\n\
                       d: constructor 2\n";
 
-fn need_root() {
-    let uid = Command::new("id").arg("-u").output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&uid.stdout).trim(), "0", "this test needs root (CI runs as root)");
-}
-
 /// A fixture of `cargo xtask fixtures`, x86_64.
 fn fixture(name: &str) -> PathBuf {
     let p = fixture_dir(Arch::X86_64).join(name);
@@ -356,10 +350,6 @@ impl Drop for SystemPath {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0).or_else(|_| std::fs::remove_file(&self.0));
     }
-}
-
-fn chmod(p: &Path, mode: u32) {
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 fn install(from: &Path, to: &Path, mode: u32) {

@@ -19,65 +19,50 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use cah_tests::{built_loader, root, Arch, GlibcBuild};
 
 type Out = (String, String, Option<i32>);
 
 struct Build {
     /// Directory under target/glibc-dbg.
     dir: &'static str,
-    arch: &'static str,
+    arch: Arch,
     /// 2.39 and later: string tunables read as `struct { str, len } *`,
     /// and `__tunable_is_initialized` exists.
     new_abi: bool,
 }
 
 const BUILDS: &[Build] = &[
-    Build { dir: "bookworm_amd64", arch: "x86_64", new_abi: false },
-    Build { dir: "trixie_amd64", arch: "x86_64", new_abi: true },
-    Build { dir: "bookworm_arm64", arch: "aarch64", new_abi: false },
-    Build { dir: "trixie_arm64", arch: "aarch64", new_abi: true },
+    Build { dir: "bookworm_amd64", arch: Arch::X86_64, new_abi: false },
+    Build { dir: "trixie_amd64", arch: Arch::X86_64, new_abi: true },
+    Build { dir: "bookworm_arm64", arch: Arch::Aarch64, new_abi: false },
+    Build { dir: "trixie_arm64", arch: Arch::Aarch64, new_abi: true },
 ];
 
 impl Build {
-    fn tree(&self) -> PathBuf {
-        root().join("target/glibc-dbg").join(self.dir)
+    /// The unpacked build; the test fails with what to run if it is missing.
+    fn glibc(&self) -> GlibcBuild {
+        GlibcBuild::find(self.dir, self.arch).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn triplet(&self) -> String {
-        format!("{}-linux-gnu", self.arch)
-    }
-
-    /// bookworm's packages put libc under /lib, trixie's under /usr/lib.
     fn libdir(&self) -> PathBuf {
-        let t = self.tree();
-        let d = ["usr/lib", "lib"].iter().map(|d| t.join(d).join(self.triplet())).find(|d| d.join("libc.so.6").exists());
-        d.unwrap_or_else(|| panic!("{} missing: run `cargo xtask glibc-layouts --check`", t.display()))
+        self.glibc().libdir
     }
 
     fn ld_so(&self) -> PathBuf {
-        self.libdir().join(if self.arch == "x86_64" { "ld-linux-x86-64.so.2" } else { "ld-linux-aarch64.so.1" })
+        self.glibc().ld_so()
     }
 
     fn cah(&self) -> PathBuf {
-        let p = root().join("target/ld-cah").join(self.arch).join("ld-cah.so");
-        assert!(p.exists(), "{} is missing: run `cargo xtask build`", p.display());
-        p
+        built_loader(self.arch)
     }
 
     /// `loader [--library-path LIBDIR] args...`, natively or under qemu.
     fn command(&self, loader: &Path, args: &[&str], library_path: bool) -> Command {
-        let mut c = if self.arch == "x86_64" {
-            Command::new(loader)
-        } else {
-            let mut c = Command::new("qemu-aarch64");
-            c.arg("-L").arg(self.tree()).arg(loader);
-            c
-        };
+        let g = self.glibc();
+        let mut c = g.command(loader);
         if library_path {
-            c.arg("--library-path").arg(self.libdir());
+            c.arg("--library-path").arg(&g.libdir);
         }
         c.args(args);
         c
@@ -86,9 +71,9 @@ impl Build {
     fn compile(&self, dir: &Path, name: &str, src: &str) -> PathBuf {
         let c = dir.join(format!("{name}.c"));
         std::fs::write(&c, src).unwrap();
-        let exe = dir.join(format!("{name}-{}", self.arch));
+        let exe = dir.join(format!("{name}-{}", self.arch.name()));
         if !exe.exists() {
-            let cc = if self.arch == "x86_64" { "gcc" } else { "aarch64-linux-gnu-gcc" };
+            let cc = self.arch.cc();
             let st = Command::new(cc).arg("-O1").arg("-o").arg(&exe).arg(&c).arg("-pthread").status().unwrap();
             assert!(st.success(), "{cc} {name}.c failed");
         }
@@ -372,7 +357,7 @@ fn effects_case(b: &Build) {
     assert_eq!(out["perturb out of range"], *base);
     assert_ne!(out["malloc check"], *base, "{}: malloc.check=3 had no effect", b.dir);
     assert_eq!(out["malloc check out of range"], *base);
-    if b.arch == "x86_64" {
+    if b.arch == Arch::X86_64 {
         // qemu-user has no rseq; natively the kernel registers it.
         assert!(base.contains("main rseq registered") && base.contains("thread rseq registered"), "{base}");
         differs("rseq off", "__rseq_size 0, main rseq not registered");
@@ -449,8 +434,7 @@ const HOSTILE: &[(&str, &str)] = &[
 ];
 
 fn secure_case(b: &Build) {
-    let uid = Command::new("id").arg("-u").output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&uid.stdout).trim(), "0", "this test needs root (CI runs as root)");
+    cah_tests::need_root();
     let dir = work_dir(&format!("secure-{}", b.dir));
     let tun = b.compile(&dir, "tun", TUN_C);
     let (env_glibc, env_cah) = patched(b, &dir, Path::new("/usr/bin/env"), "env");

@@ -21,12 +21,12 @@
 //!
 //! `CAH_TESTS_ARCH=x86_64|aarch64` narrows a run to one arch.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cah_tests::{execute, loader_path, root, Arch, Outcome, AARCH64_SYSROOT};
+use cah_tests::{built_cah, chmod, execute, loader_path, root, Arch, Outcome, AARCH64_SYSROOT};
 
 const PROG_C: &str = r#"
 #include <stdio.h>
@@ -71,17 +71,6 @@ const char *inner(void) { return "inner-1"; }
 /// What the program prints when it runs with the locked files.
 const GOOD: &str = "who: build-a, inner-1\n";
 
-fn cah_tool() -> PathBuf {
-    root().join("target/release/cah")
-}
-
-fn compiler(arch: Arch) -> &'static str {
-    match arch {
-        Arch::X86_64 => "gcc",
-        Arch::Aarch64 => "aarch64-linux-gnu-gcc",
-    }
-}
-
 fn arches() -> Vec<Arch> {
     let only = std::env::var("CAH_TESTS_ARCH").ok().filter(|v| !v.is_empty());
     Arch::ALL.into_iter().filter(|a| only.as_deref().is_none_or(|o| o == a.name())).collect()
@@ -102,10 +91,6 @@ fn sh(cmd: &mut Command) -> Result<String, String> {
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
-
-fn chmod(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
 fn is_root() -> bool {
@@ -164,7 +149,7 @@ impl App {
         write(&src.join("prog.c"), PROG_C);
         write(&src.join("who.c"), WHO_C);
         write(&src.join("inner.c"), INNER_C);
-        let cc = compiler(arch);
+        let cc = arch.cc();
         let build = |args: &[&str]| {
             sh(Command::new(cc).args(args).current_dir(&dir)).unwrap_or_else(|e| panic!("building the test program: {e}"));
         };
@@ -196,7 +181,7 @@ impl App {
             &format!("-Wl,-rpath-link,{l}"),
         ]);
         std::fs::copy(&prog, app.join("prog.orig")).unwrap();
-        let mut patch = Command::new(cah_tool());
+        let mut patch = Command::new(built_cah());
         patch.arg("patch").arg(&prog).arg("--interp").arg(loader_path(arch));
         patch.args(patch_args.iter().map(|a| if *a == "STORE" { dir.join("store").display().to_string() } else { a.to_string() }));
         if arch == Arch::Aarch64 {
@@ -215,12 +200,12 @@ impl App {
 
     /// Runs the compiler for this arch in the scratch directory.
     fn cc(&self, args: &[&str]) {
-        sh(Command::new(compiler(self.arch)).args(args).current_dir(&self.dir)).unwrap_or_else(|e| panic!("building a test program: {e}"));
+        sh(Command::new(self.arch.cc()).args(args).current_dir(&self.dir)).unwrap_or_else(|e| panic!("building a test program: {e}"));
     }
 
     /// `cah patch FILE ARGS` (inside the sysroot on aarch64).
     fn patch(&self, file: &Path, args: &[&str]) -> Result<String, String> {
-        let mut patch = Command::new(cah_tool());
+        let mut patch = Command::new(built_cah());
         patch.arg("patch").arg(file).args(args);
         if self.arch == Arch::Aarch64 {
             patch.arg("--root").arg(self.dir.join("root"));
@@ -251,13 +236,6 @@ impl App {
         self.dir.join("alt/libwho.so")
     }
 
-    fn runner(&self) -> Vec<String> {
-        match self.arch {
-            Arch::X86_64 => Vec::new(),
-            Arch::Aarch64 => vec!["qemu-aarch64".into(), "-L".into(), AARCH64_SYSROOT.into()],
-        }
-    }
-
     /// The environment of every run: the test's cache directory.
     fn env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut env = vec![("CAH_CACHE_DIR".to_string(), self.cache.display().to_string())];
@@ -274,7 +252,7 @@ impl App {
     }
 
     fn run_path(&self, prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Outcome {
-        let mut argv = self.runner();
+        let mut argv = self.arch.runner();
         let mut env = self.env(env);
         if self.arch == Arch::Aarch64 {
             // For the guest only: the host's ld.so would apply it to qemu.
@@ -291,7 +269,7 @@ impl App {
 
     /// Runs `ld-cah.so OPTS PROG`.
     fn loader(&self, opts: &[&str], prog: &Path, env: &[(&str, &str)]) -> Outcome {
-        let mut argv = self.runner();
+        let mut argv = self.arch.runner();
         argv.push(loader_path(self.arch).display().to_string());
         argv.extend(opts.iter().map(|s| s.to_string()));
         argv.push(prog.display().to_string());
@@ -306,7 +284,7 @@ impl App {
         std::fs::create_dir_all(&mnt).unwrap();
         let script = format!("set -e; D=\"$0\"; mount -t tmpfs -o size={size},mode=0755 tmpfs \"$D\"; {setup}; exec \"$@\"");
         let mut full = vec!["unshare".to_string(), "-rm".into(), "sh".into(), "-c".into(), script, mnt.display().to_string()];
-        full.extend(self.runner());
+        full.extend(self.arch.runner());
         full.extend(argv.iter().cloned());
         let mut env = self.env(env);
         env.push(("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()));
@@ -315,13 +293,13 @@ impl App {
 
     /// The digest of a file, as `cah` computes it.
     fn digest(&self, file: &Path) -> String {
-        let out = sh(Command::new(cah_tool()).args(["cache", "add", "--file"]).arg(self.dir.join("digests/hashes")).arg(file))
+        let out = sh(Command::new(built_cah()).args(["cache", "add", "--file"]).arg(self.dir.join("digests/hashes")).arg(file))
             .unwrap_or_else(|e| panic!("cah cache add: {e}"));
         out.get(..64).unwrap_or_else(|| panic!("cah cache add printed {out:?}")).to_string()
     }
 
     fn cah(&self, args: &[&str]) -> Result<String, String> {
-        sh(Command::new(cah_tool()).args(args))
+        sh(Command::new(built_cah()).args(args))
     }
 
     fn cache_file(&self) -> PathBuf {
@@ -455,7 +433,7 @@ fn real_programs_run_verified() {
         }
         let out = dir.join(Path::new(prog).file_name().unwrap());
         let patched =
-            sh(Command::new(cah_tool()).arg("patch").arg(prog).arg("-o").arg(&out).arg("--interp").arg(loader_path(Arch::X86_64)));
+            sh(Command::new(built_cah()).arg("patch").arg(prog).arg("-o").arg(&out).arg("--interp").arg(loader_path(Arch::X86_64)));
         if let Err(e) = patched {
             f.note(Arch::X86_64, format!("cah patch {prog}: {e}"));
             continue;
@@ -756,7 +734,7 @@ fn a_missing_read_only_full_or_bad_cache_never_stops_a_program() {
         // ... with a cache file made before: read, read only.
         let setup = format!(
             "mkdir \"$D/c\"; CAH_CACHE_DIR=\"$D/c\" {} {} >/dev/null 2>&1; mount -o remount,ro \"$D\"",
-            app.runner().join(" "),
+            app.arch.runner().join(" "),
             app.prog().display()
         );
         let out = app.in_tmpfs("1m", &setup, &prog, &[("CAH_CACHE_DIR", &env_c), debug]);
@@ -805,7 +783,7 @@ fn a_sparse_cache_on_a_full_file_system_never_kills_a_program() {
         assert!(userns_available(), "unshare -rm is not available: the full file system cases cannot run");
         let prog = vec![app.prog().display().to_string()];
         let env_c = app.dir.join("mnt/c").display().to_string();
-        let cah = cah_tool().display().to_string();
+        let cah = built_cah().display().to_string();
         // A valid cache whose slot pages are holes, then a full file system.
         let sparse = format!(
             "mkdir \"$D/c\"; {cah} cache init --file \"$D/c/full\" >/dev/null; \
@@ -1019,7 +997,7 @@ fn secure_mode_ignores_the_environment_but_honours_strict() {
     );
     let locked = dir.join("bash");
     if let Err(e) =
-        sh(Command::new(cah_tool()).args(["patch", "/bin/bash", "-o"]).arg(&locked).arg("--interp").arg(loader_path(Arch::X86_64)))
+        sh(Command::new(built_cah()).args(["patch", "/bin/bash", "-o"]).arg(&locked).arg("--interp").arg(loader_path(Arch::X86_64)))
     {
         panic!("cah patch: {e}");
     }

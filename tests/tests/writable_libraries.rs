@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cah_tests::{built_loader, root, Arch};
+use cah_tests::{built_cah, built_loader, root, Arch};
 
 const LIB_C: &str = "const char *word(void) { return \"ORIGINAL\"; }\n";
 const PROG_C: &str = "#include <stdio.h>\nconst char *word(void);\nint main(void) { puts(word()); return 0; }\n";
@@ -37,8 +37,7 @@ struct Setup {
 
 impl Setup {
     fn new(name: &str) -> Setup {
-        let uid = Command::new("id").arg("-u").output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&uid.stdout).trim(), "0", "this test needs root (CI runs as root)");
+        cah_tests::need_root();
         let dir = root().join(format!("target/cah-tests/writable-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("lib")).unwrap();
@@ -56,13 +55,7 @@ impl Setup {
             .arg("-lw")
             .arg(format!("-Wl,-rpath,{}", dir.join("lib").display())));
         let prog = dir.join("p");
-        sh(Command::new(root().join("target/release/cah"))
-            .arg("patch")
-            .arg(&plain)
-            .arg("-o")
-            .arg(&prog)
-            .arg("--interp")
-            .arg(built_loader(Arch::X86_64)));
+        sh(Command::new(built_cah()).arg("patch").arg(&plain).arg("-o").arg(&prog).arg("--interp").arg(built_loader(Arch::X86_64)));
         // Everyone may enter; the library belongs to the attacker.
         for d in [&dir, &dir.join("lib")] {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -1,7 +1,7 @@
 //! `cargo xtask deps`: the Debian packages the build, the demo and the tests
 //! need, installed with apt-get when missing (as root; otherwise the missing
-//! ones are named). `demo` and `test` call it first, so the README's two
-//! commands work on a fresh Debian 12 machine; `.ci/run` calls it too.
+//! ones are named). `demo`, `check` and `test` call it first, so the
+//! README's commands work on a fresh Debian 12 machine.
 
 use std::process::Command;
 

@@ -4,6 +4,7 @@
 mod apt;
 mod bench;
 mod build;
+mod check;
 mod demo;
 mod deps;
 mod fixtures;
@@ -22,6 +23,8 @@ usage: cargo xtask <command>
   bench [ROUNDS]   start-up time under ld-cah vs glibc's loader, as ratios
   demo             build ld-cah and run a program through it on both arches
   deps             install the Debian packages the build and the tests need (as root)
+  check            the fast gate: fmt check, clippy (host and both loader targets,
+                   warnings denied), host unit tests; .ci/run runs it first
   build            build target/ld-cah/{x86_64,aarch64}/ld-cah.so and target/release/cah
                    (--no-builtin-layouts ARCH: target/ld-cah-notables/ARCH/ld-cah.so, no built-in glibc tables)
   fixtures         compile the test fixtures for both arches into target/fixtures/<arch>/
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("build") => build::run(&args[1..]),
+        Some("check") => check::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("demo") => deps::ensure().and_then(|()| demo::run(&args[1..])),
         Some("deps") => deps::run(&args[1..]),

@@ -56,3 +56,55 @@ pub fn ensure() -> Result<Toolchain, String> {
     }
     Ok(Toolchain { rustc, cargo: PathBuf::from("/usr/bin/cargo") })
 }
+
+/// What `cargo xtask check` needs of rustup's toolchain (the one running
+/// xtask): clippy, rustfmt, and the aarch64 `core` and `alloc`, to lint the
+/// aarch64 loader (checking needs no `-Zbuild-std`, so rustup's prebuilt
+/// libraries do). A minimal rustup profile has none of them: they are added
+/// with `rustup`, as the Debian packages are with apt-get.
+pub fn ensure_lint_tools() -> Result<(), String> {
+    let cargo = util::host_cargo();
+    let works = |sub: &str| Command::new(&cargo).args([sub, "--version"]).output().is_ok_and(|o| o.status.success());
+    let mut components: Vec<&str> = Vec::new();
+    if !works("clippy") {
+        components.push("clippy");
+    }
+    if !works("fmt") {
+        components.push("rustfmt");
+    }
+    let target = util::Arch::Aarch64.rust_target();
+    let need_target = !has_target_libraries(target);
+    if components.is_empty() && !need_target {
+        return Ok(());
+    }
+    if util::output(Command::new("rustup").arg("--version")).is_err() {
+        let mut what: Vec<String> = components.iter().map(|c| c.to_string()).collect();
+        if need_target {
+            what.push(format!("the {target} standard library"));
+        }
+        return Err(format!("missing {} and no rustup to add them with", what.join(", ")));
+    }
+    // rustup acts on the toolchain in RUSTUP_TOOLCHAIN, which its `cargo`
+    // proxy set for xtask: the one `cargo xtask check` runs with.
+    if !components.is_empty() {
+        eprintln!("xtask: adding rustup components: {}", components.join(" "));
+        util::run(Command::new("rustup").args(["component", "add"]).args(&components))?;
+    }
+    if need_target {
+        eprintln!("xtask: adding the rustup target {target}");
+        util::run(Command::new("rustup").args(["target", "add", target]))?;
+    }
+    Ok(())
+}
+
+/// Whether the rustc beside the running cargo has `core` for `target`.
+fn has_target_libraries(target: &str) -> bool {
+    let beside = Path::new(&util::host_cargo()).with_file_name("rustc");
+    let rustc = if beside.exists() { beside } else { PathBuf::from("rustc") };
+    let Ok(dir) = util::output(Command::new(rustc).args(["--print", "target-libdir", "--target", target])) else {
+        return false;
+    };
+    std::fs::read_dir(dir.trim())
+        .map(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("libcore-")))
+        .unwrap_or(false)
+}

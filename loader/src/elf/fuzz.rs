@@ -5,8 +5,6 @@
 //! drives the same entry point, [`parse_all`].)
 #![allow(unsafe_code)]
 
-use alloc::vec::Vec;
-
 use super::header::{Ehdr, Phdr, PHDR_SIZE};
 use super::symbols::{self, Query};
 use super::version::Versions;
@@ -48,7 +46,7 @@ pub fn parse_all(file: &[u8], machine: u16) -> usize {
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -57,15 +55,15 @@ impl Rng {
 }
 
 /// Corrupts `n` bytes of `buf` in its first `span` bytes.
-pub fn mutate(buf: &mut Vec<u8>, rng: &mut Rng, n: usize, span: usize) {
+pub fn mutate(buf: &mut [u8], rng: &mut Rng, n: usize, span: usize) {
     let span = span.min(buf.len()).max(1);
     for _ in 0..n {
-        let i = (rng.next() as usize) % span;
-        buf[i] = match rng.next() % 4 {
+        let i = (rng.next_u64() as usize) % span;
+        buf[i] = match rng.next_u64() % 4 {
             0 => 0,
             1 => 0xff,
-            2 => buf[i] ^ (1 << (rng.next() % 8)),
-            _ => rng.next() as u8,
+            2 => buf[i] ^ (1 << (rng.next_u64() % 8)),
+            _ => rng.next_u64() as u8,
         };
     }
 }

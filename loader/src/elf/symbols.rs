@@ -198,156 +198,146 @@ fn acceptable_type(kind: u8) -> bool {
     matches!(kind, STT_NOTYPE | STT_OBJECT | STT_FUNC | STT_COMMON | STT_TLS | STT_GNU_IFUNC)
 }
 
-/// Decides whether symbol `idx` of an object defines what `q` asks for,
-/// following glibc's rules for versions:
-/// - a versioned reference matches the definition of that version, or an
-///   unversioned (global) one unless either side is hidden;
-/// - an unversioned reference takes the base or oldest version, or else a
-///   single non-hidden default version (the `Fallback`).
-#[inline]
-fn check(
-    img: &Image,
-    t: &Tables,
-    defs: &Versions,
-    idx: u32,
-    q: &Query<'_>,
-    want: Option<&VersionReq>,
+/// One search of one object's definitions: what is asked, and the
+/// fallback seen so far (see [`Search::check`]).
+struct Search<'s, 'q> {
+    img: &'s Image,
+    t: &'s Tables,
+    defs: &'s Versions,
+    q: &'s Query<'q>,
+    want: Option<&'s VersionReq>,
     plt: bool,
-    fallback: &mut (u32, Option<(u32, Sym)>),
-) -> Option<Sym> {
-    let sym = t.symbol(img, idx)?;
-    if sym.st_value == 0 && sym.st_shndx != SHN_ABS && sym.kind() != STT_TLS {
-        return None;
-    }
-    // A PLT reference must not bind to an undefined symbol's PLT address
-    // (canonical function addresses of non-PIC executables are for data only).
-    if plt && sym.is_undefined() {
-        return None;
-    }
-    if !acceptable_type(sym.kind()) || sym.bind() == STB_LOCAL {
-        return None;
-    }
-    if !t.name_is(img, sym.st_name, q.name) {
-        return None;
-    }
-    let versym = t.versym(img, idx).flatten();
-    match (want, versym) {
-        (Some(_), None) => Some(sym),
-        (Some(w), Some(vs)) => {
-            let ndx = vs & 0x7fff;
-            let hidden_def = vs & 0x8000 != 0;
-            let named = defs.get(ndx);
-            let same = named.is_some_and(|v| v.hash == w.hash && v.name == w.name);
-            if same || !(w.hidden || named.is_some() || hidden_def) {
-                Some(sym)
-            } else {
-                None
-            }
+    /// How many non-hidden versioned definitions an unversioned reference
+    /// passed over, and the first of them.
+    fallback: (u32, Option<(u32, Sym)>),
+}
+
+impl Search<'_, '_> {
+    /// Decides whether symbol `idx` of the object defines what `q` asks
+    /// for, following glibc's rules for versions:
+    /// - a versioned reference matches the definition of that version, or
+    ///   an unversioned (global) one unless either side is hidden;
+    /// - an unversioned reference takes the base or oldest version, or else
+    ///   a single non-hidden default version (the `Fallback`).
+    #[inline]
+    fn check(&mut self, idx: u32) -> Option<Sym> {
+        let (img, t, q) = (self.img, self.t, self.q);
+        let sym = t.symbol(img, idx)?;
+        if sym.st_value == 0 && sym.st_shndx != SHN_ABS && sym.kind() != STT_TLS {
+            return None;
         }
-        (None, None) => Some(sym),
-        (None, Some(vs)) => {
-            if vs & 0x7fff >= if q.newest { 2 } else { 3 } {
-                // Remember the first non-hidden versioned definition;
-                // usable only if it is the only one.
-                if vs & 0x8000 == 0 {
-                    fallback.0 += 1;
-                    if fallback.0 == 1 {
-                        fallback.1 = Some((idx, sym));
-                    }
+        // A PLT reference must not bind to an undefined symbol's PLT address
+        // (canonical function addresses of non-PIC executables are for data only).
+        if self.plt && sym.is_undefined() {
+            return None;
+        }
+        if !acceptable_type(sym.kind()) || sym.bind() == STB_LOCAL {
+            return None;
+        }
+        if !t.name_is(img, sym.st_name, q.name) {
+            return None;
+        }
+        let versym = t.versym(img, idx).flatten();
+        match (self.want, versym) {
+            (Some(_), None) => Some(sym),
+            (Some(w), Some(vs)) => {
+                let ndx = vs & 0x7fff;
+                let hidden_def = vs & 0x8000 != 0;
+                let named = self.defs.get(ndx);
+                let same = named.is_some_and(|v| v.hash == w.hash && v.name == w.name);
+                if same || !(w.hidden || named.is_some() || hidden_def) {
+                    Some(sym)
+                } else {
+                    None
                 }
-                None
-            } else {
-                Some(sym)
+            }
+            (None, None) => Some(sym),
+            (None, Some(vs)) => {
+                if vs & 0x7fff >= if q.newest { 2 } else { 3 } {
+                    // Remember the first non-hidden versioned definition;
+                    // usable only if it is the only one.
+                    if vs & 0x8000 == 0 {
+                        self.fallback.0 += 1;
+                        if self.fallback.0 == 1 {
+                            self.fallback.1 = Some((idx, sym));
+                        }
+                    }
+                    None
+                } else {
+                    Some(sym)
+                }
             }
         }
+    }
+
+    #[inline]
+    fn gnu(&mut self, g: &GnuTable) -> Option<(u32, Sym)> {
+        let (img, q) = (self.img, self.q);
+        // The Bloom filter: two bits per name, one word per 64 hashes.
+        let word: u64 = img.at(g.bloom, ((q.gnu / 64) & g.bloom_mask) as usize * 8)?;
+        let mask = (1u64 << (q.gnu % 64)) | (1u64 << (q.gnu.wrapping_shr(g.bloom_shift) % 64));
+        if word & mask != mask {
+            return None;
+        }
+        let mut idx: u32 = img.at(g.buckets, (q.gnu % g.nbuckets) as usize * 4)?;
+        if idx == 0 || idx < g.symoffset {
+            return None;
+        }
+        loop {
+            let ch: u32 = img.at(g.chains, (idx - g.symoffset) as usize * 4)?;
+            if (ch | 1) == (q.gnu | 1) {
+                if let Some(s) = self.check(idx) {
+                    return Some((idx, s));
+                }
+            }
+            if ch & 1 != 0 {
+                return None;
+            }
+            idx = idx.checked_add(1)?;
+        }
+    }
+
+    fn sysv(&mut self, d: &DynInfo) -> Option<(u32, Sym)> {
+        let img = self.img;
+        let h = d.hash;
+        let nbucket = img.u32(h)?;
+        let nchain = img.u32(h + 4)?;
+        if nbucket == 0 {
+            return None;
+        }
+        let buckets = h + 8;
+        let chains = buckets + nbucket as usize * 4;
+        let mut idx = img.u32(buckets + (sysv_hash(self.q.name) % nbucket) as usize * 4)?;
+        // A chain visits each symbol at most once; more means a loop.
+        let mut steps = 0u32;
+        while idx != STN_UNDEF && idx < nchain && steps <= nchain {
+            if let Some(s) = self.check(idx) {
+                return Some((idx, s));
+            }
+            idx = img.u32(chains + idx as usize * 4)?;
+            steps += 1;
+        }
+        None
     }
 }
 
 /// Finds `q` among the definitions of one object.
 pub fn lookup(img: &Image, d: &DynInfo, defs: &Versions, q: &Query<'_>, want: Option<&VersionReq>, plt: bool) -> Found {
-    let mut fallback = (0u32, None);
     let mut tmp = None;
     let t = tables(img, d, &mut tmp);
+    let mut search = Search { img, t, defs, q, want, plt, fallback: (0, None) };
     let found = if d.gnu_hash != 0 {
-        t.gnu.as_ref().and_then(|g| lookup_gnu(img, t, g, defs, q, want, plt, &mut fallback))
+        t.gnu.as_ref().and_then(|g| search.gnu(g))
     } else if d.hash != 0 {
-        lookup_sysv(img, d, t, defs, q, want, plt, &mut fallback)
+        search.sysv(d)
     } else {
         None
     };
-    match (found, fallback) {
+    match (found, search.fallback) {
         (Some((i, s)), _) => Found::Match(i, s),
         (None, (1, Some((i, s)))) => Found::Fallback(i, s),
         _ => Found::None,
     }
-}
-
-#[inline]
-#[allow(clippy::too_many_arguments)]
-fn lookup_gnu(
-    img: &Image,
-    t: &Tables,
-    g: &GnuTable,
-    defs: &Versions,
-    q: &Query<'_>,
-    want: Option<&VersionReq>,
-    plt: bool,
-    fallback: &mut (u32, Option<(u32, Sym)>),
-) -> Option<(u32, Sym)> {
-    // The Bloom filter: two bits per name, one word per 64 hashes.
-    let word: u64 = img.at(g.bloom, ((q.gnu / 64) & g.bloom_mask) as usize * 8)?;
-    let mask = (1u64 << (q.gnu % 64)) | (1u64 << (q.gnu.wrapping_shr(g.bloom_shift) % 64));
-    if word & mask != mask {
-        return None;
-    }
-    let mut idx: u32 = img.at(g.buckets, (q.gnu % g.nbuckets) as usize * 4)?;
-    if idx == 0 || idx < g.symoffset {
-        return None;
-    }
-    loop {
-        let ch: u32 = img.at(g.chains, (idx - g.symoffset) as usize * 4)?;
-        if (ch | 1) == (q.gnu | 1) {
-            if let Some(s) = check(img, t, defs, idx, q, want, plt, fallback) {
-                return Some((idx, s));
-            }
-        }
-        if ch & 1 != 0 {
-            return None;
-        }
-        idx = idx.checked_add(1)?;
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn lookup_sysv(
-    img: &Image,
-    d: &DynInfo,
-    t: &Tables,
-    defs: &Versions,
-    q: &Query<'_>,
-    want: Option<&VersionReq>,
-    plt: bool,
-    fallback: &mut (u32, Option<(u32, Sym)>),
-) -> Option<(u32, Sym)> {
-    let h = d.hash;
-    let nbucket = img.u32(h)?;
-    let nchain = img.u32(h + 4)?;
-    if nbucket == 0 {
-        return None;
-    }
-    let buckets = h + 8;
-    let chains = buckets + nbucket as usize * 4;
-    let mut idx = img.u32(buckets + (sysv_hash(q.name) % nbucket) as usize * 4)?;
-    // A chain visits each symbol at most once; more means a loop.
-    let mut steps = 0u32;
-    while idx != STN_UNDEF && idx < nchain && steps <= nchain {
-        if let Some(s) = check(img, t, defs, idx, q, want, plt, fallback) {
-            return Some((idx, s));
-        }
-        idx = img.u32(chains + idx as usize * 4)?;
-        steps += 1;
-    }
-    None
 }
 
 /// The number of dynamic symbols, from whichever hash table exists, after
@@ -355,7 +345,7 @@ fn lookup_sysv(
 /// in them (`nbucket`, `nchain`, `nbuckets`, the Bloom size) is bounded by
 /// the bytes that hold it before anything loops over it, so a table that
 /// claims 4 billion buckets is refused at once instead of walked. A lookup
-/// (`lookup_gnu`, `lookup_sysv`) then never walks past the last symbol:
+/// (`Search::gnu`, `Search::sysv`) then never walks past the last symbol:
 /// every bucket starts a chain that ends by the end bit of the last one.
 pub fn symbol_count(img: &Image, d: &DynInfo) -> Result<usize, &'static str> {
     let mut count = None;

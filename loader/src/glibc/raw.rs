@@ -28,6 +28,8 @@ impl Raw {
     }
 
     /// A nested structure at member `f`.
+    // A substructure (C's `&s->member`), not subtraction: `Raw` is no number.
+    #[allow(clippy::should_implement_trait)]
     pub fn sub(self, f: Field) -> Raw {
         Raw(self.at(f))
     }

@@ -57,6 +57,18 @@ impl Target {
     }
 }
 
+/// One symbolic `Elf64_Rela` entry of an object, decoded.
+#[derive(Clone, Copy)]
+struct Rela {
+    r_type: u32,
+    symidx: u32,
+    /// The address it writes: the object's base plus `r_offset`.
+    place: usize,
+    addend: u64,
+    /// Whether it is in the `DT_JMPREL` table (a PLT slot).
+    plt: bool,
+}
+
 /// Calls an IFUNC resolver (with whatever arguments the arch passes) and
 /// returns the address it chose.
 pub type Resolve<'a> = &'a dyn Fn(usize) -> usize;
@@ -194,7 +206,8 @@ impl<'a> Engine<'a> {
                 }
                 self.stats.symbolic += 1;
                 let plt = in_plt(at);
-                match self.apply_one(id, r_type, (info >> 32) as u32, place, addend, plt, &mut cache) {
+                let rela = Rela { r_type, symidx: (info >> 32) as u32, place, addend, plt };
+                match self.apply_one(id, rela, &mut cache) {
                     Err(e) if plt && lazy_plt && e.message.starts_with("undefined symbol") => {
                         if !d.img.write_u64(place, missing_function as *const () as u64) {
                             return Err(bad_place(name, place, d.base));
@@ -341,16 +354,8 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    fn apply_one(
-        &mut self,
-        id: DsoId,
-        r_type: u32,
-        symidx: u32,
-        place: usize,
-        addend: u64,
-        plt: bool,
-        cache: &mut Recent,
-    ) -> Result<(), Error> {
+    fn apply_one(&mut self, id: DsoId, r: Rela, cache: &mut Recent) -> Result<(), Error> {
+        let Rela { r_type, symidx, place, addend, plt } = r;
         let ns = self.ns;
         let d = &ns.objs[id];
         // Only for messages: not measured (UTF-8 checked) per relocation.
