@@ -128,6 +128,18 @@ pub fn banner(libc: &Elf) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&libc.data[start..end]).into_owned())
 }
 
+/// The distributor in a banner (`Debian` in `GNU C Library (Debian GLIBC
+/// 2.31-13+deb11u11) ...`): the first word in the parentheses.
+pub fn banner_vendor(libc: &Elf) -> Result<String, String> {
+    let banner = banner(libc)?;
+    banner
+        .strip_prefix("GNU C Library (")
+        .and_then(|r| r.split([' ', ')']).next())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| format!("{}: no distributor in `{banner}`", libc.path.display()))
+}
+
 /// The upstream version in a banner (`2.36`).
 pub fn banner_version(libc: &Elf) -> Result<String, String> {
     let banner = banner(libc)?;
@@ -335,8 +347,15 @@ fn fingerprint(libc: &Elf, banner_version: &str) -> Result<FingerprintValue, Str
             version = Some(String::from_utf8_lossy(&bytes[..end]).into_owned());
         }
     }
-    let version = version.ok_or_else(|| format!("{}: no __nptl_version", libc.path.display()))?;
-    if version != banner_version {
+    // Before 2.34 `__nptl_version` is libpthread's: the loader then reads
+    // libc's banner, and the fact is the release and the distributor that
+    // built it (`2.31 Debian`, from `GNU C Library (Debian GLIBC ...)`):
+    // with the imports, the only layout facts libc itself shows then.
+    let version = match version {
+        Some(v) => v,
+        None => format!("{banner_version} {}", banner_vendor(libc)?),
+    };
+    if version.split(' ').next() != Some(banner_version) {
         return Err(format!("{}: __nptl_version {version:?} but the banner says {banner_version:?}", libc.path.display()));
     }
     Ok(FingerprintValue {

@@ -33,6 +33,10 @@ pub(crate) fn read_tunables(types: &Types, files: &[DebugInfo], rtld: &Elf, rtld
     let ty = types.get(Tag::Typedef, "tunable_t").ok_or_else(|| format!("{what}: tunable_t not in the DWARF"))?;
     let stride = ty.size();
     let field = |path: &[&str]| -> Option<(u64, u64)> { lookup(ty, path, 0).map(|f| (f.off, f.ty.size())) };
+    // Before 2.33 `name` and `env_alias` are `const char *` (a relative
+    // relocation per string), later `char[]` inside the entry.
+    let is_ptr = |path: &[&str]| lookup(ty, path, 0).is_some_and(|f| matches!(f.ty, crate::dwarf::Ty::Scalar { size: 8 }));
+    let (name_ptr, alias_ptr) = (is_ptr(&["name"]), is_ptr(&["env_alias"]));
     let need = |path: &[&str]| field(path).ok_or_else(|| format!("{what}: tunable_t.{} missing", path.join(".")));
     let name_f = need(&["name"])?;
     let code_f = need(&["type", "type_code"])?;
@@ -73,10 +77,26 @@ pub(crate) fn read_tunables(types: &Types, files: &[DebugInfo], rtld: &Elf, rtld
         .find(|s| s.address() <= addr && addr + size <= s.address() + s.size())
         .and_then(|s| s.data_range(addr, size).ok().flatten())
         .ok_or_else(|| format!("{what}: {addr:#x}+{size} is not in a section with data"))?;
+    // Relative relocations of string pointers (`name`, `env_alias` before
+    // 2.33), by offset in the array: their addends are the strings' addresses.
+    let mut strings = BTreeMap::new();
     if let Some(relocs) = file.dynamic_relocations() {
-        for (off, _) in relocs {
+        for (off, r) in relocs {
             if off >= addr && off < addr + size {
-                return Err(format!("{what}: a dynamic relocation at {off:#x} patches the table (a string default?)"));
+                let in_entry = (off - addr) % stride;
+                let is_string = (name_ptr && in_entry == name_f.0) || (alias_ptr && in_entry == alias_f.0);
+                // object reports dynamic relocations by their ELF type.
+                let relative = match r.flags() {
+                    object::RelocationFlags::Elf { r_type } => match ctx.arch {
+                        Arch::X86_64 => r_type == object::elf::R_X86_64_RELATIVE,
+                        Arch::Aarch64 => r_type == object::elf::R_AARCH64_RELATIVE,
+                    },
+                    _ => false,
+                };
+                if !is_string || !relative {
+                    return Err(format!("{what}: a dynamic relocation at {off:#x} patches the table (a string default?)"));
+                }
+                strings.insert(off - addr, r.addend() as u64);
             }
         }
     }
@@ -88,9 +108,28 @@ pub(crate) fn read_tunables(types: &Types, files: &[DebugInfo], rtld: &Elf, rtld
         let n = a.iter().position(|&b| b == 0).ok_or_else(|| format!("{what}: unterminated name"))?;
         String::from_utf8(a[..n].to_vec()).map_err(|e| e.to_string())
     };
+    let string_at = |vaddr: u64| -> Result<String, String> {
+        let s = file
+            .sections()
+            .find(|s| s.address() <= vaddr && vaddr < s.address() + s.size())
+            .and_then(|s| s.data_range(vaddr, s.address() + s.size() - vaddr).ok().flatten())
+            .ok_or_else(|| format!("{what}: string at {vaddr:#x} is not in a section with data"))?;
+        let n = s.iter().position(|&b| b == 0).ok_or_else(|| format!("{what}: unterminated string at {vaddr:#x}"))?;
+        String::from_utf8(s[..n].to_vec()).map_err(|e| e.to_string())
+    };
+    let text = |i: usize, e: &[u8], f: (u64, u64), ptr: bool| -> Result<String, String> {
+        if !ptr {
+            return cstr_at(e, f);
+        }
+        match strings.get(&(i as u64 * stride + f.0)) {
+            Some(&a) => string_at(a),
+            None if e[f.0 as usize..(f.0 + f.1) as usize].iter().all(|&b| b == 0) => Ok(String::new()),
+            None => Err(format!("{what}: id {i}: a string pointer without a relocation")),
+        }
+    };
     let mut rows = Vec::new();
     for (i, e) in bytes.chunks_exact(stride as usize).enumerate() {
-        let name = cstr_at(e, name_f)?;
+        let name = text(i, e, name_f, name_ptr)?;
         let code = u32_at(e, code_f) as i64;
         let ty = match by_value(&codes, code).as_deref() {
             Some("TUNABLE_TYPE_INT_32") => "Int32",
@@ -121,7 +160,15 @@ pub(crate) fn read_tunables(types: &Types, files: &[DebugInfo], rtld: &Elf, rtld
         if name.is_empty() || rows.iter().any(|r: &TunableRow| r.name == name) {
             return Err(format!("{what}: id {i}: empty or repeated name `{name}`"));
         }
-        rows.push(TunableRow { name, ty, default, min: u64_at(e, min_f), max: u64_at(e, max_f), security, alias: cstr_at(e, alias_f)? });
+        rows.push(TunableRow {
+            name,
+            ty,
+            default,
+            min: u64_at(e, min_f),
+            max: u64_at(e, max_f),
+            security,
+            alias: text(i, e, alias_f, alias_ptr)?,
+        });
     }
     (ctx.note)(&format!("{} tunables ({} bytes each){}", rows.len(), stride, if sec_f.is_some() { ", with security levels" } else { "" }));
     Ok(rows)
@@ -182,6 +229,11 @@ pub(crate) fn check_list_tunables(rows: &mut [TunableRow], ctx: &Ctx, rtld: &Pat
     cmd.arg("--list-tunables").env_clear();
     let out = match cmd.output() {
         Ok(o) if o.status.success() => o,
+        // Before 2.33 ld.so has no such option and takes it for a program.
+        Ok(o) if String::from_utf8_lossy(&o.stderr).contains("--list-tunables: cannot open shared object file") => {
+            (ctx.note)(&format!("{what}: tunables NOT cross-checked: this ld.so has no --list-tunables (before 2.33)"));
+            return Ok(());
+        }
         Ok(o) => return Err(format!("{what}: `{cmd:?}` failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr))),
         Err(e) => {
             (ctx.note)(&format!("{what}: tunables NOT cross-checked with --list-tunables: `{cmd:?}`: {e}"));

@@ -104,5 +104,12 @@ pub fn publish(ns: &Namespace, loader_base: usize, state: i32) {
             let _ = main.img.write_u64(main.dyn_info.debug_slot, r as u64);
         }
     }
+    // ld-cah is linked as a PIE, so it has a `DT_DEBUG` of its own (glibc's
+    // ld.so has none). Run as a command (`gdb --args ld-cah.so PROG`), it is
+    // gdb's executable, and gdb takes a zero `DT_DEBUG` there for "no
+    // libraries yet" instead of looking for `_r_debug`: point it at the list.
+    for d in ns.objs.iter().filter(|d| d.kind == crate::link::Kind::Loader && d.dyn_info.debug_slot != 0) {
+        let _ = d.img.write_u64(d.dyn_info.debug_slot, r as u64);
+    }
     _dl_debug_state();
 }

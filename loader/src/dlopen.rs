@@ -315,6 +315,10 @@ fn copy_tls_images(ns: &Namespace, new: &[DsoId]) {
             // area (same layout for all threads), the image is mapped.
             unsafe { tls::init_module(t.variant, &tb, &m) };
         }
+        // glibc before 2.34: the other threads are libpthread's to reach.
+        if let (Some(l), Some(_)) = (t.layout, m.offset) {
+            crate::glibc::libpthread::init_static_tls(l, ns.objs[id].link_map);
+        }
     }
 }
 

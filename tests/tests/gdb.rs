@@ -41,3 +41,33 @@ fn gdb_lists_the_same_libraries() {
     let cah = built_loader(Arch::X86_64).canonicalize().unwrap();
     assert!(under_cah.iter().any(|l| PathBuf::from(l).canonicalize().ok() == Some(cah.clone())), "{under_cah:?}");
 }
+
+/// `gdb --args LOADER PROG`: the loader run as a command is gdb's
+/// executable. ld-cah, linked as a PIE, has a `DT_DEBUG` of its own, which
+/// gdb reads instead of looking for `_r_debug` (glibc's ld.so has none);
+/// ld-cah fills it, so gdb sees the program's libraries as with glibc's.
+#[test]
+fn gdb_sees_the_libraries_with_the_loader_run_as_a_command() {
+    let libs = |loader: &std::path::Path| -> Vec<String> {
+        let out = Command::new("gdb")
+            .args(["-nx", "-batch", "-ex", "set debuginfod enabled off", "-ex", "set breakpoint pending on"])
+            .args(["-ex", "break exit", "-ex", "run", "-ex", "info sharedlibrary", "--args"])
+            .arg(loader)
+            .arg("/bin/true")
+            .output()
+            .expect("gdb is installed (Debian package gdb)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut v: Vec<String> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("From"))
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+            .filter(|l| l.starts_with('/') && !l.contains("ld-linux") && !l.contains("ld-cah"))
+            .collect();
+        v.sort();
+        v
+    };
+    let under_glibc = libs(std::path::Path::new("/lib64/ld-linux-x86-64.so.2"));
+    assert!(under_glibc.iter().any(|l| l.ends_with("/libc.so.6")), "glibc run: {under_glibc:?}");
+    assert_eq!(libs(&built_loader(Arch::X86_64)), under_glibc, "libraries gdb sees with the loader run as a command");
+}

@@ -8,26 +8,24 @@
 //! exception machinery (`_dl_catch_exception`, `_dl_signal_error`, ...)
 //! from the loader, and the rseq area lives in static TLS.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use cah_tests::{built_loader, root, run_clean as run, Arch};
+use cah_tests::{built_loader, run_clean as run, Arch, GlibcBuild};
 
-/// The unpacked x86_64 glibc of a Debian release (`trixie`, `sid`).
-fn glibc_dir(suite: &str) -> PathBuf {
-    let d = root().join("target/glibc-dbg").join(format!("{suite}_amd64"));
-    assert!(d.join("usr/lib/x86_64-linux-gnu/libc.so.6").exists(), "{} missing: run `cargo xtask glibc-layouts --check`", d.display());
-    d
+/// The unpacked glibc `name` (`trixie_amd64`); the test fails with what
+/// to run if it is missing.
+fn glibc_build(name: &str, arch: Arch) -> GlibcBuild {
+    GlibcBuild::find(name, arch).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Runs `prog` against `suite`'s libc under that build's own ld.so and
-/// under ld-cah; both must print and exit alike. Returns glibc's result.
+/// Runs `prog` against `suite`'s x86_64 libc under that build's own ld.so
+/// and under ld-cah; both must print and exit alike. Returns glibc's result.
 fn same_under(suite: &str, prog: &str, args: &[&str]) -> (String, String, Option<i32>) {
-    let g = glibc_dir(suite);
-    let libdir = g.join("usr/lib/x86_64-linux-gnu");
-    let reference = run(Command::new(libdir.join("ld-linux-x86-64.so.2")).arg("--library-path").arg(&libdir).arg(prog).args(args));
+    let g = glibc_build(&format!("{suite}_amd64"), Arch::X86_64);
+    let libdir = &g.libdir;
+    let reference = run(Command::new(g.ld_so()).arg("--library-path").arg(libdir).arg(prog).args(args));
     let loader = built_loader(Arch::X86_64);
-    let cah = run(Command::new(&loader).arg("--library-path").arg(&libdir).arg(prog).args(args));
+    let cah = run(Command::new(&loader).arg("--library-path").arg(libdir).arg(prog).args(args));
     assert_eq!(cah, reference, "{prog} {args:?} with {suite}'s glibc: ld-cah differs from glibc's loader");
     reference
 }
@@ -69,14 +67,15 @@ fn dlopen_errors_and_threads_with_glibc_2_41() {
 /// paths), cross-compiled here, run with Debian's real arm64 glibc of
 /// `version` under qemu: glibc's own loader versus ld-cah.
 fn aarch64_case(version: &str) {
-    let g = root().join("target/glibc-dbg").join(version);
-    // bookworm's packages put libc under /lib, trixie's (merged /usr) under /usr/lib.
-    let libdir = ["usr/lib/aarch64-linux-gnu", "lib/aarch64-linux-gnu"]
-        .iter()
-        .map(|d| g.join(d))
-        .find(|d| d.join("libc.so.6").exists())
-        .unwrap_or_else(|| g.join("lib/aarch64-linux-gnu"));
-    assert!(libdir.join("libc.so.6").exists(), "{} missing: run `cargo xtask glibc-layouts --check`", libdir.display());
+    aarch64_case_linked(version, false)
+}
+
+/// As [`aarch64_case`]; with `own_libs` the program is linked against the
+/// build's own `libc.so.6`, `libpthread.so.0` and `libdl.so.2` instead of
+/// the cross compiler's libc (a glibc before 2.34 lacks the `GLIBC_2.34`
+/// versions a program linked against 2.36 needs).
+fn aarch64_case_linked(version: &str, own_libs: bool) {
+    let g = glibc_build(version, Arch::Aarch64);
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("t.c");
     std::fs::write(
@@ -104,18 +103,34 @@ int main(void) {
     )
     .unwrap();
     let exe = dir.path().join("t");
-    let st = Command::new("aarch64-linux-gnu-gcc").arg("-O1").arg("-o").arg(&exe).arg(&src).arg("-pthread").status().unwrap();
+    let mut gcc = Command::new("aarch64-linux-gnu-gcc");
+    gcc.arg("-O1").arg("-o").arg(&exe).arg(&src).arg("-pthread");
+    if own_libs {
+        gcc.arg("-nodefaultlibs");
+        for lib in ["libc.so.6", "libpthread.so.0", "libdl.so.2", "ld-linux-aarch64.so.1"] {
+            gcc.arg(g.libdir.join(lib));
+        }
+        gcc.arg("-lgcc");
+    }
+    let st = gcc.status().unwrap();
     assert!(st.success(), "aarch64-linux-gnu-gcc failed");
     let qemu = |first: &std::path::Path| {
-        let mut c = Command::new("qemu-aarch64");
-        c.arg("-L").arg(&g).arg(first).arg("--library-path").arg(&libdir).arg(&exe);
+        let mut c = g.command(first);
+        c.arg("--library-path").arg(&g.libdir).arg(&exe);
         run(&mut c)
     };
-    let reference = qemu(&libdir.join("ld-linux-aarch64.so.1"));
+    let reference = qemu(&g.ld_so());
     assert_eq!(reference.2, Some(7), "glibc {version} run: {reference:?}");
     assert!(reference.0.contains("missing symbol: null named"), "{reference:?}");
     let cah = qemu(&built_loader(Arch::Aarch64));
     assert_eq!(cah, reference, "aarch64 glibc {version}: ld-cah differs from glibc's loader");
+}
+
+/// glibc 2.31 (bullseye): threads in libpthread.so.0, dlopen and dlerror
+/// in libdl.so.2.
+#[test]
+fn aarch64_threads_tls_and_dlopen_with_glibc_2_31() {
+    aarch64_case_linked("bullseye_arm64", true);
 }
 
 #[test]
@@ -219,4 +234,77 @@ fn the_cross_libc_is_refused_not_run_with_another_2_36_table() {
     assert!(line.starts_with("ld-cah.so: error: ") && line.contains("libc.so.6: glibc 2.36 (build id "), "{line}");
     assert!(line.contains(&build_id), "names the build id {build_id}: {line}");
     assert!(line.contains("has no layout table: "), "says why: {line}");
+}
+
+/// glibc 2.31 (bullseye), both arches, built against the build's own
+/// `libc.so.6`, `libpthread.so.0` and `libdl.so.2`: a module with
+/// general-dynamic and initial-exec TLS is dlopened while another thread
+/// waits, which then reads the module's initial values (libpthread's
+/// `_dl_init_static_tls` hook reaches it); dlerror of a missing library
+/// and symbol comes through libdl and libc's `_dl_catch_error`.
+#[test]
+fn dlopen_tls_module_with_threads_with_glibc_2_31() {
+    for (arch, cc, build) in [(Arch::X86_64, "gcc", "bullseye_amd64"), (Arch::Aarch64, "aarch64-linux-gnu-gcc", "bullseye_arm64")] {
+        let g = glibc_build(build, arch);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("m.c"),
+            "__thread int gd = 42;\n\
+             __attribute__((tls_model(\"initial-exec\"))) __thread int ie = 7;\n\
+             int get_gd(void) { return gd; }\nint get_ie(void) { return ie; }\nvoid bump(void) { gd++; ie++; }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("t.c"),
+            r#"#include <stdio.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <semaphore.h>
+static sem_t go;
+static int (*g1)(void), (*g2)(void);
+/* The initial-exec variable first: a general-dynamic access would set up the block lazily. */
+static void *th(void *a) { sem_wait(&go); int ie = g2(); int gd = g1(); printf("other thread: gd=%d ie=%d\n", gd, ie); return 0; }
+int main(int argc, char **argv) {
+    sem_init(&go, 0, 0);
+    pthread_t t; pthread_create(&t, 0, th, 0);
+    void *none = dlopen("libnonexistent.so.9", RTLD_NOW);
+    printf("missing: %p %s\n", none, dlerror());
+    void *h = dlopen(argv[1], RTLD_NOW);
+    if (!h) { printf("dlopen: %s\n", dlerror()); return 1; }
+    g1 = (int (*)(void))dlsym(h, "get_gd"); g2 = (int (*)(void))dlsym(h, "get_ie");
+    void (*b)(void) = (void (*)(void))dlsym(h, "bump");
+    b();
+    printf("main thread: gd=%d ie=%d\n", g1(), g2());
+    void *nosym = dlsym(h, "no_such_symbol");
+    printf("missing symbol: %p %s\n", nosym, dlerror());
+    sem_post(&go); pthread_join(t, 0);
+    printf("dlclose=%d\n", dlclose(h));
+    return 3;
+}
+"#,
+        )
+        .unwrap();
+        let (m, exe) = (dir.path().join("m.so"), dir.path().join("t"));
+        let st = Command::new(cc)
+            .args(["-shared", "-fPIC", "-O1", "-nodefaultlibs", "-o"])
+            .arg(&m)
+            .arg(dir.path().join("m.c"))
+            .status()
+            .unwrap();
+        assert!(st.success(), "{cc} m.so");
+        let mut link = Command::new(cc);
+        link.args(["-O1", "-nodefaultlibs", "-o"]).arg(&exe).arg(dir.path().join("t.c"));
+        for lib in ["libc.so.6", "libpthread.so.0", "libdl.so.2", arch.ld_so_name()] {
+            link.arg(g.libdir.join(lib));
+        }
+        assert!(link.arg("-lgcc").status().unwrap().success(), "{cc} t");
+        let go = |loader: &std::path::Path| run(g.command(loader).arg("--library-path").arg(&g.libdir).arg(&exe).arg(&m));
+        let reference = go(&g.ld_so());
+        assert_eq!(reference.2, Some(3), "{build} under its own loader: {reference:?}");
+        assert!(reference.0.contains("other thread: gd=42 ie=7\n"), "{reference:?}");
+        assert!(reference.0.contains("libnonexistent.so.9: cannot open shared object file"), "{reference:?}");
+        assert!(reference.0.contains("undefined symbol: no_such_symbol"), "{reference:?}");
+        let cah = go(&built_loader(arch));
+        assert_eq!(cah, reference, "{build}: ld-cah differs from glibc's loader");
+    }
 }

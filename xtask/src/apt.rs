@@ -163,6 +163,24 @@ impl Apt {
             .ok_or_else(|| format!("apt-cache: no candidate for {package}:\n{text}"))
     }
 
+    /// Every version of `package` (`NAME:ARCH`) the sources list, newest
+    /// first (apt's "Version table").
+    pub fn versions(&self, package: &str) -> Result<Vec<String>, String> {
+        self.prepare()?;
+        let text = util::output(self.tool("apt-cache", "policy", &self.dir).arg(package))?;
+        let table = text.split_once("Version table:").map_or("", |(_, t)| t);
+        // Version lines are `     VERSION PRIORITY` (or `*** VERSION PRIORITY`),
+        // source lines start with the priority and a URL.
+        Ok(table
+            .lines()
+            .map(|l| l.trim().trim_start_matches("*** "))
+            .filter(|l| l.split_whitespace().count() == 2 && !l.starts_with(|c: char| c.is_ascii_digit() && l.contains("http")))
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()) && v.contains('-'))
+            .map(str::to_string)
+            .collect())
+    }
+
     /// `apt-get update`.
     pub fn update(&self) -> Result<(), String> {
         self.prepare()?;

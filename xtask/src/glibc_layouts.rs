@@ -45,6 +45,10 @@ pub(crate) struct Release {
 /// The releases ld-cah has tables for (see docs/glibc-layouts.md).
 pub(crate) const RELEASES: &[Release] = &[
     Release {
+        suite: "bullseye",
+        sources: &[("debian", "bullseye"), ("debian", "bullseye-updates"), ("debian-security", "bullseye-security")],
+    },
+    Release {
         suite: "bookworm",
         sources: &[("debian", "bookworm"), ("debian", "bookworm-updates"), ("debian-security", "bookworm-security")],
     },
@@ -258,19 +262,45 @@ fn ensure(release: &Release, arch: Arch, offline: bool) -> Result<(Build, PathBu
         }
         apt.candidate(&format!("libc6:{}", arch.deb()))?
     };
-    let build = Build { suite: release.suite, version: version.trim().to_string(), arch };
+    let mut build = Build { suite: release.suite, version: version.trim().to_string(), arch };
     if fs::read_to_string(&stamp).ok().as_deref() == Some(build.version.as_str()) {
         return Ok((build, tree));
     }
     let debs_dir = cache.join("debs");
-    let debs: Vec<PathBuf> = ["libc6", "libc6-dbg"]
-        .iter()
-        .map(|p| debs_dir.join(format!("{p}_{}_{}.deb", build.version.replace(':', "%3a"), build.deb_arch())))
-        .collect();
+    let debs_of = |build: &Build| -> Vec<PathBuf> {
+        ["libc6", "libc6-dbg"]
+            .iter()
+            .map(|p| debs_dir.join(format!("{p}_{}_{}.deb", build.version.replace(':', "%3a"), build.deb_arch())))
+            .collect()
+    };
+    let mut debs = debs_of(&build);
     if debs.iter().any(|d| !d.exists()) {
-        let packages =
-            [format!("libc6:{}={}", build.deb_arch(), build.version), format!("libc6-dbg:{}={}", build.deb_arch(), build.version)];
-        apt.download(&debs_dir, &packages, |e| e)?;
+        let packages = |b: &Build| [format!("libc6:{}={}", b.deb_arch(), b.version), format!("libc6-dbg:{}={}", b.deb_arch(), b.version)];
+        if let Err(e) = apt.download(&debs_dir, &packages(&build), |e| e) {
+            // The archive can list a build its pool does not serve (seen
+            // with bullseye-security's arm64 2.31-13+deb11u14): take the
+            // newest listed build that downloads, and say so.
+            let older: Vec<String> = apt.versions(&format!("libc6:{}", arch.deb()))?.into_iter().filter(|v| *v != build.version).collect();
+            let mut got = None;
+            for v in older {
+                let b = Build { suite: release.suite, version: v, arch };
+                if apt.download(&debs_dir, &packages(&b), |e| e).is_ok() {
+                    eprintln!(
+                        "glibc-layouts: {} {} is listed but cannot be downloaded ({e}); using {}",
+                        build.deb_arch(),
+                        build.version,
+                        b.version
+                    );
+                    got = Some(b);
+                    break;
+                }
+            }
+            build = got.ok_or(e)?;
+            debs = debs_of(&build);
+            if fs::read_to_string(&stamp).ok().as_deref() == Some(build.version.as_str()) {
+                return Ok((build, tree));
+            }
+        }
     }
     if tree.exists() {
         fs::remove_dir_all(&tree).map_err(|e| format!("{}: {e}", tree.display()))?;

@@ -65,8 +65,8 @@ pub fn install(l: &Layout, ro: Raw) {
     ro.put(r._dl_open, dl_open as *const () as u64);
     ro.put(r._dl_close, dl_close as *const () as u64);
     ro.put(r._dl_tls_get_addr_soft, tls_get_addr_soft as *const () as u64);
-    ro.put(r._dl_libc_freeres, noop as *const () as u64);
-    ro.put(r._dl_find_object, find_object as *const () as u64);
+    ro.put_opt(r._dl_libc_freeres, noop as *const () as u64);
+    ro.put_opt(r._dl_find_object, find_object as *const () as u64);
     let e = &l.enumerators;
     if e.dl_readonly_area_rdonly.is_some() && e.dl_readonly_area_writable.is_some() && e.dl_readonly_area_not_found.is_some() {
         ro.put_opt(r._dl_readonly_area, readonly_area as *const () as u64);
@@ -92,8 +92,8 @@ pub fn finish(l: &'static Layout, ns: &Namespace, libc: DsoId, tls_static: tls::
     // libc before 2.37 has its own catch machinery, which GLRO(dl_catch_error)
     // must use; later ones rely on the loader's (catch.rs).
     let catch = if catch != 0 { catch } else { super::catch::dl_catch_error as *const () as usize };
-    ro.put(l.rtld_global_ro._dl_catch_error, catch as u64);
-    ro.put(l.rtld_global_ro._dl_error_free, free as u64);
+    ro.put_opt(l.rtld_global_ro._dl_catch_error, catch as u64);
+    ro.put_opt(l.rtld_global_ro._dl_error_free, free as u64);
     let mut objects = Vec::new();
     let mut modules = Vec::new();
     let mut max_modid = 0;
@@ -381,7 +381,7 @@ pub fn add_objects(ns: &Namespace, ids: &[DsoId]) {
 /// `_dl_find_object`: lock-free (the table is frozen after start-up).
 unsafe extern "C" fn find_object(pc: usize, result: usize) -> i32 {
     let (Some(r), Some(o)) = (rt(), object_of(pc)) else { return -1 };
-    let f = &r.layout.dl_find_object;
+    let Some(f) = &r.layout.dl_find_object else { return -1 };
     // SAFETY: `result` is a `struct dl_find_object` of the caller.
     let out = unsafe { Raw::new(result) };
     out.put(f.dlfo_flags, 0);
@@ -751,6 +751,7 @@ pub const EXPORTS: &[&str] = &[
     "_dl_rtld_di_serinfo",
     "__nptl_change_stack_perm",
     "_dl_get_tls_static_info",
+    "_dl_make_stack_executable",
 ];
 
 #[allow(dead_code)]

@@ -57,9 +57,18 @@ fn fill_x86(l: &Layout, ro: Raw) {
         c.put(cf.basic_model, u64::from(model));
         c.put(cf.basic_stepping, u64::from(eax & 0xf));
     }
-    for (i, &(lf, sub)) in LEAVES.iter().enumerate().take(cf.features.len as usize) {
+    // 2.31's `cpu_features` has another feature layout (`cpuid[]` and
+    // `feature[]`, no `features[]`): it is left zero, so libc's IFUNCs take
+    // their baseline x86-64 implementations.
+    let Some(features) = cf.features else {
+        c.put(cf.data_cache_size, 32 * 1024);
+        c.put(cf.shared_cache_size, 1024 * 1024);
+        c.put(cf.non_temporal_threshold, (1024 * 1024 * 3 / 4) as u64);
+        return;
+    };
+    for (i, &(lf, sub)) in LEAVES.iter().enumerate().take(features.len as usize) {
         let available = if lf >= 0x8000_0000 { lf <= max_ext } else { lf <= max };
-        let Some(base) = cf.features.at(i as u32) else { break };
+        let Some(base) = features.at(i as u32) else { break };
         let regs = if available { native::cpuid(lf, sub).unwrap_or([0; 4]) } else { [0; 4] };
         for (k, r) in regs.iter().enumerate() {
             c.put(Field { off: base + leaf.cpuid.off + 4 * k as u32, size: 4 }, u64::from(*r));
@@ -72,8 +81,8 @@ fn fill_x86(l: &Layout, ro: Raw) {
     let amx = xcr0 & (3 << 17) == 3 << 17;
     let rtm_always_aborts = native::cpuid(7, 0).is_some_and(|r| r[3] & (1 << 11) != 0) && max >= 7;
     let mut active_of = [[0u32; 4]; LEAVES.len()];
-    for (i, &(lf, _)) in LEAVES.iter().enumerate().take(cf.features.len as usize) {
-        let Some(base) = cf.features.at(i as u32) else { break };
+    for (i, &(lf, _)) in LEAVES.iter().enumerate().take(features.len as usize) {
+        let Some(base) = features.at(i as u32) else { break };
         for k in 0..4 {
             let raw = c.get(Field { off: base + leaf.cpuid.off + 4 * k as u32, size: 4 }) as u32;
             let m = &ACTIVE[i][k];
@@ -126,10 +135,10 @@ fn fill_x86(l: &Layout, ro: Raw) {
             pref |= (1 << 12) | (1 << 13);
         }
     }
-    if let Some(p0) = cf.preferred.at(0) {
+    if let Some(p0) = cf.preferred.and_then(|p| p.at(0)) {
         c.put(Field { off: p0, size: 4 }, pref);
     }
-    c.put(cf.isa_1, 1);
+    c.put_opt(cf.isa_1, 1);
     // Conservative cache description (section 5.3): correct thresholds,
     // real sizes to come with the full feature computation.
     let data = 32 * 1024u64;
@@ -148,12 +157,12 @@ fn fill_x86(l: &Layout, ro: Raw) {
         16
     };
     let movsb = if active_of[1][3] & (1 << 4) != 0 { 2112 } else { 2048 * (vec / 16) };
-    c.put(cf.rep_movsb_threshold, movsb);
-    c.put(cf.rep_stosb_threshold, 2048);
-    c.put(cf.rep_movsb_stop_threshold, non_temporal);
-    c.put(cf.level1_dcache_size, data);
-    c.put(cf.level1_dcache_linesize, 64);
-    c.put(cf.level3_cache_size, shared);
+    c.put_opt(cf.rep_movsb_threshold, movsb);
+    c.put_opt(cf.rep_stosb_threshold, 2048);
+    c.put_opt(cf.rep_movsb_stop_threshold, non_temporal);
+    c.put_opt(cf.level1_dcache_size, data);
+    c.put_opt(cf.level1_dcache_linesize, 64);
+    c.put_opt(cf.level3_cache_size, shared);
     c.put_opt(cf.cachesize_non_temporal_divisor, 4);
 }
 
@@ -249,7 +258,7 @@ fn fill_aarch64(l: &Layout, ro: Raw, hwcap: u64, hwcap2: u64) {
         let zva = if dczid & 0x10 == 0 { 4u64 << (dczid & 0xf) } else { 0 };
         c.put(cf.zva_size, zva);
     }
-    c.put(cf.bti, u64::from(hwcap2 & HWCAP2_BTI != 0));
-    c.put(cf.sve, u64::from(hwcap & HWCAP_SVE != 0));
-    c.put(cf.mops, u64::from(hwcap2 & HWCAP2_MOPS != 0));
+    c.put_opt(cf.bti, u64::from(hwcap2 & HWCAP2_BTI != 0));
+    c.put_opt(cf.sve, u64::from(hwcap & HWCAP_SVE != 0));
+    c.put_opt(cf.mops, u64::from(hwcap2 & HWCAP2_MOPS != 0));
 }

@@ -7,13 +7,20 @@
 //!
 //! * the architecture;
 //! * `__nptl_version`, the version string libc exports for libthread_db
-//!   (`"2.36"`);
+//!   (`"2.36"`); a libc without one (before 2.34 it is libpthread's) is
+//!   identified by its banner instead, release and distributor
+//!   (`"2.31 Debian"` from `GNU C Library (Debian GLIBC 2.31-13+deb11u11)
+//!   stable release version 2.31.`), one scan of its mapped bytes: only
+//!   such a libc pays for it, and a 2.31 built by someone else (Ubuntu's,
+//!   with other patches) is refused;
 //! * the exact set of symbols libc imports from its loader (every
 //!   undefined symbol of `libc.so.6`): the private interface between the two;
 //! * every `_thread_db_*` descriptor: sizes and member offsets of
 //!   `struct pthread`, `struct link_map`, `_rtld_global` and the DTV, which
 //!   libc compiles in for debuggers. Debian's cross libc (2.36-8) differs
-//!   from 2.36-9 here (`link_map` moved `l_tls_modid` by 8 bytes).
+//!   from 2.36-9 here (`link_map` moved `l_tls_modid` by 8 bytes). Before
+//!   2.34 libc has none (they are local symbols of libpthread), so a 2.31
+//!   table has an empty list and rests on the other facts.
 //!
 //! All of it is read from the mapped, verified libc through its symbol
 //! table: about fifty hash look-ups, no allocation. A libc that matches no
@@ -132,12 +139,49 @@ impl Libc<'_> {
     }
 }
 
+impl Libc<'_> {
+    /// Before 2.34: the banner's release and distributor (`2.31`,
+    /// `Debian` from `GNU C Library (Debian GLIBC 2.31-13+deb11u11) stable
+    /// release version 2.31.`). One scan of libc's mapped bytes.
+    pub fn banner_key(&self) -> Option<(&[u8], &[u8])> {
+        let key = b"GNU C Library (";
+        let at = self.img.find(key)? + key.len();
+        let s = (1..=BANNER_MAX).rev().find_map(|n| self.img.bytes(at, n))?;
+        let vendor_end = s.iter().position(|&b| b == b' ' || b == b')')?;
+        let line = &s[..s.iter().position(|&b| b == b'\n' || b == 0).unwrap_or(s.len())];
+        let rv = b"release version ";
+        let v = line.windows(rv.len()).position(|w| w == rv)? + rv.len();
+        let v = &line[v..];
+        let end = v.iter().position(|&b| !(b.is_ascii_digit() || b == b'.')).unwrap_or(v.len());
+        let version = v[..end].strip_suffix(b".").unwrap_or(&v[..end]);
+        (vendor_end > 0 && !version.is_empty()).then_some((version, &s[..vendor_end]))
+    }
+}
+
+/// The longest banner line read.
+const BANNER_MAX: usize = 200;
+
+/// Whether a table's version fact fits: `__nptl_version` equal, or (a libc
+/// without one, before 2.34) `"<release> <distributor>"` from the banner.
+fn version_fits(fact: &str, nptl: Option<&[u8]>, banner: Option<(&[u8], &[u8])>) -> bool {
+    match (nptl, banner) {
+        (Some(v), _) => fact.as_bytes() == v,
+        (None, Some((v, vendor))) => fact.split_once(' ').is_some_and(|(fv, fvendor)| fv.as_bytes() == v && fvendor.as_bytes() == vendor),
+        (None, None) => false,
+    }
+}
+
 /// The table among `tables` whose fingerprint `libc` matches.
 pub fn select(tables: &[&'static Layout], machine: u16, libc: &Libc<'_>) -> Result<&'static Layout, Mismatch> {
     let arch = Arch::from_machine(machine).ok_or(Mismatch::Version)?;
-    let version = libc.version().ok_or(Mismatch::Version)?;
+    let nptl = libc.version();
+    // Only a libc without `__nptl_version` (before 2.34) pays for the scan.
+    let banner = if nptl.is_none() { libc.banner_key() } else { None };
+    if nptl.is_none() && banner.is_none() {
+        return Err(Mismatch::Version);
+    }
     let mut why = Mismatch::Version;
-    for &t in tables.iter().filter(|t| t.arch == arch && t.fingerprint.version.as_bytes() == version) {
+    for &t in tables.iter().filter(|t| t.arch == arch && version_fits(t.fingerprint.version, nptl, banner)) {
         if !libc.imports_are(t.fingerprint.imports) {
             why = Mismatch::Imports;
             continue;

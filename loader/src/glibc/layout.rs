@@ -158,7 +158,8 @@ impl Arch {
 /// them at run time. Every build with the same facts has the same layout.
 #[derive(Debug)]
 pub struct Fingerprint {
-    /// `__nptl_version` (`"2.36"`).
+    /// `__nptl_version` (`"2.36"`); before 2.34, which has none in libc,
+    /// the banner's release and distributor (`"2.31 Debian"`).
     pub version: &'static str,
     /// Every symbol `libc.so.6` imports (all from the loader), sorted.
     pub imports: &'static [&'static str],
@@ -236,8 +237,8 @@ pub struct Layout {
     pub dl_exception: DlException,
     /// `struct r_found_version`.
     pub r_found_version: RFoundVersion,
-    /// `struct dl_find_object`.
-    pub dl_find_object: DlFindObject,
+    /// `struct dl_find_object` (2.35 and later).
+    pub dl_find_object: Option<DlFindObject>,
     /// `struct link_map_machine` (`link_map.l_mach`).
     pub link_map_machine: LinkMapMachine,
     /// x86 `struct cpu_features` (`_rtld_global_ro._dl_x86_cpu_features`).
@@ -272,7 +273,7 @@ pub struct RtldGlobal {
     /// Recursive pthread mutex: `dl_iterate_phdr`.
     pub _dl_load_write_lock: Field,
     /// Recursive pthread mutex: TLS bookkeeping.
-    pub _dl_load_tls_lock: Field,
+    pub _dl_load_tls_lock: Option<Field>,
     /// Maps ever added (`dlpi_adds`).
     pub _dl_load_adds: Field,
     /// The `DF_1_INITFIRST` object.
@@ -318,17 +319,35 @@ pub struct RtldGlobal {
     /// Scope arrays waiting to be freed.
     pub _dl_scope_free_list: Field,
     /// nptl: stacks in use (`list_t` head).
-    pub _dl_stack_used: Field,
+    pub _dl_stack_used: Option<Field>,
     /// nptl: user-provided stacks, main thread included (`list_t` head).
-    pub _dl_stack_user: Field,
+    pub _dl_stack_user: Option<Field>,
     /// nptl: cached stacks (`list_t` head).
-    pub _dl_stack_cache: Field,
+    pub _dl_stack_cache: Option<Field>,
     /// nptl: bytes in the stack cache.
-    pub _dl_stack_cache_actsize: Field,
+    pub _dl_stack_cache_actsize: Option<Field>,
     /// nptl: stack being linked/unlinked (for fork).
-    pub _dl_in_flight_stack: Field,
+    pub _dl_in_flight_stack: Option<Field>,
     /// nptl low-level lock over the three lists.
-    pub _dl_stack_cache_lock: Field,
+    pub _dl_stack_cache_lock: Option<Field>,
+    /// Until 2.33: `void (*)(void *)` libc calls to lock the loader locks
+    /// (libpthread installs `pthread_mutex_lock`; the loader a default).
+    pub _dl_rtld_lock_recursive: Option<Field>,
+    /// Until 2.33: the unlocking hook, as above.
+    pub _dl_rtld_unlock_recursive: Option<Field>,
+    /// Until 2.33: `int (*)(void **)`, the hook libpthread replaces to make
+    /// thread stacks executable too.
+    pub _dl_make_stack_executable_hook: Option<Field>,
+    /// Until 2.33: static TLS size (later in `_rtld_global_ro`).
+    pub _dl_tls_static_size: Option<Field>,
+    /// Until 2.33: static TLS alignment (later in `_rtld_global_ro`).
+    pub _dl_tls_static_align: Option<Field>,
+    /// Until 2.33: `void (*)(struct link_map *)`, initialises a dlopened
+    /// module's static TLS in every thread (libpthread's hook).
+    pub _dl_init_static_tls: Option<Field>,
+    /// Until 2.33: `void (*)(void)`, waits for other threads' lookups
+    /// (libpthread's hook).
+    pub _dl_wait_lookup_done: Option<Field>,
 }
 
 /// `struct link_namespaces`: one element of `_rtld_global._dl_ns[]`.
@@ -349,7 +368,7 @@ pub struct LinkNamespaces {
     /// Pending global scope additions (dlopen).
     pub _ns_global_scope_pending_adds: Field,
     /// libc's map in this namespace.
-    pub libc_map: Field,
+    pub libc_map: Option<Field>,
     /// `STB_GNU_UNIQUE` symbol table ([`UniqueSymTable`]).
     pub _ns_unique_sym_table: Field,
     /// Debugger interface of the namespace (2.35..2.41 upstream).
@@ -374,7 +393,7 @@ pub struct RtldGlobalRo {
     /// `AT_PAGESZ`.
     pub _dl_pagesize: Field,
     /// `AT_MINSIGSTKSZ` (never 0).
-    pub _dl_minsigstacksize: Field,
+    pub _dl_minsigstacksize: Option<Field>,
     /// Ignore `ld.so.cache`.
     pub _dl_inhibit_cache: Field,
     /// Copy of the initial global scope ([`RScopeElem`]).
@@ -416,9 +435,9 @@ pub struct RtldGlobalRo {
     /// `LD_ORIGIN_PATH`.
     pub _dl_origin_path: Field,
     /// Static TLS size (x86_64: includes `struct pthread`).
-    pub _dl_tls_static_size: Field,
+    pub _dl_tls_static_size: Option<Field>,
     /// Static TLS alignment (never 0).
-    pub _dl_tls_static_align: Field,
+    pub _dl_tls_static_align: Option<Field>,
     /// Static TLS surplus.
     pub _dl_tls_static_surplus: Field,
     /// `LD_PROFILE`.
@@ -450,7 +469,7 @@ pub struct RtldGlobalRo {
     /// `AT_HWCAP4` (2.41).
     pub _dl_hwcap4: Option<Field>,
     /// `glibc.rtld.dynamic_sort`.
-    pub _dl_dso_sort_algo: Field,
+    pub _dl_dso_sort_algo: Option<Field>,
     /// Function pointer: debug printf.
     pub _dl_debug_printf: Field,
     /// Function pointer: `_dl_mcount`.
@@ -462,19 +481,19 @@ pub struct RtldGlobalRo {
     /// Function pointer: `dlclose`.
     pub _dl_close: Field,
     /// Function pointer: error catching for dlfcn.
-    pub _dl_catch_error: Field,
+    pub _dl_catch_error: Option<Field>,
     /// Function pointer: free an error string.
-    pub _dl_error_free: Field,
+    pub _dl_error_free: Option<Field>,
     /// Function pointer: a module's TLS block, if allocated.
     pub _dl_tls_get_addr_soft: Field,
     /// Function pointer: `__libc_freeres` hook.
-    pub _dl_libc_freeres: Field,
+    pub _dl_libc_freeres: Option<Field>,
     /// Function pointer: `_dl_find_object`.
-    pub _dl_find_object: Field,
+    pub _dl_find_object: Option<Field>,
     /// Function pointer: `_dl_readonly_area`, fortified `%n` checks (2.42).
     pub _dl_readonly_area: Option<Field>,
     /// dlfcn hook table (NULL).
-    pub _dl_dlfcn_hook: Field,
+    pub _dl_dlfcn_hook: Option<Field>,
     /// Audit interfaces.
     pub _dl_audit: Field,
     /// Number of audit modules.
@@ -545,7 +564,7 @@ pub struct LinkMap {
     /// `lt_executable` 0, `lt_library` 1, `lt_loaded` 2.
     pub l_type: Bits,
     /// Object needs `GLIBC_ABI_DT_RELR`.
-    pub l_dt_relr_ref: Bits,
+    pub l_dt_relr_ref: Option<Bits>,
     /// Relocated.
     pub l_relocated: Bits,
     /// Constructors started.
@@ -555,13 +574,13 @@ pub struct LinkMap {
     /// Reserved.
     pub l_reserved: Bits,
     /// The main program.
-    pub l_main_map: Bits,
+    pub l_main_map: Option<Bits>,
     /// Graph walk marker.
-    pub l_visited: Bits,
+    pub l_visited: Option<Bits>,
     /// Graph walk marker.
-    pub l_map_used: Bits,
+    pub l_map_used: Option<Bits>,
     /// Graph walk marker.
-    pub l_map_done: Bits,
+    pub l_map_done: Option<Bits>,
     /// `l_phdr` was malloc'ed.
     pub l_phdr_allocated: Bits,
     /// Soname recorded in `l_libname`.
@@ -581,9 +600,9 @@ pub struct LinkMap {
     /// `l_initfini` was malloc'ed (libc frees it).
     pub l_free_initfini: Bits,
     /// `.dynamic` is read-only: libc adds `l_addr` to `d_ptr` itself.
-    pub l_ld_readonly: Bits,
+    pub l_ld_readonly: Option<Bits>,
     /// `_dl_find_object` has seen the map.
-    pub l_find_object_processed: Bits,
+    pub l_find_object_processed: Option<Bits>,
     /// In the TLS slot info list (2.41).
     pub l_tls_in_slotinfo: Option<Bits>,
     /// `RTLD_NODELETE` active.
@@ -599,7 +618,7 @@ pub struct LinkMap {
     /// x86 ISA level needed.
     pub l_x86_isa_1_needed: Option<Field>,
     /// `GNU_PROPERTY_1_NEEDED`.
-    pub l_1_needed: Field,
+    pub l_1_needed: Option<Field>,
     /// `DT_RPATH` directories.
     pub l_rpath_dirs: Field,
     /// Lazy-binding results (audit, profiling).
@@ -780,7 +799,7 @@ pub struct Pthread {
     /// Started stopped.
     pub stopped_start: Field,
     /// Creation failed.
-    pub setup_failed: Field,
+    pub setup_failed: Option<Field>,
     /// Descriptor lock.
     pub lock: Field,
     /// setxid synchronisation.
@@ -818,17 +837,17 @@ pub struct Pthread {
     /// Resolver state.
     pub res: Field,
     /// Signal mask at creation.
-    pub sigmask: Field,
+    pub sigmask: Option<Field>,
     /// Active dl error catch frame (2.37 and later).
     pub rtld_catch: Option<Field>,
     /// C11 thread.
     pub c11: Field,
     /// Exiting.
-    pub exiting: Field,
+    pub exiting: Option<Field>,
     /// Exit lock.
-    pub exit_lock: Field,
+    pub exit_lock: Option<Field>,
     /// Per-thread libc state (strsignal buffers, ...).
-    pub tls_state: Field,
+    pub tls_state: Option<Field>,
     /// getrandom vDSO state (2.41).
     pub getrandom_buf: Option<Field>,
     /// Registered rseq area (2.35..2.40; moved to static TLS in 2.41).
@@ -1123,11 +1142,11 @@ pub struct X86CpuFeatures {
     /// DWARF: `basic.stepping`
     pub basic_stepping: Field,
     /// Per-leaf raw and usable bits ([`CpuidFeatureInternal`]).
-    pub features: Array,
+    pub features: Option<Array>,
     /// Tuning bits.
-    pub preferred: Array,
+    pub preferred: Option<Array>,
     /// ISA level bits.
-    pub isa_1: Field,
+    pub isa_1: Option<Field>,
     /// XSAVE area for the lazy-binding trampoline.
     pub xsave_state_size: Field,
     /// Full XSAVE area.
@@ -1141,35 +1160,35 @@ pub struct X86CpuFeatures {
     /// memset non-temporal threshold (2.40 and later).
     pub memset_non_temporal_threshold: Option<Field>,
     /// `rep movsb` threshold.
-    pub rep_movsb_threshold: Field,
+    pub rep_movsb_threshold: Option<Field>,
     /// `rep movsb` upper bound.
-    pub rep_movsb_stop_threshold: Field,
+    pub rep_movsb_stop_threshold: Option<Field>,
     /// `rep stosb` threshold.
-    pub rep_stosb_threshold: Field,
+    pub rep_stosb_threshold: Option<Field>,
     /// `sysconf(_SC_LEVEL1_ICACHE_SIZE)`.
-    pub level1_icache_size: Field,
+    pub level1_icache_size: Option<Field>,
     /// `sysconf(_SC_LEVEL1_ICACHE_LINESIZE)`.
-    pub level1_icache_linesize: Field,
+    pub level1_icache_linesize: Option<Field>,
     /// `sysconf(_SC_LEVEL1_DCACHE_SIZE)`.
-    pub level1_dcache_size: Field,
+    pub level1_dcache_size: Option<Field>,
     /// `sysconf(_SC_LEVEL1_DCACHE_ASSOC)`.
-    pub level1_dcache_assoc: Field,
+    pub level1_dcache_assoc: Option<Field>,
     /// `sysconf(_SC_LEVEL1_DCACHE_LINESIZE)`.
-    pub level1_dcache_linesize: Field,
+    pub level1_dcache_linesize: Option<Field>,
     /// `sysconf(_SC_LEVEL2_CACHE_SIZE)`.
-    pub level2_cache_size: Field,
+    pub level2_cache_size: Option<Field>,
     /// `sysconf(_SC_LEVEL2_CACHE_ASSOC)`.
-    pub level2_cache_assoc: Field,
+    pub level2_cache_assoc: Option<Field>,
     /// `sysconf(_SC_LEVEL2_CACHE_LINESIZE)`.
-    pub level2_cache_linesize: Field,
+    pub level2_cache_linesize: Option<Field>,
     /// `sysconf(_SC_LEVEL3_CACHE_SIZE)`.
-    pub level3_cache_size: Field,
+    pub level3_cache_size: Option<Field>,
     /// `sysconf(_SC_LEVEL3_CACHE_ASSOC)`.
-    pub level3_cache_assoc: Field,
+    pub level3_cache_assoc: Option<Field>,
     /// `sysconf(_SC_LEVEL3_CACHE_LINESIZE)`.
-    pub level3_cache_linesize: Field,
+    pub level3_cache_linesize: Option<Field>,
     /// `sysconf(_SC_LEVEL4_CACHE_SIZE)`.
-    pub level4_cache_size: Field,
+    pub level4_cache_size: Option<Field>,
     /// Divisor for the non-temporal threshold (2.40 and later).
     pub cachesize_non_temporal_divisor: Option<Field>,
 }
@@ -1199,15 +1218,15 @@ pub struct Aarch64CpuFeatures {
     /// `DC ZVA` block size (0: unusable).
     pub zva_size: Field,
     /// BTI enabled.
-    pub bti: Field,
+    pub bti: Option<Field>,
     /// MTE state (0).
-    pub mte_state: Field,
+    pub mte_state: Option<Field>,
     /// SVE usable.
-    pub sve: Field,
+    pub sve: Option<Field>,
     /// Prefer SVE string functions (later builds).
     pub prefer_sve_ifuncs: Option<Field>,
     /// MOPS usable.
-    pub mops: Field,
+    pub mops: Option<Field>,
 }
 
 /// `tunable_val_t`: the union of a tunable's numeric and string value.
@@ -1316,22 +1335,48 @@ impl Layout {
         let pd = &self.pthread;
         let mutex = self.pthread_mutex.size;
 
-        ensure!(str_eq(self.glibc_version, self.fingerprint.version), "banner version != __nptl_version");
+        // `__nptl_version`, or before 2.34 (no thread_db descriptors in
+        // libc) the banner's release and distributor (`2.31 Debian`).
+        ensure!(
+            str_eq(self.glibc_version, self.fingerprint.version)
+                || (self.fingerprint.thread_db.is_empty() && starts_with_word(self.fingerprint.version, self.glibc_version)),
+            "banner version != __nptl_version"
+        );
         ensure!(sorted(self.fingerprint.imports), "fingerprint imports not sorted");
-        ensure!(!self.fingerprint.thread_db.is_empty(), "fingerprint without _thread_db descriptors");
+        // Threads in libpthread (before 2.34): the stack lists, the
+        // `_thread_db_*` descriptors and `__nptl_version` are libpthread's,
+        // and libc locks the loader locks through hooks in `_rtld_global`.
+        let libpthread = g._dl_stack_used.is_none();
+        ensure!(libpthread == self.fingerprint.thread_db.is_empty(), "_thread_db descriptors exactly where libc keeps the threads");
+        ensure!(
+            g._dl_stack_user.is_none() == libpthread
+                && g._dl_stack_cache.is_none() == libpthread
+                && g._dl_stack_cache_lock.is_none() == libpthread
+                && g._dl_load_tls_lock.is_none() == libpthread,
+            "thread lists and _dl_load_tls_lock must come together"
+        );
+        ensure!(
+            g._dl_rtld_lock_recursive.is_some() == libpthread && g._dl_rtld_unlock_recursive.is_some() == libpthread,
+            "loader lock hooks exactly when libc has no thread lists"
+        );
+        ensure!(opt_size_is(g._dl_rtld_lock_recursive, 8) && opt_size_is(g._dl_rtld_unlock_recursive, 8), "lock hooks are pointers");
+        ensure!(opt_size_is(g._dl_make_stack_executable_hook, 8), "_dl_make_stack_executable_hook is a pointer");
+        ensure!(opt_size_is(g._dl_init_static_tls, 8) && opt_size_is(g._dl_wait_lookup_done, 8), "libpthread hooks are pointers");
         ensure!(g._dl_ns.stride == ns.size, "_dl_ns[] stride != sizeof(link_namespaces)");
         ensure!(g._dl_ns.len == 16, "DL_NNS != 16");
         ensure!(g._dl_ns.end() <= g.size, "_dl_ns outside rtld_global");
         ensure!(g._dl_nns.size == 8, "_dl_nns is not a size_t");
         ensure!(g._dl_load_lock.size == mutex, "_dl_load_lock is not a pthread_mutex_t");
         ensure!(g._dl_load_write_lock.size == mutex, "_dl_load_write_lock is not a pthread_mutex_t");
-        ensure!(g._dl_load_tls_lock.size == mutex, "_dl_load_tls_lock is not a pthread_mutex_t");
+        ensure!(opt_size_is(g._dl_load_tls_lock, mutex), "_dl_load_tls_lock is not a pthread_mutex_t");
         ensure!(opt_size_is(g._dl_rtld_map, lm.size), "_dl_rtld_map is not a link_map");
-        ensure!(g._dl_stack_used.size == self.list_t.size, "_dl_stack_used is not a list_t");
-        ensure!(g._dl_stack_user.size == self.list_t.size, "_dl_stack_user is not a list_t");
-        ensure!(g._dl_stack_cache.size == self.list_t.size, "_dl_stack_cache is not a list_t");
-        ensure!(g._dl_stack_cache_lock.size == 4, "_dl_stack_cache_lock is not an int");
-        ensure!(g._dl_stack_cache_lock.end() <= g.size, "_dl_stack_cache_lock outside rtld_global");
+        ensure!(opt_size_is(g._dl_stack_used, self.list_t.size), "_dl_stack_used is not a list_t");
+        ensure!(opt_size_is(g._dl_stack_user, self.list_t.size), "_dl_stack_user is not a list_t");
+        ensure!(opt_size_is(g._dl_stack_cache, self.list_t.size), "_dl_stack_cache is not a list_t");
+        ensure!(opt_size_is(g._dl_stack_cache_lock, 4), "_dl_stack_cache_lock is not an int");
+        if let Some(f) = g._dl_stack_cache_lock {
+            ensure!(f.end() <= g.size, "_dl_stack_cache_lock outside rtld_global");
+        }
 
         ensure!(ns._ns_unique_sym_table.size == self.unique_sym_table.size, "_ns_unique_sym_table size");
         ensure!(self.unique_sym_table.lock.size == mutex, "unique_sym_table.lock is not a pthread_mutex_t");
@@ -1342,12 +1387,32 @@ impl Layout {
         }
 
         ensure!(ro._dl_pagesize.size == 8, "_dl_pagesize is not a size_t");
-        ensure!(ro._dl_minsigstacksize.size == 8, "_dl_minsigstacksize is not a size_t");
+        ensure!(opt_size_is(ro._dl_minsigstacksize, 8), "_dl_minsigstacksize is not a size_t");
         ensure!(ro._dl_initial_searchlist.size == self.r_scope_elem.size, "_dl_initial_searchlist size");
-        ensure!(ro._dl_tls_static_size.size == 8 && ro._dl_tls_static_align.size == 8, "static TLS sizes");
+        // The static TLS size and alignment: in `_rtld_global` until 2.32,
+        // then in `_rtld_global_ro`; exactly one of the two.
+        match (ro._dl_tls_static_size, ro._dl_tls_static_align, g._dl_tls_static_size, g._dl_tls_static_align) {
+            (Some(a), Some(b), None, None) | (None, None, Some(a), Some(b)) => {
+                ensure!(a.size == 8 && b.size == 8, "static TLS sizes")
+            }
+            _ => return Err(Inconsistent("static TLS size and alignment not in exactly one of _rtld_global(_ro)")),
+        }
         ensure!(ro._dl_naudit.end() <= ro.size, "_dl_naudit outside rtld_global_ro");
 
         ensure!(lm.l_info.stride == 8, "l_info[] is not an array of pointers");
+        // l_info[] = DT_NUM (38 since DT_RELR, with l_dt_relr_ref; 35
+        // before), the arch's own tags (x86_64: 0, 4 since 2.39; aarch64:
+        // 6), then 42 version/extra/value/address slots (rtld::l_info_index).
+        let dt_num = if lm.l_dt_relr_ref.is_some() { 38 } else { 35 };
+        ensure!(lm.l_info.len >= dt_num + 42, "l_info[] shorter than DT_NUM");
+        let procnum = lm.l_info.len - dt_num - 42;
+        ensure!(
+            match self.arch {
+                Arch::X86_64 => procnum == 0 || procnum == 4,
+                Arch::Aarch64 => procnum == 6,
+            },
+            "l_info[] length does not fit DT_NUM and the arch's tags"
+        );
         ensure!(lm.l_searchlist.size == self.r_scope_elem.size, "l_searchlist size");
         ensure!(lm.l_mach.size == self.link_map_machine.size, "l_mach size");
         ensure!(lm.l_local_scope.len == 2 && lm.l_local_scope.stride == 8, "l_local_scope[2]");
@@ -1391,10 +1456,17 @@ impl Layout {
                 ensure!(self.aarch64_cpu_features.is_none(), "aarch64 cpu_features on x86_64");
                 ensure!(ro._dl_aarch64_cpu_features.is_none(), "_dl_aarch64_cpu_features on x86_64");
                 match (self.x86_cpu_features, self.cpuid_feature_internal, ro._dl_x86_cpu_features) {
-                    (Some(cf), Some(el), Some(f)) => {
+                    (Some(cf), el, Some(f)) => {
                         ensure!(f.size == cf.size, "_dl_x86_cpu_features size");
-                        ensure!(cf.features.stride == el.size, "features[] stride");
-                        ensure!(el.cpuid.size == 16 && el.active.size == 16, "cpuid registers");
+                        // Before 2.33 neither `features[]` nor its element type.
+                        match (cf.features, el) {
+                            (Some(features), Some(el)) => {
+                                ensure!(features.stride == el.size, "features[] stride");
+                                ensure!(el.cpuid.size == 16 && el.active.size == 16, "cpuid registers");
+                            }
+                            (None, None) => {}
+                            _ => return Err(Inconsistent("cpu_features.features[] without cpuid_feature_internal")),
+                        }
                         ensure!(cf.non_temporal_threshold.size == 8, "non_temporal_threshold size");
                     }
                     _ => return Err(Inconsistent("x86_64 without cpu_features")),
@@ -1415,6 +1487,22 @@ impl Layout {
         }
         Ok(())
     }
+}
+
+/// Whether `s` is `word` followed by a space and more, in a `const fn`.
+const fn starts_with_word(s: &str, word: &str) -> bool {
+    let (s, w) = (s.as_bytes(), word.as_bytes());
+    if s.len() <= w.len() + 1 || s[w.len()] != b' ' {
+        return false;
+    }
+    let mut i = 0;
+    while i < w.len() {
+        if s[i] != w[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// `a == b` in a `const fn`.
@@ -1491,35 +1579,35 @@ mod tests {
         assert_eq!(g._dl_stack_flags.map(|f| f.off), Some(4192));
         assert_eq!(g._dl_tls_dtv_slotinfo_list.off, 4208);
         assert_eq!(g._dl_initial_dtv.off, 4240);
-        assert_eq!(g._dl_stack_used.off, 4264);
-        assert_eq!(g._dl_stack_user.off, 4280);
-        assert_eq!(g._dl_stack_cache.off, 4296);
-        assert_eq!(g._dl_stack_cache_lock, Field { off: 4328, size: 4 });
+        assert_eq!(g._dl_stack_used.unwrap().off, 4264);
+        assert_eq!(g._dl_stack_user.unwrap().off, 4280);
+        assert_eq!(g._dl_stack_cache.unwrap().off, 4296);
+        assert_eq!(g._dl_stack_cache_lock, Some(Field { off: 4328, size: 4 }));
         assert_eq!(g._dl_aarch64_gcs, None);
 
         let ns = &l.link_namespaces;
         assert_eq!(ns.size, 160);
         assert_eq!(ns._ns_nloaded.off, 8);
-        assert_eq!(ns.libc_map.off, 32);
+        assert_eq!(ns.libc_map.unwrap().off, 32);
         assert_eq!(ns._ns_debug, Some(Field { off: 112, size: 48 }));
 
         let ro = &l.rtld_global_ro;
         assert_eq!(ro.size, 896);
         assert_eq!(ro._dl_pagesize.off, 24);
-        assert_eq!(ro._dl_minsigstacksize.off, 32);
+        assert_eq!(ro._dl_minsigstacksize.unwrap().off, 32);
         assert_eq!(ro._dl_fpu_control, Field { off: 88, size: 2 });
         assert_eq!(ro._dl_hwcap.off, 96);
         assert_eq!(ro._dl_auxv.off, 104);
         assert_eq!(ro._dl_x86_cpu_features, Some(Field { off: 112, size: 480 }));
         assert_eq!(ro._dl_x86_platforms.map(|f| f.off), Some(619));
-        assert_eq!(ro._dl_tls_static_size.off, 672);
-        assert_eq!(ro._dl_tls_static_align.off, 680);
+        assert_eq!(ro._dl_tls_static_size.unwrap().off, 672);
+        assert_eq!(ro._dl_tls_static_align.unwrap().off, 680);
         assert_eq!(ro._dl_init_all_dirs.off, 712);
         assert_eq!(ro._dl_sysinfo_map.off, 728);
         assert_eq!(ro._dl_vdso_getcpu.map(|f| f.off), Some(760));
         assert_eq!(ro._dl_hwcap2.off, 776);
         assert_eq!(ro._dl_lookup_symbol_x.off, 808);
-        assert_eq!(ro._dl_find_object.off, 864);
+        assert_eq!(ro._dl_find_object.unwrap().off, 864);
         assert_eq!(ro._dl_naudit.off, 888);
 
         let lm = &l.link_map;
@@ -1538,8 +1626,8 @@ mod tests {
         assert_eq!(lm.l_init_called.bit_offset(), 820 * 8 + 4);
         assert_eq!(lm.l_contiguous.bit_offset(), 820 * 8 + 19);
         assert_eq!(lm.l_free_initfini.bit_offset(), 820 * 8 + 20);
-        assert_eq!(lm.l_ld_readonly.bit_offset(), 820 * 8 + 21);
-        assert_eq!(lm.l_find_object_processed.bit_offset(), 820 * 8 + 22);
+        assert_eq!(lm.l_ld_readonly.unwrap().bit_offset(), 820 * 8 + 21);
+        assert_eq!(lm.l_find_object_processed.unwrap().bit_offset(), 820 * 8 + 22);
         assert_eq!(lm.l_nodelete_active.off, 823);
         assert_eq!(lm.l_property.map(|b| b.bit_offset()), Some(824 * 8 + 8));
         assert_eq!(lm.l_origin.off, 872);
@@ -1583,13 +1671,13 @@ mod tests {
 
         let cf = l.x86_cpu_features.unwrap();
         assert_eq!(cf.size, 480);
-        assert_eq!(cf.features, Array { off: 20, stride: 32, len: 9 });
-        assert_eq!(cf.preferred, Array { off: 308, stride: 4, len: 1 });
-        assert_eq!(cf.isa_1.off, 312);
+        assert_eq!(cf.features, Some(Array { off: 20, stride: 32, len: 9 }));
+        assert_eq!(cf.preferred, Some(Array { off: 308, stride: 4, len: 1 }));
+        assert_eq!(cf.isa_1.unwrap().off, 312);
         assert_eq!(cf.xsave_state_size.off, 320);
         assert_eq!(cf.non_temporal_threshold.off, 352);
-        assert_eq!(cf.rep_movsb_stop_threshold.off, 368);
-        assert_eq!(cf.level4_cache_size.off, 472);
+        assert_eq!(cf.rep_movsb_stop_threshold.unwrap().off, 368);
+        assert_eq!(cf.level4_cache_size.unwrap().off, 472);
         assert_eq!(cf.memset_non_temporal_threshold, None);
 
         assert_eq!(l.pthread_mutex.size, 40);
@@ -1599,8 +1687,8 @@ mod tests {
         assert_eq!(l.unique_sym_table.size, 72);
         assert_eq!(l.r_debug.size, 40);
         assert_eq!(l.r_debug_extended.map(|r| (r.size, r.r_next.off)), Some((48, 40)));
-        assert_eq!(l.dl_find_object.dlfo_eh_frame.off, 32);
-        assert_eq!(l.dl_find_object.size, 96);
+        assert_eq!(l.dl_find_object.unwrap().dlfo_eh_frame.off, 32);
+        assert_eq!(l.dl_find_object.unwrap().size, 96);
         assert_eq!(l.link_map_machine.gotplt.map(|f| f.off), Some(8));
         assert_eq!(l.r_found_version.filename.off, 16);
         assert_eq!(l.libname_list.dont_free.off, 16);
@@ -1617,19 +1705,19 @@ mod tests {
         assert_eq!(l.rtld_global._dl_rtld_map, Some(Field { off: 2888, size: 1232 }));
         assert_eq!(l.rtld_global._dl_stack_flags.map(|f| f.off), Some(4376));
         assert_eq!(l.rtld_global._dl_x86_feature_1, None);
-        assert_eq!(l.rtld_global._dl_stack_user.off, 4464);
-        assert_eq!(l.rtld_global._dl_stack_cache_lock.off, 4512);
+        assert_eq!(l.rtld_global._dl_stack_user.unwrap().off, 4464);
+        assert_eq!(l.rtld_global._dl_stack_cache_lock.unwrap().off, 4512);
         assert_eq!(l.rtld_global_ro.size, 672);
         assert_eq!(l.rtld_global_ro._dl_fpu_control, Field { off: 88, size: 4 });
         assert_eq!(l.rtld_global_ro._dl_aarch64_cpu_features, Some(Field { off: 112, size: 16 }));
-        assert_eq!(l.rtld_global_ro._dl_tls_static_size.off, 464);
+        assert_eq!(l.rtld_global_ro._dl_tls_static_size.unwrap().off, 464);
         assert_eq!(l.rtld_global_ro._dl_vdso_time, None);
         assert_eq!(l.rtld_global_ro._dl_hwcap2.off, 552);
-        assert_eq!(l.rtld_global_ro._dl_find_object.off, 640);
+        assert_eq!(l.rtld_global_ro._dl_find_object.unwrap().off, 640);
         assert_eq!(l.link_map.size, 1232);
         assert_eq!(l.link_map.l_info.len, 86);
         assert_eq!(l.link_map.l_phdr.off, 752);
-        assert_eq!(l.link_map.l_ld_readonly.bit_offset(), 868 * 8 + 21);
+        assert_eq!(l.link_map.l_ld_readonly.unwrap().bit_offset(), 868 * 8 + 21);
         assert_eq!(l.link_map.l_property, None);
         assert_eq!(l.link_map.l_origin.off, 912);
         assert_eq!(l.link_map.l_tls_modid.off, 1192);
@@ -1646,7 +1734,7 @@ mod tests {
         assert_eq!(l.unique_sym_table.size, 80);
         let cf = l.aarch64_cpu_features.unwrap();
         assert_eq!(cf.size, 16);
-        assert_eq!(cf.mops.off, 15);
+        assert_eq!(cf.mops.unwrap().off, 15);
         assert_eq!(cf.prefer_sve_ifuncs, None);
         assert_eq!(l.link_map_machine.bti_fail.map(|f| f.off), Some(16));
     }

@@ -13,6 +13,7 @@ pub mod fingerprint;
 pub mod installed;
 pub mod layout;
 pub mod layouts;
+pub mod libpthread;
 pub mod raw;
 pub mod rtld;
 pub mod table_reader;

@@ -119,14 +119,14 @@ pub fn thread_self(l: &Layout, tp: usize) -> usize {
 
 /// Index of `DT_*` tag `tag` in glibc's `l_info[]`, or `None` for tags glibc
 /// does not keep.
-pub fn l_info_index(tag: u64, len: u32) -> Option<u32> {
-    // DT_NUM (38 in 2.36..2.41), the processor-specific slots (0 on x86_64,
-    // 6 on aarch64), then version, extra, value and address ranges of 16,
-    // 3, 12 and 11 slots: 80 on x86_64, 86 on aarch64.
-    let procnum = len.checked_sub(80)?;
-    let base_ver = 38 + procnum;
+pub fn l_info_index(tag: u64, len: u32, dt_num: u32) -> Option<u32> {
+    // DT_NUM (see `dt_num`), the processor-specific slots (0 or 4 on
+    // x86_64, 6 on aarch64), then version, extra, value and address ranges
+    // of 16, 3, 12 and 11 slots.
+    let procnum = len.checked_sub(dt_num + 42)?;
+    let base_ver = dt_num + procnum;
     let idx = match tag {
-        t if t < 38 => t as u32,
+        t if t < u64::from(dt_num) => t as u32,
         0x6fff_fff0..=0x6fff_ffff => base_ver + (0x6fff_ffff - tag) as u32,
         0x7fff_fffd..=0x7fff_ffff => base_ver + 16 + (0x7fff_ffff - tag) as u32,
         0x6fff_fd00..=0x6fff_fdff => base_ver + 19 + (0x6fff_fdff - tag) as u32,
@@ -134,6 +134,17 @@ pub fn l_info_index(tag: u64, len: u32) -> Option<u32> {
         _ => return None,
     };
     (idx < len).then_some(idx)
+}
+
+/// glibc's `DT_NUM` for a table: 38 since 2.36 added `DT_RELRSZ`,
+/// `DT_RELR` and `DT_RELRENT` (and with them `link_map.l_dt_relr_ref`),
+/// 35 before.
+pub fn dt_num(l: &Layout) -> u32 {
+    if l.link_map.l_dt_relr_ref.is_some() {
+        38
+    } else {
+        35
+    }
 }
 
 fn alloc_zeroed(n: usize) -> usize {
@@ -166,16 +177,18 @@ pub fn fill_link_maps(l: &Layout, ns: &Namespace, chain: &[DsoId], dlopened: boo
         ln.put(l.libname_list.name, first_name.unwrap_or(d.name.as_ptr() as usize) as u64);
         ln.put(l.libname_list.dont_free, 1);
         m.put(lm.l_libname, libname as u64);
-        // l_info[]: pointers into the object's own (untouched) .dynamic.
+        // l_info[]: pointers into the object's own (untouched) .dynamic
+        // (before 2.35, into a relocated copy: see `libpthread::relocated_dynamic`).
         if d.dynamic != 0 {
+            let copy = super::libpthread::relocated_dynamic(l, &d.img, d.dynamic, d.dyn_info.count, d.base);
             for k in 0..d.dyn_info.count.saturating_sub(1) {
                 let at = d.dynamic + k * 16;
                 if let Some(tag) = d.img.u64(at) {
-                    if let Some(i) = l_info_index(tag, lm.l_info.len) {
+                    if let Some(i) = l_info_index(tag, lm.l_info.len, dt_num(l)) {
                         if let Some(off) = lm.l_info.at(i) {
                             let f = super::layout::Field { off, size: 8 };
                             if m.get(f) == 0 {
-                                m.put(f, at as u64);
+                                m.put(f, copy.map_or(at, |c| c + k * 16) as u64);
                             }
                         }
                     }
@@ -196,10 +209,10 @@ pub fn fill_link_maps(l: &Layout, ns: &Namespace, chain: &[DsoId], dlopened: boo
         m.put_bits(lm.l_type, ty);
         m.put_bits(lm.l_relocated, 1);
         m.put_bits(lm.l_global, u64::from(ns.scope.contains(&id)));
-        m.put_bits(lm.l_main_map, u64::from(d.kind == Kind::Main));
+        m.put_bits_opt(lm.l_main_map, u64::from(d.kind == Kind::Main));
         m.put_bits(lm.l_contiguous, 1);
         // The d_ptr values in .dynamic are unrelocated: libc must add l_addr.
-        m.put_bits(lm.l_ld_readonly, 1);
+        m.put_bits_opt(lm.l_ld_readonly, 1);
         m.put_bits(lm.l_soname_added, 1);
         m.put(lm.l_flags, d.dyn_info.flags);
         m.put(lm.l_flags_1, d.dyn_info.flags_1);
@@ -313,11 +326,11 @@ pub fn fill_globals(
     let main_search = unsafe { Raw::new(main_lm) }.at(l.link_map.l_searchlist);
     ns0.put(l.link_namespaces._ns_main_searchlist, main_search as u64);
     if let Some(libc) = find_libc(ns) {
-        ns0.put(l.link_namespaces.libc_map, ns.objs[libc].link_map as u64);
+        ns0.put_opt(l.link_namespaces.libc_map, ns.objs[libc].link_map as u64);
     }
     g.put(rg._dl_nns, 1);
     // The loader locks are recursive pthread mutexes (libc locks them).
-    for lock in [rg._dl_load_lock, rg._dl_load_write_lock, rg._dl_load_tls_lock] {
+    for lock in [Some(rg._dl_load_lock), Some(rg._dl_load_write_lock), rg._dl_load_tls_lock].into_iter().flatten() {
         g.sub(lock).put(l.pthread_mutex.__kind, 1);
     }
     g.put(rg._dl_load_adds, chain.len() as u64);
@@ -360,7 +373,7 @@ pub fn fill_globals(
 
     // Thread lists: empty circular heads, the main thread on `stack_user`.
     let lt = &l.list_t;
-    for head in [rg._dl_stack_used, rg._dl_stack_user, rg._dl_stack_cache] {
+    for head in [rg._dl_stack_used, rg._dl_stack_user, rg._dl_stack_cache].into_iter().flatten() {
         let h = g.sub(head);
         h.put(lt.next, h.addr() as u64);
         h.put(lt.prev, h.addr() as u64);
@@ -368,12 +381,15 @@ pub fn fill_globals(
     // SAFETY: the TLS allocation holds the whole struct pthread there.
     let pd = unsafe { Raw::new(thread_self(l, tb.tp)) };
     let pt = &l.pthread;
-    let user = g.sub(rg._dl_stack_user);
-    let node = pd.sub(pt.list);
-    node.put(lt.next, user.addr() as u64);
-    node.put(lt.prev, user.addr() as u64);
-    user.put(lt.next, node.addr() as u64);
-    user.put(lt.prev, node.addr() as u64);
+    // Before 2.34 the lists are libpthread's, which links the main thread itself.
+    if let Some(user) = rg._dl_stack_user.map(|f| g.sub(f)) {
+        let node = pd.sub(pt.list);
+        node.put(lt.next, user.addr() as u64);
+        node.put(lt.prev, user.addr() as u64);
+        user.put(lt.next, node.addr() as u64);
+        user.put(lt.prev, node.addr() as u64);
+    }
+    super::libpthread::fill_globals(l, g, tls);
     // SAFETY: `tid` is a field of the main thread's struct pthread, which lives forever.
     let tid = unsafe { crate::sys::set_tid_address(pd.at(pt.tid)) };
     pd.put(pt.tid, tid as u64);
@@ -445,7 +461,7 @@ pub fn fill_globals(
     // _rtld_global_ro.
     ro.put(rr._dl_debug_fd, 2);
     ro.put(rr._dl_pagesize, p.page as u64);
-    ro.put(rr._dl_minsigstacksize, p.minsigstksz as u64);
+    ro.put_opt(rr._dl_minsigstacksize, p.minsigstksz as u64);
     ro.put(rr._dl_clktck, p.clktck as u64);
     if p.platform != 0 {
         // SAFETY: AT_PLATFORM points at a NUL-terminated string on the stack.
@@ -467,8 +483,8 @@ pub fn fill_globals(
     let ms = unsafe { Raw::new(main_search) };
     init_search.put(l.r_scope_elem.r_list, ms.get(l.r_scope_elem.r_list));
     init_search.put(l.r_scope_elem.r_nlist, ms.get(l.r_scope_elem.r_nlist));
-    ro.put(rr._dl_tls_static_size, tls.size as u64);
-    ro.put(rr._dl_tls_static_align, tls.align as u64);
+    ro.put_opt(rr._dl_tls_static_size, tls.size as u64);
+    ro.put_opt(rr._dl_tls_static_align, tls.align as u64);
     ro.put(rr._dl_tls_static_surplus, crate::tls::STATIC_SURPLUS as u64);
     ro.put(rr._dl_init_all_dirs, dirs);
     ro.put(rr._dl_sysinfo_dso, p.sysinfo_ehdr as u64);
@@ -525,7 +541,13 @@ pub fn thread_pointers(l: &Layout) -> Vec<usize> {
     // SAFETY: as above.
     let g = unsafe { Raw::new(_rtld_global.addr()) };
     let mut out = Vec::new();
-    for head in [l.rtld_global._dl_stack_user, l.rtld_global._dl_stack_used] {
+    if l.rtld_global._dl_stack_user.is_none() {
+        // Before 2.34 the lists are libpthread's: the calling thread only
+        // (see `libpthread` for the others).
+        out.push(crate::arch::native::thread_pointer_value());
+        return out;
+    }
+    for head in [l.rtld_global._dl_stack_user, l.rtld_global._dl_stack_used].into_iter().flatten() {
         let h = g.at(head);
         // SAFETY: libc keeps these circular lists of `struct pthread.list` nodes.
         let mut node = unsafe { Raw::new(h) }.get(l.list_t.next) as usize;

@@ -9,6 +9,12 @@ pub mod decode;
 
 #[rustfmt::skip]
 #[cfg(not(feature = "no-builtin-layouts"))]
+mod debian_2_31_aarch64;
+#[rustfmt::skip]
+#[cfg(not(feature = "no-builtin-layouts"))]
+mod debian_2_31_x86_64;
+#[rustfmt::skip]
+#[cfg(not(feature = "no-builtin-layouts"))]
 mod debian_2_36_aarch64;
 #[rustfmt::skip]
 #[cfg(not(feature = "no-builtin-layouts"))]
@@ -29,6 +35,8 @@ mod debian_2_43_x86_64;
 /// Every known glibc build.
 #[cfg(not(feature = "no-builtin-layouts"))]
 pub static ALL: &[&Layout] = &[
+    &debian_2_31_aarch64::LAYOUT,
+    &debian_2_31_x86_64::LAYOUT,
     &debian_2_36_aarch64::LAYOUT,
     &debian_2_36_x86_64::LAYOUT,
     &debian_2_41_aarch64::LAYOUT,
