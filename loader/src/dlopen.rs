@@ -71,19 +71,13 @@ const RTLD_NOLOAD: i32 = 0x4;
 const RTLD_GLOBAL: i32 = 0x100;
 const RTLD_NODELETE: i32 = 0x1000;
 
-/// `dlopen`: returns the link map and the initialisers to run.
-pub fn open(file: *const u8, mode: i32, caller: usize) -> Result<(usize, Vec<crate::init::Call>), Error> {
+/// `dlopen`: returns the link map and the initialisers to run. An empty
+/// `name` (C's NULL) is the main program.
+pub fn open(name: &[u8], mode: i32, caller: usize) -> Result<(usize, Vec<crate::init::Call>), Error> {
     let saved = SAVED.get().ok_or_else(|| err!("ld-cah.so", "dlopen before start-up finished"))?;
     let mut guard = STATE.lock();
     let ns = guard.as_mut().ok_or_else(|| err!("ld-cah.so", "dlopen before start-up finished"))?;
-    let name: Vec<u8> = if file.is_null() {
-        Vec::new()
-    } else {
-        // SAFETY: dlopen's argument is a NUL-terminated string.
-        let n = unsafe { crate::start::strlen(file as usize) };
-        // SAFETY: as above, `n` bytes before the NUL.
-        unsafe { core::slice::from_raw_parts(file, n) }.to_vec()
-    };
+    let name = name.to_vec();
     if name.is_empty() {
         return Ok((ns.objs[ns.main].link_map, Vec::new()));
     }

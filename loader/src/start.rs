@@ -203,7 +203,7 @@ impl Stack {
         unsafe {
             let from = self.sp.add(1 + k);
             let words = end.offset_from(from) as usize;
-            let new_sp = if k % 2 == 0 { self.sp.add(k) } else { self.sp.add(k - 1) };
+            let new_sp = if k.is_multiple_of(2) { self.sp.add(k) } else { self.sp.add(k - 1) };
             core::ptr::copy(from, new_sp.add(1), words);
             *new_sp = argc;
             Stack::parse(new_sp)

@@ -187,8 +187,7 @@ pub fn allocate(
     let mem = crate::sys::mmap_anon(round_up(size, 4096))?;
     let tp = if tp_of == 0 {
         // The TCB sits at the top of the block, aligned; TLS blocks below.
-        let tcb = round_up(mem + layout.size - tcb_size, align);
-        tcb
+        round_up(mem + layout.size - tcb_size, align)
     } else {
         round_up(mem + pre_tcb, align)
     };
@@ -237,55 +236,6 @@ pub unsafe fn get_addr(dtv: usize, ti: &TlsIndex) -> usize {
     // SAFETY: the DTV has an entry for every module id handed out.
     let e = unsafe { &*(dtv as *const DtvEntry).add(ti.module) };
     e.val.wrapping_add(ti.offset)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn module(memsz: usize, align: usize, vaddr: usize) -> Module {
-        Module { modid: 1, image: 0, filesz: 0, memsz, align, firstbyte: vaddr & (align - 1), offset: None }
-    }
-
-    #[test]
-    fn executable_block_lands_where_the_static_linker_assumed() {
-        // x86_64: the executable's block ends at the thread pointer.
-        let mut m = module(20, 16, 0x3000);
-        let l = layout(TlsVariant::Two, &mut [&mut m], 2368);
-        assert_eq!(m.offset, Some(32), "roundup(20, 16)");
-        assert_eq!(l.size, round_up(32 + STATIC_SURPLUS, 64) + 2368);
-        // aarch64: after the 16-byte TCB, aligned to the block's alignment.
-        let mut m = module(20, 64, 0x3000);
-        layout(TlsVariant::One, &mut [&mut m], 0);
-        assert_eq!(m.offset, Some(64));
-        let mut m = module(20, 8, 0x3000);
-        layout(TlsVariant::One, &mut [&mut m], 0);
-        assert_eq!(m.offset, Some(16));
-    }
-
-    #[test]
-    fn glibc_observed_libc_offset() {
-        // glibc-rtld-abi.md 2.5: libc alone gets l_tls_offset 144 on x86_64
-        // and a static size of 4224. libc's PT_TLS: memsz 0x90, align 16? The
-        // observation gives offset 144 = 0x90 for a block aligned to 16.
-        let mut m = module(0x90, 16, 0x1d7000);
-        let l = layout(TlsVariant::Two, &mut [&mut m], 2368);
-        assert_eq!(m.offset, Some(144));
-        assert_eq!(l.size, 4224);
-        assert_eq!(l.align, 64);
-    }
-
-    #[test]
-    fn later_blocks_do_not_overlap_earlier_ones() {
-        let mut a = module(100, 8, 0);
-        let mut b = module(7, 32, 0x20);
-        let mut c = module(1, 1, 0);
-        layout(TlsVariant::Two, &mut [&mut a, &mut b, &mut c], 0);
-        let (oa, ob, oc) = (a.offset.unwrap(), b.offset.unwrap(), c.offset.unwrap());
-        // Variant II: block i occupies [tp - off, tp - off + memsz).
-        assert!(ob >= oa + 7 && oc >= ob + 1);
-        assert_eq!(ob % 32, 0);
-    }
 }
 
 /// Where `__tls_get_addr`'s slow path finds a module's description.
@@ -375,8 +325,60 @@ unsafe fn grow_dtv(tp: usize, dtv: usize, cap: usize, need: usize) -> usize {
 
 /// Called by the dynamic TLSDESC resolver (assembly in `arch`): the
 /// variable's address minus the thread pointer.
-pub extern "C" fn tlsdesc_dynamic_slow(ti: *const TlsIndex) -> usize {
+///
+/// # Safety
+/// `ti` is the argument of a dynamic TLS descriptor: a leaked `TlsIndex`.
+pub unsafe extern "C" fn tlsdesc_dynamic_slow(ti: *const TlsIndex) -> usize {
     // SAFETY: the descriptor's argument is a leaked `TlsIndex` (reloc).
     let addr = unsafe { get_addr_current(&*ti) };
     addr.wrapping_sub(crate::arch::native::thread_pointer_value())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(memsz: usize, align: usize, vaddr: usize) -> Module {
+        Module { modid: 1, image: 0, filesz: 0, memsz, align, firstbyte: vaddr & (align - 1), offset: None }
+    }
+
+    #[test]
+    fn executable_block_lands_where_the_static_linker_assumed() {
+        // x86_64: the executable's block ends at the thread pointer.
+        let mut m = module(20, 16, 0x3000);
+        let l = layout(TlsVariant::Two, &mut [&mut m], 2368);
+        assert_eq!(m.offset, Some(32), "roundup(20, 16)");
+        assert_eq!(l.size, round_up(32 + STATIC_SURPLUS, 64) + 2368);
+        // aarch64: after the 16-byte TCB, aligned to the block's alignment.
+        let mut m = module(20, 64, 0x3000);
+        layout(TlsVariant::One, &mut [&mut m], 0);
+        assert_eq!(m.offset, Some(64));
+        let mut m = module(20, 8, 0x3000);
+        layout(TlsVariant::One, &mut [&mut m], 0);
+        assert_eq!(m.offset, Some(16));
+    }
+
+    #[test]
+    fn glibc_observed_libc_offset() {
+        // Observed under glibc's loader on x86_64: libc alone gets
+        // l_tls_offset 144 (its PT_TLS is 0x90 bytes, aligned to 16) and a
+        // static TLS size of 4224.
+        let mut m = module(0x90, 16, 0x1d7000);
+        let l = layout(TlsVariant::Two, &mut [&mut m], 2368);
+        assert_eq!(m.offset, Some(144));
+        assert_eq!(l.size, 4224);
+        assert_eq!(l.align, 64);
+    }
+
+    #[test]
+    fn later_blocks_do_not_overlap_earlier_ones() {
+        let mut a = module(100, 8, 0);
+        let mut b = module(7, 32, 0x20);
+        let mut c = module(1, 1, 0);
+        layout(TlsVariant::Two, &mut [&mut a, &mut b, &mut c], 0);
+        let (oa, ob, oc) = (a.offset.unwrap(), b.offset.unwrap(), c.offset.unwrap());
+        // Variant II: block i occupies [tp - off, tp - off + memsz).
+        assert!(ob >= oa + 7 && oc > ob);
+        assert_eq!(ob % 32, 0);
+    }
 }

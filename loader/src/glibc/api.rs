@@ -139,7 +139,13 @@ fn signal(objname: *const u8, msg: &'static [u8]) -> ! {
 }
 
 extern "C" fn dl_open(file: *const u8, mode: i32, caller: usize, _nsid: isize, argc: i32, argv: usize, env: usize) -> usize {
-    match crate::dlopen::open(file, mode, caller) {
+    let name: &[u8] = if file.is_null() {
+        &[]
+    } else {
+        // SAFETY: dlopen's argument is NULL or a NUL-terminated string.
+        unsafe { core::slice::from_raw_parts(file, crate::start::strlen(file as usize)) }
+    };
+    match crate::dlopen::open(name, mode, caller) {
         Ok((lm, calls)) => {
             // SAFETY: initialisers of freshly relocated objects, run
             // without the loader lock so they may dlopen in turn.
@@ -205,7 +211,7 @@ fn dso_filename(l_name: *const u8) -> *const u8 {
     if !l_name.is_null() && unsafe { *l_name } != 0 {
         return l_name;
     }
-    argv0().map_or(b"<main program>\0".as_ptr(), <[u8]>::as_ptr)
+    argv0().map_or(c"<main program>".as_ptr().cast(), <[u8]>::as_ptr)
 }
 
 /// `_dl_lookup_symbol_x` (see glibc-rtld-abi.md 4.2).
@@ -491,6 +497,10 @@ fn tcb_dtv_field(l: &Layout) -> Field {
 }
 
 /// `_dl_allocate_tls(mem)`: a DTV for a new thread whose TCB is `mem`.
+///
+/// # Safety
+/// `mem` is 0 or a thread control block libc allocated for a new
+/// thread, as glibc's loader requires.
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub unsafe extern "C" fn _dl_allocate_tls(mem: usize) -> usize {
     let Some(r) = rt() else { return 0 };
@@ -513,6 +523,10 @@ pub unsafe extern "C" fn _dl_allocate_tls(mem: usize) -> usize {
 
 /// `_dl_allocate_tls_init(tcb, init_tls)`: point the DTV at the static
 /// blocks and copy every TLS image.
+///
+/// # Safety
+/// `tcb` is a thread control block set up by `_dl_allocate_tls`
+/// whose thread does not run yet.
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub unsafe extern "C" fn _dl_allocate_tls_init(tcb: usize, _init_tls: bool) -> usize {
     let Some(r) = rt() else { return 0 };
@@ -564,6 +578,10 @@ pub extern "C" fn __tunable_is_initialized(id: u32) -> bool {
 /// set it (`tunables.rs`). Before start-up has read the tunables (never,
 /// in practice) every tunable reads as a 32-bit 0: aarch64's libc reads
 /// `glibc.mem.tagging` by value.
+///
+/// # Safety
+/// `valp` is NULL or points to storage as wide as the tunable;
+/// `cb` is 0 or a callback with glibc's `tunable_callback_t` signature.
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub unsafe extern "C" fn __tunable_get_val(id: u32, valp: *mut u32, cb: usize) {
     if valp.is_null() {
@@ -578,6 +596,10 @@ pub unsafe extern "C" fn __tunable_get_val(id: u32, valp: *mut u32, cb: usize) {
 
 /// `_dl_exception_create(e, objname, errstring)`: one buffer from libc's
 /// `malloc` (so `dl_error_free`, libc's `free`, can release it).
+///
+/// # Safety
+/// `e` is a `struct dl_exception` of the caller; `objname` is NULL or
+/// a NUL-terminated string, `errstring` a NUL-terminated string.
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub unsafe extern "C" fn _dl_exception_create(e: usize, objname: *const u8, errstring: *const u8) {
     let Some(r) = rt() else { return };
@@ -595,8 +617,8 @@ pub unsafe extern "C" fn _dl_exception_create(e: usize, objname: *const u8, errs
         0
     };
     if buf == 0 {
-        ex.put(f.objname, b"\0".as_ptr() as u64);
-        ex.put(f.errstring, b"out of memory\0".as_ptr() as u64);
+        ex.put(f.objname, c"".as_ptr() as u64);
+        ex.put(f.errstring, c"out of memory".as_ptr() as u64);
         ex.put(f.message_buffer, 0);
         return;
     }
@@ -616,6 +638,10 @@ pub unsafe extern "C" fn _dl_exception_create(e: usize, objname: *const u8, errs
 
 /// `_dl_fatal_printf`: libc calls it only with `"%s: %s: %s%s%s%s%s\n"`;
 /// on both ABIs those variadic pointer arguments arrive like fixed ones.
+///
+/// # Safety
+/// `fmt` and the arguments are libc's: NUL-terminated strings for
+/// each `%s`. It does not return.
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub unsafe extern "C" fn _dl_fatal_printf(fmt: *const u8, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize, g: usize) -> ! {
     let args = [a, b, c, d, e, f, g];
@@ -659,6 +685,10 @@ pub extern "C" fn _dl_mcount(_frompc: usize, _selfpc: usize) {}
 /// dls_cnt; Dl_serpath dls_serpath[]; }` with 16-byte `{ char *dls_name;
 /// unsigned dls_flags; }` entries and the strings after them. When
 /// counting, only the size and count are filled in.
+///
+/// # Safety
+/// `si` is NULL or a `Dl_serinfo` buffer of the size a counting
+/// call reported; `loader` is 0 or a link map of this loader.
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub unsafe extern "C" fn _dl_rtld_di_serinfo(loader: usize, si: *mut usize, counting: bool) {
     if si.is_null() {
@@ -691,6 +721,9 @@ pub unsafe extern "C" fn _dl_rtld_di_serinfo(loader: usize, si: *mut usize, coun
 }
 
 /// `__nptl_change_stack_perm`: make a thread stack executable.
+///
+/// # Safety
+/// `pd` is a thread descriptor of libc whose stack fields are set.
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub unsafe extern "C" fn __nptl_change_stack_perm(pd: usize) -> i32 {
     let Some(r) = rt() else { return 38 };
@@ -713,6 +746,8 @@ pub unsafe extern "C" fn __nptl_change_stack_perm(pd: usize) -> i32 {
     }
 }
 
+/// # Safety
+/// `size` and `align` are NULL or writable `size_t`s.
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub unsafe extern "C" fn _dl_get_tls_static_info(size: *mut usize, align: *mut usize) {
     let (s, a) = rt().map_or((0, 0), |r| (r.tls_static.size, r.tls_static.align));

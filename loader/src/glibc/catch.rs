@@ -56,6 +56,10 @@ fn exception_fields() -> Option<(Field, Field, Field)> {
 }
 
 /// `int _dl_catch_exception(struct dl_exception *, void (*)(void *), void *)`.
+///
+/// # Safety
+/// `e` is 0 or a `struct dl_exception` of the caller; `operate` is
+/// a function taking `args`, called once.
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub unsafe extern "C" fn _dl_catch_exception(e: usize, operate: usize, args: usize) -> i32 {
     if e == 0 {
@@ -95,6 +99,10 @@ pub unsafe extern "C" fn _dl_catch_exception(e: usize, operate: usize, args: usi
 }
 
 /// `void _dl_signal_exception(int, struct dl_exception *, const char *occasion)`.
+///
+/// # Safety
+/// `e` is a `struct dl_exception` filled by `_dl_exception_create`;
+/// `occasion` is 0 or a NUL-terminated string. It does not return.
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub unsafe extern "C" fn _dl_signal_exception(errcode: i32, e: usize, occasion: usize) -> ! {
     let Some((o, s, m)) = exception_fields() else { crate::sys::exit_group(127) };
@@ -118,10 +126,14 @@ pub unsafe extern "C" fn _dl_signal_exception(errcode: i32, e: usize, occasion: 
 }
 
 /// `void _dl_signal_error(int, const char *objname, const char *occasion, const char *errstring)`.
+///
+/// # Safety
+/// `objname`, `occasion` and `errstring` are 0 or NUL-terminated
+/// strings. It does not return.
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub unsafe extern "C" fn _dl_signal_error(errcode: i32, objname: usize, occasion: usize, errstring: usize) -> ! {
     let mut e = [0usize; 4];
-    let msg = if errstring == 0 { b"DYNAMIC LINKER BUG!!!\0".as_ptr() as usize } else { errstring };
+    let msg = if errstring == 0 { c"DYNAMIC LINKER BUG!!!".as_ptr() as usize } else { errstring };
     // SAFETY: `e` is large enough for a struct dl_exception (3 words).
     unsafe {
         super::api::_dl_exception_create(e.as_mut_ptr() as usize, objname as *const u8, msg as *const u8);
@@ -130,6 +142,10 @@ pub unsafe extern "C" fn _dl_signal_error(errcode: i32, objname: usize, occasion
 }
 
 /// `int _dl_catch_error(const char **objname, const char **errstring, bool *mallocedp, operate, args)`.
+///
+/// # Safety
+/// the three out-pointers are writable; `operate` is a function
+/// taking `args`, called once.
 pub unsafe extern "C" fn dl_catch_error(
     objname: *mut usize,
     errstring: *mut usize,
@@ -152,6 +168,10 @@ pub unsafe extern "C" fn dl_catch_error(
 }
 
 /// `void _dl_exception_free(struct dl_exception *)`.
+///
+/// # Safety
+/// `e` is a `struct dl_exception` filled by `_dl_exception_create`
+/// and not freed before.
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub unsafe extern "C" fn _dl_exception_free(e: usize) {
     let Some((o, s, m)) = exception_fields() else { return };
@@ -169,6 +189,11 @@ pub unsafe extern "C" fn _dl_exception_free(e: usize) {
 /// `void _dl_exception_create_format(struct dl_exception *, const char *objname, const char *fmt, ...)`:
 /// `%s`, `%d`/`%u`/`%x` (with `l`/`z`), `%%`. The variadic arguments are
 /// integers or pointers, which both ABIs pass like fixed ones.
+///
+/// # Safety
+/// `e` is a `struct dl_exception` of the caller; `objname` is
+/// NULL or a NUL-terminated string; `fmt` is a glibc format whose `%s`
+/// arguments are NUL-terminated strings.
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub unsafe extern "C" fn _dl_exception_create_format(e: usize, objname: *const u8, fmt: *const u8, a: usize, b: usize, c: usize) {
     let args = [a, b, c];

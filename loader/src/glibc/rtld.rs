@@ -34,6 +34,12 @@ impl<const N: usize> Block<N> {
     pub const SIZE: usize = N;
 }
 
+impl<const N: usize> Default for Block<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg_attr(feature = "rtld", no_mangle)]
 #[allow(non_upper_case_globals)]
 pub static _rtld_global: Block<8192> = Block::new();
@@ -296,6 +302,7 @@ pub fn fill_link_maps(l: &Layout, ns: &Namespace, chain: &[DsoId], dlopened: boo
 
 /// Fills `_rtld_global` and `_rtld_global_ro` and the main thread's
 /// `struct pthread`. Runs before relocation: IFUNC resolvers read it.
+#[allow(clippy::too_many_arguments, reason = "each argument is one fact start-up learnt; a struct would only rename them")]
 pub fn fill_globals(
     l: &'static Layout,
     ns: &Namespace,
