@@ -1,5 +1,5 @@
-//! Error output: the one line on stderr and exit status 127 of design.md
-//! section 8, and `CAH_DEBUG` diagnostics.
+//! Error output: one line on stderr and exit status 127 for every refusal
+//! (docs/security.md), and `CAH_DEBUG` diagnostics.
 
 use alloc::string::String;
 use core::fmt::{self, Write};

@@ -847,7 +847,7 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     *STATE.lock() = Some(ns);
     if early_init != 0 {
         // SAFETY: libc's `__libc_early_init(_Bool initial)`, after all
-        // relocation and before any constructor (glibc-rtld-abi.md 2.7).
+        // relocation and before any constructor, as glibc's loader calls it.
         let f: extern "C" fn(bool) = unsafe { core::mem::transmute(early_init) };
         f(true);
     }

@@ -158,7 +158,7 @@ fn load_object(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u
         ns.objs[l].aliases.push(name.to_vec());
         return Ok(l);
     }
-    // A locked name (design.md section 4): the store first, then the
+    // A locked name: the store first, then the
     // search, accepting only a file with the locked digest.
     let want = crate::verify::policy::want(name)?;
     let mut rejected = Vec::new();
