@@ -1,7 +1,6 @@
 //! The functions libc.so.6 calls in its loader: exported symbols
 //! (`_dl_allocate_tls`, `__tunable_get_val`, ...) and the function pointers
 //! in `_rtld_global_ro` (`_dl_lookup_symbol_x`, `_dl_find_object`, ...).
-//! Contracts: `glibc-rtld-abi.md` section 4.
 #![allow(unsafe_code)]
 #![allow(non_snake_case)]
 
@@ -214,7 +213,7 @@ fn dso_filename(l_name: *const u8) -> *const u8 {
     argv0().map_or(c"<main program>".as_ptr().cast(), <[u8]>::as_ptr)
 }
 
-/// `_dl_lookup_symbol_x` (see glibc-rtld-abi.md 4.2).
+/// `_dl_lookup_symbol_x`.
 unsafe extern "C" fn lookup_symbol_x(
     name: *const u8,
     undef_map: usize,

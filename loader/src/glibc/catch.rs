@@ -1,7 +1,7 @@
 //! glibc's dynamic-linker exceptions for libc 2.37 and later, which
 //! import `_dl_catch_exception`, `_dl_signal_exception`, `_dl_signal_error`
-//! and friends from the loader instead of keeping their own copies
-//! (`glibc-rtld-abi.md` 4.3 and 7.4). The innermost catch frame of each
+//! and friends from the loader instead of keeping their own copies.
+//! The innermost catch frame of each
 //! thread hangs off its `struct pthread.rtld_catch`, as in glibc.
 //!
 //! Unwinding is `arch::ld_cah_try`/`ld_cah_throw` (assembly): a signal

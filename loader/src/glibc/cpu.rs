@@ -1,5 +1,5 @@
 //! The CPU description libc's IFUNC resolvers read from
-//! `_rtld_global_ro` (`glibc-rtld-abi.md` sections 5 and 6).
+//! `_rtld_global_ro`.
 //!
 //! x86_64: identification, raw CPUID leaves, and the "active" (usable)
 //! bits by glibc's rules: features that need no operating-system support

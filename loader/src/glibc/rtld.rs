@@ -1,6 +1,6 @@
 //! `_rtld_global`, `_rtld_global_ro`, the link maps and the main thread's
 //! `struct pthread`, filled as glibc's own loader leaves them for libc.so.6
-//! (see `glibc-rtld-abi.md` sections 2 and 3). Every offset comes from the
+//! (docs/glibc-layouts.md). Every offset comes from the
 //! generated [`Layout`] of the libc found in the closure.
 #![allow(unsafe_code)]
 

@@ -1,7 +1,7 @@
 //! glibc tunables: `GLIBC_TUNABLES=name=value:name=value` and the legacy
 //! variables that set some tunables too (`MALLOC_ARENA_MAX`, ...), read
 //! once at start-up into a fixed table that `__tunable_get_val` and
-//! `__tunable_is_initialized` answer from (glibc-rtld-abi.md 4.1 and 4.7).
+//! `__tunable_is_initialized` answer from.
 //!
 //! What a build has (ids, names, types, defaults, bounds, aliases, security
 //! levels, the layout of `tunable_val_t`) comes from its generated layout
@@ -515,8 +515,8 @@ mod tests {
         l.tunables.iter().map(|t| t.name).collect()
     }
 
-    /// The ids of glibc-rtld-abi.md 4.7 (obtained there with `ld.so
-    /// --list-tunables`, independently of the generator).
+    /// Tunable ids read off the build by hand (`ld.so --list-tunables`),
+    /// independently of the generator.
     #[test]
     fn bookworm_ids_match_the_abi_notes() {
         let x86: Vec<String> = [

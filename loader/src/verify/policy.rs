@@ -1,5 +1,4 @@
-//! What the loader does with the closure lock (design.md sections 4 and 5,
-//! `docs/verification.md`).
+//! What the loader does with the closure lock (`docs/verification.md`).
 //!
 //! - The lock is read once, from the program's memory (its `PT_NOTE`
 //!   segments), before any dependency is loaded: [`setup`].
@@ -317,8 +316,7 @@ impl Want {
     }
 }
 
-/// `PROG: NAME (blake3:HEX): no matching file; tried LIST` (design.md
-/// section 4).
+/// `PROG: NAME (blake3:HEX): no matching file; tried LIST`.
 pub fn no_match_error(prog: &str, name: &[u8], digest: &Digest, tried: &str) -> Error {
     if tried.is_empty() {
         err!(prog, "{} (blake3:{}): no matching file; none found", diag::show(name), digest)
