@@ -17,52 +17,47 @@
 
 use alloc::vec::Vec;
 
-use crate::arch::native::{self, Native};
-use crate::arch::{ArchInfo, TlsVariant};
+use crate::arch::native;
 use crate::diag::Error;
 use crate::err;
-use crate::glibc::layout::Layout;
+use crate::glibc::api::Hooks;
 use crate::link::closure::{self, Config};
-use crate::link::ldcache::LdCache;
-use crate::link::search::{SearchEnv, Tokens};
 use crate::link::{DsoId, Kind, Namespace};
-use crate::reloc::{Engine, Target};
-use crate::start::STATE;
+use crate::pipeline;
+use crate::process::{self, Search};
 use crate::tls;
 
-/// The search configuration of start-up, kept for later loads.
-pub struct Saved {
-    pub library_path: &'static [Vec<u8>],
-    pub cache: Option<&'static [u8]>,
-    pub platform: &'static [u8],
-    pub secure: bool,
-    pub page: usize,
-    pub loader_names: Vec<Vec<u8>>,
-    pub bind_now: bool,
-    /// `AT_HWCAP`/`AT_HWCAP2`, for IFUNC resolvers (aarch64 passes them).
-    pub hwcap: (u64, u64),
+/// The entry points libc reaches `dlopen` and `dlclose` through.
+pub const HOOKS: Hooks = Hooks { dl_open, dl_close };
+
+/// `GLRO(dl_open)`: opens, then runs the new initialisers after the loader
+/// lock is released, so that constructors may `dlopen` in turn.
+extern "C" fn dl_open(file: *const u8, mode: i32, caller: usize, _nsid: isize, argc: i32, argv: usize, env: usize) -> usize {
+    // SAFETY: dlopen's argument is NULL or a NUL-terminated string.
+    let name = unsafe { crate::cstr::bytes_or_empty(file) };
+    match open(name, mode, caller) {
+        Ok((lm, calls)) => {
+            // SAFETY: initialisers of freshly relocated objects, run
+            // without the loader lock so they may dlopen in turn.
+            unsafe { crate::init::run(&calls, argc as usize, argv, env) };
+            lm
+        }
+        Err(e) => crate::glibc::catch::signal_error(e),
+    }
 }
 
-static SAVED: spin::Once<Saved> = spin::Once::new();
-
-struct TlsState {
-    variant: TlsVariant,
-    /// Bytes of static TLS in use (initial modules and later placements).
-    used: usize,
-    /// End of the static area usable by placements (used + surplus at start).
-    limit: usize,
-    next_modid: usize,
-    layout: Option<&'static Layout>,
-}
-
-static TLS: spin::Mutex<Option<TlsState>> = spin::Mutex::new(None);
-
-pub fn remember(s: Saved) {
-    SAVED.call_once(|| s);
-}
-
-pub fn set_tls(variant: TlsVariant, l: tls::StaticLayout, next_modid: usize, layout: Option<&'static Layout>) {
-    *TLS.lock() = Some(TlsState { variant, used: l.used, limit: l.used + tls::STATIC_SURPLUS, next_modid, layout });
+/// `GLRO(dl_close)`: finalisers run without the lock, then the unmapping.
+extern "C" fn dl_close(map: usize) {
+    match close(map) {
+        Ok(closed) => {
+            // SAFETY: finalisers of initialised objects, run without the lock.
+            unsafe { crate::init::run(&closed.calls, 0, 0, 0) };
+            if let Some(id) = closed.unmap {
+                unmap(id);
+            }
+        }
+        Err(e) => crate::glibc::catch::signal_error(e),
+    }
 }
 
 const RTLD_NOW: i32 = 0x2;
@@ -74,9 +69,9 @@ const RTLD_NODELETE: i32 = 0x1000;
 /// `dlopen`: returns the link map and the initialisers to run. An empty
 /// `name` (C's NULL) is the main program.
 pub fn open(name: &[u8], mode: i32, caller: usize) -> Result<(usize, Vec<crate::init::Call>), Error> {
-    let saved = SAVED.get().ok_or_else(|| err!("ld-cah.so", "dlopen before start-up finished"))?;
-    let mut guard = STATE.lock();
-    let ns = guard.as_mut().ok_or_else(|| err!("ld-cah.so", "dlopen before start-up finished"))?;
+    let mut guard = process::lock();
+    let p = guard.as_mut().ok_or_else(|| err!("ld-cah.so", "dlopen before start-up finished"))?;
+    let (ns, search) = (&mut p.ns, &p.search);
     let name = name.to_vec();
     if name.is_empty() {
         return Ok((ns.objs[ns.main].link_map, Vec::new()));
@@ -92,22 +87,10 @@ pub fn open(name: &[u8], mode: i32, caller: usize) -> Result<(usize, Vec<crate::
         };
     }
     let requester = ns.objs.iter().position(|d| caller >= d.map_start && caller < d.map_end).unwrap_or(ns.main);
-    let tokens = Tokens { platform: saved.platform, lib: Native::DST_LIB.as_bytes(), secure: saved.secure, trusted: Native::DEFAULT_DIRS };
-    let names: Vec<&[u8]> = saved.loader_names.iter().map(Vec::as_slice).collect();
-    let cfg = Config {
-        env: SearchEnv {
-            library_path: saved.library_path,
-            cache: saved.cache.and_then(LdCache::parse),
-            cache_flags: Native::LDCACHE_FLAGS,
-            default_dirs: Native::DEFAULT_DIRS,
-            tokens,
-        },
-        machine: Native::MACHINE,
-        page: saved.page,
-        loader_names: &names,
-    };
+    let names = search.loader_names();
+    let cfg = search.config(&names);
     let before = ns.objs.len();
-    let result = load_and_link(ns, saved, &cfg, &name, mode, requester, before);
+    let result = load_and_link(ns, search, &cfg, &name, mode, requester, before);
     if result.is_err() {
         // A failed dlopen leaves nothing behind that a later one could find
         // half-done (the mappings stay, unreachable).
@@ -121,7 +104,7 @@ pub fn open(name: &[u8], mode: i32, caller: usize) -> Result<(usize, Vec<crate::
 
 fn load_and_link(
     ns: &mut Namespace,
-    saved: &Saved,
+    search: &Search,
     cfg: &Config<'_>,
     name: &[u8],
     mode: i32,
@@ -153,52 +136,29 @@ fn load_and_link(
         return Ok((ns.objs[root].link_map, Vec::new()));
     }
     closure::check_versions(ns)?;
-    place_tls(ns, &new)?;
+    place_tls(ns, &new);
 
-    // Link maps for the new objects, appended to the chain.
-    let chain = ns.link_order();
-    crate::debug::link_maps(ns, &chain);
-    let layout = TLS.lock().as_ref().and_then(|t| t.layout);
-    if let Some(l) = layout {
-        crate::glibc::rtld::fill_link_maps(l, ns, &new, true);
-        crate::glibc::rtld::count_added(l, new.len());
-    }
+    pipeline::link_maps(ns, &new, false);
 
     // Relocate against the global scope, then the object's own closure, in
     // glibc's order (`dl_open_worker_begin`): the new objects of the
-    // root's dependency-sorted list, backwards, each with its IFUNC
-    // resolvers run as it is relocated.
+    // root's dependency-sorted list, backwards.
     let mut scope = ns.scope.clone();
     scope.extend(local.iter().copied().filter(|x| !ns.scope.contains(x)));
     let sorted = crate::init::sort(&local, ns.objs.len(), &|x| ns.objs[x].deps.clone(), usize::MAX);
-    let target = Target::of::<Native>(native::tlsdesc_static(), native::tlsdesc_dynamic());
-    let hwcap = saved.hwcap;
-    // SAFETY: the engine calls this only with the resolver of an IFUNC of
-    // a mapped object, when glibc's loader would call it.
-    let resolve = |r: usize| unsafe { native::call_ifunc(r, hwcap.0, hwcap.1) };
-    // Resolvers may call back into the loader (libc's time/gettimeofday
-    // look up the vDSO), while this thread holds the loader lock.
-    crate::glibc::api::set_startup_namespace(Some(ns));
-    let relocated = (|| -> Result<(), Error> {
-        let mut engine = Engine::new(ns, &scope, target, &resolve);
+    let unsorted = new.iter().copied().filter(|id| !sorted.contains(id));
+    let order: Vec<DsoId> = sorted.iter().rev().copied().filter(|&id| id >= before).chain(unsorted).collect();
+    let binding = pipeline::Binding {
+        scope: &scope,
         // RTLD_NOW: a missing function is an error now (glibc's lazy
         // binding would only fail when it is called).
-        engine.bind_now = saved.bind_now || mode & RTLD_BINDING_MASK == RTLD_NOW;
-        engine.progname = program_name();
-        let unsorted = new.iter().copied().filter(|id| !sorted.contains(id));
-        for id in sorted.iter().rev().copied().filter(|&id| id >= before).chain(unsorted) {
-            engine.relocate(id)?;
-        }
-        Ok(())
-    })();
-    crate::glibc::api::set_startup_namespace(None);
-    relocated?;
+        bind_now: search.bind_now || mode & RTLD_BINDING_MASK == RTLD_NOW,
+        progname: program_name(),
+        hwcap: search.hwcap,
+    };
+    pipeline::relocate(ns, &order, &binding)?;
     copy_tls_images(ns, &new);
-    for &id in &new {
-        let d = &mut ns.objs[id];
-        d.relocated = true;
-        crate::map::protect_relro(d)?;
-    }
+    pipeline::seal(ns, &new)?;
     if mode & RTLD_GLOBAL != 0 {
         for &id in &local {
             if !ns.scope.contains(&id) {
@@ -207,7 +167,7 @@ fn load_and_link(
         }
     }
     bump(ns, root, mode);
-    if let Some(l) = layout {
+    if let Some(l) = crate::glibc::runtime::layout() {
         // dlsym(handle) searches the object and its dependencies.
         let lms: Vec<usize> = local.iter().map(|&x| ns.objs[x].link_map).collect();
         crate::glibc::rtld::set_searchlist(l, ns.objs[root].link_map, &lms);
@@ -218,7 +178,7 @@ fn load_and_link(
             ns.objs[id].open_count = ns.objs[id].open_count.max(1);
         }
     }
-    crate::glibc::api::add_objects(ns, &new);
+    crate::glibc::runtime::add_objects(ns, &new);
     crate::debug::publish(ns, 0, crate::debug::RT_CONSISTENT);
 
     // Initialisers of the new objects, dependencies first.
@@ -237,7 +197,7 @@ fn load_and_link(
 
 /// `argv[0]` (glibc's `RTLD_PROGNAME`), for the engine's warnings.
 fn program_name() -> &'static str {
-    crate::glibc::api::argv0().map_or("<program name unknown>", |a| crate::diag::show(a.strip_suffix(b"\0").unwrap_or(a)))
+    crate::glibc::runtime::argv0().map_or("<program name unknown>", |a| crate::diag::show(a.strip_suffix(b"\0").unwrap_or(a)))
 }
 
 fn bump(ns: &mut Namespace, id: DsoId, mode: i32) {
@@ -255,43 +215,26 @@ fn bump(ns: &mut Namespace, id: DsoId, mode: i32) {
 /// The global scope as libc sees it: the program's `l_searchlist`, which
 /// `dlsym(RTLD_DEFAULT)` searches.
 fn publish_global_scope(ns: &Namespace) {
-    let Some(l) = TLS.lock().as_ref().and_then(|t| t.layout) else { return };
+    let Some(l) = crate::glibc::runtime::layout() else { return };
     let lms: Vec<usize> = ns.scope.iter().map(|&x| ns.objs[x].link_map).collect();
     crate::glibc::rtld::set_searchlist(l, ns.objs[ns.main].link_map, &lms);
 }
 
-/// Places the TLS blocks of new objects in the static surplus and sets
-/// them up in every existing thread.
-fn place_tls(ns: &mut Namespace, new: &[DsoId]) -> Result<(), Error> {
-    let mut g = TLS.lock();
-    let Some(t) = g.as_mut() else { return Ok(()) };
+/// Gives the new objects' TLS blocks their module ids and places (see
+/// `tls::register_loaded`).
+fn place_tls(ns: &mut Namespace, new: &[DsoId]) {
     for &id in new {
-        let Some(mut m) = ns.objs[id].tls else { continue };
-        let (off, end) = tls::place(t.variant, t.used, m.memsz, m.align, m.firstbyte);
-        // Static TLS when the surplus has room (every TLS model works and
-        // access is fastest), otherwise dynamic TLS, allocated per thread on
-        // first use (initial-exec code in such an object is then refused
-        // at relocation, as glibc refuses it).
-        if end <= t.limit {
-            t.used = end;
-            m.offset = Some(off);
-        } else {
-            m.offset = None;
+        if let Some(m) = ns.objs[id].tls.as_mut() {
+            tls::register_loaded(m);
         }
-        m.modid = t.next_modid;
-        t.next_modid += 1;
-        ns.objs[id].tls = Some(m);
-        crate::tls::MODULES.write().push(m);
     }
-    Ok(())
 }
 
 /// Copies the new modules' TLS images into every thread and points each
 /// thread's DTV at them.
 fn copy_tls_images(ns: &Namespace, new: &[DsoId]) {
-    let g = TLS.lock();
-    let Some(t) = g.as_ref() else { return };
-    let tps: Vec<usize> = match t.layout {
+    let layout = crate::glibc::runtime::layout();
+    let tps: Vec<usize> = match layout {
         Some(l) => crate::glibc::rtld::thread_pointers(l),
         None => alloc::vec![native::thread_pointer_value()],
     };
@@ -307,10 +250,10 @@ fn copy_tls_images(ns: &Namespace, new: &[DsoId]) {
             let tb = tls::ThreadBlock { tp, dtv, alloc: 0 };
             // SAFETY: the block was placed inside every thread's static
             // area (same layout for all threads), the image is mapped.
-            unsafe { tls::init_module(t.variant, &tb, &m) };
+            unsafe { tls::init_module(tls::variant(), &tb, &m) };
         }
         // glibc before 2.34: the other threads are libpthread's to reach.
-        if let (Some(l), Some(_)) = (t.layout, m.offset) {
+        if let (Some(l), Some(_)) = (layout, m.offset) {
             crate::glibc::libpthread::init_static_tls(l, ns.objs[id].link_map);
         }
     }
@@ -326,8 +269,8 @@ pub struct Closed {
 }
 
 pub fn close(lm: usize) -> Result<Closed, Error> {
-    let mut guard = STATE.lock();
-    let ns = guard.as_mut().ok_or_else(|| err!("ld-cah.so", "dlclose before start-up finished"))?;
+    let mut guard = process::lock();
+    let ns = &mut guard.as_mut().ok_or_else(|| err!("ld-cah.so", "dlclose before start-up finished"))?.ns;
     let id = ns.objs.iter().position(|d| d.link_map == lm && lm != 0).ok_or_else(|| err!("ld-cah.so", "invalid handle"))?;
     let d = &mut ns.objs[id];
     d.open_count = d.open_count.saturating_sub(1);
@@ -337,7 +280,7 @@ pub fn close(lm: usize) -> Result<Closed, Error> {
     // Gone for every name lookup (RTLD_NOLOAD included).
     d.removed = true;
     let needed_by_others = ns.objs.iter().enumerate().any(|(i, o)| i != id && !o.removed && o.deps.contains(&id));
-    let layout = TLS.lock().as_ref().and_then(|t| t.layout);
+    let layout = crate::glibc::runtime::layout();
     let dtors_pending = layout.is_some_and(|l| {
         // SAFETY: one of our link maps; libc counts thread_local
         // destructors registered for the object in l_tls_dtor_count.
@@ -360,8 +303,8 @@ pub fn close(lm: usize) -> Result<Closed, Error> {
 /// Unmaps an object `close` released, after its finalisers ran: it leaves
 /// the link-map chain, the run-time tables and the address space.
 pub fn unmap(id: DsoId) {
-    let mut guard = STATE.lock();
-    let Some(ns) = guard.as_mut() else { return };
+    let mut guard = process::lock();
+    let Some(ns) = guard.as_mut().map(|p| &mut p.ns) else { return };
     let Some(d) = ns.objs.get(id) else { return };
     if !d.removed || d.open_count > 0 || d.map_end <= d.map_start || d.kind != Kind::Library {
         return;
@@ -369,13 +312,13 @@ pub fn unmap(id: DsoId) {
     let (start, end, lm, tls) = (d.map_start, d.map_end, d.link_map, d.tls);
     if let Some(m) = tls {
         // New threads must not copy an image that is about to disappear.
-        crate::tls::MODULES.write().retain(|x| x.modid != m.modid);
+        tls::forget(m.modid);
     }
-    crate::glibc::api::remove_object(lm);
+    crate::glibc::runtime::remove_object(lm);
     let chain = ns.link_order();
     crate::debug::publish(ns, 0, crate::debug::RT_DELETE);
     crate::debug::link_maps(ns, &chain);
-    if let Some(l) = TLS.lock().as_ref().and_then(|t| t.layout) {
+    if let Some(l) = crate::glibc::runtime::layout() {
         crate::glibc::rtld::count_removed(l, 1);
     }
     let d = &mut ns.objs[id];
@@ -387,51 +330,4 @@ pub fn unmap(id: DsoId) {
     // destructor of it is pending.
     let _ = unsafe { crate::sys::munmap(start, end - start) };
     crate::debug::publish(ns, 0, crate::debug::RT_CONSISTENT);
-}
-
-/// The directories `dlinfo(RTLD_DI_SERINFO)` reports for the object whose
-/// link map is `lm`: its `DT_RPATH` chain (unless it has `DT_RUNPATH`),
-/// `LD_LIBRARY_PATH`, its `DT_RUNPATH`, then the default directories
-/// (unless `DF_1_NODEFLIB`). Like glibc, a run-path list none of whose
-/// directories exists is left out whole (glibc drops such a list after its
-/// first search); library-path entries are listed as given.
-pub fn search_dirs(lm: usize) -> Vec<Vec<u8>> {
-    let Some(saved) = SAVED.get() else { return Vec::new() };
-    let guard = STATE.lock();
-    let Some(ns) = guard.as_ref() else { return Vec::new() };
-    let id = ns.objs.iter().position(|d| d.link_map == lm && lm != 0).unwrap_or(ns.main);
-    let tokens = Tokens { platform: saved.platform, lib: Native::DST_LIB.as_bytes(), secure: saved.secure, trusted: Native::DEFAULT_DIRS };
-    let exists = |dir: &[u8]| {
-        let mut p = dir.to_vec();
-        p.push(0);
-        crate::sys::open(&p, crate::sys::O_RDONLY | crate::sys::O_DIRECTORY, 0).is_ok()
-    };
-    let mut out: Vec<Vec<u8>> = Vec::new();
-    let requester = &ns.objs[id];
-    let runpath = requester.dyn_info.runpath.and_then(|o| requester.string(o)).map(<[u8]>::to_vec);
-    if runpath.is_none() {
-        for o in ns.chain(id) {
-            let d = &ns.objs[o];
-            if d.dyn_info.runpath.is_some() {
-                continue;
-            }
-            if let Some(r) = d.dyn_info.rpath.and_then(|off| d.string(off)) {
-                let dirs = crate::link::search::split_list(r, d.origin.as_deref(), d.kind == crate::link::Kind::Main, &tokens);
-                if dirs.iter().any(|x| exists(x)) {
-                    out.extend(dirs);
-                }
-            }
-        }
-    }
-    out.extend(saved.library_path.iter().cloned());
-    if let Some(r) = runpath {
-        let dirs = crate::link::search::split_list(&r, requester.origin.as_deref(), requester.kind == crate::link::Kind::Main, &tokens);
-        if dirs.iter().any(|x| exists(x)) {
-            out.extend(dirs);
-        }
-    }
-    if requester.flags_1() & u64::from(object::elf::DF_1_NODEFLIB) == 0 {
-        out.extend(Native::DEFAULT_DIRS.iter().map(|d| d.as_bytes().to_vec()));
-    }
-    out
 }

@@ -17,6 +17,7 @@
 extern crate alloc;
 
 pub mod arch;
+pub mod cstr;
 pub mod debug;
 pub mod diag;
 pub mod dlopen;
@@ -26,6 +27,8 @@ pub mod heap;
 pub mod init;
 pub mod link;
 pub mod map;
+pub mod pipeline;
+pub mod process;
 pub mod reloc;
 pub mod start;
 pub mod sys;

@@ -351,15 +351,13 @@ pub unsafe fn ehdr_in_memory(addr: usize, machine: u16) -> Result<Ehdr, &'static
     Ehdr::parse(raw, machine)
 }
 
-/// Makes an object's `PT_GNU_RELRO` read-only, in the page tables and in
-/// its image (so the bounds-checked writer refuses it too).
-pub fn protect_relro(d: &mut crate::link::Dso) -> Result<(), crate::diag::Error> {
-    if let Some((s, e)) = d.relro {
-        // SAFETY: called once the object is fully relocated; RELRO data is
-        // never written again.
-        unsafe { sys::mprotect(s, e - s, sys::PROT_READ) }
-            .map_err(|err| crate::err!(d.display_name(), "cannot apply RELRO protection: {}", err.describe()))?;
-        d.img.make_read_only(s, e);
-    }
+/// Makes an object's `PT_GNU_RELRO` page range `[s, e)` read-only, in the
+/// page tables and in its image (so the bounds-checked writer refuses it
+/// too).
+pub fn protect_relro((s, e): (usize, usize), img: &mut Image) -> Result<(), sys::Errno> {
+    // SAFETY: called once the object is fully relocated; RELRO data is
+    // never written again.
+    unsafe { sys::mprotect(s, e - s, sys::PROT_READ) }?;
+    img.make_read_only(s, e);
     Ok(())
 }

@@ -238,17 +238,85 @@ pub unsafe fn get_addr(dtv: usize, ti: &TlsIndex) -> usize {
     e.val.wrapping_add(ti.offset)
 }
 
-/// Where `__tls_get_addr`'s slow path finds a module's description.
-pub static MODULES: spin::RwLock<alloc::vec::Vec<Module>> = spin::RwLock::new(alloc::vec::Vec::new());
-/// The TLS variant of this process (set at start-up).
-pub static VARIANT_TWO: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(true);
+/// The process's TLS modules and what is left of its static TLS: the one
+/// owner of TLS bookkeeping. Start-up fills it once the static layout is
+/// known; `dlopen` places new modules; `dlclose` forgets them. Readers are
+/// `__tls_get_addr`'s slow path and libc's thread creation
+/// (`_dl_allocate_tls_init`), which may run on any thread.
+pub struct Registry {
+    modules: Vec<Module>,
+    /// Bytes of static TLS in use (initial modules and later placements).
+    used: usize,
+    /// End of the static area usable by placements (used + surplus at start).
+    limit: usize,
+    next_modid: usize,
+    /// The highest module id handed out, for the size of new DTVs.
+    max_modid: usize,
+    /// `GLRO(dl_tls_static_size)` and `_align`, for libc's queries.
+    static_layout: StaticLayout,
+}
 
-fn variant() -> TlsVariant {
-    if VARIANT_TWO.load(core::sync::atomic::Ordering::Relaxed) {
-        TlsVariant::Two
+static REGISTRY: spin::RwLock<Option<Registry>> = spin::RwLock::new(None);
+
+/// This process's TLS variant.
+pub fn variant() -> TlsVariant {
+    use crate::arch::ArchInfo as _;
+    crate::arch::native::Native::TLS_VARIANT
+}
+
+/// Start-up: the initial modules as laid out, and the next free module id.
+pub fn register_initial(layout: &StaticLayout, modules: Vec<Module>, next_modid: usize) {
+    let max_modid = modules.iter().map(|m| m.modid).max().unwrap_or(0);
+    *REGISTRY.write() =
+        Some(Registry { modules, used: layout.used, limit: layout.used + STATIC_SURPLUS, next_modid, max_modid, static_layout: *layout });
+}
+
+/// `dlopen`: gives `m` a module id and a place, in the static surplus when
+/// it has room (every TLS model works and access is fastest), otherwise in
+/// dynamic TLS, allocated per thread on first use (initial-exec code in
+/// such an object is then refused at relocation, as glibc refuses it).
+pub fn register_loaded(m: &mut Module) {
+    let mut g = REGISTRY.write();
+    let Some(r) = g.as_mut() else { return };
+    let (off, end) = place(variant(), r.used, m.memsz, m.align, m.firstbyte);
+    if end <= r.limit {
+        r.used = end;
+        m.offset = Some(off);
     } else {
-        TlsVariant::One
+        m.offset = None;
     }
+    m.modid = r.next_modid;
+    r.next_modid += 1;
+    r.max_modid = r.max_modid.max(m.modid);
+    r.modules.push(*m);
+}
+
+/// `dlclose`: new threads must not copy an image that is about to disappear.
+pub fn forget(modid: usize) {
+    if let Some(r) = REGISTRY.write().as_mut() {
+        r.modules.retain(|m| m.modid != modid);
+    }
+}
+
+/// The highest module id handed out so far.
+pub fn max_modid() -> usize {
+    REGISTRY.read().as_ref().map_or(0, |r| r.max_modid)
+}
+
+/// The static TLS layout start-up chose.
+pub fn static_layout() -> StaticLayout {
+    REGISTRY.read().as_ref().map_or_else(StaticLayout::default, |r| r.static_layout)
+}
+
+/// Calls `f` on every registered module.
+pub fn for_each_module(mut f: impl FnMut(&Module)) {
+    if let Some(r) = REGISTRY.read().as_ref() {
+        r.modules.iter().for_each(&mut f);
+    }
+}
+
+fn module(modid: usize) -> Option<Module> {
+    REGISTRY.read().as_ref()?.modules.iter().copied().find(|m| m.modid == modid)
 }
 
 /// `__tls_get_addr` for the calling thread: the fast path reads the DTV;
@@ -272,7 +340,7 @@ pub unsafe fn get_addr_current(ti: &TlsIndex) -> usize {
             dtv = grow_dtv(tp, dtv, cap, ti.module);
         }
     }
-    let Some(m) = MODULES.read().iter().copied().find(|m| m.modid == ti.module) else {
+    let Some(m) = module(ti.module) else {
         crate::diag::fatal(&crate::err!("ld-cah.so", "TLS access to unknown module {}", ti.module));
     };
     let block = match m.offset {

@@ -8,61 +8,35 @@ use alloc::vec::Vec;
 
 use super::layout::{Arch, Field, Layout};
 use super::raw::Raw;
-use crate::arch::TlsVariant;
+use super::runtime::{argv0, object_of, rt, symbol_in};
 use crate::elf::symbols::{Query, Sym};
 use crate::elf::version::VersionReq;
 use crate::link::lookup::{self, Class, UniqueTable};
 use crate::link::{DsoId, Namespace};
 use crate::tls::{self, DtvEntry};
 
-/// One object as the lock-free queries see it.
-#[derive(Clone, Copy, Debug)]
-pub struct ObjInfo {
-    pub start: usize,
-    pub end: usize,
-    pub link_map: usize,
-    pub eh_frame: usize,
-}
-
-/// What the run-time entry points need, fixed after start-up.
-pub struct Runtime {
-    pub layout: &'static Layout,
-    pub objects: spin::RwLock<Vec<ObjInfo>>,
-    pub modules: spin::RwLock<Vec<tls::Module>>,
-    pub variant: TlsVariant,
-    pub max_modid: core::sync::atomic::AtomicUsize,
-    pub malloc: usize,
-    pub free: usize,
-    pub signal_error: usize,
-    pub tls_static: tls::StaticLayout,
-}
-
-pub static RUNTIME: spin::Once<Runtime> = spin::Once::new();
-
-/// The namespace while the loader runs IFUNC resolvers (libc's `time` and
-/// `gettimeofday` resolvers look up vDSO symbols through us then), and the
-/// thread doing so: start-up, or a `dlopen` that holds the loader lock.
-static STARTUP_NS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
-static STARTUP_TP: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
-
-/// Publishes (or withdraws) the start-up namespace for `_dl_lookup_symbol_x`.
-pub fn set_startup_namespace(ns: Option<&Namespace>) {
-    STARTUP_TP.store(crate::arch::native::thread_pointer_value(), core::sync::atomic::Ordering::Release);
-    STARTUP_NS.store(ns.map_or(0, |n| n as *const Namespace as usize), core::sync::atomic::Ordering::Release);
-}
-
-fn rt() -> Option<&'static Runtime> {
-    RUNTIME.get()
+/// The entry points libc reaches through `_rtld_global_ro` that belong to
+/// stages above this layer (`dlopen`, `dlclose`): they hand them in, so
+/// that this layer never calls up into them.
+pub struct Hooks {
+    /// `GLRO(dl_open)`: `void *(const char *file, int mode, const void
+    /// *caller, Lmid_t nsid, int argc, char **argv, char **env)`.
+    pub dl_open: extern "C" fn(*const u8, i32, usize, isize, i32, usize, usize) -> usize,
+    /// `GLRO(dl_close)`: `void (void *map)`.
+    pub dl_close: extern "C" fn(usize),
 }
 
 /// Writes our function pointers into `_rtld_global_ro`.
-pub fn install(l: &Layout, ro: Raw) {
+pub fn install(l: &Layout, hooks: &Hooks) {
+    // SAFETY: the exported block is larger than the table's struct
+    // (checked when `rtld::fill_globals` filled it).
+    let ro = unsafe { Raw::new(super::rtld::_rtld_global_ro.addr()) };
     let r = &l.rtld_global_ro;
     ro.put(r._dl_debug_printf, noop as *const () as u64);
     ro.put(r._dl_mcount, _dl_mcount as *const () as u64);
     ro.put(r._dl_lookup_symbol_x, lookup_symbol_x as *const () as u64);
-    ro.put(r._dl_open, dl_open as *const () as u64);
-    ro.put(r._dl_close, dl_close as *const () as u64);
+    ro.put(r._dl_open, hooks.dl_open as *const () as u64);
+    ro.put(r._dl_close, hooks.dl_close as *const () as u64);
     ro.put(r._dl_tls_get_addr_soft, tls_get_addr_soft as *const () as u64);
     ro.put_opt(r._dl_libc_freeres, noop as *const () as u64);
     ro.put_opt(r._dl_find_object, find_object as *const () as u64);
@@ -72,136 +46,23 @@ pub fn install(l: &Layout, ro: Raw) {
     }
 }
 
-/// Looks up a symbol in one object (libc), for the loader's own use.
-pub fn symbol_in(ns: &Namespace, id: DsoId, name: &[u8]) -> usize {
-    let mut unique = UniqueTable::default();
-    let q = Query { newest: true, ..Query::new(name) };
-    lookup::lookup(ns, &mut unique, &[id], &q, None, None, Class::Normal).map_or(0, |d| d.address(ns))
-}
-
-/// After relocation: take libc's error-handling and allocator entry
-/// points, and freeze the object table for the lock-free queries.
-pub fn finish(l: &'static Layout, ns: &Namespace, libc: DsoId, tls_static: tls::StaticLayout, variant: TlsVariant) -> usize {
-    // SAFETY: the exported block is larger than the table's struct (checked in fill_globals).
+/// Before relocation: libc's error machinery for `GLRO(dl_catch_error)`
+/// and the run-time tables (`runtime`). Returns libc's
+/// `__libc_early_init` (0: none).
+pub fn finish(l: &'static Layout, ns: &Namespace, libc: DsoId) -> usize {
+    super::runtime::start(l, ns, libc);
+    // SAFETY: as in `install`.
     let ro = unsafe { Raw::new(super::rtld::_rtld_global_ro.addr()) };
-    let catch = symbol_in(ns, libc, b"_dl_catch_error");
-    let signal_error = symbol_in(ns, libc, b"_dl_signal_error");
-    let malloc = symbol_in(ns, libc, b"malloc");
-    let free = symbol_in(ns, libc, b"free");
     // libc before 2.37 has its own catch machinery, which GLRO(dl_catch_error)
     // must use; later ones rely on the loader's (catch.rs).
+    let catch = symbol_in(ns, libc, b"_dl_catch_error");
     let catch = if catch != 0 { catch } else { super::catch::dl_catch_error as *const () as usize };
     ro.put_opt(l.rtld_global_ro._dl_catch_error, catch as u64);
-    ro.put_opt(l.rtld_global_ro._dl_error_free, free as u64);
-    let mut objects = Vec::new();
-    let mut modules = Vec::new();
-    let mut max_modid = 0;
-    for d in &ns.objs {
-        let eh = d.phdrs.iter().find(|p| p.p_type == object::elf::PT_GNU_EH_FRAME).map_or(0, |p| d.base.wrapping_add(p.p_vaddr as usize));
-        objects.push(ObjInfo { start: d.map_start, end: d.map_end, link_map: d.link_map, eh_frame: eh });
-        if let Some(m) = d.tls {
-            max_modid = max_modid.max(m.modid);
-            modules.push(m);
-        }
-    }
-    RUNTIME.call_once(|| Runtime {
-        layout: l,
-        objects: spin::RwLock::new(objects),
-        modules: spin::RwLock::new(modules),
-        variant,
-        max_modid: core::sync::atomic::AtomicUsize::new(max_modid),
-        malloc,
-        free,
-        signal_error,
-        tls_static,
-    });
+    ro.put_opt(l.rtld_global_ro._dl_error_free, symbol_in(ns, libc, b"free") as u64);
     symbol_in(ns, libc, b"__libc_early_init")
 }
 
 extern "C" fn noop() {}
-
-/// Raises a dynamic-linking error through libc's `_dl_signal_error`, which
-/// unwinds (`longjmp`) to the catch frame libc's `dlerror` machinery set.
-/// Callers hold nothing that needs dropping.
-fn signal(objname: *const u8, msg: &'static [u8]) -> ! {
-    let f = rt().map_or(0, |r| r.signal_error);
-    let f = if f != 0 { f } else { super::catch::_dl_signal_error as *const () as usize };
-    if f != 0 {
-        // SAFETY: libc's `_dl_signal_error(int, const char *, const char *, const char *)`
-        // never returns; `msg` is NUL-terminated and static.
-        unsafe {
-            let f: extern "C" fn(i32, *const u8, *const u8, *const u8) -> ! = core::mem::transmute(f);
-            f(0, objname, core::ptr::null(), msg.as_ptr())
-        }
-    }
-    crate::diag::fatal(&crate::err!("ld-cah.so", "{}", crate::diag::show(msg.strip_suffix(b"\0").unwrap_or(msg))))
-}
-
-extern "C" fn dl_open(file: *const u8, mode: i32, caller: usize, _nsid: isize, argc: i32, argv: usize, env: usize) -> usize {
-    let name: &[u8] = if file.is_null() {
-        &[]
-    } else {
-        // SAFETY: dlopen's argument is NULL or a NUL-terminated string.
-        unsafe { core::slice::from_raw_parts(file, crate::start::strlen(file as usize)) }
-    };
-    match crate::dlopen::open(name, mode, caller) {
-        Ok((lm, calls)) => {
-            // SAFETY: initialisers of freshly relocated objects, run
-            // without the loader lock so they may dlopen in turn.
-            unsafe { crate::init::run(&calls, argc as usize, argv, env) };
-            lm
-        }
-        Err(e) => signal_error(e),
-    }
-}
-
-extern "C" fn dl_close(map: usize) {
-    match crate::dlopen::close(map) {
-        Ok(closed) => {
-            // SAFETY: finalisers of initialised objects, run without the lock.
-            unsafe { crate::init::run(&closed.calls, 0, 0, 0) };
-            if let Some(id) = closed.unmap {
-                crate::dlopen::unmap(id);
-            }
-        }
-        Err(e) => signal_error(e),
-    }
-}
-
-/// Forgets an unmapped object in the run-time tables.
-pub fn remove_object(lm: usize) {
-    if let Some(r) = rt() {
-        r.objects.write().retain(|o| o.link_map != lm);
-    }
-}
-
-/// Signals a loader error as glibc's loader words it (`dlerror.rs`). The
-/// strings are leaked: they must outlive the `longjmp`, and errors are rare.
-fn signal_error(e: crate::diag::Error) -> ! {
-    let (objname, errstring) = super::dlerror::for_dlopen(&e);
-    drop(e);
-    let objname = leak_cstr(objname.into_bytes());
-    signal(objname.as_ptr(), leak_cstr(errstring.into_bytes()))
-}
-
-fn leak_cstr(mut s: Vec<u8>) -> &'static [u8] {
-    s.push(0);
-    s.leak()
-}
-
-/// `argv[0]` as glibc's loader knows it (`_dl_argv[0]`, glibc's
-/// `rtld_progname`), NUL-terminated, once start-up has set it.
-pub fn argv0() -> Option<&'static [u8]> {
-    let argv = super::rtld::_dl_argv.load(core::sync::atomic::Ordering::Relaxed);
-    if argv == 0 {
-        return None;
-    }
-    // SAFETY: `_dl_argv` is the process's argv (set at start-up), whose
-    // strings live on the initial stack for the life of the process.
-    let arg0 = unsafe { *(argv as *const usize) };
-    // SAFETY: as above, a NUL-terminated string (its NUL included here).
-    (arg0 != 0).then(|| unsafe { core::slice::from_raw_parts(arg0 as *const u8, crate::start::strlen(arg0) + 1) })
-}
 
 /// glibc's `DSO_FILENAME`: an object's `l_name`, or for the program (whose
 /// `l_name` is empty) `argv[0]`, as a NUL-terminated string.
@@ -249,14 +110,14 @@ unsafe extern "C" fn lookup_symbol_x(
                     (undef_map != 0).then(|| unsafe { Raw::new(undef_map) }.get(r.layout.link_map.l_name) as *const u8)
                 });
                 // SAFETY: `name` is NUL-terminated (libc).
-                let n = unsafe { core::slice::from_raw_parts(name, crate::start::strlen(name as usize)) };
+                let n = unsafe { core::slice::from_raw_parts(name, crate::cstr::strlen(name as usize)) };
                 let mut msg = b"undefined symbol: ".to_vec();
                 msg.extend_from_slice(n);
                 if let Some(v) = version_name(version) {
                     msg.extend_from_slice(b", version ");
                     msg.extend_from_slice(v);
                 }
-                signal(dso_filename(obj.unwrap_or(core::ptr::null())), leak_cstr(msg));
+                super::catch::signal(dso_filename(obj.unwrap_or(core::ptr::null())), super::catch::leak_cstr(msg));
             }
             0
         }
@@ -272,7 +133,7 @@ fn version_name(version: usize) -> Option<&'static [u8]> {
     // SAFETY: an r_found_version from libc.
     let vname = unsafe { Raw::new(version) }.get(l.r_found_version.name) as usize;
     // SAFETY: its name is NUL-terminated and lives as long as its object.
-    (vname != 0).then(|| unsafe { core::slice::from_raw_parts(vname as *const u8, crate::start::strlen(vname)) })
+    (vname != 0).then(|| unsafe { core::slice::from_raw_parts(vname as *const u8, crate::cstr::strlen(vname)) })
 }
 
 /// # Safety
@@ -285,23 +146,29 @@ unsafe fn lookup_impl(
     flags: i32,
     skip_map: usize,
 ) -> Option<(usize, usize)> {
-    let r = rt()?;
-    let l = r.layout;
+    let l = super::runtime::layout()?;
     // SAFETY: NUL-terminated (caller).
-    let name = unsafe { core::slice::from_raw_parts(name, crate::start::strlen(name as usize)) };
-    // The thread that is running IFUNC resolvers for the loader (and may
-    // hold the loader lock) reads the namespace it published; everyone else
-    // takes the lock.
-    let published = STARTUP_NS.load(core::sync::atomic::Ordering::Acquire);
-    let mine = published != 0 && STARTUP_TP.load(core::sync::atomic::Ordering::Acquire) == crate::arch::native::thread_pointer_value();
-    let mut guard = if mine { None } else { Some(crate::start::STATE.lock()) };
-    let ns: &Namespace = match guard.as_ref().and_then(|g| g.as_ref()) {
-        Some(ns) => ns,
-        // SAFETY: published by this very thread for the duration of its
-        // IFUNC resolver calls, during which it only reads the namespace.
-        None if mine => unsafe { &*(published as *const Namespace) },
-        None => return None,
-    };
+    let name = unsafe { crate::cstr::bytes(name) };
+    crate::process::with_view(|mut view| {
+        // SAFETY: as this function's.
+        unsafe { lookup_in(&mut view, l, name, _undef_map, scope, version, flags, skip_map) }
+    })?
+}
+
+/// # Safety
+/// As `lookup_symbol_x`.
+#[allow(clippy::too_many_arguments, reason = "`_dl_lookup_symbol_x`'s own arguments, with the view they are read in")]
+unsafe fn lookup_in(
+    view: &mut crate::process::View<'_>,
+    l: &Layout,
+    name: &[u8],
+    _undef_map: usize,
+    scope: *const usize,
+    version: usize,
+    flags: i32,
+    skip_map: usize,
+) -> Option<(usize, usize)> {
+    let ns = view.ns();
     let by_lm = |lm: usize| ns.objs.iter().position(|d| d.link_map == lm);
     let mut ids: Vec<DsoId> = Vec::new();
     let mut s = scope;
@@ -333,7 +200,7 @@ unsafe fn lookup_impl(
             None
         } else {
             // SAFETY: NUL-terminated version name.
-            let n = unsafe { core::slice::from_raw_parts(vname as *const u8, crate::start::strlen(vname)) };
+            let n = unsafe { core::slice::from_raw_parts(vname as *const u8, crate::cstr::strlen(vname)) };
             Some(VersionReq {
                 name: n.to_vec(),
                 hash: v.get(l.r_found_version.hash) as u32,
@@ -356,31 +223,11 @@ unsafe fn lookup_impl(
     let referrer = by_lm(_undef_map);
     let pin = flags & 1 != 0 && referrer.is_some_and(|u| ns.objs[u].nodelete && u != def.obj);
     if pin {
-        if let Some(ns) = guard.as_mut().and_then(|g| g.as_mut()) {
+        if let Some(ns) = view.ns_mut() {
             ns.objs[def.obj].nodelete = true;
         }
     }
     Some(found)
-}
-
-fn object_of(addr: usize) -> Option<ObjInfo> {
-    rt()?.objects.read().iter().find(|o| addr >= o.start && addr < o.end).copied()
-}
-
-/// Records objects loaded by `dlopen` for the run-time queries.
-pub fn add_objects(ns: &Namespace, ids: &[DsoId]) {
-    let Some(r) = rt() else { return };
-    let mut objs = r.objects.write();
-    let mut mods = r.modules.write();
-    for &id in ids {
-        let d = &ns.objs[id];
-        let eh = d.phdrs.iter().find(|p| p.p_type == object::elf::PT_GNU_EH_FRAME).map_or(0, |p| d.base.wrapping_add(p.p_vaddr as usize));
-        objs.push(ObjInfo { start: d.map_start, end: d.map_end, link_map: d.link_map, eh_frame: eh });
-        if let Some(m) = d.tls {
-            r.max_modid.fetch_max(m.modid, core::sync::atomic::Ordering::Relaxed);
-            mods.push(m);
-        }
-    }
 }
 
 /// `_dl_find_object`: lock-free (the table is frozen after start-up).
@@ -506,7 +353,7 @@ pub unsafe extern "C" fn _dl_allocate_tls(mem: usize) -> usize {
     if mem == 0 {
         return 0;
     }
-    let n = r.max_modid.load(core::sync::atomic::Ordering::Relaxed) + tls::DTV_SURPLUS;
+    let n = tls::max_modid() + tls::DTV_SURPLUS;
     let mut dtv: Vec<DtvEntry> = Vec::with_capacity(n + 2);
     dtv.push(DtvEntry { val: n, to_free: 0 });
     dtv.push(DtvEntry { val: 1, to_free: 0 });
@@ -537,16 +384,16 @@ pub unsafe extern "C" fn _dl_allocate_tls_init(tcb: usize, _init_tls: bool) -> u
     let tb = tls::ThreadBlock { tp: tcb, dtv, alloc: 0 };
     // SAFETY: dtv[-1] is the capacity of this DTV.
     let cap = unsafe { (*(dtv as *const DtvEntry).sub(1)).val };
-    for m in tls::MODULES.read().iter() {
+    tls::for_each_module(|m| {
         if m.modid > cap {
-            continue;
+            return;
         }
         // Dynamic modules start unallocated (libc zeroed a reused DTV).
         // SAFETY: `m.modid <= cap`.
         unsafe { *(dtv as *mut DtvEntry).add(m.modid) = DtvEntry { val: tls::UNALLOCATED, to_free: 0 } };
         // SAFETY: the layout placed `m` in every thread's static block.
-        unsafe { tls::init_module(r.variant, &tb, m) };
-    }
+        unsafe { tls::init_module(tls::variant(), &tb, m) };
+    });
     // SAFETY: dtv[0] is the generation counter.
     unsafe { (*(dtv as *mut DtvEntry)).val = 1 };
     tcb
@@ -556,15 +403,6 @@ pub unsafe extern "C" fn _dl_allocate_tls_init(tcb: usize, _init_tls: bool) -> u
 /// the loader's arena and stays there.
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub extern "C" fn _dl_deallocate_tls(_tcb: usize, _dealloc_tcb: bool) {}
-
-/// Releases memory from libc's `malloc`.
-pub fn libc_free(p: usize) {
-    if let Some(f) = rt().map(|r| r.free).filter(|&f| f != 0) {
-        // SAFETY: libc's `free`, on a block from libc's `malloc`.
-        let f: extern "C" fn(usize) = unsafe { core::mem::transmute(f) };
-        f(p);
-    }
-}
 
 /// `__tunable_is_initialized(id)` (2.41): whether the user set tunable `id`.
 #[cfg_attr(feature = "rtld", no_mangle)]
@@ -593,48 +431,6 @@ pub unsafe extern "C" fn __tunable_get_val(id: u32, valp: *mut u32, cb: usize) {
     }
 }
 
-/// `_dl_exception_create(e, objname, errstring)`: one buffer from libc's
-/// `malloc` (so `dl_error_free`, libc's `free`, can release it).
-///
-/// # Safety
-/// `e` is a `struct dl_exception` of the caller; `objname` is NULL or
-/// a NUL-terminated string, `errstring` a NUL-terminated string.
-#[cfg_attr(feature = "rtld", no_mangle)]
-pub unsafe extern "C" fn _dl_exception_create(e: usize, objname: *const u8, errstring: *const u8) {
-    let Some(r) = rt() else { return };
-    // SAFETY: NUL-terminated strings from libc (objname may be NULL).
-    let (ol, el) =
-        unsafe { (if objname.is_null() { 0 } else { crate::start::strlen(objname as usize) }, crate::start::strlen(errstring as usize)) };
-    let f = &r.layout.dl_exception;
-    // SAFETY: `e` is a struct dl_exception of the caller.
-    let ex = unsafe { Raw::new(e) };
-    let buf = if r.malloc != 0 {
-        // SAFETY: libc's malloc.
-        let m: extern "C" fn(usize) -> usize = unsafe { core::mem::transmute(r.malloc) };
-        m(ol + el + 2)
-    } else {
-        0
-    };
-    if buf == 0 {
-        ex.put(f.objname, c"".as_ptr() as u64);
-        ex.put(f.errstring, c"out of memory".as_ptr() as u64);
-        ex.put(f.message_buffer, 0);
-        return;
-    }
-    // SAFETY: `buf` has room for both strings and their NULs.
-    unsafe {
-        core::ptr::copy_nonoverlapping(errstring, buf as *mut u8, el + 1);
-        if ol > 0 {
-            core::ptr::copy_nonoverlapping(objname, (buf + el + 1) as *mut u8, ol + 1);
-        } else {
-            *((buf + el + 1) as *mut u8) = 0;
-        }
-    }
-    ex.put(f.errstring, buf as u64);
-    ex.put(f.objname, (buf + el + 1) as u64);
-    ex.put(f.message_buffer, buf as u64);
-}
-
 /// `_dl_fatal_printf`: libc calls it only with `"%s: %s: %s%s%s%s%s\n"`;
 /// on both ABIs those variadic pointer arguments arrive like fixed ones.
 ///
@@ -648,14 +444,14 @@ pub unsafe extern "C" fn _dl_fatal_printf(fmt: *const u8, a: usize, b: usize, c:
     let mut next = 0;
     // SAFETY: a NUL-terminated format string and string arguments (libc).
     unsafe {
-        let fmt = core::slice::from_raw_parts(fmt, crate::start::strlen(fmt as usize));
+        let fmt = core::slice::from_raw_parts(fmt, crate::cstr::strlen(fmt as usize));
         let mut i = 0;
         while i < fmt.len() {
             if fmt[i] == b'%' && fmt.get(i + 1) == Some(&b's') && next < args.len() {
                 let s = args[next] as *const u8;
                 next += 1;
                 if !s.is_null() {
-                    let t = core::slice::from_raw_parts(s, crate::start::strlen(s as usize));
+                    let t = core::slice::from_raw_parts(s, crate::cstr::strlen(s as usize));
                     let _ = core::fmt::Write::write_str(&mut line, crate::diag::show(t));
                 }
                 i += 2;
@@ -693,7 +489,7 @@ pub unsafe extern "C" fn _dl_rtld_di_serinfo(loader: usize, si: *mut usize, coun
     if si.is_null() {
         return;
     }
-    let dirs = crate::dlopen::search_dirs(loader);
+    let dirs = crate::process::lock().as_ref().map(|p| p.search_dirs(loader)).unwrap_or_default();
     let header = 2 * core::mem::size_of::<usize>();
     let strings: usize = dirs.iter().map(|d| d.len() + 1).sum();
     let size = header + dirs.len() * 16 + strings;
@@ -749,7 +545,8 @@ pub unsafe extern "C" fn __nptl_change_stack_perm(pd: usize) -> i32 {
 /// `size` and `align` are NULL or writable `size_t`s.
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub unsafe extern "C" fn _dl_get_tls_static_info(size: *mut usize, align: *mut usize) {
-    let (s, a) = rt().map_or((0, 0), |r| (r.tls_static.size, r.tls_static.align));
+    let l = tls::static_layout();
+    let (s, a) = (l.size, l.align);
     // SAFETY: out parameters of the caller.
     unsafe {
         if !size.is_null() {

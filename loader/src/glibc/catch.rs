@@ -10,8 +10,11 @@
 //! when it signals (the signalling functions below take only raw data).
 #![allow(unsafe_code)]
 
+use alloc::vec::Vec;
+
 use super::layout::{Arch, Field};
 use super::raw::Raw;
+use super::runtime::rt;
 use crate::arch::native::{self, JMP_WORDS};
 
 /// One catch frame, on the stack of `_dl_catch_exception`.
@@ -27,8 +30,7 @@ struct Frame {
 
 /// Where the current thread's innermost frame is recorded.
 fn slot() -> Option<usize> {
-    let rt = super::api::RUNTIME.get()?;
-    let l = rt.layout;
+    let l = super::runtime::layout()?;
     let f = l.pthread.rtld_catch?;
     let tp = native::thread_pointer_value();
     let pd = match l.arch {
@@ -51,7 +53,7 @@ fn set_frame(f: usize) {
 }
 
 fn exception_fields() -> Option<(Field, Field, Field)> {
-    let l = super::api::RUNTIME.get()?.layout;
+    let l = super::runtime::layout()?;
     Some((l.dl_exception.objname, l.dl_exception.errstring, l.dl_exception.message_buffer))
 }
 
@@ -136,7 +138,7 @@ pub unsafe extern "C" fn _dl_signal_error(errcode: i32, objname: usize, occasion
     let msg = if errstring == 0 { c"DYNAMIC LINKER BUG!!!".as_ptr() as usize } else { errstring };
     // SAFETY: `e` is large enough for a struct dl_exception (3 words).
     unsafe {
-        super::api::_dl_exception_create(e.as_mut_ptr() as usize, objname as *const u8, msg as *const u8);
+        _dl_exception_create(e.as_mut_ptr() as usize, objname as *const u8, msg as *const u8);
         _dl_signal_exception(errcode, e.as_mut_ptr() as usize, occasion)
     }
 }
@@ -179,7 +181,7 @@ pub unsafe extern "C" fn _dl_exception_free(e: usize) {
     let ex = unsafe { Raw::new(e) };
     let buf = ex.get(m) as usize;
     if buf != 0 {
-        super::api::libc_free(buf);
+        super::runtime::libc_free(buf);
     }
     ex.put(o, 0);
     ex.put(s, 0);
@@ -201,7 +203,7 @@ pub unsafe extern "C" fn _dl_exception_create_format(e: usize, objname: *const u
     let mut next = 0;
     // SAFETY: a NUL-terminated format and matching arguments (caller).
     unsafe {
-        let f = core::slice::from_raw_parts(fmt, crate::start::strlen(fmt as usize));
+        let f = core::slice::from_raw_parts(fmt, crate::cstr::strlen(fmt as usize));
         let mut i = 0;
         while i < f.len() {
             if f[i] != b'%' {
@@ -218,7 +220,7 @@ pub unsafe extern "C" fn _dl_exception_create_format(e: usize, objname: *const u
                 Some(b's') => {
                     next += 1;
                     if v != 0 {
-                        out.extend_from_slice(core::slice::from_raw_parts(v as *const u8, crate::start::strlen(v)));
+                        out.extend_from_slice(core::slice::from_raw_parts(v as *const u8, crate::cstr::strlen(v)));
                     }
                 }
                 Some(b'd') | Some(b'u') => {
@@ -235,7 +237,7 @@ pub unsafe extern "C" fn _dl_exception_create_format(e: usize, objname: *const u
             i += 1;
         }
         out.push(0);
-        super::api::_dl_exception_create(e, objname, out.as_ptr());
+        _dl_exception_create(e, objname, out.as_ptr());
     }
 }
 
@@ -249,8 +251,81 @@ unsafe fn fatal(occasion: usize, objname: usize, errstring: usize) -> ! {
             return "";
         }
         // SAFETY: NUL-terminated (caller).
-        crate::diag::show(unsafe { core::slice::from_raw_parts(p as *const u8, crate::start::strlen(p)) })
+        crate::diag::show(unsafe { core::slice::from_raw_parts(p as *const u8, crate::cstr::strlen(p)) })
     };
     let occ = if occasion == 0 { "error while loading shared libraries" } else { show(occasion) };
     crate::diag::fatal(&crate::err!(show(objname), "{}: {}", occ, show(errstring)))
+}
+
+/// Raises a dynamic-linking error through libc's `_dl_signal_error`, which
+/// unwinds (`longjmp`) to the catch frame libc's `dlerror` machinery set.
+/// Callers hold nothing that needs dropping.
+pub fn signal(objname: *const u8, msg: &'static [u8]) -> ! {
+    let f = rt().map_or(0, |r| r.signal_error);
+    let f = if f != 0 { f } else { _dl_signal_error as *const () as usize };
+    if f != 0 {
+        // SAFETY: libc's `_dl_signal_error(int, const char *, const char *, const char *)`
+        // never returns; `msg` is NUL-terminated and static.
+        unsafe {
+            let f: extern "C" fn(i32, *const u8, *const u8, *const u8) -> ! = core::mem::transmute(f);
+            f(0, objname, core::ptr::null(), msg.as_ptr())
+        }
+    }
+    crate::diag::fatal(&crate::err!("ld-cah.so", "{}", crate::diag::show(msg.strip_suffix(b"\0").unwrap_or(msg))))
+}
+
+/// Signals a loader error as glibc's loader words it (`dlerror.rs`). The
+/// strings are leaked: they must outlive the `longjmp`, and errors are rare.
+pub fn signal_error(e: crate::diag::Error) -> ! {
+    let (objname, errstring) = super::dlerror::for_dlopen(&e);
+    drop(e);
+    let objname = leak_cstr(objname.into_bytes());
+    signal(objname.as_ptr(), leak_cstr(errstring.into_bytes()))
+}
+
+pub fn leak_cstr(mut s: Vec<u8>) -> &'static [u8] {
+    s.push(0);
+    s.leak()
+}
+
+/// `_dl_exception_create(e, objname, errstring)`: one buffer from libc's
+/// `malloc` (so `dl_error_free`, libc's `free`, can release it).
+///
+/// # Safety
+/// `e` is a `struct dl_exception` of the caller; `objname` is NULL or
+/// a NUL-terminated string, `errstring` a NUL-terminated string.
+#[cfg_attr(feature = "rtld", no_mangle)]
+pub unsafe extern "C" fn _dl_exception_create(e: usize, objname: *const u8, errstring: *const u8) {
+    let Some(r) = rt() else { return };
+    // SAFETY: NUL-terminated strings from libc (objname may be NULL).
+    let (ol, el) =
+        unsafe { (if objname.is_null() { 0 } else { crate::cstr::strlen(objname as usize) }, crate::cstr::strlen(errstring as usize)) };
+    let f = &r.layout.dl_exception;
+    // SAFETY: `e` is a struct dl_exception of the caller.
+    let ex = unsafe { Raw::new(e) };
+    let buf = if r.malloc != 0 {
+        // SAFETY: libc's malloc.
+        let m: extern "C" fn(usize) -> usize = unsafe { core::mem::transmute(r.malloc) };
+        m(ol + el + 2)
+    } else {
+        0
+    };
+    if buf == 0 {
+        ex.put(f.objname, c"".as_ptr() as u64);
+        ex.put(f.errstring, c"out of memory".as_ptr() as u64);
+        ex.put(f.message_buffer, 0);
+        return;
+    }
+    // SAFETY: `buf` has room for both strings and their NULs.
+    unsafe {
+        core::ptr::copy_nonoverlapping(errstring, buf as *mut u8, el + 1);
+        if ol > 0 {
+            core::ptr::copy_nonoverlapping(objname, (buf + el + 1) as *mut u8, ol + 1);
+        } else {
+            *((buf + el + 1) as *mut u8) = 0;
+        }
+    }
+    ex.put(f.errstring, buf as u64);
+    ex.put(f.objname, (buf + el + 1) as u64);
+    ex.put(f.message_buffer, buf as u64);
 }

@@ -27,7 +27,6 @@ use crate::tls::StaticLayout;
 /// Fills the members only libpthread-era builds have (none in later ones).
 pub fn fill_globals(l: &'static Layout, g: Raw, tls: &StaticLayout) {
     let rg = &l.rtld_global;
-    LAYOUT.call_once(|| l);
     g.put_opt(rg._dl_rtld_lock_recursive, lock_recursive as *const () as u64);
     g.put_opt(rg._dl_rtld_unlock_recursive, unlock_recursive as *const () as u64);
     g.put_opt(rg._dl_make_stack_executable_hook, _dl_make_stack_executable as *const () as u64);
@@ -35,13 +34,11 @@ pub fn fill_globals(l: &'static Layout, g: Raw, tls: &StaticLayout) {
     g.put_opt(rg._dl_tls_static_align, tls.align as u64);
 }
 
-static LAYOUT: spin::Once<&'static Layout> = spin::Once::new();
-
 /// The loader's default for `_dl_rtld_lock_recursive` (glibc's behaviour
 /// before libpthread is there): only one thread exists, so the lock just
 /// counts its recursion in the mutex's `__count`.
 unsafe extern "C" fn lock_recursive(mutex: usize) {
-    let Some(l) = LAYOUT.get() else { return };
+    let Some(l) = super::runtime::layout() else { return };
     // SAFETY: `mutex` is one of the loader locks in `_rtld_global`, a
     // `pthread_mutex_t` of the table's layout.
     let m = unsafe { Raw::new(mutex) };
@@ -51,7 +48,7 @@ unsafe extern "C" fn lock_recursive(mutex: usize) {
 
 /// The default for `_dl_rtld_unlock_recursive`, as above.
 unsafe extern "C" fn unlock_recursive(mutex: usize) {
-    let Some(l) = LAYOUT.get() else { return };
+    let Some(l) = super::runtime::layout() else { return };
     // SAFETY: as in `lock_recursive`.
     let m = unsafe { Raw::new(mutex) };
     let c = l.pthread_mutex.__count;
@@ -77,7 +74,7 @@ pub unsafe extern "C" fn _dl_make_stack_executable(stack_endp: *mut usize) -> i3
     if end == 0 || end != super::rtld::__libc_stack_end.load(Ordering::Relaxed) {
         return EPERM;
     }
-    let Some(l) = LAYOUT.get() else { return EPERM };
+    let Some(l) = super::runtime::layout() else { return EPERM };
     // SAFETY: the exported blocks are larger than the structs (checked at start-up).
     let (g, ro) = unsafe { (Raw::new(super::rtld::_rtld_global.addr()), Raw::new(super::rtld::_rtld_global_ro.addr())) };
     let page = (ro.get(l.rtld_global_ro._dl_pagesize) as usize).max(4096);

@@ -16,6 +16,7 @@ pub mod layouts;
 pub mod libpthread;
 pub mod raw;
 pub mod rtld;
+pub mod runtime;
 pub mod table_reader;
 pub mod tunables;
 

@@ -472,7 +472,7 @@ pub fn fill_globals(
     ro.put(rr._dl_clktck, p.clktck as u64);
     if p.platform != 0 {
         // SAFETY: AT_PLATFORM points at a NUL-terminated string on the stack.
-        let n = unsafe { crate::start::strlen(p.platform) };
+        let n = unsafe { crate::cstr::strlen(p.platform) };
         ro.put(rr._dl_platform, p.platform as u64);
         ro.put(rr._dl_platformlen, n as u64);
     }
@@ -521,7 +521,6 @@ pub fn fill_globals(
         ro.put_opt(rr._dl_vdso_time, vsym(b"__vdso_time"));
         ro.put_opt(rr._dl_vdso_getcpu, vsym(b"__vdso_getcpu"));
     }
-    super::api::install(l, ro);
     super::cpu::fill(l, ro, p.hwcap, p.hwcap2);
 
     __libc_enable_secure.store(i32::from(p.secure), Ordering::Relaxed);

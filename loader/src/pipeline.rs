@@ -1,0 +1,77 @@
+//! The link stages start-up and `dlopen` share, for objects already
+//! mapped and in the namespace: link maps, relocation with IFUNC
+//! resolvers, and sealing (RELRO). Each caller decides the order and the
+//! scope; the stages themselves are the same code for both.
+#![allow(unsafe_code)]
+
+use crate::arch::native::{self, Native};
+use crate::diag::Error;
+use crate::err;
+use crate::link::{DsoId, Kind, Namespace};
+use crate::reloc::{Engine, Stats, Target};
+
+/// Gives every object a `struct link_map` (appended to the chain), and
+/// for a glibc program fills `new`'s as glibc's loader would. Runs before
+/// relocation: libc's IFUNC resolvers read link maps.
+pub fn link_maps(ns: &mut Namespace, new: &[DsoId], at_startup: bool) {
+    let chain = ns.link_order();
+    crate::debug::link_maps(ns, &chain);
+    if let Some(l) = crate::glibc::runtime::layout() {
+        crate::glibc::rtld::fill_link_maps(l, ns, new, !at_startup);
+        if !at_startup {
+            crate::glibc::rtld::count_added(l, new.len());
+        }
+    }
+}
+
+/// How one round of relocation binds.
+pub struct Binding<'a> {
+    /// The scope symbols are looked up in.
+    pub scope: &'a [DsoId],
+    /// A PLT slot whose function is missing is an error now (`LD_BIND_NOW`,
+    /// `RTLD_NOW`), not when it is called.
+    pub bind_now: bool,
+    /// `argv[0]`, which glibc's warnings start with.
+    pub progname: &'a str,
+    /// `AT_HWCAP`/`AT_HWCAP2`, passed to IFUNC resolvers.
+    pub hwcap: (u64, u64),
+}
+
+/// Relocates `order`, in that order (the loader and the vDSO are skipped:
+/// they are relocated already). IFUNC resolvers run as each object is
+/// relocated, as under glibc; they may call back into the loader, which
+/// then reads `ns` (see `process::publishing`).
+pub fn relocate(ns: &Namespace, order: &[DsoId], b: &Binding<'_>) -> Result<Stats, Error> {
+    let target = Target::of::<Native>(native::tlsdesc_static(), native::tlsdesc_dynamic());
+    let (hwcap, hwcap2) = b.hwcap;
+    // SAFETY: the engine calls this only with the resolver of an IFUNC of
+    // a mapped object, when glibc's loader would call it.
+    let resolve = |r: usize| unsafe { native::call_ifunc(r, hwcap, hwcap2) };
+    crate::process::publishing(ns, || {
+        let mut engine = Engine::new(ns, b.scope, target, &resolve);
+        engine.bind_now = b.bind_now;
+        engine.progname = b.progname;
+        for &id in order {
+            if !matches!(ns.objs[id].kind, Kind::Loader | Kind::Vdso) {
+                engine.relocate(id)?;
+            }
+        }
+        Ok(engine.stats)
+    })
+}
+
+/// Marks `ids` relocated and makes their RELRO read-only.
+pub fn seal(ns: &mut Namespace, ids: &[DsoId]) -> Result<(), Error> {
+    for &id in ids {
+        let d = &mut ns.objs[id];
+        d.relocated = true;
+        if matches!(d.kind, Kind::Loader | Kind::Vdso) {
+            continue;
+        }
+        if let Some(range) = d.relro {
+            crate::map::protect_relro(range, &mut d.img)
+                .map_err(|e| err!(d.display_name(), "cannot apply RELRO protection: {}", e.describe()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! The one owner of the loader's process state: the namespace (every
+//! loaded object) and the search configuration start-up settled, behind
+//! the loader lock.
+//!
+//! Start-up builds both on its own stack and [`install`]s them before the
+//! program's initialisers run; from then on `dlopen`, `dlclose`, `dlinfo`,
+//! libc's symbol lookups and the finalisers reach them through [`lock`].
+//!
+//! While the loader links (start-up, or a `dlopen` holding the lock), the
+//! IFUNC resolvers it runs may call back into it: libc's `time` and
+//! `gettimeofday` resolvers look up vDSO symbols. Taking the lock then
+//! would deadlock, so the linking thread runs its resolvers inside
+//! [`publishing`], and [`with_view`] gives that thread (and only it) the
+//! namespace being linked.
+#![allow(unsafe_code)]
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::arch::native::{self, Native};
+use crate::arch::ArchInfo;
+use crate::link::closure::Config;
+use crate::link::ldcache::LdCache;
+use crate::link::search::{self, SearchEnv, Tokens};
+use crate::link::{Kind, Namespace};
+
+/// How start-up searched for libraries, kept for later loads.
+pub struct Search {
+    /// `LD_LIBRARY_PATH` (or `--library-path`), split and expanded.
+    pub library_path: Vec<Vec<u8>>,
+    /// `/etc/ld.so.cache`, mapped for the life of the process.
+    pub cache: Option<&'static [u8]>,
+    pub platform: &'static [u8],
+    /// Secure mode (set-uid programs).
+    pub secure: bool,
+    pub page: usize,
+    /// Names that mean "the dynamic loader" (ld-cah answers to them).
+    pub loader_names: Vec<Vec<u8>>,
+    /// `LD_BIND_NOW`.
+    pub bind_now: bool,
+    /// `AT_HWCAP`/`AT_HWCAP2`, for IFUNC resolvers (aarch64 passes them).
+    pub hwcap: (u64, u64),
+}
+
+impl Search {
+    pub fn tokens(&self) -> Tokens<'_> {
+        Tokens { platform: self.platform, lib: Native::DST_LIB.as_bytes(), secure: self.secure, trusted: Native::DEFAULT_DIRS }
+    }
+
+    /// The closure loader's configuration; `names` holds the loader names
+    /// as slices (see [`Search::loader_names`]).
+    pub fn config<'a>(&'a self, names: &'a [&'a [u8]]) -> Config<'a> {
+        Config {
+            env: SearchEnv {
+                library_path: &self.library_path,
+                cache: self.cache.and_then(LdCache::parse),
+                cache_flags: Native::LDCACHE_FLAGS,
+                default_dirs: Native::DEFAULT_DIRS,
+                tokens: self.tokens(),
+            },
+            machine: Native::MACHINE,
+            page: self.page,
+            loader_names: names,
+        }
+    }
+
+    pub fn loader_names(&self) -> Vec<&[u8]> {
+        self.loader_names.iter().map(Vec::as_slice).collect()
+    }
+}
+
+/// Everything the loader knows about the running process.
+pub struct Process {
+    pub ns: Namespace,
+    pub search: Search,
+}
+
+impl Process {
+    /// The directories `dlinfo(RTLD_DI_SERINFO)` reports for the object
+    /// whose link map is `lm`: its `DT_RPATH` chain (unless it has
+    /// `DT_RUNPATH`), `LD_LIBRARY_PATH`, its `DT_RUNPATH`, then the default
+    /// directories (unless `DF_1_NODEFLIB`). Like glibc, a run-path list
+    /// none of whose directories exists is left out whole (glibc drops
+    /// such a list after its first search); library-path entries are
+    /// listed as given.
+    pub fn search_dirs(&self, lm: usize) -> Vec<Vec<u8>> {
+        let ns = &self.ns;
+        let id = ns.objs.iter().position(|d| d.link_map == lm && lm != 0).unwrap_or(ns.main);
+        let tokens = self.search.tokens();
+        let exists = |dir: &[u8]| {
+            let mut p = dir.to_vec();
+            p.push(0);
+            crate::sys::open(&p, crate::sys::O_RDONLY | crate::sys::O_DIRECTORY, 0).is_ok()
+        };
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        let requester = &ns.objs[id];
+        let runpath = requester.dyn_info.runpath.and_then(|o| requester.string(o)).map(<[u8]>::to_vec);
+        if runpath.is_none() {
+            for o in ns.chain(id) {
+                let d = &ns.objs[o];
+                if d.dyn_info.runpath.is_some() {
+                    continue;
+                }
+                if let Some(r) = d.dyn_info.rpath.and_then(|off| d.string(off)) {
+                    let dirs = search::split_list(r, d.origin.as_deref(), d.kind == Kind::Main, &tokens);
+                    if dirs.iter().any(|x| exists(x)) {
+                        out.extend(dirs);
+                    }
+                }
+            }
+        }
+        out.extend(self.search.library_path.iter().cloned());
+        if let Some(r) = runpath {
+            let dirs = search::split_list(&r, requester.origin.as_deref(), requester.kind == Kind::Main, &tokens);
+            if dirs.iter().any(|x| exists(x)) {
+                out.extend(dirs);
+            }
+        }
+        if requester.flags_1() & u64::from(object::elf::DF_1_NODEFLIB) == 0 {
+            out.extend(Native::DEFAULT_DIRS.iter().map(|d| d.as_bytes().to_vec()));
+        }
+        out
+    }
+}
+
+static PROCESS: spin::Mutex<Option<Process>> = spin::Mutex::new(None);
+
+/// Hands the process state to the loader lock once start-up has linked it.
+pub fn install(p: Process) {
+    *PROCESS.lock() = Some(p);
+}
+
+/// The loader lock; `None` inside it until start-up has installed the state.
+pub fn lock() -> spin::MutexGuard<'static, Option<Process>> {
+    PROCESS.lock()
+}
+
+/// The namespace being linked, and the thread linking it (see the module
+/// comment). Both are 0 outside [`publishing`].
+static LINKING: AtomicUsize = AtomicUsize::new(0);
+static LINKER_TP: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `f` (which runs IFUNC resolvers) with `ns` visible to this
+/// thread's callbacks through [`with_view`]. `ns` is only read meanwhile:
+/// the shared borrow lasts until `f` returns.
+pub fn publishing<R>(ns: &Namespace, f: impl FnOnce() -> R) -> R {
+    struct Withdraw;
+    impl Drop for Withdraw {
+        fn drop(&mut self) {
+            LINKING.store(0, Ordering::Release);
+            LINKER_TP.store(0, Ordering::Release);
+        }
+    }
+    LINKER_TP.store(native::thread_pointer_value(), Ordering::Release);
+    LINKING.store(ns as *const Namespace as usize, Ordering::Release);
+    let _withdraw = Withdraw;
+    f()
+}
+
+/// How a run-time query sees the namespace.
+pub enum View<'a> {
+    /// This thread is linking it (inside [`publishing`]): read only.
+    Linking(&'a Namespace),
+    /// Under the loader lock: readable and writable.
+    Settled(&'a mut Namespace),
+}
+
+impl View<'_> {
+    pub fn ns(&self) -> &Namespace {
+        match self {
+            View::Linking(ns) => ns,
+            View::Settled(ns) => ns,
+        }
+    }
+
+    /// The namespace for writing, when the query may write it.
+    pub fn ns_mut(&mut self) -> Option<&mut Namespace> {
+        match self {
+            View::Linking(_) => None,
+            View::Settled(ns) => Some(ns),
+        }
+    }
+}
+
+/// Runs `f` on the namespace: the one this thread is linking, if any,
+/// else the installed one under the lock. `None` before start-up has
+/// published anything.
+pub fn with_view<R>(f: impl FnOnce(View<'_>) -> R) -> Option<R> {
+    let linking = LINKING.load(Ordering::Acquire);
+    if linking != 0 && LINKER_TP.load(Ordering::Acquire) == native::thread_pointer_value() {
+        // SAFETY: this very thread published `linking` in `publishing`,
+        // whose shared borrow of it lasts until the publishing call returns,
+        // which cannot happen while this thread is in here.
+        return Some(f(View::Linking(unsafe { &*(linking as *const Namespace) })));
+    }
+    let mut guard = PROCESS.lock();
+    guard.as_mut().map(|p| f(View::Settled(&mut p.ns)))
+}

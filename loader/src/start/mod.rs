@@ -1,0 +1,456 @@
+//! The stage driver: from the kernel's stack to the program's entry point,
+//! as a sequence of named stages.
+//!
+//! 1. [`invocation`]: how we were started (as `PT_INTERP`, or directly as
+//!    `ld-cah.so [OPTIONS] PROGRAM`) and the program, mapped;
+//! 2. [`namespace`]: the program, the vDSO and ld-cah itself;
+//! 3. [`search_setup`]: library path, `ld.so.cache`, `$PLATFORM`;
+//! 4. [`load_closure`]: the closure breadth-first, verified against the
+//!    closure lock, versions checked (`--list`, `LD_TRACE_LOADED_OBJECTS`
+//!    and `--verify` stop here);
+//! 5. [`libc`]: the layout of the program's glibc, the environment its
+//!    loader would leave;
+//! 6. [`thread_setup`]: static TLS and the main thread's TCB;
+//! 7. [`glibc_globals`]: link maps and everything libc reads from its
+//!    loader, before relocation (IFUNC resolvers read it);
+//! 8. [`relocate`]: every object in glibc's order, then TLS images and
+//!    RELRO;
+//! 9. hand the state to [`crate::process`], tell debuggers, run
+//!    initialisers and jump to the entry point with the finaliser in the
+//!    ABI's register.
+#![allow(unsafe_code)]
+
+mod invocation;
+mod libc;
+mod stack;
+
+use alloc::vec::Vec;
+
+use object::elf::*;
+
+use self::invocation::Program;
+use self::stack::*;
+use crate::arch::native::{self, Native};
+use crate::arch::{ArchInfo, TlsVariant};
+use crate::diag::{self, Error};
+use crate::err;
+use crate::glibc::layout::Layout;
+use crate::link::closure;
+use crate::link::search::{self, Tokens};
+use crate::link::{Dso, DsoId, Kind, Namespace};
+use crate::map::{self, Mapped};
+use crate::pipeline;
+use crate::process::{self, Process, Search};
+use crate::sys;
+use crate::tls;
+
+/// `sizeof(struct pthread)` of glibc 2.36, the room left at (x86_64) or
+/// below (aarch64) the thread pointer until the glibc layer knows the
+/// exact build.
+const TCB_SIZE_X86_64: usize = 2368;
+const PRE_TCB_SIZE_AARCH64: usize = 1856;
+
+/// ld-cah's own variables, removed for set-uid programs.
+const LD_CAH_ENV: &[&str] = &["CAH_DEBUG", "CAH_STORE", "CAH_CACHE_DIR"];
+
+/// Runs every finaliser; the program's `atexit` calls this.
+pub extern "C" fn fini() {
+    let calls = match process::lock().as_mut() {
+        Some(p) => crate::init::fini_calls(&mut p.ns),
+        None => return,
+    };
+    // SAFETY: the calls are finalisers of relocated, initialised objects.
+    unsafe { crate::init::run(&calls, 0, 0, 0) };
+}
+
+/// Entry from `crt` once ld-cah is relocated.
+///
+/// # Safety
+/// `sp` is the process entry stack and `base` our own load address.
+#[cfg_attr(feature = "rtld", no_mangle)]
+pub unsafe extern "C" fn ld_cah_main(sp: *mut usize, base: usize) -> ! {
+    // SAFETY: crt passes the kernel's stack.
+    let stack = unsafe { Stack::parse(sp) };
+    // SAFETY: as this function's; nothing else has touched the stack.
+    match unsafe { run(stack, base) } {
+        Ok(never) => match never {},
+        Err(e) => diag::fatal(&e),
+    }
+}
+
+enum Never {}
+
+/// The environment as start-up reads it (after secure mode's first cut).
+struct Env {
+    vars: Vec<&'static [u8]>,
+}
+
+impl Env {
+    fn get(&self, name: &[u8]) -> Option<&'static [u8]> {
+        self.vars.iter().find_map(|e| e.strip_prefix(name).and_then(|r| r.strip_prefix(b"=")))
+    }
+}
+
+/// Facts about the process every stage may read.
+struct Facts {
+    page: usize,
+    secure: bool,
+    debug: diag::Debug,
+    hwcap: (u64, u64),
+}
+
+/// # Safety
+/// As `ld_cah_main`.
+unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
+    let page = stack.aux(AT_PAGESZ).filter(|p| p.is_power_of_two() && *p >= 4096).unwrap_or(4096);
+    // glibc 2.40's `glibc.rtld.enable_secure=1` asks for secure mode too.
+    let secure = stack.aux(AT_SECURE).unwrap_or(0) != 0 || crate::glibc::tunables::enable_secure_requested(&stack.env());
+    // SAFETY: `base` is ld-cah's own load address (caller).
+    let (self_map, self_entry) = unsafe { own_image(base) }?;
+    if secure {
+        // The rest goes once the glibc build (and so its list) is known.
+        stack.remove_env(&|n| LD_CAH_ENV.iter().any(|u| u.as_bytes() == n));
+    }
+    let env = Env { vars: stack.env() };
+    let facts = Facts {
+        page,
+        secure,
+        debug: if secure { diag::Debug::default() } else { env.get(b"CAH_DEBUG").map(diag::Debug::parse).unwrap_or_default() },
+        hwcap: (stack.aux(AT_HWCAP).unwrap_or(0) as u64, stack.aux(AT_HWCAP2).unwrap_or(0) as u64),
+    };
+    let tracing = env.get(b"LD_TRACE_LOADED_OBJECTS");
+    let direct = stack.aux(AT_ENTRY) == Some(self_entry);
+    // SAFETY: nothing holds pointers into the stack's vectors yet.
+    let (program, main_map) = unsafe { invocation::read(&mut stack, base, page, direct, tracing.is_some()) }?;
+
+    let mut ns = namespace(&stack, &program, main_map, self_map, &facts)?;
+    let search = search_setup(&stack, &program, &env, &facts);
+    load_closure(&mut ns, &search, &program, &env, &facts, tracing)?;
+
+    let glibc = libc::select(&ns, secure, &stack.env())?;
+    if let Some((_, l)) = glibc {
+        crate::glibc::runtime::set_layout(l);
+    }
+    libc::settle_environment(&stack, glibc.map(|(_, l)| l), secure);
+    let threads = thread_setup(&mut ns, glibc.map(|(_, l)| l), &stack)?;
+    let early_init = match glibc {
+        Some((libc, l)) => glibc_globals(&mut ns, libc, l, &stack, &threads, &facts)?,
+        None => {
+            pipeline::link_maps(&mut ns, &[], true);
+            0
+        }
+    };
+    relocate(&mut ns, glibc, &stack, &search, &facts, &threads)?;
+
+    // Debugger interface, before RELRO seals the program's DT_DEBUG.
+    crate::debug::publish(&ns, base, crate::debug::RT_CONSISTENT);
+    let all: Vec<DsoId> = (0..ns.objs.len()).collect();
+    pipeline::seal(&mut ns, &all)?;
+
+    // Initialisers, then the program.
+    let initfini = crate::init::initfini_order(&ns);
+    let calls = crate::init::init_calls(&mut ns, &initfini);
+    let entry = ns.objs[ns.main].entry;
+    process::install(Process { ns, search });
+    if early_init != 0 {
+        // SAFETY: libc's `__libc_early_init(_Bool initial)`, after all
+        // relocation and before any constructor, as glibc's loader calls it.
+        let f: extern "C" fn(bool) = unsafe { core::mem::transmute(early_init) };
+        f(true);
+    }
+    // SAFETY: all objects are relocated; these are their initialisers.
+    unsafe { crate::init::run(&calls, stack.argc, stack.argv as usize, stack.envp as usize) };
+    // SAFETY: the program is ready; its stack is the kernel's, adjusted.
+    unsafe { native::jump_to_entry(entry, stack.sp as usize, fini as *const () as usize) }
+}
+
+/// ld-cah's own image, from the headers the kernel (or crt) left mapped
+/// at `base`, and its entry point.
+///
+/// # Safety
+/// `base` is ld-cah's own load address.
+unsafe fn own_image(base: usize) -> Result<(Mapped, usize), Error> {
+    // SAFETY: `base` is our own ELF header (caller).
+    let ehdr = unsafe { map::ehdr_in_memory(base, Native::MACHINE) }.map_err(|e| err!("ld-cah.so", "{}", e))?;
+    // SAFETY: our own program headers, mapped with our first segment.
+    let m =
+        unsafe { map::from_memory(base, base + ehdr.e_phoff as usize, ehdr.e_phnum as usize) }.map_err(|e| err!("ld-cah.so", "{}", e))?;
+    Ok((m, base + ehdr.e_entry as usize))
+}
+
+/// Stage 2: the namespace holds the program, the vDSO, then ld-cah itself
+/// (it answers to the loader's names when libc asks for it).
+fn namespace(stack: &Stack, program: &Program, main_map: Mapped, self_map: Mapped, facts: &Facts) -> Result<Namespace, Error> {
+    let mut ns = Namespace::default();
+    let lname = if program.direct { program.path.clone() } else { Vec::new() };
+    let mut main =
+        Dso::new(Kind::Main, lname, program.path.clone(), main_map, facts.page).map_err(|e| err!(diag::show(&program.path), "{}", e))?;
+    if facts.secure && !program.direct {
+        main.origin = closure::executable_origin();
+    }
+    ns.objs.push(main);
+    ns.main = 0;
+    if let Some(vdso) = stack.aux(AT_SYSINFO_EHDR).filter(|&v| v != 0) {
+        if let Some(d) = vdso_object(vdso, facts.page) {
+            ns.objs.push(d);
+            ns.vdso = Some(ns.objs.len() - 1);
+        }
+    }
+    let mut me = Dso::new(Kind::Loader, program.interp.clone(), program.interp.clone(), self_map, facts.page)
+        .map_err(|e| err!("ld-cah.so", "{}", e))?;
+    me.relocated = true;
+    ns.objs.push(me);
+    ns.loader = ns.objs.len() - 1;
+    Ok(ns)
+}
+
+/// The kernel's vDSO at `AT_SYSINFO_EHDR`, if its headers make sense.
+fn vdso_object(vdso: usize, page: usize) -> Option<Dso> {
+    // SAFETY: the kernel maps the vDSO image at AT_SYSINFO_EHDR.
+    let e = unsafe { map::ehdr_in_memory(vdso, Native::MACHINE) }.ok()?;
+    // SAFETY: the vDSO's program headers are inside its image.
+    let m = unsafe { map::from_memory(vdso, vdso + e.e_phoff as usize, e.e_phnum as usize) }.ok()?;
+    let vbase = m.phdrs.iter().find(|p| p.p_type == PT_LOAD).map_or(vdso, |p| vdso.wrapping_sub(p.p_vaddr as usize));
+    // SAFETY: same mapping, with the base corrected for the vDSO's link address.
+    let m = unsafe { map::from_memory(vbase, vdso + e.e_phoff as usize, e.e_phnum as usize) }.ok()?;
+    let mut d = Dso::new(Kind::Vdso, Vec::new(), Vec::new(), m, page).ok()?;
+    d.name = d.soname().map(<[u8]>::to_vec).unwrap_or_else(|| b"linux-vdso.so.1".to_vec());
+    d.name.push(0);
+    d.relocated = true;
+    Some(d)
+}
+
+/// Stage 3: where libraries are searched, kept for `dlopen`.
+fn search_setup(stack: &Stack, program: &Program, env: &Env, facts: &Facts) -> Search {
+    let platform = stack
+        .aux(AT_PLATFORM)
+        // SAFETY: AT_PLATFORM points at a string on the stack.
+        .map(|p| unsafe { cstr(p as *const u8) })
+        .unwrap_or(Native::PLATFORM.as_bytes());
+    let tokens = Tokens { platform, lib: Native::DST_LIB.as_bytes(), secure: facts.secure, trusted: Native::DEFAULT_DIRS };
+    let source = if facts.secure { None } else { program.opts.library_path.or_else(|| env.get(b"LD_LIBRARY_PATH")) };
+    // `$ORIGIN` in LD_LIBRARY_PATH means the program's directory.
+    let origin = search::dirname(&program.path).to_vec();
+    let library_path = source.map(|l| search::split_list(l, Some(&origin), true, &tokens)).unwrap_or_default();
+    let glibc_base = Native::GLIBC_INTERP.rsplit('/').next().unwrap_or(Native::GLIBC_INTERP).as_bytes();
+    let loader_names: [&[u8]; 4] = [glibc_base, Native::GLIBC_INTERP.as_bytes(), b"ld-cah.so", &program.interp];
+    Search {
+        library_path,
+        cache: if program.opts.inhibit_cache { None } else { map_ld_cache() },
+        platform,
+        secure: facts.secure,
+        page: facts.page,
+        loader_names: loader_names.iter().map(|n| n.to_vec()).collect(),
+        bind_now: env.get(b"LD_BIND_NOW").is_some_and(|v| !v.is_empty()),
+        hwcap: facts.hwcap,
+    }
+}
+
+/// Stage 4: the closure, verified, its versions checked. Listing and
+/// `--verify` end the process here.
+fn load_closure(
+    ns: &mut Namespace,
+    search: &Search,
+    program: &Program,
+    env: &Env,
+    facts: &Facts,
+    tracing: Option<&'static [u8]>,
+) -> Result<(), Error> {
+    let opts = &program.opts;
+    let names = search.loader_names();
+    let cfg = search.config(&names);
+    let preloads = closure::preload_list(env.get(b"LD_PRELOAD"), opts.preload, facts.secure);
+    // The closure lock and the verification policy (also used by dlopen).
+    crate::verify::policy::setup(ns, &env.vars, facts.secure)?;
+    // LD_TRACE_LOADED_OBJECTS lists the libraries not found (glibc's
+    // faked link maps); `--verify` does not look for them, as glibc's.
+    let trace = tracing.is_some() && !opts.list && !opts.verify;
+    let mut missing = Vec::new();
+    closure::load_all_tracing(ns, &cfg, &preloads, (trace || opts.verify).then_some(&mut missing))?;
+    if let Err(e) = closure::check_versions(ns) {
+        // Listing, glibc reports a missing version and goes on (and says
+        // nothing of the versions of a library it did not find).
+        if trace || opts.list {
+            if missing.is_empty() || !e.message.starts_with("version information needs") {
+                diag::print(2, format_args!("ld-cah.so: warning: {e}\n"));
+            }
+        } else if !opts.verify {
+            return Err(e);
+        }
+    }
+    if facts.debug.files {
+        for &id in ns.scope.iter().skip(1) {
+            let d = &ns.objs[id];
+            let asked = diag::show(d.aliases.first().map_or(b"", |a| a));
+            diag::print(2, format_args!("ld-cah.so: files: {} => {} ({:#x})\n", asked, d.display_name(), d.base));
+        }
+    }
+    if opts.list || trace {
+        let listing = crate::trace::Listing {
+            missing: &missing,
+            program: tracing.is_some_and(crate::trace::lists_program),
+            loader_path: program.invoked_as,
+            notes: opts.list,
+        };
+        crate::trace::print(ns, &listing);
+        sys::exit_group(0);
+    }
+    if opts.verify {
+        sys::exit_group(0);
+    }
+    Ok(())
+}
+
+/// What stage 6 set up for the main thread.
+struct Threads {
+    layout: tls::StaticLayout,
+    block: tls::ThreadBlock,
+    next_modid: usize,
+    /// glibc 2.41 keeps the rseq area in static TLS: its offset.
+    rseq_tls: Option<usize>,
+}
+
+/// Stage 6: module ids in load order (the program first), the static TLS
+/// layout, the main thread's block, TCB and stack guards.
+fn thread_setup(ns: &mut Namespace, glibc: Option<&'static Layout>, stack: &Stack) -> Result<Threads, Error> {
+    let mut order: Vec<DsoId> = alloc::vec![ns.main];
+    order.extend(ns.scope.iter().copied().filter(|&i| i != ns.main));
+    let mut next_modid = 1;
+    for &id in &order {
+        if let Some(m) = ns.objs[id].tls.as_mut() {
+            m.modid = next_modid;
+            next_modid += 1;
+        }
+    }
+    // The layout of the libc in the closure decides the size of
+    // `struct pthread`.
+    let variant = tls::variant();
+    let pthread_size = glibc.map(|l| l.pthread.size as usize);
+    let (tcb_size, pre_tcb) = match variant {
+        TlsVariant::Two => (pthread_size.unwrap_or(TCB_SIZE_X86_64), 0),
+        TlsVariant::One => (0, pthread_size.unwrap_or(PRE_TCB_SIZE_AARCH64)),
+    };
+    // Lay out in module-id order (the order above), then put them back.
+    let ids: Vec<DsoId> = order.iter().copied().filter(|&i| ns.objs[i].tls.is_some()).collect();
+    let mut modules: Vec<tls::Module> = ids.iter().filter_map(|&i| ns.objs[i].tls).collect();
+    let mut refs: Vec<&mut tls::Module> = modules.iter_mut().collect();
+    let mut layout = tls::layout(variant, &mut refs, tcb_size);
+    for (m, &i) in modules.iter().zip(&ids) {
+        ns.objs[i].tls = Some(*m);
+    }
+    let rseq_tls = match glibc {
+        Some(l) if l.pthread.rseq_area.is_none() => Some(tls::reserve(variant, &mut layout, 32, 32, tcb_size)),
+        _ => None,
+    };
+    tls::register_initial(&layout, modules, next_modid);
+    let prog_name = ns.objs[ns.main].display_name();
+    let block = tls::allocate(variant, &layout, tcb_size, pre_tcb, next_modid)
+        .map_err(|e| err!(prog_name, "cannot allocate TLS: {}", e.describe()))?;
+    let random = stack.aux(AT_RANDOM).unwrap_or(0);
+    let (guard, pguard) = if random != 0 {
+        // SAFETY: AT_RANDOM points at 16 random bytes on the stack.
+        let r = unsafe { core::ptr::read_unaligned(random as *const [usize; 2]) };
+        // The low byte of the canary is zero so string overflows stop at it.
+        (r[0] & !0xff, r[1])
+    } else {
+        (0xff0a_0000_0000_0000, 0)
+    };
+    // SAFETY: the TCB was just allocated for this thread and lives forever.
+    unsafe {
+        native::init_tcb(block.tp, block.dtv, guard, pguard);
+        sys::set_thread_pointer(block.tp).map_err(|e| err!(prog_name, "cannot set the thread pointer: {}", e.describe()))?;
+    }
+    crate::glibc::set_stack_guard(guard, pguard);
+    Ok(Threads { layout, block, next_modid, rseq_tls })
+}
+
+/// Stage 7: link maps and everything libc reads from its loader, which
+/// must exist before relocation: libc's IFUNC resolvers read the CPU
+/// description and look up vDSO symbols through
+/// `GLRO(dl_lookup_symbol_x)`. Returns libc's `__libc_early_init`.
+fn glibc_globals(
+    ns: &mut Namespace,
+    libc: DsoId,
+    l: &'static Layout,
+    stack: &Stack,
+    threads: &Threads,
+    facts: &Facts,
+) -> Result<usize, Error> {
+    let chain = ns.link_order();
+    pipeline::link_maps(ns, &chain, true);
+    let process = crate::glibc::rtld::Process {
+        sp: stack.sp as usize,
+        argv: stack.argv as usize,
+        auxv: stack.auxv as usize,
+        secure: facts.secure,
+        page: facts.page,
+        platform: stack.aux(AT_PLATFORM).unwrap_or(0),
+        hwcap: facts.hwcap.0,
+        hwcap2: facts.hwcap.1,
+        clktck: stack.aux(AT_CLKTCK).unwrap_or(100),
+        minsigstksz: stack.aux(AT_MINSIGSTKSZ).filter(|&v| v != 0).unwrap_or(4096),
+        sysinfo_ehdr: stack.aux(AT_SYSINFO_EHDR).unwrap_or(0),
+        rseq_feature_size: stack.aux(AT_RSEQ_FEATURE_SIZE).unwrap_or(0),
+    };
+    crate::glibc::rtld::fill_globals(l, ns, &chain, &process, &threads.layout, &threads.block, threads.next_modid, threads.rseq_tls)
+        .map_err(|e| err!(ns.objs[ns.main].display_name(), "{}", e))?;
+    crate::glibc::api::install(l, &crate::dlopen::HOOKS);
+    Ok(crate::glibc::api::finish(l, ns, libc))
+}
+
+/// Stage 8: relocation in glibc's order (`dl_main`): deepest dependency
+/// first, the program last, so that its copy relocations copy relocated
+/// data (IFUNC slots included); glibc 2.39 and later relocate libc before
+/// anything. Then the main thread's TLS images, which have their final
+/// values now.
+fn relocate(
+    ns: &mut Namespace,
+    glibc: Option<(DsoId, &'static Layout)>,
+    stack: &Stack,
+    search: &Search,
+    facts: &Facts,
+    threads: &Threads,
+) -> Result<(), Error> {
+    let libc_first = glibc.filter(|(_, l)| crate::reloc::relocates_libc_first(l.glibc_version)).map(|(libc, _)| libc);
+    let initfini = crate::init::initfini_order(ns);
+    let order = crate::reloc::startup_order(&initfini, libc_first);
+    let scope = ns.scope.clone();
+    let binding = pipeline::Binding {
+        scope: &scope,
+        bind_now: search.bind_now,
+        progname: stack.arg(0).map_or("<program name unknown>", diag::show),
+        hwcap: facts.hwcap,
+    };
+    let stats = pipeline::relocate(ns, &order, &binding)?;
+    if facts.debug.statistics {
+        diag::print(
+            2,
+            format_args!(
+                "ld-cah.so: statistics: {} relative, {} symbolic relocations, {} lookups\n",
+                stats.relative, stats.symbolic, stats.lookups
+            ),
+        );
+    }
+    let variant = tls::variant();
+    for d in ns.objs.iter_mut() {
+        if let Some(m) = d.tls.filter(|m| m.modid != 0) {
+            // SAFETY: the layout placed `m` inside the block; its image is mapped.
+            unsafe { tls::init_module(variant, &threads.block, &m) };
+        }
+        d.open_count = 1;
+        d.nodelete = true;
+    }
+    Ok(())
+}
+
+/// Maps `/etc/ld.so.cache` read-only for the life of the process.
+fn map_ld_cache() -> Option<&'static [u8]> {
+    let fd = sys::open(b"/etc/ld.so.cache\0", sys::O_RDONLY, 0).ok()?;
+    let st = sys::fstat(&fd).ok()?;
+    let len = usize::try_from(st.size).ok().filter(|&l| l > 0 && l < 1 << 30)?;
+    // SAFETY: a fresh read-only private mapping the kernel places.
+    let addr = unsafe { sys::mmap(0, len, sys::PROT_READ, sys::MAP_PRIVATE, fd.raw(), 0) }.ok()?;
+    // SAFETY: mapped read-only above and never unmapped. A file that
+    // shrinks under us could fault; ldconfig replaces it by rename instead.
+    Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len) })
+}
