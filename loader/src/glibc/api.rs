@@ -30,7 +30,7 @@ pub struct Hooks {
 pub fn install(l: &Layout, hooks: &Hooks) {
     // SAFETY: the exported block is larger than the table's struct
     // (checked when `rtld::fill_globals` filled it).
-    let ro = unsafe { Raw::new(super::rtld::_rtld_global_ro.addr()) };
+    let ro = unsafe { Raw::new(super::globals::_rtld_global_ro.addr()) };
     let r = &l.rtld_global_ro;
     ro.put(r._dl_debug_printf, noop as *const () as u64);
     ro.put(r._dl_mcount, _dl_mcount as *const () as u64);
@@ -52,7 +52,7 @@ pub fn install(l: &Layout, hooks: &Hooks) {
 pub fn finish(l: &'static Layout, ns: &Namespace, libc: DsoId) -> usize {
     super::runtime::start(l, ns, libc);
     // SAFETY: as in `install`.
-    let ro = unsafe { Raw::new(super::rtld::_rtld_global_ro.addr()) };
+    let ro = unsafe { Raw::new(super::globals::_rtld_global_ro.addr()) };
     // libc before 2.37 has its own catch machinery, which GLRO(dl_catch_error)
     // must use; later ones rely on the loader's (catch.rs).
     let catch = symbol_in(ns, libc, b"_dl_catch_error");
@@ -266,7 +266,7 @@ unsafe extern "C" fn readonly_area(ptr: usize, size: usize) -> i32 {
     let (relro, relro_size) = (map.get(lm.l_relro_addr) as usize, map.get(lm.l_relro_size) as usize);
     // SAFETY: `_rtld_global_ro` is at least as large as the table's struct
     // (checked when it was filled).
-    let page = unsafe { Raw::new(super::rtld::_rtld_global_ro.addr()) }.get(r.layout.rtld_global_ro._dl_pagesize) as usize;
+    let page = unsafe { Raw::new(super::globals::_rtld_global_ro.addr()) }.get(r.layout.rtld_global_ro._dl_pagesize) as usize;
     if !page.is_power_of_two() {
         return not_found as i32;
     }
@@ -561,7 +561,7 @@ pub unsafe extern "C" fn _dl_get_tls_static_info(size: *mut usize, align: *mut u
 #[cfg_attr(feature = "rtld", no_mangle)]
 pub extern "C" fn _dl_x86_get_cpu_features() -> usize {
     match rt().map(|r| (r.layout.arch, r.layout.rtld_global_ro._dl_x86_cpu_features)) {
-        Some((Arch::X86_64, Some(f))) => super::rtld::_rtld_global_ro.addr() + f.off as usize,
+        Some((Arch::X86_64, Some(f))) => super::globals::_rtld_global_ro.addr() + f.off as usize,
         _ => 0,
     }
 }

@@ -71,12 +71,12 @@ pub unsafe extern "C" fn _dl_make_stack_executable(stack_endp: *mut usize) -> i3
     }
     // SAFETY: the caller's pointer (see above).
     let end = unsafe { *stack_endp };
-    if end == 0 || end != super::rtld::__libc_stack_end.load(Ordering::Relaxed) {
+    if end == 0 || end != super::globals::__libc_stack_end.load(Ordering::Relaxed) {
         return EPERM;
     }
     let Some(l) = super::runtime::layout() else { return EPERM };
     // SAFETY: the exported blocks are larger than the structs (checked at start-up).
-    let (g, ro) = unsafe { (Raw::new(super::rtld::_rtld_global.addr()), Raw::new(super::rtld::_rtld_global_ro.addr())) };
+    let (g, ro) = unsafe { (Raw::new(super::globals::_rtld_global.addr()), Raw::new(super::globals::_rtld_global_ro.addr())) };
     let page = (ro.get(l.rtld_global_ro._dl_pagesize) as usize).max(4096);
     let start = end & !(page - 1);
     // SAFETY: the page holding the initial stack pointer; PROT_GROWSDOWN
@@ -103,7 +103,7 @@ pub unsafe extern "C" fn _dl_make_stack_executable(stack_endp: *mut usize) -> i3
 pub fn init_static_tls(l: &Layout, link_map: usize) {
     let Some(f) = l.rtld_global._dl_init_static_tls else { return };
     // SAFETY: the exported block is larger than the struct (checked at start-up).
-    let g = unsafe { Raw::new(super::rtld::_rtld_global.addr()) };
+    let g = unsafe { Raw::new(super::globals::_rtld_global.addr()) };
     let hook = g.get(f) as usize;
     if hook == 0 {
         return;

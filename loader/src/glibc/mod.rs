@@ -10,6 +10,7 @@ pub mod catch;
 pub mod cpu;
 pub mod dlerror;
 pub mod fingerprint;
+pub mod globals;
 pub mod installed;
 pub mod layout;
 pub mod layouts;

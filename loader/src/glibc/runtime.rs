@@ -110,7 +110,7 @@ pub fn libc_free(p: usize) {
 /// `argv[0]` as glibc's loader knows it (`_dl_argv[0]`, glibc's
 /// `rtld_progname`), NUL-terminated, once start-up has set it.
 pub fn argv0() -> Option<&'static [u8]> {
-    let argv = super::rtld::_dl_argv.load(core::sync::atomic::Ordering::Relaxed);
+    let argv = super::globals::_dl_argv.load(core::sync::atomic::Ordering::Relaxed);
     if argv == 0 {
         return None;
     }
