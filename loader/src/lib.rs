@@ -5,10 +5,12 @@
 //! `ld-cah.so`. Pure modules (ELF views, search order, file formats) are
 //! compiled into the host tool `cah` and tested on the host too.
 //!
-//! Stages, in the order data flows: [`sys`] (the kernel) → [`elf`] (views)
-//! → [`map`] (segments) → [`verify`] (digests, lock, hash cache) → [`link`]
-//! (closure, search, lookup) → [`reloc`] → [`tls`] → [`glibc`] →
-//! [`init`] → [`start`] (the driver). [`arch`] holds what differs by
+//! Stages, in the order data flows (docs/architecture.md): [`sys`] (the
+//! kernel) → [`elf`] (views) → [`map`] (segments) → [`tls`] → [`verify`]
+//! (digests, lock, hash cache) → [`link`] (closure, search, lookup) →
+//! [`reloc`] → [`glibc`] → [`process`] (the one owner of the loader's state)
+//! → [`init`] → [`pipeline`] (linking, shared by start-up and `dlopen`) →
+//! [`dlopen`] → [`start`] (the driver). [`arch`] holds what differs by
 //! architecture.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
