@@ -155,6 +155,8 @@ fn load_and_link(
         bind_now: search.bind_now || mode & RTLD_BINDING_MASK == RTLD_NOW,
         progname: program_name(),
         hwcap: search.hwcap,
+        plan: None,
+        record: false,
     };
     pipeline::relocate(ns, &order, &binding)?;
     copy_tls_images(ns, &new);

@@ -85,6 +85,7 @@ fn try_path(
                 rejected.push(Rejected { path: path.to_vec(), why });
             })?;
             d.file_id = Some((st.dev, st.ino));
+            d.identity = Some(crate::verify::runtime::identity(&st));
             Ok(Some(ns.insert(d)))
         }
         Err(why) if why.starts_with("wrong machine") || why.starts_with("wrong ELF class") => {

@@ -65,6 +65,8 @@ pub struct Dso {
     pub relro: Option<(usize, usize)>,
     /// `(st_dev, st_ino)` of the file, to notice one file under two names.
     pub file_id: Option<(u64, u64)>,
+    /// The file's full identity when it was opened (the binding plan's key).
+    pub identity: Option<crate::verify::identity::FileIdentity>,
     /// Direct dependencies, `DT_NEEDED` order, without repeats.
     pub deps: Vec<usize>,
     /// The object whose `DT_NEEDED` brought this one in (for `DT_RPATH`).
@@ -139,6 +141,7 @@ impl Dso {
             tls,
             relro,
             file_id: None,
+            identity: None,
             deps: Vec::new(),
             loaded_by: None,
             nsyms,

@@ -14,6 +14,8 @@
 //! relocation outside the object's writable segments is an error, not a
 //! write.
 
+pub mod plan;
+
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -79,6 +81,8 @@ pub struct Stats {
     pub relative: usize,
     pub symbolic: usize,
     pub lookups: usize,
+    /// References bound by the binding plan instead of a lookup.
+    pub planned: usize,
 }
 
 /// Relocation state across objects.
@@ -95,6 +99,11 @@ pub struct Engine<'a> {
     /// `argv[0]`, which glibc's warnings start with (`RTLD_PROGNAME`).
     pub progname: &'a str,
     resolve_ifunc: Resolve<'a>,
+    /// A binding plan to obey (warm start): references it covers need no
+    /// lookup.
+    pub plan: Option<&'a plan::Plan>,
+    /// Where resolutions are recorded for a plan (cold start).
+    pub recorder: Option<plan::Recorder>,
     /// Objects this engine has relocated (glibc's `l_relocated`, which the
     /// namespace's `relocated` flags only get once every object is done).
     done: Vec<bool>,
@@ -147,6 +156,8 @@ impl<'a> Engine<'a> {
             bind_now: false,
             progname: "<program name unknown>",
             resolve_ifunc,
+            plan: None,
+            recorder: None,
             done: vec![false; ns.objs.len()],
         }
     }
@@ -288,6 +299,14 @@ impl<'a> Engine<'a> {
                 return Ok((sym, r));
             }
         }
+        let pkey = plan::entry_key(symidx, class);
+        if let Some(r) = self.plan.and_then(|p| p.get(id, pkey)).and_then(|b| self.planned(&sym, b)) {
+            self.stats.planned += 1;
+            if cacheable {
+                cache.put(key, r);
+            }
+            return Ok((sym, r));
+        }
         let Some(name) = d.string(sym.st_name as usize) else {
             return Err(err!(d.display_name(), "symbol name outside the string table"));
         };
@@ -314,7 +333,25 @@ impl<'a> Engine<'a> {
         if cacheable {
             cache.put(key, r);
         }
+        if let Some(rec) = self.recorder.as_mut() {
+            rec.record(id, pkey, r.map(|def| (def.obj, def.idx)));
+        }
         Ok((sym, r))
+    }
+
+    /// A plan's binding, if it still makes sense here: the object and
+    /// symbol exist and the symbol is defined (or the reference is weak).
+    /// Anything else falls back to a lookup.
+    fn planned(&self, referenced: &Sym, b: plan::Binding) -> Option<Resolved> {
+        let Some((obj, idx)) = b else {
+            return (referenced.bind() == STB_WEAK).then_some(None);
+        };
+        let d = self.ns.objs.get(obj)?;
+        if d.removed || idx == 0 || idx as usize >= d.nsyms {
+            return None;
+        }
+        let sym = symbol(&d.img, &d.dyn_info, idx)?;
+        (sym.st_shndx != SHN_UNDEF).then_some(Some(Def { obj, sym, idx }))
     }
 
     /// `R_*_IRELATIVE`: the object's own resolver at `base + addend`.
