@@ -14,6 +14,8 @@
 //! relocation outside the object's writable segments is an error, not a
 //! write.
 
+pub mod reference;
+
 use alloc::vec;
 use alloc::vec::Vec;
 
