@@ -128,11 +128,32 @@ fn decode(machine: u16, r_type: u32) -> Option<(Formula, Class)> {
 }
 
 /// One entry of a dynamic symbol table, decoded.
+#[derive(Clone, Default)]
 struct Entry {
     name: Vec<u8>,
     sym: Sym,
     /// Its `DT_VERSYM` entry, if the object has that table.
     versym: Option<u16>,
+}
+
+/// Symbol `i` of object `id`'s dynamic symbol table, read field by field.
+fn entry(ns: &Namespace, id: DsoId, i: usize) -> Option<Entry> {
+    let d = &ns.objs[id];
+    let di = &d.dyn_info;
+    let b = d.img.bytes(di.symtab.checked_add(i.checked_mul(24)?)?, 24)?;
+    let le32 = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    let le64 = |o: usize| u64::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3], b[o + 4], b[o + 5], b[o + 6], b[o + 7]]);
+    let sym = Sym {
+        st_name: le32(0),
+        st_info: b[4],
+        st_other: b[5],
+        st_shndx: u16::from_le_bytes([b[6], b[7]]),
+        st_value: le64(8),
+        st_size: le64(16),
+    };
+    let name = d.img.cstr(di.strtab.checked_add(sym.st_name as usize)?, di.strtab.saturating_add(di.strsz))?.to_vec();
+    let versym = if di.versym != 0 { Some(d.img.u16(di.versym + i * 2)?) } else { None };
+    Some(Entry { name, sym, versym })
 }
 
 /// A definition found for a reference: object and symbol index.
@@ -161,13 +182,7 @@ pub struct Reference<'a> {
 }
 
 impl<'a> Reference<'a> {
-    pub fn new(
-        ns: &'a Namespace,
-        scope: &'a [DsoId],
-        machine: u16,
-        tlsdesc: (usize, usize),
-        resolve_ifunc: Resolve<'a>,
-    ) -> Reference<'a> {
+    pub fn new(ns: &'a Namespace, scope: &'a [DsoId], machine: u16, tlsdesc: (usize, usize), resolve_ifunc: Resolve<'a>) -> Reference<'a> {
         Reference {
             ns,
             scope,
@@ -181,39 +196,39 @@ impl<'a> Reference<'a> {
         }
     }
 
-    /// Decodes object `id`'s dynamic symbol table, every entry in order.
+    /// Decodes object `id`'s dynamic symbol table: the symbols its hash
+    /// table covers, every one in order (the ones a lookup may find).
     fn table(&mut self, id: DsoId) -> &[Entry] {
         if self.tables[id].is_none() {
             let d = &self.ns.objs[id];
-            let di = &d.dyn_info;
-            let mut out = Vec::new();
-            for i in 0..d.nsyms {
-                let at = di.symtab + i * 24;
-                let b = d.img.bytes(at, 24).unwrap_or(&[0; 24]);
-                let le32 = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-                let le64 = |o: usize| u64::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3], b[o + 4], b[o + 5], b[o + 6], b[o + 7]]);
-                let sym = Sym {
-                    st_name: le32(0),
-                    st_info: b[4],
-                    st_other: b[5],
-                    st_shndx: u16::from_le_bytes([b[6], b[7]]),
-                    st_value: le64(8),
-                    st_size: le64(16),
-                };
-                let name = d.img.cstr(di.strtab + sym.st_name as usize, di.strtab + di.strsz).unwrap_or(b"").to_vec();
-                let versym = (di.versym != 0).then(|| d.img.u16(di.versym + i * 2).unwrap_or(0));
-                out.push(Entry { name, sym, versym });
-            }
-            self.tables[id] = Some(out);
+            self.tables[id] = Some((0..d.nsyms).map(|i| entry(self.ns, id, i).unwrap_or_default()).collect());
         }
         self.tables[id].as_deref().unwrap_or(&[])
+    }
+
+    /// Symbol `idx` of object `id`, which a relocation names: it may lie
+    /// past the symbols a hash table covers (an undefined symbol of an
+    /// executable whose GNU hash table is empty).
+    fn referenced(&mut self, id: DsoId, idx: usize) -> Option<Entry> {
+        match self.table(id).get(idx) {
+            Some(e) => Some(e.clone()),
+            None => entry(self.ns, id, idx),
+        }
     }
 
     /// glibc's `check_match` for symbol `idx` of object `obj`: whether it
     /// defines `name` (in version `want`) for a reference of `class`.
     /// `versioned` counts, for an unversioned reference, the non-hidden
     /// versioned definitions passed over, and remembers the first.
-    fn matches(&mut self, obj: DsoId, idx: usize, name: &[u8], want: Option<&VersionReq>, class: Class, versioned: &mut (u32, Option<usize>)) -> bool {
+    fn matches(
+        &mut self,
+        obj: DsoId,
+        idx: usize,
+        name: &[u8],
+        want: Option<&VersionReq>,
+        class: Class,
+        versioned: &mut (u32, Option<usize>),
+    ) -> bool {
         let versions = &self.ns.objs[obj].versions;
         let e = &self.table(obj)[idx];
         let s = e.sym;
@@ -305,10 +320,10 @@ impl<'a> Reference<'a> {
     fn bind(&mut self, id: DsoId, symidx: usize, class: Class) -> Result<Option<Found>, String> {
         let ns = self.ns;
         let d = &ns.objs[id];
-        let Some(r) = self.table(id).get(symidx) else {
+        let Some(r) = self.referenced(id, symidx) else {
             return Err(alloc::format!("symbol index {symidx} outside the symbol table"));
         };
-        let (rsym, rversym, name) = (r.sym, r.versym, r.name.clone());
+        let (rsym, rversym, name) = (r.sym, r.versym, r.name);
         if symidx == 0 || rsym.bind() == STB_LOCAL || rsym.visibility() != STV_DEFAULT {
             return Ok(Some(Found { obj: id, idx: symidx }));
         }
@@ -327,10 +342,15 @@ impl<'a> Reference<'a> {
         }
     }
 
+    /// The symbol of a definition.
+    fn sym(&mut self, f: Found) -> Sym {
+        self.referenced(f.obj, f.idx).map_or(Sym::default(), |e| e.sym)
+    }
+
     /// The run-time address of a definition (`B + S`, or `S` for
     /// `SHN_ABS`).
     fn address(&mut self, f: Found) -> u64 {
-        let s = self.table(f.obj)[f.idx].sym;
+        let s = self.sym(f);
         if s.st_shndx == SHN_ABS {
             s.st_value
         } else {
@@ -394,7 +414,7 @@ impl<'a> Reference<'a> {
                 };
                 let (r_type, symidx) = (info as u32, (info >> 32) as usize);
                 let place = d.base.wrapping_add(offset as usize);
-                let sym_name = self.table(id).get(symidx).map(|e| String::from_utf8_lossy(&e.name).into_owned()).unwrap_or_default();
+                let sym_name = self.referenced(id, symidx).map(|e| String::from_utf8_lossy(&e.name).into_owned()).unwrap_or_default();
                 let what = alloc::format!("{table} entry {i} (type {r_type}, symbol {symidx} `{sym_name}')");
                 let Some((formula, class)) = decode(self.machine, r_type) else {
                     return Err(alloc::format!("{what}: unsupported relocation type"));
@@ -420,7 +440,7 @@ impl<'a> Reference<'a> {
                         let s = match f {
                             None => 0,
                             Some(f) => {
-                                let def = self.table(f.obj)[f.idx].sym;
+                                let def = self.sym(f);
                                 let addr = self.address(f);
                                 if def.kind() == STT_GNU_IFUNC && def.st_shndx != SHN_UNDEF {
                                     (self.resolve_ifunc)(addr as usize) as u64
@@ -435,8 +455,8 @@ impl<'a> Reference<'a> {
                         let f = self.bind(id, symidx, class).map_err(|e| alloc::format!("{what}: {e}"))?;
                         let f = f.ok_or_else(|| alloc::format!("{what}: copy relocation against an undefined symbol"))?;
                         let from = self.address(f) as usize;
-                        let size = self.table(f.obj)[f.idx].sym.st_size;
-                        let len = self.table(id)[symidx].sym.st_size.min(size) as usize;
+                        let size = self.sym(f).st_size;
+                        let len = self.referenced(id, symidx).map_or(0, |e| e.sym.st_size).min(size) as usize;
                         out.push(Write { at: place, value: Value::Copy { from, len }, what: what.clone() });
                     }
                     Formula::DtpMod | Formula::DtpOff | Formula::TpOff | Formula::TlsDesc => {
@@ -444,7 +464,7 @@ impl<'a> Reference<'a> {
                         let Some(f) = f else {
                             return Err(alloc::format!("{what}: TLS reference to an undefined weak symbol (not modelled)"));
                         };
-                        let s = self.table(f.obj)[f.idx].sym.st_value;
+                        let s = self.sym(f).st_value;
                         let module = ns.objs[f.obj].tls.ok_or_else(|| alloc::format!("{what}: the definer has no PT_TLS"))?;
                         // Variant I (aarch64) blocks lie above the thread
                         // pointer, variant II (x86_64) below it.
