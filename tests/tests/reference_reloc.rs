@@ -19,7 +19,7 @@ use ld_cah::arch::{ArchInfo, TlsVariant};
 use ld_cah::link::closure::{self, Config, Preload};
 use ld_cah::link::search::{SearchEnv, Tokens};
 use ld_cah::link::{Dso, DsoId, Kind, Namespace};
-use ld_cah::reloc::reference::{self, Reference};
+use ld_cah::reloc::reference::{self, Reference, Value, Write};
 use ld_cah::reloc::{Engine, Target};
 use ld_cah::{map, sys, tls};
 
@@ -125,11 +125,18 @@ fn order(ns: &Namespace) -> Vec<DsoId> {
 struct Counts {
     objects: usize,
     writes: usize,
+    kinds: reference::Counts,
 }
+
+/// What a test may do to the relocated memory before it is compared:
+/// given the namespace and, per object, the reference's writes and the
+/// snapshot of its writable segments.
+type Tamper<'t> = &'t dyn Fn(&Namespace, &[(DsoId, Vec<Write>, Snapshot)]);
+type Snapshot = Vec<(usize, Vec<u8>)>;
 
 /// Relocates `case`'s closure with the engine and compares with the
 /// reference; returns what was compared, or every mismatch.
-fn differential(case: &Case, break_engine: Option<&dyn Fn(&Namespace)>) -> Result<Counts, Vec<String>> {
+fn differential(case: &Case, tamper: Option<Tamper<'_>>) -> Result<Counts, Vec<String>> {
     let ns = load(case);
     let order = order(&ns);
     let scope = ns.scope.clone();
@@ -143,12 +150,13 @@ fn differential(case: &Case, break_engine: Option<&dyn Fn(&Namespace)>) -> Resul
         expected.push((id, writes, reference::snapshot(&ns, id)));
     }
 
+    let r_counts = r.counts;
     let mut engine = Engine::new(&ns, &scope, case.target, &resolve);
     for &id in &order {
         engine.relocate(id).unwrap_or_else(|e| panic!("{}: engine: {}", case.name, e.message));
     }
-    if let Some(f) = break_engine {
-        f(&ns);
+    if let Some(f) = tamper {
+        f(&ns, &expected);
     }
 
     let no_dynamic_tls = |_: usize| None;
@@ -161,7 +169,7 @@ fn differential(case: &Case, break_engine: Option<&dyn Fn(&Namespace)>) -> Resul
         }
     }
     if bad.is_empty() {
-        Ok(Counts { objects: expected.len(), writes })
+        Ok(Counts { objects: expected.len(), writes, kinds: r_counts })
     } else {
         Err(bad)
     }
@@ -211,16 +219,20 @@ fn aarch64_case() -> Case {
     }
 }
 
-fn check(case: &Case) {
+fn check(case: &Case) -> reference::Counts {
     let started = std::time::Instant::now();
     match differential(case, None) {
-        Ok(c) => eprintln!(
-            "{}: {} objects, {} relocation writes agree ({:.1} s)",
-            case.name,
-            c.objects,
-            c.writes,
-            started.elapsed().as_secs_f64()
-        ),
+        Ok(c) => {
+            eprintln!(
+                "{}: {} objects, {} relocation writes agree ({:.1} s): {:?}",
+                case.name,
+                c.objects,
+                c.writes,
+                started.elapsed().as_secs_f64(),
+                c.kinds
+            );
+            c.kinds
+        }
         Err(bad) => panic!("{} mismatches, the first:\n{}", bad.len(), bad.iter().take(20).cloned().collect::<Vec<_>>().join("\n")),
     }
 }
@@ -235,4 +247,34 @@ fn engine_matches_the_reference_on_x86_64_closures() {
 #[test]
 fn engine_matches_the_reference_on_an_aarch64_closure() {
     check(&aarch64_case());
+}
+
+/// The comparison can fail: one relocated word changed after the engine
+/// ran (a symbolic one, the program's) and one byte no relocation writes
+/// are both reported, and nothing else is.
+#[test]
+fn a_wrong_word_or_a_stray_write_is_caught() {
+    let case = aarch64_case();
+    let tamper = |ns: &Namespace, expected: &[(DsoId, Vec<Write>, Snapshot)]| {
+        let (id, writes, before) = &expected.iter().find(|(id, _, _)| *id == ns.main).expect("the program is relocated");
+        let d = &ns.objs[*id];
+        let w = writes.iter().rev().find(|w| w.what.contains("DT_JMPREL") && matches!(w.value, Value::Word(_))).expect("a PLT slot");
+        assert!(d.img.write_u64(w.at, d.img.u64(w.at).unwrap() ^ 0x10));
+        // The last word of the last writable segment that no relocation
+        // writes.
+        let (start, bytes) = before.last().unwrap();
+        let stray = (*start..start + bytes.len() - 8)
+            .rev()
+            .step_by(8)
+            .find(|&a| !writes.iter().any(|w| w.at <= a + 8 && a < w.at + 8))
+            .expect("an unrelocated word");
+        assert!(d.img.write_u64(stray, d.img.u64(stray).unwrap() ^ 1));
+    };
+    let bad = match differential(&case, Some(&tamper)) {
+        Ok(_) => panic!("two changed words went unnoticed"),
+        Err(bad) => bad,
+    };
+    assert_eq!(bad.len(), 2, "{bad:#?}");
+    assert!(bad[0].contains("DT_JMPREL entry"), "{}", bad[0]);
+    assert!(bad[1].contains("no relocation writes here"), "{}", bad[1]);
 }

@@ -163,6 +163,31 @@ struct Found {
     idx: usize,
 }
 
+/// How many relocations of each kind the reference computed: a test
+/// checks that the closure it ran on exercised each.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counts {
+    pub relr: usize,
+    pub relative: usize,
+    /// `S` or `S + A` bound to a definition (not an IFUNC).
+    pub symbolic: usize,
+    /// ... bound to an undefined weak symbol.
+    pub weak_undefined: usize,
+    /// ... bound to an `STT_GNU_IFUNC`.
+    pub ifunc: usize,
+    pub irelative: usize,
+    pub copy: usize,
+    /// `DTPMOD`, `DTPOFF`, `TPOFF`, `TLSDESC`.
+    pub tls: usize,
+    /// PLT slots of missing functions (lazy binding's error stub).
+    pub missing: usize,
+    /// Lookups that met an `STB_GNU_UNIQUE` definition.
+    pub unique: usize,
+    /// Lookups that bound to another object than the first in the scope
+    /// that has the name: versions, classes or visibility decided.
+    pub passed_over: usize,
+}
+
 /// The reference relocator for one namespace and scope.
 pub struct Reference<'a> {
     ns: &'a Namespace,
@@ -179,6 +204,7 @@ pub struct Reference<'a> {
     /// `STB_GNU_UNIQUE` names bound so far, and to what, in the order the
     /// lookups happened (so objects must be asked for in relocation order).
     unique: Vec<(Vec<u8>, Found)>,
+    pub counts: Counts,
 }
 
 impl<'a> Reference<'a> {
@@ -193,6 +219,7 @@ impl<'a> Reference<'a> {
             resolve_ifunc,
             tables: (0..ns.objs.len()).map(|_| None).collect(),
             unique: Vec::new(),
+            counts: Counts::default(),
         }
     }
 
@@ -279,6 +306,8 @@ impl<'a> Reference<'a> {
     /// glibc's `do_lookup_x` over `scope`: the first object, in order,
     /// that defines `name`.
     fn search(&mut self, scope: &[DsoId], name: &[u8], want: Option<&VersionReq>, class: Class, referrer: Found) -> Option<Found> {
+        // Whether an earlier object defines the name but did not match.
+        let mut passed = false;
         for &obj in scope {
             let d = &self.ns.objs[obj];
             if d.removed || (class == Class::Copy && d.kind == Kind::Main) {
@@ -295,13 +324,19 @@ impl<'a> Reference<'a> {
             if found.is_none() && versioned.0 == 1 {
                 found = versioned.1;
             }
-            let Some(idx) = found else { continue };
+            let Some(idx) = found else {
+                passed |= self.table(obj).iter().any(|e| e.name == name && e.sym.st_shndx != SHN_UNDEF);
+                continue;
+            };
             let s = self.table(obj)[idx].sym;
             if matches!(s.visibility(), STV_HIDDEN | STV_INTERNAL) {
+                passed = true;
                 continue;
             }
+            self.counts.passed_over += usize::from(passed);
             let here = Found { obj, idx };
             if s.bind() == STB_GNU_UNIQUE {
+                self.counts.unique += 1;
                 // One definition per process: the first one bound.
                 if let Some((_, first)) = self.unique.iter().find(|(n, _)| n == name) {
                     return Some(if class == Class::Copy { here } else { *first });
@@ -388,6 +423,7 @@ impl<'a> Reference<'a> {
                 let at = d.base + off as usize;
                 let v = d.img.u64(at).ok_or("DT_RELR place outside the object")?;
                 out.push(Write { at, value: Value::Word(v.wrapping_add(base)), what: alloc::format!("DT_RELR entry {i}") });
+                self.counts.relr += 1;
             }
         }
         // A missing function is an error only when called, unless the
@@ -422,8 +458,12 @@ impl<'a> Reference<'a> {
                 let word = |v: u64| Write { at: place, value: Value::Word(v), what: what.clone() };
                 match formula {
                     Formula::None => {}
-                    Formula::Relative => out.push(word(base.wrapping_add(addend))),
+                    Formula::Relative => {
+                        self.counts.relative += 1;
+                        out.push(word(base.wrapping_add(addend)));
+                    }
                     Formula::IRelative => {
+                        self.counts.irelative += 1;
                         let v = (self.resolve_ifunc)(d.base.wrapping_add(addend as usize));
                         out.push(word(v as u64));
                     }
@@ -432,19 +472,25 @@ impl<'a> Reference<'a> {
                         let f = match self.bind(id, symidx, class) {
                             Ok(f) => f,
                             Err(e) if plt && lazy && e.starts_with("undefined symbol") => {
+                                self.counts.missing += 1;
                                 out.push(word(super::missing_function as *const () as u64));
                                 continue;
                             }
                             Err(e) => return Err(alloc::format!("{what}: {e}")),
                         };
                         let s = match f {
-                            None => 0,
+                            None => {
+                                self.counts.weak_undefined += 1;
+                                0
+                            }
                             Some(f) => {
                                 let def = self.sym(f);
                                 let addr = self.address(f);
                                 if def.kind() == STT_GNU_IFUNC && def.st_shndx != SHN_UNDEF {
+                                    self.counts.ifunc += 1;
                                     (self.resolve_ifunc)(addr as usize) as u64
                                 } else {
+                                    self.counts.symbolic += 1;
                                     addr
                                 }
                             }
@@ -457,6 +503,7 @@ impl<'a> Reference<'a> {
                         let from = self.address(f) as usize;
                         let size = self.sym(f).st_size;
                         let len = self.referenced(id, symidx).map_or(0, |e| e.sym.st_size).min(size) as usize;
+                        self.counts.copy += 1;
                         out.push(Write { at: place, value: Value::Copy { from, len }, what: what.clone() });
                     }
                     Formula::DtpMod | Formula::DtpOff | Formula::TpOff | Formula::TlsDesc => {
@@ -464,6 +511,7 @@ impl<'a> Reference<'a> {
                         let Some(f) = f else {
                             return Err(alloc::format!("{what}: TLS reference to an undefined weak symbol (not modelled)"));
                         };
+                        self.counts.tls += 1;
                         let s = self.sym(f).st_value;
                         let module = ns.objs[f.obj].tls.ok_or_else(|| alloc::format!("{what}: the definer has no PT_TLS"))?;
                         // Variant I (aarch64) blocks lie above the thread
