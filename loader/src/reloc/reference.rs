@@ -601,7 +601,8 @@ pub fn compare(
                 covered.push((w.at, 8));
                 match d.img.u64(w.at) {
                     Some(got) if got == v => {}
-                    got => out.push(miss(alloc::format!("{v:#x}"), alloc::format!("{got:#x?}"))),
+                    Some(got) => out.push(miss(alloc::format!("{v:#x}"), alloc::format!("{got:#x}"))),
+                    None => out.push(miss(alloc::format!("{v:#x}"), String::from("an unreadable place"))),
                 }
             }
             Value::Copy { from, len } => {
