@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cah_tests::{debian_sysroot, root};
+use cah_tests::{debian_sysroot, fixture_dir, root, Arch};
 use ld_cah::arch::aarch64::Aarch64;
 use ld_cah::arch::x86_64::X86_64;
 use ld_cah::arch::{ArchInfo, TlsVariant};
@@ -34,12 +34,14 @@ fn stub_resolver(resolver: usize) -> usize {
     resolver ^ 0x5a5a_5a5a
 }
 
-/// What differs between the two closures.
+/// One closure to relocate.
 struct Case {
-    name: &'static str,
-    /// The root file system the libraries come from.
+    name: String,
+    /// The root file system the libraries and the loader come from.
     root: PathBuf,
-    program: &'static str,
+    program: PathBuf,
+    /// Searched before the root's library directories.
+    library_path: Vec<Vec<u8>>,
     preloads: &'static [&'static str],
     machine: u16,
     target: Target,
@@ -55,15 +57,22 @@ fn mapped(path: &Path, machine: u16) -> map::Mapped {
     map::map_file(&fd, machine, PAGE).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The program `path` of root `root`, which must exist.
+fn in_root(root: &Path, path: &str) -> PathBuf {
+    let p = root.join(path.trim_start_matches('/'));
+    assert!(p.exists(), "{} is missing: run `cargo xtask test` once to download the test roots", p.display());
+    p
+}
+
 /// Maps the program and its closure as start-up does (breadth-first
 /// from the program and its preloads; glibc's loader standing in for
-/// ld-cah), with module ids and static TLS offsets assigned.
-fn load(case: &Case) -> Namespace {
-    let program = case.root.join(case.program.trim_start_matches('/'));
-    assert!(program.exists(), "{} is missing: run `cargo xtask test` once to download the test roots", program.display());
+/// ld-cah), with module ids and static TLS offsets assigned; `Err` if the
+/// closure cannot be loaded (a fixture that tests exactly that).
+fn load(case: &Case) -> Result<Namespace, String> {
+    let program = &case.program;
     let mut ns = Namespace::default();
     let p = program.as_os_str().as_encoded_bytes().to_vec();
-    ns.objs.push(Dso::new(Kind::Main, Vec::new(), p, mapped(&program, case.machine), PAGE).unwrap());
+    ns.objs.push(Dso::new(Kind::Main, Vec::new(), p, mapped(program, case.machine), PAGE).unwrap());
     ns.main = 0;
     // The multiarch directory, not `PT_INTERP`'s path: /lib64 may be a
     // link that leads out of the root.
@@ -82,7 +91,7 @@ fn load(case: &Case) -> Namespace {
     let names: [&[u8]; 2] = [case.interp.as_bytes(), interp_base.as_bytes()];
     let cfg = Config {
         env: SearchEnv {
-            library_path: &[],
+            library_path: &case.library_path,
             cache: None,
             cache_flags: 0,
             default_dirs: &dirs,
@@ -93,8 +102,8 @@ fn load(case: &Case) -> Namespace {
         loader_names: &names,
     };
     let preloads: Vec<Preload<'_>> = case.preloads.iter().map(|n| Preload { name: n.as_bytes().to_vec(), source: "test" }).collect();
-    closure::load_all(&mut ns, &cfg, &preloads).unwrap_or_else(|e| panic!("{}: {}", case.name, e.message));
-    closure::check_versions(&ns).unwrap_or_else(|e| panic!("{}: {}", case.name, e.message));
+    closure::load_all(&mut ns, &cfg, &preloads).map_err(|e| e.message.clone())?;
+    closure::check_versions(&ns).map_err(|e| e.message.clone())?;
 
     // Module ids in start-up's order (the program first), then static TLS.
     let mut order = vec![ns.main];
@@ -110,7 +119,7 @@ fn load(case: &Case) -> Namespace {
     for (m, &i) in modules.iter().zip(&ids) {
         ns.objs[i].tls = Some(*m);
     }
-    ns
+    Ok(ns)
 }
 
 /// glibc's start-up relocation order for `ns` (libc first since 2.39,
@@ -134,26 +143,75 @@ struct Counts {
 type Tamper<'t> = &'t dyn Fn(&Namespace, &[(DsoId, Vec<Write>, Snapshot)]);
 type Snapshot = Vec<(usize, Vec<u8>)>;
 
+/// A loaded closure, unmapped when dropped: one case's fixed-address
+/// program must not find the address taken by another's.
+struct Loaded(Namespace);
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        for d in &self.0.objs {
+            let start = d.map_start & !(PAGE - 1);
+            // SAFETY: the mapping belongs to this namespace alone, and
+            // nothing reads it after the namespace is dropped.
+            let _ = unsafe { sys::munmap(start, d.map_end - start) };
+        }
+    }
+}
+
+/// How a case ended when the two sides agree.
+enum Agreed {
+    /// Every write compared equal.
+    Relocated(Counts),
+    /// Both refused the same object (or the closure did not load).
+    Refused(String),
+}
+
 /// Relocates `case`'s closure with the engine and compares with the
 /// reference; returns what was compared, or every mismatch.
-fn differential(case: &Case, tamper: Option<Tamper<'_>>) -> Result<Counts, Vec<String>> {
-    let ns = load(case);
+fn differential(case: &Case, tamper: Option<Tamper<'_>>) -> Result<Agreed, Vec<String>> {
+    let loaded = match load(case) {
+        Ok(ns) => Loaded(ns),
+        Err(e) => return Ok(Agreed::Refused(format!("closure not loaded: {e}"))),
+    };
+    let ns = &loaded.0;
     let order = order(&ns);
     let scope = ns.scope.clone();
     let resolve = stub_resolver;
 
-    // The reference first, on the unrelocated objects.
+    // The reference first, on the unrelocated objects; it stops at the
+    // first object it finds an error in.
     let mut r = Reference::new(&ns, &scope, case.machine, TLSDESC, &resolve);
     let mut expected = Vec::new();
+    let mut ref_err = None;
     for &id in &order {
-        let writes = r.expected(id).unwrap_or_else(|e| panic!("{}: reference: {}: {e}", case.name, ns.objs[id].display_name()));
-        expected.push((id, writes, reference::snapshot(&ns, id)));
+        match r.expected(id) {
+            Ok(writes) => expected.push((id, writes, reference::snapshot(&ns, id))),
+            Err(e) => {
+                ref_err = Some((id, e));
+                break;
+            }
+        }
     }
 
-    let r_counts = r.counts;
     let mut engine = Engine::new(&ns, &scope, case.target, &resolve);
+    let mut engine_err = None;
     for &id in &order {
-        engine.relocate(id).unwrap_or_else(|e| panic!("{}: engine: {}", case.name, e.message));
+        if let Err(e) = engine.relocate(id) {
+            engine_err = Some((id, e.message.clone()));
+            break;
+        }
+    }
+    let name = |id: DsoId| ns.objs[id].display_name().to_string();
+    match (&ref_err, &engine_err) {
+        (None, None) => {}
+        (Some((a, re)), Some((b, ee))) if a == b => {
+            return Ok(Agreed::Refused(format!("{}: reference: {re}; engine: {ee}", name(*a))));
+        }
+        _ => {
+            let show =
+                |e: &Option<(DsoId, String)>| e.as_ref().map_or("relocated everything".to_string(), |(i, m)| format!("{}: {m}", name(*i)));
+            return Err(vec![format!("{}: the reference: {}; the engine: {}", case.name, show(&ref_err), show(&engine_err))]);
+        }
     }
     if let Some(f) = tamper {
         f(&ns, &expected);
@@ -169,60 +227,105 @@ fn differential(case: &Case, tamper: Option<Tamper<'_>>) -> Result<Counts, Vec<S
         }
     }
     if bad.is_empty() {
-        Ok(Counts { objects: expected.len(), writes, kinds: r_counts })
+        Ok(Agreed::Relocated(Counts { objects: expected.len(), writes, kinds: r.counts }))
     } else {
         Err(bad)
     }
 }
 
-fn x86_64_cases() -> Vec<Case> {
-    // Every debootstrap root `cargo xtask test` made: several toolchains.
+/// A case for `arch` with the libraries and loader of `root`.
+fn case(arch: Arch, name: String, root: PathBuf, program: PathBuf) -> Case {
+    let (machine, target, variant, interp, multiarch) = match arch {
+        Arch::X86_64 => {
+            (X86_64::MACHINE, Target::of::<X86_64>(TLSDESC.0, TLSDESC.1), X86_64::TLS_VARIANT, X86_64::GLIBC_INTERP, "x86_64-linux-gnu")
+        }
+        Arch::Aarch64 => (
+            Aarch64::MACHINE,
+            Target::of::<Aarch64>(TLSDESC.0, TLSDESC.1),
+            Aarch64::TLS_VARIANT,
+            Aarch64::GLIBC_INTERP,
+            "aarch64-linux-gnu",
+        ),
+    };
+    Case { name, root, program, library_path: Vec::new(), preloads: &[], machine, target, variant, interp, multiarch }
+}
+
+/// `apt` (C++: libapt-pkg, libstdc++, libgcc_s, libc and more, copy
+/// relocations in the program) from every Debian root `cargo xtask test`
+/// made (several toolchains), and `openssl` from the arm64 sysroot, which
+/// has no C++ program: `libstdc++.so.6` comes in as a preload (with libm
+/// and libgcc_s), as `LD_PRELOAD` would bring it.
+fn debian_cases() -> Vec<(Arch, Case)> {
     let roots = root().join("target/rootfs");
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&roots)
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&roots)
         .unwrap_or_else(|e| panic!("{}: {e}: run `cargo xtask test` once to download the test roots", roots.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("usr/bin/apt").exists())
         .collect();
-    names.sort();
-    assert!(!names.is_empty(), "no root file system with apt under {}", roots.display());
-    names
+    dirs.sort();
+    assert!(!dirs.is_empty(), "no root file system with apt under {}", roots.display());
+    let mut out: Vec<(Arch, Case)> = dirs
         .into_iter()
-        .map(|root| Case {
-            name: Box::leak(root.file_name().unwrap().to_string_lossy().into_owned().into_boxed_str()),
-            root,
-            // C++: libapt-pkg, libstdc++, libgcc_s, libc and more, with
-            // copy relocations in the program.
-            program: "/usr/bin/apt",
-            preloads: &[],
-            machine: X86_64::MACHINE,
-            target: Target::of::<X86_64>(TLSDESC.0, TLSDESC.1),
-            variant: X86_64::TLS_VARIANT,
-            interp: X86_64::GLIBC_INTERP,
-            multiarch: "x86_64-linux-gnu",
+        .map(|r| {
+            let name = r.file_name().unwrap().to_string_lossy().into_owned();
+            let program = in_root(&r, "/usr/bin/apt");
+            (Arch::X86_64, case(Arch::X86_64, name, r, program))
+        })
+        .collect();
+    let sysroot = debian_sysroot();
+    let program = in_root(&sysroot, "/usr/bin/openssl");
+    let mut arm = case(Arch::Aarch64, "bookworm-arm64".into(), sysroot, program);
+    arm.preloads = &["libstdc++.so.6"];
+    out.push((Arch::Aarch64, arm));
+    out
+}
+
+/// Every fixture program of `arch`, its libraries found in the fixture
+/// directory, the rest in the system (x86_64) or the sysroot (aarch64)
+/// they were built against.
+fn fixture_cases(arch: Arch) -> Vec<Case> {
+    let dir = fixture_dir(arch);
+    let mut programs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}: run `cargo xtask fixtures`", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            p.is_file() && !name.starts_with("lib") && !name.contains(".so") && !name.starts_with("bad_") && dynamic(p, arch)
+        })
+        .collect();
+    programs.sort();
+    assert!(programs.len() > 20, "{}: only {} fixture programs: run `cargo xtask fixtures`", dir.display(), programs.len());
+    let root = match arch {
+        Arch::X86_64 => PathBuf::from("/"),
+        Arch::Aarch64 => debian_sysroot(),
+    };
+    programs
+        .into_iter()
+        .map(|p| {
+            let name = format!("{}/{}", arch.name(), p.file_name().unwrap().to_string_lossy());
+            let mut c = case(arch, name, root.clone(), p);
+            c.library_path = vec![dir.as_os_str().as_encoded_bytes().to_vec()];
+            c
         })
         .collect()
 }
 
-fn aarch64_case() -> Case {
-    Case {
-        name: "bookworm-arm64",
-        root: debian_sysroot(),
-        // The sysroot has no C++ program: libstdc++ comes in as a preload
-        // (with libm and libgcc_s), as LD_PRELOAD would bring it.
-        program: "/usr/bin/openssl",
-        preloads: &["libstdc++.so.6"],
-        machine: Aarch64::MACHINE,
-        target: Target::of::<Aarch64>(TLSDESC.0, TLSDESC.1),
-        variant: Aarch64::TLS_VARIANT,
-        interp: Aarch64::GLIBC_INTERP,
-        multiarch: "aarch64-linux-gnu",
-    }
+/// Whether `path` is an ELF program for `arch` with a `PT_INTERP`
+/// (static programs have no relocations for a loader to make).
+fn dynamic(path: &Path, arch: Arch) -> bool {
+    let machine = if arch == Arch::X86_64 { X86_64::MACHINE } else { Aarch64::MACHINE };
+    let mut c = path.as_os_str().as_encoded_bytes().to_vec();
+    c.push(0);
+    let Ok(fd) = sys::open(&c, sys::O_RDONLY, 0) else { return false };
+    map::read_headers(&fd, machine).is_ok_and(|(_, phdrs, _)| phdrs.iter().any(|p| p.p_type == 3))
 }
 
-fn check(case: &Case) -> reference::Counts {
+/// Runs one case; the counts of what it relocated, or `None` if both
+/// sides refused it.
+fn check(case: &Case) -> Option<reference::Counts> {
     let started = std::time::Instant::now();
     match differential(case, None) {
-        Ok(c) => {
+        Ok(Agreed::Relocated(c)) => {
             eprintln!(
                 "{}: {} objects, {} relocation writes agree ({:.1} s): {:?}",
                 case.name,
@@ -231,22 +334,76 @@ fn check(case: &Case) -> reference::Counts {
                 started.elapsed().as_secs_f64(),
                 c.kinds
             );
-            c.kinds
+            Some(c.kinds)
+        }
+        Ok(Agreed::Refused(why)) => {
+            eprintln!("{}: not relocated: {why}", case.name);
+            None
         }
         Err(bad) => panic!("{} mismatches, the first:\n{}", bad.len(), bad.iter().take(20).cloned().collect::<Vec<_>>().join("\n")),
     }
 }
 
-#[test]
-fn engine_matches_the_reference_on_x86_64_closures() {
-    for case in x86_64_cases() {
-        check(&case);
-    }
+fn add(total: &mut reference::Counts, c: &reference::Counts) {
+    total.relr += c.relr;
+    total.relative += c.relative;
+    total.symbolic += c.symbolic;
+    total.weak_undefined += c.weak_undefined;
+    total.ifunc += c.ifunc;
+    total.irelative += c.irelative;
+    total.copy += c.copy;
+    total.tls += c.tls;
+    total.missing += c.missing;
+    total.unique += c.unique;
+    total.passed_over += c.passed_over;
 }
 
 #[test]
-fn engine_matches_the_reference_on_an_aarch64_closure() {
-    check(&aarch64_case());
+fn engine_matches_the_reference_on_debian_closures() {
+    let mut totals = [reference::Counts::default(), reference::Counts::default()];
+    for (arch, case) in debian_cases() {
+        let c = check(&case).unwrap_or_else(|| panic!("{}: a Debian program's closure must relocate", case.name));
+        add(&mut totals[arch as usize], &c);
+    }
+    // What the closures must have exercised, so that agreeing means
+    // something: every kind real programs have, on both arches.
+    for (arch, t) in Arch::ALL.iter().zip(&totals) {
+        let kinds = [
+            ("RELATIVE", t.relative),
+            ("symbolic", t.symbolic),
+            ("weak undefined", t.weak_undefined),
+            ("IFUNC", t.ifunc),
+            ("IRELATIVE", t.irelative),
+            ("TLS", t.tls),
+            ("STB_GNU_UNIQUE", t.unique),
+        ];
+        for (kind, n) in kinds {
+            assert!(n > 0, "{}: no {kind} relocation compared", arch.name());
+        }
+    }
+    let x = &totals[Arch::X86_64 as usize];
+    assert!(x.copy > 0 && x.relr > 0 && x.passed_over > 0, "x86_64: no COPY, DT_RELR or version-decided lookup compared: {x:?}");
+}
+
+#[test]
+fn engine_matches_the_reference_on_every_fixture() {
+    for arch in Arch::ALL {
+        let mut total = reference::Counts::default();
+        let (mut relocated, mut refused) = (0, Vec::new());
+        for case in fixture_cases(arch) {
+            match check(&case) {
+                Some(c) => {
+                    add(&mut total, &c);
+                    relocated += 1;
+                }
+                None => refused.push(case.name.clone()),
+            }
+        }
+        eprintln!("{}: {relocated} fixtures relocated alike, {} not relocated (by either): {refused:?}", arch.name(), refused.len());
+        // The fixtures built to test lazy binding, copy relocations and
+        // TLS must have been compared, not refused.
+        assert!(total.missing > 0 && total.copy > 0 && total.tls > 0, "{}: {total:?}", arch.name());
+    }
 }
 
 /// The comparison can fail: one relocated word changed after the engine
@@ -254,7 +411,7 @@ fn engine_matches_the_reference_on_an_aarch64_closure() {
 /// are both reported, and nothing else is.
 #[test]
 fn a_wrong_word_or_a_stray_write_is_caught() {
-    let case = aarch64_case();
+    let (_, case) = debian_cases().pop().expect("the arm64 case");
     let tamper = |ns: &Namespace, expected: &[(DsoId, Vec<Write>, Snapshot)]| {
         let (id, writes, before) = &expected.iter().find(|(id, _, _)| *id == ns.main).expect("the program is relocated");
         let d = &ns.objs[*id];
