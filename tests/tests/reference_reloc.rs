@@ -174,18 +174,18 @@ fn differential(case: &Case, tamper: Option<Tamper<'_>>) -> Result<Agreed, Vec<S
         Err(e) => return Ok(Agreed::Refused(format!("closure not loaded: {e}"))),
     };
     let ns = &loaded.0;
-    let order = order(&ns);
+    let order = order(ns);
     let scope = ns.scope.clone();
     let resolve = stub_resolver;
 
     // The reference first, on the unrelocated objects; it stops at the
     // first object it finds an error in.
-    let mut r = Reference::new(&ns, &scope, case.machine, TLSDESC, &resolve);
+    let mut r = Reference::new(ns, &scope, case.machine, TLSDESC, &resolve);
     let mut expected = Vec::new();
     let mut ref_err = None;
     for &id in &order {
         match r.expected(id) {
-            Ok(writes) => expected.push((id, writes, reference::snapshot(&ns, id))),
+            Ok(writes) => expected.push((id, writes, reference::snapshot(ns, id))),
             Err(e) => {
                 ref_err = Some((id, e));
                 break;
@@ -193,7 +193,7 @@ fn differential(case: &Case, tamper: Option<Tamper<'_>>) -> Result<Agreed, Vec<S
         }
     }
 
-    let mut engine = Engine::new(&ns, &scope, case.target, &resolve);
+    let mut engine = Engine::new(ns, &scope, case.target, &resolve);
     let mut engine_err = None;
     for &id in &order {
         if let Err(e) = engine.relocate(id) {
@@ -214,7 +214,7 @@ fn differential(case: &Case, tamper: Option<Tamper<'_>>) -> Result<Agreed, Vec<S
         }
     }
     if let Some(f) = tamper {
-        f(&ns, &expected);
+        f(ns, &expected);
     }
 
     let no_dynamic_tls = |_: usize| None;
@@ -222,7 +222,7 @@ fn differential(case: &Case, tamper: Option<Tamper<'_>>) -> Result<Agreed, Vec<S
     let mut writes = 0;
     for (id, w, before) in &expected {
         writes += w.len();
-        for m in reference::compare(&ns, *id, w, before, &no_dynamic_tls) {
+        for m in reference::compare(ns, *id, w, before, &no_dynamic_tls) {
             bad.push(format!("{}: {} +{:#x} ({}): expected {}, found {}", case.name, m.obj, m.at, m.what, m.expected, m.found));
         }
     }
