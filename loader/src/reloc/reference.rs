@@ -36,7 +36,9 @@
 //!   glibc's scope for such an object starts with it.
 //!
 //! What it shares with the engine: the mapped objects, their parsed
-//! dynamic sections and version tables ([`crate::elf::version`]), the TLS
+//! dynamic sections and version tables ([`crate::elf::version`]), how
+//! many symbols each hash table covers (`Dso::nsyms`: the ones glibc can
+//! find, which a lookup scans), the TLS
 //! module ids and offsets start-up assigned, and the IFUNC resolver
 //! callback (a test passes a deterministic stub to both, so no code of
 //! the objects runs).
@@ -642,4 +644,32 @@ pub fn compare(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relocation_types_have_the_psabi_formula_and_glibc_class() {
+        let f = |m, t| decode(m, t).map(|(f, c)| (f as u8, c as u8));
+        let (fc, pc, n) = (Formula::Copy as u8, Class::Plt as u8, Class::Normal as u8);
+        // x86_64: GLOB_DAT and JUMP_SLOT are S, 64 is S + A.
+        assert_eq!(f(EM_X86_64, 6), Some((Formula::Symbol as u8, n)));
+        assert_eq!(f(EM_X86_64, 7), Some((Formula::Symbol as u8, pc)));
+        assert_eq!(f(EM_X86_64, 1), Some((Formula::SymbolPlusAddend as u8, n)));
+        assert_eq!(f(EM_X86_64, 5), Some((fc, Class::Copy as u8)));
+        // aarch64: ABS64, GLOB_DAT and JUMP_SLOT are all S + A.
+        assert_eq!(f(EM_AARCH64, 257), Some((Formula::SymbolPlusAddend as u8, n)));
+        assert_eq!(f(EM_AARCH64, 1025), Some((Formula::SymbolPlusAddend as u8, n)));
+        assert_eq!(f(EM_AARCH64, 1026), Some((Formula::SymbolPlusAddend as u8, pc)));
+        // TLS references never bind to an undefined symbol (x86_64
+        // DTPMOD64 16 .. TPOFF64 18, TLSDESC 36; aarch64 1028 .. 1031).
+        for (m, t) in [(EM_X86_64, 16), (EM_X86_64, 17), (EM_X86_64, 18), (EM_X86_64, 36), (EM_AARCH64, 1028), (EM_AARCH64, 1031)] {
+            assert_eq!(decode(m, t).map(|(_, c)| c as u8), Some(pc), "{m} {t}");
+        }
+        // Types a dynamic loader never sees are refused, and numbers are
+        // not shared across machines (1025 is no x86_64 type).
+        assert!(decode(EM_X86_64, 2).is_none() && decode(EM_X86_64, 1025).is_none() && decode(EM_AARCH64, 6).is_none());
+    }
 }
