@@ -15,6 +15,7 @@
 //! write.
 
 pub mod plan;
+pub mod reference;
 
 use alloc::vec;
 use alloc::vec::Vec;
