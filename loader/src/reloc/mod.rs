@@ -438,8 +438,12 @@ impl<'a> Engine<'a> {
                 }
                 Ok(())
             }
+            // TLS references resolve as PLT references do (glibc's
+            // `elf_machine_type_class`): never to an undefined symbol of
+            // the program, which a SysV-hashed executable lists for a
+            // library's `__thread` variable it uses.
             RelocKind::DtpMod => {
-                let (_, r) = self.resolve(id, symidx, Class::Normal, cache)?;
+                let (_, r) = self.resolve(id, symidx, Class::Plt, cache)?;
                 let obj = r.map_or(id, |def| def.obj);
                 match ns.objs[obj].tls {
                     Some(m) => write(m.modid as u64),
@@ -448,11 +452,11 @@ impl<'a> Engine<'a> {
                 }
             }
             RelocKind::DtpOff => {
-                let (_, r) = self.resolve(id, symidx, Class::Normal, cache)?;
+                let (_, r) = self.resolve(id, symidx, Class::Plt, cache)?;
                 write(r.map_or(0, |def| def.sym.st_value).wrapping_add(addend))
             }
             RelocKind::TpOff | RelocKind::TlsDesc => {
-                let (_, r) = self.resolve(id, symidx, Class::Normal, cache)?;
+                let (_, r) = self.resolve(id, symidx, Class::Plt, cache)?;
                 let (obj, value) = r.map_or((id, 0), |def| (def.obj, def.sym.st_value));
                 let Some(offset) = ns.objs[obj].tls.and_then(|m| m.offset) else {
                     // A module in dynamic TLS: descriptors can reach it
