@@ -113,23 +113,8 @@ fn load_and_link(
 ) -> Result<(usize, Vec<crate::init::Call>), Error> {
     let root = closure::load_needed(ns, cfg, requester, name)?;
     let mut local: Vec<DsoId> = alloc::vec![root];
-    let mut i = 0;
-    while i < local.len() {
-        let cur = local[i];
-        if ns.fresh().contains(&cur) {
-            let needed: Vec<Vec<u8>> = ns.objs[cur].needed_names().flatten().map(<[u8]>::to_vec).collect();
-            for n in needed {
-                let id = closure::load_dependency(ns, cfg, cur, &n)?;
-                if !ns.objs[cur].deps.contains(&id) && id != cur {
-                    ns.objs[cur].deps.push(id);
-                }
-                if !local.contains(&id) {
-                    local.push(id);
-                }
-            }
-        }
-        i += 1;
-    }
+    // Only the objects this dlopen brought in have dependencies to load.
+    closure::walk(ns, cfg, &mut local, &|ns, id| ns.fresh().contains(&id), None)?;
     let new: Vec<DsoId> = ns.fresh().to_vec();
     if new.is_empty() {
         bump(ns, root, mode);
