@@ -9,18 +9,40 @@ use crate::sys;
 /// The exit status of every refusal, as glibc's loader uses.
 pub const EXIT_FAILURE: i32 = 127;
 
+/// What kind of failure an [`Error`] is, for the callers that act on it
+/// (listing goes on past a missing library, lazy binding past a missing
+/// function, `dlerror` words each as glibc does); the text is for people.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ErrorKind {
+    #[default]
+    Other,
+    /// A library that cannot be found or opened.
+    NotFound,
+    /// A symbol a relocation needs is defined nowhere.
+    UndefinedSymbol,
+    /// A needed version names a library that is not loaded.
+    VersionFileMissing,
+}
+
 /// A start-up or link error: which object, and what went wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     pub object: String,
     pub message: String,
+    pub kind: ErrorKind,
 }
 
 impl Error {
     pub fn new(object: &str, message: fmt::Arguments<'_>) -> Error {
         let mut m = String::new();
         let _ = m.write_fmt(message);
-        Error { object: String::from(object), message: m }
+        Error { object: String::from(object), message: m, kind: ErrorKind::Other }
+    }
+
+    /// The same error, of kind `kind`.
+    pub fn of_kind(mut self, kind: ErrorKind) -> Error {
+        self.kind = kind;
+        self
     }
 }
 

@@ -5,6 +5,11 @@ use object::elf::*;
 
 use super::consts::*;
 
+/// The refusal of an object of the other ELF class (a 32-bit library).
+pub const WRONG_CLASS: &str = "wrong ELF class: not a 64-bit object";
+/// The refusal of an object built for another architecture.
+pub const WRONG_MACHINE: &str = "wrong machine type (built for another architecture)";
+
 /// The parts of `Elf64_Ehdr` the loader uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ehdr {
@@ -57,7 +62,7 @@ impl Ehdr {
             return Err("file too short");
         }
         if b[EI_CLASS] != ELFCLASS64 {
-            return Err("wrong ELF class: not a 64-bit object");
+            return Err(WRONG_CLASS);
         }
         if b[EI_DATA] != ELFDATA2LSB {
             return Err("wrong ELF data encoding: not little-endian");
@@ -74,7 +79,7 @@ impl Ehdr {
             e_phnum: u16_at(b, 56).ok_or("file too short")?,
         };
         if e.e_machine != machine {
-            return Err("wrong machine type (built for another architecture)");
+            return Err(WRONG_MACHINE);
         }
         if e.e_type != ET_DYN && e.e_type != ET_EXEC {
             return Err("only ET_DYN and ET_EXEC can be loaded");

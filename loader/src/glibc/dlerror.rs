@@ -22,7 +22,7 @@
 
 use alloc::string::{String, ToString};
 
-use crate::diag::Error;
+use crate::diag::{Error, ErrorKind};
 
 /// glibc's `strerror` text for the errno ld-cah's [`crate::sys::Errno::describe`]
 /// wrote as `what`; a candidate refused for any other reason (another
@@ -83,13 +83,13 @@ const NOT_FOUND: &str = ": cannot open shared object file: ";
 pub fn for_dlopen(e: &Error) -> (String, String) {
     let m = e.message.as_str();
     // `NAME: cannot open shared object file: WHY` or `... WHY (PATH)`.
-    if let Some(i) = m.find(NOT_FOUND) {
+    if let Some(i) = m.find(NOT_FOUND).filter(|_| e.kind == ErrorKind::NotFound) {
         let (name, detail) = (&m[..i], &m[i + NOT_FOUND.len()..]);
         let why = match detail.rfind(" (") {
             Some(j) if detail.ends_with(')') => &detail[..j],
             _ => detail,
         };
-        let text = if why.starts_with("wrong ELF class") {
+        let text = if why == crate::elf::header::WRONG_CLASS {
             String::from("wrong ELF class: ELFCLASS32")
         } else {
             alloc::format!("cannot open shared object file: {}", strerror(why))
@@ -107,7 +107,7 @@ pub fn for_dlopen(e: &Error) -> (String, String) {
     }
     // A symbol a relocation needs (`RTLD_NOW`): the object that needs it,
     // as `_dl_lookup_symbol_x` names it.
-    if m.starts_with("undefined symbol: ") {
+    if e.kind == ErrorKind::UndefinedSymbol {
         return (e.object.clone(), e.message.clone());
     }
     // ld-cah's own refusals (a locked library that does not verify, ...)
@@ -120,7 +120,14 @@ mod tests {
     use super::*;
 
     fn text(object: &str, message: &str) -> String {
-        let (o, s) = for_dlopen(&Error { object: object.into(), message: message.into() });
+        let kind = if message.contains(NOT_FOUND) {
+            ErrorKind::NotFound
+        } else if message.starts_with("undefined symbol: ") {
+            ErrorKind::UndefinedSymbol
+        } else {
+            ErrorKind::Other
+        };
+        let (o, s) = for_dlopen(&Error { object: object.into(), message: message.into(), kind });
         if o.is_empty() {
             s
         } else {

@@ -5,7 +5,8 @@ use alloc::vec::Vec;
 
 use super::search::{self, SearchEnv, SearchObject};
 use super::{Dso, DsoId, Kind, Namespace};
-use crate::diag::Error;
+use crate::diag::{Error, ErrorKind};
+use crate::elf::header;
 use crate::err;
 use crate::map;
 use crate::sys;
@@ -88,7 +89,7 @@ fn try_path(
             d.identity = Some(crate::verify::runtime::identity(&st));
             Ok(Some(ns.insert(d)))
         }
-        Err(why) if why.starts_with("wrong machine") || why.starts_with("wrong ELF class") => {
+        Err(why) if why == header::WRONG_MACHINE || why == header::WRONG_CLASS => {
             rejected.push(Rejected { path: path.to_vec(), why });
             Ok(None)
         }
@@ -234,8 +235,9 @@ fn load_object(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u
             Err(want.as_ref().map_or_else(|| not_found("?"), |w| w.no_match(rejected.iter().map(|r| (&r.path[..], r.why)))))
         }
         Ok(None) => match rejected.last() {
-            Some(r) => Err(not_found(&alloc::format!("cannot open shared object file: {} ({})", r.why, crate::diag::show(&r.path)))),
-            None => Err(not_found("cannot open shared object file: no such file or directory")),
+            Some(r) => Err(not_found(&alloc::format!("cannot open shared object file: {} ({})", r.why, crate::diag::show(&r.path)))
+                .of_kind(ErrorKind::NotFound)),
+            None => Err(not_found("cannot open shared object file: no such file or directory").of_kind(ErrorKind::NotFound)),
         },
         Err(()) => {
             let r = rejected.last();
@@ -388,7 +390,7 @@ pub fn walk(
         for name in names {
             let id = match (load_dependency(ns, cfg, cur, &name), missing.as_deref_mut()) {
                 (Ok(id), _) => id,
-                (Err(e), Some(m)) if e.message.contains(": cannot open shared object file: ") => {
+                (Err(e), Some(m)) if e.kind == ErrorKind::NotFound => {
                     if !m.iter().any(|(_, n)| *n == name) {
                         m.push((order.len(), name));
                     }
@@ -419,7 +421,8 @@ pub fn check_versions(ns: &Namespace) -> Result<(), Error> {
                 if v.weak {
                     continue;
                 }
-                return Err(err!(d.display_name(), "version information needs {} which is not loaded", crate::diag::show(file)));
+                return Err(err!(d.display_name(), "version information needs {} which is not loaded", crate::diag::show(file))
+                    .of_kind(ErrorKind::VersionFileMissing));
             };
             let defs = &ns.objs[def];
             // An object without version definitions accepts everything.

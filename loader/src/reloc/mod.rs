@@ -23,7 +23,7 @@ use alloc::vec::Vec;
 use object::elf::*;
 
 use crate::arch::{ArchInfo, RelocKind, TlsVariant};
-use crate::diag::Error;
+use crate::diag::{Error, ErrorKind};
 use crate::elf::symbols::{symbol, Query, Sym};
 use crate::err;
 use crate::link::lookup::{self, Class, Def, UniqueTable};
@@ -220,7 +220,7 @@ impl<'a> Engine<'a> {
                 let plt = in_plt(at);
                 let rela = Rela { r_type, symidx: (info >> 32) as u32, place, addend, plt };
                 match self.apply_one(id, rela, &mut cache) {
-                    Err(e) if plt && lazy_plt && e.message.starts_with("undefined symbol") => {
+                    Err(e) if plt && lazy_plt && e.kind == ErrorKind::UndefinedSymbol => {
                         if !d.img.write_u64(place, missing_function as *const () as u64) {
                             return Err(bad_place(name, place, d.base));
                         }
@@ -328,7 +328,9 @@ impl<'a> Engine<'a> {
             None if sym.bind() == STB_WEAK => None,
             None => {
                 let ver = want.map(|w| alloc::format!(", version {}", crate::diag::show(&w.name))).unwrap_or_default();
-                return Err(err!(d.display_name(), "undefined symbol: {}{}", crate::diag::show(name), ver));
+                return Err(
+                    err!(d.display_name(), "undefined symbol: {}{}", crate::diag::show(name), ver).of_kind(ErrorKind::UndefinedSymbol)
+                );
             }
         };
         if cacheable {

@@ -273,7 +273,7 @@ fn load_closure(
         // Listing, glibc reports a missing version and goes on (and says
         // nothing of the versions of a library it did not find).
         if trace || opts.list {
-            if missing.is_empty() || !e.message.starts_with("version information needs") {
+            if missing.is_empty() || e.kind != diag::ErrorKind::VersionFileMissing {
                 diag::print(2, format_args!("ld-cah.so: warning: {e}\n"));
             }
         } else if !opts.verify {
