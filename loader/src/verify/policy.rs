@@ -409,7 +409,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_error_line_of_design_md() {
+    fn the_no_match_error_line() {
         let want = crate::verify::hash(b"wanted");
         let got = crate::verify::hash(b"got");
         let e = no_match_error("./prog", b"libfoo.so.1", &want, &alloc::format!("/usr/lib/libfoo.so.1 (blake3:{got})"));
