@@ -29,6 +29,7 @@ pub mod heap;
 pub mod init;
 pub mod link;
 pub mod map;
+pub mod path;
 pub mod pipeline;
 pub mod process;
 pub mod reloc;

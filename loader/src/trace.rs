@@ -118,7 +118,7 @@ pub fn print(ns: &Namespace, l: &Listing<'_>) {
             (Kind::Loader, Some(p)) => p,
             _ => d.l_name(),
         };
-        let note = if l.notes { crate::verify::policy::list_note(d) } else { None };
+        let note = if l.notes { crate::link::policy::list_note(d) } else { None };
         let _ = writeln!(out, "{}{}", line(libname(d), name, d.map_start), note.unwrap_or_default());
     }
     out.flush_to(1);

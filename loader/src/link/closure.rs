@@ -35,7 +35,7 @@ fn try_path(
     cfg: &Config<'_>,
     path: &[u8],
     rejected: &mut Vec<Rejected>,
-    want: Option<&crate::verify::policy::Want>,
+    want: Option<&crate::link::policy::Want>,
     suid_only: bool,
 ) -> Result<Option<DsoId>, ()> {
     let mut cpath = path.to_vec();
@@ -151,7 +151,7 @@ fn load_object(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u
     let req_name = ns.objs.get(requester).map(|d| alloc::string::String::from(d.display_name())).unwrap_or_default();
     let not_found = |detail: &str| err!(&req_name, "{}: {}", crate::diag::show(name), detail);
     if let Some(id) = ns.find_by_name(name) {
-        return crate::verify::policy::reuse(ns, id, name);
+        return crate::link::policy::reuse(ns, id, name);
     }
     let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
     if cfg.loader_names.iter().any(|n| *n == name || *n == base) {
@@ -161,7 +161,7 @@ fn load_object(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u
     }
     // A locked name: the store first, then the
     // search, accepting only a file with the locked digest.
-    let want = crate::verify::policy::want(name)?;
+    let want = crate::link::policy::want(name)?;
     let mut rejected = Vec::new();
     let stored = match want.as_ref().and_then(|w| w.store_path()) {
         Some(p) => try_path(ns, cfg, &p, &mut rejected, want.as_ref(), suid_only),
@@ -220,7 +220,7 @@ fn load_object(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u
     };
     match found {
         Ok(Some(id)) => {
-            crate::verify::policy::check_agrees(ns, id)?;
+            crate::link::policy::check_agrees(ns, id)?;
             if let Some(d) = ns.objs.get_mut(id) {
                 if !d.aliases.iter().any(|a| a == name) {
                     d.aliases.push(name.to_vec());

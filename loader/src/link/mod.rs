@@ -9,6 +9,7 @@
 pub mod closure;
 pub mod ldcache;
 pub mod lookup;
+pub mod policy;
 pub mod search;
 
 use alloc::vec::Vec;

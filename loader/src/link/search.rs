@@ -229,14 +229,7 @@ pub fn search<T>(name: &[u8], chain: &[SearchObject<'_>], env: &SearchEnv<'_>, m
     None
 }
 
-/// The directory part of a path, for `$ORIGIN` (`"."` for a bare name).
-pub fn dirname(path: &[u8]) -> &[u8] {
-    match path.iter().rposition(|&b| b == b'/') {
-        Some(0) => b"/",
-        Some(i) => &path[..i],
-        None => b".",
-    }
-}
+pub use crate::path::dirname;
 
 #[cfg(test)]
 mod tests {

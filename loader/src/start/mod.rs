@@ -263,7 +263,7 @@ fn load_closure(
     let cfg = search.config(&names);
     let preloads = closure::preload_list(env.get(b"LD_PRELOAD"), opts.preload, facts.secure);
     // The closure lock and the verification policy (also used by dlopen).
-    crate::verify::policy::setup(ns, &env.vars, facts.secure)?;
+    crate::link::policy::setup(ns, &env.vars, facts.secure)?;
     // LD_TRACE_LOADED_OBJECTS lists the libraries not found (glibc's
     // faked link maps); `--verify` does not look for them, as glibc's.
     let trace = tracing.is_some() && !opts.list && !opts.verify;

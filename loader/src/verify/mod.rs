@@ -22,7 +22,6 @@ pub mod cache;
 pub mod digest;
 pub mod identity;
 pub mod lock;
-pub mod policy;
 pub mod runtime;
 
 pub use cache::{Access, Cache, CacheEntry, CacheError, CacheStats, InsertOutcome, SlotState};

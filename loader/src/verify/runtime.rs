@@ -161,7 +161,7 @@ pub fn open_dir(p: &Place, euid: u32) -> Result<Fd, &'static str> {
     match sys::openat(None, &path, flags, 0) {
         Ok(fd) => Ok(fd),
         Err(Errno::ENOENT) if p.write => {
-            let parent = crate::link::search::dirname(&p.dir);
+            let parent = crate::path::dirname(&p.dir);
             let base = p.dir.rsplit(|&b| b == b'/').next().filter(|b| !b.is_empty()).ok_or("missing")?;
             let pfd = sys::openat(None, &with_nul(parent), flags, 0).map_err(|_| "missing (and no parent directory)")?;
             let pst = sys::fstat(&pfd).map_err(describe)?;

@@ -27,13 +27,13 @@ use core::fmt::Write as _;
 
 use object::elf::PT_NOTE;
 
-use super::digest::Digest;
-use super::lock::{find_lock, LockError, LockView};
-use super::runtime::{self, Caches, Source};
 use crate::diag::{self, Error};
 use crate::err;
 use crate::link::{Dso, DsoId, Kind, Namespace};
 use crate::sys::{self, Fd, Stat};
+use crate::verify::digest::Digest;
+use crate::verify::lock::{find_lock, LockError, LockView};
+use crate::verify::runtime::{self, Caches, Source};
 
 /// Where the content-addressed store is unless `CAH_STORE` says otherwise.
 pub const DEFAULT_STORE: &[u8] = b"/var/lib/cah/store";
