@@ -11,9 +11,10 @@
 //!   also looked up from the new requester, and if that finds a different
 //!   file with a different digest the closure has a diamond conflict, an
 //!   error naming both paths;
-//! - otherwise, if the name is locked and a store is given, `<store>/<hex>`
-//!   is tried first; then the candidates in the loader's search order
-//!   (`ld_cah::link::search`, the code the loader runs: `DT_RPATH` chain,
+//! - otherwise the name is resolved by `ld_cah::link::search::resolve`, the
+//!   very function the loader runs, so the two cannot drift: if the name
+//!   is locked and a store is given, `<store>/<hex>` first; then the path
+//!   or the candidates in the loader's search order (`DT_RPATH` chain,
 //!   `DT_RUNPATH`, `/etc/ld.so.cache`, default directories, with `$ORIGIN`,
 //!   `$LIB` and `$PLATFORM`; `LD_LIBRARY_PATH` is ignored). A candidate must
 //!   be a 64-bit little-endian ELF file for the program's machine. With a
@@ -181,6 +182,10 @@ struct Candidate {
 
 /// A `SearchObject`'s data, owned: (rpath, runpath, origin, nodeflib).
 type OwnedSearchObject = (Option<Vec<u8>>, Option<Vec<u8>>, Vec<u8>, bool);
+
+/// What `Walk::search` found: the accepted candidate and how, and every
+/// path looked at (for the error message).
+type Searched = (Option<(Candidate, Via)>, Vec<PathBuf>);
 
 struct Walk<'a> {
     opts: Options<'a>,
@@ -369,15 +374,18 @@ impl Walk<'_> {
         Some((host, (meta.dev(), meta.ino())))
     }
 
-    /// All search candidates for `name` needed by `requester`, in order,
-    /// until `accept` takes one. Returns the accepted candidate and the
-    /// paths looked at.
+    /// Resolves `name` needed by `requester` in the loader's own order
+    /// (`search::resolve`: the store first for a locked name, then the
+    /// path or the search), until `accept` takes a candidate (it is told
+    /// whether the candidate is the store's file). Returns the accepted
+    /// candidate, how it was found, and the paths looked at.
     fn search(
         &mut self,
         requester: usize,
         name: &[u8],
-        mut accept: impl FnMut(&mut Self, &[u8], PathBuf, (u64, u64)) -> Result<Option<Candidate>>,
-    ) -> Result<(Option<Candidate>, Vec<PathBuf>)> {
+        store: Option<PathBuf>,
+        mut accept: impl FnMut(&mut Self, &[u8], PathBuf, (u64, u64), bool) -> Result<Option<Candidate>>,
+    ) -> Result<Searched> {
         let tokens = Tokens {
             platform: self.arch.platform.as_bytes(),
             lib: self.arch.lib.as_bytes(),
@@ -385,19 +393,6 @@ impl Walk<'_> {
             trusted: self.arch.default_dirs,
         };
         let mut tried = Vec::new();
-        if name.contains(&b'/') {
-            let origin = search::dirname(&self.objs[requester].virt).to_vec();
-            let Some(path) = search::expand(name, Some(&origin), false, &tokens) else {
-                return Ok((None, tried));
-            };
-            tried.push(in_root(self.opts.root, &path));
-            self.count_probe(name)?;
-            let found = match self.probe(&path) {
-                Some((host, id)) => accept(self, &path, host, id)?,
-                None => None,
-            };
-            return Ok((found, tried));
-        }
         // The requester chain for DT_RPATH: requester, its loader, ..., program.
         let mut chain_ids = vec![requester];
         while let Some(next) = self.objs[*chain_ids.last().unwrap_or(&0)].loaded_by {
@@ -439,18 +434,27 @@ impl Walk<'_> {
             default_dirs: self.arch.default_dirs,
             tokens,
         };
-        // The probe returns `Some(Err(..))` to stop the search on an I/O
-        // error, `None` to go on to the next candidate.
-        let found = search::search(name, &chain, &env, |virt| {
-            if let Err(e) = self.count_probe(name) {
-                return Some(Err(e));
+        // The probe returns `Some(Err(..))` to stop on an I/O error, `None`
+        // to go on to the next candidate.
+        let found = search::resolve(name, store.is_some(), &chain[0], &chain, &env, |c| match c {
+            search::Candidate::Store => {
+                let path = store.clone()?;
+                let meta = std::fs::metadata(&path).ok().filter(|m| m.is_file())?;
+                let virt = path.as_os_str().as_bytes().to_vec();
+                accept(self, &virt, path, (meta.dev(), meta.ino()), true).map(|c| c.map(|c| (c, Via::Store))).transpose()
             }
-            tried.push(in_root(self.opts.root, virt));
-            let (host, id) = self.probe(virt)?;
-            accept(self, virt, host, id).transpose()
+            search::Candidate::Path(virt) => {
+                if let Err(e) = self.count_probe(name) {
+                    return Some(Err(e));
+                }
+                tried.push(in_root(self.opts.root, virt));
+                let (host, id) = self.probe(virt)?;
+                accept(self, virt, host, id, false).map(|c| c.map(|c| (c, Via::Search))).transpose()
+            }
         });
         self.ldcache = ldcache;
-        let found = found.transpose()?;
+        // A name whose tokens cannot be expanded is found nowhere.
+        let found = found.unwrap_or(None).transpose()?;
         Ok((found, tried))
     }
 
@@ -472,34 +476,23 @@ impl Walk<'_> {
             return Ok(());
         }
 
-        // With a lock, the store first.
-        if let (Some(want), Some(store)) = (locked, self.opts.store) {
-            let path = store.join(String::from_utf8_lossy(&want.to_hex()).as_ref());
-            if let Ok(meta) = std::fs::metadata(&path) {
-                let id = (meta.dev(), meta.ino());
-                if meta.is_file() && self.digest_of(&path, id)? == want {
-                    let virt = path.as_os_str().as_bytes().to_vec();
-                    let cand = Candidate { virt, host: path, file_id: id, digest: want };
-                    let obj = self.add_object(requester, name, cand)?;
-                    self.record(name, &requester_path, locked, obj, Via::Store);
-                    return Ok(());
-                }
-            }
-        }
-
+        let store = locked.and_then(|want| self.opts.store.map(|st| st.join(String::from_utf8_lossy(&want.to_hex()).as_ref())));
         let mut rejected: Vec<(PathBuf, Digest)> = Vec::new();
-        let (found, tried) = self.search(requester, name, |walk, virt, host, id| {
+        let (found, tried) = self.search(requester, name, store, |walk, virt, host, id, from_store| {
             let digest = walk.digest_of(&host, id)?;
             if let Some(want) = locked {
                 if digest != want {
-                    rejected.push((host, digest));
+                    // The store's file is only ever a cache of the right bytes.
+                    if !from_store {
+                        rejected.push((host, digest));
+                    }
                     return Ok(None);
                 }
             }
             Ok(Some(Candidate { virt: virt.to_vec(), host, file_id: id, digest }))
         })?;
         match found {
-            Some(cand) => {
+            Some((cand, via)) => {
                 let obj = match self.objs.iter().position(|o| o.file_id == cand.file_id) {
                     Some(obj) => {
                         self.objs[obj].aliases.push(name.to_vec());
@@ -507,7 +500,7 @@ impl Walk<'_> {
                     }
                     None => self.add_object(requester, name, cand)?,
                 };
-                self.record(name, &requester_path, locked, obj, Via::Search);
+                self.record(name, &requester_path, locked, obj, via);
                 Ok(())
             }
             None => {
@@ -571,11 +564,11 @@ impl Walk<'_> {
     /// the search may find another file. Different content under one name
     /// is a diamond conflict: the lock can hold only one digest per name.
     fn check_diamond(&mut self, requester: usize, name: &[u8], id: usize) -> Result<()> {
-        let (found, _) = self.search(requester, name, |walk, virt, host, fid| {
+        let (found, _) = self.search(requester, name, None, |walk, virt, host, fid, _| {
             let digest = walk.digest_of(&host, fid)?;
             Ok(Some(Candidate { virt: virt.to_vec(), host, file_id: fid, digest }))
         })?;
-        let Some(other) = found else { return Ok(()) };
+        let Some((other, _)) = found else { return Ok(()) };
         let existing = &self.objs[id];
         if other.file_id != existing.file_id && other.digest != existing.digest {
             let first_by = self.dep_index.get(name).map(|&d| self.deps[d].needed_by.display().to_string()).unwrap_or_else(|| "?".into());

@@ -163,60 +163,50 @@ fn load_object(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u
     // search, accepting only a file with the locked digest.
     let want = crate::link::policy::want(name)?;
     let mut rejected = Vec::new();
-    let stored = match want.as_ref().and_then(|w| w.store_path()) {
-        Some(p) => try_path(ns, cfg, &p, &mut rejected, want.as_ref(), suid_only),
-        None => Ok(None),
-    };
-    let found = if !matches!(stored, Ok(None)) {
-        stored
-    } else if name.contains(&b'/') {
-        let req = ns.objs.get(requester);
-        let path = req
-            .and_then(|d| search::expand(name, d.origin.as_deref(), d.kind == Kind::Main, &cfg.env.tokens))
-            .ok_or_else(|| not_found("cannot expand the dynamic string tokens in this name"))?;
-        try_path(ns, cfg, &path, &mut rejected, want.as_ref(), false)
-    } else {
-        let chain_ids = ns.chain(requester);
-        // Snapshot the chain's search data: the probe below adds objects.
-        type Owned = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>, bool, bool);
-        let owned: Vec<Owned> = chain_ids
-            .iter()
-            .filter_map(|&i| ns.objs.get(i))
-            .map(|d| {
-                let s = search_object(d);
-                (s.rpath.map(<[u8]>::to_vec), s.runpath.map(<[u8]>::to_vec), s.origin.map(<[u8]>::to_vec), s.executable, s.nodeflib)
-            })
-            .collect();
-        let chain: Vec<SearchObject<'_>> = owned
-            .iter()
-            .map(|(r, ru, o, e, n)| SearchObject {
-                rpath: r.as_deref(),
-                runpath: ru.as_deref(),
-                origin: o.as_deref(),
-                executable: *e,
-                nodeflib: *n,
-            })
-            .collect();
-        // glibc skips /etc/ld.so.cache for these: its entries need not be
-        // in trusted directories.
-        let env = if suid_only { SearchEnv { cache: None, ..cfg.env } } else { cfg.env };
-        let mut failed = false;
-        let r = search::search(name, &chain, &env, |path| match try_path(ns, cfg, path, &mut rejected, want.as_ref(), suid_only) {
+    let chain_ids = ns.chain(requester);
+    // Snapshot the chain's search data: the probe below adds objects.
+    type Owned = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>, bool, bool);
+    let owned: Vec<Owned> = chain_ids
+        .iter()
+        .filter_map(|&i| ns.objs.get(i))
+        .map(|d| {
+            let s = search_object(d);
+            (s.rpath.map(<[u8]>::to_vec), s.runpath.map(<[u8]>::to_vec), s.origin.map(<[u8]>::to_vec), s.executable, s.nodeflib)
+        })
+        .collect();
+    let chain: Vec<SearchObject<'_>> = owned
+        .iter()
+        .map(|(r, ru, o, e, n)| SearchObject {
+            rpath: r.as_deref(),
+            runpath: ru.as_deref(),
+            origin: o.as_deref(),
+            executable: *e,
+            nodeflib: *n,
+        })
+        .collect();
+    let me = chain.first().copied().unwrap_or_default();
+    // glibc skips /etc/ld.so.cache for these: its entries need not be
+    // in trusted directories.
+    let env = if suid_only { SearchEnv { cache: None, ..cfg.env } } else { cfg.env };
+    let store = want.as_ref().and_then(|w| w.store_path());
+    let has_slash = name.contains(&b'/');
+    let resolved = search::resolve(name, store.is_some(), &me, &chain, &env, |c| {
+        let (path, suid) = match c {
+            search::Candidate::Store => (store.as_deref()?, suid_only),
+            // A path named by the object itself is taken as it is.
+            search::Candidate::Path(p) => (p, suid_only && !has_slash),
+        };
+        match try_path(ns, cfg, path, &mut rejected, want.as_ref(), suid) {
             Ok(Some(id)) => Some(Ok(id)),
             Ok(None) => None,
-            Err(()) => {
-                failed = true;
-                Some(Err(()))
-            }
-        });
-        match r {
-            Some(Ok(id)) => Ok(Some(id)),
-            Some(Err(())) => Err(()),
-            None => {
-                let _ = failed;
-                Ok(None)
-            }
+            Err(()) => Some(Err(())),
         }
+    });
+    let found = match resolved {
+        Err(search::Unexpandable) => return Err(not_found("cannot expand the dynamic string tokens in this name")),
+        Ok(Some(Ok(id))) => Ok(Some(id)),
+        Ok(Some(Err(()))) => Err(()),
+        Ok(None) => Ok(None),
     };
     match found {
         Ok(Some(id)) => {

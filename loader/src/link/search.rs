@@ -231,9 +231,123 @@ pub fn search<T>(name: &[u8], chain: &[SearchObject<'_>], env: &SearchEnv<'_>, m
 
 pub use crate::path::dirname;
 
+/// A place a needed library may be found, as [`resolve`] offers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Candidate<'p> {
+    /// The content-addressed store's file for the locked digest.
+    Store,
+    /// A path: the name itself (it has a slash) or a search candidate.
+    Path(&'p [u8]),
+}
+
+/// A name with a slash whose dynamic string tokens cannot be expanded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unexpandable;
+
+/// The one resolution order of a `DT_NEEDED` name, shared by the loader
+/// and `cah` so that the two can never disagree on which file a locked
+/// name gets (drift here would be a security bug):
+///
+/// 1. a locked name tries the store first;
+/// 2. a name with a slash is that path (tokens expanded for `requester`);
+/// 3. otherwise the search order of [`search`].
+///
+/// `probe` opens a candidate and decides: `Some` ends the resolution (the
+/// file is accepted, or an error stops it), `None` passes over it (missing,
+/// wrong class or machine, or, for a locked name, another digest: the
+/// first file with the locked digest wins).
+pub fn resolve<T>(
+    name: &[u8],
+    locked: bool,
+    requester: &SearchObject<'_>,
+    chain: &[SearchObject<'_>],
+    env: &SearchEnv<'_>,
+    mut probe: impl FnMut(Candidate<'_>) -> Option<T>,
+) -> Result<Option<T>, Unexpandable> {
+    if locked {
+        if let Some(t) = probe(Candidate::Store) {
+            return Ok(Some(t));
+        }
+    }
+    if name.contains(&b'/') {
+        let path = expand(name, requester.origin, requester.executable, &env.tokens).ok_or(Unexpandable)?;
+        return Ok(probe(Candidate::Path(&path)));
+    }
+    Ok(search(name, chain, env, |p| probe(Candidate::Path(p))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn env_with<'a>(dirs: &'a [&'a str]) -> SearchEnv<'a> {
+        SearchEnv {
+            library_path: &[],
+            cache: None,
+            cache_flags: 0,
+            default_dirs: dirs,
+            tokens: Tokens { platform: b"x86_64", lib: b"lib", secure: false, trusted: dirs },
+        }
+    }
+
+    #[test]
+    fn resolve_tries_the_store_first_only_for_locked_names() {
+        let dirs = ["/a", "/b"];
+        let env = env_with(&dirs);
+        let me = SearchObject::default();
+        let name = |c: Candidate<'_>| match c {
+            Candidate::Store => alloc::string::String::from("store"),
+            Candidate::Path(p) => alloc::string::String::from_utf8_lossy(p).into_owned(),
+        };
+        let mut seen = Vec::new();
+        let r = resolve(b"libx.so", true, &me, &[me], &env, |c| {
+            seen.push(name(c));
+            None::<()>
+        });
+        assert_eq!(r, Ok(None));
+        assert_eq!(seen, ["store", "/a/libx.so", "/b/libx.so"]);
+        seen.clear();
+        let _ = resolve(b"libx.so", false, &me, &[me], &env, |c| {
+            seen.push(name(c));
+            None::<()>
+        });
+        assert_eq!(seen, ["/a/libx.so", "/b/libx.so"], "an unlocked name never comes from the store");
+    }
+
+    #[test]
+    fn resolve_takes_the_first_candidate_the_probe_accepts() {
+        let dirs = ["/a", "/b", "/c"];
+        let env = env_with(&dirs);
+        let me = SearchObject::default();
+        // A file with another digest in /a is passed over; /b's wins and /c is never looked at.
+        let mut looked = 0;
+        let r = resolve(b"libx.so", true, &me, &[me], &env, |c| {
+            looked += 1;
+            match c {
+                Candidate::Path(p) if p.starts_with(b"/b/") => Some(p.to_vec()),
+                _ => None,
+            }
+        });
+        assert_eq!(r, Ok(Some(b"/b/libx.so".to_vec())));
+        assert_eq!(looked, 3, "store, /a, /b");
+        // The store's file wins over every path.
+        let r = resolve(b"libx.so", true, &me, &[me], &env, |c| (c == Candidate::Store).then_some("store"));
+        assert_eq!(r, Ok(Some("store")));
+    }
+
+    #[test]
+    fn resolve_takes_a_name_with_a_slash_as_a_path() {
+        let dirs = ["/a"];
+        let env = env_with(&dirs);
+        let me = SearchObject { origin: Some(b"/opt/app"), ..SearchObject::default() };
+        let r = resolve(b"$ORIGIN/lib/libx.so", false, &me, &[me], &env, |c| match c {
+            Candidate::Path(p) => Some(p.to_vec()),
+            Candidate::Store => None,
+        });
+        assert_eq!(r, Ok(Some(b"/opt/app/lib/libx.so".to_vec())));
+        let none = SearchObject::default();
+        assert_eq!(resolve(b"$ORIGIN/libx.so", false, &none, &[none], &env, |_| Some(())), Err(Unexpandable));
+    }
 
     const TRUSTED: &[&str] = &["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib", "/usr/lib"];
     const T: Tokens<'static> = Tokens { platform: b"x86_64", lib: b"lib/x86_64-linux-gnu", secure: false, trusted: TRUSTED };
