@@ -273,12 +273,7 @@ impl Search<'_, '_> {
     #[inline]
     fn gnu(&mut self, g: &GnuTable) -> Option<(u32, Sym)> {
         let (img, q) = (self.img, self.q);
-        // The Bloom filter: two bits per name, one word per 64 hashes.
-        let word: u64 = img.at(g.bloom, ((q.gnu / 64) & g.bloom_mask) as usize * 8)?;
-        let mask = (1u64 << (q.gnu % 64)) | (1u64 << (q.gnu.wrapping_shr(g.bloom_shift) % 64));
-        if word & mask != mask {
-            return None;
-        }
+        // The Bloom filter was consulted by `lookup` already.
         let mut idx: u32 = img.at(g.buckets, (q.gnu % g.nbuckets) as usize * 4)?;
         if idx == 0 || idx < g.symoffset {
             return None;
@@ -321,13 +316,46 @@ impl Search<'_, '_> {
     }
 }
 
+impl GnuTable {
+    /// Whether the Bloom filter lets a name of GNU hash `h` through: two
+    /// bits per name, one word per 64 hashes. Most objects of a scope do
+    /// not define most names, and this answers for them from one word.
+    #[inline(always)]
+    fn may_define(&self, img: &Image, h: u32) -> bool {
+        let Some(word) = img.at::<u64>(self.bloom, ((h / 64) & self.bloom_mask) as usize * 8) else { return false };
+        let mask = (1u64 << (h % 64)) | (1u64 << (h.wrapping_shr(self.bloom_shift) % 64));
+        word & mask == mask
+    }
+}
+
 /// Finds `q` among the definitions of one object.
+///
+/// Inlined into the scope walk is only the Bloom filter test, which turns
+/// away almost every object that does not define the name in a dozen
+/// instructions; the search proper is out of line.
+#[inline(always)]
 pub fn lookup(img: &Image, d: &DynInfo, defs: &Versions, q: &Query<'_>, want: Option<&VersionReq>, plt: bool) -> Found {
+    if d.gnu_hash != 0 {
+        match &d.tables {
+            Some(Tables { gnu: Some(g), .. }) if !g.may_define(img, q.gnu) => return Found::None,
+            // Tables located but no usable GNU hash table: nothing found.
+            Some(Tables { gnu: None, .. }) => return Found::None,
+            _ => {}
+        }
+    }
+    search(img, d, defs, q, want, plt)
+}
+
+/// [`lookup`] past the Bloom filter.
+#[inline(never)]
+fn search(img: &Image, d: &DynInfo, defs: &Versions, q: &Query<'_>, want: Option<&VersionReq>, plt: bool) -> Found {
     let mut tmp = None;
     let t = tables(img, d, &mut tmp);
     let mut search = Search { img, t, defs, q, want, plt, fallback: (0, None) };
     let found = if d.gnu_hash != 0 {
-        t.gnu.as_ref().and_then(|g| search.gnu(g))
+        // (`lookup` tested the Bloom filter of located tables; tables
+        // located only now are tested here.)
+        t.gnu.as_ref().filter(|g| d.tables.is_some() || g.may_define(img, q.gnu)).and_then(|g| search.gnu(g))
     } else if d.hash != 0 {
         search.sysv(d)
     } else {
