@@ -282,6 +282,34 @@ impl Image {
         true
     }
 
+    /// Adds `delta` to the word at `start + 8 i` for every bit `i` set in
+    /// `bits` (a `DT_RELR` bitmap entry), with one bounds check for all of
+    /// them when they lie in one writable range (they do, in any object a
+    /// linker wrote). Otherwise word by word, in order, stopping at the
+    /// first word outside the writable ranges, whose address is returned.
+    pub fn add_to_words(&self, start: usize, bits: u64, delta: u64) -> Result<(), usize> {
+        if bits == 0 {
+            return Ok(());
+        }
+        let (first, last) = (bits.trailing_zeros() as usize, 63 - bits.leading_zeros() as usize);
+        let extent = start.checked_add(first * 8).filter(|&lo| self.is_writable(lo, (last - first + 1) * 8));
+        let mut rest = bits;
+        while rest != 0 {
+            let at = start.wrapping_add(rest.trailing_zeros() as usize * 8);
+            rest &= rest - 1;
+            if extent.is_none() && !self.is_writable(at, 8) {
+                return Err(at);
+            }
+            // SAFETY: `at` lies in a writable range of this object: inside
+            // the extent checked above, or checked on its own just now.
+            unsafe {
+                let p = at as *mut u64;
+                core::ptr::write_unaligned(p, core::ptr::read_unaligned(p).wrapping_add(delta));
+            }
+        }
+        Ok(())
+    }
+
     /// Copies `len` bytes from `src` (in `from`) to `dst` (in `self`).
     pub fn copy_from(&self, dst: usize, from: &Image, src: usize, len: usize) -> bool {
         if !self.is_writable(dst, len) || !from.is_readable(src, len) {
@@ -384,6 +412,31 @@ mod tests {
         assert!(!img.write_u64(start + 160, 1), "sealed");
         assert_eq!(img.u64(start + 160), Some(1), "still readable once sealed");
         assert_eq!(img.u64(start + 96), Some(1));
+    }
+
+    #[test]
+    fn bitmap_additions_stay_inside_writable_ranges() {
+        let mut buf = [0u64; 16];
+        let start = buf.as_mut_ptr() as usize;
+        let mut img = Image::new();
+        // SAFETY: `buf` outlives `img`; the last 8 words are read-only.
+        unsafe {
+            img.add_writable(start, start + 64);
+            img.add_readable(start + 64, start + 128);
+        }
+        assert_eq!(img.add_to_words(start, 0b1011, 5), Ok(()));
+        assert_eq!(img.add_to_words(start, 0, 5), Ok(()));
+        // Words 6 and 7 are writable, word 8 is not: 6 and 7 are done,
+        // then the address of word 8 is returned; word 9 is not reached.
+        assert_eq!(img.add_to_words(start + 48, 0b1111, 1), Err(start + 64));
+        assert_eq!(img.add_to_words(usize::MAX - 8, 0b11, 1), Err(usize::MAX - 8));
+        assert_eq!(img.u64(start + 8 * 6), Some(1));
+        assert_eq!(img.u64(start + 8 * 7), Some(1));
+        assert_eq!(img.u64(start + 64), Some(0));
+        assert_eq!(img.u64(start + 72), Some(0));
+        for (i, want) in [5, 5, 0, 5, 0, 0].into_iter().enumerate() {
+            assert_eq!(img.u64(start + 8 * i), Some(want), "word {i}");
+        }
     }
 
     #[test]
