@@ -335,13 +335,11 @@ impl GnuTable {
 /// instructions; the search proper is out of line.
 #[inline(always)]
 pub fn lookup(img: &Image, d: &DynInfo, defs: &Versions, q: &Query<'_>, want: Option<&VersionReq>, plt: bool) -> Found {
-    if d.gnu_hash != 0 {
-        match &d.tables {
-            Some(Tables { gnu: Some(g), .. }) if !g.may_define(img, q.gnu) => return Found::None,
-            // Tables located but no usable GNU hash table: nothing found.
-            Some(Tables { gnu: None, .. }) => return Found::None,
-            _ => {}
-        }
+    match &d.tables {
+        Some(Tables { gnu: Some(g), .. }) if !g.may_define(img, q.gnu) => return Found::None,
+        // Tables located but no usable GNU hash table: nothing found.
+        Some(Tables { gnu: None, .. }) if d.gnu_hash != 0 => return Found::None,
+        _ => {}
     }
     search(img, d, defs, q, want, plt)
 }
