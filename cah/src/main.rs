@@ -173,7 +173,7 @@ struct CacheArgs {
 
 #[derive(Subcommand)]
 enum CacheCommand {
-    /// Entries, hits, misses and size.
+    /// Entries, misses, inserts and size.
     Stats {
         /// Print JSON.
         #[arg(long)]
@@ -587,7 +587,7 @@ fn cmd_cache(a: CacheArgs) -> Result<bool> {
                 let v = json!({
                     "file": path.display().to_string(), "size": size, "slots": s.slot_count,
                     "entries": counts[0], "empty": counts[1], "busy": counts[2], "corrupt": counts[3],
-                    "hits": s.hits, "misses": s.misses, "inserts": s.inserts,
+                    "misses": s.misses, "inserts": s.inserts,
                     "evictions": s.evictions, "insert_failures": s.insert_failures,
                 });
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -595,7 +595,6 @@ fn cmd_cache(a: CacheArgs) -> Result<bool> {
                 println!("file:       {}", path.display());
                 println!("size:       {size} bytes, {} slots", s.slot_count);
                 println!("entries:    {} ({} empty, {} busy, {} corrupt)", counts[0], counts[1], counts[2], counts[3]);
-                println!("hits:       {}", s.hits);
                 println!("misses:     {}", s.misses);
                 println!("inserts:    {} ({} evictions, {} given up)", s.inserts, s.evictions, s.insert_failures);
             }

@@ -27,7 +27,7 @@ pub fn parse_all(file: &[u8], machine: u16) -> usize {
         let Ok(d) = DynInfo::parse(&img, base, dynamic) else { continue };
         let _ = d.check_ranges(&img, true);
         let Ok(v) = Versions::parse(&img, &d) else { continue };
-        let _ = symbols::symbol_count(&img, &d);
+        let _ = symbols::check_tables(&img, &d);
         for off in d.needed.iter().copied().chain(d.soname) {
             let _ = d.string(&img, off);
         }

@@ -13,19 +13,46 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// Readable ranges are only ever added to an image, never removed, so a
 /// range checked once stays readable for the image's life: a [`Span`]
 /// remembers such a check, and the identity of the image that made it.
+///
+/// Checks cost a comparison or two, not a scan: the ranges the start path
+/// touches are kept apart and tested first, inline (see [`Hot`]); only an
+/// address outside them scans the lists.
 #[derive(Clone, Debug)]
 pub struct Image {
     readable: Vec<(usize, usize)>,
     writable: Vec<(usize, usize)>,
+    hot: Hot,
     /// Which image this is, for [`Span`]s (a clone has the same ranges, so
     /// it may share the identity; 0 is never used).
     id: u64,
 }
 
+/// Copies of the ranges most reads and writes land in, so that a check is
+/// one or two comparisons. In every usual layout the first mapped range
+/// holds the ELF header, the symbol, string, hash and relocation tables,
+/// and the first writable range the GOT and data that relocations read
+/// and write. An empty range (`start == end`) holds nothing.
+#[derive(Clone, Copy, Debug, Default)]
+struct Hot {
+    /// The first range declared (readable for the image's life).
+    first: (usize, usize),
+    /// The first range declared writable (readable for the image's life,
+    /// even once sealed).
+    data: (usize, usize),
+    /// The writable range holding `data`'s start, while there is one (a
+    /// copy of an element of `writable`, kept in step with it).
+    write: (usize, usize),
+}
+
+#[inline(always)]
+fn holds((s, e): (usize, usize), addr: usize, end: usize) -> bool {
+    addr >= s && end <= e
+}
+
 impl Default for Image {
     fn default() -> Image {
         static NEXT: AtomicU64 = AtomicU64::new(1);
-        Image { readable: Vec::new(), writable: Vec::new(), id: NEXT.fetch_add(1, Ordering::Relaxed) }
+        Image { readable: Vec::new(), writable: Vec::new(), hot: Hot::default(), id: NEXT.fetch_add(1, Ordering::Relaxed) }
     }
 }
 
@@ -62,7 +89,7 @@ impl Image {
     /// At most `max` bytes from `addr`: as many as the readable range
     /// holding `addr` has (for tables whose exact size is not known).
     pub fn span_upto(&self, addr: usize, max: usize) -> Option<Span> {
-        let &(_, e) = self.readable.iter().find(|&&(s, e)| addr >= s && addr < e)?;
+        let (_, e) = self.range_of(addr)?;
         Some(Span { image: self.id, start: addr, len: (e - addr).min(max) })
     }
 
@@ -98,6 +125,9 @@ impl Image {
     pub unsafe fn add_readable(&mut self, start: usize, end: usize) {
         if start < end {
             self.readable.push((start, end));
+            if self.readable.len() == 1 {
+                self.hot.first = (start, end);
+            }
         }
     }
 
@@ -109,13 +139,20 @@ impl Image {
     pub unsafe fn add_writable(&mut self, start: usize, end: usize) {
         if start < end {
             self.writable.push((start, end));
-            self.readable.push((start, end));
+            // SAFETY: writable memory is readable; the caller's contract
+            // covers the image's life.
+            unsafe { self.add_readable(start, end) };
+            if self.hot.data.0 == self.hot.data.1 {
+                self.hot.data = (start, end);
+                self.hot.write = (start, end);
+            }
         }
     }
 
     /// Forgets the writable ranges.
     pub fn seal(&mut self) {
         self.writable.clear();
+        self.hot.write = (0, 0);
     }
 
     /// Removes `start..end` from the writable ranges (it was just made
@@ -135,26 +172,48 @@ impl Image {
             }
         }
         self.writable = out;
+        // The hot copy follows: the first piece left of the first writable
+        // range (RELRO is usually its start; what stays writable after it
+        // is the GOT's lazy part and the data).
+        let (ds, de) = self.hot.data;
+        self.hot.write = self.writable.iter().copied().find(|&(s, e)| s < de && e > ds).unwrap_or((0, 0));
     }
 
-    #[inline]
-    fn inside(ranges: &[(usize, usize)], addr: usize, len: usize) -> bool {
-        let Some(end) = addr.checked_add(len) else { return false };
-        ranges.iter().any(|&(s, e)| addr >= s && end <= e)
+    /// Whether `addr..addr + len` lies inside one of `ranges` (the slow
+    /// path, after the hot ranges).
+    #[cold]
+    #[inline(never)]
+    fn scan(ranges: &[(usize, usize)], addr: usize, end: usize) -> bool {
+        ranges.iter().any(|&r| holds(r, addr, end))
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn is_readable(&self, addr: usize, len: usize) -> bool {
-        Image::inside(&self.readable, addr, len)
+        let Some(end) = addr.checked_add(len) else { return false };
+        holds(self.hot.first, addr, end) || holds(self.hot.data, addr, end) || Image::scan(&self.readable, addr, end)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn is_writable(&self, addr: usize, len: usize) -> bool {
-        Image::inside(&self.writable, addr, len)
+        let Some(end) = addr.checked_add(len) else { return false };
+        holds(self.hot.write, addr, end) || Image::scan(&self.writable, addr, end)
+    }
+
+    /// The readable range holding byte `addr`.
+    #[inline]
+    fn range_of(&self, addr: usize) -> Option<(usize, usize)> {
+        let end = addr.checked_add(1)?;
+        if holds(self.hot.first, addr, end) {
+            return Some(self.hot.first);
+        }
+        if holds(self.hot.data, addr, end) {
+            return Some(self.hot.data);
+        }
+        self.readable.iter().copied().find(|&r| holds(r, addr, end))
     }
 
     /// Reads a `T` at `addr` if it lies inside the object.
-    #[inline]
+    #[inline(always)]
     pub fn read<T: Pod>(&self, addr: usize) -> Option<T> {
         if !self.is_readable(addr, core::mem::size_of::<T>()) {
             return None;
@@ -164,15 +223,15 @@ impl Image {
         Some(unsafe { core::ptr::read_unaligned(addr as *const T) })
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn u16(&self, addr: usize) -> Option<u16> {
         self.read(addr)
     }
-    #[inline]
+    #[inline(always)]
     pub fn u32(&self, addr: usize) -> Option<u32> {
         self.read(addr)
     }
-    #[inline]
+    #[inline(always)]
     pub fn u64(&self, addr: usize) -> Option<u64> {
         self.read(addr)
     }
@@ -200,18 +259,20 @@ impl Image {
     /// The NUL-terminated string at `addr`, without its NUL, searching no
     /// further than `limit` (the end of the string table).
     pub fn cstr(&self, addr: usize, limit: usize) -> Option<&[u8]> {
-        let (_, end) = *self.readable.iter().find(|&&(s, e)| addr >= s && addr < e)?;
+        let (_, end) = self.range_of(addr)?;
         let end = end.min(limit);
         if addr >= end {
             return None;
         }
-        let all = self.bytes(addr, end - addr)?;
+        // SAFETY: `addr..end` lies inside one readable range (`range_of`),
+        // mapped for the image's life; read-only data, as in `bytes`.
+        let all = unsafe { core::slice::from_raw_parts(addr as *const u8, end - addr) };
         let n = all.iter().position(|&b| b == 0)?;
         Some(&all[..n])
     }
 
     /// Writes a word at `addr` if it lies in a writable range.
-    #[inline]
+    #[inline(always)]
     pub fn write_u64(&self, addr: usize, value: u64) -> bool {
         if !self.is_writable(addr, 8) {
             return false;
@@ -219,6 +280,34 @@ impl Image {
         // SAFETY: writable and owned by this object (see `add_writable`).
         unsafe { core::ptr::write_unaligned(addr as *mut u64, value) };
         true
+    }
+
+    /// Adds `delta` to the word at `start + 8 i` for every bit `i` set in
+    /// `bits` (a `DT_RELR` bitmap entry), with one bounds check for all of
+    /// them when they lie in one writable range (they do, in any object a
+    /// linker wrote). Otherwise word by word, in order, stopping at the
+    /// first word outside the writable ranges, whose address is returned.
+    pub fn add_to_words(&self, start: usize, bits: u64, delta: u64) -> Result<(), usize> {
+        if bits == 0 {
+            return Ok(());
+        }
+        let (first, last) = (bits.trailing_zeros() as usize, 63 - bits.leading_zeros() as usize);
+        let extent = start.checked_add(first * 8).filter(|&lo| self.is_writable(lo, (last - first + 1) * 8));
+        let mut rest = bits;
+        while rest != 0 {
+            let at = start.wrapping_add(rest.trailing_zeros() as usize * 8);
+            rest &= rest - 1;
+            if extent.is_none() && !self.is_writable(at, 8) {
+                return Err(at);
+            }
+            // SAFETY: `at` lies in a writable range of this object: inside
+            // the extent checked above, or checked on its own just now.
+            unsafe {
+                let p = at as *mut u64;
+                core::ptr::write_unaligned(p, core::ptr::read_unaligned(p).wrapping_add(delta));
+            }
+        }
+        Ok(())
     }
 
     /// Copies `len` bytes from `src` (in `from`) to `dst` (in `self`).
@@ -286,6 +375,68 @@ mod tests {
         assert!(!img.write_u64(start + 24, 1));
         assert!(img.write_u64(start + 32, 1));
         assert_eq!(img.u64(start + 16), Some(0), "still readable");
+    }
+
+    #[test]
+    fn checks_outside_the_hot_ranges_still_see_every_range() {
+        let mut buf = [0u64; 32];
+        let start = buf.as_mut_ptr() as usize;
+        let mut img = Image::new();
+        // SAFETY: `buf` outlives `img`. Four ranges with gaps between them:
+        // two read-only, two writable.
+        unsafe {
+            img.add_readable(start, start + 32);
+            img.add_readable(start + 48, start + 64);
+            img.add_writable(start + 80, start + 128);
+            img.add_writable(start + 160, start + 192);
+        }
+        assert_eq!(img.u64(start + 48), Some(0), "a range after the first");
+        assert_eq!(img.u64(start + 32), None, "the gap between them");
+        assert_eq!(img.u64(start + 28), None, "straddles the first range's end");
+        assert!(img.write_u64(start + 168, 3), "the second writable range");
+        assert!(!img.write_u64(start + 136, 3), "the gap between the writable ones");
+        assert!(!img.write_u64(start + 48, 3), "read-only");
+        assert_eq!(img.cstr(start + 48, usize::MAX), Some(&b""[..]));
+        assert_eq!(img.span_upto(start + 170, 100).map(|s| s.len()), Some(22));
+        // RELRO at the start of the first writable range: refused there,
+        // still accepted after it and in the other range.
+        img.make_read_only(start + 80, start + 96);
+        assert!(!img.write_u64(start + 80, 1));
+        assert!(img.write_u64(start + 96, 1));
+        assert!(img.write_u64(start + 184, 1));
+        assert_eq!(img.u64(start + 80), Some(0), "still readable");
+        img.make_read_only(start + 96, start + 128);
+        assert!(!img.write_u64(start + 120, 1), "the whole first range made read-only");
+        assert!(img.write_u64(start + 160, 1));
+        img.seal();
+        assert!(!img.write_u64(start + 160, 1), "sealed");
+        assert_eq!(img.u64(start + 160), Some(1), "still readable once sealed");
+        assert_eq!(img.u64(start + 96), Some(1));
+    }
+
+    #[test]
+    fn bitmap_additions_stay_inside_writable_ranges() {
+        let mut buf = [0u64; 16];
+        let start = buf.as_mut_ptr() as usize;
+        let mut img = Image::new();
+        // SAFETY: `buf` outlives `img`; the last 8 words are read-only.
+        unsafe {
+            img.add_writable(start, start + 64);
+            img.add_readable(start + 64, start + 128);
+        }
+        assert_eq!(img.add_to_words(start, 0b1011, 5), Ok(()));
+        assert_eq!(img.add_to_words(start, 0, 5), Ok(()));
+        // Words 6 and 7 are writable, word 8 is not: 6 and 7 are done,
+        // then the address of word 8 is returned; word 9 is not reached.
+        assert_eq!(img.add_to_words(start + 48, 0b1111, 1), Err(start + 64));
+        assert_eq!(img.add_to_words(usize::MAX - 8, 0b11, 1), Err(usize::MAX - 8));
+        assert_eq!(img.u64(start + 8 * 6), Some(1));
+        assert_eq!(img.u64(start + 8 * 7), Some(1));
+        assert_eq!(img.u64(start + 64), Some(0));
+        assert_eq!(img.u64(start + 72), Some(0));
+        for (i, want) in [5, 5, 0, 5, 0, 0].into_iter().enumerate() {
+            assert_eq!(img.u64(start + 8 * i), Some(want), "word {i}");
+        }
     }
 
     #[test]

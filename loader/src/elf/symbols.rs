@@ -273,12 +273,7 @@ impl Search<'_, '_> {
     #[inline]
     fn gnu(&mut self, g: &GnuTable) -> Option<(u32, Sym)> {
         let (img, q) = (self.img, self.q);
-        // The Bloom filter: two bits per name, one word per 64 hashes.
-        let word: u64 = img.at(g.bloom, ((q.gnu / 64) & g.bloom_mask) as usize * 8)?;
-        let mask = (1u64 << (q.gnu % 64)) | (1u64 << (q.gnu.wrapping_shr(g.bloom_shift) % 64));
-        if word & mask != mask {
-            return None;
-        }
+        // The Bloom filter was consulted by `lookup` already.
         let mut idx: u32 = img.at(g.buckets, (q.gnu % g.nbuckets) as usize * 4)?;
         if idx == 0 || idx < g.symoffset {
             return None;
@@ -321,13 +316,44 @@ impl Search<'_, '_> {
     }
 }
 
+impl GnuTable {
+    /// Whether the Bloom filter lets a name of GNU hash `h` through: two
+    /// bits per name, one word per 64 hashes. Most objects of a scope do
+    /// not define most names, and this answers for them from one word.
+    #[inline(always)]
+    fn may_define(&self, img: &Image, h: u32) -> bool {
+        let Some(word) = img.at::<u64>(self.bloom, ((h / 64) & self.bloom_mask) as usize * 8) else { return false };
+        let mask = (1u64 << (h % 64)) | (1u64 << (h.wrapping_shr(self.bloom_shift) % 64));
+        word & mask == mask
+    }
+}
+
 /// Finds `q` among the definitions of one object.
+///
+/// Inlined into the scope walk is only the Bloom filter test, which turns
+/// away almost every object that does not define the name in a dozen
+/// instructions; the search proper is out of line.
+#[inline(always)]
 pub fn lookup(img: &Image, d: &DynInfo, defs: &Versions, q: &Query<'_>, want: Option<&VersionReq>, plt: bool) -> Found {
+    match &d.tables {
+        Some(Tables { gnu: Some(g), .. }) if !g.may_define(img, q.gnu) => return Found::None,
+        // Tables located but no usable GNU hash table: nothing found.
+        Some(Tables { gnu: None, .. }) if d.gnu_hash != 0 => return Found::None,
+        _ => {}
+    }
+    search(img, d, defs, q, want, plt)
+}
+
+/// [`lookup`] past the Bloom filter.
+#[inline(never)]
+fn search(img: &Image, d: &DynInfo, defs: &Versions, q: &Query<'_>, want: Option<&VersionReq>, plt: bool) -> Found {
     let mut tmp = None;
     let t = tables(img, d, &mut tmp);
     let mut search = Search { img, t, defs, q, want, plt, fallback: (0, None) };
     let found = if d.gnu_hash != 0 {
-        t.gnu.as_ref().and_then(|g| search.gnu(g))
+        // (`lookup` tested the Bloom filter of located tables; tables
+        // located only now are tested here.)
+        t.gnu.as_ref().filter(|g| d.tables.is_some() || g.may_define(img, q.gnu)).and_then(|g| search.gnu(g))
     } else if d.hash != 0 {
         search.sysv(d)
     } else {
@@ -340,64 +366,43 @@ pub fn lookup(img: &Image, d: &DynInfo, defs: &Versions, q: &Query<'_>, want: Op
     }
 }
 
-/// The number of dynamic symbols, from whichever hash table exists, after
-/// checking both tables against the object's readable memory: every count
-/// in them (`nbucket`, `nchain`, `nbuckets`, the Bloom size) is bounded by
-/// the bytes that hold it before anything loops over it, so a table that
-/// claims 4 billion buckets is refused at once instead of walked. A lookup
-/// (`Search::gnu`, `Search::sysv`) then never walks past the last symbol:
-/// every bucket starts a chain that ends by the end bit of the last one.
-pub fn symbol_count(img: &Image, d: &DynInfo) -> Result<usize, &'static str> {
-    let mut count = None;
+/// Checks both hash tables against the object's readable memory when it
+/// is loaded, at a cost that does not grow with its symbol count: every
+/// count a table holds (`nbucket`, `nchain`, `nbuckets`, the Bloom size) is
+/// bounded by the bytes that hold it, so a table that claims 4 billion
+/// buckets is refused at once, with a message naming it.
+///
+/// The chains are not walked here (that would read every bucket of libc at
+/// every start): a lookup reads them through a [`Span`] that ends with the
+/// object's readable range, so a chain without an end bit, or running past
+/// the symbol table, ends the lookup there (nothing found) instead of
+/// reading outside the object.
+pub fn check_tables(img: &Image, d: &DynInfo) -> Result<(), &'static str> {
     if d.hash != 0 {
         const BAD: &str = "DT_HASH table lies outside the object";
         let h = d.hash;
-        let (nbucket, nchain) = (img.u32(h).ok_or(BAD)? as usize, img.u32(h + 4).ok_or(BAD)? as usize);
+        let (nbucket, nchain) = (img.u32(h).ok_or(BAD)? as usize, img.u32(h.wrapping_add(4)).ok_or(BAD)? as usize);
         let words = nbucket.checked_add(nchain).and_then(|w| w.checked_add(2)).ok_or(BAD)?;
         if !img.is_readable(h, words.checked_mul(4).ok_or(BAD)?) {
             return Err(BAD);
         }
-        count = Some(nchain);
+        // `Search::sysv` reads symbols below `nchain` only.
+        if nchain > 0 && (d.symtab == 0 || !img.is_readable(d.symtab, nchain.checked_mul(24).ok_or(BAD)?)) {
+            return Err("symbol table lies outside the object (DT_HASH counts more symbols)");
+        }
     }
     if d.gnu_hash != 0 {
-        let n = gnu_symbol_count(img, d.gnu_hash)?;
-        count = Some(count.unwrap_or(n));
-    }
-    let n = count.unwrap_or(0);
-    if n > 0 && (d.symtab == 0 || !img.is_readable(d.symtab, n.checked_mul(24).ok_or("symbol table out of range")?)) {
-        return Err("symbol table lies outside the object (hash table counts more symbols)");
-    }
-    Ok(n)
-}
-
-/// The number of symbols a GNU hash table at `h` covers (the end of its
-/// last chain), checking it on the way.
-fn gnu_symbol_count(img: &Image, h: usize) -> Result<usize, &'static str> {
-    const BAD: &str = "DT_GNU_HASH table lies outside the object";
-    let nbuckets = img.u32(h).ok_or(BAD)? as usize;
-    let symoffset = img.u32(h + 4).ok_or(BAD)?;
-    let bloom_size = img.u32(h + 8).ok_or(BAD)? as usize;
-    let buckets = bloom_size.checked_mul(8).and_then(|b| (h + 16).checked_add(b)).ok_or(BAD)?;
-    let bucket_bytes = nbuckets.checked_mul(4).ok_or(BAD)?;
-    if !img.is_readable(h + 16, bloom_size * 8) || !img.is_readable(buckets, bucket_bytes) {
-        return Err(BAD);
-    }
-    let chains = buckets + bucket_bytes;
-    let max = (0..nbuckets).filter_map(|b| img.u32(buckets + b * 4)).max().unwrap_or(0);
-    if max < symoffset {
-        return Ok(symoffset as usize);
-    }
-    // Walk the last chain to its end bit; running off the readable range
-    // first means the table is corrupt.
-    let mut idx = max as usize;
-    loop {
-        let at = (idx - symoffset as usize).checked_mul(4).and_then(|o| chains.checked_add(o)).ok_or(BAD)?;
-        let ch = img.u32(at).ok_or("DT_GNU_HASH chain has no end")?;
-        if ch & 1 != 0 {
-            return Ok(idx + 1);
+        const BAD: &str = "DT_GNU_HASH table lies outside the object";
+        let h = d.gnu_hash;
+        let nbuckets = img.u32(h).ok_or(BAD)? as usize;
+        let bloom_size = img.u32(h.wrapping_add(8)).ok_or(BAD)? as usize;
+        let bloom_bytes = bloom_size.checked_mul(8).ok_or(BAD)?;
+        let buckets = h.checked_add(16).and_then(|b| b.checked_add(bloom_bytes)).ok_or(BAD)?;
+        if !img.is_readable(h, 16 + bloom_bytes) || !img.is_readable(buckets, nbuckets.checked_mul(4).ok_or(BAD)?) {
+            return Err(BAD);
         }
-        idx += 1;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -422,38 +427,58 @@ mod tests {
     }
 
     #[allow(unsafe_code)]
-    fn count(buf: &[u8], gnu: bool) -> Result<usize, &'static str> {
+    fn image_of(buf: &[u8], gnu: bool) -> (Image, DynInfo) {
         let base = buf.as_ptr() as usize;
         let mut img = Image::new();
         // SAFETY: the image covers exactly `buf`, which outlives it.
         unsafe { img.add_readable(base, base + buf.len()) };
         let symtab = base + buf.len() - 4 * 24;
-        let d = DynInfo { gnu_hash: if gnu { base } else { 0 }, hash: if gnu { 0 } else { base }, symtab, ..DynInfo::default() };
-        symbol_count(&img, &d)
+        let mut d = DynInfo { gnu_hash: if gnu { base } else { 0 }, hash: if gnu { 0 } else { base }, symtab, ..DynInfo::default() };
+        d.tables = Some(Tables::new(&img, &d));
+        (img, d)
+    }
+
+    fn check(buf: &[u8], gnu: bool) -> Result<(), &'static str> {
+        let (img, d) = image_of(buf, gnu);
+        check_tables(&img, &d)
     }
 
     #[test]
     fn hash_table_counts_are_bounded_by_the_bytes_that_hold_them() {
-        assert_eq!(count(&gnu_table(1, 1, true), true), Ok(4));
+        assert_eq!(check(&gnu_table(1, 1, true), true), Ok(()));
         // 4 billion buckets, a huge Bloom filter: refused, not walked.
         let started = std::time::Instant::now();
-        assert!(count(&gnu_table(u32::MAX, 1, true), true).is_err());
-        assert!(count(&gnu_table(1, u32::MAX, true), true).is_err());
+        assert_eq!(check(&gnu_table(u32::MAX, 1, true), true), Err("DT_GNU_HASH table lies outside the object"));
+        assert!(check(&gnu_table(1, u32::MAX, true), true).is_err());
         assert!(started.elapsed().as_millis() < 100, "refused at once");
-        // A chain without an end bit runs off the table.
-        assert_eq!(count(&gnu_table(1, 1, false), true), Err("DT_GNU_HASH chain has no end"));
         // SysV: nbucket = 1, nchain = 4 fits; nchain of 4 billion does not.
         let mut sysv = Vec::new();
         for w in [1u32, 4, 1, 0, 0, 0, 0] {
             sysv.extend_from_slice(&w.to_le_bytes());
         }
         sysv.resize(sysv.len() + 4 * 24, 0);
-        assert_eq!(count(&sysv, false), Ok(4));
+        assert_eq!(check(&sysv, false), Ok(()));
         sysv[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(count(&sysv, false).is_err());
+        assert!(check(&sysv, false).is_err());
         // More symbols than the symbol table holds.
         sysv[4..8].copy_from_slice(&50u32.to_le_bytes());
-        assert!(count(&sysv, false).is_err());
+        assert!(check(&sysv, false).is_err());
+    }
+
+    #[test]
+    fn a_chain_without_an_end_stops_at_the_end_of_the_object() {
+        // Every chain word has the hash of the name (end bit clear), and
+        // the symbols have no name: the lookup compares each, runs off the
+        // end of the readable range and finds nothing, without faulting.
+        let q = Query::new(b"f");
+        let mut b = gnu_table(1, 1, false);
+        for i in 0..3 {
+            let at = 16 + 8 + 4 + i * 4;
+            b[at..at + 4].copy_from_slice(&(q.gnu & !1).to_le_bytes());
+        }
+        let (img, d) = image_of(&b, true);
+        assert_eq!(check_tables(&img, &d), Ok(()));
+        assert_eq!(lookup(&img, &d, &Versions::default(), &q, None, false), Found::None);
     }
 
     #[test]

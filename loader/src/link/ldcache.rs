@@ -92,39 +92,42 @@ impl<'a> LdCache<'a> {
 }
 
 /// The order `ldconfig` sorts cache keys in (glibc's `_dl_cache_libcmp`):
-/// bytes compare as bytes, except that a run of digits in both names
-/// compares by its value, and a digit sorts after any other byte.
+/// a run of digits in both names compares by its value (leading zeros do
+/// not count), a digit sorts after any other byte, and other bytes compare
+/// as the platform's C `char`: signed on x86_64, unsigned on aarch64 (the
+/// order differs only for bytes from 0x80 up, which `ldconfig` of the same
+/// arch wrote). The end of a name compares as a NUL byte would.
+/// Numbers of more than 19 digits saturate where glibc's `int` overflows:
+/// a cache with such names may then miss them, never misread one.
 pub fn libcmp(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
     use core::cmp::Ordering;
-    let digits = |s: &[u8], mut i: usize| -> (u64, usize) {
+    use core::ffi::c_char;
+    let number = |s: &[u8], i: &mut usize| -> u64 {
         let mut v = 0u64;
-        while let Some(&c) = s.get(i).filter(|c| c.is_ascii_digit()) {
+        while let Some(&c) = s.get(*i).filter(|c| c.is_ascii_digit()) {
             v = v.saturating_mul(10).saturating_add(u64::from(c - b'0'));
-            i += 1;
+            *i += 1;
         }
-        (v, i)
+        v
     };
     let (mut i, mut j) = (0, 0);
-    loop {
-        match (a.get(i), b.get(j)) {
-            (None, None) => return Ordering::Equal,
-            (None, Some(_)) => return Ordering::Less,
-            (Some(_), None) => return Ordering::Greater,
-            (Some(x), Some(y)) => match (x.is_ascii_digit(), y.is_ascii_digit()) {
-                (true, true) => {
-                    let ((va, ni), (vb, nj)) = (digits(a, i), digits(b, j));
-                    if va != vb {
-                        return va.cmp(&vb);
-                    }
-                    (i, j) = (ni, nj);
+    // Bytes past the end read as NUL, as the C strings do.
+    while let Some(&x) = a.get(i) {
+        let y = b.get(j).copied().unwrap_or(0);
+        match (x.is_ascii_digit(), y.is_ascii_digit()) {
+            (true, true) => {
+                let (va, vb) = (number(a, &mut i), number(b, &mut j));
+                if va != vb {
+                    return va.cmp(&vb);
                 }
-                (true, false) => return Ordering::Greater,
-                (false, true) => return Ordering::Less,
-                (false, false) if x != y => return x.cmp(y),
-                (false, false) => (i, j) = (i + 1, j + 1),
-            },
+            }
+            (true, false) => return Ordering::Greater,
+            (false, true) => return Ordering::Less,
+            (false, false) if x != y => return (x as c_char).cmp(&(y as c_char)),
+            (false, false) => (i, j) = (i + 1, j + 1),
         }
     }
+    0.cmp(&(b.get(j).copied().unwrap_or(0) as c_char))
 }
 
 #[cfg(test)]
@@ -218,6 +221,45 @@ mod tests {
         assert_eq!(libcmp(b"lib1", b"liba"), Greater);
         assert_eq!(libcmp(b"libx", b"libx.so"), Less);
         assert_eq!(libcmp(b"libz.so.01", b"libz.so.1"), Equal);
+        assert_eq!(libcmp(b"", b""), Equal);
+        assert_eq!(libcmp(b"a1", b"a"), Greater, "a digit against the end");
+        // Bytes from 0x80 up compare as the platform's C `char`.
+        let high = libcmp(b"lib\xe9", b"libz");
+        assert_eq!(high, if cfg!(target_arch = "x86_64") { Less } else { Greater });
+        assert_eq!(libcmp(b"lib", b"lib\xe9"), if cfg!(target_arch = "x86_64") { Greater } else { Less });
+    }
+
+    #[test]
+    fn hostile_orders_and_strings_end_the_search_quickly() {
+        // Entries not in ldconfig's order: the search may miss, never loops.
+        let mut f = build(&[(0x0303, "liba.so.1", "/a"), (0x0303, "libb.so.1", "/b"), (0x0303, "libc.so.1", "/c")]);
+        let swap = |f: &mut Vec<u8>, i: usize, j: usize| {
+            for k in 0..ENTRY {
+                f.swap(HEADER + i * ENTRY + k, HEADER + j * ENTRY + k);
+            }
+        };
+        swap(&mut f, 0, 2);
+        let c = LdCache::parse(&f).unwrap();
+        for name in [&b"liba.so.1"[..], b"libb.so.1", b"libc.so.1", b"libd.so.1"] {
+            let _ = c.lookup(name, 0x0303);
+        }
+        assert_eq!(c.lookup(b"libb.so.1", 0x0303), Some(&b"/b"[..]), "the middle entry is still found");
+        // Every key the same: the walk over equal keys stays in the table.
+        let same: Vec<(i32, &str, &str)> = (0..200).map(|_| (0x0a03, "libx.so", "/x")).collect();
+        let f = build(&same);
+        assert_eq!(LdCache::parse(&f).unwrap().lookup(b"libx.so", 0x0303), None, "no entry of this arch");
+        // Strings that run to the end of the file without a NUL.
+        let mut f = build(&[(0x0303, "liba.so", "/a/liba.so")]);
+        let n = f.len();
+        f[n - 1] = b'x';
+        assert_eq!(LdCache::parse(&f).unwrap().lookup(b"liba.so", 0x0303), None, "an unterminated value");
+        let strings = HEADER + ENTRY;
+        f[strings + 7] = b'x';
+        assert_eq!(LdCache::parse(&f).unwrap().lookup(b"liba.so", 0x0303), None, "an unterminated key");
+        // More entries than the file holds.
+        let mut f = build(&[(0x0303, "liba.so", "/a")]);
+        f[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(LdCache::parse(&f).is_none());
     }
 
     #[test]

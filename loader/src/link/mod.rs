@@ -72,7 +72,6 @@ pub struct Dso {
     pub deps: Vec<usize>,
     /// The object whose `DT_NEEDED` brought this one in (for `DT_RPATH`).
     pub loaded_by: Option<usize>,
-    pub nsyms: usize,
     pub relocated: bool,
     pub init_called: bool,
     /// The `struct link_map` published in `r_debug` (and handed to libc).
@@ -121,7 +120,7 @@ impl Dso {
         // Hostile sizes are refused here, before anything loops over them.
         dyn_info.check_ranges(&m.img, kind == Kind::Main)?;
         let versions = Versions::parse(&m.img, &dyn_info)?;
-        let nsyms = crate::elf::symbols::symbol_count(&m.img, &dyn_info)?;
+        crate::elf::symbols::check_tables(&m.img, &dyn_info)?;
         let origin = (!path.is_empty()).then(|| search::dirname(&path).to_vec());
         let mut d = Dso {
             kind,
@@ -145,7 +144,6 @@ impl Dso {
             identity: None,
             deps: Vec::new(),
             loaded_by: None,
-            nsyms,
             relocated: false,
             init_called: false,
             link_map: 0,

@@ -265,19 +265,10 @@ impl<'a> Engine<'a> {
                 }
                 next = place + 8;
             } else {
-                let mut bits = entry >> 1;
-                let mut place = next;
-                while bits != 0 {
-                    if bits & 1 != 0 {
-                        let v = d.img.u64(place).unwrap_or(0);
-                        if !d.img.write_u64(place, v.wrapping_add(base)) {
-                            return Err(bad_place(d.display_name(), place, d.base));
-                        }
-                    }
-                    bits >>= 1;
-                    place += 8;
+                if let Err(place) = d.img.add_to_words(next, entry >> 1, base) {
+                    return Err(bad_place(d.display_name(), place, d.base));
                 }
-                next += 63 * 8;
+                next = next.wrapping_add(63 * 8);
             }
         }
         Ok(())

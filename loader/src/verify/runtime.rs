@@ -240,19 +240,16 @@ fn map_file(fd: Fd, rw: bool, p: &Place, euid: u32) -> Result<Opened, &'static s
     // one that is a hole makes the file system allocate it, and on a full
     // file system (tmpfs: reads too) that fault is a SIGBUS, which would
     // kill every start. So a file is mapped only if every block of it is
-    // allocated: our own file is allocated now if it can be (`fallocate`
-    // is cheap on blocks that exist already), any other must be already.
-    // The file may hold holes only if it was made by other means than the
-    // loader or `cah` (`truncate`, `cp --sparse`); it is then left out.
+    // allocated: our own file is allocated now if it can be, any other
+    // must be already. The file may hold holes only if it was made by other
+    // means than the loader or `cah` (`truncate`, `cp --sparse`); it is
+    // then left out. `fallocate` only when blocks are missing: even when it
+    // allocates nothing it updates the file's mtime and ctime, and a warm
+    // start writes nothing to the shared file, not even its inode.
     let allocated = st.blocks.saturating_mul(512) >= size as u64;
     let ours = rw && st.uid == euid;
-    let writable = ours
-        && match sys::fallocate(&fd, 0, size as u64) {
-            Ok(()) => true,
-            // No fallocate on this file system: writable if no block is missing.
-            Err(Errno(95)) => allocated,
-            Err(_) => false,
-        };
+    // (A file system without `fallocate` leaves a sparse file sparse.)
+    let writable = ours && (allocated || sys::fallocate(&fd, 0, size as u64).is_ok());
     if !writable && !allocated {
         return Err("sparse (blocks not allocated), not used");
     }
