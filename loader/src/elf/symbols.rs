@@ -366,6 +366,62 @@ fn search(img: &Image, d: &DynInfo, defs: &Versions, q: &Query<'_>, want: Option
     }
 }
 
+/// How many symbols the hash tables cover: `nchain` of `DT_HASH`, or the
+/// end of `DT_GNU_HASH`'s last chain. This walks every bucket, so it is
+/// never on the start path; the reference relocator and tools use it.
+pub fn symbol_count(img: &Image, d: &DynInfo) -> Result<usize, &'static str> {
+    let mut count = None;
+    if d.hash != 0 {
+        const BAD: &str = "DT_HASH table lies outside the object";
+        let h = d.hash;
+        let (nbucket, nchain) = (img.u32(h).ok_or(BAD)? as usize, img.u32(h + 4).ok_or(BAD)? as usize);
+        let words = nbucket.checked_add(nchain).and_then(|w| w.checked_add(2)).ok_or(BAD)?;
+        if !img.is_readable(h, words.checked_mul(4).ok_or(BAD)?) {
+            return Err(BAD);
+        }
+        count = Some(nchain);
+    }
+    if d.gnu_hash != 0 {
+        let n = gnu_symbol_count(img, d.gnu_hash)?;
+        count = Some(count.unwrap_or(n));
+    }
+    let n = count.unwrap_or(0);
+    if n > 0 && (d.symtab == 0 || !img.is_readable(d.symtab, n.checked_mul(24).ok_or("symbol table out of range")?)) {
+        return Err("symbol table lies outside the object (hash table counts more symbols)");
+    }
+    Ok(n)
+}
+
+/// The number of symbols a GNU hash table at `h` covers (the end of its
+/// last chain), checking it on the way.
+fn gnu_symbol_count(img: &Image, h: usize) -> Result<usize, &'static str> {
+    const BAD: &str = "DT_GNU_HASH table lies outside the object";
+    let nbuckets = img.u32(h).ok_or(BAD)? as usize;
+    let symoffset = img.u32(h + 4).ok_or(BAD)?;
+    let bloom_size = img.u32(h + 8).ok_or(BAD)? as usize;
+    let buckets = bloom_size.checked_mul(8).and_then(|b| (h + 16).checked_add(b)).ok_or(BAD)?;
+    let bucket_bytes = nbuckets.checked_mul(4).ok_or(BAD)?;
+    if !img.is_readable(h + 16, bloom_size * 8) || !img.is_readable(buckets, bucket_bytes) {
+        return Err(BAD);
+    }
+    let chains = buckets + bucket_bytes;
+    let max = (0..nbuckets).filter_map(|b| img.u32(buckets + b * 4)).max().unwrap_or(0);
+    if max < symoffset {
+        return Ok(symoffset as usize);
+    }
+    // Walk the last chain to its end bit; running off the readable range
+    // first means the table is corrupt.
+    let mut idx = max as usize;
+    loop {
+        let at = (idx - symoffset as usize).checked_mul(4).and_then(|o| chains.checked_add(o)).ok_or(BAD)?;
+        let ch = img.u32(at).ok_or("DT_GNU_HASH chain has no end")?;
+        if ch & 1 != 0 {
+            return Ok(idx + 1);
+        }
+        idx += 1;
+    }
+}
+
 /// Checks both hash tables against the object's readable memory when it
 /// is loaded, at a cost that does not grow with its symbol count: every
 /// count a table holds (`nbucket`, `nchain`, `nbuckets`, the Bloom size) is

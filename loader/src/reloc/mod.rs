@@ -341,9 +341,11 @@ impl<'a> Engine<'a> {
             return (referenced.bind() == STB_WEAK).then_some(None);
         };
         let d = self.ns.objs.get(obj)?;
-        if d.removed || idx == 0 || idx as usize >= d.nsyms {
+        if d.removed || idx == 0 {
             return None;
         }
+        // Bounds-checked against the object's image; the plan itself was
+        // accepted only under the cache's trust rules and its checksum.
         let sym = symbol(&d.img, &d.dyn_info, idx)?;
         (sym.st_shndx != SHN_UNDEF).then_some(Some(Def { obj, sym, idx }))
     }

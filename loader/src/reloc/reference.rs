@@ -37,8 +37,8 @@
 //!
 //! What it shares with the engine: the mapped objects, their parsed
 //! dynamic sections and version tables ([`crate::elf::version`]), how
-//! many symbols each hash table covers (`Dso::nsyms`: the ones glibc can
-//! find, which a lookup scans), the TLS
+//! many symbols each hash table covers (`symbols::symbol_count`: the ones
+//! glibc can find, which a lookup scans), the TLS
 //! module ids and offsets start-up assigned, and the IFUNC resolver
 //! callback (a test passes a deterministic stub to both, so no code of
 //! the objects runs).
@@ -51,7 +51,7 @@ use object::elf::*;
 use super::Resolve;
 use crate::elf::symbols::Sym;
 use crate::elf::version::VersionReq;
-use crate::link::{DsoId, Kind, Namespace};
+use crate::link::{Dso, DsoId, Kind, Namespace};
 
 /// What one relocation write should leave in memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -230,7 +230,7 @@ impl<'a> Reference<'a> {
     fn table(&mut self, id: DsoId) -> &[Entry] {
         if self.tables[id].is_none() {
             let d = &self.ns.objs[id];
-            self.tables[id] = Some((0..d.nsyms).map(|i| entry(self.ns, id, i).unwrap_or_default()).collect());
+            self.tables[id] = Some((0..covered(d)).map(|i| entry(self.ns, id, i).unwrap_or_default()).collect());
         }
         self.tables[id].as_deref().unwrap_or(&[])
     }
@@ -317,7 +317,7 @@ impl<'a> Reference<'a> {
             }
             let mut versioned = (0, None);
             let mut found = None;
-            for idx in 0..d.nsyms {
+            for idx in 0..covered(d) {
                 if self.matches(obj, idx, name, want, class, &mut versioned) {
                     found = Some(idx);
                     break;
@@ -644,6 +644,11 @@ pub fn compare(
         }
     }
     out
+}
+
+/// The symbols of `d` a lookup may find (the ones its hash table covers).
+fn covered(d: &Dso) -> usize {
+    crate::elf::symbols::symbol_count(&d.img, &d.dyn_info).unwrap_or(0)
 }
 
 #[cfg(test)]
