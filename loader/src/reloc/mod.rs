@@ -264,12 +264,13 @@ impl<'a> Engine<'a> {
 
     /// glibc's `elf_machine_runtime_setup`: `GOT[1]` = the object's id,
     /// `GOT[2]` = the PLT resolver. False (bind every slot now) without a
-    /// resolver, a `DT_PLTGOT`, or a writable GOT outside RELRO.
+    /// resolver, a `DT_PLTGOT`, or a writable GOT. (These three words may
+    /// lie in RELRO, as GNU ld lays them out: they are written now, before
+    /// RELRO is sealed; the slots themselves must not, see `relocate`.)
     fn setup_lazy(&self, id: DsoId) -> bool {
         let d = &self.ns.objs[id];
         let got = d.dyn_info.pltgot;
-        let sealed = d.relro.is_some_and(|(s, e)| got.saturating_add(24) > s && got < e);
-        if self.target.plt_resolver == 0 || got == 0 || d.dyn_info.jmprel == 0 || sealed || !d.img.is_writable(got, 24) {
+        if self.target.plt_resolver == 0 || got == 0 || d.dyn_info.jmprel == 0 || !d.img.is_writable(got, 24) {
             return false;
         }
         d.img.write_u64(got + 8, id as u64) && d.img.write_u64(got + 16, self.target.plt_resolver as u64)

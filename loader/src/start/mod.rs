@@ -426,8 +426,8 @@ fn relocate(
         diag::print(
             2,
             format_args!(
-                "ld-cah.so: statistics: {} relative, {} symbolic relocations, {} lookups\n",
-                stats.relative, stats.symbolic, stats.lookups
+                "ld-cah.so: statistics: {} relative, {} symbolic relocations, {} lookups, {} PLT slots left to lazy binding\n",
+                stats.relative, stats.symbolic, stats.lookups, stats.lazy
             ),
         );
     }
