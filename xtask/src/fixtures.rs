@@ -536,11 +536,13 @@ impl Builder {
             (cc, "stub/liblazy.so", vec!["liblazy.c"], [lib("liblazy.so"), vec!["-DSTUB_EXTRA".into(), "-Wl,-z,lazy".into()]].concat()),
             (cc, "liblazy.so", vec!["liblazy.c"], [lib("liblazy.so"), vec!["-Wl,-z,lazy".into()]].concat()),
             (cc, "liblazydl.so", vec!["liblazydl.c"], [lib("liblazydl.so"), vec!["-Wl,-z,lazy".into()]].concat()),
+            (cc, "lazy", vec!["lazy.c"], [prog(), vec!["-llazy".into(), "-Wl,-z,lazy".into()]].concat()),
             (
                 cc,
-                "lazy",
+                "lazy_gone",
                 vec!["lazy.c"],
-                [vec![format!("-L{}", out.join("stub").display())], prog(), vec!["-llazy".into(), "-Wl,-z,lazy".into()]].concat(),
+                [vec![format!("-L{}", out.join("stub").display())], prog(), vec!["-DCALL_GONE".into(), "-llazy".into(), "-Wl,-z,lazy".into()]]
+                    .concat(),
             ),
         ];
         fs::create_dir_all(out.join("stub")).map_err(|e| format!("create {}/stub: {e}", out.display()))?;
