@@ -76,8 +76,7 @@ fn bind(id: DsoId, which: usize) -> Result<usize, Error> {
         // SAFETY: the resolver of an STT_GNU_IFUNC function of a relocated
         // object, checked to lie in that object's code (`look_up`).
         Binding::Ifunc(resolver, add) => unsafe {
-            native::call_ifunc(resolver, HWCAP[0].load(Ordering::Relaxed), HWCAP[1].load(Ordering::Relaxed))
-                .wrapping_add(add as usize)
+            native::call_ifunc(resolver, HWCAP[0].load(Ordering::Relaxed), HWCAP[1].load(Ordering::Relaxed)).wrapping_add(add as usize)
         },
     };
     // The slot was read from the object's own relocation table; the image

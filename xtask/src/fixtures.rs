@@ -541,8 +541,12 @@ impl Builder {
                 cc,
                 "lazy_gone",
                 vec!["lazy.c"],
-                [vec![format!("-L{}", out.join("stub").display())], prog(), vec!["-DCALL_GONE".into(), "-llazy".into(), "-Wl,-z,lazy".into()]]
-                    .concat(),
+                [
+                    vec![format!("-L{}", out.join("stub").display())],
+                    prog(),
+                    vec!["-DCALL_GONE".into(), "-llazy".into(), "-Wl,-z,lazy".into()],
+                ]
+                .concat(),
             ),
         ];
         fs::create_dir_all(out.join("stub")).map_err(|e| format!("create {}/stub: {e}", out.display()))?;

@@ -184,10 +184,7 @@ impl<'a> Engine<'a> {
         let mut cache = Recent::new();
         // glibc binds PLT slots lazily unless asked not to (LD_BIND_NOW,
         // RTLD_NOW, DT_BIND_NOW, DF_BIND_NOW, DF_1_NOW).
-        let lazy_plt = !self.bind_now
-            && !di.bind_now
-            && di.flags & u64::from(DF_BIND_NOW) == 0
-            && di.flags_1 & u64::from(DF_1_NOW) == 0;
+        let lazy_plt = !self.bind_now && !di.bind_now && di.flags & u64::from(DF_BIND_NOW) == 0 && di.flags_1 & u64::from(DF_1_NOW) == 0;
         let in_plt = |at: usize| di.jmprel != 0 && at >= di.jmprel && at < di.jmprel.saturating_add(di.pltrelsz);
         let lazy_got = lazy_plt && self.setup_lazy(id);
         let in_relro = |place: usize| d.relro.is_some_and(|(s, e)| place >= s && place < e);
