@@ -560,8 +560,10 @@ fn ranges(rela: usize, relasz: usize, jmprel: usize, pltrelsz: usize, lazy: bool
     [first, second]
 }
 
-/// Where a PLT slot of a missing function points: calling it is the error
-/// glibc's lazy binding would report at that moment.
+/// Where a PLT slot of a missing function points when it had to be bound
+/// at load time in a lazily bound object (a slot in RELRO, an object
+/// without a usable GOT, an engine without a PLT resolver): calling it is
+/// the error lazy binding would report at that moment.
 extern "C" fn missing_function() -> ! {
     crate::diag::fatal(&crate::err!("ld-cah.so", "symbol lookup error: a function whose symbol was not found at start-up was called"))
 }
