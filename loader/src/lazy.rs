@@ -96,12 +96,17 @@ fn look_up(ns: &Namespace, id: DsoId, which: usize) -> Result<(usize, Binding), 
     let index = if Native::PLT_PASSES_SLOT { index_of_slot(ns, id, which)? } else { which };
     // The scope the object was relocated in: the global scope (as it is
     // now, as glibc's `l_scope[0]` is), then the object's `dlopen`
-    // closure.
-    let mut scope: Vec<DsoId> = ns.scope.clone();
-    scope.extend(d.local_scope.iter().copied().filter(|x| !ns.scope.contains(x)));
+    // closure (copied only then: this runs once per bound slot).
+    let extended: Vec<DsoId>;
+    let scope: &[DsoId] = if d.local_scope.is_empty() {
+        &ns.scope
+    } else {
+        extended = ns.scope.iter().copied().chain(d.local_scope.iter().copied().filter(|x| !ns.scope.contains(x))).collect();
+        &extended
+    };
     let target = Target::of::<Native>(native::tlsdesc_static(), native::tlsdesc_dynamic());
     let no_ifunc = |_: usize| 0;
-    let mut engine = Engine::new(ns, &scope, target, &no_ifunc);
+    let mut engine = Engine::for_lookups(ns, scope, target, &no_ifunc);
     let (place, def, add) = engine.resolve_plt(id, index)?;
     let Some(def) = def else {
         // An undefined weak function: glibc binds it to 0 as well.

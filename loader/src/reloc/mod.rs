@@ -164,6 +164,23 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// An engine that only looks symbols up (lazy binding), for objects
+    /// that are all relocated: nothing proportional to the namespace is
+    /// allocated.
+    pub fn for_lookups(ns: &'a Namespace, scope: &'a [DsoId], target: Target, resolve_ifunc: Resolve<'a>) -> Engine<'a> {
+        Engine {
+            ns,
+            target,
+            unique: UniqueTable::default(),
+            stats: Stats::default(),
+            scope,
+            bind_now: false,
+            progname: "<program name unknown>",
+            resolve_ifunc,
+            done: Vec::new(),
+        }
+    }
+
     fn is_relocated(&self, id: DsoId) -> bool {
         self.ns.objs[id].relocated || self.done.get(id).copied().unwrap_or(false)
     }
