@@ -231,10 +231,6 @@ impl<'a> Engine<'a> {
                     }
                     continue;
                 }
-                if self.target.x86_64_ifunc_rules && (self.target.decode)(r_type) == Some(RelocKind::IRelative) {
-                    irelative.push(at);
-                    continue;
-                }
                 let plt = in_plt(at);
                 // A lazy JUMP_SLOT points back into the PLT (its link-time
                 // value, relocated), whose entry calls the resolver on the
@@ -246,6 +242,10 @@ impl<'a> Engine<'a> {
                         return Err(bad_place(name, place, d.base));
                     }
                     self.stats.lazy += 1;
+                    continue;
+                }
+                if self.target.x86_64_ifunc_rules && (self.target.decode)(r_type) == Some(RelocKind::IRelative) {
+                    irelative.push(at);
                     continue;
                 }
                 self.stats.symbolic += 1;
