@@ -70,22 +70,34 @@ pub extern "C" fn plt_fixup(id: usize, which: usize) -> usize {
 
 fn bind(id: DsoId, which: usize) -> Result<usize, Error> {
     let not_yet = || err!("ld-cah.so", "lazy binding before start-up finished");
-    let (place, binding) = crate::process::with_view(|v| look_up(v.ns(), id, which)).ok_or_else(not_yet)??;
-    let value = match binding {
-        Binding::Address(v) => v,
-        // SAFETY: the resolver of an STT_GNU_IFUNC function of a relocated
-        // object, checked to lie in that object's code (`look_up`).
-        Binding::Ifunc(resolver, add) => unsafe {
-            native::call_ifunc(resolver, HWCAP[0].load(Ordering::Relaxed), HWCAP[1].load(Ordering::Relaxed)).wrapping_add(add as usize)
-        },
-    };
     // The slot was read from the object's own relocation table; the image
     // refuses it unless it lies in the object's writable memory.
-    let written = crate::process::with_view(|v| v.ns().objs.get(id).is_some_and(|d| d.img.write_u64(place, value as u64)));
-    if written != Some(true) {
-        return Err(err!("ld-cah.so", "lazy binding: PLT slot {:#x} is not writable", place));
-    }
-    Ok(value)
+    let write = |ns: &Namespace, place: usize, value: usize| {
+        if ns.objs.get(id).is_some_and(|d| d.img.write_u64(place, value as u64)) {
+            Ok(value)
+        } else {
+            Err(err!("ld-cah.so", "lazy binding: PLT slot {:#x} is not writable", place))
+        }
+    };
+    // A plain function is written under the same lock as its lookup.
+    let found = crate::process::with_view(|v| {
+        let ns = v.ns();
+        match look_up(ns, id, which)? {
+            (place, Binding::Address(value)) => write(ns, place, value).map(|_| Ok(value)),
+            (place, Binding::Ifunc(resolver, add)) => Ok(Err((place, resolver, add))),
+        }
+    });
+    let (place, resolver, add) = match found.ok_or_else(not_yet)?? {
+        Ok(value) => return Ok(value),
+        Err(ifunc) => ifunc,
+    };
+    // An IFUNC's resolver runs without the lock: it may call lazily bound
+    // functions itself.
+    // SAFETY: the resolver of an STT_GNU_IFUNC function of a relocated
+    // object, checked to lie in that object's code (`look_up`).
+    let value = unsafe { native::call_ifunc(resolver, HWCAP[0].load(Ordering::Relaxed), HWCAP[1].load(Ordering::Relaxed)) };
+    let value = value.wrapping_add(add as usize);
+    crate::process::with_view(|v| write(v.ns(), place, value)).ok_or_else(not_yet)?
 }
 
 /// The slot and what it binds to, looked up in `ns`.
