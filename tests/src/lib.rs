@@ -23,6 +23,9 @@
 //! Two environment variables narrow a run, for working on one half at a
 //! time; each prints a note saying what it left out:
 //! `CAH_TESTS_ARCH=x86_64|aarch64` and `CAH_TESTS_ONLY=glibc|ld-cah`.
+//! A third, `CAH_TESTS_BIND_NOW=1`, gives every run (reference included)
+//! `LD_BIND_NOW=1`: `cargo xtask test` runs the real-program corpus a
+//! second time that way, so eager and lazy binding are both covered.
 
 use std::fmt::Write as _;
 use std::io::Read;
