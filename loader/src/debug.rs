@@ -88,6 +88,15 @@ pub fn link_maps(ns: &mut Namespace, chain: &[crate::link::DsoId]) {
     }
 }
 
+/// Zeroes a link map that left the chain, for reuse by a later object.
+pub fn clear_link_map(lm: usize) {
+    if lm != 0 {
+        // SAFETY: `lm` is one of the LINK_MAP_ALLOC-byte allocations made
+        // by `link_maps`, owned by an object that is gone.
+        unsafe { core::ptr::write_bytes(lm as *mut u8, 0, LINK_MAP_ALLOC) };
+    }
+}
+
 /// Publishes the list in `_r_debug` and the program's `DT_DEBUG`.
 pub fn publish(ns: &Namespace, loader_base: usize, state: i32) {
     let r = _r_debug.0.get();

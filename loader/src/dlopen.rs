@@ -89,15 +89,16 @@ pub fn open(name: &[u8], mode: i32, caller: usize) -> Result<(usize, Vec<crate::
     let requester = ns.objs.iter().position(|d| caller >= d.map_start && caller < d.map_end).unwrap_or(ns.main);
     let names = search.loader_names();
     let cfg = search.config(&names);
-    let before = ns.objs.len();
-    let result = load_and_link(ns, search, &cfg, &name, mode, requester, before);
+    ns.take_fresh();
+    let result = load_and_link(ns, search, &cfg, &name, mode, requester);
+    let fresh = ns.take_fresh();
     if result.is_err() {
         // A failed dlopen leaves nothing behind that a later one could find
         // half-done (the mappings stay, unreachable).
-        for d in ns.objs.iter_mut().skip(before) {
-            d.removed = true;
+        for &id in &fresh {
+            ns.objs[id].removed = true;
         }
-        ns.scope.retain(|&x| x < before);
+        ns.scope.retain(|x| !fresh.contains(x));
     }
     result
 }
@@ -109,28 +110,12 @@ fn load_and_link(
     name: &[u8],
     mode: i32,
     requester: DsoId,
-    before: usize,
 ) -> Result<(usize, Vec<crate::init::Call>), Error> {
     let root = closure::load_needed(ns, cfg, requester, name)?;
     let mut local: Vec<DsoId> = alloc::vec![root];
-    let mut i = 0;
-    while i < local.len() {
-        let cur = local[i];
-        if cur >= before {
-            let needed: Vec<Vec<u8>> = ns.objs[cur].needed_names().flatten().map(<[u8]>::to_vec).collect();
-            for n in needed {
-                let id = closure::load_dependency(ns, cfg, cur, &n)?;
-                if !ns.objs[cur].deps.contains(&id) && id != cur {
-                    ns.objs[cur].deps.push(id);
-                }
-                if !local.contains(&id) {
-                    local.push(id);
-                }
-            }
-        }
-        i += 1;
-    }
-    let new: Vec<DsoId> = (before..ns.objs.len()).collect();
+    // Only the objects this dlopen brought in have dependencies to load.
+    closure::walk(ns, cfg, &mut local, &|ns, id| ns.fresh().contains(&id), None)?;
+    let new: Vec<DsoId> = ns.fresh().to_vec();
     if new.is_empty() {
         bump(ns, root, mode);
         return Ok((ns.objs[root].link_map, Vec::new()));
@@ -147,7 +132,7 @@ fn load_and_link(
     scope.extend(local.iter().copied().filter(|x| !ns.scope.contains(x)));
     let sorted = crate::init::sort(&local, ns.objs.len(), &|x| ns.objs[x].deps.clone(), usize::MAX);
     let unsorted = new.iter().copied().filter(|id| !sorted.contains(id));
-    let order: Vec<DsoId> = sorted.iter().rev().copied().filter(|&id| id >= before).chain(unsorted).collect();
+    let order: Vec<DsoId> = sorted.iter().rev().copied().filter(|id| new.contains(id)).chain(unsorted).collect();
     for &id in &new {
         ns.objs[id].local_scope = local.clone();
     }
@@ -158,6 +143,8 @@ fn load_and_link(
         bind_now: search.bind_now || mode & RTLD_BINDING_MASK == RTLD_NOW,
         progname: program_name(),
         hwcap: search.hwcap,
+        plan: None,
+        record: false,
     };
     pipeline::relocate(ns, &order, &binding)?;
     copy_tls_images(ns, &new);
@@ -333,4 +320,8 @@ pub fn unmap(id: DsoId) {
     // destructor of it is pending.
     let _ = unsafe { crate::sys::munmap(start, end - start) };
     crate::debug::publish(ns, 0, crate::debug::RT_CONSISTENT);
+    // The link map left the chain above; a later object reuses it, and
+    // the slot, clean.
+    crate::debug::clear_link_map(lm);
+    ns.release(id);
 }

@@ -201,8 +201,10 @@ pub fn object_fini_calls(ns: &Namespace, id: DsoId) -> Vec<Call> {
 /// object's `DT_FINI_ARRAY` backwards then `DT_FINI`.
 pub fn fini_calls(ns: &mut Namespace) -> Vec<Call> {
     let all: Vec<DsoId> = {
+        // Load order, as glibc's `_dl_fini` walks its chain.
         let mut v = vec![ns.main];
-        v.extend((0..ns.objs.len()).filter(|&i| i != ns.main));
+        v.extend((0..ns.objs.len()).filter(|&i| i != ns.main && ns.objs[i].kind != crate::link::Kind::Library));
+        v.extend(ns.load_order().iter().copied().filter(|&i| i != ns.main));
         v
     };
     let order = sort(&all, ns.objs.len(), &|i| ns.objs[i].deps.clone(), ns.main);

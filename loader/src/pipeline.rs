@@ -8,6 +8,7 @@ use crate::arch::native::{self, Native};
 use crate::diag::Error;
 use crate::err;
 use crate::link::{DsoId, Kind, Namespace};
+use crate::reloc::plan::{Plan, Recorder};
 use crate::reloc::{Engine, Stats, Target};
 
 /// Gives every object a `struct link_map` (appended to the chain), and
@@ -35,13 +36,24 @@ pub struct Binding<'a> {
     pub progname: &'a str,
     /// `AT_HWCAP`/`AT_HWCAP2`, passed to IFUNC resolvers.
     pub hwcap: (u64, u64),
+    /// A binding plan to obey (start-up only).
+    pub plan: Option<&'a Plan>,
+    /// Record the resolutions for a new plan (start-up only).
+    pub record: bool,
+}
+
+/// What a round of relocation did.
+pub struct Relocated {
+    pub stats: Stats,
+    /// The resolutions, when asked to record them.
+    pub recorded: Option<Recorder>,
 }
 
 /// Relocates `order`, in that order (the loader and the vDSO are skipped:
 /// they are relocated already). IFUNC resolvers run as each object is
 /// relocated, as under glibc; they may call back into the loader, which
 /// then reads `ns` (see `process::publishing`).
-pub fn relocate(ns: &Namespace, order: &[DsoId], b: &Binding<'_>) -> Result<Stats, Error> {
+pub fn relocate(ns: &Namespace, order: &[DsoId], b: &Binding<'_>) -> Result<Relocated, Error> {
     let mut target = Target::of::<Native>(native::tlsdesc_static(), native::tlsdesc_dynamic());
     // Lazy binding (see `crate::lazy`): PLT slots go through the resolver.
     target.plt_resolver = native::plt_resolver();
@@ -54,12 +66,14 @@ pub fn relocate(ns: &Namespace, order: &[DsoId], b: &Binding<'_>) -> Result<Stat
         let mut engine = Engine::new(ns, b.scope, target, &resolve);
         engine.bind_now = b.bind_now;
         engine.progname = b.progname;
+        engine.plan = b.plan;
+        engine.recorder = b.record.then(|| Recorder::new(ns.objs.len()));
         for &id in order {
             if !matches!(ns.objs[id].kind, Kind::Loader | Kind::Vdso) {
                 engine.relocate(id)?;
             }
         }
-        Ok(engine.stats)
+        Ok(Relocated { stats: engine.stats, recorded: engine.recorder.take() })
     })
 }
 

@@ -238,10 +238,11 @@ exit 0
 
 const POSTRM: &str = r#"#!/bin/sh
 # ld-cah: on purge, remove the store and the cache directory if empty (the
-# cache file itself is only a cache of digests and goes too).
+# cache file and the binding plans are only caches and go too).
 set -e
 if [ "$1" = purge ]; then
     rm -f /run/ld-cah/hashes
+    rm -rf /run/ld-cah/plans
     rmdir /run/ld-cah 2>/dev/null || true
     rmdir /var/lib/cah/store 2>/dev/null || true
     rmdir /var/lib/cah 2>/dev/null || true

@@ -85,8 +85,8 @@ fn try_path(
                 rejected.push(Rejected { path: path.to_vec(), why });
             })?;
             d.file_id = Some((st.dev, st.ino));
-            ns.objs.push(d);
-            Ok(Some(ns.objs.len() - 1))
+            d.identity = Some(crate::verify::runtime::identity(&st));
+            Ok(Some(ns.insert(d)))
         }
         Err(why) if why.starts_with("wrong machine") || why.starts_with("wrong ELF class") => {
             rejected.push(Rejected { path: path.to_vec(), why });
@@ -329,7 +329,7 @@ pub fn load_all_tracing(
     ns: &mut Namespace,
     cfg: &Config<'_>,
     preloads: &[Preload<'_>],
-    mut missing: Option<&mut Vec<(usize, Vec<u8>)>>,
+    missing: Option<&mut Vec<(usize, Vec<u8>)>>,
 ) -> Result<(), Error> {
     let main = ns.main;
     let mut order: Vec<DsoId> = alloc::vec![main];
@@ -355,9 +355,31 @@ pub fn load_all_tracing(
             order.push(id);
         }
     }
+    walk(ns, cfg, &mut order, &|_, _| true, missing)?;
+    ns.scope = order;
+    Ok(())
+}
+
+/// The one dependency walk, breadth-first, of start-up and `dlopen`:
+/// loads the `DT_NEEDED` libraries of every object of `order` that
+/// `expand` selects, appending each newly reached object to `order`, and
+/// records direct dependencies in each object's `deps`. With `missing`
+/// (listing), a library that cannot be found is recorded there, once per
+/// name, with the position it would have taken, and the walk goes on.
+pub fn walk(
+    ns: &mut Namespace,
+    cfg: &Config<'_>,
+    order: &mut Vec<DsoId>,
+    expand: &dyn Fn(&Namespace, DsoId) -> bool,
+    mut missing: Option<&mut Vec<(usize, Vec<u8>)>>,
+) -> Result<(), Error> {
     let mut i = 0;
     while i < order.len() {
         let cur = order[i];
+        i += 1;
+        if !expand(ns, cur) {
+            continue;
+        }
         let names: Vec<Vec<u8>> = ns.objs[cur]
             .needed_names()
             .map(|n| n.map(<[u8]>::to_vec).ok_or(()))
@@ -381,9 +403,7 @@ pub fn load_all_tracing(
                 order.push(id);
             }
         }
-        i += 1;
     }
-    ns.scope = order;
     Ok(())
 }
 

@@ -65,6 +65,8 @@ pub struct Dso {
     pub relro: Option<(usize, usize)>,
     /// `(st_dev, st_ino)` of the file, to notice one file under two names.
     pub file_id: Option<(u64, u64)>,
+    /// The file's full identity when it was opened (the binding plan's key).
+    pub identity: Option<crate::verify::identity::FileIdentity>,
     /// Direct dependencies, `DT_NEEDED` order, without repeats.
     pub deps: Vec<usize>,
     /// The object whose `DT_NEEDED` brought this one in (for `DT_RPATH`).
@@ -143,6 +145,7 @@ impl Dso {
             tls,
             relro,
             file_id: None,
+            identity: None,
             deps: Vec::new(),
             loaded_by: None,
             nsyms,
@@ -210,11 +213,69 @@ pub struct Namespace {
     pub main: DsoId,
     pub loader: DsoId,
     pub vdso: Option<DsoId>,
+    /// Slots of objects `dlclose` unmapped for good, reused by [`insert`]
+    /// so that a process that opens and closes libraries in a loop keeps a
+    /// namespace of constant size (and constant cost to search).
+    ///
+    /// [`insert`]: Namespace::insert
+    free: Vec<DsoId>,
+    /// Objects inserted since the last [`take_fresh`](Namespace::take_fresh).
+    fresh: Vec<DsoId>,
+    /// Every inserted object still in its slot, in load order (a reused
+    /// slot's index says nothing of when its object was loaded).
+    loaded: Vec<DsoId>,
 }
 
 impl Namespace {
     pub fn get(&self, id: DsoId) -> Option<&Dso> {
         self.objs.get(id)
+    }
+
+    /// Adds an object, in the slot of an unmapped one if there is one. The
+    /// new object inherits that slot's `link_map` storage (zeroed when the
+    /// old object was unmapped).
+    pub fn insert(&mut self, mut d: Dso) -> DsoId {
+        let id = match self.free.pop() {
+            Some(id) => {
+                d.link_map = self.objs[id].link_map;
+                self.objs[id] = d;
+                id
+            }
+            None => {
+                self.objs.push(d);
+                self.objs.len() - 1
+            }
+        };
+        self.fresh.push(id);
+        self.loaded.push(id);
+        id
+    }
+
+    /// Marks the slot of an object that is unmapped for good as reusable:
+    /// nothing refers to it any more (no scope, handle or dependency).
+    pub fn release(&mut self, id: DsoId) {
+        for d in self.objs.iter_mut() {
+            if d.loaded_by == Some(id) {
+                d.loaded_by = None;
+            }
+        }
+        self.loaded.retain(|&x| x != id);
+        self.free.push(id);
+    }
+
+    /// The libraries in the order they were loaded.
+    pub fn load_order(&self) -> &[DsoId] {
+        &self.loaded
+    }
+
+    /// The objects inserted since the last call, in insertion order.
+    pub fn take_fresh(&mut self) -> Vec<DsoId> {
+        core::mem::take(&mut self.fresh)
+    }
+
+    /// The objects inserted since the last [`take_fresh`](Namespace::take_fresh).
+    pub fn fresh(&self) -> &[DsoId] {
+        &self.fresh
     }
 
     /// The object that answers to `name`, if one is loaded.
@@ -231,12 +292,23 @@ impl Namespace {
     /// then the libraries `dlopen` loaded locally. An unused loader and
     /// objects closed for good are left out.
     pub fn link_order(&self) -> Vec<DsoId> {
-        let mut order = alloc::vec![self.main];
-        order.extend(self.vdso);
-        order.extend(self.scope.iter().copied().filter(|&i| i != self.main && !self.objs[i].removed));
-        let rest: Vec<DsoId> =
-            (0..self.objs.len()).filter(|i| !order.contains(i) && self.objs[*i].kind == Kind::Library && !self.objs[*i].removed).collect();
-        order.extend(rest);
+        let mut seen = alloc::vec![false; self.objs.len()];
+        let mut order = Vec::with_capacity(self.objs.len());
+        let mut add = |i: DsoId, order: &mut Vec<DsoId>| {
+            if !core::mem::replace(&mut seen[i], true) {
+                order.push(i);
+            }
+        };
+        add(self.main, &mut order);
+        if let Some(v) = self.vdso {
+            add(v, &mut order);
+        }
+        for &i in self.scope.iter().filter(|&&i| !self.objs[i].removed) {
+            add(i, &mut order);
+        }
+        for &i in self.loaded.iter().filter(|&&i| self.objs[i].kind == Kind::Library && !self.objs[i].removed) {
+            add(i, &mut order);
+        }
         order
     }
 

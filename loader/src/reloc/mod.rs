@@ -14,6 +14,9 @@
 //! relocation outside the object's writable segments is an error, not a
 //! write.
 
+pub mod plan;
+pub mod reference;
+
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -90,6 +93,8 @@ pub struct Stats {
     pub relative: usize,
     pub symbolic: usize,
     pub lookups: usize,
+    /// References bound by the binding plan instead of a lookup.
+    pub planned: usize,
     /// PLT slots left to lazy binding.
     pub lazy: usize,
 }
@@ -108,6 +113,11 @@ pub struct Engine<'a> {
     /// `argv[0]`, which glibc's warnings start with (`RTLD_PROGNAME`).
     pub progname: &'a str,
     resolve_ifunc: Resolve<'a>,
+    /// A binding plan to obey (warm start): references it covers need no
+    /// lookup.
+    pub plan: Option<&'a plan::Plan>,
+    /// Where resolutions are recorded for a plan (cold start).
+    pub recorder: Option<plan::Recorder>,
     /// Objects this engine has relocated (glibc's `l_relocated`, which the
     /// namespace's `relocated` flags only get once every object is done).
     done: Vec<bool>,
@@ -160,6 +170,8 @@ impl<'a> Engine<'a> {
             bind_now: false,
             progname: "<program name unknown>",
             resolve_ifunc,
+            plan: None,
+            recorder: None,
             done: vec![false; ns.objs.len()],
         }
     }
@@ -177,6 +189,8 @@ impl<'a> Engine<'a> {
             bind_now: false,
             progname: "<program name unknown>",
             resolve_ifunc,
+            plan: None,
+            recorder: None,
             done: Vec::new(),
         }
     }
@@ -376,6 +390,14 @@ impl<'a> Engine<'a> {
                 return Ok((sym, r));
             }
         }
+        let pkey = plan::entry_key(symidx, class);
+        if let Some(r) = self.plan.and_then(|p| p.get(id, pkey)).and_then(|b| self.planned(&sym, b)) {
+            self.stats.planned += 1;
+            if cacheable {
+                cache.put(key, r);
+            }
+            return Ok((sym, r));
+        }
         let Some(name) = d.string(sym.st_name as usize) else {
             return Err(err!(d.display_name(), "symbol name outside the string table"));
         };
@@ -402,7 +424,25 @@ impl<'a> Engine<'a> {
         if cacheable {
             cache.put(key, r);
         }
+        if let Some(rec) = self.recorder.as_mut() {
+            rec.record(id, pkey, r.map(|def| (def.obj, def.idx)));
+        }
         Ok((sym, r))
+    }
+
+    /// A plan's binding, if it still makes sense here: the object and
+    /// symbol exist and the symbol is defined (or the reference is weak).
+    /// Anything else falls back to a lookup.
+    fn planned(&self, referenced: &Sym, b: plan::Binding) -> Option<Resolved> {
+        let Some((obj, idx)) = b else {
+            return (referenced.bind() == STB_WEAK).then_some(None);
+        };
+        let d = self.ns.objs.get(obj)?;
+        if d.removed || idx == 0 || idx as usize >= d.nsyms {
+            return None;
+        }
+        let sym = symbol(&d.img, &d.dyn_info, idx)?;
+        (sym.st_shndx != SHN_UNDEF).then_some(Some(Def { obj, sym, idx }))
     }
 
     /// `R_*_IRELATIVE`: the object's own resolver at `base + addend`.
@@ -488,8 +528,12 @@ impl<'a> Engine<'a> {
                 }
                 Ok(())
             }
+            // TLS references resolve as PLT references do (glibc's
+            // `elf_machine_type_class`): never to an undefined symbol of
+            // the program, which a SysV-hashed executable lists for a
+            // library's `__thread` variable it uses.
             RelocKind::DtpMod => {
-                let (_, r) = self.resolve(id, symidx, Class::Normal, cache)?;
+                let (_, r) = self.resolve(id, symidx, Class::Plt, cache)?;
                 let obj = r.map_or(id, |def| def.obj);
                 match ns.objs[obj].tls {
                     Some(m) => write(m.modid as u64),
@@ -498,11 +542,11 @@ impl<'a> Engine<'a> {
                 }
             }
             RelocKind::DtpOff => {
-                let (_, r) = self.resolve(id, symidx, Class::Normal, cache)?;
+                let (_, r) = self.resolve(id, symidx, Class::Plt, cache)?;
                 write(r.map_or(0, |def| def.sym.st_value).wrapping_add(addend))
             }
             RelocKind::TpOff | RelocKind::TlsDesc => {
-                let (_, r) = self.resolve(id, symidx, Class::Normal, cache)?;
+                let (_, r) = self.resolve(id, symidx, Class::Plt, cache)?;
                 let (obj, value) = r.map_or((id, 0), |def| (def.obj, def.sym.st_value));
                 let Some(offset) = ns.objs[obj].tls.and_then(|m| m.offset) else {
                     // A module in dynamic TLS: descriptors can reach it

@@ -43,7 +43,7 @@ Load and run EXECUTABLE-FILE, checking the digest of every locked library.
   --version              show the version and exit
 
 Environment: LD_LIBRARY_PATH, LD_PRELOAD, LD_TRACE_LOADED_OBJECTS (list as ldd does),
-CAH_DEBUG=files,symbols,statistics,verify,
+CAH_DEBUG=files,symbols,bindings,statistics,verify, CAH_PLAN=0 (no binding plan),
 CAH_STRICT=1 (refuse unlocked libraries), CAH_STORE, CAH_CACHE_DIR.
 ";
 

@@ -41,6 +41,7 @@ use crate::link::{Dso, DsoId, Kind, Namespace};
 use crate::map::{self, Mapped};
 use crate::pipeline;
 use crate::process::{self, Process, Search};
+use crate::reloc::plan;
 use crate::sys;
 use crate::tls;
 
@@ -51,7 +52,7 @@ const TCB_SIZE_X86_64: usize = 2368;
 const PRE_TCB_SIZE_AARCH64: usize = 1856;
 
 /// ld-cah's own variables, removed for set-uid programs.
-const LD_CAH_ENV: &[&str] = &["CAH_DEBUG", "CAH_STORE", "CAH_CACHE_DIR"];
+const LD_CAH_ENV: &[&str] = &["CAH_DEBUG", "CAH_STORE", "CAH_CACHE_DIR", "CAH_PLAN"];
 
 /// Runs every finaliser; the program's `atexit` calls this.
 pub extern "C" fn fini() {
@@ -140,7 +141,8 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
             0
         }
     };
-    relocate(&mut ns, glibc, &stack, &search, &facts, &threads)?;
+    let plan = BindingPlan::prepare(&mut ns, &program, &env, &facts);
+    relocate(&mut ns, glibc, &stack, &search, &facts, &threads, &plan)?;
 
     // Debugger interface, before RELRO seals the program's DT_DEBUG.
     crate::debug::publish(&ns, base, crate::debug::RT_CONSISTENT);
@@ -410,6 +412,7 @@ fn relocate(
     search: &Search,
     facts: &Facts,
     threads: &Threads,
+    plan: &BindingPlan,
 ) -> Result<(), Error> {
     let libc_first = glibc.filter(|(_, l)| crate::reloc::relocates_libc_first(l.glibc_version)).map(|(libc, _)| libc);
     let initfini = crate::init::initfini_order(ns);
@@ -420,17 +423,21 @@ fn relocate(
         bind_now: search.bind_now,
         progname: stack.arg(0).map_or("<program name unknown>", diag::show),
         hwcap: facts.hwcap,
+        plan: plan.plan.as_ref(),
+        record: plan.plan.is_none() && plan.key.is_some(),
     };
-    let stats = pipeline::relocate(ns, &order, &binding)?;
+    let done = pipeline::relocate(ns, &order, &binding)?;
+    let stats = done.stats;
     if facts.debug.statistics {
         diag::print(
             2,
             format_args!(
-                "ld-cah.so: statistics: {} relative, {} symbolic relocations, {} lookups, {} PLT slots left to lazy binding\n",
-                stats.relative, stats.symbolic, stats.lookups, stats.lazy
+                "ld-cah.so: statistics: {} relative, {} symbolic relocations, {} lookups, {} bound by plan, {} PLT slots left to lazy binding\n",
+                stats.relative, stats.symbolic, stats.lookups, stats.planned, stats.lazy
             ),
         );
     }
+    plan.finish(done.recorded, &stats, facts);
     let variant = tls::variant();
     for d in ns.objs.iter_mut() {
         if let Some(m) = d.tls.filter(|m| m.modid != 0) {
@@ -441,6 +448,67 @@ fn relocate(
         d.nodelete = true;
     }
     Ok(())
+}
+
+/// The binding plan of this start-up (`reloc::plan`): obeyed when one is
+/// recorded for exactly this closure, else recorded for the next start.
+struct BindingPlan {
+    key: Option<crate::verify::digest::Digest>,
+    plan: Option<plan::Plan>,
+    places: Vec<crate::verify::runtime::Place>,
+    euid: u32,
+}
+
+impl BindingPlan {
+    fn prepare(ns: &mut Namespace, program: &Program, env: &Env, facts: &Facts) -> BindingPlan {
+        let euid = sys::geteuid();
+        let cache_dir = if facts.secure { None } else { env.get(b"CAH_CACHE_DIR") };
+        let places = crate::verify::runtime::places(facts.secure, euid, cache_dir);
+        let mut none = BindingPlan { key: None, plan: None, places, euid };
+        let say = |what: core::fmt::Arguments<'_>| {
+            if facts.debug.bindings {
+                diag::print(2, format_args!("ld-cah.so: bindings: {what}\n"));
+            }
+        };
+        if env.get(b"CAH_PLAN") == Some(b"0") && !facts.secure {
+            say(format_args!("no plan: CAH_PLAN=0"));
+            return none;
+        }
+        // The program's identity: the file the kernel ran, or the one we mapped.
+        let mut path = if program.direct { program.path.clone() } else { b"/proc/self/exe".to_vec() };
+        path.push(0);
+        let main = ns.main;
+        ns.objs[main].identity = plan::identity_of(&path);
+        let build_id = crate::glibc::rtld::build_id(ns, ns.loader).unwrap_or_default();
+        let Some(key) = plan::key(ns, &build_id) else {
+            say(format_args!("no plan: a file of the closure has no identity (unreadable program?)"));
+            return none;
+        };
+        none.key = Some(key);
+        match plan::load(&none.places, euid, &key, ns.objs.len()) {
+            Ok(p) => {
+                say(format_args!("using the plan {} ({} references)", key.short_hex(12), p.len()));
+                none.plan = Some(p);
+            }
+            Err(why) => say(format_args!("no plan {}: {why}; recording one", key.short_hex(12))),
+        }
+        none
+    }
+
+    /// After relocation: a cold start stores what it resolved.
+    fn finish(&self, recorded: Option<plan::Recorder>, stats: &crate::reloc::Stats, facts: &Facts) {
+        let (Some(key), Some(rec)) = (self.key, recorded) else { return };
+        let bytes = rec.encode(&key);
+        let r = plan::store(&self.places, self.euid, &key, &bytes);
+        if facts.debug.bindings {
+            match r {
+                Ok(()) => {
+                    diag::print(2, format_args!("ld-cah.so: bindings: plan {} written ({} lookups)\n", key.short_hex(12), stats.lookups))
+                }
+                Err(why) => diag::print(2, format_args!("ld-cah.so: bindings: plan {} not written: {why}\n", key.short_hex(12))),
+            }
+        }
+    }
 }
 
 /// Maps `/etc/ld.so.cache` read-only for the life of the process.

@@ -155,7 +155,7 @@ fn describe(e: Errno) -> &'static str {
 
 /// Opens the directory of `p`, creating it if it is missing, writable for
 /// us, and its parent is ours.
-fn open_dir(p: &Place, euid: u32) -> Result<Fd, &'static str> {
+pub fn open_dir(p: &Place, euid: u32) -> Result<Fd, &'static str> {
     let path = with_nul(&p.dir);
     let flags = sys::O_RDONLY | sys::O_DIRECTORY;
     match sys::openat(None, &path, flags, 0) {

@@ -1,0 +1,376 @@
+//! The binding plan: what every symbol reference of a start-up resolved to,
+//! recorded after a cold start and obeyed on the next, so that a warm start
+//! performs no symbol lookup at all (prebinding without fixed addresses:
+//! ASLR is kept, since the plan names an object and a symbol, never an
+//! address).
+//!
+//! A plan is keyed by the identity of everything that decides binding: the
+//! loader's own build, the program and every object of the namespace, in
+//! order (each file's `(st_dev, st_ino, st_size, st_mtime, st_ctime)`, the
+//! same identity the hash cache trusts: any change to a file, or a
+//! different set or order of objects, gives another key). Plans live
+//! beside the hash cache, under its trust rules, with a checksum; a plan
+//! that fails any check is ignored, never obeyed, and an entry that names
+//! something out of range falls back to a lookup. The format is in
+//! `docs/binding-plan.md`.
+//!
+//! This module is safe code: parsing and encoding over byte slices, file
+//! access through `crate::sys`.
+
+use alloc::vec::Vec;
+use core::fmt::Write as _;
+
+use crate::link::lookup::Class;
+use crate::link::{DsoId, Kind, Namespace};
+use crate::sys::{self, Errno, Fd};
+use crate::verify::digest::{Digest, Hasher};
+use crate::verify::identity::FileIdentity;
+use crate::verify::runtime::{self, Place};
+
+/// `"CAHPLAN1"` as a little-endian word.
+const MAGIC: u64 = u64::from_le_bytes(*b"CAHPLAN1");
+const VERSION: u64 = 1;
+/// Header words: magic, version, key (4), object count, entry count.
+const HEADER_WORDS: usize = 8;
+const CHECKSUM_WORDS: usize = 4;
+/// Bounds that keep a hostile header from asking for absurd work.
+const MAX_OBJECTS: usize = 1 << 16;
+const MAX_ENTRIES: usize = 1 << 24;
+/// The value of a weak reference that bound to nothing.
+const UNDEFINED: u64 = u64::MAX;
+/// The subdirectory of a hash-cache place that holds plans.
+const DIR_NAME: &[u8] = b"plans";
+
+/// The key of one reference: its symbol index and lookup class.
+pub fn entry_key(symidx: u32, class: Class) -> u64 {
+    let c = match class {
+        Class::Normal => 0,
+        Class::Plt => 1,
+        Class::Copy => 2,
+    };
+    (u64::from(symidx) << 2) | c
+}
+
+/// What a reference bound to: `Some((object, symbol index))`, or `None`
+/// for a weak reference that found no definition.
+pub type Binding = Option<(DsoId, u32)>;
+
+fn encode_binding(b: Binding) -> u64 {
+    b.map_or(UNDEFINED, |(obj, idx)| ((obj as u64) << 32) | u64::from(idx))
+}
+
+/// A plan read from a file and checked: per object, its entries sorted by
+/// key.
+pub struct Plan {
+    words: Vec<u64>,
+    objects: usize,
+}
+
+impl Plan {
+    /// Checks `bytes` as the plan for `key` and a namespace of `objects`
+    /// objects. Every failure names what was wrong.
+    pub fn parse(bytes: &[u8], key: &Digest, objects: usize) -> Result<Plan, &'static str> {
+        if !bytes.len().is_multiple_of(8) || bytes.len() < 8 * (HEADER_WORDS + 1 + CHECKSUM_WORDS) {
+            return Err("truncated");
+        }
+        let words: Vec<u64> = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+        if words[0] != MAGIC || words[1] != VERSION {
+            return Err("not a plan of this version");
+        }
+        if words[2..6] != key_words(key) {
+            return Err("for another closure");
+        }
+        let (n, m) = (words[6] as usize, words[7] as usize);
+        if n != objects || n > MAX_OBJECTS || m > MAX_ENTRIES {
+            return Err("for another closure");
+        }
+        if words.len() != HEADER_WORDS + n + 1 + 2 * m + CHECKSUM_WORDS {
+            return Err("truncated");
+        }
+        let body = bytes.len() - 8 * CHECKSUM_WORDS;
+        let sum = Hasher::new().update(&bytes[..body]).finalize();
+        if words[words.len() - CHECKSUM_WORDS..] != key_words(&sum) {
+            return Err("bad checksum");
+        }
+        let offsets = &words[HEADER_WORDS..HEADER_WORDS + n + 1];
+        if offsets[0] != 0 || offsets[n] as usize != m || offsets.windows(2).any(|w| w[0] > w[1]) {
+            return Err("bad object offsets");
+        }
+        let plan = Plan { words, objects: n };
+        for obj in 0..n {
+            let keys = plan.entries(obj).map(|e| e.0);
+            if keys.clone().zip(keys.skip(1)).any(|(a, b)| a >= b) {
+                return Err("entries out of order");
+            }
+        }
+        Ok(plan)
+    }
+
+    fn entries(&self, obj: DsoId) -> impl ExactSizeIterator<Item = (u64, u64)> + Clone + '_ {
+        let (from, to) = self.range(obj);
+        let base = HEADER_WORDS + self.objects + 1;
+        (from..to).map(move |i| (self.words[base + 2 * i], self.words[base + 2 * i + 1]))
+    }
+
+    fn range(&self, obj: DsoId) -> (usize, usize) {
+        if obj >= self.objects {
+            return (0, 0);
+        }
+        (self.words[HEADER_WORDS + obj] as usize, self.words[HEADER_WORDS + obj + 1] as usize)
+    }
+
+    /// What reference `key` of object `obj` bound to, if the plan says.
+    pub fn get(&self, obj: DsoId, key: u64) -> Option<Binding> {
+        let (from, to) = self.range(obj);
+        let base = HEADER_WORDS + self.objects + 1;
+        let (mut lo, mut hi) = (from, to);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let k = self.words[base + 2 * mid];
+            if k == key {
+                let v = self.words[base + 2 * mid + 1];
+                return Some((v != UNDEFINED).then_some(((v >> 32) as DsoId, v as u32)));
+            }
+            if k < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        None
+    }
+
+    /// The number of references the plan holds.
+    pub fn len(&self) -> usize {
+        self.range(self.objects.saturating_sub(1)).1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The references resolved during a cold start, to become a plan.
+pub struct Recorder {
+    per_object: Vec<Vec<(u64, u64)>>,
+}
+
+impl Recorder {
+    pub fn new(objects: usize) -> Recorder {
+        Recorder { per_object: (0..objects).map(|_| Vec::new()).collect() }
+    }
+
+    pub fn record(&mut self, obj: DsoId, key: u64, b: Binding) {
+        if let Some(v) = self.per_object.get_mut(obj) {
+            v.push((key, encode_binding(b)));
+        }
+    }
+
+    /// The plan file for `key`.
+    pub fn encode(mut self, key: &Digest) -> Vec<u8> {
+        let n = self.per_object.len();
+        for v in self.per_object.iter_mut() {
+            v.sort_unstable();
+            v.dedup_by_key(|e| e.0);
+        }
+        let m: usize = self.per_object.iter().map(Vec::len).sum();
+        let mut words: Vec<u64> = Vec::with_capacity(HEADER_WORDS + n + 1 + 2 * m + CHECKSUM_WORDS);
+        words.extend([MAGIC, VERSION]);
+        words.extend(key_words(key));
+        words.extend([n as u64, m as u64]);
+        let mut at = 0u64;
+        words.push(0);
+        for v in &self.per_object {
+            at += v.len() as u64;
+            words.push(at);
+        }
+        for v in &self.per_object {
+            for &(k, b) in v {
+                words.extend([k, b]);
+            }
+        }
+        let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let sum = Hasher::new().update(&bytes).finalize();
+        bytes.extend_from_slice(&sum.0);
+        bytes
+    }
+}
+
+fn key_words(d: &Digest) -> [u64; 4] {
+    let mut w = [0u64; 4];
+    for (i, c) in d.0.chunks_exact(8).enumerate() {
+        w[i] = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+    }
+    w
+}
+
+/// The key of a start-up's bindings: the loader's build id, then each
+/// object's kind and file identity in namespace order. `None` when an
+/// object's identity is unknown (nothing can then vouch for a plan).
+pub fn key(ns: &Namespace, loader_build_id: &[u8]) -> Option<Digest> {
+    let mut h = Hasher::new();
+    h.update(b"ld-cah binding plan 1\0");
+    h.update(&(loader_build_id.len() as u64).to_le_bytes()).update(loader_build_id);
+    for d in &ns.objs {
+        let kind: u8 = match d.kind {
+            Kind::Main => 1,
+            Kind::Library => 2,
+            Kind::Loader => 3,
+            Kind::Vdso => 4,
+        };
+        h.update(&[kind]);
+        if matches!(d.kind, Kind::Main | Kind::Library) {
+            let id = d.identity?;
+            for w in [id.dev, id.ino, id.size, id.mtime_ns as u64, id.ctime_ns as u64] {
+                h.update(&w.to_le_bytes());
+            }
+        }
+    }
+    Some(h.finalize())
+}
+
+/// The identity of the file at `path` (NUL-terminated), for the program.
+pub fn identity_of(path: &[u8]) -> Option<FileIdentity> {
+    let fd = sys::openat(None, path, sys::O_RDONLY | sys::O_CLOEXEC, 0).ok()?;
+    Some(runtime::identity(&sys::fstat(&fd).ok()?))
+}
+
+fn file_name(key: &Digest) -> Vec<u8> {
+    let mut v = key.to_hex().to_vec();
+    v.push(0);
+    v
+}
+
+/// Reads the plan for `key` from the first place that has a trusted one.
+pub fn load(places: &[Place], euid: u32, key: &Digest, objects: usize) -> Result<Plan, &'static str> {
+    let mut why = "none recorded yet";
+    for p in places {
+        match load_from(p, euid, key, objects) {
+            Ok(plan) => return Ok(plan),
+            Err(w) => why = w,
+        }
+    }
+    Err(why)
+}
+
+fn open_plans_dir(p: &Place, euid: u32, create: bool) -> Result<Fd, &'static str> {
+    let mut dir = p.dir.clone();
+    dir.push(b'/');
+    dir.extend_from_slice(DIR_NAME);
+    let place = Place { dir, write: create };
+    let fd = runtime::open_dir(&place, euid)?;
+    runtime::trusted(&sys::fstat(&fd).map_err(Errno::describe)?, euid, true)?;
+    Ok(fd)
+}
+
+fn load_from(p: &Place, euid: u32, key: &Digest, objects: usize) -> Result<Plan, &'static str> {
+    let dir = open_plans_dir(p, euid, false).map_err(|_| "none recorded yet")?;
+    let fd = match sys::openat(Some(&dir), &file_name(key), sys::O_RDONLY | sys::O_NOFOLLOW | sys::O_CLOEXEC, 0) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Err("none recorded yet"),
+        Err(e) => return Err(e.describe()),
+    };
+    let st = sys::fstat(&fd).map_err(Errno::describe)?;
+    runtime::trusted(&st, euid, false)?;
+    let size = usize::try_from(st.size).ok().filter(|&s| s <= 8 * (HEADER_WORDS + MAX_OBJECTS + 1 + 2 * MAX_ENTRIES + CHECKSUM_WORDS));
+    let mut bytes = alloc::vec![0u8; size.ok_or("too large")?];
+    if sys::pread_full(&fd, &mut bytes, 0).map_err(Errno::describe)? != bytes.len() {
+        return Err("truncated");
+    }
+    Plan::parse(&bytes, key, objects)
+}
+
+/// Writes a plan into the first writable place (a temporary file renamed
+/// into place, so that a reader sees a whole plan or none).
+pub fn store(places: &[Place], euid: u32, key: &Digest, bytes: &[u8]) -> Result<(), &'static str> {
+    let p = places.iter().find(|p| p.write).ok_or("no writable cache place")?;
+    let dir = open_plans_dir(p, euid, true)?;
+    let mut tmp = alloc::string::String::new();
+    let _ = write!(tmp, ".plan.{}\0", sys::getpid());
+    let flags = sys::O_RDWR | sys::O_CREAT | sys::O_EXCL | sys::O_NOFOLLOW | sys::O_CLOEXEC;
+    let mode = if euid == 0 { 0o644 } else { 0o600 };
+    let fd = match sys::openat(Some(&dir), tmp.as_bytes(), flags, mode) {
+        // Left by a process that died with our pid: ours to replace.
+        Err(Errno::EEXIST) => {
+            let _ = sys::unlinkat(&dir, tmp.as_bytes(), 0);
+            sys::openat(Some(&dir), tmp.as_bytes(), flags, mode)
+        }
+        r => r,
+    }
+    .map_err(Errno::describe)?;
+    let result = (|| {
+        sys::fchmod(&fd, mode).map_err(Errno::describe)?;
+        let mut done = 0;
+        while done < bytes.len() {
+            match sys::write(fd.raw(), &bytes[done..]) {
+                Ok(0) => return Err("short write"),
+                Ok(n) => done += n,
+                Err(e) => return Err(e.describe()),
+            }
+        }
+        sys::renameat2(&dir, tmp.as_bytes(), &file_name(key), 0).map_err(Errno::describe)
+    })();
+    if result.is_err() {
+        let _ = sys::unlinkat(&dir, tmp.as_bytes(), 0);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (Digest, Vec<u8>) {
+        let key = crate::verify::digest::hash(b"closure");
+        let mut r = Recorder::new(3);
+        r.record(0, entry_key(7, Class::Normal), Some((2, 11)));
+        r.record(0, entry_key(3, Class::Plt), None);
+        r.record(2, entry_key(1, Class::Copy), Some((0, 5)));
+        (key, r.encode(&key))
+    }
+
+    #[test]
+    fn a_recorded_plan_reads_back() {
+        let (key, bytes) = sample();
+        let p = Plan::parse(&bytes, &key, 3).expect("valid");
+        assert_eq!(p.get(0, entry_key(7, Class::Normal)), Some(Some((2, 11))));
+        assert_eq!(p.get(0, entry_key(3, Class::Plt)), Some(None));
+        assert_eq!(p.get(0, entry_key(3, Class::Normal)), None, "another class is another reference");
+        assert_eq!(p.get(1, entry_key(7, Class::Normal)), None);
+        assert_eq!(p.get(2, entry_key(1, Class::Copy)), Some(Some((0, 5))));
+        assert_eq!(p.get(9, 0), None);
+        assert_eq!(p.len(), 3);
+    }
+
+    #[test]
+    fn any_damage_or_other_closure_is_refused() {
+        let (key, bytes) = sample();
+        assert_eq!(Plan::parse(&bytes, &crate::verify::digest::hash(b"other"), 3).err(), Some("for another closure"));
+        assert_eq!(Plan::parse(&bytes, &key, 4).err(), Some("for another closure"));
+        assert_eq!(Plan::parse(&bytes[..bytes.len() - 8], &key, 3).err(), Some("truncated"));
+        for i in (64..bytes.len()).step_by(7) {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x20;
+            assert!(Plan::parse(&bad, &key, 3).is_err(), "a flipped bit at byte {i} was accepted");
+        }
+    }
+
+    #[test]
+    fn hostile_bytes_never_panic() {
+        let key = crate::verify::digest::hash(b"closure");
+        let mut state = 0x1234_5678_9abc_def0u64;
+        for len in [0usize, 8, 64, 100, 104, 200, 4096] {
+            for _ in 0..200 {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        state as u8
+                    })
+                    .collect();
+                let _ = Plan::parse(&bytes, &key, 3);
+            }
+        }
+    }
+}

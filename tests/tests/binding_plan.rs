@@ -1,0 +1,194 @@
+//! The binding plan: a cold start records what every symbol reference
+//! bound to, the next start obeys it and performs no symbol lookup, and a
+//! plan that does not fit (damaged, untrusted, or recorded for other files)
+//! is ignored, never obeyed. Each run's output is compared with glibc's
+//! loader on the same program; `CAH_DEBUG=bindings,statistics` says what
+//! the loader did. Both arches, both start modes (direct and `PT_INTERP`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cah_tests::{built_loader, debian_sysroot, root, Arch};
+
+struct Setup {
+    arch: Arch,
+    /// A private copy of the fixture directory (program and its library).
+    dir: tempfile::TempDir,
+    cache: tempfile::TempDir,
+    loader: PathBuf,
+}
+
+#[derive(Debug, PartialEq)]
+struct Out {
+    stdout: String,
+    stderr: String,
+    code: Option<i32>,
+}
+
+impl Setup {
+    fn new(arch: Arch) -> Setup {
+        let fixtures = root().join("target/fixtures").join(arch.name()).join("glibc");
+        assert!(fixtures.join("cxx").exists(), "run `cargo xtask fixtures`");
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["cxx", "libcxxthrow.so"] {
+            std::fs::copy(fixtures.join(f), dir.path().join(f)).unwrap();
+        }
+        let loader = built_loader(arch).canonicalize().unwrap();
+        std::fs::copy(dir.path().join("cxx"), dir.path().join("cxx-interp")).unwrap();
+        let st = Command::new("patchelf").arg("--set-interpreter").arg(&loader).arg(dir.path().join("cxx-interp")).status().unwrap();
+        assert!(st.success());
+        let cache = tempfile::tempdir().unwrap();
+        Setup { arch, dir, cache, loader }
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        match self.arch {
+            Arch::X86_64 => Command::new(program),
+            Arch::Aarch64 => {
+                let mut c = Command::new("qemu-aarch64");
+                c.arg("-L").arg(debian_sysroot()).arg(program);
+                c
+            }
+        }
+    }
+
+    fn run(&self, c: Command) -> Out {
+        self.run_env(c, &[])
+    }
+
+    fn run_env(&self, mut c: Command, extra: &[(&str, &str)]) -> Out {
+        let out = c
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("LD_LIBRARY_PATH", self.dir.path())
+            .env("CAH_CACHE_DIR", self.cache.path())
+            .env("CAH_DEBUG", "bindings,statistics")
+            .envs(extra.iter().copied())
+            .output()
+            .unwrap();
+        Out {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: out.status.code(),
+        }
+    }
+
+    /// The program under glibc's own loader: the reference.
+    fn glibc(&self) -> Out {
+        let out = self.run(self.command(&self.dir.path().join("cxx")));
+        assert_eq!(out.code, Some(0), "glibc: {out:?}");
+        out
+    }
+
+    fn cah(&self, direct: bool) -> Out {
+        if direct {
+            let mut c = self.command(&self.loader);
+            c.arg(self.dir.path().join("cxx"));
+            self.run(c)
+        } else {
+            self.run(self.command(&self.dir.path().join("cxx-interp")))
+        }
+    }
+
+    fn plans(&self) -> Vec<(PathBuf, std::time::SystemTime, Vec<u8>)> {
+        let Ok(rd) = std::fs::read_dir(self.cache.path().join("plans")) else { return Vec::new() };
+        let mut v: Vec<_> = rd
+            .map(|e| {
+                let p = e.unwrap().path();
+                let m = std::fs::metadata(&p).unwrap().modified().unwrap();
+                let bytes = std::fs::read(&p).unwrap();
+                (p, m, bytes)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// The number before `what` in the statistics line.
+fn stat(out: &Out, what: &str) -> usize {
+    let line = out.stderr.lines().find(|l| l.contains("statistics:")).unwrap_or_else(|| panic!("no statistics line: {}", out.stderr));
+    let before = line.split(what).next().unwrap();
+    before.rsplit(|c: char| !c.is_ascii_digit()).find(|w| !w.is_empty()).unwrap().parse().unwrap()
+}
+
+fn cold_then_warm(arch: Arch, direct: bool) {
+    let s = Setup::new(arch);
+    let reference = s.glibc().stdout;
+    let cold = s.cah(direct);
+    assert_eq!(cold.code, Some(0), "{arch:?} direct={direct} cold: {cold:?}");
+    assert_eq!(cold.stdout, reference, "cold start prints what glibc's loader does");
+    assert!(cold.stderr.contains("recording one") && cold.stderr.contains("written"), "{}", cold.stderr);
+    assert!(stat(&cold, " lookups") > 1000, "a cold start looks symbols up: {}", cold.stderr);
+    let written = s.plans();
+    assert_eq!(written.len(), 1, "one plan for one closure");
+
+    let warm = s.cah(direct);
+    assert_eq!(warm.code, Some(0), "{warm:?}");
+    assert_eq!(warm.stdout, reference, "warm start prints what glibc's loader does");
+    assert!(warm.stderr.contains("using the plan"), "{}", warm.stderr);
+    assert_eq!(stat(&warm, " lookups"), 0, "a warm start does no symbol lookup: {}", warm.stderr);
+    assert_eq!(stat(&warm, " bound by plan"), stat(&cold, " lookups"));
+    assert_eq!(s.plans(), written, "a warm start writes nothing");
+}
+
+#[test]
+fn warm_start_does_no_lookup_x86_64() {
+    cold_then_warm(Arch::X86_64, true);
+    cold_then_warm(Arch::X86_64, false);
+}
+
+#[test]
+fn warm_start_does_no_lookup_aarch64() {
+    cold_then_warm(Arch::Aarch64, true);
+    cold_then_warm(Arch::Aarch64, false);
+}
+
+#[test]
+fn a_plan_that_does_not_fit_is_ignored() {
+    let s = Setup::new(Arch::X86_64);
+    let reference = s.glibc().stdout;
+    assert_eq!(s.cah(true).stdout, reference);
+    let (path, _, bytes) = s.plans().pop().expect("a plan was written");
+
+    // Damaged: one flipped bit in the middle.
+    let mut bad = bytes.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x10;
+    std::fs::write(&path, &bad).unwrap();
+    let out = s.cah(true);
+    assert_eq!(out.stdout, reference);
+    assert!(out.stderr.contains("bad checksum"), "{}", out.stderr);
+    assert!(stat(&out, " lookups") > 0 && stat(&out, " bound by plan") == 0, "{}", out.stderr);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the damaged plan was recorded anew");
+
+    // Untrusted: writable by others (only the owner's own plans are obeyed).
+    cah_tests::chmod(&path, 0o666);
+    let out = s.cah(true);
+    assert_eq!(out.stdout, reference);
+    assert!(out.stderr.contains("writable by group or others"), "{}", out.stderr);
+    assert_eq!(stat(&out, " bound by plan"), 0);
+
+    // Other files: the library replaced by a copy (another inode, the
+    // same bytes) is another closure, with a plan of its own.
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(s.cah(true).stdout, reference);
+    let lib = s.dir.path().join("libcxxthrow.so");
+    let copy = s.dir.path().join("libcxxthrow.so.new");
+    std::fs::copy(&lib, &copy).unwrap();
+    std::fs::rename(&copy, &lib).unwrap();
+    let out = s.cah(true);
+    assert_eq!(out.stdout, reference);
+    assert!(out.stderr.contains("recording one") && stat(&out, " bound by plan") == 0, "{}", out.stderr);
+    assert_eq!(s.plans().len(), 2);
+
+    // CAH_PLAN=0: neither used nor recorded.
+    let before = s.plans();
+    let mut c = s.command(&s.loader);
+    c.arg(s.dir.path().join("cxx"));
+    let out = s.run_env(c, &[("CAH_PLAN", "0")]);
+    assert_eq!(s.plans(), before);
+    assert_eq!(out.stdout, reference);
+    assert!(stat(&out, " lookups") > 0 && stat(&out, " bound by plan") == 0, "{}", out.stderr);
+}
