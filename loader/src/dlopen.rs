@@ -133,6 +133,9 @@ fn load_and_link(
     let sorted = crate::init::sort(&local, ns.objs.len(), &|x| ns.objs[x].deps.clone(), usize::MAX);
     let unsorted = new.iter().copied().filter(|id| !sorted.contains(id));
     let order: Vec<DsoId> = sorted.iter().rev().copied().filter(|id| new.contains(id)).chain(unsorted).collect();
+    for &id in &new {
+        ns.objs[id].local_scope = local.clone();
+    }
     let binding = pipeline::Binding {
         scope: &scope,
         // RTLD_NOW: a missing function is an error now (glibc's lazy

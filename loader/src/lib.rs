@@ -27,6 +27,7 @@ pub mod elf;
 pub mod glibc;
 pub mod heap;
 pub mod init;
+pub mod lazy;
 pub mod link;
 pub mod map;
 pub mod path;

@@ -29,8 +29,8 @@ pub fn link_maps(ns: &mut Namespace, new: &[DsoId], at_startup: bool) {
 pub struct Binding<'a> {
     /// The scope symbols are looked up in.
     pub scope: &'a [DsoId],
-    /// A PLT slot whose function is missing is an error now (`LD_BIND_NOW`,
-    /// `RTLD_NOW`), not when it is called.
+    /// Every PLT slot is bound now (`LD_BIND_NOW`, `RTLD_NOW`), not at its
+    /// first call, so a missing function is an error now.
     pub bind_now: bool,
     /// `argv[0]`, which glibc's warnings start with.
     pub progname: &'a str,
@@ -54,7 +54,10 @@ pub struct Relocated {
 /// relocated, as under glibc; they may call back into the loader, which
 /// then reads `ns` (see `process::publishing`).
 pub fn relocate(ns: &Namespace, order: &[DsoId], b: &Binding<'_>) -> Result<Relocated, Error> {
-    let target = Target::of::<Native>(native::tlsdesc_static(), native::tlsdesc_dynamic());
+    let mut target = Target::of::<Native>(native::tlsdesc_static(), native::tlsdesc_dynamic());
+    // Lazy binding (see `crate::lazy`): PLT slots go through the resolver.
+    target.plt_resolver = native::plt_resolver();
+    crate::lazy::set_hwcap(b.hwcap);
     let (hwcap, hwcap2) = b.hwcap;
     // SAFETY: the engine calls this only with the resolver of an IFUNC of
     // a mapped object, when glibc's loader would call it.

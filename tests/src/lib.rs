@@ -23,6 +23,9 @@
 //! Two environment variables narrow a run, for working on one half at a
 //! time; each prints a note saying what it left out:
 //! `CAH_TESTS_ARCH=x86_64|aarch64` and `CAH_TESTS_ONLY=glibc|ld-cah`.
+//! A third, `CAH_TESTS_BIND_NOW=1`, gives every run (reference included)
+//! `LD_BIND_NOW=1`: `cargo xtask test` runs the real-program corpus a
+//! second time that way, so eager and lazy binding are both covered.
 
 use std::fmt::Write as _;
 use std::io::Read;
@@ -197,10 +200,22 @@ pub fn built_cah() -> PathBuf {
     p
 }
 
-/// Runs `cmd` in a minimal environment (`PATH`, `LC_ALL=C` only) and
-/// returns its stdout, stderr and exit status.
+/// `CAH_TESTS_BIND_NOW=1` (set by `cargo xtask test` for its second pass
+/// over the real-program corpus): every run, glibc's reference and
+/// ld-cah's alike, gets `LD_BIND_NOW=1`, so both binding modes are
+/// covered. `None` when unset (PLT slots are then bound lazily).
+pub fn bind_now_env() -> Option<(&'static str, &'static str)> {
+    std::env::var_os("CAH_TESTS_BIND_NOW").filter(|v| !v.is_empty()).map(|_| ("LD_BIND_NOW", "1"))
+}
+
+/// Runs `cmd` in a minimal environment (`PATH`, `LC_ALL=C` only, and
+/// [`bind_now_env`]) and returns its stdout, stderr and exit status.
 pub fn run_clean(cmd: &mut std::process::Command) -> (String, String, Option<i32>) {
-    let out = cmd.env_clear().env("LC_ALL", "C").env("PATH", "/usr/bin:/bin").output().expect("spawn");
+    cmd.env_clear().env("LC_ALL", "C").env("PATH", "/usr/bin:/bin");
+    if let Some((k, v)) = bind_now_env() {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("spawn");
     (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), out.status.code())
 }
 
@@ -621,10 +636,11 @@ impl Check {
         let prog_s = prog.display().to_string();
         let mut argv: Vec<String> = self.runner(r);
         let mut env: Vec<(String, String)> = r.env.iter().map(|(k, v)| (k.clone(), self.subst(v, &prog_s))).collect();
-        for (k, v) in &r.guest_env {
+        let bind_now = bind_now_env().filter(|(k, _)| !r.env.iter().chain(&r.guest_env).any(|(x, _)| x == k));
+        for (k, v) in r.guest_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(bind_now) {
             let v = self.subst(v, &prog_s);
             if argv.is_empty() {
-                env.push((k.clone(), v));
+                env.push((k.to_string(), v));
             } else {
                 argv.extend(["-E".to_string(), format!("{k}={v}")]);
             }

@@ -56,6 +56,7 @@ impl Root {
             .env("PATH", "/usr/bin:/bin")
             .env("LC_ALL", "C")
             .env("HOME", "/root")
+            .envs(cah_tests::bind_now_env())
             .output()
             .expect("chroot runs (root needed)");
         (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), out.status.code())

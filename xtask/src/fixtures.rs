@@ -531,7 +531,25 @@ impl Builder {
                 [lib("libneedsgone.so"), vec![format!("-L{}", self.out.join("stub").display()), "-lgone".into()]].concat(),
             ),
             (cc, "dlerrors", vec!["dlerrors.c"], prog()),
+            // Lazy binding: the program is linked against a stub that also
+            // has lazy_gone, and runs with the library that has not.
+            (cc, "stub/liblazy.so", vec!["liblazy.c"], [lib("liblazy.so"), vec!["-DSTUB_EXTRA".into(), "-Wl,-z,lazy".into()]].concat()),
+            (cc, "liblazy.so", vec!["liblazy.c"], [lib("liblazy.so"), vec!["-Wl,-z,lazy".into()]].concat()),
+            (cc, "liblazydl.so", vec!["liblazydl.c"], [lib("liblazydl.so"), vec!["-Wl,-z,lazy".into()]].concat()),
+            (cc, "lazy", vec!["lazy.c"], [prog(), vec!["-llazy".into(), "-Wl,-z,lazy".into()]].concat()),
+            (
+                cc,
+                "lazy_gone",
+                vec!["lazy.c"],
+                [
+                    vec![format!("-L{}", out.join("stub").display())],
+                    prog(),
+                    vec!["-DCALL_GONE".into(), "-llazy".into(), "-Wl,-z,lazy".into()],
+                ]
+                .concat(),
+            ),
         ];
+        fs::create_dir_all(out.join("stub")).map_err(|e| format!("create {}/stub: {e}", out.display()))?;
         for (compiler, name, srcs, extra) in jobs {
             let mut cmd = Command::new(compiler);
             cmd.args(["-O2", "-g0", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter", "-pthread"]);

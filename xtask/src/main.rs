@@ -83,5 +83,14 @@ fn test(args: &[String]) -> Result<(), String> {
     let mut cmd = std::process::Command::new(util::host_cargo());
     cmd.current_dir(&root).args(["test", "--workspace", "--release", "--no-fail-fast"]);
     cmd.args(args);
-    util::run(&mut cmd)
+    let lazy = util::run(&mut cmd);
+    // The real-program corpus again with every PLT slot bound at start
+    // (LD_BIND_NOW=1 under both loaders): the first pass bound lazily.
+    let mut cmd = std::process::Command::new(util::host_cargo());
+    cmd.current_dir(&root).args(["test", "--release", "--no-fail-fast", "-p", "cah-tests"]);
+    cmd.args(["--test", "real_programs", "--test", "glibc_programs", "--test", "rootfs"]);
+    cmd.args(args).env("CAH_TESTS_BIND_NOW", "1");
+    eprintln!("xtask: the real-program corpus again, with LD_BIND_NOW=1");
+    let eager = util::run(&mut cmd);
+    lazy.and(eager)
 }

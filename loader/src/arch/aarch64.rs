@@ -15,6 +15,9 @@ impl ArchInfo for Aarch64 {
     const DST_LIB: &'static str = "lib/aarch64-linux-gnu";
     const PLATFORM: &'static str = "aarch64";
 
+    const R_JUMP_SLOT: u32 = object::elf::R_AARCH64_JUMP_SLOT;
+    const PLT_PASSES_SLOT: bool = true;
+
     fn reloc_kind(r_type: u32) -> Option<RelocKind> {
         use object::elf::*;
         Some(match r_type {
@@ -243,6 +246,66 @@ mod machine {
     /// The address of the dynamic TLSDESC resolver.
     pub fn tlsdesc_dynamic() -> usize {
         ld_cah_tlsdesc_dynamic as *const () as usize
+    }
+
+    // Lazy binding: the PLT resolver `GOT[2]` holds. The PLT entry put
+    // the address of its `.got.plt` slot in x16 and jumped to PLT0, which
+    // pushed x16 and x30 (the caller's return address), set x16 to
+    // `&GOT[2]` and branched here through x17. `GOT[1]` (the object's id)
+    // is then at `[x16 - 8]`. Everything the base procedure-call standard
+    // passes arguments in is saved around the fixup: x0-x7, x8 (the
+    // indirect result pointer), q0-q7 (whole 128-bit registers). Functions
+    // with a variant PCS (SVE or vector-PCS arguments, marked
+    // `STO_AARCH64_VARIANT_PCS`) need more than that and are never bound
+    // through here: the engine binds them at load time, as glibc does. The
+    // frame record (x29, x30) keeps backtraces whole; `bti c` accepts the
+    // `br x17` of PLT0 on BTI-guarded pages and is a no-op elsewhere.
+    global_asm!(
+        ".globl ld_cah_plt_resolve",
+        ".hidden ld_cah_plt_resolve",
+        ".type ld_cah_plt_resolve, %function",
+        "ld_cah_plt_resolve:",
+        "hint #34",
+        "stp x29, x30, [sp, #-224]!",
+        "mov x29, sp",
+        "stp x0, x1, [sp, #16]",
+        "stp x2, x3, [sp, #32]",
+        "stp x4, x5, [sp, #48]",
+        "stp x6, x7, [sp, #64]",
+        "str x8, [sp, #80]",
+        "stp q0, q1, [sp, #96]",
+        "stp q2, q3, [sp, #128]",
+        "stp q4, q5, [sp, #160]",
+        "stp q6, q7, [sp, #192]",
+        "ldr x0, [x16, #-8]",
+        "ldr x1, [sp, #224]",
+        "bl {fixup}",
+        "mov x16, x0",
+        "ldp q0, q1, [sp, #96]",
+        "ldp q2, q3, [sp, #128]",
+        "ldp q4, q5, [sp, #160]",
+        "ldp q6, q7, [sp, #192]",
+        "ldr x8, [sp, #80]",
+        "ldp x0, x1, [sp, #16]",
+        "ldp x2, x3, [sp, #32]",
+        "ldp x4, x5, [sp, #48]",
+        "ldp x6, x7, [sp, #64]",
+        "ldp x29, x30, [sp], #224",
+        // Drop PLT0's two words (the slot address, the return address
+        // x30 already holds) and go to the function itself.
+        "ldp x17, x30, [sp], #16",
+        "br x16",
+        ".size ld_cah_plt_resolve, . - ld_cah_plt_resolve",
+        fixup = sym crate::lazy::plt_fixup,
+    );
+
+    extern "C" {
+        fn ld_cah_plt_resolve();
+    }
+
+    /// The PLT resolver for `GOT[2]`.
+    pub fn plt_resolver() -> usize {
+        ld_cah_plt_resolve as *const () as usize
     }
 
     /// Points the TCB of the thread whose pointer is `tp` at a new DTV.

@@ -72,6 +72,12 @@ pub trait ArchInfo {
     const DST_LIB: &'static str;
     /// What `$PLATFORM` expands to when the kernel gives no AT_PLATFORM.
     const PLATFORM: &'static str;
+    /// `R_*_JUMP_SLOT`, the relocation lazy binding defers.
+    const R_JUMP_SLOT: u32;
+    /// What the PLT resolver passes the lazy-binding fixup besides the
+    /// object: the `.got.plt` slot's address (aarch64) rather than the
+    /// relocation's index in `DT_JMPREL` (x86_64).
+    const PLT_PASSES_SLOT: bool;
     /// Decodes `ELF64_R_TYPE`.
     fn reloc_kind(r_type: u32) -> Option<RelocKind>;
 }

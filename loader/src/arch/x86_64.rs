@@ -15,6 +15,9 @@ impl ArchInfo for X86_64 {
     const DST_LIB: &'static str = "lib/x86_64-linux-gnu";
     const PLATFORM: &'static str = "x86_64";
 
+    const R_JUMP_SLOT: u32 = object::elf::R_X86_64_JUMP_SLOT;
+    const PLT_PASSES_SLOT: bool = false;
+
     fn reloc_kind(r_type: u32) -> Option<RelocKind> {
         use object::elf::*;
         Some(match r_type {
@@ -212,6 +215,147 @@ mod machine {
     /// The address of the dynamic TLSDESC resolver.
     pub fn tlsdesc_dynamic() -> usize {
         ld_cah_tlsdesc_dynamic as *const () as usize
+    }
+
+    // Lazy binding: the PLT resolver `GOT[2]` holds. The linker's PLT
+    // entry pushed the relocation's index in `DT_JMPREL` and jumped to
+    // PLT0, which pushed `GOT[1]` (the object's id) and jumped here; the
+    // caller's arguments are still in their registers and must reach the
+    // function untouched. So every register the SysV ABI passes arguments
+    // in is saved: rdi rsi rdx rcx r8 r9, rax (the vector-register count
+    // of a variadic call), r10 (the static chain of nested functions),
+    // and the vector state. The `xsave` variant saves x87, SSE, AVX (the
+    // upper halves of ymm0-15, which carry `__m256` arguments) and AVX-512
+    // (k0-7, zmm upper halves, zmm16-31) with `xsave` into a buffer sized
+    // by CPUID leaf 0xD; the `fxsave` variant, for CPUs without XSAVE,
+    // saves x87 and xmm0-15. The Rust code in between is compiled for
+    // baseline x86_64 (legacy SSE encodings, which leave the upper halves
+    // of ymm registers alone), but an IFUNC resolver the fixup calls may
+    // use anything. The stack is realigned to 64 bytes for the save area,
+    // which also aligns it for the call. The bound address comes back in
+    // rax and is jumped to through r11 (scratch, never an argument), with
+    // the two pushed words dropped: the function returns straight to the
+    // caller of the PLT entry.
+    global_asm!(
+        ".globl ld_cah_plt_resolve_xsave",
+        ".hidden ld_cah_plt_resolve_xsave",
+        ".type ld_cah_plt_resolve_xsave, @function",
+        "ld_cah_plt_resolve_xsave:",
+        "push rbx",
+        "mov rbx, rsp",
+        "push rax",
+        "push rcx",
+        "push rdx",
+        "push rsi",
+        "push rdi",
+        "push r8",
+        "push r9",
+        "push r10",
+        "and rsp, -64",
+        "sub rsp, qword ptr [rip + {size}]",
+        // The XSAVE header must be zero where xsave does not write it
+        // (xrstor faults on reserved bits).
+        "xor eax, eax",
+        "mov [rsp + 512], rax",
+        "mov [rsp + 520], rax",
+        "mov [rsp + 528], rax",
+        "mov [rsp + 536], rax",
+        "mov [rsp + 544], rax",
+        "mov [rsp + 552], rax",
+        "mov [rsp + 560], rax",
+        "mov [rsp + 568], rax",
+        "mov eax, 0xff",
+        "xor edx, edx",
+        "xsave64 [rsp]",
+        "mov rdi, [rbx + 8]",
+        "mov rsi, [rbx + 16]",
+        "call {fixup}",
+        "mov r11, rax",
+        "mov eax, 0xff",
+        "xor edx, edx",
+        "xrstor64 [rsp]",
+        "lea rsp, [rbx - 64]",
+        "pop r10",
+        "pop r9",
+        "pop r8",
+        "pop rdi",
+        "pop rsi",
+        "pop rdx",
+        "pop rcx",
+        "pop rax",
+        "pop rbx",
+        "add rsp, 16",
+        "jmp r11",
+        ".size ld_cah_plt_resolve_xsave, . - ld_cah_plt_resolve_xsave",
+        ".globl ld_cah_plt_resolve_fxsave",
+        ".hidden ld_cah_plt_resolve_fxsave",
+        ".type ld_cah_plt_resolve_fxsave, @function",
+        "ld_cah_plt_resolve_fxsave:",
+        "push rbx",
+        "mov rbx, rsp",
+        "push rax",
+        "push rcx",
+        "push rdx",
+        "push rsi",
+        "push rdi",
+        "push r8",
+        "push r9",
+        "push r10",
+        "and rsp, -64",
+        "sub rsp, 512",
+        "fxsave64 [rsp]",
+        "mov rdi, [rbx + 8]",
+        "mov rsi, [rbx + 16]",
+        "call {fixup}",
+        "mov r11, rax",
+        "fxrstor64 [rsp]",
+        "lea rsp, [rbx - 64]",
+        "pop r10",
+        "pop r9",
+        "pop r8",
+        "pop rdi",
+        "pop rsi",
+        "pop rdx",
+        "pop rcx",
+        "pop rax",
+        "pop rbx",
+        "add rsp, 16",
+        "jmp r11",
+        ".size ld_cah_plt_resolve_fxsave, . - ld_cah_plt_resolve_fxsave",
+        size = sym XSAVE_SIZE,
+        fixup = sym crate::lazy::plt_fixup,
+    );
+
+    extern "C" {
+        fn ld_cah_plt_resolve_xsave();
+        fn ld_cah_plt_resolve_fxsave();
+    }
+
+    /// Bytes the `xsave` resolver reserves: CPUID leaf 0xD's size for the
+    /// state XCR0 enables, rounded up to 64; written once, before any
+    /// object's `GOT[2]` points at that resolver.
+    static XSAVE_SIZE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+    /// The PLT resolver for `GOT[2]`: the `xsave` one when the CPU and the
+    /// kernel support XSAVE, else the `fxsave` one.
+    pub fn plt_resolver() -> usize {
+        use core::sync::atomic::{AtomicUsize, Ordering};
+        static CHOSEN: AtomicUsize = AtomicUsize::new(0);
+        let chosen = CHOSEN.load(Ordering::Relaxed);
+        if chosen != 0 {
+            return chosen;
+        }
+        let xsave = cpuid(1, 0).is_some_and(|r| r[2] & (1 << 26) != 0 && r[2] & (1 << 27) != 0);
+        let size = if xsave { cpuid(0xd, 0).map_or(0, |r| r[1] as usize) } else { 0 };
+        let f = if size >= 576 {
+            // Stored before any GOT points at the resolver that reads it.
+            XSAVE_SIZE.store((size + 63) & !63, Ordering::Relaxed);
+            ld_cah_plt_resolve_xsave as *const () as usize
+        } else {
+            ld_cah_plt_resolve_fxsave as *const () as usize
+        };
+        CHOSEN.store(f, Ordering::Relaxed);
+        f
     }
 
     /// Points the TCB of the thread whose pointer is `tp` at a new DTV.

@@ -46,6 +46,11 @@ pub struct DynInfo {
     pub runpath: Option<usize>,
     pub flags: u64,
     pub flags_1: u64,
+    /// `DT_BIND_NOW` (the tag; `DF_BIND_NOW` is in `flags`).
+    pub bind_now: bool,
+    /// `DT_AARCH64_VARIANT_PCS`: some PLT slots reference functions with a
+    /// variant procedure-call standard (aarch64 only; see `reloc`).
+    pub variant_pcs: bool,
     pub textrel: bool,
     pub symbolic: bool,
     /// Address of the `d_val` of `DT_DEBUG`, where `r_debug` is published.
@@ -57,6 +62,9 @@ pub struct DynInfo {
     /// The symbol and hash tables, located once by `parse`.
     pub tables: Option<super::symbols::Tables>,
 }
+
+/// `DT_AARCH64_VARIANT_PCS` (the aarch64 ELF ABI; not in `object`).
+pub const DT_AARCH64_VARIANT_PCS: u32 = 0x7000_0005;
 
 impl DynInfo {
     /// Decodes the dynamic array at `dynamic` of an object loaded at `base`.
@@ -99,7 +107,8 @@ impl DynInfo {
                 DT_DEBUG => d.debug_slot = at + 8,
                 DT_TEXTREL => d.textrel = true,
                 DT_JMPREL => d.jmprel = ptr(val),
-                DT_BIND_NOW => {}
+                DT_BIND_NOW => d.bind_now = true,
+                DT_AARCH64_VARIANT_PCS => d.variant_pcs = true,
                 DT_INIT_ARRAY => d.init_array = ptr(val),
                 DT_FINI_ARRAY => d.fini_array = ptr(val),
                 DT_INIT_ARRAYSZ => d.init_arraysz = val as usize,

@@ -82,6 +82,10 @@ pub struct Dso {
     pub nodelete: bool,
     /// Closed for good by `dlclose`: still mapped, but no name finds it.
     pub removed: bool,
+    /// For an object `dlopen` brought in: the opened object's closure,
+    /// which its symbols are looked up in after the global scope (lazy
+    /// binding looks there too). Empty for start-up objects.
+    pub local_scope: Vec<DsoId>,
 }
 
 impl Dso {
@@ -150,6 +154,7 @@ impl Dso {
             open_count: 0,
             nodelete: false,
             removed: false,
+            local_scope: Vec::new(),
         };
         if let Some(so) = d.soname() {
             let so = so.to_vec();

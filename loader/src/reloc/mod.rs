@@ -45,6 +45,14 @@ pub struct Target {
     /// rest of their range (`ELF_MACHINE_IRELATIVE`), and an IFUNC defined
     /// in an object not relocated yet is diagnosed. aarch64 has neither.
     pub x86_64_ifunc_rules: bool,
+    /// `R_*_JUMP_SLOT`.
+    pub jump_slot: u32,
+    /// The PLT resolver lazy binding puts in `GOT[2]`; 0 binds every PLT
+    /// slot at load time.
+    pub plt_resolver: usize,
+    /// aarch64: functions marked `STO_AARCH64_VARIANT_PCS` are bound at
+    /// load time (the resolver saves only the base PCS's registers).
+    pub variant_pcs: bool,
 }
 
 impl Target {
@@ -56,6 +64,9 @@ impl Target {
             tlsdesc_static,
             tlsdesc_dynamic,
             x86_64_ifunc_rules: A::MACHINE == EM_X86_64,
+            jump_slot: A::R_JUMP_SLOT,
+            plt_resolver: 0,
+            variant_pcs: A::MACHINE == EM_AARCH64,
         }
     }
 }
@@ -84,6 +95,8 @@ pub struct Stats {
     pub lookups: usize,
     /// References bound by the binding plan instead of a lookup.
     pub planned: usize,
+    /// PLT slots left to lazy binding.
+    pub lazy: usize,
 }
 
 /// Relocation state across objects.
@@ -94,8 +107,8 @@ pub struct Engine<'a> {
     pub stats: Stats,
     /// Bind symbols of this scope (the global scope at start-up).
     pub scope: &'a [DsoId],
-    /// `LD_BIND_NOW`: a PLT slot whose symbol is missing is an error now,
-    /// not when (if ever) it is called.
+    /// `LD_BIND_NOW`/`RTLD_NOW`: every PLT slot is bound now (a missing
+    /// function is an error now, not when it is called).
     pub bind_now: bool,
     /// `argv[0]`, which glibc's warnings start with (`RTLD_PROGNAME`).
     pub progname: &'a str,
@@ -163,6 +176,25 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// An engine that only looks symbols up (lazy binding), for objects
+    /// that are all relocated: nothing proportional to the namespace is
+    /// allocated.
+    pub fn for_lookups(ns: &'a Namespace, scope: &'a [DsoId], target: Target, resolve_ifunc: Resolve<'a>) -> Engine<'a> {
+        Engine {
+            ns,
+            target,
+            unique: UniqueTable::default(),
+            stats: Stats::default(),
+            scope,
+            bind_now: false,
+            progname: "<program name unknown>",
+            resolve_ifunc,
+            plan: None,
+            recorder: None,
+            done: Vec::new(),
+        }
+    }
+
     fn is_relocated(&self, id: DsoId) -> bool {
         self.ns.objs[id].relocated || self.done.get(id).copied().unwrap_or(false)
     }
@@ -181,11 +213,12 @@ impl<'a> Engine<'a> {
         // Recent resolutions per (symbol, class): a PLT slot and a data
         // reference to the same symbol can bind differently (see Class).
         let mut cache = Recent::new();
-        // glibc binds PLT slots lazily unless asked not to; ld-cah binds
-        // everything now, but keeps lazy binding's one visible effect: a
-        // missing function that is never called is not an error.
-        let lazy_plt = !self.bind_now && di.flags & u64::from(DF_BIND_NOW) == 0 && di.flags_1 & u64::from(DF_1_NOW) == 0;
+        // glibc binds PLT slots lazily unless asked not to (LD_BIND_NOW,
+        // RTLD_NOW, DT_BIND_NOW, DF_BIND_NOW, DF_1_NOW).
+        let lazy_plt = !self.bind_now && !di.bind_now && di.flags & u64::from(DF_BIND_NOW) == 0 && di.flags_1 & u64::from(DF_1_NOW) == 0;
         let in_plt = |at: usize| di.jmprel != 0 && at >= di.jmprel && at < di.jmprel.saturating_add(di.pltrelsz);
+        let lazy_got = lazy_plt && self.setup_lazy(id);
+        let in_relro = |place: usize| d.relro.is_some_and(|(s, e)| place >= s && place < e);
         for (start, size) in ranges(di.rela, di.relasz, di.jmprel, di.pltrelsz, lazy_plt) {
             if start == 0 || size == 0 {
                 continue;
@@ -212,12 +245,24 @@ impl<'a> Engine<'a> {
                     }
                     continue;
                 }
+                let plt = in_plt(at);
+                // A lazy JUMP_SLOT points back into the PLT (its link-time
+                // value, relocated), whose entry calls the resolver on the
+                // first call. Not in RELRO (sealed before any call) nor a
+                // variant-PCS function (see Target::variant_pcs).
+                if plt && lazy_got && r_type == self.target.jump_slot && !in_relro(place) && !self.variant_pcs(id, (info >> 32) as u32) {
+                    let Some(v) = d.img.u64(place) else { return Err(bad_place(name, place, d.base)) };
+                    if !d.img.write_u64(place, v.wrapping_add(d.base as u64)) {
+                        return Err(bad_place(name, place, d.base));
+                    }
+                    self.stats.lazy += 1;
+                    continue;
+                }
                 if self.target.x86_64_ifunc_rules && (self.target.decode)(r_type) == Some(RelocKind::IRelative) {
                     irelative.push(at);
                     continue;
                 }
                 self.stats.symbolic += 1;
-                let plt = in_plt(at);
                 let rela = Rela { r_type, symidx: (info >> 32) as u32, place, addend, plt };
                 match self.apply_one(id, rela, &mut cache) {
                     Err(e) if plt && lazy_plt && e.kind == ErrorKind::UndefinedSymbol => {
@@ -243,6 +288,51 @@ impl<'a> Engine<'a> {
             *done = true;
         }
         Ok(())
+    }
+
+    /// glibc's `elf_machine_runtime_setup`: `GOT[1]` = the object's id,
+    /// `GOT[2]` = the PLT resolver. False (bind every slot now) without a
+    /// resolver, a `DT_PLTGOT`, or a writable GOT. (These three words may
+    /// lie in RELRO, as GNU ld lays them out: they are written now, before
+    /// RELRO is sealed; the slots themselves must not, see `relocate`.)
+    fn setup_lazy(&self, id: DsoId) -> bool {
+        let d = &self.ns.objs[id];
+        let got = d.dyn_info.pltgot;
+        if self.target.plt_resolver == 0 || got == 0 || d.dyn_info.jmprel == 0 || !d.img.is_writable(got, 24) {
+            return false;
+        }
+        d.img.write_u64(got + 8, id as u64) && d.img.write_u64(got + 16, self.target.plt_resolver as u64)
+    }
+
+    /// Whether PLT symbol `symidx` of object `id` follows a variant
+    /// procedure-call standard (aarch64, `DT_AARCH64_VARIANT_PCS`).
+    fn variant_pcs(&self, id: DsoId, symidx: u32) -> bool {
+        const STO_AARCH64_VARIANT_PCS: u8 = 0x80;
+        let d = &self.ns.objs[id];
+        self.target.variant_pcs
+            && d.dyn_info.variant_pcs
+            && symbol(&d.img, &d.dyn_info, symidx).is_none_or(|s| s.st_other & STO_AARCH64_VARIANT_PCS != 0)
+    }
+
+    /// Lazy binding's lookup for PLT entry `index` of object `id` (see
+    /// `crate::lazy`): the slot's address and the definition, as the
+    /// relocation would have bound it at load time (`None`: an undefined
+    /// weak function, bound to 0), and the addend to add to its address.
+    pub fn resolve_plt(&mut self, id: DsoId, index: usize) -> Result<(usize, Option<Def>, u64), Error> {
+        let d = &self.ns.objs[id];
+        let di = &d.dyn_info;
+        let at = index.checked_mul(24).filter(|&o| o < di.pltrelsz).map(|o| di.jmprel + o);
+        let Some([off, info, addend]) = at.and_then(|at| d.img.read::<[u64; 3]>(at)) else {
+            return Err(err!(d.display_name(), "lazy binding: PLT relocation {} does not exist", index));
+        };
+        if info as u32 != self.target.jump_slot {
+            return Err(err!(d.display_name(), "lazy binding: PLT relocation {} is not a JUMP_SLOT", index));
+        }
+        let place = d.base.wrapping_add(off as usize);
+        let (_, r) = self.resolve(id, (info >> 32) as u32, Class::Plt, &mut Recent::new())?;
+        // aarch64's JUMP_SLOT is S + A, x86_64's is S.
+        let add = if (self.target.decode)(info as u32) == Some(RelocKind::Absolute) { addend } else { 0 };
+        Ok((place, r, add))
     }
 
     fn apply_relr(&self, id: DsoId) -> Result<(), Error> {
@@ -526,8 +616,10 @@ fn ranges(rela: usize, relasz: usize, jmprel: usize, pltrelsz: usize, lazy: bool
     [first, second]
 }
 
-/// Where a PLT slot of a missing function points: calling it is the error
-/// glibc's lazy binding would report at that moment.
+/// Where a PLT slot of a missing function points when it had to be bound
+/// at load time in a lazily bound object (a slot in RELRO, an object
+/// without a usable GOT, an engine without a PLT resolver): calling it is
+/// the error lazy binding would report at that moment.
 extern "C" fn missing_function() -> ! {
     crate::diag::fatal(&crate::err!("ld-cah.so", "symbol lookup error: a function whose symbol was not found at start-up was called"))
 }

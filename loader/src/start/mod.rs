@@ -432,8 +432,8 @@ fn relocate(
         diag::print(
             2,
             format_args!(
-                "ld-cah.so: statistics: {} relative, {} symbolic relocations, {} lookups, {} bound by plan\n",
-                stats.relative, stats.symbolic, stats.lookups, stats.planned
+                "ld-cah.so: statistics: {} relative, {} symbolic relocations, {} lookups, {} bound by plan, {} PLT slots left to lazy binding\n",
+                stats.relative, stats.symbolic, stats.lookups, stats.planned, stats.lazy
             ),
         );
     }
