@@ -62,7 +62,8 @@ pub extern "C" fn plt_fixup(id: usize, which: usize) -> usize {
     match bind(id, which) {
         Ok(v) => v,
         Err(e) => {
-            let at_call = Error { object: "symbol lookup error".into(), message: alloc::format!("{}: {}", e.object, e.message) };
+            let at_call =
+                Error { object: "symbol lookup error".into(), message: alloc::format!("{}: {}", e.object, e.message), kind: e.kind };
             crate::diag::fatal(&at_call)
         }
     }
