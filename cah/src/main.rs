@@ -6,6 +6,7 @@
 //! loader's search order. `docs/cah.md` is the user's guide.
 
 mod assets;
+mod bundle;
 mod cachefile;
 mod closure;
 mod elfinfo;
@@ -52,6 +53,8 @@ enum Command {
     Verify(VerifyArgs),
     /// Manage the content-addressed store.
     Store(StoreArgs),
+    /// Make a directory that runs PROG wherever it is copied.
+    Bundle(bundle::BundleArgs),
     /// Inspect or manage the per-inode hash cache.
     Cache(CacheArgs),
     /// Generate and install layout tables for glibc builds (`glibc add LIBC`).
@@ -219,6 +222,7 @@ fn main() -> ExitCode {
         Command::Show(a) => cmd_show(a),
         Command::Verify(a) => cmd_verify(a),
         Command::Store(a) => cmd_store(a),
+        Command::Bundle(a) => bundle::run(a),
         Command::Cache(a) => cmd_cache(a),
         Command::Glibc(a) => glibc::run(a),
         Command::GenerateAssets { dir } => assets::run(&dir),
