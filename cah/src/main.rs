@@ -10,6 +10,7 @@ mod bundle;
 mod cachefile;
 mod closure;
 mod elfinfo;
+mod fetch;
 mod files;
 #[cfg(test)]
 mod fuzz;
@@ -55,6 +56,8 @@ enum Command {
     Store(StoreArgs),
     /// Make a directory that runs PROG wherever it is copied.
     Bundle(bundle::BundleArgs),
+    /// Fetch locked libraries missing here, by digest, from a remote store.
+    Fetch(fetch::FetchArgs),
     /// Inspect or manage the per-inode hash cache.
     Cache(CacheArgs),
     /// Generate and install layout tables for glibc builds (`glibc add LIBC`).
@@ -223,6 +226,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd_verify(a),
         Command::Store(a) => cmd_store(a),
         Command::Bundle(a) => bundle::run(a),
+        Command::Fetch(a) => fetch::run(a),
         Command::Cache(a) => cmd_cache(a),
         Command::Glibc(a) => glibc::run(a),
         Command::GenerateAssets { dir } => assets::run(&dir),

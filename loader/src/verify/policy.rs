@@ -316,12 +316,14 @@ impl Want {
     }
 }
 
-/// `PROG: NAME (blake3:HEX): no matching file; tried LIST`.
+/// `PROG: NAME (blake3:HEX): no matching file; tried LIST; FETCH`, FETCH
+/// saying how to get the file by its digest into the store.
 pub fn no_match_error(prog: &str, name: &[u8], digest: &Digest, tried: &str) -> Error {
+    const FETCH: &str = "fetch it by digest with `cah fetch PROG --from URL`";
     if tried.is_empty() {
-        err!(prog, "{} (blake3:{}): no matching file; none found", diag::show(name), digest)
+        err!(prog, "{} (blake3:{}): no matching file; none found; {}", diag::show(name), digest, FETCH)
     } else {
-        err!(prog, "{} (blake3:{}): no matching file; tried {}", diag::show(name), digest, tried)
+        err!(prog, "{} (blake3:{}): no matching file; tried {}; {}", diag::show(name), digest, tried, FETCH)
     }
 }
 
