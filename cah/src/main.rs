@@ -9,6 +9,7 @@ mod assets;
 mod bundle;
 mod cachefile;
 mod closure;
+mod dlopen_note;
 mod elfinfo;
 mod fetch;
 mod files;
@@ -274,6 +275,7 @@ fn cmd_patch(a: PatchArgs) -> Result<bool> {
             }
         }
     }
+    dlopen_note::lock_declared(&a.prog, &data, &info, &a.root, &mut also);
     let closure = closure::resolve(&a.prog, &Options { root: &a.root, also: &also, lock: None, store: None })?;
 
     let mut flags = old.as_ref().map_or(0, |l| l.flags.0);
@@ -376,6 +378,7 @@ fn cmd_show(a: ShowArgs) -> Result<bool> {
     let info = elfinfo::read(&data)?;
     let closure = resolve_locked(&a.prog, &lock, &a.place)?;
     let interp = info.interp.as_deref().map(show_name);
+    let (dlopen_lines, dlopen_json) = dlopen_note::show(&a.prog, &data, &info, &lock);
     if a.json {
         let entries: Vec<serde_json::Value> = lock
             .iter()
@@ -392,6 +395,7 @@ fn cmd_show(a: ShowArgs) -> Result<bool> {
             "interp": interp,
             "entries": entries,
             "glibc": standin::check(&closure, &a.place.root).map(|g| g.json()),
+            "dlopen_note": dlopen_json,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(true);
@@ -419,6 +423,9 @@ fn cmd_show(a: ShowArgs) -> Result<bool> {
     }
     if let Some(g) = standin::check(&closure, &a.place.root) {
         println!("  {}", g.describe());
+    }
+    for l in dlopen_lines {
+        println!("  {l}");
     }
     Ok(true)
 }
