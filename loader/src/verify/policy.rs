@@ -417,10 +417,13 @@ mod tests {
         let e = no_match_error("./prog", b"libfoo.so.1", &want, &alloc::format!("/usr/lib/libfoo.so.1 (blake3:{got})"));
         assert_eq!(
             alloc::format!("{e}"),
-            alloc::format!("./prog: libfoo.so.1 (blake3:{want}): no matching file; tried /usr/lib/libfoo.so.1 (blake3:{got})")
+            alloc::format!("./prog: libfoo.so.1 (blake3:{want}): no matching file; tried /usr/lib/libfoo.so.1 (blake3:{got}); fetch it by digest with `cah fetch PROG --from URL`")
         );
         let e = no_match_error("p", b"x.so", &want, "");
-        assert_eq!(alloc::format!("{e}"), alloc::format!("p: x.so (blake3:{want}): no matching file; none found"));
+        assert_eq!(
+            alloc::format!("{e}"),
+            alloc::format!("p: x.so (blake3:{want}): no matching file; none found; fetch it by digest with `cah fetch PROG --from URL`")
+        );
     }
 
     #[test]
@@ -448,7 +451,8 @@ mod tests {
             e.message,
             alloc::format!(
                 "liba.so (blake3:{digest}): no matching file; tried /x/liba.so (blake3:{other}), \
-                 /y/liba.so (file changed while being hashed), /z/liba.so (permission denied)"
+                 /y/liba.so (file changed while being hashed), /z/liba.so (permission denied); \
+                 fetch it by digest with `cah fetch PROG --from URL`"
             )
         );
     }
