@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use ld_cah::verify::Digest;
+use serde_json::json;
 
 use crate::closure::Outcome;
 use crate::hashing::tagged;
@@ -31,6 +32,9 @@ pub struct FetchArgs {
     /// separated by white space).
     #[arg(long = "from", value_name = "URL")]
     from: Vec<String>,
+    /// Print JSON (docs/json.md).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     place: Place,
 }
@@ -73,13 +77,16 @@ pub fn run(a: FetchArgs) -> Result<bool> {
     let agent =
         ureq::AgentBuilder::new().timeout_connect(std::time::Duration::from_secs(10)).timeout(std::time::Duration::from_secs(300)).build();
     let (mut fetched, mut present, mut failed) = (0, 0, 0);
+    let mut entries = Vec::new();
+    let mut lines = Vec::new();
     for d in &closure.deps {
         let Some(want) = d.locked else { continue };
+        let name = String::from_utf8_lossy(&d.name);
         if let Outcome::Found { .. } = d.outcome {
             present += 1;
+            entries.push(json!({"name": name, "digest": tagged(&want), "status": "present"}));
             continue;
         }
-        let name = String::from_utf8_lossy(&d.name);
         let mut errors = Vec::new();
         let mut done = false;
         for r in &remotes {
@@ -91,7 +98,8 @@ pub fn run(a: FetchArgs) -> Result<bool> {
                         continue;
                     }
                     put(&a.place.store, &want, &body)?;
-                    println!("fetched   {name}  {}  {} bytes from {r}", tagged(&want), body.len());
+                    lines.push(format!("fetched   {name}  {}  {} bytes from {r}", tagged(&want), body.len()));
+                    entries.push(json!({"name": name, "digest": tagged(&want), "status": "fetched", "remote": r, "size": body.len()}));
                     done = true;
                     break;
                 }
@@ -102,10 +110,18 @@ pub fn run(a: FetchArgs) -> Result<bool> {
             fetched += 1;
         } else {
             failed += 1;
-            println!("failed    {name}  {}: {}", tagged(&want), errors.join("; "));
+            lines.push(format!("failed    {name}  {}: {}", tagged(&want), errors.join("; ")));
+            entries.push(json!({"name": name, "digest": tagged(&want), "status": "failed", "errors": errors}));
         }
     }
-    println!("{}: {fetched} fetched, {present} already here, {failed} failed", a.prog.display());
+    if a.json {
+        crate::json::print("fetch", json!({"program": a.prog.display().to_string(), "ok": failed == 0, "entries": entries}))?;
+    } else {
+        for l in &lines {
+            println!("{l}");
+        }
+        println!("{}: {fetched} fetched, {present} already here, {failed} failed", a.prog.display());
+    }
     Ok(failed == 0)
 }
 
