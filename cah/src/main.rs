@@ -6,14 +6,18 @@
 //! loader's search order. `docs/cah.md` is the user's guide.
 
 mod assets;
+mod bundle;
 mod cachefile;
 mod closure;
+mod dlopen_note;
 mod elfinfo;
+mod fetch;
 mod files;
 #[cfg(test)]
 mod fuzz;
 mod glibc;
 mod hashing;
+mod json;
 mod patch;
 mod standin;
 mod store;
@@ -52,6 +56,10 @@ enum Command {
     Verify(VerifyArgs),
     /// Manage the content-addressed store.
     Store(StoreArgs),
+    /// Make a directory that runs PROG wherever it is copied.
+    Bundle(bundle::BundleArgs),
+    /// Fetch locked libraries missing here, by digest, from a remote store.
+    Fetch(fetch::FetchArgs),
     /// Inspect or manage the per-inode hash cache.
     Cache(CacheArgs),
     /// Generate and install layout tables for glibc builds (`glibc add LIBC`).
@@ -214,11 +222,14 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    let json_command = cli.command.json_name();
     let result = match cli.command {
         Command::Patch(a) => cmd_patch(a),
         Command::Show(a) => cmd_show(a),
         Command::Verify(a) => cmd_verify(a),
         Command::Store(a) => cmd_store(a),
+        Command::Bundle(a) => bundle::run(a),
+        Command::Fetch(a) => fetch::run(a),
         Command::Cache(a) => cmd_cache(a),
         Command::Glibc(a) => glibc::run(a),
         Command::GenerateAssets { dir } => assets::run(&dir),
@@ -227,8 +238,24 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("cah: error: {e:#}");
+            match json_command {
+                Some(c) => println!("{}", serde_json::to_string_pretty(&json::error(c, &e)).unwrap_or_default()),
+                None => eprintln!("cah: error: {e:#}"),
+            }
             ExitCode::from(2)
+        }
+    }
+}
+
+impl Command {
+    /// The command's name in JSON documents, if `--json` was asked for.
+    fn json_name(&self) -> Option<&'static str> {
+        match self {
+            Command::Show(a) if a.json => Some("show"),
+            Command::Verify(a) if a.json => Some("verify"),
+            Command::Store(StoreArgs { command: StoreCommand::Ls { json: true }, .. }) => Some("store ls"),
+            Command::Fetch(a) if a.json => Some("fetch"),
+            _ => None,
         }
     }
 }
@@ -266,6 +293,7 @@ fn cmd_patch(a: PatchArgs) -> Result<bool> {
             }
         }
     }
+    dlopen_note::lock_declared(&a.prog, &data, &info, &a.root, &mut also);
     let closure = closure::resolve(&a.prog, &Options { root: &a.root, also: &also, lock: None, store: None })?;
 
     let mut flags = old.as_ref().map_or(0, |l| l.flags.0);
@@ -334,14 +362,14 @@ fn resolve_locked(prog: &Path, lock: &Lock, place: &Place) -> Result<Closure> {
 fn dep_json(d: &closure::Dep) -> serde_json::Value {
     let mut v = json!({
         "name": show_name(&d.name),
-        "digest": d.locked.map(|x| x.to_string()),
+        "digest": d.locked.map(|x| tagged(&x)),
         "needed_by": d.needed_by.display().to_string(),
     });
     match &d.outcome {
         Outcome::Found { path, digest, via } => {
             v["status"] = json!(if d.locked.is_some() { "ok" } else { "unlocked" });
             v["path"] = json!(path.display().to_string());
-            v["found_digest"] = json!(digest.to_string());
+            v["found_digest"] = json!(tagged(digest));
             v["via"] = json!(match via {
                 Via::Store => "store",
                 Via::Search => "search",
@@ -353,10 +381,8 @@ fn dep_json(d: &closure::Dep) -> serde_json::Value {
         }
         Outcome::Mismatch { candidates } => {
             v["status"] = json!("mismatch");
-            v["candidates"] = json!(candidates
-                .iter()
-                .map(|(p, d)| json!({"path": p.display().to_string(), "digest": d.to_string()}))
-                .collect::<Vec<_>>());
+            v["candidates"] =
+                json!(candidates.iter().map(|(p, d)| json!({"path": p.display().to_string(), "digest": tagged(d)})).collect::<Vec<_>>());
         }
     }
     v
@@ -368,24 +394,26 @@ fn cmd_show(a: ShowArgs) -> Result<bool> {
     let info = elfinfo::read(&data)?;
     let closure = resolve_locked(&a.prog, &lock, &a.place)?;
     let interp = info.interp.as_deref().map(show_name);
+    let (dlopen_lines, dlopen_json) = dlopen_note::show(&a.prog, &data, &info, &lock);
     if a.json {
         let entries: Vec<serde_json::Value> = lock
             .iter()
             .map(|e| match closure.deps.iter().find(|d| d.name == e.name) {
                 Some(d) => dep_json(d),
-                None => json!({"name": show_name(e.name), "digest": e.digest.to_string(), "status": "unresolved"}),
+                None => json!({"name": show_name(e.name), "digest": tagged(&e.digest), "status": "unresolved"}),
             })
             .collect();
         let v = json!({
             "program": a.prog.display().to_string(),
-            "version": ld_cah::verify::lock::VERSION,
+            "lock_version": ld_cah::verify::lock::VERSION,
             "flags": lock.flags.0,
             "strict": lock.flags.strict(),
             "interp": interp,
             "entries": entries,
             "glibc": standin::check(&closure, &a.place.root).map(|g| g.json()),
+            "dlopen_note": dlopen_json,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        json::print("show", v)?;
         return Ok(true);
     }
     println!(
@@ -411,6 +439,9 @@ fn cmd_show(a: ShowArgs) -> Result<bool> {
     }
     if let Some(g) = standin::check(&closure, &a.place.root) {
         println!("  {}", g.describe());
+    }
+    for l in dlopen_lines {
+        println!("  {l}");
     }
     Ok(true)
 }
@@ -464,10 +495,10 @@ fn cmd_verify(a: VerifyArgs) -> Result<bool> {
             "program": a.prog.display().to_string(),
             "ok": passed,
             "strict": strict,
-            "deps": closure.deps.iter().map(dep_json).collect::<Vec<_>>(),
+            "entries": closure.deps.iter().map(dep_json).collect::<Vec<_>>(),
             "glibc": glibc.as_ref().map(|g| g.json()),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        json::print("verify", v)?;
     } else {
         for l in &lines {
             println!("{l}");
@@ -497,9 +528,9 @@ fn cmd_store(a: StoreArgs) -> Result<bool> {
             if json {
                 let v: Vec<_> = items
                     .iter()
-                    .map(|i| json!({"digest": i.digest.to_string(), "size": i.size, "path": i.path.display().to_string()}))
+                    .map(|i| json!({"digest": tagged(&i.digest), "size": i.size, "path": i.path.display().to_string()}))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                json::print("store ls", json!({"store": store.display().to_string(), "entries": v}))?;
             } else {
                 for i in &items {
                     println!("{}  {:>10}", i.digest, i.size);

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn cah() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cah"))
@@ -110,11 +110,11 @@ fn show_lists_the_closure_with_independently_computed_digests() {
             .collect();
         assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{name}: closure names");
         for (lib, path) in &want {
-            assert_eq!(got[lib].0, b3(path), "{name}: digest of {lib}");
+            assert_eq!(got[lib].0, format!("blake3:{}", b3(path)), "{name}: digest of {lib}");
             assert_eq!(b3(Path::new(&got[lib].1)), b3(path), "{name}: {lib} found at another file");
         }
         assert_eq!(shown["interp"], "/usr/lib/ld-cah/ld-cah.so");
-        assert_eq!(shown["version"], 1);
+        assert_eq!((&shown["version"], &shown["command"], &shown["lock_version"]), (&json!(1), &json!("show"), &json!(1)));
         // The text form says the same.
         let text = ok(cah().arg("show").arg(&patched));
         for lib in want.keys() {
@@ -261,7 +261,16 @@ fn verify_in_a_sysroot_reports_replaced_and_missing_libraries() {
     assert!(text.contains(&blake3::hash(&other).to_hex().to_string()), "rejected digest named: {text}");
     assert!(text.contains("ok        libc.so.6"), "{text}");
     let json: Value = serde_json::from_slice(&run(cah().args(["verify", "--json", "--root", r, "--store", s]).arg(&bash)).stdout).unwrap();
-    assert_eq!(json["ok"], false);
+    assert_eq!((&json["version"], &json["command"], &json["ok"]), (&json!(1), &json!("verify"), &json!(false)));
+    let tinfo_entry = json["entries"].as_array().unwrap().iter().find(|e| e["name"] == "libtinfo.so.6").unwrap();
+    assert_eq!(tinfo_entry["status"], "mismatch");
+    assert_eq!(tinfo_entry["candidates"][0]["digest"], format!("blake3:{}", blake3::hash(&other).to_hex()));
+    // Errors are JSON too, on stdout, with exit status 2.
+    let out = run(cah().args(["verify", "--json"]).arg("/bin/true"));
+    assert_eq!(out.status.code(), Some(2));
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&err["version"], &err["command"]), (&json!(1), &json!("verify")));
+    assert!(err["error"].as_str().unwrap().contains("no closure lock"), "{err}");
 
     // The right file in the store satisfies it again (store first).
     std::fs::create_dir_all(&store).unwrap();
@@ -382,11 +391,12 @@ fn store_add_ls_verify_gc() {
     let out = ok(cah().args(["store", "--store", s, "add"]).arg(&extra));
     assert!(out.contains(&b3(&extra)));
     let ls: Value = serde_json::from_str(&ok(cah().args(["store", "--store", s, "ls", "--json"]))).unwrap();
-    let digests: Vec<String> = ls.as_array().unwrap().iter().map(|i| i["digest"].as_str().unwrap().to_string()).collect();
+    assert_eq!((&ls["version"], &ls["command"], &ls["store"]), (&json!(1), &json!("store ls"), &json!(s)));
+    let digests: Vec<String> = ls["entries"].as_array().unwrap().iter().map(|i| i["digest"].as_str().unwrap().to_string()).collect();
     for (_, path) in ldd(Path::new("/bin/bash")) {
-        assert!(digests.contains(&b3(&path)), "{path:?} not stored");
+        assert!(digests.contains(&format!("blake3:{}", b3(&path))), "{path:?} not stored");
     }
-    assert!(digests.contains(&b3(&extra)));
+    assert!(digests.contains(&format!("blake3:{}", b3(&extra))));
     ok(cah().args(["store", "--store", s, "verify"]));
 
     // A damaged file is reported.
@@ -405,7 +415,7 @@ fn store_add_ls_verify_gc() {
     assert!(!victim.exists());
     ok(cah().args(["store", "--store", s, "verify"]));
     let ls: Value = serde_json::from_str(&ok(cah().args(["store", "--store", s, "ls", "--json"]))).unwrap();
-    assert_eq!(ls.as_array().unwrap().len(), ldd(Path::new("/bin/bash")).len());
+    assert_eq!(ls["entries"].as_array().unwrap().len(), ldd(Path::new("/bin/bash")).len());
     // gc refuses programs without a lock rather than delete everything.
     let out = run(cah().args(["store", "--store", s, "gc", "--keep", "/bin/true"]));
     assert_eq!(out.status.code(), Some(2));
@@ -495,7 +505,7 @@ fn aarch64_program_in_the_cross_sysroot() {
     let shown = show_json(&d.join("h.p"), &["--root", r]);
     for e in shown["entries"].as_array().unwrap() {
         let name = e["name"].as_str().unwrap();
-        assert_eq!(e["digest"].as_str().unwrap(), b3(&root.join("lib").join(name)), "{name}");
+        assert_eq!(e["digest"].as_str().unwrap(), format!("blake3:{}", b3(&root.join("lib").join(name))), "{name}");
     }
     assert_eq!(shown["entries"].as_array().unwrap().len(), 2);
     // Every locked file matches, but the cross libc (2.36-8cross1) has a

@@ -317,7 +317,7 @@ impl App {
     /// `tried` (path, digest).
     fn no_match_line(&self, prog: &Path, want: &str, tried: &[(PathBuf, String)]) -> String {
         let list: Vec<String> = tried.iter().map(|(p, d)| format!("{} (blake3:{d})", p.display())).collect();
-        format!("ld-cah.so: error: {}: libwho.so (blake3:{want}): no matching file; tried {}\n", prog.display(), list.join(", "))
+        format!("ld-cah.so: error: {}: libwho.so (blake3:{want}): no matching file; tried {}; fetch it by digest with `cah fetch PROG --from URL`\n", prog.display(), list.join(", "))
     }
 
     fn done(self) {
@@ -1075,7 +1075,7 @@ fn dlopen_of_a_locked_name_is_verified() {
         std::fs::copy(&lib, &right).unwrap();
         std::fs::copy(app.impostor(), &lib).unwrap();
         let got = app.digest(&lib);
-        let want_err = format!("dlopen failed: libwho.so (blake3:{want}): no matching file; tried {} (blake3:{got})\n", lib.display());
+        let want_err = format!("dlopen failed: libwho.so (blake3:{want}): no matching file; tried {} (blake3:{got}); fetch it by digest with `cah fetch PROG --from URL`\n", lib.display());
         let out = app.run_path(&dl, &[], &[]);
         f.check(out.status == Some(1) && out.stdout == want_err, arch, &format!("dlopen refuses:\n  {want_err}"), &out);
         std::fs::copy(&right, &lib).unwrap();

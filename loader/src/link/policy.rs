@@ -316,12 +316,14 @@ impl Want {
     }
 }
 
-/// `PROG: NAME (blake3:HEX): no matching file; tried LIST`.
+/// `PROG: NAME (blake3:HEX): no matching file; tried LIST; FETCH`, FETCH
+/// saying how to get the file by its digest into the store.
 pub fn no_match_error(prog: &str, name: &[u8], digest: &Digest, tried: &str) -> Error {
+    const FETCH: &str = "fetch it by digest with `cah fetch PROG --from URL`";
     if tried.is_empty() {
-        err!(prog, "{} (blake3:{}): no matching file; none found", diag::show(name), digest)
+        err!(prog, "{} (blake3:{}): no matching file; none found; {}", diag::show(name), digest, FETCH)
     } else {
-        err!(prog, "{} (blake3:{}): no matching file; tried {}", diag::show(name), digest, tried)
+        err!(prog, "{} (blake3:{}): no matching file; tried {}; {}", diag::show(name), digest, tried, FETCH)
     }
 }
 
@@ -415,10 +417,13 @@ mod tests {
         let e = no_match_error("./prog", b"libfoo.so.1", &want, &alloc::format!("/usr/lib/libfoo.so.1 (blake3:{got})"));
         assert_eq!(
             alloc::format!("{e}"),
-            alloc::format!("./prog: libfoo.so.1 (blake3:{want}): no matching file; tried /usr/lib/libfoo.so.1 (blake3:{got})")
+            alloc::format!("./prog: libfoo.so.1 (blake3:{want}): no matching file; tried /usr/lib/libfoo.so.1 (blake3:{got}); fetch it by digest with `cah fetch PROG --from URL`")
         );
         let e = no_match_error("p", b"x.so", &want, "");
-        assert_eq!(alloc::format!("{e}"), alloc::format!("p: x.so (blake3:{want}): no matching file; none found"));
+        assert_eq!(
+            alloc::format!("{e}"),
+            alloc::format!("p: x.so (blake3:{want}): no matching file; none found; fetch it by digest with `cah fetch PROG --from URL`")
+        );
     }
 
     #[test]
@@ -446,7 +451,8 @@ mod tests {
             e.message,
             alloc::format!(
                 "liba.so (blake3:{digest}): no matching file; tried /x/liba.so (blake3:{other}), \
-                 /y/liba.so (file changed while being hashed), /z/liba.so (permission denied)"
+                 /y/liba.so (file changed while being hashed), /z/liba.so (permission denied); \
+                 fetch it by digest with `cah fetch PROG --from URL`"
             )
         );
     }

@@ -78,6 +78,13 @@ pub unsafe fn read(stack: &mut Stack, base: usize, page: usize, direct: bool, tr
     }
     let mut opts = Options::default();
     let invoked_as = stack.arg(0);
+    if let Some((prog, lib)) = bundle_program(stack) {
+        // Bundle mode: run `.NAME.real` with argv and AT_EXECFN as they
+        // are, libraries from the bundle's `lib`.
+        opts.library_path = Some(lib);
+        // SAFETY: forwarded to the caller; `prog` is leaked.
+        return unsafe { run_mapped(stack, base, page, prog, 0, opts, invoked_as, tracing) };
+    }
     let mut i = 1;
     while let Some(a) = stack.arg(i) {
         if !a.starts_with(b"--") {
@@ -113,6 +120,27 @@ pub unsafe fn read(stack: &mut Stack, base: usize, page: usize, direct: bool, tr
         i += 1;
     }
     let prog = stack.arg(i).ok_or_else(|| err!("ld-cah.so", "missing program name (try --help)"))?;
+    // SAFETY: forwarded to the caller; `prog` is argv[i].
+    unsafe { run_mapped(stack, base, page, prog, i, opts, invoked_as, tracing) }
+}
+
+/// Maps `prog` and makes the stack the one the kernel would have given it:
+/// argv from index `i` on (`i` 0 in bundle mode, which keeps argv and
+/// `AT_EXECFN`).
+///
+/// # Safety
+/// As [`read`]; `prog` is argv[i] or lives for the whole process.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_mapped(
+    stack: &mut Stack,
+    base: usize,
+    page: usize,
+    prog: &'static [u8],
+    i: usize,
+    opts: Options,
+    invoked_as: Option<&'static [u8]>,
+    tracing: bool,
+) -> Result<(Program, Mapped), Error> {
     let mut cpath = prog.to_vec();
     cpath.push(0);
     // O_NONBLOCK: a FIFO must not block us in open(); `map_file`
@@ -125,14 +153,16 @@ pub unsafe fn read(stack: &mut Stack, base: usize, page: usize, direct: bool, tr
         Err(_) if opts.verify => sys::exit_group(1),
         m => m?,
     };
-    // SAFETY: `prog` points into argv strings, which stay put.
-    let prog_ptr = unsafe { *stack.argv.add(i) };
-    // SAFETY: nothing holds pointers into the vectors we move (caller).
-    *stack = unsafe { stack.drop_args(i) };
+    if i > 0 {
+        // SAFETY: `prog` points into argv strings, which stay put.
+        let prog_ptr = unsafe { *stack.argv.add(i) };
+        // SAFETY: nothing holds pointers into the vectors we move (caller).
+        *stack = unsafe { stack.drop_args(i) };
+        stack.set_aux(AT_EXECFN, prog_ptr as usize);
+    }
     stack.set_aux(AT_PHDR, m.phdr_addr);
     stack.set_aux(AT_PHNUM, m.phdrs.len());
     stack.set_aux(AT_ENTRY, m.entry);
-    stack.set_aux(AT_EXECFN, prog_ptr as usize);
     stack.set_aux(AT_BASE, base);
     if let Some(a0) = opts.argv0 {
         // SAFETY: argv[0] exists (argc >= 1 after dropping our args).
@@ -154,6 +184,46 @@ pub unsafe fn read(stack: &mut Stack, base: usize, page: usize, direct: bool, tr
     }
     let interp = interp_of(&m);
     Ok((Program { path: prog.to_vec(), interp, direct: true, invoked_as, opts }, m))
+}
+
+/// Bundle mode (docs/bundles.md): ld-cah started under another name
+/// `DIR/bin/NAME` (its own path from `/proc/self/exe`, or `AT_EXECFN`
+/// where `/proc` is not mounted) runs the program beside it,
+/// `DIR/bin/.NAME.real`, if there is one, with `DIR/lib` as its library
+/// path. Returns the program's path and the library path, both with the
+/// process's lifetime. Started as `ld-cah.so` (or as any `ld-*`), never.
+fn bundle_program(stack: &Stack) -> Option<(&'static [u8], &'static [u8])> {
+    let mut buf = [0u8; 4096];
+    let exe: &[u8] = match sys::readlink(b"/proc/self/exe\0", &mut buf) {
+        Ok(p) if p.len() < 4096 && p.starts_with(b"/") => p,
+        // SAFETY: AT_EXECFN points at the path string on the stack.
+        _ => unsafe { cstr(stack.aux(AT_EXECFN)? as *const u8) },
+    };
+    let (dir, name) = match exe.iter().rposition(|&c| c == b'/') {
+        Some(k) => (&exe[..k], &exe[k + 1..]),
+        None => (&b"."[..], exe),
+    };
+    if name.is_empty() || name.starts_with(b"ld-") || name.starts_with(b".") {
+        return None;
+    }
+    let mut real = Vec::with_capacity(dir.len() + name.len() + 9);
+    real.extend_from_slice(if dir.is_empty() { b"" } else { dir });
+    real.extend_from_slice(b"/.");
+    real.extend_from_slice(name);
+    real.extend_from_slice(b".real\0");
+    sys::access(&real, sys::R_OK).ok()?;
+    real.pop();
+    // `DIR/bin` -> `DIR/lib`; a program not in a `bin` directory takes
+    // `lib` beside it.
+    let prefix = match dir.strip_suffix(b"/bin") {
+        Some(p) => p,
+        None if dir == b"bin" => b".",
+        None => dir,
+    };
+    let mut lib = Vec::with_capacity(prefix.len() + 4);
+    lib.extend_from_slice(if prefix.is_empty() { b"" } else { prefix });
+    lib.extend_from_slice(b"/lib");
+    Some((real.leak(), lib.leak()))
 }
 
 /// The program the kernel mapped, as the auxiliary vector describes it.
