@@ -6,6 +6,7 @@
 //! loader's search order. `docs/cah.md` is the user's guide.
 
 mod assets;
+mod batch;
 mod cachefile;
 mod closure;
 mod elfinfo;
@@ -26,14 +27,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ld_cah::verify::cache::SlotState;
 use ld_cah::verify::lock::LockView;
-use ld_cah::verify::{Digest, FileIdentity, Lock, LockFlags};
+use ld_cah::verify::{Digest, FileIdentity, Lock};
 use serde_json::json;
 
 use closure::{Closure, Options, Outcome, Via};
 use hashing::tagged;
-
-/// Where `cah patch` points `PT_INTERP` unless told otherwise.
-const DEFAULT_INTERP: &str = "/usr/lib/ld-cah/ld-cah.so";
 
 #[derive(Parser)]
 #[command(name = "cah", version, about = "Content-addressed dynamic linking: lock, verify and store program closures")]
@@ -63,17 +61,20 @@ enum Command {
 
 #[derive(Args)]
 struct PatchArgs {
-    /// The program (or shared library) to patch.
-    prog: PathBuf,
-    /// Write the result here instead of replacing PROG.
+    /// The programs (or shared libraries) to patch. With --root and none
+    /// given: every ELF program in the root.
+    prog: Vec<PathBuf>,
+    /// Write the result here instead of replacing PROG (one PROG only).
     #[arg(short, long, value_name = "OUT")]
     output: Option<PathBuf>,
-    /// Resolve the closure inside this sysroot.
-    #[arg(long, value_name = "DIR", default_value = "/")]
-    root: PathBuf,
-    /// The interpreter to set.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_INTERP, conflicts_with = "keep_interp")]
-    interp: String,
+    /// Resolve the closure inside this sysroot (default /). Without PROG,
+    /// patch the whole root, with the store in DIR/var/lib/cah/store.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// The interpreter to set (default: /usr/lib/ld-cah/ld-cah.so for a
+    /// program patched the first time; a patched program keeps its own).
+    #[arg(long, value_name = "PATH", conflicts_with = "keep_interp")]
+    interp: Option<String>,
     /// Leave PT_INTERP as it is.
     #[arg(long)]
     keep_interp: bool,
@@ -90,6 +91,9 @@ struct PatchArgs {
     /// Ignore an existing lock (by default its extra names and flags are kept).
     #[arg(long)]
     fresh: bool,
+    /// Threads for a whole root (default: one per core).
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
 }
 
 #[derive(Args)]
@@ -245,83 +249,100 @@ fn read_lock(prog: &Path, data: &[u8]) -> Result<Lock> {
 }
 
 fn cmd_patch(a: PatchArgs) -> Result<bool> {
-    let (file, meta) = files::open_regular(&a.prog)?;
-    let data = files::read_all(&file, &meta, &a.prog)?;
-    let info = elfinfo::read(&data).with_context(|| format!("{}", a.prog.display()))?;
-    if !elfinfo::MACHINES.contains(&info.machine) {
-        bail!("{}: machine {} is not supported (x86_64 and aarch64 are)", a.prog.display(), info.machine);
-    }
-    let old = if a.fresh {
-        None
-    } else {
-        elfinfo::read_lock(&data, &info)
-            .with_context(|| format!("{}: existing lock (use --fresh to replace it)", a.prog.display()))?
-            .map(|v| v.to_lock())
+    let whole_root = a.prog.is_empty();
+    let root = match (&a.root, whole_root) {
+        (Some(r), _) => r.clone(),
+        (None, false) => PathBuf::from("/"),
+        (None, true) => bail!("nothing to patch: give programs, or --root DIR to patch every program in a root"),
     };
-    let mut also: Vec<Vec<u8>> = a.also.iter().map(|s| s.as_bytes().to_vec()).collect();
-    if let Some(old) = &old {
-        for e in old.iter() {
-            if !also.iter().any(|n| n == e.name) {
-                also.push(e.name.to_vec());
+    if a.output.is_some() && a.prog.len() != 1 {
+        bail!("--output takes exactly one program");
+    }
+    let store = match (&a.store, whole_root) {
+        (Some(s), _) => Some(s.clone()),
+        // A whole root's locked files go into the root's own store.
+        (None, true) => Some(closure::in_root(&root, store::DEFAULT_STORE.as_bytes())),
+        (None, false) => None,
+    };
+    let cfg = batch::Config {
+        root,
+        interp: a.interp.clone(),
+        keep_interp: a.keep_interp,
+        store,
+        also: a.also.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        strict: a.strict,
+        fresh: a.fresh,
+    };
+    if whole_root {
+        return batch::patch_root(&cfg, a.jobs);
+    }
+    let mut all = true;
+    let mut interps: Vec<Vec<u8>> = Vec::new();
+    for prog in &a.prog {
+        match patch_one(prog, a.output.as_deref(), &cfg) {
+            Ok(Some(i)) if !interps.contains(&i) => interps.push(i),
+            Ok(_) => {}
+            // One bad file does not stop the others.
+            Err(e) if a.prog.len() > 1 => {
+                eprintln!("cah: error: {e:#}");
+                all = false;
             }
+            Err(e) => return Err(e),
         }
     }
-    let closure = closure::resolve(&a.prog, &Options { root: &a.root, also: &also, lock: None, store: None })?;
+    for i in &interps {
+        if let Some(w) = cfg.check_interp(i) {
+            eprintln!("cah: warning: {w}");
+        }
+    }
+    Ok(all)
+}
 
-    let mut flags = old.as_ref().map_or(0, |l| l.flags.0);
-    if a.strict {
-        flags |= LockFlags::STRICT;
+/// Patches one file (into `output` if given); returns its interpreter.
+fn patch_one(prog: &Path, output: Option<&Path>, cfg: &batch::Config) -> Result<Option<Vec<u8>>> {
+    let (file, meta) = files::open_regular(prog)?;
+    let data = files::read_all(&file, &meta, prog)?;
+    let (out, done) = batch::patched_bytes(prog, &data, cfg)?;
+    for w in &done.warnings {
+        eprintln!("cah: warning: {w}");
     }
-    let mut lock = Lock::new(LockFlags(flags));
-    for (name, _, digest) in closure.resolved() {
-        lock.insert(name, digest).map_err(|e| anyhow!("{}: {e}", show_name(name)))?;
-    }
-    if let Some(g @ standin::Glibc::Unknown { .. }) = standin::check(&closure, &a.root) {
-        eprintln!("cah: warning: {}", g.describe());
-    }
-    let interp = (!a.keep_interp).then(|| a.interp.as_bytes().to_vec());
-    let (out, report) =
-        patch::apply(&data, &patch::Patch { note: lock.to_note(), interp }).with_context(|| format!("{}", a.prog.display()))?;
-    let dest = match &a.output {
+    let dest = match output {
         Some(dest) => {
             // A new file: PROG's mode, but no set-ID bit unless it keeps
             // PROG's owner (and group).
             files::write_new(dest, &out, meta.mode(), Some(&meta))?;
-            dest.clone()
+            dest.to_path_buf()
         }
         None => {
             // In place means the file itself, not a symbolic link to it;
             // its inode is rewritten (owner, group, mode, hard links and
             // extended attributes stay).
-            let dest = std::fs::canonicalize(&a.prog).with_context(|| format!("{}", a.prog.display()))?;
-            let done = files::replace_in_place(&dest, &file, &meta, &out)?;
-            for w in &done.warnings {
-                eprintln!("cah: warning: {w}");
-            }
-            if done.renamed {
-                eprintln!("cah: warning: {}: running, so replaced by a new file rather than rewritten", dest.display());
+            let dest = std::fs::canonicalize(prog).with_context(|| format!("{}", prog.display()))?;
+            if done.changed {
+                let written = files::replace_in_place(&dest, &file, &meta, &out)?;
+                for w in &written.warnings {
+                    eprintln!("cah: warning: {w}");
+                }
+                if written.renamed {
+                    eprintln!("cah: warning: {}: running, so replaced by a new file rather than rewritten", dest.display());
+                }
             }
             dest
         }
     };
-
-    if let Some(store) = &a.store {
-        for (_, path, digest) in closure.resolved() {
-            store::add_known(store, path, digest)?;
-        }
-    }
     println!(
-        "{}: locked {} {}{}",
+        "{}: locked {} {}{}{}",
         dest.display(),
-        lock.len(),
-        if lock.len() == 1 { "library" } else { "libraries" },
-        match (&report.no_interp, a.keep_interp) {
+        done.locked,
+        if done.locked == 1 { "library" } else { "libraries" },
+        match (&done.no_interp, &done.interp) {
             (true, _) => " (no PT_INTERP: interpreter not set)".to_string(),
-            (false, true) => String::new(),
-            (false, false) => format!(", interpreter {}", a.interp),
-        }
+            (false, None) => String::new(),
+            (false, Some(i)) => format!(", interpreter {i}"),
+        },
+        if done.changed || output.is_some() { "" } else { " (unchanged)" }
     );
-    Ok(true)
+    Ok(done.final_interp)
 }
 
 /// The lock's names, resolved here as the loader would.
