@@ -182,18 +182,21 @@ pub fn classify(path: &Path, data: &[u8]) -> Option<&'static str> {
 }
 
 /// Directories of a root never walked: kernel file systems, scratch space,
-/// and the store (its files are libraries by digest).
-const SKIP_DIRS: [&str; 6] = ["proc", "sys", "dev", "run", "tmp", "var/lib/cah/store"];
+/// mount points and users' files (not the system's programs), and the
+/// store (its files are libraries by digest).
+const SKIP_DIRS: [&str; 10] = ["proc", "sys", "dev", "run", "tmp", "var/tmp", "mnt", "media", "home", "var/lib/cah/store"];
 
-/// One inode to look at: its names (the first is read) and its `lstat`.
-struct Job {
-    names: Vec<PathBuf>,
+/// One inode to look at.
+pub struct Job {
+    /// Every name of the inode under the root.
+    pub names: Vec<PathBuf>,
 }
 
-/// Every executable regular file under `root` (not following symbolic
-/// links, not leaving its file system), grouped by inode.
-fn find_programs(root: &Path) -> Result<Vec<Job>> {
-    let root_dev = std::fs::symlink_metadata(root).with_context(|| format!("{}", root.display()))?.dev();
+/// Every regular file under `root` (not following symbolic links, and
+/// not into [`SKIP_DIRS`]), only executable ones if `executables`, grouped
+/// by inode. A separate `/usr` is walked; another mount under a walked
+/// directory is too, so a root is patched with nothing foreign mounted.
+pub fn find_files(root: &Path, executables: bool) -> Result<Vec<Job>> {
     let mut by_inode: HashMap<(u64, u64), usize> = HashMap::new();
     let mut jobs: Vec<Job> = Vec::new();
     let mut pending = vec![root.to_path_buf()];
@@ -204,15 +207,12 @@ fn find_programs(root: &Path) -> Result<Vec<Job>> {
         for e in names {
             let path = e.path();
             let meta = std::fs::symlink_metadata(&path).with_context(|| format!("{}", path.display()))?;
-            if meta.dev() != root_dev {
-                continue;
-            }
             if meta.is_dir() {
                 let rel = path.strip_prefix(root).unwrap_or(&path);
                 if !SKIP_DIRS.iter().any(|s| rel == Path::new(s)) {
                     pending.push(path);
                 }
-            } else if meta.is_file() && meta.mode() & 0o111 != 0 {
+            } else if meta.is_file() && (!executables || meta.mode() & 0o111 != 0) {
                 // Our own temporary files (an interrupted run) are not programs.
                 if e.file_name().as_bytes().starts_with(b".") && e.file_name().as_bytes().windows(5).any(|w| w == b".cah-") {
                     continue;
@@ -272,7 +272,7 @@ fn patch_job(job: &Job, cfg: &Config) -> Fate {
 /// whether every program could be patched.
 pub fn patch_root(cfg: &Config, jobs: Option<usize>) -> Result<bool> {
     let root = &cfg.root;
-    let list = find_programs(root)?;
+    let list = find_files(root, true)?;
     let threads = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).clamp(1, 64);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Fate)>> = Mutex::new(Vec::new());

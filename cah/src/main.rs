@@ -19,6 +19,7 @@ mod patch;
 mod standin;
 mod store;
 
+use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -131,9 +132,10 @@ struct Place {
 
 #[derive(Args)]
 struct StoreArgs {
-    /// The store directory.
-    #[arg(long, value_name = "DIR", env = "CAH_STORE", default_value = store::DEFAULT_STORE, global = true)]
-    store: PathBuf,
+    /// The store directory (default /var/lib/cah/store; with `gc --root
+    /// DIR`, DIR/var/lib/cah/store).
+    #[arg(long, value_name = "DIR", env = "CAH_STORE", global = true)]
+    store: Option<PathBuf>,
     #[command(subcommand)]
     command: StoreCommand,
 }
@@ -156,9 +158,14 @@ enum StoreCommand {
     Verify,
     /// Remove every file no given program's lock refers to.
     Gc {
-        /// Programs whose locked files are kept.
-        #[arg(long, value_name = "PROG", num_args = 1.., required = true)]
+        /// Programs whose locked files are kept (files without a lock,
+        /// such as scripts, are passed over).
+        #[arg(long, value_name = "PROG", num_args = 1.., required_unless_present = "root")]
         keep: Vec<PathBuf>,
+        /// Keep what every patched file in this root locks; the store is
+        /// the root's own unless --store is given.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
         /// Only say what would be removed.
         #[arg(long)]
         dry_run: bool,
@@ -504,7 +511,15 @@ fn cmd_verify(a: VerifyArgs) -> Result<bool> {
 }
 
 fn cmd_store(a: StoreArgs) -> Result<bool> {
-    let store = &a.store;
+    let gc_root = match &a.command {
+        StoreCommand::Gc { root: Some(r), .. } => Some(r.clone()),
+        _ => None,
+    };
+    let store = &match (&a.store, &gc_root) {
+        (Some(s), _) => s.clone(),
+        (None, Some(r)) => closure::in_root(r, store::DEFAULT_STORE.as_bytes()),
+        (None, None) => PathBuf::from(store::DEFAULT_STORE),
+    };
     match a.command {
         StoreCommand::Add { files } => {
             for f in files {
@@ -541,12 +556,42 @@ fn cmd_store(a: StoreArgs) -> Result<bool> {
             println!("{}: {} files, {} corrupt", store.display(), items.len(), bad);
             Ok(bad == 0)
         }
-        StoreCommand::Gc { keep, dry_run } => {
-            let mut wanted: Vec<Digest> = Vec::new();
+        StoreCommand::Gc { keep, root, dry_run } => {
+            let mut keep = keep;
+            if let Some(root) = &root {
+                keep.extend(batch::find_files(root, false)?.into_iter().map(|j| j.names.into_iter().next().unwrap_or_default()));
+            }
+            let mut wanted: HashSet<Digest> = HashSet::new();
+            let mut locks = 0usize;
             for prog in &keep {
+                // A file that cannot be read stops the collection (its
+                // lock might name files); one that is no patched ELF file
+                // locks nothing.
                 let data = files::read_regular(prog)?;
+                if !data.starts_with(b"\x7fELF") {
+                    if root.is_none() {
+                        println!("no lock   {} (not an ELF file)", prog.display());
+                    }
+                    continue;
+                }
+                if root.is_some() {
+                    // In a root, most ELF files are libraries without a lock.
+                    let lock = elfinfo::read(&data).ok().and_then(|info| elfinfo::read_lock(&data, &info).ok().flatten());
+                    if let Some(lock) = lock {
+                        locks += 1;
+                        wanted.extend(lock.to_lock().iter().map(|e| e.digest));
+                    }
+                    continue;
+                }
+                // A program named with --keep must be patched: a typo must
+                // not empty the store.
+                locks += 1;
                 wanted.extend(read_lock(prog, &data)?.iter().map(|e| e.digest));
             }
+            if locks == 0 {
+                bail!("no patched program found: refusing to remove every file of {}", store.display());
+            }
+            println!("{locks} locks name {} files", wanted.len());
             let mut removed = 0u64;
             let mut freed = 0u64;
             for i in store::list(store)? {

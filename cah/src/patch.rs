@@ -377,16 +377,20 @@ pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
     // and the segment's offset and address agree modulo it, so each
     // section's offset and address are padded alike.
     //
-    // Every section here is placed at least 8-aligned: the builder writes
-    // some tables with an alignment of its own (`.hash` and
+    //
+    // Every section here but the notes is placed at least 8-aligned: the
+    // builder writes some tables with an alignment of its own (`.hash` and
     // `.gnu.version_r` come out 4-aligned when they went in 8-aligned), so
     // laying out by the input's alignment would place them differently
     // when the patched file is patched again; with a floor of 8 both
-    // layouts agree and patching twice gives the same bytes.
+    // layouts agree and patching twice gives the same bytes. Notes keep
+    // theirs (the builder does too): a `PT_NOTE` covering several must
+    // have no padding between them.
     let mut align = 1;
     for &id in &order {
         let s = b.sections.get_mut(id);
-        s.sh_addralign = s.sh_addralign.max(8);
+        let floor = if matches!(s.data, SectionData::Note(_)) { 1 } else { 8 };
+        s.sh_addralign = s.sh_addralign.max(floor);
         align = align.max(s.sh_addralign);
     }
     let seg_id = match our_load {
