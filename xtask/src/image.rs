@@ -29,7 +29,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         return Err(format!("image: unknown suite `{bad}` ({})", SUITES.join(", ")));
     }
     build::run(&[])?;
-    package::run(&["amd64".to_string()])?;
+    package::run(&["x86_64".to_string()])?;
     for suite in suites {
         image(suite)?;
     }
