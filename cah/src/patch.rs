@@ -189,7 +189,24 @@ fn output_limit(len: usize) -> usize {
 }
 
 /// Applies `patch` to the ELF image `data` and returns the new image.
+///
+/// The builder does not reproduce every input table as it read it: the
+/// symbol version indices of `.gnu.version_r` are numbered again in the
+/// order it writes them, and that numbering can change once more when its
+/// own output is read back (glibc-built programs list their version needs
+/// in descending index order). So the patch is applied a second time to
+/// its own result, which is a fixed point: patching a patched file gives
+/// its bytes back, and a second `cah patch --root` writes nothing.
 pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
+    let (once, report) = apply_once(data, patch)?;
+    if once == data {
+        return Ok((once, report));
+    }
+    let (twice, _) = apply_once(&once, patch)?;
+    Ok((twice, report))
+}
+
+fn apply_once(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
     check_layout(data)?;
     let mut b = Builder::read(data).map_err(|e| anyhow!("cannot rewrite this ELF file: {e}"))?;
     if !b.is_64 {

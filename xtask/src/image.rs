@@ -64,12 +64,7 @@ fn image(suite: &str) -> Result<(), String> {
 
     let tar = images.join(format!("{suite}-ld-cah.tar"));
     util::run(
-        Command::new("tar")
-            .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-C"])
-            .arg(&dir)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("."),
+        Command::new("tar").args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-C"]).arg(&dir).arg("-cf").arg(&tar).arg("."),
     )?;
     eprintln!("xtask: {} (import with `podman import {}`)", tar.display(), tar.display());
     Ok(())
