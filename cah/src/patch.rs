@@ -190,11 +190,12 @@ fn output_limit(len: usize) -> usize {
 
 /// Applies `patch` to the ELF image `data` and returns the new image.
 ///
-/// The builder does not reproduce every input table as it read it: the
-/// symbol version indices of `.gnu.version_r` are numbered again in the
-/// order it writes them, and that numbering can change once more when its
-/// own output is read back (glibc-built programs list their version needs
-/// in descending index order). So the patch is applied a second time to
+/// The builder does not reproduce every input table as it read it: it
+/// drops version needs no symbol uses and numbers the remaining version
+/// indices of `.gnu.version_r` again, and that numbering changes once more
+/// when its own output is read back (glibc-built programs list their
+/// version needs in descending index order, and the dropped one leaves a
+/// gap). So the patch is applied a second time to
 /// its own result, which is a fixed point: patching a patched file gives
 /// its bytes back, and a second `cah patch --root` writes nothing.
 pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
