@@ -126,21 +126,22 @@ fn patched_root_behaves(suite: &str) {
     let (compared, unstable) = (AtomicUsize::new(0), AtomicUsize::new(0));
     std::thread::scope(|s| {
         for _ in 0..6 {
-            s.spawn(|| loop {
-                let Some(p) = progs.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                let want = run_in(&plain, 3, &[p, "--version"]);
-                let got = run_in(&patched, 3, &[p, "--version"]);
-                if got == want {
-                    compared.fetch_add(1, Ordering::Relaxed);
-                    continue;
+            s.spawn(|| {
+                while let Some(p) = progs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let want = run_in(&plain, 3, &[p, "--version"]);
+                    let got = run_in(&patched, 3, &[p, "--version"]);
+                    if got == want {
+                        compared.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    // A program whose own output varies (or that hangs until
+                    // killed) is compared only if it varies unpatched too.
+                    if run_in(&plain, 3, &[p, "--version"]) != want {
+                        unstable.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    failures.lock().unwrap().push(format!("{p} --version:\n  unpatched {want:?}\n  patched   {got:?}"));
                 }
-                // A program whose own output varies (or that hangs until
-                // killed) is compared only if it varies unpatched too.
-                if run_in(&plain, 3, &[p, "--version"]) != want {
-                    unstable.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                failures.lock().unwrap().push(format!("{p} --version:\n  unpatched {want:?}\n  patched   {got:?}"));
             });
         }
     });
