@@ -127,7 +127,7 @@ pub fn run(a: BundleArgs) -> Result<bool> {
     let lock = lock_of(&c)?;
     let (file, meta) = files::open_regular(&prog)?;
     let bytes = files::read_all(&file, &meta, &prog)?;
-    let out = patched(&prog, &bytes, &lock, Some(crate::DEFAULT_INTERP.as_bytes()))?;
+    let out = patched(&prog, &bytes, &lock, Some(crate::batch::DEFAULT_INTERP.as_bytes()))?;
     let mut real = b".".to_vec();
     real.extend_from_slice(name.as_bytes());
     real.extend_from_slice(b".real");

@@ -240,7 +240,7 @@ pub fn resolve(program: &Path, opts: &Options<'_>) -> Result<Closure> {
 /// symbolic links inside the root. Falls back to plain joining if a link
 /// loop or a missing component stops the walk (the caller's `stat` then
 /// fails as it would for the loader).
-fn in_root(root: &Path, virt: &[u8]) -> PathBuf {
+pub fn in_root(root: &Path, virt: &[u8]) -> PathBuf {
     if root == Path::new("/") {
         return PathBuf::from(OsStr::from_bytes(virt));
     }

@@ -371,6 +371,51 @@ fn rename_over(
     Ok(report)
 }
 
+/// Replaces the inode whose names are `names` (read through `original`,
+/// `fstat` `before`) by a new file holding `data`, atomically per name:
+/// the new file gets the original's owner, group, extended attributes and
+/// mode (see [`replace_in_place`], step 3), is hard-linked under a
+/// temporary name next to every other name, and each temporary name is
+/// renamed over its name. Afterwards all the names are one new inode.
+/// Returns warnings (what could not be kept).
+pub fn replace_links(names: &[PathBuf], original: &File, before: &Metadata, data: &[u8]) -> Result<Vec<String>> {
+    let first = names.first().ok_or_else(|| anyhow!("no file name"))?;
+    let stem = first.file_name().ok_or_else(|| anyhow!("{}: not a file name", first.display()))?;
+    let xattrs = list_xattrs(original).with_context(|| format!("{}: reading extended attributes", first.display()))?;
+    let (mut tmp, tmp_path) = create_temp(dir_of(first), stem.as_bytes())?;
+    let mut temps: Vec<PathBuf> = Vec::new();
+    let result = (|| -> Result<Vec<String>> {
+        tmp.write_all(data).and_then(|()| tmp.sync_all()).with_context(|| format!("writing {}", tmp_path.display()))?;
+        for name in &names[1..] {
+            // Still a name of the same inode?
+            let m = std::fs::symlink_metadata(name).with_context(|| format!("{}", name.display()))?;
+            if (m.dev(), m.ino()) != (before.dev(), before.ino()) {
+                bail!("{}: changed while being patched; nothing written", name.display());
+            }
+            let leaf = name.file_name().map_or(&b"x"[..], |n| n.as_bytes());
+            let t = dir_of(name).join(format!(".{}.cah-{}", String::from_utf8_lossy(&leaf[..leaf.len().min(200)]), random_hex()));
+            std::fs::hard_link(&tmp_path, &t).with_context(|| format!("linking {}", t.display()))?;
+            temps.push(t);
+        }
+        // Sets owner, attributes and mode on the shared inode, checks the
+        // first name and renames over it.
+        let report = rename_over(first, original, before, &tmp, &tmp_path, &xattrs)?;
+        for (t, name) in temps.iter().zip(&names[1..]) {
+            std::fs::rename(t, name).with_context(|| format!("{}", name.display()))?;
+            sync_dir(dir_of(name));
+        }
+        sync_dir(dir_of(first));
+        Ok(report.warnings)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp_path);
+        for t in &temps {
+            let _ = std::fs::remove_file(t);
+        }
+    }
+    result
+}
+
 fn os_err(ret: isize) -> std::io::Result<usize> {
     usize::try_from(ret).map_err(|_| std::io::Error::last_os_error())
 }

@@ -6,6 +6,7 @@
 //! loader's search order. `docs/cah.md` is the user's guide.
 
 mod assets;
+mod batch;
 mod bundle;
 mod cachefile;
 mod closure;
@@ -22,6 +23,7 @@ mod patch;
 mod standin;
 mod store;
 
+use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,14 +32,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ld_cah::verify::cache::SlotState;
 use ld_cah::verify::lock::LockView;
-use ld_cah::verify::{Digest, FileIdentity, Lock, LockFlags};
+use ld_cah::verify::{Digest, FileIdentity, Lock};
 use serde_json::json;
 
 use closure::{Closure, Options, Outcome, Via};
 use hashing::tagged;
-
-/// Where `cah patch` points `PT_INTERP` unless told otherwise.
-const DEFAULT_INTERP: &str = "/usr/lib/ld-cah/ld-cah.so";
 
 #[derive(Parser)]
 #[command(name = "cah", version, about = "Content-addressed dynamic linking: lock, verify and store program closures")]
@@ -71,17 +70,20 @@ enum Command {
 
 #[derive(Args)]
 struct PatchArgs {
-    /// The program (or shared library) to patch.
-    prog: PathBuf,
-    /// Write the result here instead of replacing PROG.
+    /// The programs (or shared libraries) to patch. With --root and none
+    /// given: every ELF program in the root.
+    prog: Vec<PathBuf>,
+    /// Write the result here instead of replacing PROG (one PROG only).
     #[arg(short, long, value_name = "OUT")]
     output: Option<PathBuf>,
-    /// Resolve the closure inside this sysroot.
-    #[arg(long, value_name = "DIR", default_value = "/")]
-    root: PathBuf,
-    /// The interpreter to set.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_INTERP, conflicts_with = "keep_interp")]
-    interp: String,
+    /// Resolve the closure inside this sysroot (default /). Without PROG,
+    /// patch the whole root, with the store in DIR/var/lib/cah/store.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// The interpreter to set (default: /usr/lib/ld-cah/ld-cah.so for a
+    /// program patched the first time; a patched program keeps its own).
+    #[arg(long, value_name = "PATH", conflicts_with = "keep_interp")]
+    interp: Option<String>,
     /// Leave PT_INTERP as it is.
     #[arg(long)]
     keep_interp: bool,
@@ -98,6 +100,9 @@ struct PatchArgs {
     /// Ignore an existing lock (by default its extra names and flags are kept).
     #[arg(long)]
     fresh: bool,
+    /// Threads for a whole root (default: one per core).
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
 }
 
 #[derive(Args)]
@@ -135,9 +140,10 @@ struct Place {
 
 #[derive(Args)]
 struct StoreArgs {
-    /// The store directory.
-    #[arg(long, value_name = "DIR", env = "CAH_STORE", default_value = store::DEFAULT_STORE, global = true)]
-    store: PathBuf,
+    /// The store directory (default /var/lib/cah/store; with `gc --root
+    /// DIR`, DIR/var/lib/cah/store).
+    #[arg(long, value_name = "DIR", env = "CAH_STORE", global = true)]
+    store: Option<PathBuf>,
     #[command(subcommand)]
     command: StoreCommand,
 }
@@ -160,9 +166,14 @@ enum StoreCommand {
     Verify,
     /// Remove every file no given program's lock refers to.
     Gc {
-        /// Programs whose locked files are kept.
-        #[arg(long, value_name = "PROG", num_args = 1.., required = true)]
+        /// Programs whose locked files are kept (files without a lock,
+        /// such as scripts, are passed over).
+        #[arg(long, value_name = "PROG", num_args = 1.., required_unless_present = "root")]
         keep: Vec<PathBuf>,
+        /// Keep what every patched file in this root locks; the store is
+        /// the root's own unless --store is given.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
         /// Only say what would be removed.
         #[arg(long)]
         dry_run: bool,
@@ -272,84 +283,100 @@ fn read_lock(prog: &Path, data: &[u8]) -> Result<Lock> {
 }
 
 fn cmd_patch(a: PatchArgs) -> Result<bool> {
-    let (file, meta) = files::open_regular(&a.prog)?;
-    let data = files::read_all(&file, &meta, &a.prog)?;
-    let info = elfinfo::read(&data).with_context(|| format!("{}", a.prog.display()))?;
-    if !elfinfo::MACHINES.contains(&info.machine) {
-        bail!("{}: machine {} is not supported (x86_64 and aarch64 are)", a.prog.display(), info.machine);
-    }
-    let old = if a.fresh {
-        None
-    } else {
-        elfinfo::read_lock(&data, &info)
-            .with_context(|| format!("{}: existing lock (use --fresh to replace it)", a.prog.display()))?
-            .map(|v| v.to_lock())
+    let whole_root = a.prog.is_empty();
+    let root = match (&a.root, whole_root) {
+        (Some(r), _) => r.clone(),
+        (None, false) => PathBuf::from("/"),
+        (None, true) => bail!("nothing to patch: give programs, or --root DIR to patch every program in a root"),
     };
-    let mut also: Vec<Vec<u8>> = a.also.iter().map(|s| s.as_bytes().to_vec()).collect();
-    if let Some(old) = &old {
-        for e in old.iter() {
-            if !also.iter().any(|n| n == e.name) {
-                also.push(e.name.to_vec());
+    if a.output.is_some() && a.prog.len() != 1 {
+        bail!("--output takes exactly one program");
+    }
+    let store = match (&a.store, whole_root) {
+        (Some(s), _) => Some(s.clone()),
+        // A whole root's locked files go into the root's own store.
+        (None, true) => Some(closure::in_root(&root, store::DEFAULT_STORE.as_bytes())),
+        (None, false) => None,
+    };
+    let cfg = batch::Config {
+        root,
+        interp: a.interp.clone(),
+        keep_interp: a.keep_interp,
+        store,
+        also: a.also.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        strict: a.strict,
+        fresh: a.fresh,
+    };
+    if whole_root {
+        return batch::patch_root(&cfg, a.jobs);
+    }
+    let mut all = true;
+    let mut interps: Vec<Vec<u8>> = Vec::new();
+    for prog in &a.prog {
+        match patch_one(prog, a.output.as_deref(), &cfg) {
+            Ok(Some(i)) if !interps.contains(&i) => interps.push(i),
+            Ok(_) => {}
+            // One bad file does not stop the others.
+            Err(e) if a.prog.len() > 1 => {
+                eprintln!("cah: error: {e:#}");
+                all = false;
             }
+            Err(e) => return Err(e),
         }
     }
-    dlopen_note::lock_declared(&a.prog, &data, &info, &a.root, &mut also);
-    let closure = closure::resolve(&a.prog, &Options { root: &a.root, also: &also, lock: None, store: None })?;
+    for i in &interps {
+        if let Some(w) = cfg.check_interp(i) {
+            eprintln!("cah: warning: {w}");
+        }
+    }
+    Ok(all)
+}
 
-    let mut flags = old.as_ref().map_or(0, |l| l.flags.0);
-    if a.strict {
-        flags |= LockFlags::STRICT;
+/// Patches one file (into `output` if given); returns its interpreter.
+fn patch_one(prog: &Path, output: Option<&Path>, cfg: &batch::Config) -> Result<Option<Vec<u8>>> {
+    let (file, meta) = files::open_regular(prog)?;
+    let data = files::read_all(&file, &meta, prog)?;
+    let (out, done) = batch::patched_bytes(prog, &data, cfg)?;
+    for w in &done.warnings {
+        eprintln!("cah: warning: {w}");
     }
-    let mut lock = Lock::new(LockFlags(flags));
-    for (name, _, digest) in closure.resolved() {
-        lock.insert(name, digest).map_err(|e| anyhow!("{}: {e}", show_name(name)))?;
-    }
-    if let Some(g @ standin::Glibc::Unknown { .. }) = standin::check(&closure, &a.root) {
-        eprintln!("cah: warning: {}", g.describe());
-    }
-    let interp = (!a.keep_interp).then(|| a.interp.as_bytes().to_vec());
-    let (out, report) =
-        patch::apply(&data, &patch::Patch { note: lock.to_note(), interp }).with_context(|| format!("{}", a.prog.display()))?;
-    let dest = match &a.output {
+    let dest = match output {
         Some(dest) => {
             // A new file: PROG's mode, but no set-ID bit unless it keeps
             // PROG's owner (and group).
             files::write_new(dest, &out, meta.mode(), Some(&meta))?;
-            dest.clone()
+            dest.to_path_buf()
         }
         None => {
             // In place means the file itself, not a symbolic link to it;
             // its inode is rewritten (owner, group, mode, hard links and
             // extended attributes stay).
-            let dest = std::fs::canonicalize(&a.prog).with_context(|| format!("{}", a.prog.display()))?;
-            let done = files::replace_in_place(&dest, &file, &meta, &out)?;
-            for w in &done.warnings {
-                eprintln!("cah: warning: {w}");
-            }
-            if done.renamed {
-                eprintln!("cah: warning: {}: running, so replaced by a new file rather than rewritten", dest.display());
+            let dest = std::fs::canonicalize(prog).with_context(|| format!("{}", prog.display()))?;
+            if done.changed {
+                let written = files::replace_in_place(&dest, &file, &meta, &out)?;
+                for w in &written.warnings {
+                    eprintln!("cah: warning: {w}");
+                }
+                if written.renamed {
+                    eprintln!("cah: warning: {}: running, so replaced by a new file rather than rewritten", dest.display());
+                }
             }
             dest
         }
     };
-
-    if let Some(store) = &a.store {
-        for (_, path, digest) in closure.resolved() {
-            store::add_known(store, path, digest)?;
-        }
-    }
     println!(
-        "{}: locked {} {}{}",
+        "{}: locked {} {}{}{}",
         dest.display(),
-        lock.len(),
-        if lock.len() == 1 { "library" } else { "libraries" },
-        match (&report.no_interp, a.keep_interp) {
+        done.locked,
+        if done.locked == 1 { "library" } else { "libraries" },
+        match (&done.no_interp, &done.interp) {
             (true, _) => " (no PT_INTERP: interpreter not set)".to_string(),
-            (false, true) => String::new(),
-            (false, false) => format!(", interpreter {}", a.interp),
-        }
+            (false, None) => String::new(),
+            (false, Some(i)) => format!(", interpreter {i}"),
+        },
+        if done.changed || output.is_some() { "" } else { " (unchanged)" }
     );
-    Ok(true)
+    Ok(done.final_interp)
 }
 
 /// The lock's names, resolved here as the loader would.
@@ -514,7 +541,15 @@ fn cmd_verify(a: VerifyArgs) -> Result<bool> {
 }
 
 fn cmd_store(a: StoreArgs) -> Result<bool> {
-    let store = &a.store;
+    let gc_root = match &a.command {
+        StoreCommand::Gc { root: Some(r), .. } => Some(r.clone()),
+        _ => None,
+    };
+    let store = &match (&a.store, &gc_root) {
+        (Some(s), _) => s.clone(),
+        (None, Some(r)) => closure::in_root(r, store::DEFAULT_STORE.as_bytes()),
+        (None, None) => PathBuf::from(store::DEFAULT_STORE),
+    };
     match a.command {
         StoreCommand::Add { files } => {
             for f in files {
@@ -551,12 +586,42 @@ fn cmd_store(a: StoreArgs) -> Result<bool> {
             println!("{}: {} files, {} corrupt", store.display(), items.len(), bad);
             Ok(bad == 0)
         }
-        StoreCommand::Gc { keep, dry_run } => {
-            let mut wanted: Vec<Digest> = Vec::new();
+        StoreCommand::Gc { keep, root, dry_run } => {
+            let mut keep = keep;
+            if let Some(root) = &root {
+                keep.extend(batch::find_files(root, false)?.into_iter().map(|j| j.names.into_iter().next().unwrap_or_default()));
+            }
+            let mut wanted: HashSet<Digest> = HashSet::new();
+            let mut locks = 0usize;
             for prog in &keep {
+                // A file that cannot be read stops the collection (its
+                // lock might name files); one that is no patched ELF file
+                // locks nothing.
                 let data = files::read_regular(prog)?;
+                if !data.starts_with(b"\x7fELF") {
+                    if root.is_none() {
+                        println!("no lock   {} (not an ELF file)", prog.display());
+                    }
+                    continue;
+                }
+                if root.is_some() {
+                    // In a root, most ELF files are libraries without a lock.
+                    let lock = elfinfo::read(&data).ok().and_then(|info| elfinfo::read_lock(&data, &info).ok().flatten());
+                    if let Some(lock) = lock {
+                        locks += 1;
+                        wanted.extend(lock.to_lock().iter().map(|e| e.digest));
+                    }
+                    continue;
+                }
+                // A program named with --keep must be patched: a typo must
+                // not empty the store.
+                locks += 1;
                 wanted.extend(read_lock(prog, &data)?.iter().map(|e| e.digest));
             }
+            if locks == 0 {
+                bail!("no patched program found: refusing to remove every file of {}", store.display());
+            }
+            println!("{locks} locks name {} files", wanted.len());
             let mut removed = 0u64;
             let mut freed = 0u64;
             for i in store::list(store)? {

@@ -189,7 +189,25 @@ fn output_limit(len: usize) -> usize {
 }
 
 /// Applies `patch` to the ELF image `data` and returns the new image.
+///
+/// The builder does not reproduce every input table as it read it: it
+/// drops version needs no symbol uses and numbers the remaining version
+/// indices of `.gnu.version_r` again, and that numbering changes once more
+/// when its own output is read back (glibc-built programs list their
+/// version needs in descending index order, and the dropped one leaves a
+/// gap). So the patch is applied a second time to
+/// its own result, which is a fixed point: patching a patched file gives
+/// its bytes back, and a second `cah patch --root` writes nothing.
 pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
+    let (once, report) = apply_once(data, patch)?;
+    if once == data {
+        return Ok((once, report));
+    }
+    let (twice, _) = apply_once(&once, patch)?;
+    Ok((twice, report))
+}
+
+fn apply_once(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
     check_layout(data)?;
     let mut b = Builder::read(data).map_err(|e| anyhow!("cannot rewrite this ELF file: {e}"))?;
     if !b.is_64 {
@@ -376,10 +394,21 @@ pub fn apply(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
     // `align - 1`). Every section's alignment must divide the segment's,
     // and the segment's offset and address agree modulo it, so each
     // section's offset and address are padded alike.
+    //
+    //
+    // Every section here but the notes is placed at least 8-aligned: the
+    // builder writes some tables with an alignment of its own (`.hash` and
+    // `.gnu.version_r` come out 4-aligned when they went in 8-aligned), so
+    // laying out by the input's alignment would place them differently
+    // when the patched file is patched again; with a floor of 8 both
+    // layouts agree and patching twice gives the same bytes. Notes keep
+    // theirs (the builder does too): a `PT_NOTE` covering several must
+    // have no padding between them.
     let mut align = 1;
     for &id in &order {
         let s = b.sections.get_mut(id);
-        s.sh_addralign = s.sh_addralign.max(1);
+        let floor = if matches!(s.data, SectionData::Note(_)) { 1 } else { 8 };
+        s.sh_addralign = s.sh_addralign.max(floor);
         align = align.max(s.sh_addralign);
     }
     let seg_id = match our_load {

@@ -9,6 +9,7 @@ mod demo;
 mod deps;
 mod fixtures;
 mod glibc_layouts;
+mod image;
 mod package;
 mod rootfs;
 mod sysroot;
@@ -30,6 +31,7 @@ usage: cargo xtask <command>
   fixtures         compile the test fixtures for both arches into target/fixtures/<arch>/
   test             build, compile fixtures, run every test (host units, both arches)
   package [ARCH]   Debian packages target/debian/ld-cah_<version>_{amd64,arm64}.deb
+  image [SUITE]    patched base image target/images/<suite>-ld-cah.tar (bookworm, trixie)
   glibc-layouts    regenerate loader/src/glibc/layouts/ from glibc debug info
   rootfs [SUITE]   debootstrap bullseye/bookworm/trixie/sid root file systems for the tests
   sysroot          unpack real Debian bookworm arm64 packages into target/sysroot/arm64/
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Some("fixtures") => fixtures::run(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("package") => package::run(&args[1..]),
+        Some("image") => image::run(&args[1..]),
         Some("glibc-layouts") => glibc_layouts::run(&args[1..]),
         Some("rootfs") => rootfs::run(&args[1..]),
         Some("sysroot") => sysroot::run(&args[1..]),

@@ -14,7 +14,10 @@
 //! - `/usr/lib/tmpfiles.d/ld-cah.conf`, which makes the hash cache
 //!   directory `/run/ld-cah` (a tmpfs) at every boot;
 //! - `DEBIAN/{control,postinst,postrm}`: postinst makes the store
-//!   (`/var/lib/cah/store`) and `/run/ld-cah`; purge removes them if empty.
+//!   (`/var/lib/cah/store`) and `/run/ld-cah`; purge removes them if empty;
+//! - `DEBIAN/triggers`: file triggers on the directories programs and
+//!   libraries live in; when one fires and `/etc/ld-cah/patch-root` exists
+//!   (a patched image), postinst runs `cah patch --root /`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -171,6 +174,9 @@ fn package(arch: Arch, cah: Option<&Path>, assets: &Path) -> Result<PathBuf, Str
     write(&debian.join("control"), &control, 0o644)?;
     write(&debian.join("postinst"), POSTINST, 0o755)?;
     write(&debian.join("postrm"), POSTRM, 0o755)?;
+    if cah.is_some() {
+        write(&debian.join("triggers"), TRIGGERS, 0o644)?;
+    }
 
     let deb = deb_path(arch);
     let _ = std::fs::remove_file(&deb);
@@ -221,10 +227,40 @@ const TMPFILES: &str = "\
 d /run/ld-cah 0755 root root -
 ";
 
+/// Where programs and libraries are installed: any package that puts a
+/// file there fires the trigger (noawait: the other package is configured
+/// without waiting for ld-cah's postinst).
+const TRIGGERS: &str = "\
+interest-noawait /usr/bin
+interest-noawait /usr/sbin
+interest-noawait /usr/lib
+interest-noawait /usr/libexec
+interest-noawait /usr/games
+interest-noawait /usr/local/bin
+interest-noawait /bin
+interest-noawait /sbin
+interest-noawait /lib
+interest-noawait /lib64
+";
+
 const POSTINST: &str = r#"#!/bin/sh
 # ld-cah: the store (cah patch --store, the loader's first place for a
-# locked name) and the system-wide hash cache directory.
+# locked name) and the system-wide hash cache directory; in a patched image
+# (/etc/ld-cah/patch-root exists), re-lock every program when a package
+# installed or replaced programs or libraries (DEBIAN/triggers).
 set -e
+if [ "$1" = triggered ]; then
+    if [ -e /etc/ld-cah/patch-root ] && [ -x /usr/bin/cah ]; then
+        mkdir -p /var/log/ld-cah
+        # A program that cannot be locked keeps running unpatched: say so,
+        # but never fail the package operation.
+        if ! /usr/bin/cah patch --root / >/var/log/ld-cah/patch.log 2>&1; then
+            echo "ld-cah: some programs could not be locked; see /var/log/ld-cah/patch.log" >&2
+        fi
+        tail -n 1 /var/log/ld-cah/patch.log
+    fi
+    exit 0
+fi
 if [ "$1" = configure ]; then
     install -d -m 0755 -o root -g root /var/lib/cah /var/lib/cah/store
     if [ -d /run/systemd/system ] && command -v systemd-tmpfiles >/dev/null 2>&1; then
