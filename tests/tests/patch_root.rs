@@ -10,7 +10,9 @@
 //! - bash, dpkg, apt-get and perl behave the same;
 //! - patching the patched root again changes no byte of it;
 //! - after a locked library is replaced by a different file, the programs
-//!   still run (the locked bytes come from the root's store).
+//!   still run (the locked bytes come from the root's store);
+//! - a package installed from the archive with the patched apt-get is
+//!   locked by the package's dpkg trigger and runs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -191,4 +193,45 @@ fn bookworm_patched_root_behaves() {
 #[test]
 fn trixie_patched_root_behaves() {
     patched_root_behaves("trixie");
+}
+
+/// The package's dpkg trigger keeps a patched root patched: with the
+/// package installed, the root patched and `/etc/ld-cah/patch-root`
+/// present (what `cargo xtask image` does), a package installed from the
+/// archive by the patched apt-get brings a program the trigger locks; it
+/// then runs under ld-cah and verifies. Needs the Debian archive, as the
+/// roots themselves do.
+#[test]
+fn archive_package_runs_after_the_trigger() {
+    need_root();
+    let deb = cah_tests::root().join(format!("target/debian/ld-cah_{}-1_amd64.deb", env!("CARGO_PKG_VERSION")));
+    assert!(deb.exists(), "{} missing: run `cargo xtask package`", deb.display());
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path().join("root");
+    copy_root(&shared_root("bookworm"), &r);
+    std::fs::copy(&deb, r.join("tmp/ld-cah.deb")).unwrap();
+    let (out, err, code) = run_in(&r, 60, &["dpkg", "-i", "/tmp/ld-cah.deb"]);
+    assert_eq!(code, Some(0), "dpkg -i:\n{out}\n{err}");
+    std::fs::create_dir_all(r.join("etc/ld-cah")).unwrap();
+    std::fs::write(r.join("etc/ld-cah/patch-root"), "").unwrap();
+    let summary = cah_patch_root(&r);
+    assert!(summary.contains(" 0 failed"), "{summary}");
+    let apt = std::fs::read(r.join("usr/bin/apt-get")).unwrap();
+    assert!(apt.windows(25).any(|w| w == b"/usr/lib/ld-cah/ld-cah.so"), "apt-get is not patched");
+
+    // Name resolution inside the chroot, as apt needs it.
+    std::fs::copy("/etc/resolv.conf", r.join("etc/resolv.conf")).unwrap();
+    let (out, err, code) = run_in(&r, 300, &["apt-get", "update"]);
+    assert_eq!(code, Some(0), "apt-get update in the patched root:\n{out}\n{err}");
+    let (out, err, code) = run_in(&r, 300, &["apt-get", "install", "-y", "--no-install-recommends", "hello"]);
+    assert_eq!(code, Some(0), "apt-get install hello in the patched root:\n{out}\n{err}");
+    assert!(out.contains("Processing triggers for ld-cah"), "the trigger did not run:\n{out}\n{err}");
+    assert!(out.contains(": 1 patched,"), "the trigger did not patch the new program:\n{out}\n{err}");
+    let hello = std::fs::read(r.join("usr/bin/hello")).unwrap();
+    assert!(hello.windows(25).any(|w| w == b"/usr/lib/ld-cah/ld-cah.so"), "/usr/bin/hello does not name ld-cah");
+    let (out, err, code) = run_in(&r, 10, &["/usr/bin/hello"]);
+    assert_eq!((out.as_str(), code), ("Hello, world!\n", Some(0)), "{err}");
+    let (out, err, code) = run_in(&r, 10, &["/usr/bin/cah", "verify", "/usr/bin/hello"]);
+    assert_eq!(code, Some(0), "cah verify in the root:\n{out}\n{err}");
+    assert!(out.contains("/usr/bin/hello: verified"), "{out}");
 }
