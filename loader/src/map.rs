@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 
 use object::elf::*;
 
-use crate::elf::header::{Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE};
+use crate::elf::header::{Ehdr, HeaderError, Phdr, EHDR_SIZE, PHDR_SIZE};
 use crate::elf::Image;
 use crate::sys::{self, Fd};
 
@@ -63,12 +63,12 @@ pub enum Source<'a> {
 }
 
 impl Source<'_> {
-    fn size(&self) -> Result<u64, &'static str> {
+    fn size(&self) -> Result<u64, MapError> {
         match self {
             Source::File(fd) => {
-                let st = sys::fstat(fd).map_err(|e| e.describe())?;
+                let st = sys::fstat(fd)?;
                 if st.mode & 0o170000 != 0o100000 {
-                    return Err("not a regular file");
+                    return Err(MapError::NotRegular);
                 }
                 Ok(st.size as u64)
             }
@@ -77,9 +77,9 @@ impl Source<'_> {
     }
 
     /// Reads up to `buf.len()` bytes at `off`; fewer only at the end.
-    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, &'static str> {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, MapError> {
         match self {
-            Source::File(fd) => sys::pread_full(fd, buf, off).map_err(|e| e.describe()),
+            Source::File(fd) => Ok(sys::pread_full(fd, buf, off)?),
             Source::Copy(b) => {
                 let start = usize::try_from(off).unwrap_or(usize::MAX).min(b.len());
                 let n = buf.len().min(b.len() - start);
@@ -94,94 +94,149 @@ impl Source<'_> {
     /// # Safety
     /// `at..at + len` is part of a reservation of the caller's that holds
     /// nothing else.
-    unsafe fn map_segment(&self, at: usize, len: usize, prot: usize, off: u64) -> Result<(), &'static str> {
+    unsafe fn map_segment(&self, at: usize, len: usize, prot: usize, off: u64) -> Result<(), MapError> {
         match self {
             // SAFETY: the caller's reservation (see above).
             Source::File(fd) => {
-                unsafe { sys::mmap(at, len, prot, sys::MAP_PRIVATE | sys::MAP_FIXED, fd.raw(), off) }.map(|_| ()).map_err(|e| e.describe())
+                unsafe { sys::mmap(at, len, prot, sys::MAP_PRIVATE | sys::MAP_FIXED, fd.raw(), off) }.map(|_| ()).map_err(MapError::Io)
             }
             Source::Copy(b) => {
                 // SAFETY: as above; anonymous memory, written then protected.
                 unsafe {
                     sys::mmap(at, len, sys::PROT_READ | sys::PROT_WRITE, sys::MAP_PRIVATE | sys::MAP_FIXED | sys::MAP_ANONYMOUS, -1, 0)
-                        .map_err(|e| e.describe())?;
+                        .map_err(MapError::Io)?;
                     let start = usize::try_from(off).unwrap_or(usize::MAX).min(b.len());
                     let n = len.min(b.len() - start);
                     // Past the end of the copy the page stays zero, as a
                     // file mapping reads past end of file.
                     core::ptr::copy_nonoverlapping(b[start..].as_ptr(), at as *mut u8, n);
-                    sys::mprotect(at, len, prot).map_err(|e| e.describe())
+                    sys::mprotect(at, len, prot).map_err(MapError::Io)
                 }
             }
         }
     }
 }
 
+/// Why an object cannot be mapped. Callers match on the variant; the text
+/// (ld-cah's wording, which `glibc::dlerror` turns into glibc's) is made in
+/// one place, [`MapError::message`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// The ELF header is wrong (or for another machine).
+    Header(HeaderError),
+    /// A system call failed.
+    Io(sys::Errno),
+    /// Not a regular file.
+    NotRegular,
+    /// The program headers lie past the end of the file.
+    PhdrsTruncated,
+    NoLoadableSegments,
+    /// Any other inconsistency of the program headers or the mappings,
+    /// for which glibc has no wording of its own.
+    Bad(&'static str),
+}
+
+impl MapError {
+    pub fn message(self) -> &'static str {
+        match self {
+            MapError::Header(h) => h.message(),
+            MapError::Io(e) => e.describe(),
+            MapError::NotRegular => "not a regular file",
+            MapError::PhdrsTruncated => "file too short for its program headers",
+            MapError::NoLoadableSegments => "no loadable segments",
+            MapError::Bad(why) => why,
+        }
+    }
+
+    /// Another machine or ELF class: the search goes on.
+    pub fn other_machine(self) -> bool {
+        matches!(self, MapError::Header(h) if h.other_machine())
+    }
+}
+
+impl From<HeaderError> for MapError {
+    fn from(h: HeaderError) -> Self {
+        MapError::Header(h)
+    }
+}
+
+impl From<sys::Errno> for MapError {
+    fn from(e: sys::Errno) -> Self {
+        MapError::Io(e)
+    }
+}
+
+impl core::fmt::Display for MapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
 /// Reads and checks the ELF and program headers of an open file.
-pub fn read_headers(fd: &Fd, machine: u16) -> Result<(Ehdr, Vec<Phdr>, u64), &'static str> {
+pub fn read_headers(fd: &Fd, machine: u16) -> Result<(Ehdr, Vec<Phdr>, u64), MapError> {
     read_headers_from(Source::File(fd), machine)
 }
 
-fn read_headers_from(src: Source<'_>, machine: u16) -> Result<(Ehdr, Vec<Phdr>, u64), &'static str> {
+fn read_headers_from(src: Source<'_>, machine: u16) -> Result<(Ehdr, Vec<Phdr>, u64), MapError> {
     let size = src.size()?;
     let mut buf = [0u8; 1024];
     let n = src.read_at(&mut buf, 0)?;
     let ehdr = Ehdr::parse(&buf[..n], machine)?;
-    let range = ehdr.phdr_range().ok_or("program headers out of range")?;
+    let range = ehdr.phdr_range().ok_or(MapError::Bad("program headers out of range"))?;
     let phdrs = if range.end <= n {
         Phdr::parse_all(&buf[range.clone()])
     } else {
         let mut big = vec![0u8; range.len()];
         let got = src.read_at(&mut big, range.start as u64)?;
         if got != big.len() {
-            return Err("file too short for its program headers");
+            return Err(MapError::PhdrsTruncated);
         }
         Phdr::parse_all(&big)
     }
-    .ok_or("bad program headers")?;
+    .ok_or(MapError::Bad("bad program headers"))?;
     Ok((ehdr, phdrs, size))
 }
 
 /// Maps an object from `fd`. `page` is the system page size.
-pub fn map_file(fd: &Fd, machine: u16, page: usize) -> Result<Mapped, &'static str> {
+pub fn map_file(fd: &Fd, machine: u16, page: usize) -> Result<Mapped, MapError> {
     map_from(Source::File(fd), machine, page)
 }
 
 /// Maps an object from a private copy of its bytes (see [`Source::Copy`]).
-pub fn map_copy(bytes: &[u8], machine: u16, page: usize) -> Result<Mapped, &'static str> {
+pub fn map_copy(bytes: &[u8], machine: u16, page: usize) -> Result<Mapped, MapError> {
     map_from(Source::Copy(bytes), machine, page)
 }
 
-fn map_from(src: Source<'_>, machine: u16, page: usize) -> Result<Mapped, &'static str> {
+fn map_from(src: Source<'_>, machine: u16, page: usize) -> Result<Mapped, MapError> {
     let (ehdr, phdrs, file_size) = read_headers_from(src, machine)?;
     let loads: Vec<&Phdr> = phdrs.iter().filter(|p| p.p_type == PT_LOAD).collect();
-    let first = *loads.first().ok_or("no loadable segments")?;
+    let first = *loads.first().ok_or(MapError::NoLoadableSegments)?;
     let mut align = page;
     let mut prev_end = 0u64;
     for p in &loads {
         if p.p_filesz > p.p_memsz {
-            return Err("segment file size exceeds its memory size");
+            return Err(MapError::Bad("segment file size exceeds its memory size"));
         }
         if p.p_vaddr < prev_end {
-            return Err("loadable segments overlap or are out of order");
+            return Err(MapError::Bad("loadable segments overlap or are out of order"));
         }
         if (p.p_vaddr % page as u64) != (p.p_offset % page as u64) {
-            return Err("segment offset and address disagree modulo the page size");
+            return Err(MapError::Bad("segment offset and address disagree modulo the page size"));
         }
-        let end = p.p_offset.checked_add(p.p_filesz).ok_or("segment out of range")?;
+        let end = p.p_offset.checked_add(p.p_filesz).ok_or(MapError::Bad("segment out of range"))?;
         if end > file_size {
-            return Err("file too short (truncated?)");
+            return Err(MapError::Bad("file too short (truncated?)"));
         }
-        prev_end = p.p_vaddr.checked_add(p.p_memsz).ok_or("segment out of range")?;
+        prev_end = p.p_vaddr.checked_add(p.p_memsz).ok_or(MapError::Bad("segment out of range"))?;
         if p.p_align > align as u64 && p.p_align.is_power_of_two() && p.p_align <= 1 << 30 {
             align = p.p_align as usize;
         }
     }
     let lo = page_down(first.p_vaddr as usize, page);
-    let hi = page_up(prev_end as usize, page).ok_or("segment out of range")?;
+    let hi = page_up(prev_end as usize, page).ok_or(MapError::Bad("segment out of range"))?;
     let span = hi - lo;
     if span == 0 || span > 1 << 40 {
-        return Err("bad segment sizes");
+        return Err(MapError::Bad("bad segment sizes"));
     }
 
     // Reserve the whole span first so that no other mapping lands between
@@ -190,16 +245,16 @@ fn map_from(src: Source<'_>, machine: u16, page: usize) -> Result<Mapped, &'stat
         const MAP_FIXED_NOREPLACE: usize = 0x100000;
         // SAFETY: NOREPLACE never clobbers an existing mapping.
         let got = unsafe { sys::mmap(lo, span, sys::PROT_NONE, sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) }
-            .map_err(|_| "cannot map a fixed-address executable here (address in use)")?;
+            .map_err(|_| MapError::Bad("cannot map a fixed-address executable here (address in use)"))?;
         if got != lo {
-            return Err("cannot map a fixed-address executable here (address in use)");
+            return Err(MapError::Bad("cannot map a fixed-address executable here (address in use)"));
         }
         0
     } else {
         let extra = align - page;
         // SAFETY: a fresh reservation the kernel places.
         let start = unsafe { sys::mmap(0, span + extra, sys::PROT_NONE, sys::MAP_PRIVATE | sys::MAP_ANONYMOUS, -1, 0) }
-            .map_err(|_| "cannot reserve address space")?;
+            .map_err(|_| MapError::Bad("cannot reserve address space"))?;
         let aligned = (start + align - 1) & !(align - 1);
         // SAFETY: trimming the unused ends of our own fresh reservation.
         unsafe {
@@ -222,7 +277,7 @@ fn map_from(src: Source<'_>, machine: u16, page: usize) -> Result<Mapped, &'stat
         let file_end = vaddr + p.p_filesz as usize;
         let mem_end = vaddr + p.p_memsz as usize;
         if p.p_filesz > 0 {
-            let len = page_up(file_end, page).ok_or("segment out of range")? - seg_start;
+            let len = page_up(file_end, page).ok_or(MapError::Bad("segment out of range"))? - seg_start;
             let off = page_down(p.p_offset as usize, page) as u64;
             // SAFETY: inside the span reserved above, which holds nothing else.
             unsafe { src.map_segment(seg_start, len, prot, off) }?;
@@ -230,27 +285,27 @@ fn map_from(src: Source<'_>, machine: u16, page: usize) -> Result<Mapped, &'stat
         if p.p_memsz > p.p_filesz {
             // Zero the rest of the last file page; it holds whatever
             // followed the segment in the file.
-            let zero_end = page_up(file_end, page).ok_or("segment out of range")?.min(mem_end);
+            let zero_end = page_up(file_end, page).ok_or(MapError::Bad("segment out of range"))?.min(mem_end);
             if p.p_filesz > 0 && zero_end > file_end {
                 if prot & sys::PROT_WRITE == 0 {
                     // SAFETY: our own fresh mapping, made writable briefly.
-                    unsafe { sys::mprotect(page_down(file_end, page), page, prot | sys::PROT_WRITE) }.map_err(|e| e.describe())?;
+                    unsafe { sys::mprotect(page_down(file_end, page), page, prot | sys::PROT_WRITE) }.map_err(MapError::Io)?;
                 }
                 // SAFETY: this page was just mapped writable, privately.
                 unsafe { core::ptr::write_bytes(file_end as *mut u8, 0, zero_end - file_end) };
                 if prot & sys::PROT_WRITE == 0 {
                     // SAFETY: restoring the segment's own protection.
-                    unsafe { sys::mprotect(page_down(file_end, page), page, prot) }.map_err(|e| e.describe())?;
+                    unsafe { sys::mprotect(page_down(file_end, page), page, prot) }.map_err(MapError::Io)?;
                 }
             }
-            let anon_start = if p.p_filesz > 0 { page_up(file_end, page).ok_or("segment out of range")? } else { seg_start };
-            let anon_end = page_up(mem_end, page).ok_or("segment out of range")?;
+            let anon_start = if p.p_filesz > 0 { page_up(file_end, page).ok_or(MapError::Bad("segment out of range"))? } else { seg_start };
+            let anon_end = page_up(mem_end, page).ok_or(MapError::Bad("segment out of range"))?;
             if anon_end > anon_start {
                 // SAFETY: inside our reservation.
                 unsafe {
                     sys::mmap(anon_start, anon_end - anon_start, prot, sys::MAP_PRIVATE | sys::MAP_FIXED | sys::MAP_ANONYMOUS, -1, 0)
                 }
-                .map_err(|e| e.describe())?;
+                .map_err(MapError::Io)?;
             }
         }
         let (s, e) = (vaddr, mem_end);
@@ -345,7 +400,7 @@ pub unsafe fn from_memory(base: usize, phdr_addr: usize, phnum: usize) -> Result
 ///
 /// # Safety
 /// `addr` points at a mapped ELF header.
-pub unsafe fn ehdr_in_memory(addr: usize, machine: u16) -> Result<Ehdr, &'static str> {
+pub unsafe fn ehdr_in_memory(addr: usize, machine: u16) -> Result<Ehdr, HeaderError> {
     // SAFETY: the caller vouches for 64 mapped bytes.
     let raw = unsafe { core::slice::from_raw_parts(addr as *const u8, EHDR_SIZE) };
     Ehdr::parse(raw, machine)

@@ -5,11 +5,6 @@ use object::elf::*;
 
 use super::consts::*;
 
-/// The refusal of an object of the other ELF class (a 32-bit library).
-pub const WRONG_CLASS: &str = "wrong ELF class: not a 64-bit object";
-/// The refusal of an object built for another architecture.
-pub const WRONG_MACHINE: &str = "wrong machine type (built for another architecture)";
-
 /// The parts of `Elf64_Ehdr` the loader uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ehdr {
@@ -49,46 +44,88 @@ pub(crate) fn u64_at(b: &[u8], off: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
 }
 
-/// Why a file is not a loadable object for this machine.
-pub type HeaderError = &'static str;
+/// Why a file is not a loadable object for this machine. Callers match
+/// on the variant (another machine or class means "go on searching"); the
+/// text is [`HeaderError::message`] alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    TooShort,
+    BadMagic,
+    WrongClass,
+    WrongData,
+    BadVersion,
+    WrongMachine,
+    WrongType,
+    BadPhentsize,
+    BadPhnum,
+}
+
+impl HeaderError {
+    /// ld-cah's wording (`glibc::dlerror` turns it into glibc's).
+    pub fn message(self) -> &'static str {
+        match self {
+            HeaderError::TooShort => "file too short",
+            HeaderError::BadMagic => "invalid ELF header (not an ELF file)",
+            HeaderError::WrongClass => "wrong ELF class: not a 64-bit object",
+            HeaderError::WrongData => "wrong ELF data encoding: not little-endian",
+            HeaderError::BadVersion => "unsupported ELF version",
+            HeaderError::WrongMachine => "wrong machine type (built for another architecture)",
+            HeaderError::WrongType => "only ET_DYN and ET_EXEC can be loaded",
+            HeaderError::BadPhentsize => "unexpected program header size",
+            HeaderError::BadPhnum => "bad number of program headers",
+        }
+    }
+
+    /// The file is an object, but for another machine or class: glibc's
+    /// `open_verify` passes over it and the search goes on.
+    pub fn other_machine(self) -> bool {
+        matches!(self, HeaderError::WrongClass | HeaderError::WrongMachine)
+    }
+}
+
+impl core::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.message())
+    }
+}
 
 impl Ehdr {
     /// Parses and validates an ELF header for `machine`.
     pub fn parse(b: &[u8], machine: u16) -> Result<Ehdr, HeaderError> {
         if b.len() < 4 || b[..4] != ELFMAG {
-            return Err(if b.len() < 4 { "file too short" } else { "invalid ELF header (not an ELF file)" });
+            return Err(if b.len() < 4 { HeaderError::TooShort } else { HeaderError::BadMagic });
         }
         if b.len() < EHDR_SIZE {
-            return Err("file too short");
+            return Err(HeaderError::TooShort);
         }
         if b[EI_CLASS] != ELFCLASS64 {
-            return Err(WRONG_CLASS);
+            return Err(HeaderError::WrongClass);
         }
         if b[EI_DATA] != ELFDATA2LSB {
-            return Err("wrong ELF data encoding: not little-endian");
+            return Err(HeaderError::WrongData);
         }
         if b[EI_VERSION] != EV_CURRENT {
-            return Err("unsupported ELF version");
+            return Err(HeaderError::BadVersion);
         }
         let e = Ehdr {
-            e_type: u16_at(b, 16).ok_or("file too short")?,
-            e_machine: u16_at(b, 18).ok_or("file too short")?,
-            e_entry: u64_at(b, 24).ok_or("file too short")?,
-            e_phoff: u64_at(b, 32).ok_or("file too short")?,
-            e_phentsize: u16_at(b, 54).ok_or("file too short")?,
-            e_phnum: u16_at(b, 56).ok_or("file too short")?,
+            e_type: u16_at(b, 16).ok_or(HeaderError::TooShort)?,
+            e_machine: u16_at(b, 18).ok_or(HeaderError::TooShort)?,
+            e_entry: u64_at(b, 24).ok_or(HeaderError::TooShort)?,
+            e_phoff: u64_at(b, 32).ok_or(HeaderError::TooShort)?,
+            e_phentsize: u16_at(b, 54).ok_or(HeaderError::TooShort)?,
+            e_phnum: u16_at(b, 56).ok_or(HeaderError::TooShort)?,
         };
         if e.e_machine != machine {
-            return Err(WRONG_MACHINE);
+            return Err(HeaderError::WrongMachine);
         }
         if e.e_type != ET_DYN && e.e_type != ET_EXEC {
-            return Err("only ET_DYN and ET_EXEC can be loaded");
+            return Err(HeaderError::WrongType);
         }
         if e.e_phentsize as usize != PHDR_SIZE {
-            return Err("unexpected program header size");
+            return Err(HeaderError::BadPhentsize);
         }
         if e.e_phnum == 0 || e.e_phnum as usize > MAX_PHNUM {
-            return Err("bad number of program headers");
+            return Err(HeaderError::BadPhnum);
         }
         Ok(e)
     }
@@ -145,7 +182,7 @@ mod tests {
         let e = Ehdr::parse(&h, EM_X86_64).unwrap();
         assert_eq!(e.e_phnum, 3);
         assert_eq!(e.phdr_range(), Some(64..64 + 3 * 56));
-        assert!(Ehdr::parse(&h, EM_AARCH64).unwrap_err().contains("wrong machine"));
+        assert!(Ehdr::parse(&h, EM_AARCH64).unwrap_err() == HeaderError::WrongMachine);
     }
 
     #[test]
@@ -154,11 +191,12 @@ mod tests {
         for len in 0..64 {
             assert!(Ehdr::parse(&h[..len], EM_X86_64).is_err());
         }
-        assert!(Ehdr::parse(b"#!/bin/sh\nexit 0\n.................................................", EM_X86_64)
-            .unwrap_err()
-            .contains("not an ELF"));
+        let script = Ehdr::parse(b"#!/bin/sh\nexit 0\n.................................................", EM_X86_64);
+        assert_eq!(script.unwrap_err().message(), "invalid ELF header (not an ELF file)");
         let mut bad = h;
         bad[EI_CLASS] = ELFCLASS32;
-        assert!(Ehdr::parse(&bad, EM_X86_64).is_err());
+        let class = Ehdr::parse(&bad, EM_X86_64).unwrap_err();
+        assert!(class == HeaderError::WrongClass && class.other_machine());
+        assert_eq!(alloc::format!("{class}"), "wrong ELF class: not a 64-bit object");
     }
 }

@@ -89,7 +89,7 @@ pub fn for_dlopen(e: &Error) -> (String, String) {
             Some(j) if detail.ends_with(')') => &detail[..j],
             _ => detail,
         };
-        let text = if why == crate::elf::header::WRONG_CLASS {
+        let text = if why == crate::elf::header::HeaderError::WrongClass.message() {
             String::from("wrong ELF class: ELFCLASS32")
         } else {
             alloc::format!("cannot open shared object file: {}", strerror(why))

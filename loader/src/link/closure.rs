@@ -6,7 +6,6 @@ use alloc::vec::Vec;
 use super::search::{self, SearchEnv, SearchObject};
 use super::{Dso, DsoId, Kind, Namespace};
 use crate::diag::{Error, ErrorKind};
-use crate::elf::header;
 use crate::err;
 use crate::map;
 use crate::sys;
@@ -89,12 +88,13 @@ fn try_path(
             d.identity = Some(crate::verify::runtime::identity(&st));
             Ok(Some(ns.insert(d)))
         }
-        Err(why) if why == header::WRONG_MACHINE || why == header::WRONG_CLASS => {
-            rejected.push(Rejected { path: path.to_vec(), why });
+        // Another machine or class: passed over, the search goes on.
+        Err(why) if why.other_machine() => {
+            rejected.push(Rejected { path: path.to_vec(), why: why.message() });
             Ok(None)
         }
         Err(why) => {
-            rejected.push(Rejected { path: path.to_vec(), why });
+            rejected.push(Rejected { path: path.to_vec(), why: why.message() });
             Err(())
         }
     }
