@@ -161,19 +161,7 @@ impl Recent {
 impl<'a> Engine<'a> {
     /// An engine that calls IFUNC resolvers through `resolve_ifunc`.
     pub fn new(ns: &'a Namespace, scope: &'a [DsoId], target: Target, resolve_ifunc: Resolve<'a>) -> Engine<'a> {
-        Engine {
-            ns,
-            target,
-            unique: UniqueTable::default(),
-            stats: Stats::default(),
-            scope,
-            bind_now: false,
-            progname: "<program name unknown>",
-            resolve_ifunc,
-            plan: None,
-            recorder: None,
-            done: vec![false; ns.objs.len()],
-        }
+        Engine { done: vec![false; ns.objs.len()], ..Engine::for_lookups(ns, scope, target, resolve_ifunc) }
     }
 
     /// An engine that only looks symbols up (lazy binding), for objects
