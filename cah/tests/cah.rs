@@ -460,7 +460,8 @@ fn cache_survives_parallel_writers_and_misses_changed_files() {
     let entries = stats["entries"].as_u64().unwrap();
     assert!(entries >= files.len() as u64 && entries <= files.len() as u64 + 16, "{stats}");
     assert_eq!(stats["slots"], 64);
-    assert!(stats["hits"].as_u64().unwrap() > 0);
+    // Hits are not counted: a warm start writes nothing to the cache.
+    assert!(stats.get("hits").is_none(), "{stats}");
 
     // Same size, mtime put back: ctime still changes, so it is a miss.
     let f = &files[0];
