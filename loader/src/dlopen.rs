@@ -243,8 +243,10 @@ fn copy_tls_images(ns: &Namespace, new: &[DsoId]) {
             unsafe { tls::init_module(tls::variant(), &tb, &m) };
         }
         // glibc before 2.34: the other threads are libpthread's to reach.
+        // Its hook calls through its own PLT, which may bind lazily now,
+        // under the lock this thread holds: the fixup must see `ns`.
         if let (Some(l), Some(_)) = (layout, m.offset) {
-            crate::glibc::libpthread::init_static_tls(l, ns.objs[id].link_map);
+            process::publishing(ns, || crate::glibc::libpthread::init_static_tls(l, ns.objs[id].link_map));
         }
     }
 }

@@ -7,9 +7,11 @@
 //! libc's symbol lookups and the finalisers reach them through [`lock`].
 //!
 //! While the loader links (start-up, or a `dlopen` holding the lock), the
-//! IFUNC resolvers it runs may call back into it: libc's `time` and
-//! `gettimeofday` resolvers look up vDSO symbols. Taking the lock then
-//! would deadlock, so the linking thread runs its resolvers inside
+//! foreign code it runs may call back into it: libc's `time` and
+//! `gettimeofday` IFUNC resolvers look up vDSO symbols, and libpthread's
+//! `__pthread_init_static_tls` (glibc before 2.34) calls `mempcpy` through
+//! a PLT slot that lazy binding has not bound yet. Taking the lock then
+//! would deadlock, so the linking thread runs such code inside
 //! [`publishing`], and [`with_view`] gives that thread (and only it) the
 //! namespace being linked.
 #![allow(unsafe_code)]
@@ -144,16 +146,18 @@ static LINKER_TP: AtomicUsize = AtomicUsize::new(0);
 /// thread's callbacks through [`with_view`]. `ns` is only read meanwhile:
 /// the shared borrow lasts until `f` returns.
 pub fn publishing<R>(ns: &Namespace, f: impl FnOnce() -> R) -> R {
-    struct Withdraw;
-    impl Drop for Withdraw {
+    /// Puts back what was published before (nested calls restore the
+    /// outer namespace, not nothing).
+    struct Restore(usize, usize);
+    impl Drop for Restore {
         fn drop(&mut self) {
-            LINKING.store(0, Ordering::Release);
-            LINKER_TP.store(0, Ordering::Release);
+            LINKING.store(self.0, Ordering::Release);
+            LINKER_TP.store(self.1, Ordering::Release);
         }
     }
+    let _restore = Restore(LINKING.load(Ordering::Acquire), LINKER_TP.load(Ordering::Acquire));
     LINKER_TP.store(native::thread_pointer_value(), Ordering::Release);
     LINKING.store(ns as *const Namespace as usize, Ordering::Release);
-    let _withdraw = Withdraw;
     f()
 }
 
