@@ -56,6 +56,12 @@ fn build_loader(tc: &toolchain::Toolchain, arch: Arch, notables: bool) -> Result
         "-Crelocation-model=pie".to_string(),
         format!("-Clinker={}", arch.cc()),
         "-Cforce-frame-pointers=yes".into(),
+        // No `.eh_frame` for Rust code (about 26 KB a process): the loader
+        // aborts on panic and never unwinds, and nothing may unwind through
+        // it (its `extern "C"` entries are nounwind, the lazy-binding
+        // trampoline has no CFI). Debuggers use the frame pointers and the
+        // DWARF of the unstripped file.
+        "-Cforce-unwind-tables=no".into(),
         // Keep and export the `#[no_mangle]` items (`__tls_get_addr`,
         // `_r_debug`, ...): the version script then decides what is visible.
         "-Zexport-executable-symbols".into(),
