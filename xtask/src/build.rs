@@ -137,7 +137,10 @@ fn check_size(so: &std::path::Path) -> Result<u64, String> {
         total += u64::from_str_radix(memsz.trim_start_matches("0x"), 16).map_err(|e| format!("readelf: {memsz}: {e}"))?;
     }
     if total > LOADED_SIZE_LIMIT {
-        return Err(format!("{}: {total} bytes loaded, above the limit of {LOADED_SIZE_LIMIT} (docs/benchmarks.md, \"Size\")", so.display()));
+        return Err(format!(
+            "{}: {total} bytes loaded, above the limit of {LOADED_SIZE_LIMIT} (docs/benchmarks.md, \"Size\")",
+            so.display()
+        ));
     }
     Ok(total)
 }
