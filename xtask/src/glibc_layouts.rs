@@ -394,13 +394,22 @@ fn render_mod(modules: &[String]) -> String {
     s.push_str("/// The decoder of installed tables (docs/glibc-table-format.md).\n#[rustfmt::skip]\npub mod decode;\n\n");
     // A loader built with `no-builtin-layouts` (tests of installed tables)
     // has none of the tables below.
+    // The loader (feature `rtld`) only ever selects tables of the arch it
+    // runs on, so it carries only those: the other arch's would be dead
+    // bytes in every process (docs/benchmarks.md, "Size").
     for m in modules {
-        let _ = writeln!(s, "#[rustfmt::skip]\n#[cfg(not(feature = \"no-builtin-layouts\"))]\nmod {m};");
+        let _ = writeln!(s, "#[rustfmt::skip]\n#[cfg({})]\nmod {m};", table_cfg(m));
     }
-    s.push_str("\n/// Every known glibc build.\n#[cfg(not(feature = \"no-builtin-layouts\"))]\npub static ALL: &[&Layout] = &[\n");
+    s.push_str("\n/// Every known glibc build (in the loader: of its own arch).\n#[cfg(not(feature = \"no-builtin-layouts\"))]\npub static ALL: &[&Layout] = &[\n");
     for m in modules {
-        let _ = writeln!(s, "    &{m}::LAYOUT,");
+        let _ = writeln!(s, "    #[cfg({})]\n    &{m}::LAYOUT,", table_cfg(m));
     }
     s.push_str("];\n\n/// No built-in table: only installed ones are used.\n#[cfg(feature = \"no-builtin-layouts\")]\npub static ALL: &[&Layout] = &[];\n");
     s
+}
+
+/// When the table `module` (named `<distro>_<version>_<arch>`) is built in.
+fn table_cfg(module: &str) -> String {
+    let arch = if module.ends_with("_aarch64") { "aarch64" } else { "x86_64" };
+    format!("all(not(feature = \"no-builtin-layouts\"), any(not(feature = \"rtld\"), target_arch = \"{arch}\"))")
 }

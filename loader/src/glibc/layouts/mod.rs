@@ -8,40 +8,48 @@ use super::layout::Layout;
 pub mod decode;
 
 #[rustfmt::skip]
-#[cfg(not(feature = "no-builtin-layouts"))]
+#[cfg(all(not(feature = "no-builtin-layouts"), any(not(feature = "rtld"), target_arch = "aarch64")))]
 mod debian_2_31_aarch64;
 #[rustfmt::skip]
-#[cfg(not(feature = "no-builtin-layouts"))]
+#[cfg(all(not(feature = "no-builtin-layouts"), any(not(feature = "rtld"), target_arch = "x86_64")))]
 mod debian_2_31_x86_64;
 #[rustfmt::skip]
-#[cfg(not(feature = "no-builtin-layouts"))]
+#[cfg(all(not(feature = "no-builtin-layouts"), any(not(feature = "rtld"), target_arch = "aarch64")))]
 mod debian_2_36_aarch64;
 #[rustfmt::skip]
-#[cfg(not(feature = "no-builtin-layouts"))]
+#[cfg(all(not(feature = "no-builtin-layouts"), any(not(feature = "rtld"), target_arch = "x86_64")))]
 mod debian_2_36_x86_64;
 #[rustfmt::skip]
-#[cfg(not(feature = "no-builtin-layouts"))]
+#[cfg(all(not(feature = "no-builtin-layouts"), any(not(feature = "rtld"), target_arch = "aarch64")))]
 mod debian_2_41_aarch64;
 #[rustfmt::skip]
-#[cfg(not(feature = "no-builtin-layouts"))]
+#[cfg(all(not(feature = "no-builtin-layouts"), any(not(feature = "rtld"), target_arch = "x86_64")))]
 mod debian_2_41_x86_64;
 #[rustfmt::skip]
-#[cfg(not(feature = "no-builtin-layouts"))]
+#[cfg(all(not(feature = "no-builtin-layouts"), any(not(feature = "rtld"), target_arch = "aarch64")))]
 mod debian_2_43_aarch64;
 #[rustfmt::skip]
-#[cfg(not(feature = "no-builtin-layouts"))]
+#[cfg(all(not(feature = "no-builtin-layouts"), any(not(feature = "rtld"), target_arch = "x86_64")))]
 mod debian_2_43_x86_64;
 
-/// Every known glibc build.
+/// Every known glibc build (in the loader: of its own arch).
 #[cfg(not(feature = "no-builtin-layouts"))]
 pub static ALL: &[&Layout] = &[
+    #[cfg(all(not(feature = "no-builtin-layouts"), any(not(feature = "rtld"), target_arch = "aarch64")))]
     &debian_2_31_aarch64::LAYOUT,
+    #[cfg(all(not(feature = "no-builtin-layouts"), any(not(feature = "rtld"), target_arch = "x86_64")))]
     &debian_2_31_x86_64::LAYOUT,
+    #[cfg(all(not(feature = "no-builtin-layouts"), any(not(feature = "rtld"), target_arch = "aarch64")))]
     &debian_2_36_aarch64::LAYOUT,
+    #[cfg(all(not(feature = "no-builtin-layouts"), any(not(feature = "rtld"), target_arch = "x86_64")))]
     &debian_2_36_x86_64::LAYOUT,
+    #[cfg(all(not(feature = "no-builtin-layouts"), any(not(feature = "rtld"), target_arch = "aarch64")))]
     &debian_2_41_aarch64::LAYOUT,
+    #[cfg(all(not(feature = "no-builtin-layouts"), any(not(feature = "rtld"), target_arch = "x86_64")))]
     &debian_2_41_x86_64::LAYOUT,
+    #[cfg(all(not(feature = "no-builtin-layouts"), any(not(feature = "rtld"), target_arch = "aarch64")))]
     &debian_2_43_aarch64::LAYOUT,
+    #[cfg(all(not(feature = "no-builtin-layouts"), any(not(feature = "rtld"), target_arch = "x86_64")))]
     &debian_2_43_x86_64::LAYOUT,
 ];
 
