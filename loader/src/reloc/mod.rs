@@ -132,16 +132,19 @@ type Resolved = Option<Def>;
 /// size costs nothing up front however many symbols the object has (a
 /// table per symbol was 96 bytes a symbol, allocated and written at every
 /// start). A miss only costs a lookup, whose result is the same.
-struct Recent {
+///
+/// It also holds the object's part of the binding plan, if any.
+struct Recent<'p> {
     slots: [(u64, Resolved); Recent::SLOTS],
+    plan: Option<plan::ObjectPlan<'p>>,
 }
 
-impl Recent {
+impl<'p> Recent<'p> {
     const SLOTS: usize = 64;
     const EMPTY: u64 = u64::MAX;
 
-    fn new() -> Recent {
-        Recent { slots: [(Recent::EMPTY, None); Recent::SLOTS] }
+    fn new(plan: Option<plan::ObjectPlan<'p>>) -> Recent<'p> {
+        Recent { slots: [(Recent::EMPTY, None); Recent::SLOTS], plan }
     }
 
     fn key(symidx: u32, plt: bool) -> u64 {
@@ -212,7 +215,7 @@ impl<'a> Engine<'a> {
         let di = &d.dyn_info;
         // Recent resolutions per (symbol, class): a PLT slot and a data
         // reference to the same symbol can bind differently (see Class).
-        let mut cache = Recent::new();
+        let mut cache = Recent::new(self.plan.map(|p| p.object(id, true)));
         // glibc binds PLT slots lazily unless asked not to (LD_BIND_NOW,
         // RTLD_NOW, DT_BIND_NOW, DF_BIND_NOW, DF_1_NOW).
         let lazy_plt = !self.bind_now && !di.bind_now && di.flags & u64::from(DF_BIND_NOW) == 0 && di.flags_1 & u64::from(DF_1_NOW) == 0;
@@ -329,7 +332,7 @@ impl<'a> Engine<'a> {
             return Err(err!(d.display_name(), "lazy binding: PLT relocation {} is not a JUMP_SLOT", index));
         }
         let place = d.base.wrapping_add(off as usize);
-        let (_, r) = self.resolve(id, (info >> 32) as u32, Class::Plt, &mut Recent::new())?;
+        let (_, r) = self.resolve(id, (info >> 32) as u32, Class::Plt, &mut Recent::new(self.plan.map(|p| p.object(id, false))))?;
         // aarch64's JUMP_SLOT is S + A, x86_64's is S.
         let add = if (self.target.decode)(info as u32) == Some(RelocKind::Absolute) { addend } else { 0 };
         Ok((place, r, add))
@@ -382,7 +385,7 @@ impl<'a> Engine<'a> {
             }
         }
         let pkey = plan::entry_key(symidx, class);
-        if let Some(r) = self.plan.and_then(|p| p.get(id, pkey)).and_then(|b| self.planned(&sym, b)) {
+        if let Some(r) = cache.plan.as_ref().and_then(|p| p.get(pkey)).and_then(|b| self.planned(&sym, b)) {
             self.stats.planned += 1;
             if cacheable {
                 cache.put(key, r);
