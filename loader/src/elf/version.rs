@@ -53,6 +53,12 @@ impl Versions {
     pub fn parse(img: &Image, d: &DynInfo) -> Result<Versions, &'static str> {
         const BAD: &str = "corrupt version information";
         let mut v = Versions::default();
+        // Indices run from 2 up to about one per definition and
+        // requirement: room for them at once, instead of growing the
+        // tables one entry at a time (libc defines 40-odd versions).
+        let defs = if d.verdef != 0 { d.verdefnum.min(MAX_ENTRIES) } else { 0 };
+        v.entries.reserve(defs + 2 + if d.verneed != 0 { 8 } else { 0 });
+        v.defined.reserve(defs);
         if d.verneed != 0 {
             let mut at = d.verneed;
             // Every `Vernaux` names a distinct version index, and indices

@@ -132,29 +132,33 @@ type Resolved = Option<Def>;
 /// size costs nothing up front however many symbols the object has (a
 /// table per symbol was 96 bytes a symbol, allocated and written at every
 /// start). A miss only costs a lookup, whose result is the same.
-struct Recent {
-    slots: [(u64, Resolved); Recent::SLOTS],
+///
+/// It also holds the object's part of the binding plan, if any. A single
+/// resolution (a lazily bound PLT slot) has no slots: they are 3.5 KiB to
+/// fill and move, for nothing to remember.
+struct Recent<'c, 'p> {
+    slots: Option<&'c mut Slots>,
+    plan: Option<plan::ObjectPlan<'p>>,
 }
 
-impl Recent {
-    const SLOTS: usize = 64;
-    const EMPTY: u64 = u64::MAX;
+type Slots = [(u64, Resolved); SLOTS];
+const SLOTS: usize = 64;
+const EMPTY_SLOT: (u64, Resolved) = (u64::MAX, None);
 
-    fn new() -> Recent {
-        Recent { slots: [(Recent::EMPTY, None); Recent::SLOTS] }
-    }
-
+impl Recent<'_, '_> {
     fn key(symidx: u32, plt: bool) -> u64 {
         (u64::from(symidx) << 1) | u64::from(plt)
     }
 
     fn get(&self, key: u64) -> Option<Resolved> {
-        let (k, r) = self.slots[key as usize % Recent::SLOTS];
+        let (k, r) = self.slots.as_ref()?[key as usize % SLOTS];
         (k == key).then_some(r)
     }
 
     fn put(&mut self, key: u64, r: Resolved) {
-        self.slots[key as usize % Recent::SLOTS] = (key, r);
+        if let Some(s) = self.slots.as_mut() {
+            s[key as usize % SLOTS] = (key, r);
+        }
     }
 }
 
@@ -200,7 +204,8 @@ impl<'a> Engine<'a> {
         let di = &d.dyn_info;
         // Recent resolutions per (symbol, class): a PLT slot and a data
         // reference to the same symbol can bind differently (see Class).
-        let mut cache = Recent::new();
+        let mut slots: Slots = [EMPTY_SLOT; SLOTS];
+        let mut cache = Recent { slots: Some(&mut slots), plan: self.plan.map(|p| p.object(id, true)) };
         // glibc binds PLT slots lazily unless asked not to (LD_BIND_NOW,
         // RTLD_NOW, DT_BIND_NOW, DF_BIND_NOW, DF_1_NOW).
         let lazy_plt = !self.bind_now && !di.bind_now && di.flags & u64::from(DF_BIND_NOW) == 0 && di.flags_1 & u64::from(DF_1_NOW) == 0;
@@ -317,7 +322,8 @@ impl<'a> Engine<'a> {
             return Err(err!(d.display_name(), "lazy binding: PLT relocation {} is not a JUMP_SLOT", index));
         }
         let place = d.base.wrapping_add(off as usize);
-        let (_, r) = self.resolve(id, (info >> 32) as u32, Class::Plt, &mut Recent::new())?;
+        let mut one = Recent { slots: None, plan: self.plan.map(|p| p.object(id, false)) };
+        let (_, r) = self.resolve(id, (info >> 32) as u32, Class::Plt, &mut one)?;
         // aarch64's JUMP_SLOT is S + A, x86_64's is S.
         let add = if (self.target.decode)(info as u32) == Some(RelocKind::Absolute) { addend } else { 0 };
         Ok((place, r, add))
@@ -370,7 +376,7 @@ impl<'a> Engine<'a> {
             }
         }
         let pkey = plan::entry_key(symidx, class);
-        if let Some(r) = self.plan.and_then(|p| p.get(id, pkey)).and_then(|b| self.planned(&sym, b)) {
+        if let Some(r) = cache.plan.as_ref().and_then(|p| p.get(pkey)).and_then(|b| self.planned(&sym, b)) {
             self.stats.planned += 1;
             if cacheable {
                 cache.put(key, r);
