@@ -21,7 +21,9 @@ use std::process::ExitCode;
 const HELP: &str = "\
 usage: cargo xtask <command>
 
-  bench [ROUNDS]   start-up time under ld-cah vs glibc's loader, as ratios
+  bench [ROUNDS] [--quick] [--no-callgrind]
+                   start-up time and loader instructions under ld-cah vs glibc's loader,
+                   as ratios, with the targets; rewrites docs/benchmarks.md's generated part
   demo             build ld-cah and run a program through it on both arches
   deps             install the Debian packages the build and the tests need (as root)
   check            the fast gate: fmt check, clippy (host and both loader targets,
