@@ -271,7 +271,7 @@ fn patch_job(job: &Job, cfg: &Config) -> Fate {
 
 /// Patches every ELF program of `cfg.root`. Prints a summary; returns
 /// whether every program could be patched.
-pub fn patch_root(cfg: &Config, jobs: Option<usize>) -> Result<bool> {
+pub fn patch_root(cfg: &Config, jobs: Option<usize>, json: bool) -> Result<bool> {
     let root = &cfg.root;
     let list = find_files(root, true)?;
     let threads = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).clamp(1, 64);
@@ -301,6 +301,8 @@ pub fn patch_root(cfg: &Config, jobs: Option<usize>) -> Result<bool> {
     let (mut patched, mut unchanged, mut failed) = (0usize, 0usize, 0usize);
     let mut skipped: Vec<(&'static str, usize)> = Vec::new();
     let mut interps: Vec<Vec<u8>> = Vec::new();
+    // With --json, one entry per file that was looked at as a program.
+    let mut entries = Vec::new();
     for (i, fate) in &results {
         let names = &list[*i].names;
         let links = if names.len() > 1 { format!(" ({} links)", names.len()) } else { String::new() };
@@ -314,11 +316,18 @@ pub fn patch_root(cfg: &Config, jobs: Option<usize>) -> Result<bool> {
                         interps.push(interp.clone());
                     }
                 }
-                if matches!(fate, Fate::Patched(_)) {
+                let status = if matches!(fate, Fate::Patched(_)) {
                     patched += 1;
-                    println!("patched    {}{links}: {} locked", rel(&names[0]), d.locked);
+                    if !json {
+                        println!("patched    {}{links}: {} locked", rel(&names[0]), d.locked);
+                    }
+                    "patched"
                 } else {
                     unchanged += 1;
+                    "unchanged"
+                };
+                if json {
+                    entries.push(serde_json::json!({"path": rel(&names[0]), "links": names.len(), "status": status, "locked": d.locked}));
                 }
             }
             Fate::Skipped(why) => {
@@ -328,12 +337,20 @@ pub fn patch_root(cfg: &Config, jobs: Option<usize>) -> Result<bool> {
                 }
                 // Scripts and libraries are expected; say which programs were left alone.
                 if matches!(*why, "static program" | "the dynamic loader itself" | "unsupported machine") {
-                    println!("skipped    {}: {why}", rel(&names[0]));
+                    if json {
+                        entries.push(serde_json::json!({"path": rel(&names[0]), "status": "skipped", "reason": why}));
+                    } else {
+                        println!("skipped    {}: {why}", rel(&names[0]));
+                    }
                 }
             }
             Fate::Failed(e) => {
                 failed += 1;
-                println!("failed     {}: {e}", rel(&names[0]));
+                if json {
+                    entries.push(serde_json::json!({"path": rel(&names[0]), "status": "failed", "error": e.to_string()}));
+                } else {
+                    println!("failed     {}: {e}", rel(&names[0]));
+                }
             }
         }
     }
@@ -343,6 +360,21 @@ pub fn patch_root(cfg: &Config, jobs: Option<usize>) -> Result<bool> {
         }
     }
     skipped.sort();
+    if json {
+        let skipped: serde_json::Map<String, serde_json::Value> = skipped.iter().map(|(w, n)| (w.to_string(), (*n).into())).collect();
+        crate::json::print(
+            "patch",
+            serde_json::json!({
+                "root": root.display().to_string(),
+                "patched": patched,
+                "unchanged": unchanged,
+                "failed": failed,
+                "skipped": skipped,
+                "entries": entries,
+            }),
+        )?;
+        return Ok(failed == 0);
+    }
     let skipped_text = skipped.iter().map(|(w, n)| format!("{n} {w}")).collect::<Vec<_>>().join(", ");
     println!(
         "{}: {patched} patched, {unchanged} already up to date, {failed} failed; skipped: {}",

@@ -103,6 +103,9 @@ struct PatchArgs {
     /// Threads for a whole root (default: one per core).
     #[arg(short, long, value_name = "N")]
     jobs: Option<usize>,
+    /// Print JSON (one document at the end; warnings stay on stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -266,6 +269,7 @@ impl Command {
             Command::Verify(a) if a.json => Some("verify"),
             Command::Store(StoreArgs { command: StoreCommand::Ls { json: true }, .. }) => Some("store ls"),
             Command::Fetch(a) if a.json => Some("fetch"),
+            Command::Patch(a) if a.json => Some("patch"),
             _ => None,
         }
     }
@@ -308,17 +312,48 @@ fn cmd_patch(a: PatchArgs) -> Result<bool> {
         fresh: a.fresh,
     };
     if whole_root {
-        return batch::patch_root(&cfg, a.jobs);
+        return batch::patch_root(&cfg, a.jobs, a.json);
     }
     let mut all = true;
     let mut interps: Vec<Vec<u8>> = Vec::new();
+    let mut entries = Vec::new();
     for prog in &a.prog {
         match patch_one(prog, a.output.as_deref(), &cfg) {
-            Ok(Some(i)) if !interps.contains(&i) => interps.push(i),
-            Ok(_) => {}
+            Ok((dest, done)) => {
+                if let Some(i) = &done.final_interp {
+                    if !interps.contains(i) {
+                        interps.push(i.clone());
+                    }
+                }
+                let changed = done.changed || a.output.is_some();
+                if a.json {
+                    entries.push(json!({
+                        "path": dest.display().to_string(),
+                        "status": if changed { "patched" } else { "unchanged" },
+                        "locked": done.locked,
+                        "interpreter": if done.no_interp { None } else { done.final_interp.as_deref().map(String::from_utf8_lossy) },
+                    }));
+                } else {
+                    println!(
+                        "{}: locked {} {}{}{}",
+                        dest.display(),
+                        done.locked,
+                        if done.locked == 1 { "library" } else { "libraries" },
+                        match (&done.no_interp, &done.interp) {
+                            (true, _) => " (no PT_INTERP: interpreter not set)".to_string(),
+                            (false, None) => String::new(),
+                            (false, Some(i)) => format!(", interpreter {i}"),
+                        },
+                        if changed { "" } else { " (unchanged)" }
+                    );
+                }
+            }
             // One bad file does not stop the others.
             Err(e) if a.prog.len() > 1 => {
                 eprintln!("cah: error: {e:#}");
+                if a.json {
+                    entries.push(json!({"path": prog.display().to_string(), "status": "failed", "error": format!("{e:#}")}));
+                }
                 all = false;
             }
             Err(e) => return Err(e),
@@ -329,11 +364,15 @@ fn cmd_patch(a: PatchArgs) -> Result<bool> {
             eprintln!("cah: warning: {w}");
         }
     }
+    if a.json {
+        json::print("patch", json!({ "entries": entries }))?;
+    }
     Ok(all)
 }
 
-/// Patches one file (into `output` if given); returns its interpreter.
-fn patch_one(prog: &Path, output: Option<&Path>, cfg: &batch::Config) -> Result<Option<Vec<u8>>> {
+/// Patches one file (into `output` if given); returns where it went and
+/// what was done.
+fn patch_one(prog: &Path, output: Option<&Path>, cfg: &batch::Config) -> Result<(PathBuf, batch::Done)> {
     let (file, meta) = files::open_regular(prog)?;
     let data = files::read_all(&file, &meta, prog)?;
     let (out, done) = batch::patched_bytes(prog, &data, cfg)?;
@@ -364,19 +403,7 @@ fn patch_one(prog: &Path, output: Option<&Path>, cfg: &batch::Config) -> Result<
             dest
         }
     };
-    println!(
-        "{}: locked {} {}{}{}",
-        dest.display(),
-        done.locked,
-        if done.locked == 1 { "library" } else { "libraries" },
-        match (&done.no_interp, &done.interp) {
-            (true, _) => " (no PT_INTERP: interpreter not set)".to_string(),
-            (false, None) => String::new(),
-            (false, Some(i)) => format!(", interpreter {i}"),
-        },
-        if done.changed || output.is_some() { "" } else { " (unchanged)" }
-    );
-    Ok(done.final_interp)
+    Ok((dest, done))
 }
 
 /// The lock's names, resolved here as the loader would.

@@ -159,6 +159,38 @@ fn patched_programs_run_under_glibc_with_the_interpreter_set_back() {
 /// one complaint the design makes inevitable: elflint reports every note
 /// whose owner it does not know ("unknown object file note type ... with
 /// owner name 'CAH'"), and the lock must be an ELF note.
+/// `cah patch --json`: the documented frame (docs/json.md), one entry per
+/// file with what happened to it, and errors as JSON too.
+#[test]
+fn patch_json_reports_each_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("true");
+    let b = dir.path().join("bash");
+    copy_exec(Path::new("/bin/true"), &a);
+    copy_exec(Path::new("/bin/bash"), &b);
+    let missing = dir.path().join("missing");
+    let out = run(cah().args(["patch", "--json", "--interp", "/lib/ld-test.so"]).arg(&a).arg(&missing).arg(&b));
+    assert_eq!(out.status.code(), Some(1), "one of three files failed");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&doc["version"], &doc["command"]), (&json!(1), &json!("patch")));
+    let e = doc["entries"].as_array().unwrap();
+    assert_eq!(e.len(), 3, "{doc}");
+    // /bin/true needs libc only; bash needs libtinfo and libc.
+    assert_eq!((&e[0]["status"], &e[0]["locked"], &e[0]["interpreter"]), (&json!("patched"), &json!(1), &json!("/lib/ld-test.so")));
+    assert_eq!((&e[1]["status"], &e[1]["path"]), (&json!("failed"), &json!(missing.display().to_string())));
+    assert!(e[1]["error"].as_str().unwrap().contains("missing"), "{doc}");
+    assert_eq!((&e[2]["status"], &e[2]["locked"]), (&json!("patched"), &json!(2)));
+    // Patched again: nothing changes, and it says so.
+    let doc: Value = serde_json::from_str(&ok(cah().args(["patch", "--json"]).arg(&a))).unwrap();
+    assert_eq!((&doc["entries"][0]["status"], &doc["entries"][0]["interpreter"]), (&json!("unchanged"), &json!("/lib/ld-test.so")));
+    // A lone failure is the error document.
+    let out = run(cah().args(["patch", "--json"]).arg(&missing));
+    assert_ne!(out.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["command"], "patch");
+    assert!(doc["error"].as_str().unwrap().contains("missing"), "{doc}");
+}
+
 fn elflint(path: &Path) -> Vec<String> {
     let out = run(Command::new("eu-elflint").arg("--gnu-ld").arg(path));
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
