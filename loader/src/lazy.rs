@@ -117,7 +117,8 @@ fn look_up(ns: &Namespace, id: DsoId, which: usize) -> Result<(usize, Binding), 
         extended = ns.scope.iter().copied().chain(d.local_scope.iter().copied().filter(|x| !ns.scope.contains(x))).collect();
         &extended
     };
-    let target = Target::of::<Native>(native::tlsdesc_static(), native::tlsdesc_dynamic());
+    let target =
+        Target::of::<Native>(native::tlsdesc_static(), native::tlsdesc_dynamic(crate::tls::tlsdesc_dynamic_slow as *const () as usize));
     let no_ifunc = |_: usize| 0;
     let mut engine = Engine::for_lookups(ns, scope, target, &no_ifunc);
     let (place, def, add) = engine.resolve_plt(id, index)?;

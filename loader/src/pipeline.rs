@@ -54,9 +54,10 @@ pub struct Relocated {
 /// relocated, as under glibc; they may call back into the loader, which
 /// then reads `ns` (see `process::publishing`).
 pub fn relocate(ns: &Namespace, order: &[DsoId], b: &Binding<'_>) -> Result<Relocated, Error> {
-    let mut target = Target::of::<Native>(native::tlsdesc_static(), native::tlsdesc_dynamic());
+    let mut target =
+        Target::of::<Native>(native::tlsdesc_static(), native::tlsdesc_dynamic(crate::tls::tlsdesc_dynamic_slow as *const () as usize));
     // Lazy binding (see `crate::lazy`): PLT slots go through the resolver.
-    target.plt_resolver = native::plt_resolver();
+    target.plt_resolver = native::plt_resolver(crate::lazy::plt_fixup);
     crate::lazy::set_hwcap(b.hwcap);
     let (hwcap, hwcap2) = b.hwcap;
     // SAFETY: the engine calls this only with the resolver of an IFUNC of

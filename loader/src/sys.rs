@@ -171,7 +171,21 @@ pub fn fstat(fd: &Fd) -> Result<Stat, Errno> {
     // Large enough for either arch's struct stat (144 and 128 bytes).
     let mut buf = [0u64; 20];
     sys(nr::FSTAT, [fd.0 as usize, buf.as_mut_ptr() as usize, 0, 0, 0, 0])?;
-    Ok(crate::arch::native::decode_stat(&buf))
+    // The words both arches' layouts share: st_dev 0, st_ino 8, st_size
+    // 48, st_blocks 64, st_mtime 88/96, st_ctime 104/112.
+    let (mode, uid, gid) = crate::arch::native::stat_ids(&buf);
+    let ns = |s: u64, n: u64| s as i64 as i128 * 1_000_000_000 + n as i64 as i128;
+    Ok(Stat {
+        dev: buf[0],
+        ino: buf[1],
+        mode,
+        uid,
+        gid,
+        size: buf[6] as i64,
+        blocks: buf[8],
+        mtime_ns: ns(buf[11], buf[12]),
+        ctime_ns: ns(buf[13], buf[14]),
+    })
 }
 
 /// `mmap`; returns the address.

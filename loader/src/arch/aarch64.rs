@@ -205,7 +205,9 @@ mod machine {
         "stp q28, q29, [sp, #592]",
         "stp q30, q31, [sp, #624]",
         "ldr x0, [x0, #8]",
-        "bl {slow}",
+        "adrp x9, {slow}",
+        "ldr x9, [x9, :lo12:{slow}]",
+        "blr x9",
         "ldp x1, x2, [sp, #0]",
         "ldp x3, x4, [sp, #16]",
         "ldp x5, x6, [sp, #32]",
@@ -235,7 +237,7 @@ mod machine {
         "ldp x29, x30, [sp], #16",
         "ret",
         ".size ld_cah_tlsdesc_dynamic, . - ld_cah_tlsdesc_dynamic",
-        slow = sym crate::tls::tlsdesc_dynamic_slow,
+        slow = sym TLSDESC_SLOW,
     );
 
     extern "C" {
@@ -243,10 +245,24 @@ mod machine {
         fn ld_cah_tlsdesc_dynamic();
     }
 
-    /// The address of the dynamic TLSDESC resolver.
-    pub fn tlsdesc_dynamic() -> usize {
+    /// What the dynamic TLSDESC resolver calls for a block not allocated
+    /// yet; written by [`tlsdesc_dynamic`] before any descriptor can point
+    /// at the resolver. (The TLS layer above hands it in: arch does not
+    /// reach up for it.)
+    static TLSDESC_SLOW: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+    /// The address of the dynamic TLSDESC resolver, which calls `slow`
+    /// (`unsafe extern "C" fn(*const TlsIndex) -> usize`) for a block not
+    /// allocated yet.
+    pub fn tlsdesc_dynamic(slow: usize) -> usize {
+        TLSDESC_SLOW.store(slow, core::sync::atomic::Ordering::Release);
         ld_cah_tlsdesc_dynamic as *const () as usize
     }
+
+    /// The function the PLT resolver calls with `GOT[1]` and the slot's
+    /// index or address; written by [`plt_resolver`] before any `GOT[2]`
+    /// can point at the resolver.
+    static PLT_FIXUP: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
     // Lazy binding: the PLT resolver `GOT[2]` holds. The PLT entry put
     // the address of its `.got.plt` slot in x16 and jumped to PLT0, which
@@ -279,7 +295,9 @@ mod machine {
         "stp q6, q7, [sp, #192]",
         "ldr x0, [x16, #-8]",
         "ldr x1, [sp, #224]",
-        "bl {fixup}",
+        "adrp x9, {fixup}",
+        "ldr x9, [x9, :lo12:{fixup}]",
+        "blr x9",
         "mov x16, x0",
         "ldp q0, q1, [sp, #96]",
         "ldp q2, q3, [sp, #128]",
@@ -296,15 +314,16 @@ mod machine {
         "ldp x17, x30, [sp], #16",
         "br x16",
         ".size ld_cah_plt_resolve, . - ld_cah_plt_resolve",
-        fixup = sym crate::lazy::plt_fixup,
+        fixup = sym PLT_FIXUP,
     );
 
     extern "C" {
         fn ld_cah_plt_resolve();
     }
 
-    /// The PLT resolver for `GOT[2]`.
-    pub fn plt_resolver() -> usize {
+    /// The PLT resolver for `GOT[2]`; it calls `fixup`.
+    pub fn plt_resolver(fixup: extern "C" fn(usize, usize) -> usize) -> usize {
+        PLT_FIXUP.store(fixup as usize, core::sync::atomic::Ordering::Release);
         ld_cah_plt_resolve as *const () as usize
     }
 
@@ -434,21 +453,12 @@ mod machine {
     }
 }
 
-/// Decodes the generic (aarch64) `struct stat` (as 64-bit words).
+/// `st_mode`, `st_uid` and `st_gid` of the generic (aarch64) `struct stat`
+/// (as 64-bit words): the fields whose places differ between the arches.
 #[cfg(target_arch = "aarch64")]
-pub fn decode_stat(w: &[u64; 20]) -> crate::sys::Stat {
+pub fn stat_ids(w: &[u64; 20]) -> (u32, u32, u32) {
     // st_dev 0, st_ino 8, st_mode 16 (u32), st_nlink 20, st_uid 24,
     // st_gid 28, st_rdev 32, pad 40, st_size 48, st_blksize 56 (i32),
     // st_blocks 64, st_atime 72/80, st_mtime 88/96, st_ctime 104/112.
-    crate::sys::Stat {
-        dev: w[0],
-        ino: w[1],
-        mode: w[2] as u32,
-        uid: w[3] as u32,
-        gid: (w[3] >> 32) as u32,
-        size: w[6] as i64,
-        blocks: w[8],
-        mtime_ns: w[11] as i64 as i128 * 1_000_000_000 + w[12] as i64 as i128,
-        ctime_ns: w[13] as i64 as i128 * 1_000_000_000 + w[14] as i64 as i128,
-    }
+    (w[2] as u32, w[3] as u32, (w[3] >> 32) as u32)
 }

@@ -190,7 +190,7 @@ mod machine {
         "and rsp, -64",
         "sub rsp, 512",
         "fxsave64 [rsp]",
-        "call {slow}",
+        "call qword ptr [rip + {slow}]",
         "fxrstor64 [rsp]",
         "mov rsp, rbx",
         "pop r11",
@@ -204,7 +204,7 @@ mod machine {
         "pop rbx",
         "ret",
         ".size ld_cah_tlsdesc_dynamic, . - ld_cah_tlsdesc_dynamic",
-        slow = sym crate::tls::tlsdesc_dynamic_slow,
+        slow = sym TLSDESC_SLOW,
     );
 
     extern "C" {
@@ -212,10 +212,24 @@ mod machine {
         fn ld_cah_tlsdesc_dynamic();
     }
 
-    /// The address of the dynamic TLSDESC resolver.
-    pub fn tlsdesc_dynamic() -> usize {
+    /// What the dynamic TLSDESC resolver calls for a block not allocated
+    /// yet; written by [`tlsdesc_dynamic`] before any descriptor can point
+    /// at the resolver. (The TLS layer above hands it in: arch does not
+    /// reach up for it.)
+    static TLSDESC_SLOW: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+    /// The address of the dynamic TLSDESC resolver, which calls `slow`
+    /// (`unsafe extern "C" fn(*const TlsIndex) -> usize`) for a block not
+    /// allocated yet.
+    pub fn tlsdesc_dynamic(slow: usize) -> usize {
+        TLSDESC_SLOW.store(slow, core::sync::atomic::Ordering::Release);
         ld_cah_tlsdesc_dynamic as *const () as usize
     }
+
+    /// The function the PLT resolver calls with `GOT[1]` and the slot's
+    /// index or address; written by [`plt_resolver`] before any `GOT[2]`
+    /// can point at the resolver.
+    static PLT_FIXUP: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
     // Lazy binding: the PLT resolver `GOT[2]` holds. The linker's PLT
     // entry pushed the relocation's index in `DT_JMPREL` and jumped to
@@ -269,7 +283,7 @@ mod machine {
         "xsave64 [rsp]",
         "mov rdi, [rbx + 8]",
         "mov rsi, [rbx + 16]",
-        "call {fixup}",
+        "call qword ptr [rip + {fixup}]",
         "mov r11, rax",
         "mov eax, 0xff",
         "xor edx, edx",
@@ -306,7 +320,7 @@ mod machine {
         "fxsave64 [rsp]",
         "mov rdi, [rbx + 8]",
         "mov rsi, [rbx + 16]",
-        "call {fixup}",
+        "call qword ptr [rip + {fixup}]",
         "mov r11, rax",
         "fxrstor64 [rsp]",
         "lea rsp, [rbx - 64]",
@@ -323,7 +337,7 @@ mod machine {
         "jmp r11",
         ".size ld_cah_plt_resolve_fxsave, . - ld_cah_plt_resolve_fxsave",
         size = sym XSAVE_SIZE,
-        fixup = sym crate::lazy::plt_fixup,
+        fixup = sym PLT_FIXUP,
     );
 
     extern "C" {
@@ -337,9 +351,10 @@ mod machine {
     static XSAVE_SIZE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
     /// The PLT resolver for `GOT[2]`: the `xsave` one when the CPU and the
-    /// kernel support XSAVE, else the `fxsave` one.
-    pub fn plt_resolver() -> usize {
+    /// kernel support XSAVE, else the `fxsave` one; it calls `fixup`.
+    pub fn plt_resolver(fixup: extern "C" fn(usize, usize) -> usize) -> usize {
         use core::sync::atomic::{AtomicUsize, Ordering};
+        PLT_FIXUP.store(fixup as usize, Ordering::Release);
         static CHOSEN: AtomicUsize = AtomicUsize::new(0);
         let chosen = CHOSEN.load(Ordering::Relaxed);
         if chosen != 0 {
@@ -489,21 +504,12 @@ mod machine {
     }
 }
 
-/// Decodes x86_64's `struct stat` (as 64-bit words).
+/// `st_mode`, `st_uid` and `st_gid` of x86_64's `struct stat` (as 64-bit
+/// words): the fields whose places differ between the arches.
 #[cfg(target_arch = "x86_64")]
-pub fn decode_stat(w: &[u64; 20]) -> crate::sys::Stat {
+pub fn stat_ids(w: &[u64; 20]) -> (u32, u32, u32) {
     // st_dev 0, st_ino 8, st_nlink 16, st_mode 24 (u32), st_uid 28,
     // st_gid 32, st_rdev 40, st_size 48, st_blksize 56, st_blocks 64,
     // st_atime 72/80, st_mtime 88/96, st_ctime 104/112.
-    crate::sys::Stat {
-        dev: w[0],
-        ino: w[1],
-        mode: w[3] as u32,
-        uid: (w[3] >> 32) as u32,
-        gid: w[4] as u32,
-        size: w[6] as i64,
-        blocks: w[8],
-        mtime_ns: w[11] as i64 as i128 * 1_000_000_000 + w[12] as i64 as i128,
-        ctime_ns: w[13] as i64 as i128 * 1_000_000_000 + w[14] as i64 as i128,
-    }
+    (w[3] as u32, (w[3] >> 32) as u32, w[4] as u32)
 }
