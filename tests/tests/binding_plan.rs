@@ -128,6 +128,7 @@ fn cold_then_warm(arch: Arch, direct: bool) {
     assert_eq!(warm.code, Some(0), "{warm:?}");
     assert_eq!(warm.stdout, reference, "warm start prints what glibc's loader does");
     assert!(warm.stderr.contains("using the plan"), "{}", warm.stderr);
+    assert!(warm.stderr.contains("libc's layout table"), "the plan names libc's layout table: {}", warm.stderr);
     assert_eq!(stat(&warm, " lookups"), 0, "a warm start does no symbol lookup: {}", warm.stderr);
     assert_eq!(stat(&warm, " bound by plan"), stat(&cold, " lookups"));
     assert_eq!(s.plans(), written, "a warm start writes nothing");

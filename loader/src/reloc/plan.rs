@@ -29,15 +29,20 @@ use crate::verify::runtime::{self, Place};
 
 /// `"CAHPLAN1"` as a little-endian word.
 const MAGIC: u64 = u64::from_le_bytes(*b"CAHPLAN1");
-const VERSION: u64 = 1;
-/// Header words: magic, version, key (4), object count, entry count.
-const HEADER_WORDS: usize = 8;
+const VERSION: u64 = 2;
+/// Header words: magic, version, key (4), object count, entry count,
+/// libc's layout table.
+const HEADER_WORDS: usize = 9;
+/// Where the header names libc's layout table.
+const LAYOUT_WORD: usize = 8;
 const CHECKSUM_WORDS: usize = 4;
 /// Bounds that keep a hostile header from asking for absurd work.
 const MAX_OBJECTS: usize = 1 << 16;
 const MAX_ENTRIES: usize = 1 << 24;
 /// The value of a weak reference that bound to nothing.
 const UNDEFINED: u64 = u64::MAX;
+/// More built-in layout tables than any build has: a bound for the header.
+const MAX_LAYOUTS: usize = 1 << 16;
 /// The subdirectory of a hash-cache place that holds plans.
 const DIR_NAME: &[u8] = b"plans";
 
@@ -117,6 +122,15 @@ impl Plan {
             return (0, 0);
         }
         (self.words[HEADER_WORDS + obj] as usize, self.words[HEADER_WORDS + obj + 1] as usize)
+    }
+
+    /// The index of libc's layout table among the built-in ones
+    /// (`glibc::layouts::ALL`) that the recording start chose, if it chose
+    /// a built-in one: a fact of libc's bytes (which the key's identities
+    /// vouch for) and of this loader build (which the key names), so a
+    /// warm start need not fingerprint libc again.
+    pub fn layout(&self) -> Option<usize> {
+        usize::try_from(self.words[LAYOUT_WORD]).ok().filter(|&i| self.words[LAYOUT_WORD] != UNDEFINED && i < MAX_LAYOUTS)
     }
 
     /// What reference `key` of object `obj` bound to, if the plan says.
@@ -227,8 +241,9 @@ impl Recorder {
         }
     }
 
-    /// The plan file for `key`.
-    pub fn encode(mut self, key: &Digest) -> Vec<u8> {
+    /// The plan file for `key`; `layout` is the index of libc's built-in
+    /// layout table, if one was chosen (see [`Plan::layout`]).
+    pub fn encode(mut self, key: &Digest, layout: Option<usize>) -> Vec<u8> {
         let n = self.per_object.len();
         for v in self.per_object.iter_mut() {
             v.sort_unstable();
@@ -238,7 +253,7 @@ impl Recorder {
         let mut words: Vec<u64> = Vec::with_capacity(HEADER_WORDS + n + 1 + 2 * m + CHECKSUM_WORDS);
         words.extend([MAGIC, VERSION]);
         words.extend(key_words(key));
-        words.extend([n as u64, m as u64]);
+        words.extend([n as u64, m as u64, layout.map_or(UNDEFINED, |i| i as u64)]);
         let mut at = 0u64;
         words.push(0);
         for v in &self.per_object {
@@ -387,7 +402,7 @@ mod tests {
         r.record(0, entry_key(7, Class::Normal), Some((2, 11)));
         r.record(0, entry_key(3, Class::Plt), None);
         r.record(2, entry_key(1, Class::Copy), Some((0, 5)));
-        (key, r.encode(&key))
+        (key, r.encode(&key, Some(3)))
     }
 
     #[test]
@@ -401,6 +416,7 @@ mod tests {
         assert_eq!(p.get(2, entry_key(1, Class::Copy)), Some(Some((0, 5))));
         assert_eq!(p.get(9, 0), None);
         assert_eq!(p.len(), 3);
+        assert_eq!(p.layout(), Some(3), "the layout table recorded");
     }
 
     #[test]
@@ -420,8 +436,9 @@ mod tests {
         let huge = u32::MAX - 1;
         r.record(1, entry_key(2, Class::Normal), Some((0, 1)));
         r.record(1, entry_key(huge, Class::Plt), Some((0, 7)));
-        let bytes = r.encode(&key);
+        let bytes = r.encode(&key, None);
         let p = Plan::parse(&bytes, &key, 2).expect("valid");
+        assert_eq!(p.layout(), None, "no layout table was recorded");
         for obj in [0, 1, 2] {
             let (indexed, plain) = (p.object(obj, true), p.object(obj, false));
             assert_eq!(obj == 0, !indexed.first.is_empty(), "object {obj}: indexed only where dense");

@@ -128,7 +128,9 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     let search = search_setup(&stack, &program, &env, &facts);
     load_closure(&mut ns, &search, &program, &env, &facts, tracing)?;
 
-    let glibc = libc::select(&ns, secure, &stack.env())?;
+    // The plan first: on a warm start it names libc's layout table too.
+    let plan = BindingPlan::prepare(&mut ns, &program, &env, &facts);
+    let glibc = libc::select(&ns, secure, &stack.env(), plan.plan.as_ref().and_then(plan::Plan::layout))?;
     if let Some((_, l)) = glibc {
         crate::glibc::runtime::set_layout(l);
     }
@@ -141,7 +143,6 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
             0
         }
     };
-    let plan = BindingPlan::prepare(&mut ns, &program, &env, &facts);
     relocate(&mut ns, glibc, &stack, &search, &facts, &threads, &plan)?;
 
     // Debugger interface, before RELRO seals the program's DT_DEBUG.
@@ -437,7 +438,7 @@ fn relocate(
             ),
         );
     }
-    plan.finish(done.recorded, &stats, facts);
+    plan.finish(done.recorded, glibc.and_then(|(_, l)| libc::builtin_index(l)), &stats, facts);
     let variant = tls::variant();
     for d in ns.objs.iter_mut() {
         if let Some(m) = d.tls.filter(|m| m.modid != 0) {
@@ -487,7 +488,8 @@ impl BindingPlan {
         none.key = Some(key);
         match plan::load(&none.places, euid, &key, ns.objs.len()) {
             Ok(p) => {
-                say(format_args!("using the plan {} ({} references)", key.short_hex(12), p.len()));
+                let layout = if p.layout().is_some() { ", libc's layout table" } else { "" };
+                say(format_args!("using the plan {} ({} references{layout})", key.short_hex(12), p.len()));
                 none.plan = Some(p);
             }
             Err(why) => say(format_args!("no plan {}: {why}; recording one", key.short_hex(12))),
@@ -496,9 +498,9 @@ impl BindingPlan {
     }
 
     /// After relocation: a cold start stores what it resolved.
-    fn finish(&self, recorded: Option<plan::Recorder>, stats: &crate::reloc::Stats, facts: &Facts) {
+    fn finish(&self, recorded: Option<plan::Recorder>, layout: Option<usize>, stats: &crate::reloc::Stats, facts: &Facts) {
         let (Some(key), Some(rec)) = (self.key, recorded) else { return };
-        let bytes = rec.encode(&key);
+        let bytes = rec.encode(&key, layout);
         let r = plan::store(&self.places, self.euid, &key, &bytes);
         if facts.debug.bindings {
             match r {
