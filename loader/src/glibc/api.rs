@@ -202,7 +202,7 @@ unsafe fn lookup_in(
             // SAFETY: NUL-terminated version name.
             let n = unsafe { core::slice::from_raw_parts(vname as *const u8, crate::cstr::strlen(vname)) };
             Some(VersionReq {
-                name: n.to_vec(),
+                name: n,
                 hash: v.get(l.r_found_version.hash) as u32,
                 hidden: v.get(l.r_found_version.hidden) != 0,
                 file: None,

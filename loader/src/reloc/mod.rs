@@ -394,9 +394,9 @@ impl<'a> Engine<'a> {
         let q = Query::new(name);
         self.stats.lookups += 1;
         let skip = if class == Class::Copy { Some(id) } else { None };
-        let mut found = lookup::lookup(self.ns, &mut self.unique, self.scope, &q, want, skip, class);
+        let mut found = lookup::lookup(self.ns, &mut self.unique, self.scope, &q, want.as_ref(), skip, class);
         if found.is_none() && d.dyn_info.symbolic {
-            found = lookup::lookup(self.ns, &mut self.unique, &[id], &q, want, skip, class);
+            found = lookup::lookup(self.ns, &mut self.unique, &[id], &q, want.as_ref(), skip, class);
         }
         let r = match found {
             Some(def) => Some(def),
