@@ -171,11 +171,27 @@ pub fn fstat(fd: &Fd) -> Result<Stat, Errno> {
     // Large enough for either arch's struct stat (144 and 128 bytes).
     let mut buf = [0u64; 20];
     sys(nr::FSTAT, [fd.0 as usize, buf.as_mut_ptr() as usize, 0, 0, 0, 0])?;
+    Ok(decode_stat(&buf))
+}
+
+/// `newfstatat(AT_FDCWD, path, 0)`: the file `path` names, links followed
+/// (one system call where open, fstat and close are three). `path` must
+/// end in NUL.
+pub fn stat(path: &[u8]) -> Result<Stat, Errno> {
+    if path.last() != Some(&0) {
+        return Err(Errno(22));
+    }
+    let mut buf = [0u64; 20];
+    sys(nr::NEWFSTATAT, [AT_FDCWD as isize as usize, path.as_ptr() as usize, buf.as_mut_ptr() as usize, 0, 0, 0])?;
+    Ok(decode_stat(&buf))
+}
+
+fn decode_stat(buf: &[u64; 20]) -> Stat {
     // The words both arches' layouts share: st_dev 0, st_ino 8, st_size
     // 48, st_blocks 64, st_mtime 88/96, st_ctime 104/112.
-    let (mode, uid, gid) = crate::arch::native::stat_ids(&buf);
+    let (mode, uid, gid) = crate::arch::native::stat_ids(buf);
     let ns = |s: u64, n: u64| s as i64 as i128 * 1_000_000_000 + n as i64 as i128;
-    Ok(Stat {
+    Stat {
         dev: buf[0],
         ino: buf[1],
         mode,
@@ -185,7 +201,7 @@ pub fn fstat(fd: &Fd) -> Result<Stat, Errno> {
         blocks: buf[8],
         mtime_ns: ns(buf[11], buf[12]),
         ctime_ns: ns(buf[13], buf[14]),
-    })
+    }
 }
 
 /// `mmap`; returns the address.

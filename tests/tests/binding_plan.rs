@@ -57,16 +57,26 @@ impl Setup {
     }
 
     fn run_env(&self, mut c: Command, extra: &[(&str, &str)]) -> Out {
-        let out = c
-            .current_dir(self.dir.path())
+        c.current_dir(self.dir.path())
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("LD_LIBRARY_PATH", self.dir.path())
             .env("CAH_CACHE_DIR", self.cache.path())
             .env("CAH_DEBUG", "bindings,statistics")
-            .envs(extra.iter().copied())
-            .output()
-            .unwrap();
+            .envs(extra.iter().copied());
+        // Another test's thread may fork while it still holds a program
+        // it is copying open for writing: exec then fails with ETXTBSY
+        // until that child has exec'd in turn.
+        let mut tries = 0;
+        let out = loop {
+            match c.output() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r.unwrap(),
+            }
+        };
         Out {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -192,4 +202,39 @@ fn a_plan_that_does_not_fit_is_ignored() {
     assert_eq!(s.plans(), before);
     assert_eq!(out.stdout, reference);
     assert!(stat(&out, " lookups") > 0 && stat(&out, " bound by plan") == 0, "{}", out.stderr);
+}
+
+/// A user who may only execute a program gets no plan for it (a plan would
+/// tell which symbols it binds to), and one who may read it does. Run as
+/// `nobody` through `setpriv`; x86_64 only (qemu-user must read a program
+/// to run it, so an execute-only program cannot run under it at all).
+#[test]
+fn an_execute_only_program_gets_no_plan() {
+    cah_tests::need_root();
+    let s = Setup::new(Arch::X86_64);
+    let reference = s.glibc().stdout;
+    for p in [s.dir.path(), s.cache.path()] {
+        std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+        cah_tests::chmod(p, 0o755);
+    }
+    cah_tests::chmod(&s.dir.path().join("libcxxthrow.so"), 0o755);
+    let prog = s.dir.path().join("cxx-interp");
+    let as_nobody = || {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&prog);
+        s.run(c)
+    };
+    cah_tests::chmod(&prog, 0o711);
+    for _ in 0..2 {
+        let out = as_nobody();
+        assert_eq!(out.stdout, reference, "{out:?}");
+        assert!(out.stderr.contains("no plan: a file of the closure has no identity"), "{}", out.stderr);
+    }
+    assert!(s.plans().is_empty(), "no plan written for an execute-only program");
+
+    cah_tests::chmod(&prog, 0o755);
+    assert!(as_nobody().stderr.contains("recording one"));
+    let warm = as_nobody();
+    assert_eq!(warm.stdout, reference);
+    assert!(warm.stderr.contains("using the plan"), "{}", warm.stderr);
 }
