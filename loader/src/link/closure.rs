@@ -419,11 +419,11 @@ pub fn check_versions(ns: &Namespace) -> Result<(), Error> {
             if defs.versions.defined.is_empty() {
                 continue;
             }
-            if !defs.versions.defines(&v.name) && !v.weak {
+            if !defs.versions.defines(v.name) && !v.weak {
                 return Err(err!(
                     d.display_name(),
                     "version `{}' not found (required by {} from {})",
-                    crate::diag::show(&v.name),
+                    crate::diag::show(v.name),
                     d.display_name(),
                     defs.display_name()
                 ));

@@ -402,7 +402,7 @@ impl<'a> Engine<'a> {
             Some(def) => Some(def),
             None if sym.bind() == STB_WEAK => None,
             None => {
-                let ver = want.map(|w| alloc::format!(", version {}", crate::diag::show(&w.name))).unwrap_or_default();
+                let ver = want.map(|w| alloc::format!(", version {}", crate::diag::show(w.name))).unwrap_or_default();
                 return Err(
                     err!(d.display_name(), "undefined symbol: {}{}", crate::diag::show(name), ver).of_kind(ErrorKind::UndefinedSymbol)
                 );
