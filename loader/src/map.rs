@@ -54,8 +54,10 @@ fn prot_of(flags: u32) -> usize {
 /// Where an object's bytes come from.
 #[derive(Clone, Copy)]
 pub enum Source<'a> {
-    /// An open file: segments are mapped from it (shared with the page cache).
-    File(&'a Fd),
+    /// An open file: segments are mapped from it (shared with the page
+    /// cache). With its size when the caller has checked it is a regular
+    /// file and knows the size (from an `fstat` of its own), else `None`.
+    File(&'a Fd, Option<u64>),
     /// A private copy of a file, already verified: segments are copied from
     /// it into anonymous memory, so what runs is exactly what was hashed
     /// even if the file changes (see `verify::runtime::sealed`).
@@ -65,7 +67,8 @@ pub enum Source<'a> {
 impl Source<'_> {
     fn size(&self) -> Result<u64, MapError> {
         match self {
-            Source::File(fd) => {
+            Source::File(_, Some(size)) => Ok(*size),
+            Source::File(fd, None) => {
                 let st = sys::fstat(fd)?;
                 if st.mode & 0o170000 != 0o100000 {
                     return Err(MapError::NotRegular);
@@ -79,7 +82,7 @@ impl Source<'_> {
     /// Reads up to `buf.len()` bytes at `off`; fewer only at the end.
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, MapError> {
         match self {
-            Source::File(fd) => Ok(sys::pread_full(fd, buf, off)?),
+            Source::File(fd, _) => Ok(sys::pread_full(fd, buf, off)?),
             Source::Copy(b) => {
                 let start = usize::try_from(off).unwrap_or(usize::MAX).min(b.len());
                 let n = buf.len().min(b.len() - start);
@@ -97,7 +100,7 @@ impl Source<'_> {
     unsafe fn map_segment(&self, at: usize, len: usize, prot: usize, off: u64) -> Result<(), MapError> {
         match self {
             // SAFETY: the caller's reservation (see above).
-            Source::File(fd) => {
+            Source::File(fd, _) => {
                 unsafe { sys::mmap(at, len, prot, sys::MAP_PRIVATE | sys::MAP_FIXED, fd.raw(), off) }.map(|_| ()).map_err(MapError::Io)
             }
             Source::Copy(b) => {
@@ -174,7 +177,7 @@ impl core::fmt::Display for MapError {
 
 /// Reads and checks the ELF and program headers of an open file.
 pub fn read_headers(fd: &Fd, machine: u16) -> Result<(Ehdr, Vec<Phdr>, u64), MapError> {
-    read_headers_from(Source::File(fd), machine)
+    read_headers_from(Source::File(fd, None), machine)
 }
 
 fn read_headers_from(src: Source<'_>, machine: u16) -> Result<(Ehdr, Vec<Phdr>, u64), MapError> {
@@ -197,9 +200,11 @@ fn read_headers_from(src: Source<'_>, machine: u16) -> Result<(Ehdr, Vec<Phdr>, 
     Ok((ehdr, phdrs, size))
 }
 
-/// Maps an object from `fd`. `page` is the system page size.
-pub fn map_file(fd: &Fd, machine: u16, page: usize) -> Result<Mapped, MapError> {
-    map_from(Source::File(fd), machine, page)
+/// Maps an object from `fd`. `page` is the system page size. `size`: the
+/// file's size, if the caller has checked with `fstat` that it is a
+/// regular file (saves asking again).
+pub fn map_file(fd: &Fd, size: Option<u64>, machine: u16, page: usize) -> Result<Mapped, MapError> {
+    map_from(Source::File(fd, size), machine, page)
 }
 
 /// Maps an object from a private copy of its bytes (see [`Source::Copy`]).

@@ -77,7 +77,8 @@ fn try_path(
     // A file others can write was verified as a private copy: map that.
     let mapped = match accepted.as_ref().and_then(|a| a.copy.as_deref()) {
         Some(bytes) => map::map_copy(bytes, cfg.machine, cfg.page),
-        None => map::map_file(&fd, cfg.machine, cfg.page),
+        // (Checked above to be a regular file of this size.)
+        None => map::map_file(&fd, Some(st.size as u64), cfg.machine, cfg.page),
     };
     match mapped {
         Ok(m) => {
