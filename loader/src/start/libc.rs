@@ -71,12 +71,13 @@ pub fn select(
     }
 }
 
-/// Reads the tunables (they decide the rseq registration), and in secure
-/// mode leaves the environment the build's own ld.so would leave.
-pub fn settle_environment(stack: &Stack, glibc: Option<&'static Layout>, secure: bool) {
+/// Reads the tunables from `vars` (the environment as `stack` holds it
+/// now: they decide the rseq registration), and in secure mode leaves the
+/// environment the build's own ld.so would leave.
+pub fn settle_environment(stack: &Stack, vars: &[&'static [u8]], glibc: Option<&'static Layout>, secure: bool) {
     match glibc {
         Some(l) => {
-            let t = crate::glibc::tunables::init(l, &stack.env(), secure);
+            let t = crate::glibc::tunables::init(l, vars, secure);
             if secure {
                 let values: Vec<&[u8]> = t.rewritten.iter().map(|v| &v[..]).collect();
                 stack.shorten_env(b"GLIBC_TUNABLES", &values);

@@ -105,14 +105,16 @@ struct Facts {
 unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     let page = stack.aux(AT_PAGESZ).filter(|p| p.is_power_of_two() && *p >= 4096).unwrap_or(4096);
     // glibc 2.40's `glibc.rtld.enable_secure=1` asks for secure mode too.
-    let secure = stack.aux(AT_SECURE).unwrap_or(0) != 0 || crate::glibc::tunables::enable_secure_requested(&stack.env());
+    let vars = stack.env();
+    let secure = stack.aux(AT_SECURE).unwrap_or(0) != 0 || crate::glibc::tunables::enable_secure_requested(&vars);
     // SAFETY: `base` is ld-cah's own load address (caller).
     let (self_map, self_entry) = unsafe { own_image(base) }?;
     if secure {
         // The rest goes once the glibc build (and so its list) is known.
         stack.remove_env(&|n| LD_CAH_ENV.iter().any(|u| u.as_bytes() == n));
     }
-    let env = Env { vars: stack.env() };
+    // (Each `stack.env()` measures every variable again.)
+    let env = Env { vars: if secure { stack.env() } else { vars } };
     let facts = Facts {
         page,
         secure,
@@ -130,11 +132,11 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
 
     // The plan first: on a warm start it names libc's layout table too.
     let plan = BindingPlan::prepare(&mut ns, &program, &env, &facts);
-    let glibc = libc::select(&ns, secure, &stack.env(), plan.plan.as_ref().and_then(plan::Plan::layout))?;
+    let glibc = libc::select(&ns, secure, &env.vars, plan.plan.as_ref().and_then(plan::Plan::layout))?;
     if let Some((_, l)) = glibc {
         crate::glibc::runtime::set_layout(l);
     }
-    libc::settle_environment(&stack, glibc.map(|(_, l)| l), secure);
+    libc::settle_environment(&stack, &env.vars, glibc.map(|(_, l)| l), secure);
     let threads = thread_setup(&mut ns, glibc.map(|(_, l)| l), &stack)?;
     let early_init = match glibc {
         Some((libc, l)) => glibc_globals(&mut ns, libc, l, &stack, &threads, &facts)?,
