@@ -275,7 +275,7 @@ impl Recorder {
 /// so any change to a single word changes the result; then a final mix.
 /// (BLAKE3 here cost a warm start of hello 11,000 instructions, a twentieth
 /// of all its loader's work.)
-fn checksum(words: &[u64]) -> u64 {
+pub fn checksum(words: &[u64]) -> u64 {
     let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ words.len() as u64;
     for &w in words {
         h = (h ^ w).wrapping_mul(0xff51_afd7_ed55_8ccd).rotate_left(29);
@@ -474,6 +474,65 @@ mod tests {
         assert_eq!(o.get(entry_key(6, Class::Normal)), None);
         assert_eq!(o.get(entry_key(301, Class::Copy)), Some(Some((1, 9))));
         assert_eq!(p.object(1, true).get(entry_key(huge, Class::Plt)), Some(Some((0, 7))));
+    }
+
+    /// `bytes` (whole words of it) with a correct checksum appended, so
+    /// that mutations reach the checks behind it (as the fuzz target does).
+    pub fn sealed(bytes: &[u8]) -> Vec<u8> {
+        let words: Vec<u64> = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+        let mut out: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        out.extend_from_slice(&checksum(&words).to_le_bytes());
+        out
+    }
+
+    /// What the fuzz target does with an accepted plan: every look-up of
+    /// every object stays in bounds.
+    pub fn exercise(p: &Plan, objects: usize) {
+        let _ = (p.layout(), p.len());
+        for obj in 0..objects + 1 {
+            for indexed in [false, true] {
+                let o = p.object(obj, indexed);
+                for sym in 0..40u32 {
+                    for class in [Class::Normal, Class::Plt, Class::Copy] {
+                        let _ = o.get(entry_key(sym, class));
+                    }
+                }
+                let _ = o.get(u64::MAX);
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_plans_are_refused_or_read_in_bounds() {
+        let (key, bytes) = sample();
+        let body = &bytes[..bytes.len() - 8];
+        let mut accepted = 0;
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for round in 0..4000 {
+            let mut m = body.to_vec();
+            // A few words overwritten with small or random values, or the
+            // plan cut short or lengthened.
+            for _ in 0..1 + round % 3 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let at = (seed as usize % (m.len() / 8)) * 8;
+                let v = if seed & 1 == 0 { (seed >> 40) % 8 } else { seed >> 3 };
+                m[at..at + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            match round % 5 {
+                0 => m.truncate(m.len() - 8 * (1 + (seed as usize % 3))),
+                1 => m.extend_from_slice(&seed.to_le_bytes()),
+                _ => {}
+            }
+            for objects in [1, 3, 4] {
+                if let Ok(p) = Plan::parse(&sealed(&m), &key, objects) {
+                    accepted += 1;
+                    exercise(&p, objects);
+                }
+            }
+        }
+        assert!(accepted > 0, "some mutations keep a valid plan (e.g. other bindings)");
     }
 
     #[test]
