@@ -2,8 +2,8 @@
 //! input's whole words get a correct checksum appended, so that the fuzzer
 //! explores the checks behind it; an accepted plan is then read everywhere.
 #![no_main]
-use ld_cah::reloc::plan::{checksum, entry_key, Plan};
 use ld_cah::link::lookup::Class;
+use ld_cah::reloc::plan::{checksum, entry_key, Plan};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let words: Vec<u64> = data.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
