@@ -174,18 +174,6 @@ pub fn fstat(fd: &Fd) -> Result<Stat, Errno> {
     Ok(decode_stat(&buf))
 }
 
-/// `newfstatat(AT_FDCWD, path, 0)`: the file `path` names, links followed
-/// (one system call where open, fstat and close are three). `path` must
-/// end in NUL.
-pub fn stat(path: &[u8]) -> Result<Stat, Errno> {
-    if path.last() != Some(&0) {
-        return Err(Errno(22));
-    }
-    let mut buf = [0u64; 20];
-    sys(nr::NEWFSTATAT, [AT_FDCWD as isize as usize, path.as_ptr() as usize, buf.as_mut_ptr() as usize, 0, 0, 0])?;
-    Ok(decode_stat(&buf))
-}
-
 fn decode_stat(buf: &[u64; 20]) -> Stat {
     // The words both arches' layouts share: st_dev 0, st_ino 8, st_size
     // 48, st_blocks 64, st_mtime 88/96, st_ctime 104/112.

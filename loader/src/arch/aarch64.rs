@@ -52,7 +52,6 @@ mod machine {
         pub const WRITE: usize = 64;
         pub const PREAD64: usize = 67;
         pub const READLINKAT: usize = 78;
-        pub const NEWFSTATAT: usize = 79;
         pub const FACCESSAT: usize = 48;
         pub const FSTAT: usize = 80;
         pub const EXIT: usize = 93;

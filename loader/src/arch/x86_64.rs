@@ -66,7 +66,6 @@ mod machine {
         pub const SET_TID_ADDRESS: usize = 218;
         pub const EXIT_GROUP: usize = 231;
         pub const OPENAT: usize = 257;
-        pub const NEWFSTATAT: usize = 262;
         pub const READLINKAT: usize = 267;
         pub const FACCESSAT: usize = 269;
         pub const SET_ROBUST_LIST: usize = 273;

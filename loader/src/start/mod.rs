@@ -481,7 +481,7 @@ impl BindingPlan {
         let mut path = if program.direct { program.path.clone() } else { b"/proc/self/exe".to_vec() };
         path.push(0);
         let main = ns.main;
-        ns.objs[main].identity = plan::identity_of(&path, euid);
+        ns.objs[main].identity = plan::identity_of(&path);
         let build_id = crate::glibc::rtld::build_id(ns, ns.loader).unwrap_or_default();
         let Some(key) = plan::key(ns, &build_id) else {
             say(format_args!("no plan: a file of the closure has no identity (unreadable program?)"));
