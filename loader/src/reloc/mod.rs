@@ -376,7 +376,7 @@ impl<'a> Engine<'a> {
             }
         }
         let pkey = plan::entry_key(symidx, class);
-        if let Some(r) = cache.plan.as_ref().and_then(|p| p.get(pkey)).and_then(|b| self.planned(&sym, b)) {
+        if let Some(r) = cache.plan.as_ref().and_then(|p| p.get(pkey)).and_then(|b| self.planned(id, &sym, b)) {
             self.stats.planned += 1;
             if cacheable {
                 cache.put(key, r);
@@ -418,9 +418,13 @@ impl<'a> Engine<'a> {
     }
 
     /// A plan's binding, if it still makes sense here: the object and
-    /// symbol exist and the symbol is defined (or the reference is weak).
-    /// Anything else falls back to a lookup.
-    fn planned(&self, referenced: &Sym, b: plan::Binding) -> Option<Resolved> {
+    /// symbol exist, the symbol is defined (or the reference is weak) and
+    /// has the referenced name. Anything else falls back to a lookup. (The
+    /// plan was accepted under the cache's trust rules and its checksum,
+    /// for this closure's key; the name check is what keeps a plan that
+    /// is wrong all the same, say for a key two closures came to share,
+    /// from binding a reference to another function.)
+    fn planned(&self, referrer: DsoId, referenced: &Sym, b: plan::Binding) -> Option<Resolved> {
         let Some((obj, idx)) = b else {
             return (referenced.bind() == STB_WEAK).then_some(None);
         };
@@ -428,10 +432,12 @@ impl<'a> Engine<'a> {
         if d.removed || idx == 0 {
             return None;
         }
-        // Bounds-checked against the object's image; the plan itself was
-        // accepted only under the cache's trust rules and its checksum.
         let sym = symbol(&d.img, &d.dyn_info, idx)?;
-        (sym.st_shndx != SHN_UNDEF).then_some(Some(Def { obj, sym, idx }))
+        if sym.st_shndx == SHN_UNDEF {
+            return None;
+        }
+        let name = self.ns.objs[referrer].string(referenced.st_name as usize)?;
+        (d.string(sym.st_name as usize)? == name).then_some(Some(Def { obj, sym, idx }))
     }
 
     /// `R_*_IRELATIVE`: the object's own resolver at `base + addend`.
