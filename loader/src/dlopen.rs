@@ -120,7 +120,7 @@ fn load_and_link(
         bump(ns, root, mode);
         return Ok((ns.objs[root].link_map, Vec::new()));
     }
-    closure::check_versions(ns)?;
+    closure::check_versions_of(ns, new.iter().copied())?;
     place_tls(ns, &new);
 
     pipeline::link_maps(ns, &new, false);
@@ -130,7 +130,9 @@ fn load_and_link(
     // root's dependency-sorted list, backwards.
     let mut scope = ns.scope.clone();
     scope.extend(local.iter().copied().filter(|x| !ns.scope.contains(x)));
-    let sorted = crate::init::sort(&local, ns.objs.len(), &|x| ns.objs[x].deps.clone(), usize::MAX);
+    // Dependencies first when read backwards: the order of relocation and
+    // of initialisers alike (nothing below changes `deps`).
+    let sorted = crate::init::sort(&local, ns.objs.len(), &|x| &ns.objs[x].deps, usize::MAX);
     let unsorted = new.iter().copied().filter(|id| !sorted.contains(id));
     let order: Vec<DsoId> = sorted.iter().rev().copied().filter(|id| new.contains(id)).chain(unsorted).collect();
     for &id in &new {
@@ -149,12 +151,17 @@ fn load_and_link(
     pipeline::relocate(ns, &order, &binding)?;
     copy_tls_images(ns, &new);
     pipeline::seal(ns, &new)?;
+    let mut scope_changed = false;
     if mode & RTLD_GLOBAL != 0 {
         for &id in &local {
             if !ns.scope.contains(&id) {
                 ns.scope.push(id);
+                scope_changed = true;
             }
         }
+    }
+    if scope_changed {
+        publish_global_scope(ns);
     }
     bump(ns, root, mode);
     if let Some(l) = crate::glibc::runtime::layout() {
@@ -162,7 +169,6 @@ fn load_and_link(
         let lms: Vec<usize> = local.iter().map(|&x| ns.objs[x].link_map).collect();
         crate::glibc::rtld::set_searchlist(l, ns.objs[root].link_map, &lms);
     }
-    publish_global_scope(ns);
     for &id in &new {
         if id != root {
             ns.objs[id].open_count = ns.objs[id].open_count.max(1);
@@ -172,9 +178,8 @@ fn load_and_link(
     crate::debug::publish(ns, 0, crate::debug::RT_CONSISTENT);
 
     // Initialisers of the new objects, dependencies first.
-    let order = crate::init::sort(&local, ns.objs.len(), &|x| ns.objs[x].deps.clone(), usize::MAX);
     let mut calls = Vec::new();
-    for &id in order.iter().rev() {
+    for &id in sorted.iter().rev() {
         let d = &mut ns.objs[id];
         if d.init_called || d.kind != Kind::Library {
             continue;
@@ -223,6 +228,9 @@ fn place_tls(ns: &mut Namespace, new: &[DsoId]) {
 /// Copies the new modules' TLS images into every thread and points each
 /// thread's DTV at them.
 fn copy_tls_images(ns: &Namespace, new: &[DsoId]) {
+    if new.iter().all(|&id| ns.objs[id].tls.is_none()) {
+        return;
+    }
     let layout = crate::glibc::runtime::layout();
     let tps: Vec<usize> = match layout {
         Some(l) => crate::glibc::rtld::thread_pointers(l),
@@ -279,17 +287,16 @@ pub fn close(lm: usize) -> Result<Closed, Error> {
         unsafe { crate::glibc::raw::Raw::new(lm) }.get(l.link_map.l_tls_dtor_count) != 0
     });
     let unmap = (!needed_by_others && !dtors_pending).then_some(id);
-    let d = &mut ns.objs[id];
-    if !d.init_called {
+    if ns.scope.contains(&id) {
         ns.scope.retain(|&x| x != id);
         publish_global_scope(ns);
+    }
+    let d = &mut ns.objs[id];
+    if !d.init_called {
         return Ok(Closed { calls: Vec::new(), unmap });
     }
     d.init_called = false;
-    let calls = crate::init::object_fini_calls(ns, id);
-    ns.scope.retain(|&x| x != id);
-    publish_global_scope(ns);
-    Ok(Closed { calls, unmap })
+    Ok(Closed { calls: crate::init::object_fini_calls(ns, id), unmap })
 }
 
 /// Unmaps an object `close` released, after its finalisers ran: it leaves

@@ -77,7 +77,7 @@ fn try_path(
     // A file others can write was verified as a private copy: map that.
     let mapped = match accepted.as_ref().and_then(|a| a.copy.as_deref()) {
         Some(bytes) => map::map_copy(bytes, cfg.machine, cfg.page),
-        None => map::map_file(&fd, cfg.machine, cfg.page),
+        None => map::map_regular_file(&fd, st.size as u64, cfg.machine, cfg.page),
     };
     match mapped {
         Ok(m) => {
@@ -402,7 +402,14 @@ pub fn walk(
 /// Checks that every version an object needs is defined by the object it
 /// names (`DT_VERNEED`), as glibc does before relocating.
 pub fn check_versions(ns: &Namespace) -> Result<(), Error> {
-    for d in &ns.objs {
+    check_versions_of(ns, 0..ns.objs.len())
+}
+
+/// [`check_versions`] for the objects `ids` only: a `dlopen` checks the
+/// objects it brought in (glibc's `_dl_check_map_versions` per new map),
+/// the others passed when they were loaded.
+pub fn check_versions_of(ns: &Namespace, ids: impl IntoIterator<Item = DsoId>) -> Result<(), Error> {
+    for d in ids.into_iter().filter_map(|i| ns.objs.get(i)) {
         for &ndx in &d.versions.needed {
             let Some(v) = d.versions.get(ndx) else { continue };
             let Some(file) = &v.file else { continue };
