@@ -97,6 +97,9 @@ pub fn open(name: &[u8], mode: i32, caller: usize) -> Result<(usize, Vec<crate::
         // half-done (the mappings stay, unreachable).
         for &id in &fresh {
             ns.objs[id].removed = true;
+            if let Some(m) = ns.objs[id].tls.filter(|m| m.modid != 0) {
+                tls::forget(m.modid);
+            }
         }
         ns.scope.retain(|x| !fresh.contains(x));
     }
@@ -150,6 +153,11 @@ fn load_and_link(
     };
     pipeline::relocate(ns, &order, &binding)?;
     copy_tls_images(ns, &new);
+    if let Some(l) = crate::glibc::runtime::layout() {
+        for m in new.iter().filter_map(|&id| ns.objs[id].tls.map(|m| (m, ns.objs[id].link_map))) {
+            crate::glibc::rtld::publish_tls_slot(l, m.0.modid, tls::generation(), m.1, tls::max_modid());
+        }
+    }
     pipeline::seal(ns, &new)?;
     let mut scope_changed = false;
     if mode & RTLD_GLOBAL != 0 {
@@ -225,10 +233,11 @@ fn place_tls(ns: &mut Namespace, new: &[DsoId]) {
     }
 }
 
-/// Copies the new modules' TLS images into every thread and points each
-/// thread's DTV at them.
+/// Copies the images of the new modules placed in static TLS into every
+/// thread's static block. DTVs are left alone: each thread brings its own
+/// up to date at its next TLS access (the registry's generation moved).
 fn copy_tls_images(ns: &Namespace, new: &[DsoId]) {
-    if new.iter().all(|&id| ns.objs[id].tls.is_none()) {
+    if new.iter().all(|&id| ns.objs[id].tls.is_none_or(|m| m.offset.is_none())) {
         return;
     }
     let layout = crate::glibc::runtime::layout();
@@ -237,23 +246,16 @@ fn copy_tls_images(ns: &Namespace, new: &[DsoId]) {
         None => alloc::vec![native::thread_pointer_value()],
     };
     for &id in new {
-        let Some(m) = ns.objs[id].tls else { continue };
+        let Some(m) = ns.objs[id].tls.filter(|m| m.offset.is_some()) else { continue };
         for &tp in &tps {
-            let dtv = native::dtv_of(tp);
-            // SAFETY: `dtv[-1]` holds the capacity of this thread's DTV.
-            let cap = unsafe { (*(dtv as *const tls::DtvEntry).sub(1)).val };
-            if m.modid > cap {
-                continue;
-            }
-            let tb = tls::ThreadBlock { tp, dtv, alloc: 0 };
             // SAFETY: the block was placed inside every thread's static
             // area (same layout for all threads), the image is mapped.
-            unsafe { tls::init_module(tls::variant(), &tb, &m) };
+            unsafe { tls::init_static_block(tls::variant(), tp, &m) };
         }
         // glibc before 2.34: the other threads are libpthread's to reach.
         // Its hook calls through its own PLT, which may bind lazily now,
         // under the lock this thread holds: the fixup must see `ns`.
-        if let (Some(l), Some(_)) = (layout, m.offset) {
+        if let Some(l) = layout {
             process::publishing(ns, || crate::glibc::libpthread::init_static_tls(l, ns.objs[id].link_map));
         }
     }
@@ -310,8 +312,12 @@ pub fn unmap(id: DsoId) {
     }
     let (start, end, lm, tls) = (d.map_start, d.map_end, d.link_map, d.tls);
     if let Some(m) = tls {
-        // New threads must not copy an image that is about to disappear.
+        // New threads must not copy an image that is about to disappear;
+        // the id is free for the next dlopen.
         tls::forget(m.modid);
+        if let Some(l) = crate::glibc::runtime::layout() {
+            crate::glibc::rtld::publish_tls_slot(l, m.modid, tls::generation(), 0, tls::max_modid());
+        }
     }
     crate::glibc::runtime::remove_object(lm);
     let chain = ns.link_order();

@@ -488,6 +488,34 @@ pub fn count_added(l: &Layout, added: usize) {
     g.put(l.rtld_global._dl_tls_generation, gen);
 }
 
+/// Publishes a TLS module id that changed hands at `gen` (taken by the
+/// object whose link map is `lm`, or given back with `lm` 0): its slot
+/// info, as debuggers' `libthread_db` reads it, and the process's
+/// generation and highest id. An id past the list start-up made keeps
+/// its slot info unpublished (the list has room for 62 more ids, and ids
+/// are reused).
+pub fn publish_tls_slot(l: &Layout, modid: usize, gen: usize, lm: usize, max_modid: usize) {
+    // SAFETY: the exported block is larger than the struct (checked at start-up).
+    let g = unsafe { Raw::new(_rtld_global.addr()) };
+    let rg = &l.rtld_global;
+    g.put(rg._dl_tls_generation, gen as u64);
+    g.put(rg._dl_tls_max_dtv_idx, max_modid as u64);
+    let list = g.get(rg._dl_tls_dtv_slotinfo_list) as usize;
+    if list == 0 {
+        return;
+    }
+    // SAFETY: the list start-up allocated, with `len` entries.
+    let lr = unsafe { Raw::new(list) };
+    if modid >= lr.get(l.dtv_slotinfo_list.len) as usize {
+        return;
+    }
+    let si = &l.dtv_slotinfo;
+    // SAFETY: `modid < len`, inside the allocation.
+    let e = unsafe { Raw::new(list + l.dtv_slotinfo_list.slotinfo.off as usize + modid * si.size as usize) };
+    e.put(si.gen, gen as u64);
+    e.put(si.map, lm as u64);
+}
+
 /// Every thread's pointer, from the thread lists libc keeps in `_rtld_global`.
 pub fn thread_pointers(l: &Layout) -> Vec<usize> {
     // SAFETY: as above.
