@@ -14,7 +14,6 @@ use crate::sys;
 const CHUNK: usize = 256 * 1024;
 const LARGE: usize = 64 * 1024;
 
-
 /// Blocks of at most this many bytes are sized in 16-byte steps.
 const FINE: usize = 1024;
 /// 64 fine classes, then one per power of two up to `LARGE`.

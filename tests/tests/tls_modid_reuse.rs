@@ -138,7 +138,9 @@ fn run(cmd: &mut Command) -> (String, Option<i32>) {
 fn case(arch: Arch, dialect: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let compiler = arch.cc();
-    for (name, init, size, text) in [("keep", "7", "16", "\"kept\""), ("small", "42", "32", "\"fresh\""), ("big", "43", "100000", "\"initial\"")] {
+    for (name, init, size, text) in
+        [("keep", "7", "16", "\"kept\""), ("small", "42", "32", "\"fresh\""), ("big", "43", "100000", "\"initial\"")]
+    {
         let src = dir.path().join(format!("{name}.c"));
         std::fs::write(&src, LIB.replace("INIT", init).replace("SIZE", size).replace("TEXT", text)).unwrap();
         let mut args = vec!["-shared", "-fPIC", "-O1"];
