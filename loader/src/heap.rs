@@ -54,6 +54,34 @@ impl Heap {
     pub const fn new() -> Heap {
         Heap { arena: spin::Mutex::new(Arena { next: 0, end: 0, free: [0; CLASSES] }) }
     }
+
+    /// Everything but a small block the arena has at hand: large and
+    /// over-aligned blocks, and a new chunk when the current one is full.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, layout: Layout) -> *mut u8 {
+        let size = layout.size().max(1);
+        let align = layout.align();
+        if size >= LARGE || align > 4096 {
+            let len = page_round(size + align.saturating_sub(4096));
+            return match sys::mmap_anon(len) {
+                Ok(p) => ((p + align - 1) & !(align - 1)) as *mut u8,
+                Err(_) => core::ptr::null_mut(),
+            };
+        }
+        let (size, align) = if classed(&layout) { (class_of(size).1, ALIGN) } else { (size, align.max(ALIGN)) };
+        let mut a = self.arena.lock();
+        let mut start = (a.next + align - 1) & !(align - 1);
+        if a.next == 0 || start + size > a.end {
+            let Ok(p) = sys::mmap_anon(CHUNK) else { return core::ptr::null_mut() };
+            a.next = p;
+            a.end = p + CHUNK;
+            start = (p + align - 1) & !(align - 1);
+        }
+        // Keep `next` 16-aligned for the fast path (the chunk end is).
+        a.next = (start + size + ALIGN - 1) & !(ALIGN - 1);
+        start as *mut u8
+    }
 }
 
 impl Default for Heap {
@@ -77,18 +105,11 @@ unsafe impl GlobalAlloc for Heap {
     /// As [`GlobalAlloc::alloc`]: `layout` has a non-zero size (a zero
     /// size is served as one byte all the same).
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let size = layout.size().max(1);
-        let align = layout.align();
-        if size >= LARGE || align > 4096 {
-            let len = page_round(size + align.saturating_sub(4096));
-            return match sys::mmap_anon(len) {
-                Ok(p) => ((p + align - 1) & !(align - 1)) as *mut u8,
-                Err(_) => core::ptr::null_mut(),
-            };
-        }
-        let mut a = self.arena.lock();
-        let (size, align) = if classed(&layout) {
-            let (class, bytes) = class_of(size);
+        // The common case kept short: a small block from its free list or
+        // the current chunk (`next` is always 16-aligned).
+        if classed(&layout) {
+            let (class, bytes) = class_of(layout.size().max(1));
+            let mut a = self.arena.lock();
             let head = a.free[class];
             if head != 0 {
                 // SAFETY: a freed block of this class: its first word is the
@@ -96,19 +117,13 @@ unsafe impl GlobalAlloc for Heap {
                 a.free[class] = unsafe { *(head as *const usize) };
                 return head as *mut u8;
             }
-            (bytes, ALIGN)
-        } else {
-            (size, align.max(ALIGN))
-        };
-        let mut start = (a.next + align - 1) & !(align - 1);
-        if a.next == 0 || start + size > a.end {
-            let Ok(p) = sys::mmap_anon(CHUNK) else { return core::ptr::null_mut() };
-            a.next = p;
-            a.end = p + CHUNK;
-            start = (p + align - 1) & !(align - 1);
+            let start = a.next;
+            if start + bytes <= a.end {
+                a.next = start + bytes;
+                return start as *mut u8;
+            }
         }
-        a.next = start + size;
-        start as *mut u8
+        self.alloc_slow(layout)
     }
 
     /// # Safety

@@ -133,16 +133,16 @@ pub fn fill_link_maps(l: &Layout, ns: &Namespace, chain: &[DsoId], dlopened: boo
         // (before 2.35, into a relocated copy: see `libpthread::relocated_dynamic`).
         if d.dynamic != 0 {
             let copy = super::libpthread::relocated_dynamic(l, &d.img, d.dynamic, d.dyn_info.count, d.base);
-            for k in 0..d.dyn_info.count.saturating_sub(1) {
-                let at = d.dynamic + k * 16;
-                if let Some(tag) = d.img.u64(at) {
-                    if let Some(i) = l_info_index(tag, lm.l_info.len, dt_num(l)) {
-                        if let Some(off) = lm.l_info.at(i) {
-                            let f = super::layout::Field { off, size: 8 };
-                            if m.get(f) == 0 {
-                                m.put(f, copy.map_or(at, |c| c + k * 16) as u64);
-                            }
-                        }
+            let entries = d.dyn_info.count.saturating_sub(1);
+            // One bounds check for the whole section (parsed, so readable).
+            let dynamic = d.img.bytes(d.dynamic, entries * 16).unwrap_or_default();
+            let dtn = dt_num(l);
+            for (k, e) in dynamic.chunks_exact(16).enumerate() {
+                let tag = u64::from_ne_bytes(e[..8].try_into().unwrap_or_default());
+                if let Some(off) = l_info_index(tag, lm.l_info.len, dtn).and_then(|i| lm.l_info.at(i)) {
+                    let f = super::layout::Field { off, size: 8 };
+                    if m.get(f) == 0 {
+                        m.put(f, copy.map_or(d.dynamic + k * 16, |c| c + k * 16) as u64);
                     }
                 }
             }
