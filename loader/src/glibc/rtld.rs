@@ -103,13 +103,20 @@ fn alloc_zeroed(n: usize) -> usize {
     alloc::vec![0u8; n].leak().as_mut_ptr() as usize
 }
 
+/// A copy of `s` with a NUL, kept for the life of the process (libc
+/// holds the pointer).
+fn nul_terminated(s: &[u8]) -> usize {
+    let mut v = Vec::with_capacity(s.len() + 1);
+    v.extend_from_slice(s);
+    v.push(0);
+    v.leak().as_ptr() as usize
+}
+
 /// Fills the link map of every object (the public prefix is already set by
 /// `debug::link_maps`).
 pub fn fill_link_maps(l: &Layout, ns: &Namespace, chain: &[DsoId], dlopened: bool) {
     let lm = &l.link_map;
     // The global scope as an `r_scope_elem` list of link maps.
-    let scope_list: Vec<usize> = ns.scope.iter().map(|&i| ns.objs[i].link_map).collect();
-    let scope_ptr = scope_list.leak().as_ptr() as usize;
     let main_lm = ns.objs[ns.main].link_map;
     for (serial, &id) in chain.iter().enumerate() {
         let d = &ns.objs[id];
@@ -121,11 +128,7 @@ pub fn fill_link_maps(l: &Layout, ns: &Namespace, chain: &[DsoId], dlopened: boo
         let libname = alloc_zeroed(l.libname_list.size as usize);
         // SAFETY: just allocated with the struct's size.
         let ln = unsafe { Raw::new(libname) };
-        let first_name = d.aliases.first().map(|a| {
-            let mut v = a.clone();
-            v.push(0);
-            v.leak().as_ptr() as usize
-        });
+        let first_name = d.aliases.first().map(|a| nul_terminated(a));
         ln.put(l.libname_list.name, first_name.unwrap_or(d.name.as_ptr() as usize) as u64);
         ln.put(l.libname_list.dont_free, 1);
         m.put(lm.l_libname, libname as u64);
@@ -176,9 +179,7 @@ pub fn fill_link_maps(l: &Layout, ns: &Namespace, chain: &[DsoId], dlopened: boo
         }
         m.put(lm.l_direct_opencount, u64::from(d.kind == Kind::Main));
         if let Some(o) = (!d.path.is_empty()).then(|| crate::link::search::dirname(&d.path)) {
-            let mut v = o.to_vec();
-            v.push(0);
-            m.put(lm.l_origin, v.leak().as_ptr() as u64);
+            m.put(lm.l_origin, nul_terminated(o) as u64);
         }
         if let Some((s, e)) = d.relro {
             m.put(lm.l_relro_addr, s as u64);
@@ -226,6 +227,8 @@ pub fn fill_link_maps(l: &Layout, ns: &Namespace, chain: &[DsoId], dlopened: boo
         // object alone otherwise), l_scope = { &program's searchlist, NULL }.
         let searchlist = m.sub(lm.l_searchlist);
         if d.kind == Kind::Main {
+            let scope_list: Vec<usize> = ns.scope.iter().map(|&i| ns.objs[i].link_map).collect();
+            let scope_ptr = scope_list.leak().as_ptr() as usize;
             searchlist.put(l.r_scope_elem.r_list, scope_ptr as u64);
             searchlist.put(l.r_scope_elem.r_nlist, ns.scope.len() as u64);
         } else {
