@@ -290,7 +290,7 @@ fn map_from(src: Source<'_>, machine: u16, page: usize) -> Result<Mapped, MapErr
         aligned - lo
     };
 
-    let mut img = Image::new();
+    let mut img = Image::with_capacity(loads.len(), loads.iter().filter(|p| p.p_flags & PF_W != 0).count());
     let mut prev_page_end = 0;
     for (i, p) in loads.iter().enumerate() {
         let vaddr = base + p.p_vaddr as usize;
