@@ -175,7 +175,8 @@ fn load_and_link(
     if let Some(l) = crate::glibc::runtime::layout() {
         // dlsym(handle) searches the object and its dependencies.
         let lms: Vec<usize> = local.iter().map(|&x| ns.objs[x].link_map).collect();
-        crate::glibc::rtld::set_searchlist(l, ns.objs[root].link_map, &lms);
+        let lm = ns.objs[root].link_map;
+        crate::glibc::rtld::set_searchlist(l, lm, &lms, Some(&mut ns.objs[root].link_map_mem));
     }
     for &id in &new {
         if id != root {
@@ -220,7 +221,7 @@ fn bump(ns: &mut Namespace, id: DsoId, mode: i32) {
 fn publish_global_scope(ns: &Namespace) {
     let Some(l) = crate::glibc::runtime::layout() else { return };
     let lms: Vec<usize> = ns.scope.iter().map(|&x| ns.objs[x].link_map).collect();
-    crate::glibc::rtld::set_searchlist(l, ns.objs[ns.main].link_map, &lms);
+    crate::glibc::rtld::set_searchlist(l, ns.objs[ns.main].link_map, &lms, None);
 }
 
 /// Gives the new objects' TLS blocks their module ids and places (see
