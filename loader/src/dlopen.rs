@@ -16,6 +16,7 @@
 #![allow(unsafe_code)]
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::arch::native;
 use crate::diag::Error;
@@ -201,7 +202,18 @@ fn load_and_link(
 
 /// `argv[0]` (glibc's `RTLD_PROGNAME`), for the engine's warnings.
 fn program_name() -> &'static str {
-    crate::glibc::runtime::argv0().map_or("<program name unknown>", |a| crate::diag::show(a.strip_suffix(b"\0").unwrap_or(a)))
+    // Checked as UTF-8 once: argv[0] lives, unchanged, as long as the process.
+    static NAME: AtomicUsize = AtomicUsize::new(0);
+    static LEN: AtomicUsize = AtomicUsize::new(0);
+    let p = NAME.load(Ordering::Acquire);
+    if p != 0 {
+        // SAFETY: stored below from a `&'static str`, with its length.
+        return unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(p as *const u8, LEN.load(Ordering::Relaxed))) };
+    }
+    let name = crate::glibc::runtime::argv0().map_or("<program name unknown>", |a| crate::diag::show(a.strip_suffix(b"\0").unwrap_or(a)));
+    LEN.store(name.len(), Ordering::Relaxed);
+    NAME.store(name.as_ptr() as usize, Ordering::Release);
+    name
 }
 
 fn bump(ns: &mut Namespace, id: DsoId, mode: i32) {
