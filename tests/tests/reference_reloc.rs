@@ -54,7 +54,7 @@ fn mapped(path: &Path, machine: u16) -> map::Mapped {
     let mut c = path.as_os_str().as_encoded_bytes().to_vec();
     c.push(0);
     let fd = sys::open(&c, sys::O_RDONLY, 0).unwrap_or_else(|e| panic!("{}: {}", path.display(), e.describe()));
-    map::map_file(&fd, None, machine, PAGE).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    map::map_file(&fd, machine, PAGE).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The program `path` of root `root`, which must exist.

@@ -196,9 +196,10 @@ impl<'a> Engine<'a> {
     /// and `DT_JMPREL` as the ranges `_ELF_DYNAMIC_DO_RELOC` makes of them.
     pub fn relocate(&mut self, id: DsoId) -> Result<(), Error> {
         let d = &self.ns.objs[id];
-        let name = d.display_name();
+        // Only an error needs the name (UTF-8 checked): made then.
+        let name = || d.display_name();
         if d.dyn_info.textrel {
-            return Err(err!(name, "text relocations (DT_TEXTREL) are not supported"));
+            return Err(err!(name(), "text relocations (DT_TEXTREL) are not supported"));
         }
         self.apply_relr(id)?;
         let di = &d.dyn_info;
@@ -222,19 +223,19 @@ impl<'a> Engine<'a> {
             // Checked once (DynInfo::check_ranges did too): each entry is
             // then read with one comparison.
             let Some(table) = d.img.span(start, n * 24) else {
-                return Err(err!(name, "relocation table lies outside the object"));
+                return Err(err!(name(), "relocation table lies outside the object"));
             };
             for i in 0..n {
                 let at = start + i * 24;
                 let Some([off, info, addend]) = d.img.at::<[u64; 3]>(table, i * 24) else {
-                    return Err(err!(name, "relocation table lies outside the object"));
+                    return Err(err!(name(), "relocation table lies outside the object"));
                 };
                 let r_type = info as u32;
                 let place = d.base.wrapping_add(off as usize);
                 if r_type == self.target.relative {
                     self.stats.relative += 1;
                     if !d.img.write_u64(place, (d.base as u64).wrapping_add(addend)) {
-                        return Err(bad_place(name, place, d.base));
+                        return Err(bad_place(name(), place, d.base));
                     }
                     continue;
                 }
@@ -244,9 +245,9 @@ impl<'a> Engine<'a> {
                 // first call. Not in RELRO (sealed before any call) nor a
                 // variant-PCS function (see Target::variant_pcs).
                 if plt && lazy_got && r_type == self.target.jump_slot && !in_relro(place) && !self.variant_pcs(id, (info >> 32) as u32) {
-                    let Some(v) = d.img.u64(place) else { return Err(bad_place(name, place, d.base)) };
+                    let Some(v) = d.img.u64(place) else { return Err(bad_place(name(), place, d.base)) };
                     if !d.img.write_u64(place, v.wrapping_add(d.base as u64)) {
-                        return Err(bad_place(name, place, d.base));
+                        return Err(bad_place(name(), place, d.base));
                     }
                     self.stats.lazy += 1;
                     continue;
@@ -260,7 +261,7 @@ impl<'a> Engine<'a> {
                 match self.apply_one(id, rela, &mut cache) {
                     Err(e) if plt && lazy_plt && e.kind == ErrorKind::UndefinedSymbol => {
                         if !d.img.write_u64(place, missing_function as *const () as u64) {
-                            return Err(bad_place(name, place, d.base));
+                            return Err(bad_place(name(), place, d.base));
                         }
                     }
                     r => r?,
@@ -268,7 +269,7 @@ impl<'a> Engine<'a> {
             }
             for at in irelative {
                 let (Some(off), Some(addend)) = (d.img.u64(at), d.img.u64(at + 16)) else {
-                    return Err(err!(name, "relocation table lies outside the object"));
+                    return Err(err!(name(), "relocation table lies outside the object"));
                 };
                 self.stats.symbolic += 1;
                 self.irelative(id, d.base.wrapping_add(off as usize), addend)?;

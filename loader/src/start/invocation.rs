@@ -146,7 +146,7 @@ unsafe fn run_mapped(
     // O_NONBLOCK: a FIFO must not block us in open(); `map_file`
     // refuses anything but a regular file.
     let fd = sys::open(&cpath, sys::O_RDONLY | sys::O_NONBLOCK, 0).map_err(|e| err!(diag::show(prog), "cannot open: {}", e.describe()));
-    let m = fd.and_then(|fd| map::map_file(&fd, None, Native::MACHINE, page).map_err(|e| err!(diag::show(prog), "{}", e)));
+    let m = fd.and_then(|fd| map::map_file(&fd, Native::MACHINE, page).map_err(|e| err!(diag::show(prog), "{}", e)));
     // `--verify` (ldd's test): glibc's ld.so exits 1, silently, for a
     // file it cannot load.
     let m = match m {
