@@ -65,6 +65,9 @@ fn build_loader(tc: &toolchain::Toolchain, arch: Arch, notables: bool) -> Result
         // Keep and export the `#[no_mangle]` items (`__tls_get_addr`,
         // `_r_debug`, ...): the version script then decides what is visible.
         "-Zexport-executable-symbols".into(),
+        // The panic handler prints the message only: no file names and
+        // line numbers in the image.
+        "-Zlocation-detail=none".into(),
     ];
     for a in &link_args {
         rustflags.push(format!("-Clink-arg={a}"));

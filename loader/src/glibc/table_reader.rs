@@ -47,15 +47,18 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    #[inline(never)]
     pub fn u8(&mut self) -> R<u8> {
         Ok(self.take(1)?[0])
     }
 
+    #[inline(never)]
     pub fn u32(&mut self) -> R<u32> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    #[inline(never)]
     pub fn u64(&mut self) -> R<u64> {
         let b = self.take(8)?;
         let mut w = [0u8; 8];
@@ -64,6 +67,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A presence flag: 0 or 1.
+    #[inline(never)]
     pub fn flag(&mut self) -> R<bool> {
         match self.u8()? {
             0 => Ok(false),
@@ -88,6 +92,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A length-prefixed UTF-8 string, leaked.
+    #[inline(never)]
     pub fn str(&mut self) -> R<&'static str> {
         let b = self.bytes()?;
         core::str::from_utf8(b).map(leak_str).map_err(|_| "string is not UTF-8")
@@ -103,14 +108,17 @@ impl<'a> Reader<'a> {
         Ok(leak(v))
     }
 
+    #[inline(never)]
     pub fn opt_i64(&mut self) -> R<Option<i64>> {
         Ok(if self.flag()? { Some(self.u64()? as i64) } else { None })
     }
 
+    #[inline(never)]
     pub fn field(&mut self) -> R<Field> {
         Ok(Field { off: self.u32()?, size: self.u32()? })
     }
 
+    #[inline(never)]
     pub fn bits(&mut self) -> R<Bits> {
         let b = Bits { off: self.u32()?, bit: self.u8()?, width: self.u8()? };
         if b.bit >= 8 || b.width == 0 || b.width > 64 || b.off.checked_add(b.byte_span()).is_none() {
@@ -119,6 +127,7 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
+    #[inline(never)]
     pub fn array(&mut self) -> R<Array> {
         let a = Array { off: self.u32()?, stride: self.u32()?, len: self.u32()? };
         if a.stride.checked_mul(a.len).and_then(|s| s.checked_add(a.off)).is_none() {
@@ -127,6 +136,7 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
 
+    #[inline(never)]
     pub fn arch(&mut self) -> R<Arch> {
         match self.u8()? {
             1 => Ok(Arch::X86_64),
