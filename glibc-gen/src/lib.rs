@@ -694,24 +694,24 @@ pub fn render_decoder(spec: &Spec) -> Result<String, String> {
             }
             _ => {
                 let t = table_spec(spec, f)?;
+                // One call per member, the error checked once at the end
+                // (`Reader::finish`): a `?` per member was most of the
+                // loader's code for this rarely taken path.
                 let _ = writeln!(
                     fns,
-                    "\nfn {}(r: &mut Reader<'_>) -> Result<{}, &'static str> {{\n    Ok({} {{\n        size: r.u32()?,",
+                    "\nfn {}(r: &mut Reader<'_>) -> Result<{}, &'static str> {{\n    let t = {} {{\n        size: r.next_u32(),",
                     f.rust, t.rust, t.rust
                 );
                 for m in &t.members {
-                    let read = match m.kind {
-                        Kind::Field => "r.field()?",
-                        Kind::Bits => "r.bits()?",
-                        Kind::Array => "r.array()?",
+                    let kind = match m.kind {
+                        Kind::Field => "field",
+                        Kind::Bits => "bits",
+                        Kind::Array => "array",
                     };
-                    if m.optional {
-                        let _ = writeln!(fns, "        {}: if r.flag()? {{ Some({read}) }} else {{ None }},", m.rust);
-                    } else {
-                        let _ = writeln!(fns, "        {}: {read},", m.rust);
-                    }
+                    let opt = if m.optional { "opt_" } else { "" };
+                    let _ = writeln!(fns, "        {}: r.next_{opt}{kind}(),", m.rust);
                 }
-                fns.push_str("    })\n}\n");
+                fns.push_str("    };\n    r.finish(t)\n}\n");
                 if f.optional {
                     format!("if r.flag()? {{ Some({}(r)?) }} else {{ None }}", f.rust)
                 } else {

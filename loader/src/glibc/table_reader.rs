@@ -15,6 +15,8 @@ use super::layout::{Arch, Array, Bits, Field, Fingerprint, Tunable, TunableSecur
 /// left could hold). Every read past the end is an error, never a panic.
 pub struct Reader<'a> {
     buf: &'a [u8],
+    /// The first error of the `next_*` reads (see there).
+    failed: Option<&'static str>,
 }
 
 pub type R<T> = Result<T, &'static str>;
@@ -30,7 +32,7 @@ fn leak<T>(v: Vec<T>) -> &'static [T] {
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf }
+        Reader { buf, failed: None }
     }
 
     /// Bytes not read yet.
@@ -187,5 +189,83 @@ impl<'a> Reader<'a> {
             v.push(Tunable { name, ty, default, min, max, security, alias });
         }
         Ok(leak(v))
+    }
+
+    // The reads of the generated decoder, one call per member: the first
+    // error is kept and every later read returns zeros without reading, so
+    // a table's function checks once, in `finish`, instead of after each of
+    // its hundreds of members (that was 48 KB of code). The error returned
+    // is the same first error a `?` after each read would give.
+
+    #[inline(always)]
+    fn sticky<T: Copy>(&mut self, zero: T, read: fn(&mut Self) -> R<T>) -> T {
+        if self.failed.is_some() {
+            return zero;
+        }
+        read(self).unwrap_or_else(|e| {
+            self.failed = Some(e);
+            zero
+        })
+    }
+
+    #[inline(never)]
+    pub fn next_u32(&mut self) -> u32 {
+        self.sticky(0, Self::u32)
+    }
+
+    #[inline(never)]
+    pub fn next_flag(&mut self) -> bool {
+        self.sticky(false, Self::flag)
+    }
+
+    #[inline(never)]
+    pub fn next_field(&mut self) -> Field {
+        self.sticky(Field { off: 0, size: 0 }, Self::field)
+    }
+
+    #[inline(never)]
+    pub fn next_bits(&mut self) -> Bits {
+        self.sticky(Bits { off: 0, bit: 0, width: 0 }, Self::bits)
+    }
+
+    #[inline(never)]
+    pub fn next_array(&mut self) -> Array {
+        self.sticky(Array { off: 0, stride: 0, len: 0 }, Self::array)
+    }
+
+    /// A presence flag, then the field if present.
+    #[inline(never)]
+    pub fn next_opt_field(&mut self) -> Option<Field> {
+        if self.next_flag() {
+            Some(self.next_field())
+        } else {
+            None
+        }
+    }
+
+    #[inline(never)]
+    pub fn next_opt_bits(&mut self) -> Option<Bits> {
+        if self.next_flag() {
+            Some(self.next_bits())
+        } else {
+            None
+        }
+    }
+
+    #[inline(never)]
+    pub fn next_opt_array(&mut self) -> Option<Array> {
+        if self.next_flag() {
+            Some(self.next_array())
+        } else {
+            None
+        }
+    }
+
+    /// `value` read with `next_*`, or their first error.
+    pub fn finish<T>(&mut self, value: T) -> R<T> {
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(value),
+        }
     }
 }

@@ -59,519 +59,545 @@ pub fn layout(r: &mut Reader<'_>) -> Result<Layout, &'static str> {
 }
 
 fn rtld_global(r: &mut Reader<'_>) -> Result<RtldGlobal, &'static str> {
-    Ok(RtldGlobal {
-        size: r.u32()?,
-        _dl_ns: r.array()?,
-        _dl_nns: r.field()?,
-        _dl_load_lock: r.field()?,
-        _dl_load_write_lock: r.field()?,
-        _dl_load_tls_lock: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_load_adds: r.field()?,
-        _dl_initfirst: r.field()?,
-        _dl_profile_map: r.field()?,
-        _dl_num_relocations: r.field()?,
-        _dl_num_cache_relocations: r.field()?,
-        _dl_all_dirs: r.field()?,
-        _dl_rtld_map: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_rtld_auditstate: if r.flag()? { Some(r.array()?) } else { None },
-        _dl_x86_feature_1: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_x86_feature_control: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_aarch64_gcs: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_stack_flags: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_stack_prot_flags: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_tls_dtv_gaps: r.field()?,
-        _dl_tls_max_dtv_idx: r.field()?,
-        _dl_tls_dtv_slotinfo_list: r.field()?,
-        _dl_tls_static_nelem: r.field()?,
-        _dl_tls_static_used: r.field()?,
-        _dl_tls_static_optional: r.field()?,
-        _dl_initial_dtv: r.field()?,
-        _dl_tls_generation: r.field()?,
-        _dl_scope_free_list: r.field()?,
-        _dl_stack_used: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_stack_user: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_stack_cache: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_stack_cache_actsize: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_in_flight_stack: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_stack_cache_lock: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_rtld_lock_recursive: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_rtld_unlock_recursive: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_make_stack_executable_hook: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_tls_static_size: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_tls_static_align: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_init_static_tls: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_wait_lookup_done: if r.flag()? { Some(r.field()?) } else { None },
-    })
+    let t = RtldGlobal {
+        size: r.next_u32(),
+        _dl_ns: r.next_array(),
+        _dl_nns: r.next_field(),
+        _dl_load_lock: r.next_field(),
+        _dl_load_write_lock: r.next_field(),
+        _dl_load_tls_lock: r.next_opt_field(),
+        _dl_load_adds: r.next_field(),
+        _dl_initfirst: r.next_field(),
+        _dl_profile_map: r.next_field(),
+        _dl_num_relocations: r.next_field(),
+        _dl_num_cache_relocations: r.next_field(),
+        _dl_all_dirs: r.next_field(),
+        _dl_rtld_map: r.next_opt_field(),
+        _dl_rtld_auditstate: r.next_opt_array(),
+        _dl_x86_feature_1: r.next_opt_field(),
+        _dl_x86_feature_control: r.next_opt_field(),
+        _dl_aarch64_gcs: r.next_opt_field(),
+        _dl_stack_flags: r.next_opt_field(),
+        _dl_stack_prot_flags: r.next_opt_field(),
+        _dl_tls_dtv_gaps: r.next_field(),
+        _dl_tls_max_dtv_idx: r.next_field(),
+        _dl_tls_dtv_slotinfo_list: r.next_field(),
+        _dl_tls_static_nelem: r.next_field(),
+        _dl_tls_static_used: r.next_field(),
+        _dl_tls_static_optional: r.next_field(),
+        _dl_initial_dtv: r.next_field(),
+        _dl_tls_generation: r.next_field(),
+        _dl_scope_free_list: r.next_field(),
+        _dl_stack_used: r.next_opt_field(),
+        _dl_stack_user: r.next_opt_field(),
+        _dl_stack_cache: r.next_opt_field(),
+        _dl_stack_cache_actsize: r.next_opt_field(),
+        _dl_in_flight_stack: r.next_opt_field(),
+        _dl_stack_cache_lock: r.next_opt_field(),
+        _dl_rtld_lock_recursive: r.next_opt_field(),
+        _dl_rtld_unlock_recursive: r.next_opt_field(),
+        _dl_make_stack_executable_hook: r.next_opt_field(),
+        _dl_tls_static_size: r.next_opt_field(),
+        _dl_tls_static_align: r.next_opt_field(),
+        _dl_init_static_tls: r.next_opt_field(),
+        _dl_wait_lookup_done: r.next_opt_field(),
+    };
+    r.finish(t)
 }
 
 fn rtld_global_ro(r: &mut Reader<'_>) -> Result<RtldGlobalRo, &'static str> {
-    Ok(RtldGlobalRo {
-        size: r.u32()?,
-        _dl_debug_mask: r.field()?,
-        _dl_platform: r.field()?,
-        _dl_platformlen: r.field()?,
-        _dl_pagesize: r.field()?,
-        _dl_minsigstacksize: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_inhibit_cache: r.field()?,
-        _dl_initial_searchlist: r.field()?,
-        _dl_clktck: r.field()?,
-        _dl_verbose: r.field()?,
-        _dl_debug_fd: r.field()?,
-        _dl_lazy: r.field()?,
-        _dl_bind_not: r.field()?,
-        _dl_dynamic_weak: r.field()?,
-        _dl_fpu_control: r.field()?,
-        _dl_hwcap: r.field()?,
-        _dl_auxv: r.field()?,
-        _dl_x86_cpu_features: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_x86_hwcap_flags: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_x86_platforms: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_x86_tlsdesc_dynamic: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_x86_64_runtime_resolve: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_aarch64_cpu_features: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_aarch64_cap_flags: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_inhibit_rpath: r.field()?,
-        _dl_origin_path: r.field()?,
-        _dl_tls_static_size: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_tls_static_align: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_tls_static_surplus: r.field()?,
-        _dl_profile: r.field()?,
-        _dl_profile_output: r.field()?,
-        _dl_init_all_dirs: r.field()?,
-        _dl_sysinfo_dso: r.field()?,
-        _dl_sysinfo_map: r.field()?,
-        _dl_vdso_clock_gettime64: r.field()?,
-        _dl_vdso_gettimeofday: r.field()?,
-        _dl_vdso_time: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_vdso_getcpu: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_vdso_clock_getres_time64: r.field()?,
-        _dl_vdso_getrandom: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_hwcap2: r.field()?,
-        _dl_hwcap3: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_hwcap4: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_dso_sort_algo: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_debug_printf: r.field()?,
-        _dl_mcount: r.field()?,
-        _dl_lookup_symbol_x: r.field()?,
-        _dl_open: r.field()?,
-        _dl_close: r.field()?,
-        _dl_catch_error: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_error_free: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_tls_get_addr_soft: r.field()?,
-        _dl_libc_freeres: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_find_object: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_readonly_area: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_dlfcn_hook: if r.flag()? { Some(r.field()?) } else { None },
-        _dl_audit: r.field()?,
-        _dl_naudit: r.field()?,
-    })
+    let t = RtldGlobalRo {
+        size: r.next_u32(),
+        _dl_debug_mask: r.next_field(),
+        _dl_platform: r.next_field(),
+        _dl_platformlen: r.next_field(),
+        _dl_pagesize: r.next_field(),
+        _dl_minsigstacksize: r.next_opt_field(),
+        _dl_inhibit_cache: r.next_field(),
+        _dl_initial_searchlist: r.next_field(),
+        _dl_clktck: r.next_field(),
+        _dl_verbose: r.next_field(),
+        _dl_debug_fd: r.next_field(),
+        _dl_lazy: r.next_field(),
+        _dl_bind_not: r.next_field(),
+        _dl_dynamic_weak: r.next_field(),
+        _dl_fpu_control: r.next_field(),
+        _dl_hwcap: r.next_field(),
+        _dl_auxv: r.next_field(),
+        _dl_x86_cpu_features: r.next_opt_field(),
+        _dl_x86_hwcap_flags: r.next_opt_field(),
+        _dl_x86_platforms: r.next_opt_field(),
+        _dl_x86_tlsdesc_dynamic: r.next_opt_field(),
+        _dl_x86_64_runtime_resolve: r.next_opt_field(),
+        _dl_aarch64_cpu_features: r.next_opt_field(),
+        _dl_aarch64_cap_flags: r.next_opt_field(),
+        _dl_inhibit_rpath: r.next_field(),
+        _dl_origin_path: r.next_field(),
+        _dl_tls_static_size: r.next_opt_field(),
+        _dl_tls_static_align: r.next_opt_field(),
+        _dl_tls_static_surplus: r.next_field(),
+        _dl_profile: r.next_field(),
+        _dl_profile_output: r.next_field(),
+        _dl_init_all_dirs: r.next_field(),
+        _dl_sysinfo_dso: r.next_field(),
+        _dl_sysinfo_map: r.next_field(),
+        _dl_vdso_clock_gettime64: r.next_field(),
+        _dl_vdso_gettimeofday: r.next_field(),
+        _dl_vdso_time: r.next_opt_field(),
+        _dl_vdso_getcpu: r.next_opt_field(),
+        _dl_vdso_clock_getres_time64: r.next_field(),
+        _dl_vdso_getrandom: r.next_opt_field(),
+        _dl_hwcap2: r.next_field(),
+        _dl_hwcap3: r.next_opt_field(),
+        _dl_hwcap4: r.next_opt_field(),
+        _dl_dso_sort_algo: r.next_opt_field(),
+        _dl_debug_printf: r.next_field(),
+        _dl_mcount: r.next_field(),
+        _dl_lookup_symbol_x: r.next_field(),
+        _dl_open: r.next_field(),
+        _dl_close: r.next_field(),
+        _dl_catch_error: r.next_opt_field(),
+        _dl_error_free: r.next_opt_field(),
+        _dl_tls_get_addr_soft: r.next_field(),
+        _dl_libc_freeres: r.next_opt_field(),
+        _dl_find_object: r.next_opt_field(),
+        _dl_readonly_area: r.next_opt_field(),
+        _dl_dlfcn_hook: r.next_opt_field(),
+        _dl_audit: r.next_field(),
+        _dl_naudit: r.next_field(),
+    };
+    r.finish(t)
 }
 
 fn link_namespaces(r: &mut Reader<'_>) -> Result<LinkNamespaces, &'static str> {
-    Ok(LinkNamespaces {
-        size: r.u32()?,
-        _ns_loaded: r.field()?,
-        _ns_nloaded: r.field()?,
-        _ns_main_searchlist: r.field()?,
-        _ns_global_scope_alloc: r.field()?,
-        _ns_global_scope_pending_adds: r.field()?,
-        libc_map: if r.flag()? { Some(r.field()?) } else { None },
-        _ns_unique_sym_table: r.field()?,
-        _ns_debug: if r.flag()? { Some(r.field()?) } else { None },
-        _ns_debug_unused: if r.flag()? { Some(r.field()?) } else { None },
-    })
+    let t = LinkNamespaces {
+        size: r.next_u32(),
+        _ns_loaded: r.next_field(),
+        _ns_nloaded: r.next_field(),
+        _ns_main_searchlist: r.next_field(),
+        _ns_global_scope_alloc: r.next_field(),
+        _ns_global_scope_pending_adds: r.next_field(),
+        libc_map: r.next_opt_field(),
+        _ns_unique_sym_table: r.next_field(),
+        _ns_debug: r.next_opt_field(),
+        _ns_debug_unused: r.next_opt_field(),
+    };
+    r.finish(t)
 }
 
 fn link_map(r: &mut Reader<'_>) -> Result<LinkMap, &'static str> {
-    Ok(LinkMap {
-        size: r.u32()?,
-        l_addr: r.field()?,
-        l_name: r.field()?,
-        l_ld: r.field()?,
-        l_next: r.field()?,
-        l_prev: r.field()?,
-        l_real: r.field()?,
-        l_ns: r.field()?,
-        l_libname: r.field()?,
-        l_info: r.array()?,
-        l_phdr: r.field()?,
-        l_entry: r.field()?,
-        l_phnum: r.field()?,
-        l_ldnum: r.field()?,
-        l_searchlist: r.field()?,
-        l_symbolic_searchlist: r.field()?,
-        l_loader: r.field()?,
-        l_versions: r.field()?,
-        l_nversions: r.field()?,
-        l_nbuckets: r.field()?,
-        l_gnu_bitmask_idxbits: r.field()?,
-        l_gnu_shift: r.field()?,
-        l_gnu_bitmask: r.field()?,
-        l_gnu_buckets: r.field()?,
-        l_chain: r.field()?,
-        l_gnu_chain_zero: r.field()?,
-        l_buckets: r.field()?,
-        l_direct_opencount: r.field()?,
-        l_type: r.bits()?,
-        l_dt_relr_ref: if r.flag()? { Some(r.bits()?) } else { None },
-        l_relocated: r.bits()?,
-        l_init_called: r.bits()?,
-        l_global: r.bits()?,
-        l_reserved: r.bits()?,
-        l_main_map: if r.flag()? { Some(r.bits()?) } else { None },
-        l_visited: if r.flag()? { Some(r.bits()?) } else { None },
-        l_map_used: if r.flag()? { Some(r.bits()?) } else { None },
-        l_map_done: if r.flag()? { Some(r.bits()?) } else { None },
-        l_phdr_allocated: r.bits()?,
-        l_soname_added: r.bits()?,
-        l_faked: r.bits()?,
-        l_need_tls_init: r.bits()?,
-        l_auditing: r.bits()?,
-        l_audit_any_plt: r.bits()?,
-        l_removed: r.bits()?,
-        l_contiguous: r.bits()?,
-        l_free_initfini: r.bits()?,
-        l_ld_readonly: if r.flag()? { Some(r.bits()?) } else { None },
-        l_find_object_processed: if r.flag()? { Some(r.bits()?) } else { None },
-        l_tls_in_slotinfo: if r.flag()? { Some(r.bits()?) } else { None },
-        l_nodelete_active: r.field()?,
-        l_nodelete_pending: r.field()?,
-        l_has_jump_slot_reloc: if r.flag()? { Some(r.field()?) } else { None },
-        l_property: if r.flag()? { Some(r.bits()?) } else { None },
-        l_x86_feature_1_and: if r.flag()? { Some(r.field()?) } else { None },
-        l_x86_isa_1_needed: if r.flag()? { Some(r.field()?) } else { None },
-        l_1_needed: if r.flag()? { Some(r.field()?) } else { None },
-        l_rpath_dirs: r.field()?,
-        l_reloc_result: r.field()?,
-        l_versyms: r.field()?,
-        l_origin: r.field()?,
-        l_map_start: r.field()?,
-        l_map_end: r.field()?,
-        l_text_end: if r.flag()? { Some(r.field()?) } else { None },
-        l_scope_mem: r.array()?,
-        l_scope_max: r.field()?,
-        l_scope: r.field()?,
-        l_local_scope: r.array()?,
-        l_file_id: r.field()?,
-        l_runpath_dirs: r.field()?,
-        l_initfini: r.field()?,
-        l_init_called_next: if r.flag()? { Some(r.field()?) } else { None },
-        l_reldeps: r.field()?,
-        l_reldepsmax: r.field()?,
-        l_used: r.field()?,
-        l_feature_1: r.field()?,
-        l_flags_1: r.field()?,
-        l_flags: r.field()?,
-        l_idx: r.field()?,
-        l_mach: r.field()?,
-        l_lookup_cache: r.field()?,
-        l_tls_initimage: r.field()?,
-        l_tls_initimage_size: r.field()?,
-        l_tls_blocksize: r.field()?,
-        l_tls_align: r.field()?,
-        l_tls_firstbyte_offset: r.field()?,
-        l_tls_offset: r.field()?,
-        l_tls_modid: r.field()?,
-        l_tls_dtor_count: r.field()?,
-        l_relro_addr: r.field()?,
-        l_relro_size: r.field()?,
-        l_serial: r.field()?,
-    })
+    let t = LinkMap {
+        size: r.next_u32(),
+        l_addr: r.next_field(),
+        l_name: r.next_field(),
+        l_ld: r.next_field(),
+        l_next: r.next_field(),
+        l_prev: r.next_field(),
+        l_real: r.next_field(),
+        l_ns: r.next_field(),
+        l_libname: r.next_field(),
+        l_info: r.next_array(),
+        l_phdr: r.next_field(),
+        l_entry: r.next_field(),
+        l_phnum: r.next_field(),
+        l_ldnum: r.next_field(),
+        l_searchlist: r.next_field(),
+        l_symbolic_searchlist: r.next_field(),
+        l_loader: r.next_field(),
+        l_versions: r.next_field(),
+        l_nversions: r.next_field(),
+        l_nbuckets: r.next_field(),
+        l_gnu_bitmask_idxbits: r.next_field(),
+        l_gnu_shift: r.next_field(),
+        l_gnu_bitmask: r.next_field(),
+        l_gnu_buckets: r.next_field(),
+        l_chain: r.next_field(),
+        l_gnu_chain_zero: r.next_field(),
+        l_buckets: r.next_field(),
+        l_direct_opencount: r.next_field(),
+        l_type: r.next_bits(),
+        l_dt_relr_ref: r.next_opt_bits(),
+        l_relocated: r.next_bits(),
+        l_init_called: r.next_bits(),
+        l_global: r.next_bits(),
+        l_reserved: r.next_bits(),
+        l_main_map: r.next_opt_bits(),
+        l_visited: r.next_opt_bits(),
+        l_map_used: r.next_opt_bits(),
+        l_map_done: r.next_opt_bits(),
+        l_phdr_allocated: r.next_bits(),
+        l_soname_added: r.next_bits(),
+        l_faked: r.next_bits(),
+        l_need_tls_init: r.next_bits(),
+        l_auditing: r.next_bits(),
+        l_audit_any_plt: r.next_bits(),
+        l_removed: r.next_bits(),
+        l_contiguous: r.next_bits(),
+        l_free_initfini: r.next_bits(),
+        l_ld_readonly: r.next_opt_bits(),
+        l_find_object_processed: r.next_opt_bits(),
+        l_tls_in_slotinfo: r.next_opt_bits(),
+        l_nodelete_active: r.next_field(),
+        l_nodelete_pending: r.next_field(),
+        l_has_jump_slot_reloc: r.next_opt_field(),
+        l_property: r.next_opt_bits(),
+        l_x86_feature_1_and: r.next_opt_field(),
+        l_x86_isa_1_needed: r.next_opt_field(),
+        l_1_needed: r.next_opt_field(),
+        l_rpath_dirs: r.next_field(),
+        l_reloc_result: r.next_field(),
+        l_versyms: r.next_field(),
+        l_origin: r.next_field(),
+        l_map_start: r.next_field(),
+        l_map_end: r.next_field(),
+        l_text_end: r.next_opt_field(),
+        l_scope_mem: r.next_array(),
+        l_scope_max: r.next_field(),
+        l_scope: r.next_field(),
+        l_local_scope: r.next_array(),
+        l_file_id: r.next_field(),
+        l_runpath_dirs: r.next_field(),
+        l_initfini: r.next_field(),
+        l_init_called_next: r.next_opt_field(),
+        l_reldeps: r.next_field(),
+        l_reldepsmax: r.next_field(),
+        l_used: r.next_field(),
+        l_feature_1: r.next_field(),
+        l_flags_1: r.next_field(),
+        l_flags: r.next_field(),
+        l_idx: r.next_field(),
+        l_mach: r.next_field(),
+        l_lookup_cache: r.next_field(),
+        l_tls_initimage: r.next_field(),
+        l_tls_initimage_size: r.next_field(),
+        l_tls_blocksize: r.next_field(),
+        l_tls_align: r.next_field(),
+        l_tls_firstbyte_offset: r.next_field(),
+        l_tls_offset: r.next_field(),
+        l_tls_modid: r.next_field(),
+        l_tls_dtor_count: r.next_field(),
+        l_relro_addr: r.next_field(),
+        l_relro_size: r.next_field(),
+        l_serial: r.next_field(),
+    };
+    r.finish(t)
 }
 
 fn r_scope_elem(r: &mut Reader<'_>) -> Result<RScopeElem, &'static str> {
-    Ok(RScopeElem {
-        size: r.u32()?,
-        r_list: r.field()?,
-        r_nlist: r.field()?,
-    })
+    let t = RScopeElem {
+        size: r.next_u32(),
+        r_list: r.next_field(),
+        r_nlist: r.next_field(),
+    };
+    r.finish(t)
 }
 
 fn libname_list(r: &mut Reader<'_>) -> Result<LibnameList, &'static str> {
-    Ok(LibnameList {
-        size: r.u32()?,
-        name: r.field()?,
-        next: r.field()?,
-        dont_free: r.field()?,
-    })
+    let t = LibnameList {
+        size: r.next_u32(),
+        name: r.next_field(),
+        next: r.next_field(),
+        dont_free: r.next_field(),
+    };
+    r.finish(t)
 }
 
 fn r_debug(r: &mut Reader<'_>) -> Result<RDebug, &'static str> {
-    Ok(RDebug {
-        size: r.u32()?,
-        r_version: r.field()?,
-        r_map: r.field()?,
-        r_brk: r.field()?,
-        r_state: r.field()?,
-        r_ldbase: r.field()?,
-    })
+    let t = RDebug {
+        size: r.next_u32(),
+        r_version: r.next_field(),
+        r_map: r.next_field(),
+        r_brk: r.next_field(),
+        r_state: r.next_field(),
+        r_ldbase: r.next_field(),
+    };
+    r.finish(t)
 }
 
 fn r_debug_extended(r: &mut Reader<'_>) -> Result<RDebugExtended, &'static str> {
-    Ok(RDebugExtended {
-        size: r.u32()?,
-        base: r.field()?,
-        r_next: r.field()?,
-    })
+    let t = RDebugExtended {
+        size: r.next_u32(),
+        base: r.next_field(),
+        r_next: r.next_field(),
+    };
+    r.finish(t)
 }
 
 fn pthread(r: &mut Reader<'_>) -> Result<Pthread, &'static str> {
-    Ok(Pthread {
-        size: r.u32()?,
-        header: r.field()?,
-        header_multiple_threads: r.field()?,
-        header_gscope_flag: r.field()?,
-        list: r.field()?,
-        tid: r.field()?,
-        robust_prev: r.field()?,
-        robust_head: r.field()?,
-        cleanup: r.field()?,
-        cleanup_jmp_buf: r.field()?,
-        cancelhandling: r.field()?,
-        flags: r.field()?,
-        specific_1stblock: r.array()?,
-        specific: r.array()?,
-        specific_used: r.field()?,
-        report_events: r.field()?,
-        user_stack: if r.flag()? { Some(r.field()?) } else { None },
-        stack_mode: if r.flag()? { Some(r.field()?) } else { None },
-        stopped_start: r.field()?,
-        setup_failed: if r.flag()? { Some(r.field()?) } else { None },
-        lock: r.field()?,
-        setxid_futex: r.field()?,
-        joinid: if r.flag()? { Some(r.field()?) } else { None },
-        joinstate: if r.flag()? { Some(r.field()?) } else { None },
-        result: r.field()?,
-        schedparam: r.field()?,
-        schedpolicy: r.field()?,
-        start_routine: r.field()?,
-        arg: r.field()?,
-        eventbuf: r.field()?,
-        nextevent: r.field()?,
-        exc: r.field()?,
-        stackblock: r.field()?,
-        stackblock_size: r.field()?,
-        guardsize: r.field()?,
-        reported_guardsize: r.field()?,
-        tpp: r.field()?,
-        res: r.field()?,
-        sigmask: if r.flag()? { Some(r.field()?) } else { None },
-        rtld_catch: if r.flag()? { Some(r.field()?) } else { None },
-        c11: r.field()?,
-        exiting: if r.flag()? { Some(r.field()?) } else { None },
-        exit_lock: if r.flag()? { Some(r.field()?) } else { None },
-        tls_state: if r.flag()? { Some(r.field()?) } else { None },
-        getrandom_buf: if r.flag()? { Some(r.field()?) } else { None },
-        rseq_area: if r.flag()? { Some(r.field()?) } else { None },
-        rseq_area_cpu_id_start: if r.flag()? { Some(r.field()?) } else { None },
-        rseq_area_cpu_id: if r.flag()? { Some(r.field()?) } else { None },
-        rseq_area_rseq_cs: if r.flag()? { Some(r.field()?) } else { None },
-        rseq_area_flags: if r.flag()? { Some(r.field()?) } else { None },
-    })
+    let t = Pthread {
+        size: r.next_u32(),
+        header: r.next_field(),
+        header_multiple_threads: r.next_field(),
+        header_gscope_flag: r.next_field(),
+        list: r.next_field(),
+        tid: r.next_field(),
+        robust_prev: r.next_field(),
+        robust_head: r.next_field(),
+        cleanup: r.next_field(),
+        cleanup_jmp_buf: r.next_field(),
+        cancelhandling: r.next_field(),
+        flags: r.next_field(),
+        specific_1stblock: r.next_array(),
+        specific: r.next_array(),
+        specific_used: r.next_field(),
+        report_events: r.next_field(),
+        user_stack: r.next_opt_field(),
+        stack_mode: r.next_opt_field(),
+        stopped_start: r.next_field(),
+        setup_failed: r.next_opt_field(),
+        lock: r.next_field(),
+        setxid_futex: r.next_field(),
+        joinid: r.next_opt_field(),
+        joinstate: r.next_opt_field(),
+        result: r.next_field(),
+        schedparam: r.next_field(),
+        schedpolicy: r.next_field(),
+        start_routine: r.next_field(),
+        arg: r.next_field(),
+        eventbuf: r.next_field(),
+        nextevent: r.next_field(),
+        exc: r.next_field(),
+        stackblock: r.next_field(),
+        stackblock_size: r.next_field(),
+        guardsize: r.next_field(),
+        reported_guardsize: r.next_field(),
+        tpp: r.next_field(),
+        res: r.next_field(),
+        sigmask: r.next_opt_field(),
+        rtld_catch: r.next_opt_field(),
+        c11: r.next_field(),
+        exiting: r.next_opt_field(),
+        exit_lock: r.next_opt_field(),
+        tls_state: r.next_opt_field(),
+        getrandom_buf: r.next_opt_field(),
+        rseq_area: r.next_opt_field(),
+        rseq_area_cpu_id_start: r.next_opt_field(),
+        rseq_area_cpu_id: r.next_opt_field(),
+        rseq_area_rseq_cs: r.next_opt_field(),
+        rseq_area_flags: r.next_opt_field(),
+    };
+    r.finish(t)
 }
 
 fn tcbhead(r: &mut Reader<'_>) -> Result<Tcbhead, &'static str> {
-    Ok(Tcbhead {
-        size: r.u32()?,
-        tcb: if r.flag()? { Some(r.field()?) } else { None },
-        dtv: r.field()?,
-        self_: if r.flag()? { Some(r.field()?) } else { None },
-        multiple_threads: if r.flag()? { Some(r.field()?) } else { None },
-        gscope_flag: if r.flag()? { Some(r.field()?) } else { None },
-        sysinfo: if r.flag()? { Some(r.field()?) } else { None },
-        stack_guard: if r.flag()? { Some(r.field()?) } else { None },
-        pointer_guard: if r.flag()? { Some(r.field()?) } else { None },
-        feature_1: if r.flag()? { Some(r.field()?) } else { None },
-        __private_tm: if r.flag()? { Some(r.field()?) } else { None },
-        __private_ss: if r.flag()? { Some(r.field()?) } else { None },
-        ssp_base: if r.flag()? { Some(r.field()?) } else { None },
-        private: if r.flag()? { Some(r.field()?) } else { None },
-    })
+    let t = Tcbhead {
+        size: r.next_u32(),
+        tcb: r.next_opt_field(),
+        dtv: r.next_field(),
+        self_: r.next_opt_field(),
+        multiple_threads: r.next_opt_field(),
+        gscope_flag: r.next_opt_field(),
+        sysinfo: r.next_opt_field(),
+        stack_guard: r.next_opt_field(),
+        pointer_guard: r.next_opt_field(),
+        feature_1: r.next_opt_field(),
+        __private_tm: r.next_opt_field(),
+        __private_ss: r.next_opt_field(),
+        ssp_base: r.next_opt_field(),
+        private: r.next_opt_field(),
+    };
+    r.finish(t)
 }
 
 fn list_t(r: &mut Reader<'_>) -> Result<ListT, &'static str> {
-    Ok(ListT {
-        size: r.u32()?,
-        next: r.field()?,
-        prev: r.field()?,
-    })
+    let t = ListT {
+        size: r.next_u32(),
+        next: r.next_field(),
+        prev: r.next_field(),
+    };
+    r.finish(t)
 }
 
 fn robust_list_head(r: &mut Reader<'_>) -> Result<RobustListHead, &'static str> {
-    Ok(RobustListHead {
-        size: r.u32()?,
-        list: r.field()?,
-        futex_offset: r.field()?,
-        list_op_pending: r.field()?,
-    })
+    let t = RobustListHead {
+        size: r.next_u32(),
+        list: r.next_field(),
+        futex_offset: r.next_field(),
+        list_op_pending: r.next_field(),
+    };
+    r.finish(t)
 }
 
 fn pthread_mutex(r: &mut Reader<'_>) -> Result<PthreadMutex, &'static str> {
-    Ok(PthreadMutex {
-        size: r.u32()?,
-        __lock: r.field()?,
-        __count: r.field()?,
-        __owner: r.field()?,
-        __nusers: r.field()?,
-        __kind: r.field()?,
-        __spins: r.field()?,
-        __elision: if r.flag()? { Some(r.field()?) } else { None },
-        __list: r.field()?,
-        __list_prev: r.field()?,
-        __list_next: r.field()?,
-    })
+    let t = PthreadMutex {
+        size: r.next_u32(),
+        __lock: r.next_field(),
+        __count: r.next_field(),
+        __owner: r.next_field(),
+        __nusers: r.next_field(),
+        __kind: r.next_field(),
+        __spins: r.next_field(),
+        __elision: r.next_opt_field(),
+        __list: r.next_field(),
+        __list_prev: r.next_field(),
+        __list_next: r.next_field(),
+    };
+    r.finish(t)
 }
 
 fn unique_sym_table(r: &mut Reader<'_>) -> Result<UniqueSymTable, &'static str> {
-    Ok(UniqueSymTable {
-        size: r.u32()?,
-        lock: r.field()?,
-        entries: r.field()?,
-        size_: r.field()?,
-        n_elements: r.field()?,
-        free: r.field()?,
-    })
+    let t = UniqueSymTable {
+        size: r.next_u32(),
+        lock: r.next_field(),
+        entries: r.next_field(),
+        size_: r.next_field(),
+        n_elements: r.next_field(),
+        free: r.next_field(),
+    };
+    r.finish(t)
 }
 
 fn dtv_slotinfo_list(r: &mut Reader<'_>) -> Result<DtvSlotinfoList, &'static str> {
-    Ok(DtvSlotinfoList {
-        size: r.u32()?,
-        len: r.field()?,
-        next: r.field()?,
-        slotinfo: r.array()?,
-    })
+    let t = DtvSlotinfoList {
+        size: r.next_u32(),
+        len: r.next_field(),
+        next: r.next_field(),
+        slotinfo: r.next_array(),
+    };
+    r.finish(t)
 }
 
 fn dtv_slotinfo(r: &mut Reader<'_>) -> Result<DtvSlotinfo, &'static str> {
-    Ok(DtvSlotinfo {
-        size: r.u32()?,
-        gen: r.field()?,
-        map: r.field()?,
-    })
+    let t = DtvSlotinfo {
+        size: r.next_u32(),
+        gen: r.next_field(),
+        map: r.next_field(),
+    };
+    r.finish(t)
 }
 
 fn dtv(r: &mut Reader<'_>) -> Result<Dtv, &'static str> {
-    Ok(Dtv {
-        size: r.u32()?,
-        counter: r.field()?,
-        pointer_val: r.field()?,
-        pointer_to_free: r.field()?,
-    })
+    let t = Dtv {
+        size: r.next_u32(),
+        counter: r.next_field(),
+        pointer_val: r.next_field(),
+        pointer_to_free: r.next_field(),
+    };
+    r.finish(t)
 }
 
 fn tls_index(r: &mut Reader<'_>) -> Result<TlsIndex, &'static str> {
-    Ok(TlsIndex {
-        size: r.u32()?,
-        ti_module: r.field()?,
-        ti_offset: r.field()?,
-    })
+    let t = TlsIndex {
+        size: r.next_u32(),
+        ti_module: r.next_field(),
+        ti_offset: r.next_field(),
+    };
+    r.finish(t)
 }
 
 fn dl_exception(r: &mut Reader<'_>) -> Result<DlException, &'static str> {
-    Ok(DlException {
-        size: r.u32()?,
-        objname: r.field()?,
-        errstring: r.field()?,
-        message_buffer: r.field()?,
-    })
+    let t = DlException {
+        size: r.next_u32(),
+        objname: r.next_field(),
+        errstring: r.next_field(),
+        message_buffer: r.next_field(),
+    };
+    r.finish(t)
 }
 
 fn r_found_version(r: &mut Reader<'_>) -> Result<RFoundVersion, &'static str> {
-    Ok(RFoundVersion {
-        size: r.u32()?,
-        name: r.field()?,
-        hash: r.field()?,
-        hidden: r.field()?,
-        filename: r.field()?,
-    })
+    let t = RFoundVersion {
+        size: r.next_u32(),
+        name: r.next_field(),
+        hash: r.next_field(),
+        hidden: r.next_field(),
+        filename: r.next_field(),
+    };
+    r.finish(t)
 }
 
 fn dl_find_object(r: &mut Reader<'_>) -> Result<DlFindObject, &'static str> {
-    Ok(DlFindObject {
-        size: r.u32()?,
-        dlfo_flags: r.field()?,
-        dlfo_map_start: r.field()?,
-        dlfo_map_end: r.field()?,
-        dlfo_link_map: r.field()?,
-        dlfo_eh_frame: r.field()?,
-    })
+    let t = DlFindObject {
+        size: r.next_u32(),
+        dlfo_flags: r.next_field(),
+        dlfo_map_start: r.next_field(),
+        dlfo_map_end: r.next_field(),
+        dlfo_link_map: r.next_field(),
+        dlfo_eh_frame: r.next_field(),
+    };
+    r.finish(t)
 }
 
 fn link_map_machine(r: &mut Reader<'_>) -> Result<LinkMapMachine, &'static str> {
-    Ok(LinkMapMachine {
-        size: r.u32()?,
-        plt: r.field()?,
-        gotplt: if r.flag()? { Some(r.field()?) } else { None },
-        tlsdesc_table: r.field()?,
-        bti_fail: if r.flag()? { Some(r.field()?) } else { None },
-        gcs: if r.flag()? { Some(r.field()?) } else { None },
-    })
+    let t = LinkMapMachine {
+        size: r.next_u32(),
+        plt: r.next_field(),
+        gotplt: r.next_opt_field(),
+        tlsdesc_table: r.next_field(),
+        bti_fail: r.next_opt_field(),
+        gcs: r.next_opt_field(),
+    };
+    r.finish(t)
 }
 
 fn x86_cpu_features(r: &mut Reader<'_>) -> Result<X86CpuFeatures, &'static str> {
-    Ok(X86CpuFeatures {
-        size: r.u32()?,
-        basic: r.field()?,
-        basic_kind: r.field()?,
-        basic_max_cpuid: r.field()?,
-        basic_family: r.field()?,
-        basic_model: r.field()?,
-        basic_stepping: r.field()?,
-        features: if r.flag()? { Some(r.array()?) } else { None },
-        preferred: if r.flag()? { Some(r.array()?) } else { None },
-        isa_1: if r.flag()? { Some(r.field()?) } else { None },
-        xsave_state_size: r.field()?,
-        xsave_state_full_size: r.field()?,
-        data_cache_size: r.field()?,
-        shared_cache_size: r.field()?,
-        non_temporal_threshold: r.field()?,
-        memset_non_temporal_threshold: if r.flag()? { Some(r.field()?) } else { None },
-        rep_movsb_threshold: if r.flag()? { Some(r.field()?) } else { None },
-        rep_movsb_stop_threshold: if r.flag()? { Some(r.field()?) } else { None },
-        rep_stosb_threshold: if r.flag()? { Some(r.field()?) } else { None },
-        level1_icache_size: if r.flag()? { Some(r.field()?) } else { None },
-        level1_icache_linesize: if r.flag()? { Some(r.field()?) } else { None },
-        level1_dcache_size: if r.flag()? { Some(r.field()?) } else { None },
-        level1_dcache_assoc: if r.flag()? { Some(r.field()?) } else { None },
-        level1_dcache_linesize: if r.flag()? { Some(r.field()?) } else { None },
-        level2_cache_size: if r.flag()? { Some(r.field()?) } else { None },
-        level2_cache_assoc: if r.flag()? { Some(r.field()?) } else { None },
-        level2_cache_linesize: if r.flag()? { Some(r.field()?) } else { None },
-        level3_cache_size: if r.flag()? { Some(r.field()?) } else { None },
-        level3_cache_assoc: if r.flag()? { Some(r.field()?) } else { None },
-        level3_cache_linesize: if r.flag()? { Some(r.field()?) } else { None },
-        level4_cache_size: if r.flag()? { Some(r.field()?) } else { None },
-        cachesize_non_temporal_divisor: if r.flag()? { Some(r.field()?) } else { None },
-    })
+    let t = X86CpuFeatures {
+        size: r.next_u32(),
+        basic: r.next_field(),
+        basic_kind: r.next_field(),
+        basic_max_cpuid: r.next_field(),
+        basic_family: r.next_field(),
+        basic_model: r.next_field(),
+        basic_stepping: r.next_field(),
+        features: r.next_opt_array(),
+        preferred: r.next_opt_array(),
+        isa_1: r.next_opt_field(),
+        xsave_state_size: r.next_field(),
+        xsave_state_full_size: r.next_field(),
+        data_cache_size: r.next_field(),
+        shared_cache_size: r.next_field(),
+        non_temporal_threshold: r.next_field(),
+        memset_non_temporal_threshold: r.next_opt_field(),
+        rep_movsb_threshold: r.next_opt_field(),
+        rep_movsb_stop_threshold: r.next_opt_field(),
+        rep_stosb_threshold: r.next_opt_field(),
+        level1_icache_size: r.next_opt_field(),
+        level1_icache_linesize: r.next_opt_field(),
+        level1_dcache_size: r.next_opt_field(),
+        level1_dcache_assoc: r.next_opt_field(),
+        level1_dcache_linesize: r.next_opt_field(),
+        level2_cache_size: r.next_opt_field(),
+        level2_cache_assoc: r.next_opt_field(),
+        level2_cache_linesize: r.next_opt_field(),
+        level3_cache_size: r.next_opt_field(),
+        level3_cache_assoc: r.next_opt_field(),
+        level3_cache_linesize: r.next_opt_field(),
+        level4_cache_size: r.next_opt_field(),
+        cachesize_non_temporal_divisor: r.next_opt_field(),
+    };
+    r.finish(t)
 }
 
 fn cpuid_feature_internal(r: &mut Reader<'_>) -> Result<CpuidFeatureInternal, &'static str> {
-    Ok(CpuidFeatureInternal {
-        size: r.u32()?,
-        cpuid: r.field()?,
-        active: r.field()?,
-    })
+    let t = CpuidFeatureInternal {
+        size: r.next_u32(),
+        cpuid: r.next_field(),
+        active: r.next_field(),
+    };
+    r.finish(t)
 }
 
 fn aarch64_cpu_features(r: &mut Reader<'_>) -> Result<Aarch64CpuFeatures, &'static str> {
-    Ok(Aarch64CpuFeatures {
-        size: r.u32()?,
-        midr_el1: r.field()?,
-        zva_size: r.field()?,
-        bti: if r.flag()? { Some(r.field()?) } else { None },
-        mte_state: if r.flag()? { Some(r.field()?) } else { None },
-        sve: if r.flag()? { Some(r.field()?) } else { None },
-        prefer_sve_ifuncs: if r.flag()? { Some(r.field()?) } else { None },
-        mops: if r.flag()? { Some(r.field()?) } else { None },
-    })
+    let t = Aarch64CpuFeatures {
+        size: r.next_u32(),
+        midr_el1: r.next_field(),
+        zva_size: r.next_field(),
+        bti: r.next_opt_field(),
+        mte_state: r.next_opt_field(),
+        sve: r.next_opt_field(),
+        prefer_sve_ifuncs: r.next_opt_field(),
+        mops: r.next_opt_field(),
+    };
+    r.finish(t)
 }
 
 fn tunable_val(r: &mut Reader<'_>) -> Result<TunableVal, &'static str> {
-    Ok(TunableVal {
-        size: r.u32()?,
-        numval: r.field()?,
-        strval: r.field()?,
-        strval_str: if r.flag()? { Some(r.field()?) } else { None },
-        strval_len: if r.flag()? { Some(r.field()?) } else { None },
-    })
+    let t = TunableVal {
+        size: r.next_u32(),
+        numval: r.next_field(),
+        strval: r.next_field(),
+        strval_str: r.next_opt_field(),
+        strval_len: r.next_opt_field(),
+    };
+    r.finish(t)
 }
