@@ -36,14 +36,13 @@ fn build_loader(tc: &toolchain::Toolchain, arch: Arch, notables: bool) -> Result
     let root = util::root();
     let script = root.join("linker-script.ld");
     let exports = root.join(format!("loader/exports-{}.map", arch.name()));
-    let link_args = [
+    let mut link_args = vec![
         "-nostartfiles".to_string(),
         "-nostdlib".into(),
         "-static-pie".into(),
         "-Wl,-z,now".into(),
         "-Wl,-z,relro".into(),
         "-Wl,-z,noexecstack".into(),
-        "-Wl,-z,pack-relative-relocs".into(),
         "-Wl,--hash-style=both".into(),
         "-Wl,--build-id=sha1".into(),
         "-Wl,--no-undefined".into(),
@@ -52,6 +51,9 @@ fn build_loader(tc: &toolchain::Toolchain, arch: Arch, notables: bool) -> Result
         format!("-Wl,--version-script={}", exports.display()),
         format!("-Wl,-T,{}", script.display()),
     ];
+    let target_dir = root.join(if notables { "target/loader-build-notables" } else { "target/loader-build" });
+    std::fs::create_dir_all(&target_dir).map_err(|e| e.to_string())?;
+    link_args.extend(relr_link_args(arch, &target_dir)?);
     let mut rustflags = vec![
         "-Crelocation-model=pie".to_string(),
         format!("-Clinker={}", arch.cc()),
@@ -72,9 +74,7 @@ fn build_loader(tc: &toolchain::Toolchain, arch: Arch, notables: bool) -> Result
     for a in &link_args {
         rustflags.push(format!("-Clink-arg={a}"));
     }
-    let target_dir = root.join(if notables { "target/loader-build-notables" } else { "target/loader-build" });
     let features = if notables { "rtld,no-builtin-layouts" } else { "rtld" };
-    std::fs::create_dir_all(&target_dir).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&tc.cargo);
     cmd.current_dir(&root)
         .env("RUSTC", &tc.rustc)
@@ -92,6 +92,28 @@ fn build_loader(tc: &toolchain::Toolchain, arch: Arch, notables: bool) -> Result
     std::fs::create_dir_all(out.parent().unwrap()).map_err(|e| e.to_string())?;
     std::fs::copy(&built, &out).map_err(|e| format!("copy {}: {e}", built.display()))?;
     Ok(out)
+}
+
+/// Link arguments that pack the loader's relative relocations into
+/// DT_RELR (`crt` applies both kinds). GNU ld 2.40 does that on x86_64
+/// only; on aarch64 it ignores the option, and the loader carried 29 KB of
+/// `R_AARCH64_RELATIVE` entries, so aarch64 links with lld (a required
+/// package, `toolchain.rs`). The cross gcc's `-fuse-ld=lld` looks for a
+/// cross-prefixed lld Debian does not ship: `-B` with a directory whose `ld`
+/// is ld.lld picks it instead (as the fixtures do).
+fn relr_link_args(arch: Arch, target_dir: &std::path::Path) -> Result<Vec<String>, String> {
+    match arch {
+        Arch::X86_64 => Ok(vec!["-Wl,-z,pack-relative-relocs".into()]),
+        Arch::Aarch64 => {
+            let dir = target_dir.join("lld-bin");
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let link = dir.join("ld");
+            if std::fs::symlink_metadata(&link).is_err() {
+                std::os::unix::fs::symlink("/usr/bin/ld.lld", &link).map_err(|e| format!("{}: {e}", link.display()))?;
+            }
+            Ok(vec![format!("-B{}/", dir.display()), "-Wl,--pack-dyn-relocs=relr".into()])
+        }
+    }
 }
 
 /// The loader must be loadable by the kernel before it has relocated
