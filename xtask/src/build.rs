@@ -80,6 +80,7 @@ fn build_loader(tc: &toolchain::Toolchain, arch: Arch, notables: bool) -> Result
         .env("RUSTC", &tc.rustc)
         .env("RUSTC_BOOTSTRAP", "1")
         .env_remove("RUSTFLAGS")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
         .args(["build", "--release", "--quiet", "-p", "ld-cah", "--bin", "ld-cah", "--features", features])
         .args(["-Zbuild-std=core,alloc,compiler_builtins", "-Zbuild-std-features=compiler-builtins-mem"])
