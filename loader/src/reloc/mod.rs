@@ -27,7 +27,7 @@ use crate::diag::{Error, ErrorKind};
 use crate::elf::symbols::{symbol, Query, Sym};
 use crate::err;
 use crate::link::lookup::{self, Class, Def, UniqueTable};
-use crate::link::{DsoId, Namespace};
+use crate::link::{Dso, DsoId, Namespace};
 use crate::tls;
 
 /// Architecture facts the engine needs, taken once from `ArchInfo`.
@@ -487,10 +487,9 @@ impl<'a> Engine<'a> {
         let Some(kind) = (self.target.decode)(r_type) else {
             return Err(err!(name(), "unsupported relocation type {}", r_type));
         };
-        let write = |v: u64| if d.img.write_u64(place, v) { Ok(()) } else { Err(bad_place(name(), place, d.base)) };
         match kind {
             RelocKind::None => Ok(()),
-            RelocKind::Relative => write((d.base as u64).wrapping_add(addend)),
+            RelocKind::Relative => put(d, place, (d.base as u64).wrapping_add(addend)),
             RelocKind::IRelative => self.irelative(id, place, addend),
             RelocKind::Absolute | RelocKind::Symbol => {
                 // PLT slots (the DT_JMPREL table) never bind to a
@@ -500,16 +499,16 @@ impl<'a> Engine<'a> {
                 let (sym, r) = self.resolve(id, symidx, class, cache)?;
                 let add = if kind == RelocKind::Absolute { addend } else { 0 };
                 match r {
-                    None => write(add),
+                    None => put(d, place, add),
                     Some(def) if def.sym.kind() == STT_GNU_IFUNC && def.sym.st_shndx != SHN_UNDEF => {
                         if self.target.x86_64_ifunc_rules && def.obj != id && !self.is_relocated(def.obj) {
                             self.unrelocated_ifunc(id, sym, def.obj)?;
                         }
                         crate::init::check_code(&ns.objs[def.obj], def.address(ns), "STT_GNU_IFUNC resolver")?;
                         let v = (self.resolve_ifunc)(def.address(ns));
-                        write((v as u64).wrapping_add(add))
+                        put(d, place, (v as u64).wrapping_add(add))
                     }
-                    Some(def) => write((def.address(ns) as u64).wrapping_add(add)),
+                    Some(def) => put(d, place, (def.address(ns) as u64).wrapping_add(add)),
                 }
             }
             RelocKind::Copy => {
@@ -532,14 +531,14 @@ impl<'a> Engine<'a> {
                 let (_, r) = self.resolve(id, symidx, Class::Plt, cache)?;
                 let obj = r.map_or(id, |def| def.obj);
                 match ns.objs[obj].tls {
-                    Some(m) => write(m.modid as u64),
-                    None if r.is_none() => write(0),
+                    Some(m) => put(d, place, m.modid as u64),
+                    None if r.is_none() => put(d, place, 0),
                     None => Err(err!(name(), "TLS relocation against an object without TLS")),
                 }
             }
             RelocKind::DtpOff => {
                 let (_, r) = self.resolve(id, symidx, Class::Plt, cache)?;
-                write(r.map_or(0, |def| def.sym.st_value).wrapping_add(addend))
+                put(d, place, r.map_or(0, |def| def.sym.st_value).wrapping_add(addend))
             }
             RelocKind::TpOff | RelocKind::TlsDesc => {
                 let (_, r) = self.resolve(id, symidx, Class::Plt, cache)?;
@@ -552,7 +551,7 @@ impl<'a> Engine<'a> {
                             module: m.modid,
                             offset: value.wrapping_add(addend) as usize,
                         }));
-                        write(self.target.tlsdesc_dynamic as u64)?;
+                        put(d, place, self.target.tlsdesc_dynamic as u64)?;
                         return if d.img.write_u64(place + 8, ti as *const tls::TlsIndex as u64) {
                             Ok(())
                         } else {
@@ -563,9 +562,9 @@ impl<'a> Engine<'a> {
                 };
                 let tpoff = tls::tp_offset(self.target.variant, offset, value.wrapping_add(addend));
                 if kind == RelocKind::TpOff {
-                    write(tpoff)
+                    put(d, place, tpoff)
                 } else {
-                    write(self.target.tlsdesc_static as u64)?;
+                    put(d, place, self.target.tlsdesc_static as u64)?;
                     if d.img.write_u64(place + 8, tpoff) {
                         Ok(())
                     } else {
@@ -625,6 +624,21 @@ extern "C" fn missing_function() -> ! {
     crate::diag::fatal(&crate::err!("ld-cah.so", "symbol lookup error: a function whose symbol was not found at start-up was called"))
 }
 
+/// Writes the relocated word `v` at `place` of `d`: the write of every
+/// relocation `apply_one` makes. A function always inlined rather than a
+/// closure: called from eight arms, the closure was left out of line once
+/// the loader is built with a lower inline threshold (`xtask/src/build.rs`).
+#[inline(always)]
+fn put(d: &Dso, place: usize, v: u64) -> Result<(), Error> {
+    if d.img.write_u64(place, v) {
+        Ok(())
+    } else {
+        Err(bad_place(d.display_name(), place, d.base))
+    }
+}
+
+#[cold]
+#[inline(never)]
 fn bad_place(name: &str, place: usize, base: usize) -> Error {
     err!(name, "relocation at offset {:#x} lies outside the writable segments", place.wrapping_sub(base))
 }
