@@ -489,7 +489,7 @@ impl<'a> Engine<'a> {
         };
         match kind {
             RelocKind::None => Ok(()),
-            RelocKind::Relative => put(d, place, (d.base as u64).wrapping_add(addend)),
+            RelocKind::Relative => write_word(d, place, (d.base as u64).wrapping_add(addend)),
             RelocKind::IRelative => self.irelative(id, place, addend),
             RelocKind::Absolute | RelocKind::Symbol => {
                 // PLT slots (the DT_JMPREL table) never bind to a
@@ -499,16 +499,16 @@ impl<'a> Engine<'a> {
                 let (sym, r) = self.resolve(id, symidx, class, cache)?;
                 let add = if kind == RelocKind::Absolute { addend } else { 0 };
                 match r {
-                    None => put(d, place, add),
+                    None => write_word(d, place, add),
                     Some(def) if def.sym.kind() == STT_GNU_IFUNC && def.sym.st_shndx != SHN_UNDEF => {
                         if self.target.x86_64_ifunc_rules && def.obj != id && !self.is_relocated(def.obj) {
                             self.unrelocated_ifunc(id, sym, def.obj)?;
                         }
                         crate::init::check_code(&ns.objs[def.obj], def.address(ns), "STT_GNU_IFUNC resolver")?;
                         let v = (self.resolve_ifunc)(def.address(ns));
-                        put(d, place, (v as u64).wrapping_add(add))
+                        write_word(d, place, (v as u64).wrapping_add(add))
                     }
-                    Some(def) => put(d, place, (def.address(ns) as u64).wrapping_add(add)),
+                    Some(def) => write_word(d, place, (def.address(ns) as u64).wrapping_add(add)),
                 }
             }
             RelocKind::Copy => {
@@ -531,14 +531,14 @@ impl<'a> Engine<'a> {
                 let (_, r) = self.resolve(id, symidx, Class::Plt, cache)?;
                 let obj = r.map_or(id, |def| def.obj);
                 match ns.objs[obj].tls {
-                    Some(m) => put(d, place, m.modid as u64),
-                    None if r.is_none() => put(d, place, 0),
+                    Some(m) => write_word(d, place, m.modid as u64),
+                    None if r.is_none() => write_word(d, place, 0),
                     None => Err(err!(name(), "TLS relocation against an object without TLS")),
                 }
             }
             RelocKind::DtpOff => {
                 let (_, r) = self.resolve(id, symidx, Class::Plt, cache)?;
-                put(d, place, r.map_or(0, |def| def.sym.st_value).wrapping_add(addend))
+                write_word(d, place, r.map_or(0, |def| def.sym.st_value).wrapping_add(addend))
             }
             RelocKind::TpOff | RelocKind::TlsDesc => {
                 let (_, r) = self.resolve(id, symidx, Class::Plt, cache)?;
@@ -551,7 +551,7 @@ impl<'a> Engine<'a> {
                             module: m.modid,
                             offset: value.wrapping_add(addend) as usize,
                         }));
-                        put(d, place, self.target.tlsdesc_dynamic as u64)?;
+                        write_word(d, place, self.target.tlsdesc_dynamic as u64)?;
                         return if d.img.write_u64(place + 8, ti as *const tls::TlsIndex as u64) {
                             Ok(())
                         } else {
@@ -562,9 +562,9 @@ impl<'a> Engine<'a> {
                 };
                 let tpoff = tls::tp_offset(self.target.variant, offset, value.wrapping_add(addend));
                 if kind == RelocKind::TpOff {
-                    put(d, place, tpoff)
+                    write_word(d, place, tpoff)
                 } else {
-                    put(d, place, self.target.tlsdesc_static as u64)?;
+                    write_word(d, place, self.target.tlsdesc_static as u64)?;
                     if d.img.write_u64(place + 8, tpoff) {
                         Ok(())
                     } else {
@@ -629,7 +629,7 @@ extern "C" fn missing_function() -> ! {
 /// closure: called from eight arms, the closure was left out of line once
 /// the loader is built with a lower inline threshold (`xtask/src/build.rs`).
 #[inline(always)]
-fn put(d: &Dso, place: usize, v: u64) -> Result<(), Error> {
+fn write_word(d: &Dso, place: usize, v: u64) -> Result<(), Error> {
     if d.img.write_u64(place, v) {
         Ok(())
     } else {
