@@ -81,6 +81,13 @@ impl Image {
         Image::default()
     }
 
+    /// This image's identity: a new image (a newly mapped object, or the
+    /// empty one an unmapped object is left with) has a new one; a clone
+    /// keeps it.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// `len` bytes at `addr` as a [`Span`], if they are readable.
     pub fn span(&self, addr: usize, len: usize) -> Option<Span> {
         self.is_readable(addr, len).then_some(Span { image: self.id, start: addr, len })

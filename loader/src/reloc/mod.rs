@@ -307,28 +307,6 @@ impl<'a> Engine<'a> {
             && symbol(&d.img, &d.dyn_info, symidx).is_none_or(|s| s.st_other & STO_AARCH64_VARIANT_PCS != 0)
     }
 
-    /// Lazy binding's lookup for PLT entry `index` of object `id` (see
-    /// `crate::lazy`): the slot's address and the definition, as the
-    /// relocation would have bound it at load time (`None`: an undefined
-    /// weak function, bound to 0), and the addend to add to its address.
-    pub fn resolve_plt(&mut self, id: DsoId, index: usize) -> Result<(usize, Option<Def>, u64), Error> {
-        let d = &self.ns.objs[id];
-        let di = &d.dyn_info;
-        let at = index.checked_mul(24).filter(|&o| o < di.pltrelsz).map(|o| di.jmprel + o);
-        let Some([off, info, addend]) = at.and_then(|at| d.img.read::<[u64; 3]>(at)) else {
-            return Err(err!(d.display_name(), "lazy binding: PLT relocation {} does not exist", index));
-        };
-        if info as u32 != self.target.jump_slot {
-            return Err(err!(d.display_name(), "lazy binding: PLT relocation {} is not a JUMP_SLOT", index));
-        }
-        let place = d.base.wrapping_add(off as usize);
-        let mut one = Recent { slots: None, plan: self.plan.map(|p| p.object(id, false)) };
-        let (_, r) = self.resolve(id, (info >> 32) as u32, Class::Plt, &mut one)?;
-        // aarch64's JUMP_SLOT is S + A, x86_64's is S.
-        let add = if (self.target.decode)(info as u32) == Some(RelocKind::Absolute) { addend } else { 0 };
-        Ok((place, r, add))
-    }
-
     fn apply_relr(&self, id: DsoId) -> Result<(), Error> {
         let d = &self.ns.objs[id];
         let (start, size) = (d.dyn_info.relr, d.dyn_info.relrsz);
