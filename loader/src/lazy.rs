@@ -37,7 +37,8 @@ use object::elf::*;
 use crate::arch::native::{self, Native};
 use crate::arch::{ArchInfo, RelocKind};
 use crate::diag::{Error, ErrorKind};
-use crate::elf::symbols::{self, Found, Query, Sym};
+use crate::elf::symbols::{self, Filter, Found, Query, Sym};
+use crate::elf::version::VersionReq;
 use crate::err;
 use crate::link::{DsoId, Dso, Kind, Namespace};
 
@@ -64,8 +65,57 @@ pub fn set_bind_not(on: bool) {
 /// what lookups read, `None` for a slot no object occupies (unmapped, or
 /// not relocated yet), and the global scope.
 struct Snapshot {
-    objs: Vec<Option<Arc<Dso>>>,
+    objs: Vec<Option<Arc<Record>>>,
     global: Vec<DsoId>,
+    /// The published objects of the global scope, in its order.
+    walk: Vec<Arc<Record>>,
+}
+
+/// One object as a snapshot holds it.
+struct Record {
+    dso: Dso,
+    filter: Bloom,
+}
+
+/// An object's Bloom filter for the scope walk: the test is one load.
+enum Bloom {
+    /// The address of the filter's words (checked to lie in one readable
+    /// range of the object when the record was made), size - 1, shift.
+    Words(usize, u32, u32),
+    /// [`symbols::lookup`] finds nothing in this object.
+    Nothing,
+    /// No GNU hash table to test: search every time.
+    Search,
+}
+
+impl Bloom {
+    fn of(d: &Dso) -> Bloom {
+        match Filter::of(&d.dyn_info) {
+            Filter::Bloom(span, mask, shift) if (mask as usize + 1).checked_mul(8).is_some_and(|n| n <= span.len()) => {
+                Bloom::Words(span.start(), mask, shift)
+            }
+            Filter::Bloom(..) | Filter::Nothing => Bloom::Nothing,
+            Filter::Search => Bloom::Search,
+        }
+    }
+
+    /// Whether the object may define a name of GNU hash `h`.
+    #[inline(always)]
+    fn may_define(&self, h: u32) -> bool {
+        match *self {
+            Bloom::Words(words, mask, shift) => {
+                // SAFETY: `(h / 64) & mask <= mask`, and the filter's
+                // `mask + 1` words were checked to lie in a readable range
+                // of the object (`Bloom::of`), which stays mapped while a
+                // snapshot that reaches it can be read (see `publish`).
+                let word = unsafe { core::ptr::read_unaligned((words + ((h / 64) & mask) as usize * 8) as *const u64) };
+                let m = (1u64 << (h % 64)) | (1u64 << (h.wrapping_shr(shift) % 64));
+                word & m == m
+            }
+            Bloom::Nothing => false,
+            Bloom::Search => true,
+        }
+    }
 }
 
 /// The published snapshot (null before start-up installs the namespace).
@@ -77,6 +127,20 @@ static READERS: AtomicUsize = AtomicUsize::new(0);
 trait Objects {
     fn obj(&self, id: DsoId) -> Option<&Dso>;
     fn global(&self) -> &[DsoId];
+
+    /// The first definition of `q` in the global scope.
+    fn in_global(&self, q: &Query<'_>, want: Option<&VersionReq>) -> Option<(&Dso, Sym)> {
+        self.global().iter().find_map(|&i| self.obj(i).and_then(|x| in_one(x, q, want)))
+    }
+}
+
+/// `q` in object `x`, as a PLT reference looks it up.
+#[inline(always)]
+fn in_one<'x>(x: &'x Dso, q: &Query<'_>, want: Option<&VersionReq>) -> Option<(&'x Dso, Sym)> {
+    match symbols::lookup(&x.img, &x.dyn_info, &x.versions, q, want, true) {
+        Found::Match(_, s) | Found::Fallback(_, s) => Some((x, s)),
+        Found::None => None,
+    }
 }
 
 impl Objects for Namespace {
@@ -90,10 +154,16 @@ impl Objects for Namespace {
 
 impl Objects for Snapshot {
     fn obj(&self, id: DsoId) -> Option<&Dso> {
-        self.objs.get(id)?.as_deref()
+        self.objs.get(id)?.as_deref().map(|r| &r.dso)
     }
     fn global(&self) -> &[DsoId] {
         &self.global
+    }
+
+    /// The scope walk every lazy binding makes: most objects are turned
+    /// away by their copied Bloom filter.
+    fn in_global(&self, q: &Query<'_>, want: Option<&VersionReq>) -> Option<(&Dso, Sym)> {
+        self.walk.iter().filter(|r| r.filter.may_define(q.gnu)).find_map(|r| in_one(&r.dso, q, want))
     }
 }
 
@@ -114,7 +184,7 @@ pub fn publish(ns: &Namespace) {
     // serialised by the loader lock; the old one is freed only below.
     let old = unsafe { old_ptr.as_ref() };
     let same = |i: usize, d: &Dso| {
-        let prev = old.and_then(|o| o.objs.get(i)).and_then(Option::as_deref);
+        let prev = old.and_then(|o| o.objs.get(i)).and_then(Option::as_deref).map(|r| &r.dso);
         match (prev, published(d)) {
             (None, false) => true,
             (Some(p), true) => p.img.id() == d.img.id() && p.base == d.base && p.local_scope == d.local_scope,
@@ -126,7 +196,7 @@ pub fn publish(ns: &Namespace) {
     if unchanged {
         return;
     }
-    let objs = ns
+    let objs: Vec<Option<Arc<Record>>> = ns
         .objs
         .iter()
         .enumerate()
@@ -136,11 +206,12 @@ pub fn publish(ns: &Namespace) {
             } else if same(i, d) {
                 old.and_then(|o| o.objs.get(i).cloned()).flatten()
             } else {
-                Some(Arc::new(d.copy_for_lookups()))
+                Some(Arc::new(Record { dso: d.copy_for_lookups(), filter: Bloom::of(d) }))
             }
         })
         .collect();
-    let new = Box::into_raw(Box::new(Snapshot { objs, global: ns.scope.clone() }));
+    let walk = ns.scope.iter().filter_map(|&i| objs.get(i).cloned().flatten()).collect();
+    let new = Box::into_raw(Box::new(Snapshot { objs, global: ns.scope.clone(), walk }));
     SNAPSHOT.store(new, Ordering::SeqCst);
     // A reader that counted itself after this point sees the new snapshot;
     // one that counted itself before may still read the old one.
@@ -179,7 +250,7 @@ fn bind(id: DsoId, which: usize) -> Result<usize, Error> {
     let not_yet = || err!("ld-cah.so", "lazy binding before start-up finished");
     let bind_not = BIND_NOT.load(Ordering::Relaxed);
     // A plain function is written while the objects are still read.
-    let (place, resolver, add) = match reading(|o| bind_in(o, id, which, bind_not)).ok_or_else(not_yet)?? {
+    let (place, resolver, add) = match reading(|o| bind_in(o, id, which, bind_not), |o| bind_in(o, id, which, bind_not)).ok_or_else(not_yet)?? {
         Ok(value) => return Ok(value),
         Err(ifunc) => ifunc,
     };
@@ -192,7 +263,7 @@ fn bind(id: DsoId, which: usize) -> Result<usize, Error> {
     if bind_not {
         return Ok(value);
     }
-    reading(|o| write(o, id, place, value)).ok_or_else(not_yet)?
+    reading(|o| write(o, id, place, value), |o| write(o, id, place, value)).ok_or_else(not_yet)?
 }
 
 /// Looks slot `which` of object `id` up in `o`; a plain function is
@@ -200,7 +271,7 @@ fn bind(id: DsoId, which: usize) -> Result<usize, Error> {
 /// returned as (slot, resolver, addend) for the caller to resolve.
 type Bound = Result<usize, (usize, usize, u64)>;
 
-fn bind_in(o: &dyn Objects, id: DsoId, which: usize, bind_not: bool) -> Result<Bound, Error> {
+fn bind_in<O: Objects + ?Sized>(o: &O, id: DsoId, which: usize, bind_not: bool) -> Result<Bound, Error> {
     match look_up(o, id, which)? {
         (_, Binding::Address(value)) if bind_not => Ok(Ok(value)),
         (place, Binding::Address(value)) => write(o, id, place, value).map(Ok),
@@ -210,12 +281,11 @@ fn bind_in(o: &dyn Objects, id: DsoId, which: usize, bind_not: bool) -> Result<B
 
 /// Runs `f` on the namespace this thread is linking, or, counted as a
 /// reader, on the published snapshot.
-fn reading<R>(f: impl FnOnce(&dyn Objects) -> R) -> Option<R> {
-    let mut f = Some(f);
-    if let Some(r) = crate::process::with_linking(|ns| (f.take().expect("called once"))(ns)) {
+fn reading<R>(f: impl Fn(&Namespace) -> R, g: impl FnOnce(&Snapshot) -> R) -> Option<R> {
+    if let Some(r) = crate::process::with_linking(f) {
         return Some(r);
     }
-    let f = f.take()?;
+    let f = g;
     READERS.fetch_add(1, Ordering::SeqCst);
     // SAFETY: a publisher frees a snapshot only after it was replaced and
     // the reader count was seen at zero; this reader counted itself first.
@@ -227,7 +297,7 @@ fn reading<R>(f: impl FnOnce(&dyn Objects) -> R) -> Option<R> {
 /// Writes `value` into slot `place` of object `id`. The slot was read from
 /// the object's own relocation table; the image refuses it unless it lies
 /// in the object's writable memory.
-fn write(o: &dyn Objects, id: DsoId, place: usize, value: usize) -> Result<usize, Error> {
+fn write<O: Objects + ?Sized>(o: &O, id: DsoId, place: usize, value: usize) -> Result<usize, Error> {
     if o.obj(id).is_some_and(|d| d.img.write_u64(place, value as u64)) {
         Ok(value)
     } else {
@@ -239,7 +309,7 @@ fn write(o: &dyn Objects, id: DsoId, place: usize, value: usize) -> Result<usize
 /// for a PLT reference (`reloc::Engine::resolve`), over the object's
 /// scope (the global scope, as it is now, as glibc's `l_scope[0]` is,
 /// then the object's `dlopen` closure).
-fn look_up(o: &dyn Objects, id: DsoId, which: usize) -> Result<(usize, Binding), Error> {
+fn look_up<O: Objects + ?Sized>(o: &O, id: DsoId, which: usize) -> Result<(usize, Binding), Error> {
     let Some(d) = o.obj(id) else {
         return Err(err!("ld-cah.so", "lazy binding for an object that does not exist (GOT[1] = {:#x})", id));
     };
@@ -280,25 +350,20 @@ fn look_up(o: &dyn Objects, id: DsoId, which: usize) -> Result<(usize, Binding),
 /// The definition of symbol `symidx` (`sym`) of object `d`: the first in
 /// its scope, then `d` itself under `DT_SYMBOLIC`; `None` for an
 /// undefined weak reference.
-fn find<'o>(o: &'o dyn Objects, d: &'o Dso, symidx: u32, sym: &Sym) -> Result<Option<(&'o Dso, Sym)>, Error> {
+fn find<'o, O: Objects + ?Sized>(o: &'o O, d: &'o Dso, symidx: u32, sym: &Sym) -> Result<Option<(&'o Dso, Sym)>, Error> {
     let di = &d.dyn_info;
     let Some(name) = di.string(&d.img, sym.st_name as usize) else {
         return Err(err!(d.display_name(), "symbol name outside the string table"));
     };
     let want = if di.versym != 0 { d.img.u16(di.versym + symidx as usize * 2).and_then(|v| d.versions.get(v & 0x7fff)) } else { None };
     let q = Query::new(name);
-    let in_one = |x: &'o Dso| match symbols::lookup(&x.img, &x.dyn_info, &x.versions, &q, want, true) {
-        Found::Match(_, s) | Found::Fallback(_, s) => Some((x, s)),
-        Found::None => None,
-    };
     let global = o.global();
     // The first definition in scope order wins (an STB_GNU_UNIQUE one too:
     // the load-time engine bound every other reference to that first one).
-    let found = global
-        .iter()
-        .find_map(|&i| o.obj(i).and_then(in_one))
-        .or_else(|| d.local_scope.iter().filter(|x| !global.contains(x)).find_map(|&i| o.obj(i).and_then(in_one)))
-        .or_else(|| if di.symbolic { in_one(d) } else { None });
+    let found = o
+        .in_global(&q, want)
+        .or_else(|| d.local_scope.iter().filter(|x| !global.contains(x)).find_map(|&i| o.obj(i).and_then(|x| in_one(x, &q, want))))
+        .or_else(|| if di.symbolic { in_one(d, &q, want) } else { None });
     match found {
         Some(f) => Ok(Some(f)),
         None if sym.bind() == STB_WEAK => Ok(None),

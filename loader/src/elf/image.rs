@@ -71,6 +71,10 @@ impl Span {
     pub fn len(&self) -> usize {
         self.len
     }
+    /// Its first byte's address.
+    pub fn start(&self) -> usize {
+        self.start
+    }
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
