@@ -40,7 +40,7 @@ use crate::diag::{Error, ErrorKind};
 use crate::elf::symbols::{self, Filter, Found, Query, Sym};
 use crate::elf::version::VersionReq;
 use crate::err;
-use crate::link::{DsoId, Dso, Kind, Namespace};
+use crate::link::{Dso, DsoId, Kind, Namespace};
 
 /// `AT_HWCAP`/`AT_HWCAP2`, which aarch64 IFUNC resolvers are passed.
 static HWCAP: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
@@ -191,8 +191,8 @@ pub fn publish(ns: &Namespace) {
             _ => false,
         }
     };
-    let unchanged = old.is_some_and(|o| o.objs.len() == ns.objs.len() && o.global == ns.scope)
-        && ns.objs.iter().enumerate().all(|(i, d)| same(i, d));
+    let unchanged =
+        old.is_some_and(|o| o.objs.len() == ns.objs.len() && o.global == ns.scope) && ns.objs.iter().enumerate().all(|(i, d)| same(i, d));
     if unchanged {
         return;
     }
@@ -250,10 +250,11 @@ fn bind(id: DsoId, which: usize) -> Result<usize, Error> {
     let not_yet = || err!("ld-cah.so", "lazy binding before start-up finished");
     let bind_not = BIND_NOT.load(Ordering::Relaxed);
     // A plain function is written while the objects are still read.
-    let (place, resolver, add) = match reading(|o| bind_in(o, id, which, bind_not), |o| bind_in(o, id, which, bind_not)).ok_or_else(not_yet)?? {
-        Ok(value) => return Ok(value),
-        Err(ifunc) => ifunc,
-    };
+    let (place, resolver, add) =
+        match reading(|o| bind_in(o, id, which, bind_not), |o| bind_in(o, id, which, bind_not)).ok_or_else(not_yet)?? {
+            Ok(value) => return Ok(value),
+            Err(ifunc) => ifunc,
+        };
     // An IFUNC's resolver runs outside the reading: it may call lazily
     // bound functions itself, or dlopen.
     // SAFETY: the resolver of an STT_GNU_IFUNC function of a relocated
@@ -330,11 +331,8 @@ fn look_up<O: Objects + ?Sized>(o: &O, id: DsoId, which: usize) -> Result<(usize
         return Err(err!(d.display_name(), "relocation names symbol {} outside the symbol table", symidx));
     };
     // Local symbols, and non-default visibility, bind to the object itself.
-    let def = if symidx == 0 || sym.bind() == STB_LOCAL || sym.visibility() != STV_DEFAULT {
-        Some((d, sym))
-    } else {
-        find(o, d, symidx, &sym)?
-    };
+    let def =
+        if symidx == 0 || sym.bind() == STB_LOCAL || sym.visibility() != STV_DEFAULT { Some((d, sym)) } else { find(o, d, symidx, &sym)? };
     let Some((definer, def)) = def else {
         // An undefined weak function: glibc binds it to 0 as well.
         return Ok((place, Binding::Address(add as usize)));

@@ -293,6 +293,21 @@ impl Image {
         true
     }
 
+    /// Adds `delta` to the word at `addr` if it lies in a writable range.
+    #[inline(always)]
+    pub fn add_to_word(&self, addr: usize, delta: u64) -> bool {
+        if !self.is_writable(addr, 8) {
+            return false;
+        }
+        // SAFETY: writable (so readable) and owned by this object (see
+        // `add_writable`).
+        unsafe {
+            let p = addr as *mut u64;
+            core::ptr::write_unaligned(p, core::ptr::read_unaligned(p).wrapping_add(delta));
+        }
+        true
+    }
+
     /// Adds `delta` to the word at `start + 8 i` for every bit `i` set in
     /// `bits` (a `DT_RELR` bitmap entry), with one bounds check for all of
     /// them when they lie in one writable range (they do, in any object a

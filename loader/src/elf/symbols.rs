@@ -152,7 +152,6 @@ impl Filter {
             _ => Filter::Search,
         }
     }
-
 }
 
 impl GnuTable {

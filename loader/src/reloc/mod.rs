@@ -211,7 +211,6 @@ impl<'a> Engine<'a> {
         let lazy_plt = !self.bind_now && !di.bind_now && di.flags & u64::from(DF_BIND_NOW) == 0 && di.flags_1 & u64::from(DF_1_NOW) == 0;
         let in_plt = |at: usize| di.jmprel != 0 && at >= di.jmprel && at < di.jmprel.saturating_add(di.pltrelsz);
         let lazy_got = lazy_plt && self.setup_lazy(id);
-        let in_relro = |place: usize| d.relro.is_some_and(|(s, e)| place >= s && place < e);
         for (start, size) in ranges(di.rela, di.relasz, di.jmprel, di.pltrelsz, lazy_plt) {
             if start == 0 || size == 0 {
                 continue;
@@ -224,7 +223,34 @@ impl<'a> Engine<'a> {
             let Some(table) = d.img.span(start, n * 24) else {
                 return Err(err!(name, "relocation table lies outside the object"));
             };
+            // The lazy PLT's slots first thing: a program may have a
+            // hundred thousand, and each only gets the load base added.
+            let lazy_range = lazy_got && start == di.jmprel;
+            let (relro_start, relro_end) = d.relro.unwrap_or((0, 0));
+            let any_variant_pcs = self.target.variant_pcs && di.variant_pcs;
+            let mut lazy = 0;
+            let entries = d.img.span_bytes(table, 0, n * 24).unwrap_or_default();
             for i in 0..n {
+                if let Some(e) = entries.get(i * 24..i * 24 + 16).filter(|_| lazy_range) {
+                    let word = |k: usize| e.get(k..k + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+                    let (off, info) = (word(0), word(8));
+                    let place = d.base.wrapping_add(off as usize);
+                    // A lazy JUMP_SLOT points back into the PLT (its
+                    // link-time value, relocated), whose entry calls the
+                    // resolver on the first call. Not in RELRO (sealed
+                    // before any call) nor a variant-PCS function (see
+                    // Target::variant_pcs).
+                    if info as u32 == self.target.jump_slot
+                        && !(place >= relro_start && place < relro_end)
+                        && !(any_variant_pcs && self.variant_pcs(id, (info >> 32) as u32))
+                    {
+                        if !d.img.add_to_word(place, d.base as u64) {
+                            return Err(bad_place(name, place, d.base));
+                        }
+                        lazy += 1;
+                        continue;
+                    }
+                }
                 let at = start + i * 24;
                 let Some([off, info, addend]) = d.img.at::<[u64; 3]>(table, i * 24) else {
                     return Err(err!(name, "relocation table lies outside the object"));
@@ -239,18 +265,6 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 let plt = in_plt(at);
-                // A lazy JUMP_SLOT points back into the PLT (its link-time
-                // value, relocated), whose entry calls the resolver on the
-                // first call. Not in RELRO (sealed before any call) nor a
-                // variant-PCS function (see Target::variant_pcs).
-                if plt && lazy_got && r_type == self.target.jump_slot && !in_relro(place) && !self.variant_pcs(id, (info >> 32) as u32) {
-                    let Some(v) = d.img.u64(place) else { return Err(bad_place(name, place, d.base)) };
-                    if !d.img.write_u64(place, v.wrapping_add(d.base as u64)) {
-                        return Err(bad_place(name, place, d.base));
-                    }
-                    self.stats.lazy += 1;
-                    continue;
-                }
                 if self.target.x86_64_ifunc_rules && (self.target.decode)(r_type) == Some(RelocKind::IRelative) {
                     irelative.push(at);
                     continue;
@@ -266,6 +280,7 @@ impl<'a> Engine<'a> {
                     r => r?,
                 }
             }
+            self.stats.lazy += lazy;
             for at in irelative {
                 let (Some(off), Some(addend)) = (d.img.u64(at), d.img.u64(at + 16)) else {
                     return Err(err!(name, "relocation table lies outside the object"));
