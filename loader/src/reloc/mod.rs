@@ -229,9 +229,14 @@ impl<'a> Engine<'a> {
             let (relro_start, relro_end) = d.relro.unwrap_or((0, 0));
             let any_variant_pcs = self.target.variant_pcs && di.variant_pcs;
             let mut lazy = 0;
-            let entries = d.img.span_bytes(table, 0, n * 24).unwrap_or_default();
-            for i in 0..n {
-                if let Some(e) = entries.get(i * 24..i * 24 + 16).filter(|_| lazy_range) {
+            // The lazy range's other entries (IRELATIVE, TLS descriptors,
+            // slots bound now), for the general loop below.
+            let mut rest: Vec<usize> = Vec::new();
+            if lazy_range {
+                let Some(entries) = d.img.span_bytes(table, 0, n * 24) else {
+                    return Err(err!(name, "relocation table lies outside the object"));
+                };
+                for (i, e) in entries.chunks_exact(24).enumerate() {
                     let word = |k: usize| e.get(k..k + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
                     let (off, info) = (word(0), word(8));
                     let place = d.base.wrapping_add(off as usize);
@@ -248,9 +253,13 @@ impl<'a> Engine<'a> {
                             return Err(bad_place(name, place, d.base));
                         }
                         lazy += 1;
-                        continue;
+                    } else {
+                        rest.push(i);
                     }
                 }
+            }
+            let all = if lazy_range { 0..0 } else { 0..n };
+            for i in all.chain(rest) {
                 let at = start + i * 24;
                 let Some([off, info, addend]) = d.img.at::<[u64; 3]>(table, i * 24) else {
                     return Err(err!(name, "relocation table lies outside the object"));
