@@ -280,17 +280,17 @@ fn bind_in<O: Objects + ?Sized>(o: &O, id: DsoId, which: usize, bind_not: bool) 
     }
 }
 
-/// Runs `f` on the namespace this thread is linking, or, counted as a
-/// reader, on the published snapshot.
-fn reading<R>(f: impl Fn(&Namespace) -> R, g: impl FnOnce(&Snapshot) -> R) -> Option<R> {
-    if let Some(r) = crate::process::with_linking(f) {
+/// Runs `linking` on the namespace this thread is linking, if any, else,
+/// counted as a reader, `published` on the published snapshot (two
+/// closures, so that each lookup is compiled for its kind of objects).
+fn reading<R>(linking: impl FnOnce(&Namespace) -> R, published: impl FnOnce(&Snapshot) -> R) -> Option<R> {
+    if let Some(r) = crate::process::with_linking(linking) {
         return Some(r);
     }
-    let f = g;
     READERS.fetch_add(1, Ordering::SeqCst);
     // SAFETY: a publisher frees a snapshot only after it was replaced and
     // the reader count was seen at zero; this reader counted itself first.
-    let r = unsafe { SNAPSHOT.load(Ordering::SeqCst).as_ref() }.map(|s| f(s));
+    let r = unsafe { SNAPSHOT.load(Ordering::SeqCst).as_ref() }.map(published);
     READERS.fetch_sub(1, Ordering::SeqCst);
     r
 }

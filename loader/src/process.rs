@@ -5,6 +5,8 @@
 //! Start-up builds both on its own stack and [`install`]s them before the
 //! program's initialisers run; from then on `dlopen`, `dlclose`, `dlinfo`,
 //! libc's symbol lookups and the finalisers reach them through [`lock`].
+//! Lazy binding does not take the lock: releasing it publishes what lazy
+//! binding reads (see `crate::lazy`).
 //!
 //! While the loader links (start-up, or a `dlopen` holding the lock), the
 //! foreign code it runs may call back into it: libc's `time` and

@@ -117,11 +117,7 @@ fn lazy_missing_function_with_ld_bind_now_fails_at_start() {
 fn lazy_binding_from_a_signal_handler_inside_the_loader() {
     on_both_arches("lazy_binding_from_a_signal_handler_inside_the_loader", |c| {
         let r = run("glibc/sigplt").clean_env().debian_sysroot().timeout(120);
-        c.expect(
-            &r,
-            "handler in constructor: lazy_f120(1) = 121\ntimer ticks during dlopen/dlclose: 40, sum 9560\n",
-            0,
-        );
+        c.expect(&r, "handler in constructor: lazy_f120(1) = 121\ntimer ticks during dlopen/dlclose: 40, sum 9560\n", 0);
     });
 }
 
