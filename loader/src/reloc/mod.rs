@@ -133,9 +133,10 @@ type Resolved = Option<Def>;
 /// table per symbol was 96 bytes a symbol, allocated and written at every
 /// start). A miss only costs a lookup, whose result is the same.
 ///
-/// It also holds the object's part of the binding plan, if any. A single
-/// resolution (a lazily bound PLT slot) has no slots: they are 3.5 KiB to
-/// fill and move, for nothing to remember.
+/// It also holds the object's part of the binding plan, if any. (`slots`
+/// is optional for a caller with a single resolution to make, which has
+/// nothing to remember; lazy binding, the one such caller, now looks up
+/// on its own, `crate::lazy`.)
 struct Recent<'c, 'p> {
     slots: Option<&'c mut Slots>,
     plan: Option<plan::ObjectPlan<'p>>,
