@@ -69,6 +69,11 @@ struct Snapshot {
     global: Vec<DsoId>,
     /// The published objects of the global scope, in its order.
     walk: Vec<Arc<Record>>,
+    /// Per object: its image's identity and whether it was published,
+    /// which is all that decides its record (an object's local scope is
+    /// set when it is loaded, with a new image, and its `GOT[2]` when it
+    /// is relocated).
+    seen: Vec<(u64, bool)>,
 }
 
 /// One object as a snapshot holds it.
@@ -173,45 +178,69 @@ fn published(d: &Dso) -> bool {
     d.relocated && (d.map_end > d.map_start || !matches!(d.kind, Kind::Library))
 }
 
+/// Which objects lazy binding can reach: every object of the global
+/// scope, and each object whose PLT is bound lazily (its `GOT[2]` holds
+/// the resolver) with its local scope. A library `dlopen`ed with
+/// `RTLD_NOW | RTLD_LOCAL` is in none of these, and gets no copy (a
+/// process that opens and closes one in a loop would otherwise copy it
+/// at every `dlopen`).
+fn reachable(ns: &Namespace) -> Vec<bool> {
+    let mut r = alloc::vec![false; ns.objs.len()];
+    for &i in &ns.scope {
+        if let Some(x) = r.get_mut(i) {
+            *x = true;
+        }
+    }
+    let resolver = native::plt_resolver(plt_fixup) as u64;
+    for (i, d) in ns.objs.iter().enumerate() {
+        let got = d.dyn_info.pltgot;
+        if got != 0 && d.img.u64(got + 16) == Some(resolver) {
+            r[i] = true;
+            for &j in &d.local_scope {
+                if let Some(x) = r.get_mut(j) {
+                    *x = true;
+                }
+            }
+        }
+    }
+    r
+}
+
 /// Publishes `ns` for lazy binding if anything lazy binding reads of it
 /// changed. Called by the loader lock's holder as it releases the lock
 /// (and at start-up's install), so publications are serialised. An object
-/// already published keeps its copy (matched by image identity, base and
-/// local scope); the global scope is copied anew.
+/// already published keeps its copy (matched by image identity); the
+/// global scope is copied anew.
 pub fn publish(ns: &Namespace) {
     let old_ptr = SNAPSHOT.load(Ordering::SeqCst);
     // SAFETY: only `publish` replaces the snapshot, and publications are
     // serialised by the loader lock; the old one is freed only below.
     let old = unsafe { old_ptr.as_ref() };
-    let same = |i: usize, d: &Dso| {
-        let prev = old.and_then(|o| o.objs.get(i)).and_then(Option::as_deref).map(|r| &r.dso);
-        match (prev, published(d)) {
-            (None, false) => true,
-            (Some(p), true) => p.img.id() == d.img.id() && p.base == d.base && p.local_scope == d.local_scope,
-            _ => false,
-        }
-    };
-    let unchanged =
-        old.is_some_and(|o| o.objs.len() == ns.objs.len() && o.global == ns.scope) && ns.objs.iter().enumerate().all(|(i, d)| same(i, d));
+    let state = |d: &Dso| (d.img.id(), published(d));
+    let unchanged = old
+        .is_some_and(|o| o.seen.len() == ns.objs.len() && o.global == ns.scope && ns.objs.iter().zip(&o.seen).all(|(d, &s)| state(d) == s));
     if unchanged {
         return;
     }
+    let reachable = reachable(ns);
+    // A record is kept while its object's image is the same one.
+    let kept =
+        |i: usize, d: &Dso| old.and_then(|o| o.objs.get(i)).and_then(Option::as_ref).filter(|r| r.dso.img.id() == d.img.id()).cloned();
     let objs: Vec<Option<Arc<Record>>> = ns
         .objs
         .iter()
         .enumerate()
         .map(|(i, d)| {
-            if !published(d) {
+            if !(reachable[i] && published(d)) {
                 None
-            } else if same(i, d) {
-                old.and_then(|o| o.objs.get(i).cloned()).flatten()
             } else {
-                Some(Arc::new(Record { dso: d.copy_for_lookups(), filter: Bloom::of(d) }))
+                kept(i, d).or_else(|| Some(Arc::new(Record { dso: d.copy_for_lookups(), filter: Bloom::of(d) })))
             }
         })
         .collect();
+    let seen = ns.objs.iter().map(state).collect();
     let walk = ns.scope.iter().filter_map(|&i| objs.get(i).cloned().flatten()).collect();
-    let new = Box::into_raw(Box::new(Snapshot { objs, global: ns.scope.clone(), walk }));
+    let new = Box::into_raw(Box::new(Snapshot { objs, global: ns.scope.clone(), walk, seen }));
     SNAPSHOT.store(new, Ordering::SeqCst);
     // A reader that counted itself after this point sees the new snapshot;
     // one that counted itself before may still read the old one.
