@@ -69,12 +69,14 @@ struct Snapshot {
     global: Vec<DsoId>,
     /// The published objects of the global scope, in its order.
     walk: Vec<Arc<Record>>,
-    /// Per object: its image's identity and whether it was published,
-    /// which is all that decides its record (an object's local scope is
-    /// set when it is loaded, with a new image, and its `GOT[2]` when it
-    /// is relocated).
-    seen: Vec<(u64, bool)>,
 }
+
+/// Per object, when [`publish`] last ran: its image's identity and
+/// whether it was relocated and mapped, which with the global scope is all
+/// that decides the snapshot (an object's local scope is set when it is
+/// loaded, with a new image, and its `GOT[2]` when it is relocated). Only
+/// the loader lock's holder touches it.
+static SEEN: spin::Mutex<Vec<(u64, bool)>> = spin::Mutex::new(Vec::new());
 
 /// One object as a snapshot holds it.
 struct Record {
@@ -217,30 +219,39 @@ pub fn publish(ns: &Namespace) {
     // serialised by the loader lock; the old one is freed only below.
     let old = unsafe { old_ptr.as_ref() };
     let state = |d: &Dso| (d.img.id(), published(d));
-    let unchanged = old
-        .is_some_and(|o| o.seen.len() == ns.objs.len() && o.global == ns.scope && ns.objs.iter().zip(&o.seen).all(|(d, &s)| state(d) == s));
-    if unchanged {
-        return;
+    let same_global = old.is_some_and(|o| o.global == ns.scope && o.objs.len() == ns.objs.len());
+    {
+        let mut seen = SEEN.lock();
+        if same_global && seen.len() == ns.objs.len() && ns.objs.iter().zip(seen.iter()).all(|(d, &s)| state(d) == s) {
+            return;
+        }
+        seen.clear();
+        seen.extend(ns.objs.iter().map(state));
     }
     let reachable = reachable(ns);
+    let wanted = |i: usize, d: &Dso| reachable[i] && published(d);
+    let old_record = |i: usize| old.and_then(|o| o.objs.get(i)).and_then(Option::as_ref);
     // A record is kept while its object's image is the same one.
-    let kept =
-        |i: usize, d: &Dso| old.and_then(|o| o.objs.get(i)).and_then(Option::as_ref).filter(|r| r.dso.img.id() == d.img.id()).cloned();
+    let kept = |i: usize, d: &Dso| old_record(i).filter(|r| r.dso.img.id() == d.img.id());
+    // What changed shows in no record (a library opened with RTLD_NOW |
+    // RTLD_LOCAL, or unmapped): the snapshot stays.
+    if same_global && ns.objs.iter().enumerate().all(|(i, d)| if wanted(i, d) { kept(i, d).is_some() } else { old_record(i).is_none() }) {
+        return;
+    }
     let objs: Vec<Option<Arc<Record>>> = ns
         .objs
         .iter()
         .enumerate()
         .map(|(i, d)| {
-            if !(reachable[i] && published(d)) {
+            if !wanted(i, d) {
                 None
             } else {
-                kept(i, d).or_else(|| Some(Arc::new(Record { dso: d.copy_for_lookups(), filter: Bloom::of(d) })))
+                kept(i, d).cloned().or_else(|| Some(Arc::new(Record { dso: d.copy_for_lookups(), filter: Bloom::of(d) })))
             }
         })
         .collect();
-    let seen = ns.objs.iter().map(state).collect();
     let walk = ns.scope.iter().filter_map(|&i| objs.get(i).cloned().flatten()).collect();
-    let new = Box::into_raw(Box::new(Snapshot { objs, global: ns.scope.clone(), walk, seen }));
+    let new = Box::into_raw(Box::new(Snapshot { objs, global: ns.scope.clone(), walk }));
     SNAPSHOT.store(new, Ordering::SeqCst);
     // A reader that counted itself after this point sees the new snapshot;
     // one that counted itself before may still read the old one.
