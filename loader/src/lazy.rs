@@ -14,10 +14,10 @@
 //! Concurrency: the fixup takes no lock, so that a first call from a
 //! signal handler that interrupted its own thread inside the loader lock
 //! (a `dlopen` under way) cannot deadlock. It reads a [`Snapshot`]: what
-//! it needs of every object (copied once per object) and the global
-//! scope, which the loader lock's holder publishes whenever it releases
-//! the lock with something changed (`process`), as glibc replaces an
-//! `r_scope_elem` array rather than changing it. Readers announce
+//! it needs of every object it can reach (copied once per object) and the
+//! global scope, which the loader lock's holder publishes whenever it
+//! releases the lock with something changed (`process`), as glibc
+//! replaces an `r_scope_elem` array rather than changing it. Readers announce
 //! themselves in a counter; a publisher waits for it to drop to zero
 //! before it frees the snapshot it replaced, and `dlclose` unmaps an
 //! object only under a later lock, after the object left the scope in a
@@ -25,6 +25,9 @@
 //! the same value. The thread that is linking (start-up, or a `dlopen`
 //! running IFUNC resolvers) reads the namespace it is linking instead
 //! (`process::with_linking`): its new objects are not published yet.
+//! (A signal handler that calls `dlopen` or `dlclose` while its thread is
+//! inside a fixup would wait for that fixup forever; neither is
+//! async-signal-safe under glibc either.)
 #![allow(unsafe_code)]
 
 use alloc::boxed::Box;
