@@ -16,6 +16,7 @@
 #![allow(unsafe_code)]
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::arch::native;
 use crate::diag::Error;
@@ -97,6 +98,9 @@ pub fn open(name: &[u8], mode: i32, caller: usize) -> Result<(usize, Vec<crate::
         // half-done (the mappings stay, unreachable).
         for &id in &fresh {
             ns.objs[id].removed = true;
+            if let Some(m) = ns.objs[id].tls.filter(|m| m.modid != 0) {
+                tls::forget(m.modid);
+            }
         }
         ns.scope.retain(|x| !fresh.contains(x));
     }
@@ -120,7 +124,7 @@ fn load_and_link(
         bump(ns, root, mode);
         return Ok((ns.objs[root].link_map, Vec::new()));
     }
-    closure::check_versions(ns)?;
+    closure::check_versions_of(ns, new.iter().copied())?;
     place_tls(ns, &new);
 
     pipeline::link_maps(ns, &new, false);
@@ -130,7 +134,9 @@ fn load_and_link(
     // root's dependency-sorted list, backwards.
     let mut scope = ns.scope.clone();
     scope.extend(local.iter().copied().filter(|x| !ns.scope.contains(x)));
-    let sorted = crate::init::sort(&local, ns.objs.len(), &|x| ns.objs[x].deps.clone(), usize::MAX);
+    // Dependencies first when read backwards: the order of relocation and
+    // of initialisers alike (nothing below changes `deps`).
+    let sorted = crate::init::sort(&local, ns.objs.len(), &|x| &ns.objs[x].deps, usize::MAX);
     let unsorted = new.iter().copied().filter(|id| !sorted.contains(id));
     let order: Vec<DsoId> = sorted.iter().rev().copied().filter(|id| new.contains(id)).chain(unsorted).collect();
     for &id in &new {
@@ -148,21 +154,31 @@ fn load_and_link(
     };
     pipeline::relocate(ns, &order, &binding)?;
     copy_tls_images(ns, &new);
+    if let Some(l) = crate::glibc::runtime::layout() {
+        for m in new.iter().filter_map(|&id| ns.objs[id].tls.map(|m| (m, ns.objs[id].link_map))) {
+            crate::glibc::rtld::publish_tls_slot(l, m.0.modid, tls::generation(), m.1, tls::max_modid());
+        }
+    }
     pipeline::seal(ns, &new)?;
+    let mut scope_changed = false;
     if mode & RTLD_GLOBAL != 0 {
         for &id in &local {
             if !ns.scope.contains(&id) {
                 ns.scope.push(id);
+                scope_changed = true;
             }
         }
+    }
+    if scope_changed {
+        publish_global_scope(ns);
     }
     bump(ns, root, mode);
     if let Some(l) = crate::glibc::runtime::layout() {
         // dlsym(handle) searches the object and its dependencies.
         let lms: Vec<usize> = local.iter().map(|&x| ns.objs[x].link_map).collect();
-        crate::glibc::rtld::set_searchlist(l, ns.objs[root].link_map, &lms);
+        let lm = ns.objs[root].link_map;
+        crate::glibc::rtld::set_searchlist(l, lm, &lms, Some(&mut ns.objs[root].link_map_mem));
     }
-    publish_global_scope(ns);
     for &id in &new {
         if id != root {
             ns.objs[id].open_count = ns.objs[id].open_count.max(1);
@@ -172,9 +188,8 @@ fn load_and_link(
     crate::debug::publish(ns, 0, crate::debug::RT_CONSISTENT);
 
     // Initialisers of the new objects, dependencies first.
-    let order = crate::init::sort(&local, ns.objs.len(), &|x| ns.objs[x].deps.clone(), usize::MAX);
     let mut calls = Vec::new();
-    for &id in order.iter().rev() {
+    for &id in sorted.iter().rev() {
         let d = &mut ns.objs[id];
         if d.init_called || d.kind != Kind::Library {
             continue;
@@ -187,7 +202,18 @@ fn load_and_link(
 
 /// `argv[0]` (glibc's `RTLD_PROGNAME`), for the engine's warnings.
 fn program_name() -> &'static str {
-    crate::glibc::runtime::argv0().map_or("<program name unknown>", |a| crate::diag::show(a.strip_suffix(b"\0").unwrap_or(a)))
+    // Checked as UTF-8 once: argv[0] lives, unchanged, as long as the process.
+    static NAME: AtomicUsize = AtomicUsize::new(0);
+    static LEN: AtomicUsize = AtomicUsize::new(0);
+    let p = NAME.load(Ordering::Acquire);
+    if p != 0 {
+        // SAFETY: stored below from a `&'static str`, with its length.
+        return unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(p as *const u8, LEN.load(Ordering::Relaxed))) };
+    }
+    let name = crate::glibc::runtime::argv0().map_or("<program name unknown>", |a| crate::diag::show(a.strip_suffix(b"\0").unwrap_or(a)));
+    LEN.store(name.len(), Ordering::Relaxed);
+    NAME.store(name.as_ptr() as usize, Ordering::Release);
+    name
 }
 
 fn bump(ns: &mut Namespace, id: DsoId, mode: i32) {
@@ -207,7 +233,7 @@ fn bump(ns: &mut Namespace, id: DsoId, mode: i32) {
 fn publish_global_scope(ns: &Namespace) {
     let Some(l) = crate::glibc::runtime::layout() else { return };
     let lms: Vec<usize> = ns.scope.iter().map(|&x| ns.objs[x].link_map).collect();
-    crate::glibc::rtld::set_searchlist(l, ns.objs[ns.main].link_map, &lms);
+    crate::glibc::rtld::set_searchlist(l, ns.objs[ns.main].link_map, &lms, None);
 }
 
 /// Gives the new objects' TLS blocks their module ids and places (see
@@ -220,32 +246,29 @@ fn place_tls(ns: &mut Namespace, new: &[DsoId]) {
     }
 }
 
-/// Copies the new modules' TLS images into every thread and points each
-/// thread's DTV at them.
+/// Copies the images of the new modules placed in static TLS into every
+/// thread's static block. DTVs are left alone: each thread brings its own
+/// up to date at its next TLS access (the registry's generation moved).
 fn copy_tls_images(ns: &Namespace, new: &[DsoId]) {
+    if new.iter().all(|&id| ns.objs[id].tls.is_none_or(|m| m.offset.is_none())) {
+        return;
+    }
     let layout = crate::glibc::runtime::layout();
     let tps: Vec<usize> = match layout {
         Some(l) => crate::glibc::rtld::thread_pointers(l),
         None => alloc::vec![native::thread_pointer_value()],
     };
     for &id in new {
-        let Some(m) = ns.objs[id].tls else { continue };
+        let Some(m) = ns.objs[id].tls.filter(|m| m.offset.is_some()) else { continue };
         for &tp in &tps {
-            let dtv = native::dtv_of(tp);
-            // SAFETY: `dtv[-1]` holds the capacity of this thread's DTV.
-            let cap = unsafe { (*(dtv as *const tls::DtvEntry).sub(1)).val };
-            if m.modid > cap {
-                continue;
-            }
-            let tb = tls::ThreadBlock { tp, dtv, alloc: 0 };
             // SAFETY: the block was placed inside every thread's static
             // area (same layout for all threads), the image is mapped.
-            unsafe { tls::init_module(tls::variant(), &tb, &m) };
+            unsafe { tls::init_static_block(tls::variant(), tp, &m) };
         }
         // glibc before 2.34: the other threads are libpthread's to reach.
         // Its hook calls through its own PLT, which may bind lazily now,
         // under the lock this thread holds: the fixup must see `ns`.
-        if let (Some(l), Some(_)) = (layout, m.offset) {
+        if let Some(l) = layout {
             process::publishing(ns, || crate::glibc::libpthread::init_static_tls(l, ns.objs[id].link_map));
         }
     }
@@ -279,17 +302,16 @@ pub fn close(lm: usize) -> Result<Closed, Error> {
         unsafe { crate::glibc::raw::Raw::new(lm) }.get(l.link_map.l_tls_dtor_count) != 0
     });
     let unmap = (!needed_by_others && !dtors_pending).then_some(id);
-    let d = &mut ns.objs[id];
-    if !d.init_called {
+    if ns.scope.contains(&id) {
         ns.scope.retain(|&x| x != id);
         publish_global_scope(ns);
+    }
+    let d = &mut ns.objs[id];
+    if !d.init_called {
         return Ok(Closed { calls: Vec::new(), unmap });
     }
     d.init_called = false;
-    let calls = crate::init::object_fini_calls(ns, id);
-    ns.scope.retain(|&x| x != id);
-    publish_global_scope(ns);
-    Ok(Closed { calls, unmap })
+    Ok(Closed { calls: crate::init::object_fini_calls(ns, id), unmap })
 }
 
 /// Unmaps an object `close` released, after its finalisers ran: it leaves
@@ -303,8 +325,12 @@ pub fn unmap(id: DsoId) {
     }
     let (start, end, lm, tls) = (d.map_start, d.map_end, d.link_map, d.tls);
     if let Some(m) = tls {
-        // New threads must not copy an image that is about to disappear.
+        // New threads must not copy an image that is about to disappear;
+        // the id is free for the next dlopen.
         tls::forget(m.modid);
+        if let Some(l) = crate::glibc::runtime::layout() {
+            crate::glibc::rtld::publish_tls_slot(l, m.modid, tls::generation(), 0, tls::max_modid());
+        }
     }
     crate::glibc::runtime::remove_object(lm);
     let chain = ns.link_order();

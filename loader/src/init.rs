@@ -18,7 +18,7 @@ use crate::link::{Dso, DsoId, Kind, Namespace};
 
 /// Sorts `maps` (whose first element is the program) so that every object
 /// precedes its dependencies. `deps(i)` lists object `i`'s dependencies.
-pub fn sort(maps: &[DsoId], n_objs: usize, deps: &dyn Fn(DsoId) -> Vec<DsoId>, main: DsoId) -> Vec<DsoId> {
+pub fn sort<'a>(maps: &[DsoId], n_objs: usize, deps: &dyn Fn(DsoId) -> &'a [DsoId], main: DsoId) -> Vec<DsoId> {
     let mut visited = vec![false; n_objs];
     let mut rpo: Vec<DsoId> = Vec::with_capacity(maps.len());
     // Iterative DFS: (node, next dependency index).
@@ -27,7 +27,7 @@ pub fn sort(maps: &[DsoId], n_objs: usize, deps: &dyn Fn(DsoId) -> Vec<DsoId>, m
             continue;
         }
         visited[start] = true;
-        let mut stack: Vec<(DsoId, usize, Vec<DsoId>)> = vec![(start, 0, deps(start))];
+        let mut stack: Vec<(DsoId, usize, &[DsoId])> = vec![(start, 0, deps(start))];
         while let Some((node, i, ds)) = stack.last_mut() {
             if let Some(&dep) = ds.get(*i) {
                 *i += 1;
@@ -54,7 +54,7 @@ pub fn sort(maps: &[DsoId], n_objs: usize, deps: &dyn Fn(DsoId) -> Vec<DsoId>, m
 
 /// The start-up order of the global scope (program first).
 pub fn initfini_order(ns: &Namespace) -> Vec<DsoId> {
-    sort(&ns.scope, ns.objs.len(), &|i| ns.objs[i].deps.clone(), ns.main)
+    sort(&ns.scope, ns.objs.len(), &|i| &ns.objs[i].deps, ns.main)
 }
 
 /// One initialiser or finaliser call.
@@ -207,7 +207,7 @@ pub fn fini_calls(ns: &mut Namespace) -> Vec<Call> {
         v.extend(ns.load_order().iter().copied().filter(|&i| i != ns.main));
         v
     };
-    let order = sort(&all, ns.objs.len(), &|i| ns.objs[i].deps.clone(), ns.main);
+    let order = sort(&all, ns.objs.len(), &|i| &ns.objs[i].deps, ns.main);
     let mut calls = Vec::new();
     for id in order {
         if !ns.objs[id].init_called {
@@ -241,12 +241,12 @@ mod tests {
     #[test]
     fn dependencies_come_after_their_users() {
         // 0 = program needs 1 and 2; 1 needs 3; 2 needs 3; 3 needs nothing.
-        let deps = |i: DsoId| -> Vec<DsoId> {
+        let deps = |i: DsoId| -> &'static [DsoId] {
             match i {
-                0 => vec![1, 2],
-                1 => vec![3],
-                2 => vec![3],
-                _ => vec![],
+                0 => &[1, 2],
+                1 => &[3],
+                2 => &[3],
+                _ => &[],
             }
         };
         let order = sort(&[0, 1, 2, 3], 4, &deps, 0);
@@ -259,12 +259,12 @@ mod tests {
 
     #[test]
     fn cycles_terminate() {
-        let deps = |i: DsoId| -> Vec<DsoId> {
+        let deps = |i: DsoId| -> &'static [DsoId] {
             match i {
-                0 => vec![1],
-                1 => vec![2],
-                2 => vec![1],
-                _ => vec![],
+                0 => &[1],
+                1 => &[2],
+                2 => &[1],
+                _ => &[],
             }
         };
         let order = sort(&[0, 1, 2], 3, &deps, 0);

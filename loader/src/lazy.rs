@@ -25,9 +25,11 @@
 //! the same value. The thread that is linking (start-up, or a `dlopen`
 //! running IFUNC resolvers) reads the namespace it is linking instead
 //! (`process::with_linking`): its new objects are not published yet.
-//! (A signal handler that calls `dlopen` or `dlclose` while its thread is
-//! inside a fixup would wait for that fixup forever; neither is
-//! async-signal-safe under glibc either.)
+//! A successful fixup allocates nothing (the allocator has a lock of its
+//! own; only a failed one's message is allocated). (A signal handler that
+//! calls `dlopen` or `dlclose` while its thread is inside a fixup would
+//! wait for that fixup forever; neither is async-signal-safe under glibc
+//! either.)
 #![allow(unsafe_code)]
 
 use alloc::boxed::Box;
@@ -402,14 +404,14 @@ fn find<'o, O: Objects + ?Sized>(o: &'o O, d: &'o Dso, symidx: u32, sym: &Sym) -
     // The first definition in scope order wins (an STB_GNU_UNIQUE one too:
     // the load-time engine bound every other reference to that first one).
     let found = o
-        .in_global(&q, want)
-        .or_else(|| d.local_scope.iter().filter(|x| !global.contains(x)).find_map(|&i| o.obj(i).and_then(|x| in_one(x, &q, want))))
-        .or_else(|| if di.symbolic { in_one(d, &q, want) } else { None });
+        .in_global(&q, want.as_ref())
+        .or_else(|| d.local_scope.iter().filter(|x| !global.contains(x)).find_map(|&i| o.obj(i).and_then(|x| in_one(x, &q, want.as_ref()))))
+        .or_else(|| if di.symbolic { in_one(d, &q, want.as_ref()) } else { None });
     match found {
         Some(f) => Ok(Some(f)),
         None if sym.bind() == STB_WEAK => Ok(None),
         None => {
-            let ver = want.map(|w| alloc::format!(", version {}", crate::diag::show(&w.name))).unwrap_or_default();
+            let ver = want.map(|w| alloc::format!(", version {}", crate::diag::show(w.name))).unwrap_or_default();
             Err(err!(d.display_name(), "undefined symbol: {}{}", crate::diag::show(name), ver).of_kind(ErrorKind::UndefinedSymbol))
         }
     }

@@ -36,6 +36,7 @@ pub mod process;
 pub mod reloc;
 pub mod start;
 pub mod sys;
+pub mod thread;
 pub mod tls;
 pub mod trace;
 pub mod verify;

@@ -54,8 +54,10 @@ fn prot_of(flags: u32) -> usize {
 /// Where an object's bytes come from.
 #[derive(Clone, Copy)]
 pub enum Source<'a> {
-    /// An open file: segments are mapped from it (shared with the page cache).
-    File(&'a Fd),
+    /// An open file: segments are mapped from it (shared with the page
+    /// cache). With its size when the caller has already `fstat`ed it and
+    /// found a regular file (one system call fewer per object).
+    File(&'a Fd, Option<u64>),
     /// A private copy of a file, already verified: segments are copied from
     /// it into anonymous memory, so what runs is exactly what was hashed
     /// even if the file changes (see `verify::runtime::sealed`).
@@ -65,7 +67,8 @@ pub enum Source<'a> {
 impl Source<'_> {
     fn size(&self) -> Result<u64, MapError> {
         match self {
-            Source::File(fd) => {
+            Source::File(_, Some(size)) => Ok(*size),
+            Source::File(fd, None) => {
                 let st = sys::fstat(fd)?;
                 if st.mode & 0o170000 != 0o100000 {
                     return Err(MapError::NotRegular);
@@ -79,7 +82,7 @@ impl Source<'_> {
     /// Reads up to `buf.len()` bytes at `off`; fewer only at the end.
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, MapError> {
         match self {
-            Source::File(fd) => Ok(sys::pread_full(fd, buf, off)?),
+            Source::File(fd, _) => Ok(sys::pread_full(fd, buf, off)?),
             Source::Copy(b) => {
                 let start = usize::try_from(off).unwrap_or(usize::MAX).min(b.len());
                 let n = buf.len().min(b.len() - start);
@@ -97,7 +100,7 @@ impl Source<'_> {
     unsafe fn map_segment(&self, at: usize, len: usize, prot: usize, off: u64) -> Result<(), MapError> {
         match self {
             // SAFETY: the caller's reservation (see above).
-            Source::File(fd) => {
+            Source::File(fd, _) => {
                 unsafe { sys::mmap(at, len, prot, sys::MAP_PRIVATE | sys::MAP_FIXED, fd.raw(), off) }.map(|_| ()).map_err(MapError::Io)
             }
             Source::Copy(b) => {
@@ -174,7 +177,7 @@ impl core::fmt::Display for MapError {
 
 /// Reads and checks the ELF and program headers of an open file.
 pub fn read_headers(fd: &Fd, machine: u16) -> Result<(Ehdr, Vec<Phdr>, u64), MapError> {
-    read_headers_from(Source::File(fd), machine)
+    read_headers_from(Source::File(fd, None), machine)
 }
 
 fn read_headers_from(src: Source<'_>, machine: u16) -> Result<(Ehdr, Vec<Phdr>, u64), MapError> {
@@ -199,7 +202,13 @@ fn read_headers_from(src: Source<'_>, machine: u16) -> Result<(Ehdr, Vec<Phdr>, 
 
 /// Maps an object from `fd`. `page` is the system page size.
 pub fn map_file(fd: &Fd, machine: u16, page: usize) -> Result<Mapped, MapError> {
-    map_from(Source::File(fd), machine, page)
+    map_from(Source::File(fd, None), machine, page)
+}
+
+/// [`map_file`] for a regular file of `size` bytes the caller has just
+/// `fstat`ed.
+pub fn map_regular_file(fd: &Fd, size: u64, machine: u16, page: usize) -> Result<Mapped, MapError> {
+    map_from(Source::File(fd, Some(size)), machine, page)
 }
 
 /// Maps an object from a private copy of its bytes (see [`Source::Copy`]).
@@ -241,6 +250,7 @@ fn map_from(src: Source<'_>, machine: u16, page: usize) -> Result<Mapped, MapErr
 
     // Reserve the whole span first so that no other mapping lands between
     // segments; over-reserve to honour alignments above the page size.
+    let mut first_mapped = false;
     let base = if ehdr.e_type == ET_EXEC {
         const MAP_FIXED_NOREPLACE: usize = 0x100000;
         // SAFETY: NOREPLACE never clobbers an existing mapping.
@@ -250,6 +260,17 @@ fn map_from(src: Source<'_>, machine: u16, page: usize) -> Result<Mapped, MapErr
             return Err(MapError::Bad("cannot map a fixed-address executable here (address in use)"));
         }
         0
+    } else if let (Source::File(fd, _), true, true) = (src, align == page, first.p_filesz > 0) {
+        // As glibc: the first segment mapped from the file over the whole
+        // span is the reservation (one system call fewer per object); the
+        // other segments replace the rest of it below, and the gaps
+        // between segments are made inaccessible after them.
+        let off = page_down(first.p_offset as usize, page) as u64;
+        // SAFETY: a fresh mapping the kernel places.
+        let start = unsafe { sys::mmap(0, span, prot_of(first.p_flags), sys::MAP_PRIVATE, fd.raw(), off) }
+            .map_err(|_| MapError::Bad("cannot reserve address space"))?;
+        first_mapped = true;
+        start - lo
     } else {
         let extra = align - page;
         // SAFETY: a fresh reservation the kernel places.
@@ -269,14 +290,21 @@ fn map_from(src: Source<'_>, machine: u16, page: usize) -> Result<Mapped, MapErr
         aligned - lo
     };
 
-    let mut img = Image::new();
-    for p in &loads {
+    let mut img = Image::with_capacity(loads.len(), loads.iter().filter(|p| p.p_flags & PF_W != 0).count());
+    let mut prev_page_end = 0;
+    for (i, p) in loads.iter().enumerate() {
         let vaddr = base + p.p_vaddr as usize;
         let prot = prot_of(p.p_flags);
         let seg_start = page_down(vaddr, page);
         let file_end = vaddr + p.p_filesz as usize;
         let mem_end = vaddr + p.p_memsz as usize;
-        if p.p_filesz > 0 {
+        if first_mapped && i > 0 && seg_start > prev_page_end {
+            // A gap between segments still maps the file: no access.
+            // SAFETY: inside the span mapped above, between two segments.
+            unsafe { sys::mprotect(prev_page_end, seg_start - prev_page_end, sys::PROT_NONE) }.map_err(MapError::Io)?;
+        }
+        prev_page_end = page_up(mem_end, page).ok_or(MapError::Bad("segment out of range"))?;
+        if p.p_filesz > 0 && !(first_mapped && i == 0) {
             let len = page_up(file_end, page).ok_or(MapError::Bad("segment out of range"))? - seg_start;
             let off = page_down(p.p_offset as usize, page) as u64;
             // SAFETY: inside the span reserved above, which holds nothing else.

@@ -171,11 +171,15 @@ pub fn fstat(fd: &Fd) -> Result<Stat, Errno> {
     // Large enough for either arch's struct stat (144 and 128 bytes).
     let mut buf = [0u64; 20];
     sys(nr::FSTAT, [fd.0 as usize, buf.as_mut_ptr() as usize, 0, 0, 0, 0])?;
+    Ok(decode_stat(&buf))
+}
+
+fn decode_stat(buf: &[u64; 20]) -> Stat {
     // The words both arches' layouts share: st_dev 0, st_ino 8, st_size
     // 48, st_blocks 64, st_mtime 88/96, st_ctime 104/112.
-    let (mode, uid, gid) = crate::arch::native::stat_ids(&buf);
+    let (mode, uid, gid) = crate::arch::native::stat_ids(buf);
     let ns = |s: u64, n: u64| s as i64 as i128 * 1_000_000_000 + n as i64 as i128;
-    Ok(Stat {
+    Stat {
         dev: buf[0],
         ino: buf[1],
         mode,
@@ -185,7 +189,7 @@ pub fn fstat(fd: &Fd) -> Result<Stat, Errno> {
         blocks: buf[8],
         mtime_ns: ns(buf[11], buf[12]),
         ctime_ns: ns(buf[13], buf[14]),
-    })
+    }
 }
 
 /// `mmap`; returns the address.
@@ -239,6 +243,58 @@ pub fn readlink<'a>(path: &[u8], buf: &'a mut [u8]) -> Result<&'a [u8], Errno> {
     }
     let n = sys(nr::READLINKAT, [AT_FDCWD as isize as usize, path.as_ptr() as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0])?;
     Ok(&buf[..n.min(buf.len())])
+}
+
+/// Starts a thread in this process that runs `entry(arg)` on the stack
+/// that ends at `stack_top` and exits; the kernel sets `done` to 0 and
+/// wakes its futex waiters once the thread has exited (and no longer uses
+/// its stack). Signal handlers, files and memory are shared, as between
+/// any threads.
+///
+/// # Safety
+/// As `arch::native::clone_thread`; `done` stays valid until it reads 0.
+pub unsafe fn spawn_thread(
+    stack_top: usize,
+    done: &core::sync::atomic::AtomicU32,
+    entry: extern "C" fn(usize),
+    arg: usize,
+) -> Result<i32, Errno> {
+    const CLONE_VM: usize = 0x100;
+    const CLONE_FS: usize = 0x200;
+    const CLONE_FILES: usize = 0x400;
+    const CLONE_SIGHAND: usize = 0x800;
+    const CLONE_THREAD: usize = 0x10000;
+    const CLONE_SYSVSEM: usize = 0x40000;
+    const CLONE_CHILD_CLEARTID: usize = 0x200000;
+    let flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM | CLONE_CHILD_CLEARTID;
+    done.store(1, core::sync::atomic::Ordering::Release);
+    // The thread starts with every signal blocked (it inherits the mask):
+    // a handler of the program must never run on it, with no TLS of its
+    // own (it shares the caller's thread pointer) and a small stack.
+    const SIG_SETMASK: usize = 2;
+    let all = u64::MAX;
+    let mut old = 0u64;
+    sys(nr::RT_SIGPROCMASK, [SIG_SETMASK, &all as *const u64 as usize, &mut old as *mut u64 as usize, 8, 0, 0])?;
+    // SAFETY: the caller's contract.
+    let tid = check(unsafe { crate::arch::native::clone_thread(flags, stack_top, done.as_ptr(), entry, arg) });
+    let _ = sys(nr::RT_SIGPROCMASK, [SIG_SETMASK, &old as *const u64 as usize, 0, 8, 0, 0]);
+    Ok(tid? as i32)
+}
+
+/// `futex(FUTEX_WAIT)` while `word` holds `expected` (shared, not
+/// private: the kernel's wake at a thread's exit is a shared one).
+pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32) {
+    const FUTEX_WAIT: usize = 0;
+    let _ = sys(nr::FUTEX, [word.as_ptr() as usize, FUTEX_WAIT, expected as usize, 0, 0, 0]);
+}
+
+/// How many CPUs this thread may run on (1 if the kernel will not say).
+pub fn cpus_allowed() -> u32 {
+    let mut mask = [0u64; 16];
+    match sys(nr::SCHED_GETAFFINITY, [0, core::mem::size_of_val(&mask), mask.as_mut_ptr() as usize, 0, 0, 0]) {
+        Ok(_) => mask.iter().map(|w| w.count_ones()).sum::<u32>().max(1),
+        Err(_) => 1,
+    }
 }
 
 pub fn gettid() -> i32 {

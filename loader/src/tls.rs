@@ -5,9 +5,17 @@
 //! 16-byte entries `{ pointer, to_free }`; the TCB's `dtv` field points at
 //! entry 1 so that `dtv[-1]` holds the capacity and `dtv[0]` the
 //! generation.
+//!
+//! Module ids are reused after `dlclose`, with glibc's generations: every
+//! `dlopen` or `dlclose` that adds or removes a module bumps the process's
+//! generation and stamps the module's slot with it, and a thread whose DTV
+//! is older (its `dtv[0]`) drops the entries of every slot stamped since
+//! (freeing its dynamic blocks) before its next access, so a reused id
+//! never reaches the old module's memory.
 #![allow(unsafe_code)]
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::arch::TlsVariant;
 use crate::elf::Phdr;
@@ -194,7 +202,7 @@ pub fn allocate(
     let n = max_modid + DTV_SURPLUS;
     let mut dtv: Vec<DtvEntry> = Vec::with_capacity(n + 2);
     dtv.push(DtvEntry { val: n, to_free: 0 });
-    dtv.push(DtvEntry { val: 1, to_free: 0 });
+    dtv.push(DtvEntry { val: generation(), to_free: 0 });
     for _ in 0..n {
         dtv.push(DtvEntry { val: UNALLOCATED, to_free: 0 });
     }
@@ -208,17 +216,38 @@ pub fn allocate(
 /// `tb` was allocated by [`allocate`] for a layout that placed `m`, and the
 /// module's image is mapped readable.
 pub unsafe fn init_module(variant: TlsVariant, tb: &ThreadBlock, m: &Module) {
-    let Some(offset) = m.offset else { return };
-    let block = block_address(variant, tb.tp, offset);
-    // SAFETY: the block lies inside the allocation (layout places it
-    // there); the image is the module's mapped `.tdata`.
+    if m.offset.is_none() {
+        return;
+    }
+    // SAFETY: forwarded.
+    let block = unsafe { init_static_block(variant, tb.tp, m) };
+    // SAFETY: the DTV has an entry for every module placed (caller).
     unsafe {
-        core::ptr::copy_nonoverlapping(m.image as *const u8, block as *mut u8, m.filesz);
-        core::ptr::write_bytes((block + m.filesz) as *mut u8, 0, m.memsz - m.filesz);
         let entry = (tb.dtv as *mut DtvEntry).add(m.modid);
         (*entry).val = block;
         (*entry).to_free = 0;
     }
+}
+
+/// Copies the init image of `m`, placed in static TLS, into the static
+/// block of the thread whose pointer is `tp`, and returns the block. Every
+/// thread's block is initialised when the module is placed (start-up,
+/// `dlopen`, thread creation), never at first access: by then the thread
+/// may have written it.
+///
+/// # Safety
+/// `tp` is a live thread's pointer whose static TLS area has room for the
+/// layout that placed `m`; the module's image is mapped readable.
+pub unsafe fn init_static_block(variant: TlsVariant, tp: usize, m: &Module) -> usize {
+    let Some(offset) = m.offset else { return 0 };
+    let block = block_address(variant, tp, offset);
+    // SAFETY: the block lies inside the thread's static area (caller); the
+    // image is the module's mapped `.tdata`.
+    unsafe {
+        core::ptr::copy_nonoverlapping(m.image as *const u8, block as *mut u8, m.filesz);
+        core::ptr::write_bytes((block + m.filesz) as *mut u8, 0, m.memsz - m.filesz);
+    }
+    block
 }
 
 /// `tls_index` as compilers pass it to `__tls_get_addr`.
@@ -245,18 +274,58 @@ pub unsafe fn get_addr(dtv: usize, ti: &TlsIndex) -> usize {
 /// (`_dl_allocate_tls_init`), which may run on any thread.
 pub struct Registry {
     modules: Vec<Module>,
+    /// Per module id (index 0 unused): whether a module holds it, and the
+    /// generation at which it last changed hands (glibc's slotinfo `gen`).
+    slots: Vec<Slot>,
+    /// Static TLS placements made by `dlopen`, in order, so that closing
+    /// the latest ones gives their room back.
+    placements: Vec<Placement>,
     /// Bytes of static TLS in use (initial modules and later placements).
     used: usize,
     /// End of the static area usable by placements (used + surplus at start).
     limit: usize,
-    next_modid: usize,
-    /// The highest module id handed out, for the size of new DTVs.
+    /// The highest module id in use, for the size of new DTVs
+    /// (glibc's `dl_tls_max_dtv_idx`).
     max_modid: usize,
     /// `GLRO(dl_tls_static_size)` and `_align`, for libc's queries.
     static_layout: StaticLayout,
 }
 
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    live: bool,
+    gen: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Placement {
+    modid: usize,
+    /// `used` before this block was placed.
+    before: usize,
+    live: bool,
+}
+
 static REGISTRY: spin::RwLock<Option<Registry>> = spin::RwLock::new(None);
+
+/// glibc's `dl_tls_generation`: bumped (under the registry's write lock)
+/// whenever a module id is taken or given back. Start-up's modules and
+/// DTVs are generation 1.
+static GENERATION: AtomicUsize = AtomicUsize::new(1);
+
+/// libc's `malloc` and `free` once libc is relocated (0 before, and in a
+/// process without glibc): dynamic TLS blocks come from libc's heap, as
+/// under glibc's loader, because libc frees `to_free` of a cached thread
+/// stack's DTV entries itself.
+static LIBC_MALLOC: AtomicUsize = AtomicUsize::new(0);
+static LIBC_FREE: AtomicUsize = AtomicUsize::new(0);
+
+/// The glibc layer hands in libc's allocator (see [`LIBC_MALLOC`]).
+pub fn use_libc_allocator(malloc: usize, free: usize) {
+    if malloc != 0 && free != 0 {
+        LIBC_FREE.store(free, Ordering::Release);
+        LIBC_MALLOC.store(malloc, Ordering::Release);
+    }
+}
 
 /// This process's TLS variant.
 pub fn variant() -> TlsVariant {
@@ -264,41 +333,86 @@ pub fn variant() -> TlsVariant {
     crate::arch::native::Native::TLS_VARIANT
 }
 
-/// Start-up: the initial modules as laid out, and the next free module id.
-pub fn register_initial(layout: &StaticLayout, modules: Vec<Module>, next_modid: usize) {
-    let max_modid = modules.iter().map(|m| m.modid).max().unwrap_or(0);
-    *REGISTRY.write() =
-        Some(Registry { modules, used: layout.used, limit: layout.used + STATIC_SURPLUS, next_modid, max_modid, static_layout: *layout });
+/// The current generation (`dl_tls_generation`).
+pub fn generation() -> usize {
+    GENERATION.load(Ordering::Acquire)
 }
 
-/// `dlopen`: gives `m` a module id and a place, in the static surplus when
-/// it has room (every TLS model works and access is fastest), otherwise in
-/// dynamic TLS, allocated per thread on first use (initial-exec code in
-/// such an object is then refused at relocation, as glibc refuses it).
+/// Start-up: the initial modules as laid out, and the next free module id.
+/// Their ids are never given back.
+pub fn register_initial(layout: &StaticLayout, modules: Vec<Module>, next_modid: usize) {
+    let max_modid = modules.iter().map(|m| m.modid).max().unwrap_or(0);
+    let mut slots = alloc::vec![Slot { live: true, gen: 1 }; next_modid.max(1)];
+    slots[0] = Slot::default();
+    *REGISTRY.write() = Some(Registry {
+        modules,
+        slots,
+        placements: Vec::new(),
+        used: layout.used,
+        limit: layout.used + STATIC_SURPLUS,
+        max_modid,
+        static_layout: *layout,
+    });
+}
+
+impl Registry {
+    /// Marks `modid` changed in a new generation.
+    fn stamp(&mut self, modid: usize, live: bool) {
+        let gen = GENERATION.load(Ordering::Relaxed) + 1;
+        if let Some(s) = self.slots.get_mut(modid) {
+            *s = Slot { live, gen };
+        }
+        GENERATION.store(gen, Ordering::Release);
+        self.max_modid = self.slots.iter().rposition(|s| s.live).unwrap_or(0);
+    }
+}
+
+/// `dlopen`: gives `m` the lowest free module id (glibc reuses the gaps
+/// `dlclose` leaves) and a place, in the static surplus when it has room
+/// (every TLS model works and access is fastest), otherwise in dynamic
+/// TLS, allocated per thread on first use (initial-exec code in such an
+/// object is then refused at relocation, as glibc refuses it).
 pub fn register_loaded(m: &mut Module) {
     let mut g = REGISTRY.write();
     let Some(r) = g.as_mut() else { return };
     let (off, end) = place(variant(), r.used, m.memsz, m.align, m.firstbyte);
+    m.modid = (1..r.slots.len()).find(|&i| !r.slots[i].live).unwrap_or(r.slots.len());
     if end <= r.limit {
+        r.placements.push(Placement { modid: m.modid, before: r.used, live: true });
         r.used = end;
         m.offset = Some(off);
     } else {
         m.offset = None;
     }
-    m.modid = r.next_modid;
-    r.next_modid += 1;
-    r.max_modid = r.max_modid.max(m.modid);
+    if m.modid == r.slots.len() {
+        r.slots.push(Slot::default());
+    }
+    r.stamp(m.modid, true);
     r.modules.push(*m);
 }
 
-/// `dlclose`: new threads must not copy an image that is about to disappear.
+/// `dlclose`: the module's id is free for the next `dlopen` (threads drop
+/// their entries for it at their next TLS access), new threads must not
+/// copy an image that is about to disappear, and static TLS at the end of
+/// the used area is given back.
 pub fn forget(modid: usize) {
-    if let Some(r) = REGISTRY.write().as_mut() {
-        r.modules.retain(|m| m.modid != modid);
+    let mut g = REGISTRY.write();
+    let Some(r) = g.as_mut() else { return };
+    if !r.slots.get(modid).is_some_and(|s| s.live) || !r.modules.iter().any(|m| m.modid == modid) {
+        return;
     }
+    r.modules.retain(|m| m.modid != modid);
+    if let Some(p) = r.placements.iter_mut().rev().find(|p| p.live && p.modid == modid) {
+        p.live = false;
+    }
+    while let Some(p) = r.placements.last().filter(|p| !p.live).copied() {
+        r.used = p.before;
+        r.placements.pop();
+    }
+    r.stamp(modid, false);
 }
 
-/// The highest module id handed out so far.
+/// The highest module id in use.
 pub fn max_modid() -> usize {
     REGISTRY.read().as_ref().map_or(0, |r| r.max_modid)
 }
@@ -315,56 +429,160 @@ pub fn for_each_module(mut f: impl FnMut(&Module)) {
     }
 }
 
+/// The generation and every registered module, read at one instant (for
+/// a new thread's DTV).
+pub fn snapshot(mut f: impl FnMut(&Module)) -> usize {
+    let g = REGISTRY.read();
+    if let Some(r) = g.as_ref() {
+        r.modules.iter().for_each(&mut f);
+    }
+    GENERATION.load(Ordering::Acquire)
+}
+
 fn module(modid: usize) -> Option<Module> {
     REGISTRY.read().as_ref()?.modules.iter().copied().find(|m| m.modid == modid)
 }
 
 /// `__tls_get_addr` for the calling thread: the fast path reads the DTV;
-/// the slow path grows the DTV of a thread created before a `dlopen`
-/// added modules, and allocates a dynamic module's block on first use.
+/// the slow path brings a DTV older than the current generation up to
+/// date (and grows it for a thread created before a `dlopen` added
+/// modules), and allocates a dynamic module's block on first use.
 ///
 /// # Safety
 /// The thread pointer and DTV are set up, and `ti` names a module.
 pub unsafe fn get_addr_current(ti: &TlsIndex) -> usize {
+    // SAFETY: forwarded.
+    let block = unsafe { block_current(ti.module, true) };
+    block.wrapping_add(ti.offset)
+}
+
+/// This thread's block of module `modid`: allocated and initialised on
+/// first use when `allocate`, else 0 if it has none yet.
+///
+/// # Safety
+/// The thread pointer and DTV are set up, and `modid` names a module.
+pub unsafe fn block_current(modid: usize, allocate: bool) -> usize {
     let tp = crate::arch::native::thread_pointer_value();
     let mut dtv = crate::arch::native::dtv_of(tp);
-    // SAFETY: dtv[-1] is the capacity (see the module comment).
+    // SAFETY: dtv[-1] is the capacity, dtv[0] the generation (see the
+    // module comment); entries up to the capacity exist.
+    unsafe {
+        if (*(dtv as *const DtvEntry)).val == generation() {
+            let cap = (*(dtv as *const DtvEntry).sub(1)).val;
+            if modid <= cap {
+                let v = (*(dtv as *const DtvEntry).add(modid)).val;
+                if v != UNALLOCATED {
+                    return v;
+                }
+            }
+        }
+        dtv = refresh(tp, dtv, modid);
+        if modid == 0 || modid > (*(dtv as *const DtvEntry).sub(1)).val {
+            crate::diag::fatal(&crate::err!("ld-cah.so", "TLS access to unknown module {}", modid));
+        }
+        let v = (*(dtv as *const DtvEntry).add(modid)).val;
+        if v != UNALLOCATED || !allocate {
+            return if v == UNALLOCATED { 0 } else { v };
+        }
+    }
+    let Some(m) = module(modid) else {
+        crate::diag::fatal(&crate::err!("ld-cah.so", "TLS access to unknown module {}", modid));
+    };
+    let (block, to_free) = match m.offset {
+        // Initialised when the module was placed (see `init_static_block`).
+        Some(off) => (block_address(variant(), tp, off), 0),
+        None => {
+            let (block, to_free) = dynamic_block(&m);
+            // SAFETY: `block` has room for `memsz` bytes; the image is the
+            // module's mapped .tdata.
+            unsafe {
+                core::ptr::copy_nonoverlapping(m.image as *const u8, block as *mut u8, m.filesz);
+                core::ptr::write_bytes((block + m.filesz) as *mut u8, 0, m.memsz - m.filesz);
+            }
+            (block, to_free)
+        }
+    };
+    // SAFETY: `refresh` sized the DTV for `modid`.
+    unsafe { *(dtv as *mut DtvEntry).add(m.modid) = DtvEntry { val: block, to_free } };
+    block
+}
+
+/// Memory for a module's dynamic block in this thread, aligned so that its
+/// first byte sits at `firstbyte` in an aligned unit: libc's `malloc` when
+/// there is one (its address is the entry's `to_free`), else the loader's
+/// heap, never freed (`to_free` 0).
+fn dynamic_block(m: &Module) -> (usize, usize) {
+    let size = m.memsz + m.align;
+    let malloc = LIBC_MALLOC.load(Ordering::Acquire);
+    let start = if malloc != 0 {
+        // SAFETY: libc's `malloc`, relocated and initialised (libc is).
+        let f: extern "C" fn(usize) -> usize = unsafe { core::mem::transmute(malloc) };
+        f(size)
+    } else {
+        alloc::vec![0u8; size].leak().as_mut_ptr() as usize
+    };
+    if start == 0 {
+        crate::diag::fatal(&crate::err!("ld-cah.so", "cannot allocate memory for thread-local data"));
+    }
+    // The lowest address >= start that is firstbyte modulo align: at most
+    // align - 1 bytes in, so memsz bytes fit.
+    let block = ((start.wrapping_sub(m.firstbyte) + m.align - 1) & !(m.align - 1)) + m.firstbyte;
+    let block = if block < start { block + m.align } else { block };
+    (block, if malloc != 0 { start } else { 0 })
+}
+
+/// Frees what a DTV entry owns (a dynamic block from libc's `malloc`).
+fn free_entry(e: &mut DtvEntry) {
+    let free = LIBC_FREE.load(Ordering::Acquire);
+    if e.to_free != 0 && free != 0 {
+        // SAFETY: `to_free` came from libc's `malloc` (dynamic_block).
+        let f: extern "C" fn(usize) = unsafe { core::mem::transmute(free) };
+        f(e.to_free);
+    }
+    *e = DtvEntry { val: UNALLOCATED, to_free: 0 };
+}
+
+/// Brings the DTV of the calling thread (pointer `tp`) up to the current
+/// generation: the entries of every module id that changed hands since
+/// its generation are dropped (their dynamic blocks freed), and it is
+/// grown to hold `need` and every id in use. Returns the (maybe new) DTV.
+///
+/// # Safety
+/// `dtv` is the live DTV of the calling thread, whose pointer is `tp`.
+unsafe fn refresh(tp: usize, mut dtv: usize, need: usize) -> usize {
+    let g = REGISTRY.read();
+    let Some(r) = g.as_ref() else { return dtv };
+    // SAFETY: as in `block_current`.
+    unsafe {
+        let seen = (*(dtv as *const DtvEntry)).val;
+        let cap = (*(dtv as *const DtvEntry).sub(1)).val;
+        for id in 1..=cap.min(r.slots.len().saturating_sub(1)) {
+            if r.slots[id].gen > seen {
+                free_entry(&mut *(dtv as *mut DtvEntry).add(id));
+            }
+        }
+        let want = need.max(r.max_modid);
+        if want > cap {
+            dtv = grow_dtv(tp, dtv, cap, want);
+        }
+        (*(dtv as *mut DtvEntry)).val = GENERATION.load(Ordering::Acquire);
+    }
+    dtv
+}
+
+/// A thread is going away for good (`_dl_deallocate_tls`): frees its
+/// dynamic blocks and leaves its DTV entries unallocated.
+///
+/// # Safety
+/// `dtv` is the DTV of a thread that no longer runs.
+pub unsafe fn release_dynamic_blocks(dtv: usize) {
+    // SAFETY: dtv[-1] is the capacity; entries 1..=cap exist.
     unsafe {
         let cap = (*(dtv as *const DtvEntry).sub(1)).val;
-        if ti.module <= cap {
-            let v = (*(dtv as *const DtvEntry).add(ti.module)).val;
-            if v != UNALLOCATED {
-                return v.wrapping_add(ti.offset);
-            }
-        } else {
-            dtv = grow_dtv(tp, dtv, cap, ti.module);
+        for id in 1..=cap {
+            free_entry(&mut *(dtv as *mut DtvEntry).add(id));
         }
     }
-    let Some(m) = module(ti.module) else {
-        crate::diag::fatal(&crate::err!("ld-cah.so", "TLS access to unknown module {}", ti.module));
-    };
-    let block = match m.offset {
-        // Placed in static TLS after this thread was set up: its block is
-        // there, but was never initialised for this thread.
-        Some(off) => block_address(variant(), tp, off),
-        None => {
-            let mem = alloc::vec![0u8; m.memsz + m.align].leak();
-            let start = mem.as_mut_ptr() as usize;
-            let first = (start + m.align - 1) & !(m.align - 1);
-            // Honour the image's offset inside its first aligned unit.
-            first + m.firstbyte
-        }
-    };
-    // SAFETY: `block` has room for `memsz` bytes (allocated above, or the
-    // module's static slot); the image is the module's mapped .tdata.
-    unsafe {
-        core::ptr::copy_nonoverlapping(m.image as *const u8, block as *mut u8, m.filesz);
-        core::ptr::write_bytes((block + m.filesz) as *mut u8, 0, m.memsz - m.filesz);
-        let e = (dtv as *mut DtvEntry).add(m.modid);
-        (*e).val = block;
-        (*e).to_free = 0;
-    }
-    block.wrapping_add(ti.offset)
 }
 
 /// Replaces a thread's DTV by one with room for `need` modules.

@@ -54,11 +54,15 @@ mod machine {
         pub const READLINKAT: usize = 78;
         pub const FACCESSAT: usize = 48;
         pub const FSTAT: usize = 80;
+        pub const EXIT: usize = 93;
         pub const EXIT_GROUP: usize = 94;
         pub const SET_TID_ADDRESS: usize = 96;
         pub const FUTEX: usize = 98;
+        pub const SCHED_GETAFFINITY: usize = 123;
         pub const SET_ROBUST_LIST: usize = 99;
+        pub const RT_SIGPROCMASK: usize = 135;
         pub const GETPID: usize = 172;
+        pub const CLONE: usize = 220;
         pub const GETTID: usize = 178;
         pub const MUNMAP: usize = 215;
         pub const MMAP: usize = 222;
@@ -89,6 +93,46 @@ mod machine {
                 in("x8") n,
                 inlateout("x0") a[0] as isize => ret,
                 in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
+                options(nostack));
+        }
+        ret
+    }
+
+    /// `clone(flags, stack_top, 0, 0, ctid)` for a thread that calls
+    /// `entry(arg)` on its own stack and then exits (`exit`, this thread
+    /// only). Returns what `clone` returned to the caller: the new
+    /// thread's id, or a negated error number.
+    ///
+    /// # Safety
+    /// `stack_top` is the 16-byte aligned top of memory only the new
+    /// thread uses until it exits; `flags` share the address space
+    /// (`CLONE_VM`); `entry` does not unwind; what `arg` points to stays
+    /// valid until the thread has exited (`ctid` tells when).
+    pub unsafe fn clone_thread(flags: usize, stack_top: usize, ctid: *mut u32, entry: extern "C" fn(usize), arg: usize) -> isize {
+        let ret: isize;
+        // SAFETY: the parent returns from `svc` with only x0 changed. The
+        // child starts on `stack_top` with the parent's registers: it
+        // calls `entry(arg)` from x20/x21 with a zeroed frame chain, then
+        // exits without returning into the parent's frame, whose stack it
+        // never touches.
+        unsafe {
+            asm!(
+                "svc 0",
+                "cbnz x0, 2f",
+                "mov x29, xzr",
+                "mov x30, xzr",
+                "mov x0, x20",
+                "blr x21",
+                "mov x8, {exit}",
+                "mov x0, xzr",
+                "svc 0",
+                "udf #0",
+                "2:",
+                exit = const nr::EXIT,
+                in("x8") nr::CLONE,
+                inlateout("x0") flags as isize => ret,
+                in("x1") stack_top, in("x2") 0usize, in("x3") 0usize, in("x4") ctid,
+                in("x20") arg, in("x21") entry as usize,
                 options(nostack));
         }
         ret

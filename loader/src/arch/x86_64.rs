@@ -53,12 +53,16 @@ mod machine {
         pub const MMAP: usize = 9;
         pub const MPROTECT: usize = 10;
         pub const MUNMAP: usize = 11;
+        pub const RT_SIGPROCMASK: usize = 14;
         pub const PREAD64: usize = 17;
         pub const GETPID: usize = 39;
+        pub const CLONE: usize = 56;
+        pub const EXIT: usize = 60;
         pub const GETCWD: usize = 79;
         pub const ARCH_PRCTL: usize = 158;
         pub const GETTID: usize = 186;
         pub const FUTEX: usize = 202;
+        pub const SCHED_GETAFFINITY: usize = 204;
         pub const SET_TID_ADDRESS: usize = 218;
         pub const EXIT_GROUP: usize = 231;
         pub const OPENAT: usize = 257;
@@ -91,6 +95,48 @@ mod machine {
                 inlateout("rax") n as isize => ret,
                 in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
                 in("r10") a[3], in("r8") a[4], in("r9") a[5],
+                lateout("rcx") _, lateout("r11") _,
+                options(nostack));
+        }
+        ret
+    }
+
+    /// `clone(flags, stack_top, 0, ctid, 0)` for a thread that calls
+    /// `entry(arg)` on its own stack and then exits (`exit`, this thread
+    /// only). Returns what `clone` returned to the caller: the new
+    /// thread's id, or a negated error number.
+    ///
+    /// # Safety
+    /// `stack_top` is the 16-byte aligned top of memory only the new
+    /// thread uses until it exits; `flags` share the address space
+    /// (`CLONE_VM`); `entry` does not unwind; what `arg` points to stays
+    /// valid until the thread has exited (`ctid` tells when).
+    pub unsafe fn clone_thread(flags: usize, stack_top: usize, ctid: *mut u32, entry: extern "C" fn(usize), arg: usize) -> isize {
+        let ret: isize;
+        // SAFETY: the parent returns from `syscall` with rcx and r11
+        // clobbered, as declared. The child starts on `stack_top` with
+        // the parent's registers: it calls `entry(arg)` (r12, r13 are
+        // preserved across `syscall`) with the stack aligned as the ABI
+        // wants after the `call`, then exits without returning into the
+        // parent's frame, whose stack it never touches.
+        unsafe {
+            asm!(
+                "syscall",
+                "test rax, rax",
+                "jnz 2f",
+                "xor ebp, ebp",
+                "mov rdi, r12",
+                "call r13",
+                "mov eax, {exit}",
+                "xor edi, edi",
+                "syscall",
+                "ud2",
+                "2:",
+                exit = const nr::EXIT,
+                inlateout("rax") nr::CLONE as isize => ret,
+                in("rdi") flags, in("rsi") stack_top, in("rdx") 0usize,
+                in("r10") ctid, in("r8") 0usize,
+                in("r12") arg, in("r13") entry as usize,
                 lateout("rcx") _, lateout("r11") _,
                 options(nostack));
         }

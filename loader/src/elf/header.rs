@@ -154,7 +154,12 @@ impl Phdr {
 
     /// Parses a whole table.
     pub fn parse_all(b: &[u8]) -> Option<alloc::vec::Vec<Phdr>> {
-        b.chunks_exact(PHDR_SIZE).map(Phdr::parse).collect()
+        // Sized once (collecting into an Option grows the vector step by step).
+        let mut out = alloc::vec::Vec::with_capacity(b.len() / PHDR_SIZE);
+        for c in b.chunks_exact(PHDR_SIZE) {
+            out.push(Phdr::parse(c)?);
+        }
+        Some(out)
     }
 }
 

@@ -92,6 +92,12 @@ impl Image {
         self.id
     }
 
+    /// An empty image with room for `readable` ranges, `writable` of them
+    /// writable (so that declaring them allocates once).
+    pub fn with_capacity(readable: usize, writable: usize) -> Image {
+        Image { readable: Vec::with_capacity(readable), writable: Vec::with_capacity(writable), ..Image::default() }
+    }
+
     /// `len` bytes at `addr` as a [`Span`], if they are readable.
     pub fn span(&self, addr: usize, len: usize) -> Option<Span> {
         self.is_readable(addr, len).then_some(Span { image: self.id, start: addr, len })

@@ -229,7 +229,7 @@ struct Search<'s, 'q> {
     t: &'s Tables,
     defs: &'s Versions,
     q: &'s Query<'q>,
-    want: Option<&'s VersionReq>,
+    want: Option<&'s VersionReq<'s>>,
     plt: bool,
     /// How many non-hidden versioned definitions an unversioned reference
     /// passed over, and the first of them.

@@ -5,21 +5,35 @@ use alloc::vec::Vec;
 use super::{DynInfo, Image};
 
 /// One version name an object defines or needs, by its `versym` index.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VersionReq {
-    pub name: Vec<u8>,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VersionReq<'a> {
+    pub name: &'a [u8],
     pub hash: u32,
     pub hidden: bool,
     /// For needed versions: the file (`DT_NEEDED` name) that must define it.
-    pub file: Option<Vec<u8>>,
+    pub file: Option<&'a [u8]>,
     /// `VER_FLG_WEAK`: missing is not an error.
     pub weak: bool,
+}
+
+/// A [`VersionReq`] as stored: its names are ranges of [`Versions::names`].
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    name: (u32, u32),
+    hash: u32,
+    hidden: bool,
+    file: Option<(u32, u32)>,
+    weak: bool,
 }
 
 /// An object's version table, indexed by `versym` value.
 #[derive(Clone, Debug, Default)]
 pub struct Versions {
-    entries: Vec<Option<VersionReq>>,
+    entries: Vec<Option<Entry>>,
+    /// Every name, one after the other: one allocation for the object
+    /// instead of one per name (libc has 40-odd; they were a tenth of a
+    /// warm start's instructions).
+    names: Vec<u8>,
     /// Indices defined by `DT_VERDEF` (not the base entry).
     pub defined: Vec<u16>,
     /// Indices from `DT_VERNEED`.
@@ -30,15 +44,36 @@ const VER_FLG_BASE: u16 = 1;
 const VER_FLG_WEAK: u16 = 2;
 /// Bounds on a corrupt table.
 const MAX_ENTRIES: usize = 1 << 14;
+/// Bound on the copies of all version names of one object (libc's are
+/// about 600 bytes).
+const MAX_NAME_BYTES: usize = 1 << 20;
 
 impl Versions {
     /// Index 0 and 1 (local and global) and the base definition carry no
     /// name that matching cares about, so they are `None`.
-    pub fn get(&self, ndx: u16) -> Option<&VersionReq> {
-        self.entries.get(ndx as usize)?.as_ref()
+    pub fn get(&self, ndx: u16) -> Option<VersionReq<'_>> {
+        let e = (*self.entries.get(ndx as usize)?)?;
+        Some(VersionReq { name: self.name(e.name), hash: e.hash, hidden: e.hidden, file: e.file.map(|f| self.name(f)), weak: e.weak })
     }
 
-    fn set(&mut self, ndx: u16, v: VersionReq) -> Result<(), &'static str> {
+    fn name(&self, (at, len): (u32, u32)) -> &[u8] {
+        self.names.get(at as usize..(at as usize).saturating_add(len as usize)).unwrap_or_default()
+    }
+
+    /// Appends `name`, returning its range.
+    fn intern(&mut self, name: &[u8]) -> Result<(u32, u32), &'static str> {
+        let at = u32::try_from(self.names.len()).map_err(|_| "version names too long")?;
+        let len = u32::try_from(name.len()).map_err(|_| "version names too long")?;
+        // Names may overlap in the string table; their copies must not
+        // grow without bound for a hostile table.
+        if self.names.len().saturating_add(name.len()) > MAX_NAME_BYTES {
+            return Err("version names too long");
+        }
+        self.names.extend_from_slice(name);
+        Ok((at, len))
+    }
+
+    fn set(&mut self, ndx: u16, e: Entry) -> Result<(), &'static str> {
         let i = ndx as usize;
         if i >= MAX_ENTRIES {
             return Err("version index out of range");
@@ -46,7 +81,7 @@ impl Versions {
         if self.entries.len() <= i {
             self.entries.resize(i + 1, None);
         }
-        self.entries[i] = Some(v);
+        self.entries[i] = Some(e);
         Ok(())
     }
 
@@ -59,6 +94,8 @@ impl Versions {
         let defs = if d.verdef != 0 { d.verdefnum.min(MAX_ENTRIES) } else { 0 };
         v.entries.reserve(defs + 2 + if d.verneed != 0 { 8 } else { 0 });
         v.defined.reserve(defs);
+        // About a dozen bytes per name (`GLIBC_2.2.5`).
+        v.names.reserve(16 * (defs + if d.verneed != 0 { 8 } else { 0 }));
         if d.verneed != 0 {
             let mut at = d.verneed;
             // Every `Vernaux` names a distinct version index, and indices
@@ -69,6 +106,7 @@ impl Versions {
             for _ in 0..d.verneednum.min(MAX_ENTRIES) {
                 let cnt = img.u16(at + 2).ok_or(BAD)?;
                 let file = d.string(img, img.u32(at + 4).ok_or(BAD)? as usize).ok_or(BAD)?;
+                let file_name = v.intern(file)?;
                 let aux = img.u32(at + 8).ok_or(BAD)? as usize;
                 let next = img.u32(at + 12).ok_or(BAD)? as usize;
                 let mut a = at.checked_add(aux).ok_or(BAD)?;
@@ -82,16 +120,14 @@ impl Versions {
                     let other = img.u16(a + 6).ok_or(BAD)?;
                     let name = d.string(img, img.u32(a + 8).ok_or(BAD)? as usize).ok_or(BAD)?;
                     let ndx = other & 0x7fff;
-                    v.set(
-                        ndx,
-                        VersionReq {
-                            name: name.to_vec(),
-                            hash,
-                            hidden: other & 0x8000 != 0,
-                            file: Some(file.to_vec()),
-                            weak: flags & VER_FLG_WEAK != 0,
-                        },
-                    )?;
+                    let e = Entry {
+                        name: v.intern(name)?,
+                        hash,
+                        hidden: other & 0x8000 != 0,
+                        file: Some(file_name),
+                        weak: flags & VER_FLG_WEAK != 0,
+                    };
+                    v.set(ndx, e)?;
                     v.needed.push(ndx);
                     let anext = img.u32(a + 12).ok_or(BAD)? as usize;
                     if anext == 0 {
@@ -116,7 +152,8 @@ impl Versions {
                 if flags & VER_FLG_BASE == 0 {
                     let a = at.checked_add(aux).ok_or(BAD)?;
                     let name = d.string(img, img.u32(a).ok_or(BAD)? as usize).ok_or(BAD)?;
-                    v.set(ndx, VersionReq { name: name.to_vec(), hash, hidden: false, file: None, weak: false })?;
+                    let e = Entry { name: v.intern(name)?, hash, hidden: false, file: None, weak: false };
+                    v.set(ndx, e)?;
                     v.defined.push(ndx);
                 }
                 if next == 0 {

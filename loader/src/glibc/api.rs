@@ -202,7 +202,7 @@ unsafe fn lookup_in(
             // SAFETY: NUL-terminated version name.
             let n = unsafe { core::slice::from_raw_parts(vname as *const u8, crate::cstr::strlen(vname)) };
             Some(VersionReq {
-                name: n.to_vec(),
+                name: n,
                 hash: v.get(l.r_found_version.hash) as u32,
                 hidden: v.get(l.r_found_version.hidden) != 0,
                 file: None,
@@ -322,20 +322,8 @@ extern "C" fn tls_get_addr_soft(lm: usize) -> usize {
     if modid == 0 {
         return 0;
     }
-    let dtv = crate::arch::native::current_dtv();
-    // SAFETY: this thread's DTV has `dtv[-1]` entries.
-    unsafe {
-        let cap = (*(dtv as *const DtvEntry).sub(1)).val;
-        if modid > cap {
-            return 0;
-        }
-        let v = (*(dtv as *const DtvEntry).add(modid)).val;
-        if v == tls::UNALLOCATED {
-            0
-        } else {
-            v
-        }
-    }
+    // SAFETY: the calling thread's DTV; `modid` is the live object's.
+    unsafe { tls::block_current(modid, false) }
 }
 
 fn tcb_dtv_field(l: &Layout) -> Field {
@@ -381,28 +369,51 @@ pub unsafe extern "C" fn _dl_allocate_tls_init(tcb: usize, _init_tls: bool) -> u
     }
     // SAFETY: `tcb` is a thread's TCB with a DTV (caller).
     let dtv = unsafe { Raw::new(tcb) }.get(tcb_dtv_field(r.layout)) as usize;
-    let tb = tls::ThreadBlock { tp: tcb, dtv, alloc: 0 };
-    // SAFETY: dtv[-1] is the capacity of this DTV.
+    // SAFETY: dtv[-1] is the capacity of this DTV; entries 1..=cap exist
+    // (a DTV of a cached stack was zeroed by libc, which freed its blocks).
     let cap = unsafe { (*(dtv as *const DtvEntry).sub(1)).val };
-    tls::for_each_module(|m| {
-        if m.modid > cap {
-            return;
+    for id in 1..=cap {
+        // SAFETY: as above.
+        unsafe { *(dtv as *mut DtvEntry).add(id) = DtvEntry { val: tls::UNALLOCATED, to_free: 0 } };
+    }
+    // The modules and the generation at one instant: a module added later
+    // makes this DTV stale, and the thread catches up at its first access.
+    let gen = tls::snapshot(|m| {
+        // SAFETY: the layout placed `m` in every thread's static block;
+        // entries up to `cap` exist.
+        if m.offset.is_some() {
+            unsafe {
+                let block = tls::init_static_block(tls::variant(), tcb, m);
+                if m.modid <= cap {
+                    *(dtv as *mut DtvEntry).add(m.modid) = DtvEntry { val: block, to_free: 0 };
+                }
+            }
         }
-        // Dynamic modules start unallocated (libc zeroed a reused DTV).
-        // SAFETY: `m.modid <= cap`.
-        unsafe { *(dtv as *mut DtvEntry).add(m.modid) = DtvEntry { val: tls::UNALLOCATED, to_free: 0 } };
-        // SAFETY: the layout placed `m` in every thread's static block.
-        unsafe { tls::init_module(tls::variant(), &tb, m) };
     });
     // SAFETY: dtv[0] is the generation counter.
-    unsafe { (*(dtv as *mut DtvEntry)).val = 1 };
+    unsafe { (*(dtv as *mut DtvEntry)).val = gen };
     tcb
 }
 
-/// `_dl_deallocate_tls`: static blocks need no freeing; the DTV comes from
-/// the loader's arena and stays there.
+/// `_dl_deallocate_tls`: the thread's dynamic TLS blocks go back to libc;
+/// static blocks are part of its stack; the DTV comes from the loader's
+/// heap and stays there (libc may keep the TCB, whose `dtv` points at it).
+///
+/// # Safety
+/// `tcb` is the thread control block of a thread that no longer runs.
 #[cfg_attr(feature = "rtld", no_mangle)]
-pub extern "C" fn _dl_deallocate_tls(_tcb: usize, _dealloc_tcb: bool) {}
+pub unsafe extern "C" fn _dl_deallocate_tls(tcb: usize, _dealloc_tcb: bool) {
+    let Some(r) = rt() else { return };
+    if tcb == 0 {
+        return;
+    }
+    // SAFETY: `tcb` is a thread's TCB with a DTV (caller).
+    let dtv = unsafe { Raw::new(tcb) }.get(tcb_dtv_field(r.layout)) as usize;
+    if dtv != 0 {
+        // SAFETY: that thread's DTV; the thread is gone (caller).
+        unsafe { tls::release_dynamic_blocks(dtv) };
+    }
+}
 
 /// `__tunable_is_initialized(id)` (2.41): whether the user set tunable `id`.
 #[cfg_attr(feature = "rtld", no_mangle)]

@@ -4,6 +4,7 @@
 //! generated [`Layout`] of the libc found in the closure.
 #![allow(unsafe_code)]
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
@@ -103,146 +104,168 @@ fn alloc_zeroed(n: usize) -> usize {
     alloc::vec![0u8; n].leak().as_mut_ptr() as usize
 }
 
+/// A copy of `s` with a NUL, kept for the life of the process (libc
+/// holds the pointer).
+/// Zeroed, word-aligned memory of at least `bytes` bytes, owned by `keep`
+/// (an object's `link_map_mem`, freed with the object).
+fn keep_zeroed(keep: &mut Vec<Box<[usize]>>, bytes: usize) -> usize {
+    let b: Box<[usize]> = alloc::vec![0usize; bytes.div_ceil(8).max(1)].into_boxed_slice();
+    let p = b.as_ptr() as usize;
+    keep.push(b);
+    p
+}
+
+/// A copy of `s` with a NUL, owned by `keep`.
+fn nul_terminated(keep: &mut Vec<Box<[usize]>>, s: &[u8]) -> usize {
+    let p = keep_zeroed(keep, s.len() + 1);
+    // SAFETY: `p` has room for `s.len() + 1` zeroed bytes (the NUL stays).
+    unsafe { core::ptr::copy_nonoverlapping(s.as_ptr(), p as *mut u8, s.len()) };
+    p
+}
+
 /// Fills the link map of every object (the public prefix is already set by
 /// `debug::link_maps`).
-pub fn fill_link_maps(l: &Layout, ns: &Namespace, chain: &[DsoId], dlopened: bool) {
+pub fn fill_link_maps(l: &Layout, ns: &mut Namespace, chain: &[DsoId], dlopened: bool) {
     let lm = &l.link_map;
     // The global scope as an `r_scope_elem` list of link maps.
-    let scope_list: Vec<usize> = ns.scope.iter().map(|&i| ns.objs[i].link_map).collect();
-    let scope_ptr = scope_list.leak().as_ptr() as usize;
     let main_lm = ns.objs[ns.main].link_map;
     for (serial, &id) in chain.iter().enumerate() {
-        let d = &ns.objs[id];
-        // SAFETY: `link_map` is a LINK_MAP_ALLOC-byte zeroed allocation of
-        // this object (debug::link_maps), larger than any table's size.
-        let m = unsafe { Raw::new(d.link_map) };
-        m.put(lm.l_real, d.link_map as u64);
-        m.put(lm.l_ns, 0);
-        let libname = alloc_zeroed(l.libname_list.size as usize);
-        // SAFETY: just allocated with the struct's size.
-        let ln = unsafe { Raw::new(libname) };
-        let first_name = d.aliases.first().map(|a| {
-            let mut v = a.clone();
-            v.push(0);
-            v.leak().as_ptr() as usize
-        });
-        ln.put(l.libname_list.name, first_name.unwrap_or(d.name.as_ptr() as usize) as u64);
-        ln.put(l.libname_list.dont_free, 1);
-        m.put(lm.l_libname, libname as u64);
-        // l_info[]: pointers into the object's own (untouched) .dynamic
-        // (before 2.35, into a relocated copy: see `libpthread::relocated_dynamic`).
-        if d.dynamic != 0 {
-            let copy = super::libpthread::relocated_dynamic(l, &d.img, d.dynamic, d.dyn_info.count, d.base);
-            for k in 0..d.dyn_info.count.saturating_sub(1) {
-                let at = d.dynamic + k * 16;
-                if let Some(tag) = d.img.u64(at) {
-                    if let Some(i) = l_info_index(tag, lm.l_info.len, dt_num(l)) {
-                        if let Some(off) = lm.l_info.at(i) {
-                            let f = super::layout::Field { off, size: 8 };
-                            if m.get(f) == 0 {
-                                m.put(f, copy.map_or(at, |c| c + k * 16) as u64);
-                            }
+        let mut keep = core::mem::take(&mut ns.objs[id].link_map_mem);
+        // libname, its name, l_origin, l_searchlist, and dlopen's searchlist.
+        keep.reserve(5);
+        {
+            let ns = &*ns;
+            let d = &ns.objs[id];
+            // SAFETY: `link_map` is a LINK_MAP_ALLOC-byte zeroed allocation of
+            // this object (debug::link_maps), larger than any table's size.
+            let m = unsafe { Raw::new(d.link_map) };
+            m.put(lm.l_real, d.link_map as u64);
+            m.put(lm.l_ns, 0);
+            let libname = keep_zeroed(&mut keep, l.libname_list.size as usize);
+            // SAFETY: just allocated with the struct's size.
+            let ln = unsafe { Raw::new(libname) };
+            let first_name = d.aliases.first().map(|a| nul_terminated(&mut keep, a));
+            ln.put(l.libname_list.name, first_name.unwrap_or(d.name.as_ptr() as usize) as u64);
+            ln.put(l.libname_list.dont_free, 1);
+            m.put(lm.l_libname, libname as u64);
+            // l_info[]: pointers into the object's own (untouched) .dynamic
+            // (before 2.35, into a relocated copy: see `libpthread::relocated_dynamic`).
+            if d.dynamic != 0 {
+                let copy = super::libpthread::relocated_dynamic(l, &d.img, d.dynamic, d.dyn_info.count, d.base);
+                let entries = d.dyn_info.count.saturating_sub(1);
+                // One bounds check for the whole section (parsed, so readable).
+                let dynamic = d.img.bytes(d.dynamic, entries * 16).unwrap_or_default();
+                let dtn = dt_num(l);
+                for (k, e) in dynamic.chunks_exact(16).enumerate() {
+                    let tag = u64::from_ne_bytes(e[..8].try_into().unwrap_or_default());
+                    if let Some(off) = l_info_index(tag, lm.l_info.len, dtn).and_then(|i| lm.l_info.at(i)) {
+                        let f = super::layout::Field { off, size: 8 };
+                        if m.get(f) == 0 {
+                            m.put(f, copy.map_or(d.dynamic + k * 16, |c| c + k * 16) as u64);
                         }
                     }
                 }
             }
-        }
-        m.put(lm.l_phdr, d.phdr_addr as u64);
-        m.put(lm.l_phnum, d.phdrs.len() as u64);
-        m.put(lm.l_entry, d.entry as u64);
-        m.put(lm.l_map_start, d.map_start as u64);
-        m.put(lm.l_map_end, d.map_end as u64);
-        m.put_opt(lm.l_text_end, d.map_end as u64);
-        let ty = match d.kind {
-            Kind::Main => 0,
-            _ if dlopened => 2,
-            _ => 1,
-        };
-        m.put_bits(lm.l_type, ty);
-        m.put_bits(lm.l_relocated, 1);
-        m.put_bits(lm.l_global, u64::from(ns.scope.contains(&id)));
-        m.put_bits_opt(lm.l_main_map, u64::from(d.kind == Kind::Main));
-        m.put_bits(lm.l_contiguous, 1);
-        // The d_ptr values in .dynamic are unrelocated: libc must add l_addr.
-        m.put_bits_opt(lm.l_ld_readonly, 1);
-        m.put_bits(lm.l_soname_added, 1);
-        m.put(lm.l_flags, d.dyn_info.flags);
-        m.put(lm.l_flags_1, d.dyn_info.flags_1);
-        m.put(lm.l_serial, serial as u64);
-        // `l_loader`: the object whose DT_NEEDED (or dlopen call) brought
-        // this one in; dlsym(RTLD_NEXT) climbs it to the scope to search.
-        if let Some(by) = d.loaded_by.and_then(|b| ns.objs.get(b)) {
-            m.put(lm.l_loader, by.link_map as u64);
-        }
-        m.put(lm.l_direct_opencount, u64::from(d.kind == Kind::Main));
-        if let Some(o) = (!d.path.is_empty()).then(|| crate::link::search::dirname(&d.path)) {
-            let mut v = o.to_vec();
-            v.push(0);
-            m.put(lm.l_origin, v.leak().as_ptr() as u64);
-        }
-        if let Some((s, e)) = d.relro {
-            m.put(lm.l_relro_addr, s as u64);
-            m.put(lm.l_relro_size, (e - s) as u64);
-        }
-        if let Some(t) = d.tls {
-            m.put(lm.l_tls_initimage, t.image as u64);
-            m.put(lm.l_tls_initimage_size, t.filesz as u64);
-            m.put(lm.l_tls_blocksize, t.memsz as u64);
-            m.put(lm.l_tls_align, t.align as u64);
-            m.put(lm.l_tls_firstbyte_offset, t.firstbyte as u64);
-            m.put(lm.l_tls_offset, t.offset.unwrap_or(0) as u64);
-            m.put(lm.l_tls_modid, t.modid as u64);
-            m.put_bits_opt(lm.l_tls_in_slotinfo, 1);
-        }
-        if let Some(f) = d.file_id {
-            m.put(super::layout::Field { off: lm.l_file_id.off, size: 8 }, f.0);
-            m.put(super::layout::Field { off: lm.l_file_id.off + 8, size: 8 }, f.1);
-        }
-        // Hash table pointers, for dladdr.
-        let di = &d.dyn_info;
-        if di.gnu_hash != 0 {
-            if let (Some(nb), Some(symoff), Some(bloom), Some(shift)) =
-                (d.img.u32(di.gnu_hash), d.img.u32(di.gnu_hash + 4), d.img.u32(di.gnu_hash + 8), d.img.u32(di.gnu_hash + 12))
-            {
-                let bitmask = di.gnu_hash + 16;
-                let buckets = bitmask + bloom as usize * 8;
-                let chain = buckets + nb as usize * 4;
-                m.put(lm.l_nbuckets, u64::from(nb));
-                m.put(lm.l_gnu_bitmask_idxbits, u64::from(bloom.wrapping_sub(1)));
-                m.put(lm.l_gnu_shift, u64::from(shift));
-                m.put(lm.l_gnu_bitmask, bitmask as u64);
-                m.put(lm.l_gnu_buckets, buckets as u64);
-                m.put(lm.l_gnu_chain_zero, (chain as u64).wrapping_sub(u64::from(symoff) * 4));
+            m.put(lm.l_phdr, d.phdr_addr as u64);
+            m.put(lm.l_phnum, d.phdrs.len() as u64);
+            m.put(lm.l_entry, d.entry as u64);
+            m.put(lm.l_map_start, d.map_start as u64);
+            m.put(lm.l_map_end, d.map_end as u64);
+            m.put_opt(lm.l_text_end, d.map_end as u64);
+            let ty = match d.kind {
+                Kind::Main => 0,
+                _ if dlopened => 2,
+                _ => 1,
+            };
+            m.put_bits(lm.l_type, ty);
+            m.put_bits(lm.l_relocated, 1);
+            m.put_bits(lm.l_global, u64::from(ns.scope.contains(&id)));
+            m.put_bits_opt(lm.l_main_map, u64::from(d.kind == Kind::Main));
+            m.put_bits(lm.l_contiguous, 1);
+            // The d_ptr values in .dynamic are unrelocated: libc must add l_addr.
+            m.put_bits_opt(lm.l_ld_readonly, 1);
+            m.put_bits(lm.l_soname_added, 1);
+            m.put(lm.l_flags, d.dyn_info.flags);
+            m.put(lm.l_flags_1, d.dyn_info.flags_1);
+            m.put(lm.l_serial, serial as u64);
+            // `l_loader`: the object whose DT_NEEDED (or dlopen call) brought
+            // this one in; dlsym(RTLD_NEXT) climbs it to the scope to search.
+            if let Some(by) = d.loaded_by.and_then(|b| ns.objs.get(b)) {
+                m.put(lm.l_loader, by.link_map as u64);
             }
-        } else if di.hash != 0 {
-            if let Some(nb) = d.img.u32(di.hash) {
-                m.put(lm.l_nbuckets, u64::from(nb));
-                m.put(lm.l_buckets, (di.hash + 8) as u64);
-                m.put(lm.l_chain, (di.hash + 8 + nb as usize * 4) as u64);
+            m.put(lm.l_direct_opencount, u64::from(d.kind == Kind::Main));
+            if let Some(o) = (!d.path.is_empty()).then(|| crate::link::search::dirname(&d.path)) {
+                m.put(lm.l_origin, nul_terminated(&mut keep, o) as u64);
+            }
+            if let Some((s, e)) = d.relro {
+                m.put(lm.l_relro_addr, s as u64);
+                m.put(lm.l_relro_size, (e - s) as u64);
+            }
+            if let Some(t) = d.tls {
+                m.put(lm.l_tls_initimage, t.image as u64);
+                m.put(lm.l_tls_initimage_size, t.filesz as u64);
+                m.put(lm.l_tls_blocksize, t.memsz as u64);
+                m.put(lm.l_tls_align, t.align as u64);
+                m.put(lm.l_tls_firstbyte_offset, t.firstbyte as u64);
+                m.put(lm.l_tls_offset, t.offset.unwrap_or(0) as u64);
+                m.put(lm.l_tls_modid, t.modid as u64);
+                m.put_bits_opt(lm.l_tls_in_slotinfo, 1);
+            }
+            if let Some(f) = d.file_id {
+                m.put(super::layout::Field { off: lm.l_file_id.off, size: 8 }, f.0);
+                m.put(super::layout::Field { off: lm.l_file_id.off + 8, size: 8 }, f.1);
+            }
+            // Hash table pointers, for dladdr.
+            let di = &d.dyn_info;
+            if di.gnu_hash != 0 {
+                if let (Some(nb), Some(symoff), Some(bloom), Some(shift)) =
+                    (d.img.u32(di.gnu_hash), d.img.u32(di.gnu_hash + 4), d.img.u32(di.gnu_hash + 8), d.img.u32(di.gnu_hash + 12))
+                {
+                    let bitmask = di.gnu_hash + 16;
+                    let buckets = bitmask + bloom as usize * 8;
+                    let chain = buckets + nb as usize * 4;
+                    m.put(lm.l_nbuckets, u64::from(nb));
+                    m.put(lm.l_gnu_bitmask_idxbits, u64::from(bloom.wrapping_sub(1)));
+                    m.put(lm.l_gnu_shift, u64::from(shift));
+                    m.put(lm.l_gnu_bitmask, bitmask as u64);
+                    m.put(lm.l_gnu_buckets, buckets as u64);
+                    m.put(lm.l_gnu_chain_zero, (chain as u64).wrapping_sub(u64::from(symoff) * 4));
+                }
+            } else if di.hash != 0 {
+                if let Some(nb) = d.img.u32(di.hash) {
+                    m.put(lm.l_nbuckets, u64::from(nb));
+                    m.put(lm.l_buckets, (di.hash + 8) as u64);
+                    m.put(lm.l_chain, (di.hash + 8 + nb as usize * 4) as u64);
+                }
+            }
+            m.put(lm.l_versyms, di.versym as u64);
+            // Scopes: l_searchlist (the global scope for the program, the
+            // object alone otherwise), l_scope = { &program's searchlist, NULL }.
+            let searchlist = m.sub(lm.l_searchlist);
+            if d.kind == Kind::Main {
+                let scope_list: Vec<usize> = ns.scope.iter().map(|&i| ns.objs[i].link_map).collect();
+                let scope_ptr = scope_list.leak().as_ptr() as usize;
+                searchlist.put(l.r_scope_elem.r_list, scope_ptr as u64);
+                searchlist.put(l.r_scope_elem.r_nlist, ns.scope.len() as u64);
+            } else {
+                let own = keep_zeroed(&mut keep, 8);
+                // SAFETY: one word, just allocated.
+                unsafe { *(own as *mut usize) = d.link_map };
+                searchlist.put(l.r_scope_elem.r_list, own as u64);
+                searchlist.put(l.r_scope_elem.r_nlist, 1);
+            }
+            // SAFETY: the main map's searchlist member, inside its allocation.
+            let main_search = unsafe { Raw::new(main_lm) }.at(lm.l_searchlist);
+            if let Some(a) = lm.l_scope_mem.at(0) {
+                m.put(super::layout::Field { off: a, size: 8 }, main_search as u64);
+                m.put(lm.l_scope, (d.link_map + a as usize) as u64);
+            }
+            m.put(lm.l_scope_max, u64::from(lm.l_scope_mem.len));
+            if let Some(a) = lm.l_local_scope.at(0) {
+                m.put(super::layout::Field { off: a, size: 8 }, m.at(lm.l_searchlist) as u64);
             }
         }
-        m.put(lm.l_versyms, di.versym as u64);
-        // Scopes: l_searchlist (the global scope for the program, the
-        // object alone otherwise), l_scope = { &program's searchlist, NULL }.
-        let searchlist = m.sub(lm.l_searchlist);
-        if d.kind == Kind::Main {
-            searchlist.put(l.r_scope_elem.r_list, scope_ptr as u64);
-            searchlist.put(l.r_scope_elem.r_nlist, ns.scope.len() as u64);
-        } else {
-            let own = alloc::vec![d.link_map].leak().as_ptr() as usize;
-            searchlist.put(l.r_scope_elem.r_list, own as u64);
-            searchlist.put(l.r_scope_elem.r_nlist, 1);
-        }
-        // SAFETY: the main map's searchlist member, inside its allocation.
-        let main_search = unsafe { Raw::new(main_lm) }.at(lm.l_searchlist);
-        if let Some(a) = lm.l_scope_mem.at(0) {
-            m.put(super::layout::Field { off: a, size: 8 }, main_search as u64);
-            m.put(lm.l_scope, (d.link_map + a as usize) as u64);
-        }
-        m.put(lm.l_scope_max, u64::from(lm.l_scope_mem.len));
-        if let Some(a) = lm.l_local_scope.at(0) {
-            m.put(super::layout::Field { off: a, size: 8 }, m.at(lm.l_searchlist) as u64);
-        }
+        ns.objs[id].link_map_mem = keep;
     }
 }
 
@@ -488,6 +511,34 @@ pub fn count_added(l: &Layout, added: usize) {
     g.put(l.rtld_global._dl_tls_generation, gen);
 }
 
+/// Publishes a TLS module id that changed hands at `gen` (taken by the
+/// object whose link map is `lm`, or given back with `lm` 0): its slot
+/// info, as debuggers' `libthread_db` reads it, and the process's
+/// generation and highest id. An id past the list start-up made keeps
+/// its slot info unpublished (the list has room for 62 more ids, and ids
+/// are reused).
+pub fn publish_tls_slot(l: &Layout, modid: usize, gen: usize, lm: usize, max_modid: usize) {
+    // SAFETY: the exported block is larger than the struct (checked at start-up).
+    let g = unsafe { Raw::new(_rtld_global.addr()) };
+    let rg = &l.rtld_global;
+    g.put(rg._dl_tls_generation, gen as u64);
+    g.put(rg._dl_tls_max_dtv_idx, max_modid as u64);
+    let list = g.get(rg._dl_tls_dtv_slotinfo_list) as usize;
+    if list == 0 {
+        return;
+    }
+    // SAFETY: the list start-up allocated, with `len` entries.
+    let lr = unsafe { Raw::new(list) };
+    if modid >= lr.get(l.dtv_slotinfo_list.len) as usize {
+        return;
+    }
+    let si = &l.dtv_slotinfo;
+    // SAFETY: `modid < len`, inside the allocation.
+    let e = unsafe { Raw::new(list + l.dtv_slotinfo_list.slotinfo.off as usize + modid * si.size as usize) };
+    e.put(si.gen, gen as u64);
+    e.put(si.map, lm as u64);
+}
+
 /// Every thread's pointer, from the thread lists libc keeps in `_rtld_global`.
 pub fn thread_pointers(l: &Layout) -> Vec<usize> {
     // SAFETY: as above.
@@ -518,9 +569,17 @@ pub fn thread_pointers(l: &Layout) -> Vec<usize> {
     out
 }
 
-/// Points a link map's `l_searchlist` at a new list of link maps.
-pub fn set_searchlist(l: &Layout, lm: usize, list: &[usize]) {
-    let arr = list.to_vec().leak();
+/// Points a link map's `l_searchlist` at a new list of link maps, owned
+/// by `keep` (the object's `link_map_mem`) or, without one, kept for the
+/// life of the process.
+pub fn set_searchlist(l: &Layout, lm: usize, list: &[usize], keep: Option<&mut Vec<Box<[usize]>>>) {
+    let arr: &[usize] = match keep {
+        Some(keep) => {
+            keep.push(list.into());
+            keep.last().map_or(&[], |b| b)
+        }
+        None => list.to_vec().leak(),
+    };
     // SAFETY: `lm` is one of our link maps (LINK_MAP_ALLOC bytes).
     let s = unsafe { Raw::new(lm) }.sub(l.link_map.l_searchlist);
     s.put(l.r_scope_elem.r_list, arr.as_ptr() as u64);

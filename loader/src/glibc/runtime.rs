@@ -71,6 +71,15 @@ pub fn symbol_in(ns: &Namespace, id: DsoId, name: &[u8]) -> usize {
 /// points, and fill the object table for the lock-free queries.
 pub fn start(l: &'static Layout, ns: &Namespace, libc: DsoId) {
     set_layout(l);
+    // Dynamic TLS blocks come from the process's `malloc` (an interposed
+    // one if the program brings one), as glibc's loader takes it after
+    // relocation: libc frees them with `free` when it reuses a thread stack.
+    let global = |name: &[u8]| {
+        let mut unique = UniqueTable::default();
+        let q = Query { newest: true, ..Query::new(name) };
+        lookup::lookup(ns, &mut unique, &ns.scope, &q, None, None, Class::Normal).map_or(0, |d| d.address(ns))
+    };
+    crate::tls::use_libc_allocator(global(b"malloc"), global(b"free"));
     let objects = ns.objs.iter().map(ObjInfo::of).collect();
     RUNTIME.call_once(|| Runtime {
         layout: l,

@@ -316,6 +316,15 @@ pub fn parse(defs: &[Tunable], dialect: Dialect, env: &[&'static [u8]], secure: 
         return p;
     }
     let mut aliases: [Option<&'static [u8]>; MAX_TUNABLES] = [None; MAX_TUNABLES];
+    // The few tunables with an environment alias (`MALLOC_ARENA_MAX`, 8 of
+    // 50-odd), so that each variable is compared with those only.
+    let mut aliased = [0u8; MAX_TUNABLES];
+    let mut n_aliased = 0;
+    for (id, _) in defs.iter().enumerate().filter(|(_, t)| !t.alias.is_empty()) {
+        aliased[n_aliased] = id as u8;
+        n_aliased += 1;
+    }
+    let aliased = &aliased[..n_aliased];
     for &e in env {
         let Some((name, value)) = split_entry(e) else { continue };
         if name == GLIBC_TUNABLES {
@@ -325,7 +334,7 @@ pub fn parse(defs: &[Tunable], dialect: Dialect, env: &[&'static [u8]], secure: 
             }
             continue;
         }
-        let Some(id) = defs.iter().position(|t| !t.alias.is_empty() && t.alias.as_bytes() == name) else {
+        let Some(id) = aliased.iter().map(|&id| id as usize).find(|&id| defs[id].alias.as_bytes() == name) else {
             continue;
         };
         match dialect {

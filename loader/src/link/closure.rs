@@ -37,7 +37,8 @@ fn try_path(
     want: Option<&crate::link::policy::Want>,
     suid_only: bool,
 ) -> Result<Option<DsoId>, ()> {
-    let mut cpath = path.to_vec();
+    let mut cpath = Vec::with_capacity(path.len() + 1);
+    cpath.extend_from_slice(path);
     cpath.push(0);
     // O_NONBLOCK: opening a FIFO must not block (it is refused below).
     let fd = match sys::open(&cpath, sys::O_RDONLY | sys::O_NONBLOCK, 0) {
@@ -77,7 +78,7 @@ fn try_path(
     // A file others can write was verified as a private copy: map that.
     let mapped = match accepted.as_ref().and_then(|a| a.copy.as_deref()) {
         Some(bytes) => map::map_copy(bytes, cfg.machine, cfg.page),
-        None => map::map_file(&fd, cfg.machine, cfg.page),
+        None => map::map_regular_file(&fd, st.size as u64, cfg.machine, cfg.page),
     };
     match mapped {
         Ok(m) => {
@@ -148,8 +149,12 @@ pub fn load_dependency(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, n
 /// without a slash, in secure mode) searches without the cache and takes
 /// only set-user-ID files, as glibc does for `__RTLD_SECURE` loads.
 fn load_object(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u8], suid_only: bool) -> Result<DsoId, Error> {
-    let req_name = ns.objs.get(requester).map(|d| alloc::string::String::from(d.display_name())).unwrap_or_default();
-    let not_found = |detail: &str| err!(&req_name, "{}: {}", crate::diag::show(name), detail);
+    // Only an error needs the requester's name, which may have moved on by
+    // then (the probe inserts objects): read from `ns` when it happens.
+    let not_found = |ns: &Namespace, detail: &str| {
+        let req_name = ns.objs.get(requester).map_or("", |d| d.display_name());
+        err!(req_name, "{}: {}", crate::diag::show(name), detail)
+    };
     if let Some(id) = ns.find_by_name(name) {
         return crate::link::policy::reuse(ns, id, name);
     }
@@ -164,25 +169,28 @@ fn load_object(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u
     let want = crate::link::policy::want(name)?;
     let mut rejected = Vec::new();
     let chain_ids = ns.chain(requester);
-    // Snapshot the chain's search data: the probe below adds objects.
-    type Owned = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>, bool, bool);
-    let owned: Vec<Owned> = chain_ids
+    // Snapshot the chain's search data, its strings in one buffer: the
+    // probe below adds objects.
+    type Span = Option<(usize, usize)>;
+    let mut text: Vec<u8> = Vec::with_capacity(256);
+    let mut keep = |s: Option<&[u8]>| -> Span {
+        s.map(|s| {
+            text.extend_from_slice(s);
+            (text.len() - s.len(), text.len())
+        })
+    };
+    let owned: Vec<(Span, Span, Span, bool, bool)> = chain_ids
         .iter()
         .filter_map(|&i| ns.objs.get(i))
         .map(|d| {
             let s = search_object(d);
-            (s.rpath.map(<[u8]>::to_vec), s.runpath.map(<[u8]>::to_vec), s.origin.map(<[u8]>::to_vec), s.executable, s.nodeflib)
+            (keep(s.rpath), keep(s.runpath), keep(s.origin), s.executable, s.nodeflib)
         })
         .collect();
+    let at = |sp: Span| sp.map(|(a, b)| &text[a..b]);
     let chain: Vec<SearchObject<'_>> = owned
         .iter()
-        .map(|(r, ru, o, e, n)| SearchObject {
-            rpath: r.as_deref(),
-            runpath: ru.as_deref(),
-            origin: o.as_deref(),
-            executable: *e,
-            nodeflib: *n,
-        })
+        .map(|&(r, ru, o, e, n)| SearchObject { rpath: at(r), runpath: at(ru), origin: at(o), executable: e, nodeflib: n })
         .collect();
     let me = chain.first().copied().unwrap_or_default();
     // glibc skips /etc/ld.so.cache for these: its entries need not be
@@ -203,7 +211,7 @@ fn load_object(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u
         }
     });
     let found = match resolved {
-        Err(search::Unexpandable) => return Err(not_found("cannot expand the dynamic string tokens in this name")),
+        Err(search::Unexpandable) => return Err(not_found(ns, "cannot expand the dynamic string tokens in this name")),
         Ok(Some(Ok(id))) => Ok(Some(id)),
         Ok(Some(Err(()))) => Err(()),
         Ok(None) => Ok(None),
@@ -222,12 +230,12 @@ fn load_object(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u
             Ok(id)
         }
         Ok(None) if want.is_some() => {
-            Err(want.as_ref().map_or_else(|| not_found("?"), |w| w.no_match(rejected.iter().map(|r| (&r.path[..], r.why)))))
+            Err(want.as_ref().map_or_else(|| not_found(ns, "?"), |w| w.no_match(rejected.iter().map(|r| (&r.path[..], r.why)))))
         }
         Ok(None) => match rejected.last() {
-            Some(r) => Err(not_found(&alloc::format!("cannot open shared object file: {} ({})", r.why, crate::diag::show(&r.path)))
+            Some(r) => Err(not_found(ns, &alloc::format!("cannot open shared object file: {} ({})", r.why, crate::diag::show(&r.path)))
                 .of_kind(ErrorKind::NotFound)),
-            None => Err(not_found("cannot open shared object file: no such file or directory").of_kind(ErrorKind::NotFound)),
+            None => Err(not_found(ns, "cannot open shared object file: no such file or directory").of_kind(ErrorKind::NotFound)),
         },
         Err(()) => {
             let r = rejected.last();
@@ -402,7 +410,14 @@ pub fn walk(
 /// Checks that every version an object needs is defined by the object it
 /// names (`DT_VERNEED`), as glibc does before relocating.
 pub fn check_versions(ns: &Namespace) -> Result<(), Error> {
-    for d in &ns.objs {
+    check_versions_of(ns, 0..ns.objs.len())
+}
+
+/// [`check_versions`] for the objects `ids` only: a `dlopen` checks the
+/// objects it brought in (glibc's `_dl_check_map_versions` per new map),
+/// the others passed when they were loaded.
+pub fn check_versions_of(ns: &Namespace, ids: impl IntoIterator<Item = DsoId>) -> Result<(), Error> {
+    for d in ids.into_iter().filter_map(|i| ns.objs.get(i)) {
         for &ndx in &d.versions.needed {
             let Some(v) = d.versions.get(ndx) else { continue };
             let Some(file) = &v.file else { continue };
@@ -419,11 +434,11 @@ pub fn check_versions(ns: &Namespace) -> Result<(), Error> {
             if defs.versions.defined.is_empty() {
                 continue;
             }
-            if !defs.versions.defines(&v.name) && !v.weak {
+            if !defs.versions.defines(v.name) && !v.weak {
                 return Err(err!(
                     d.display_name(),
                     "version `{}' not found (required by {} from {})",
-                    crate::diag::show(&v.name),
+                    crate::diag::show(v.name),
                     d.display_name(),
                     defs.display_name()
                 ));

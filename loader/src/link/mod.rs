@@ -86,6 +86,10 @@ pub struct Dso {
     /// which its symbols are looked up in after the global scope (lazy
     /// binding looks there too). Empty for start-up objects.
     pub local_scope: Vec<DsoId>,
+    /// Memory whose addresses this object's `struct link_map` hands to
+    /// libc (`l_libname`, `l_origin`, `l_searchlist`): freed with the
+    /// object when its slot is reused, once nothing reaches the link map.
+    pub link_map_mem: Vec<alloc::boxed::Box<[usize]>>,
 }
 
 impl Dso {
@@ -155,6 +159,7 @@ impl Dso {
             nodelete: false,
             removed: false,
             local_scope: Vec::new(),
+            link_map_mem: Vec::new(),
         };
         if let Some(so) = d.soname() {
             let so = so.to_vec();
@@ -197,6 +202,7 @@ impl Dso {
             nodelete: self.nodelete,
             removed: self.removed,
             local_scope: self.local_scope.clone(),
+            link_map_mem: Vec::new(),
         }
     }
 

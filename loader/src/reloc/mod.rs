@@ -197,9 +197,10 @@ impl<'a> Engine<'a> {
     /// and `DT_JMPREL` as the ranges `_ELF_DYNAMIC_DO_RELOC` makes of them.
     pub fn relocate(&mut self, id: DsoId) -> Result<(), Error> {
         let d = &self.ns.objs[id];
-        let name = d.display_name();
+        // Only an error needs the name (UTF-8 checked): made then.
+        let name = || d.display_name();
         if d.dyn_info.textrel {
-            return Err(err!(name, "text relocations (DT_TEXTREL) are not supported"));
+            return Err(err!(name(), "text relocations (DT_TEXTREL) are not supported"));
         }
         self.apply_relr(id)?;
         let di = &d.dyn_info;
@@ -222,7 +223,7 @@ impl<'a> Engine<'a> {
             // Checked once (DynInfo::check_ranges did too): each entry is
             // then read with one comparison.
             let Some(table) = d.img.span(start, n * 24) else {
-                return Err(err!(name, "relocation table lies outside the object"));
+                return Err(err!(name(), "relocation table lies outside the object"));
             };
             // The lazy PLT's slots first thing: a program may have a
             // hundred thousand, and each only gets the load base added.
@@ -235,7 +236,7 @@ impl<'a> Engine<'a> {
             let mut rest: Vec<usize> = Vec::new();
             if lazy_range {
                 let Some(entries) = d.img.span_bytes(table, 0, n * 24) else {
-                    return Err(err!(name, "relocation table lies outside the object"));
+                    return Err(err!(name(), "relocation table lies outside the object"));
                 };
                 for (i, e) in entries.chunks_exact(24).enumerate() {
                     let word = |k: usize| e.get(k..k + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
@@ -251,7 +252,7 @@ impl<'a> Engine<'a> {
                         && !(any_variant_pcs && self.variant_pcs(id, (info >> 32) as u32))
                     {
                         if !d.img.add_to_word(place, d.base as u64) {
-                            return Err(bad_place(name, place, d.base));
+                            return Err(bad_place(name(), place, d.base));
                         }
                         lazy += 1;
                     } else {
@@ -263,14 +264,14 @@ impl<'a> Engine<'a> {
             for i in all.chain(rest) {
                 let at = start + i * 24;
                 let Some([off, info, addend]) = d.img.at::<[u64; 3]>(table, i * 24) else {
-                    return Err(err!(name, "relocation table lies outside the object"));
+                    return Err(err!(name(), "relocation table lies outside the object"));
                 };
                 let r_type = info as u32;
                 let place = d.base.wrapping_add(off as usize);
                 if r_type == self.target.relative {
                     self.stats.relative += 1;
                     if !d.img.write_u64(place, (d.base as u64).wrapping_add(addend)) {
-                        return Err(bad_place(name, place, d.base));
+                        return Err(bad_place(name(), place, d.base));
                     }
                     continue;
                 }
@@ -284,7 +285,7 @@ impl<'a> Engine<'a> {
                 match self.apply_one(id, rela, &mut cache) {
                     Err(e) if plt && lazy_plt && e.kind == ErrorKind::UndefinedSymbol => {
                         if !d.img.write_u64(place, missing_function as *const () as u64) {
-                            return Err(bad_place(name, place, d.base));
+                            return Err(bad_place(name(), place, d.base));
                         }
                     }
                     r => r?,
@@ -293,7 +294,7 @@ impl<'a> Engine<'a> {
             self.stats.lazy += lazy;
             for at in irelative {
                 let (Some(off), Some(addend)) = (d.img.u64(at), d.img.u64(at + 16)) else {
-                    return Err(err!(name, "relocation table lies outside the object"));
+                    return Err(err!(name(), "relocation table lies outside the object"));
                 };
                 self.stats.symbolic += 1;
                 self.irelative(id, d.base.wrapping_add(off as usize), addend)?;
@@ -379,7 +380,7 @@ impl<'a> Engine<'a> {
             }
         }
         let pkey = plan::entry_key(symidx, class);
-        if let Some(r) = cache.plan.as_ref().and_then(|p| p.get(pkey)).and_then(|b| self.planned(&sym, b)) {
+        if let Some(r) = cache.plan.as_ref().and_then(|p| p.get(pkey)).and_then(|b| self.planned(id, &sym, b)) {
             self.stats.planned += 1;
             if cacheable {
                 cache.put(key, r);
@@ -397,15 +398,15 @@ impl<'a> Engine<'a> {
         let q = Query::new(name);
         self.stats.lookups += 1;
         let skip = if class == Class::Copy { Some(id) } else { None };
-        let mut found = lookup::lookup(self.ns, &mut self.unique, self.scope, &q, want, skip, class);
+        let mut found = lookup::lookup(self.ns, &mut self.unique, self.scope, &q, want.as_ref(), skip, class);
         if found.is_none() && d.dyn_info.symbolic {
-            found = lookup::lookup(self.ns, &mut self.unique, &[id], &q, want, skip, class);
+            found = lookup::lookup(self.ns, &mut self.unique, &[id], &q, want.as_ref(), skip, class);
         }
         let r = match found {
             Some(def) => Some(def),
             None if sym.bind() == STB_WEAK => None,
             None => {
-                let ver = want.map(|w| alloc::format!(", version {}", crate::diag::show(&w.name))).unwrap_or_default();
+                let ver = want.map(|w| alloc::format!(", version {}", crate::diag::show(w.name))).unwrap_or_default();
                 return Err(
                     err!(d.display_name(), "undefined symbol: {}{}", crate::diag::show(name), ver).of_kind(ErrorKind::UndefinedSymbol)
                 );
@@ -421,9 +422,13 @@ impl<'a> Engine<'a> {
     }
 
     /// A plan's binding, if it still makes sense here: the object and
-    /// symbol exist and the symbol is defined (or the reference is weak).
-    /// Anything else falls back to a lookup.
-    fn planned(&self, referenced: &Sym, b: plan::Binding) -> Option<Resolved> {
+    /// symbol exist, the symbol is defined (or the reference is weak) and
+    /// has the referenced name. Anything else falls back to a lookup. (The
+    /// plan was accepted under the cache's trust rules and its checksum,
+    /// for this closure's key; the name check is what keeps a plan that
+    /// is wrong all the same, say for a key two closures came to share,
+    /// from binding a reference to another function.)
+    fn planned(&self, referrer: DsoId, referenced: &Sym, b: plan::Binding) -> Option<Resolved> {
         let Some((obj, idx)) = b else {
             return (referenced.bind() == STB_WEAK).then_some(None);
         };
@@ -431,10 +436,12 @@ impl<'a> Engine<'a> {
         if d.removed || idx == 0 {
             return None;
         }
-        // Bounds-checked against the object's image; the plan itself was
-        // accepted only under the cache's trust rules and its checksum.
         let sym = symbol(&d.img, &d.dyn_info, idx)?;
-        (sym.st_shndx != SHN_UNDEF).then_some(Some(Def { obj, sym, idx }))
+        if sym.st_shndx == SHN_UNDEF {
+            return None;
+        }
+        let name = self.ns.objs[referrer].string(referenced.st_name as usize)?;
+        (d.string(sym.st_name as usize)? == name).then_some(Some(Def { obj, sym, idx }))
     }
 
     /// `R_*_IRELATIVE`: the object's own resolver at `base + addend`.

@@ -367,10 +367,10 @@ impl<'a> Reference<'a> {
         let want = rversym.and_then(|v| d.versions.get(v & 0x7fff));
         let mut found = None;
         if d.dyn_info.symbolic {
-            found = self.search(&[id], &name, want, class, Found { obj: id, idx: symidx });
+            found = self.search(&[id], &name, want.as_ref(), class, Found { obj: id, idx: symidx });
         }
         if found.is_none() {
-            found = self.search(self.scope, &name, want, class, Found { obj: id, idx: symidx });
+            found = self.search(self.scope, &name, want.as_ref(), class, Found { obj: id, idx: symidx });
         }
         match found {
             Some(f) => Ok(Some(f)),

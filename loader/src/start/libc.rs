@@ -44,9 +44,20 @@ const UNSECURE_ENV: &[&str] = &[
 ];
 
 /// The libc in the closure and its layout; `None` for a program that
-/// uses no glibc. A libc no table fits is refused.
-pub fn select(ns: &Namespace, secure: bool, env: &[&'static [u8]]) -> Result<Option<(DsoId, &'static Layout)>, Error> {
+/// uses no glibc. A libc no table fits is refused. `planned`: the
+/// built-in table the binding plan of this very closure names
+/// (`reloc::plan::Plan::layout`), taken without fingerprinting libc again.
+pub fn select(
+    ns: &Namespace,
+    secure: bool,
+    env: &[&'static [u8]],
+    planned: Option<usize>,
+) -> Result<Option<(DsoId, &'static Layout)>, Error> {
     let Some(libc) = crate::glibc::rtld::find_libc(ns) else { return Ok(None) };
+    let arch = crate::glibc::layout::Arch::from_machine(Native::MACHINE);
+    if let Some(&l) = planned.and_then(|i| crate::glibc::layouts::ALL.get(i)).filter(|l| Some(l.arch) == arch) {
+        return Ok(Some((libc, l)));
+    }
     let d = &ns.objs[libc];
     let facts = fingerprint::Libc { img: &d.img, dyn_info: &d.dyn_info, versions: &d.versions, base: d.base };
     let why = match fingerprint::select(crate::glibc::layouts::ALL, Native::MACHINE, &facts) {
@@ -60,12 +71,13 @@ pub fn select(ns: &Namespace, secure: bool, env: &[&'static [u8]]) -> Result<Opt
     }
 }
 
-/// Reads the tunables (they decide the rseq registration), and in secure
-/// mode leaves the environment the build's own ld.so would leave.
-pub fn settle_environment(stack: &Stack, glibc: Option<&'static Layout>, secure: bool) {
+/// Reads the tunables from `vars` (the environment as `stack` holds it
+/// now: they decide the rseq registration), and in secure mode leaves the
+/// environment the build's own ld.so would leave.
+pub fn settle_environment(stack: &Stack, vars: &[&'static [u8]], glibc: Option<&'static Layout>, secure: bool) {
     match glibc {
         Some(l) => {
-            let t = crate::glibc::tunables::init(l, &stack.env(), secure);
+            let t = crate::glibc::tunables::init(l, vars, secure);
             if secure {
                 let values: Vec<&[u8]> = t.rewritten.iter().map(|v| &v[..]).collect();
                 stack.shorten_env(b"GLIBC_TUNABLES", &values);
@@ -78,6 +90,13 @@ pub fn settle_environment(stack: &Stack, glibc: Option<&'static Layout>, secure:
         }
         None => {}
     }
+}
+
+/// The index among the built-in tables of `l`, for the binding plan;
+/// `None` for a table installed with `cah glibc add` (the plan's key does
+/// not cover its file).
+pub fn builtin_index(l: &'static Layout) -> Option<usize> {
+    crate::glibc::layouts::ALL.iter().position(|&t| core::ptr::eq(t, l))
 }
 
 /// The one line for a libc that no layout table fits: libc, its version,

@@ -105,14 +105,16 @@ struct Facts {
 unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     let page = stack.aux(AT_PAGESZ).filter(|p| p.is_power_of_two() && *p >= 4096).unwrap_or(4096);
     // glibc 2.40's `glibc.rtld.enable_secure=1` asks for secure mode too.
-    let secure = stack.aux(AT_SECURE).unwrap_or(0) != 0 || crate::glibc::tunables::enable_secure_requested(&stack.env());
+    let vars = stack.env();
+    let secure = stack.aux(AT_SECURE).unwrap_or(0) != 0 || crate::glibc::tunables::enable_secure_requested(&vars);
     // SAFETY: `base` is ld-cah's own load address (caller).
     let (self_map, self_entry) = unsafe { own_image(base) }?;
     if secure {
         // The rest goes once the glibc build (and so its list) is known.
         stack.remove_env(&|n| LD_CAH_ENV.iter().any(|u| u.as_bytes() == n));
     }
-    let env = Env { vars: stack.env() };
+    // (Each `stack.env()` measures every variable again.)
+    let env = Env { vars: if secure { stack.env() } else { vars } };
     let facts = Facts {
         page,
         secure,
@@ -128,11 +130,13 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     let search = search_setup(&stack, &program, &env, &facts);
     load_closure(&mut ns, &search, &program, &env, &facts, tracing)?;
 
-    let glibc = libc::select(&ns, secure, &stack.env())?;
+    // The plan first: on a warm start it names libc's layout table too.
+    let plan = BindingPlan::prepare(&mut ns, &program, &env, &facts);
+    let glibc = libc::select(&ns, secure, &env.vars, plan.plan.as_ref().and_then(plan::Plan::layout))?;
     if let Some((_, l)) = glibc {
         crate::glibc::runtime::set_layout(l);
     }
-    libc::settle_environment(&stack, glibc.map(|(_, l)| l), secure);
+    libc::settle_environment(&stack, &env.vars, glibc.map(|(_, l)| l), secure);
     // Read after secure mode trimmed the environment: glibc 2.41 ignores
     // LD_BIND_NOT in secure mode (it is on that build's unsecure list),
     // 2.36 honours it.
@@ -145,7 +149,6 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
             0
         }
     };
-    let plan = BindingPlan::prepare(&mut ns, &program, &env, &facts);
     relocate(&mut ns, glibc, &stack, &search, &facts, &threads, &plan)?;
 
     // Debugger interface, before RELRO seals the program's DT_DEBUG.
@@ -441,7 +444,7 @@ fn relocate(
             ),
         );
     }
-    plan.finish(done.recorded, &stats, facts);
+    plan.finish(done.recorded, glibc.and_then(|(_, l)| libc::builtin_index(l)), &stats, facts);
     let variant = tls::variant();
     for d in ns.objs.iter_mut() {
         if let Some(m) = d.tls.filter(|m| m.modid != 0) {
@@ -491,7 +494,8 @@ impl BindingPlan {
         none.key = Some(key);
         match plan::load(&none.places, euid, &key, ns.objs.len()) {
             Ok(p) => {
-                say(format_args!("using the plan {} ({} references)", key.short_hex(12), p.len()));
+                let layout = if p.layout().is_some() { ", libc's layout table" } else { "" };
+                say(format_args!("using the plan {} ({} references{layout})", key.short_hex(12), p.len()));
                 none.plan = Some(p);
             }
             Err(why) => say(format_args!("no plan {}: {why}; recording one", key.short_hex(12))),
@@ -500,9 +504,9 @@ impl BindingPlan {
     }
 
     /// After relocation: a cold start stores what it resolved.
-    fn finish(&self, recorded: Option<plan::Recorder>, stats: &crate::reloc::Stats, facts: &Facts) {
+    fn finish(&self, recorded: Option<plan::Recorder>, layout: Option<usize>, stats: &crate::reloc::Stats, facts: &Facts) {
         let (Some(key), Some(rec)) = (self.key, recorded) else { return };
-        let bytes = rec.encode(&key);
+        let bytes = rec.encode(&key, layout);
         let r = plan::store(&self.places, self.euid, &key, &bytes);
         if facts.debug.bindings {
             match r {

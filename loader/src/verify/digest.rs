@@ -126,6 +126,43 @@ impl Hasher {
     }
 }
 
+/// The chaining value of a subtree of BLAKE3's tree: what a parent node
+/// combines, so that parts of one input can be hashed apart (and at once).
+pub type Subtree = [u8; DIGEST_LEN];
+
+impl Hasher {
+    /// A hasher for the part of a larger input that starts at byte
+    /// `offset`, a multiple of the part's subtree size (see [`left_len`]).
+    pub fn at_offset(offset: u64) -> Hasher {
+        use blake3::hazmat::HasherExt as _;
+        let mut h = blake3::Hasher::new();
+        h.set_input_offset(offset);
+        Hasher(h)
+    }
+
+    /// The chaining value of the part fed so far, which must not be empty.
+    pub fn finalize_subtree(&self) -> Subtree {
+        use blake3::hazmat::HasherExt as _;
+        self.0.finalize_non_root()
+    }
+}
+
+/// The parent of two sibling subtrees, itself a subtree.
+pub fn merge(left: &Subtree, right: &Subtree) -> Subtree {
+    blake3::hazmat::merge_subtrees_non_root(left, right, blake3::hazmat::Mode::Hash)
+}
+
+/// The digest of an input whose root's children are `left` and `right`.
+pub fn merge_root(left: &Subtree, right: &Subtree) -> Digest {
+    Digest(*blake3::hazmat::merge_subtrees_root(left, right, blake3::hazmat::Mode::Hash).as_bytes())
+}
+
+/// How many of `len` bytes (more than one 1 KiB chunk) the root's left
+/// subtree holds: the largest power-of-two number of chunks short of `len`.
+pub fn left_len(len: u64) -> u64 {
+    blake3::hazmat::left_subtree_len(len)
+}
+
 impl Default for Hasher {
     fn default() -> Hasher {
         Hasher::new()
