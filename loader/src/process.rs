@@ -5,6 +5,8 @@
 //! Start-up builds both on its own stack and [`install`]s them before the
 //! program's initialisers run; from then on `dlopen`, `dlclose`, `dlinfo`,
 //! libc's symbol lookups and the finalisers reach them through [`lock`].
+//! Lazy binding does not take the lock: releasing it publishes what lazy
+//! binding reads (see `crate::lazy`).
 //!
 //! While the loader links (start-up, or a `dlopen` holding the lock), the
 //! foreign code it runs may call back into it: libc's `time` and
@@ -129,12 +131,39 @@ static PROCESS: spin::Mutex<Option<Process>> = spin::Mutex::new(None);
 
 /// Hands the process state to the loader lock once start-up has linked it.
 pub fn install(p: Process) {
-    *PROCESS.lock() = Some(p);
+    *lock() = Some(p);
 }
 
 /// The loader lock; `None` inside it until start-up has installed the state.
-pub fn lock() -> spin::MutexGuard<'static, Option<Process>> {
-    PROCESS.lock()
+pub fn lock() -> Guard {
+    Guard(PROCESS.lock())
+}
+
+/// The loader lock, held. Releasing it publishes what lazy binding reads
+/// of the namespace, if that changed (`lazy::publish`): lazy binding
+/// takes no lock, so that a signal handler that interrupted its own
+/// thread inside this one can still bind a PLT slot.
+pub struct Guard(spin::MutexGuard<'static, Option<Process>>);
+
+impl core::ops::Deref for Guard {
+    type Target = Option<Process>;
+    fn deref(&self) -> &Option<Process> {
+        &self.0
+    }
+}
+
+impl core::ops::DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut Option<Process> {
+        &mut self.0
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.as_ref() {
+            crate::lazy::publish(&p.ns);
+        }
+    }
 }
 
 /// The namespace being linked, and the thread linking it (see the module
@@ -197,6 +226,17 @@ pub fn with_view<R>(f: impl FnOnce(View<'_>) -> R) -> Option<R> {
         // which cannot happen while this thread is in here.
         return Some(f(View::Linking(unsafe { &*(linking as *const Namespace) })));
     }
-    let mut guard = PROCESS.lock();
+    let mut guard = lock();
     guard.as_mut().map(|p| f(View::Settled(&mut p.ns)))
+}
+
+/// Runs `f` on the namespace this thread is linking (inside
+/// [`publishing`]), if it is linking one.
+pub fn with_linking<R>(f: impl FnOnce(&Namespace) -> R) -> Option<R> {
+    let linking = LINKING.load(Ordering::Acquire);
+    if linking != 0 && LINKER_TP.load(Ordering::Acquire) == native::thread_pointer_value() {
+        // SAFETY: as in `with_view`.
+        return Some(f(unsafe { &*(linking as *const Namespace) }));
+    }
+    None
 }

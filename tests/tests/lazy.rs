@@ -3,8 +3,10 @@
 //! The fixture `glibc/lazy` calls a few of `liblazy.so`'s 300 functions
 //! with integer and double arguments, from eight threads racing on a first
 //! call, and in a library opened with `dlopen(RTLD_LAZY)`; `glibc/lazy_gone`
-//! then calls a function its library lacks. The expected
-//! output is worked out by hand from `tests/fixtures/glibc/lazy.c`.
+//! then calls a function its library lacks; `glibc/sigplt` makes first
+//! calls from signal handlers that interrupted the loader; `glibc/bindnot`
+//! counts resolutions under `LD_BIND_NOT`. The expected outputs are worked
+//! out by hand from the sources in `tests/fixtures/glibc/`.
 
 use cah_tests::{on_both_arches, run, GlibcFails, Mode, Run};
 
@@ -102,5 +104,33 @@ fn lazy_missing_function_with_ld_bind_now_fails_at_start() {
     on_both_arches("lazy_missing_function_with_ld_bind_now_fails_at_start", |c| {
         let r = lazy_gone().guest_env("LD_BIND_NOW", "1");
         c.expect_refused(&r, GlibcFails::Status(127), &["lazy_gone"]);
+    });
+}
+
+/// A signal handler's first call through a PLT slot while its thread is
+/// inside the loader: in a constructor of a library being dlopen'ed, and
+/// on each of 40 CPU-time timer ticks during a dlopen/dlclose loop (each
+/// tick binds another slot). A loader whose lazy binding takes the lock
+/// the interrupted dlopen holds hangs until the timeout. lazy_f120(1) is
+/// 121; tick k adds lazy_f(200 + k)(k) = 200 + 2k, 9560 for k < 40.
+#[test]
+fn lazy_binding_from_a_signal_handler_inside_the_loader() {
+    on_both_arches("lazy_binding_from_a_signal_handler_inside_the_loader", |c| {
+        let r = run("glibc/sigplt").clean_env().debian_sysroot().timeout(120);
+        c.expect(&r, "handler in constructor: lazy_f120(1) = 121\ntimer ticks during dlopen/dlclose: 40, sum 9560\n", 0);
+    });
+}
+
+/// `LD_BIND_NOT` (any non-empty value): the slot is resolved at every call
+/// and never written, so the IFUNC's resolver runs at each of the three
+/// calls; unset or empty, once.
+#[test]
+fn ld_bind_not_resolves_at_every_call() {
+    on_both_arches("ld_bind_not_resolves_at_every_call", |c| {
+        let r = || run("glibc/bindnot").clean_env().debian_sysroot();
+        let out = |n: u32| format!("bn_twice: 2 4 6\nresolver ran {n} time(s)\n");
+        c.expect(&r(), &out(1), 0);
+        c.expect(&r().guest_env("LD_BIND_NOT", "1"), &out(3), 0);
+        c.expect(&r().guest_env("LD_BIND_NOT", ""), &out(1), 0);
     });
 }

@@ -548,6 +548,12 @@ impl Builder {
                 ]
                 .concat(),
             ),
+            // First lazy bindings from signal handlers inside the loader.
+            (cc, "libsigctor.so", vec!["libsigctor.c"], lib("libsigctor.so")),
+            (cc, "sigplt", vec!["sigplt.c"], [prog(), vec!["-llazy".into(), "-Wl,-z,lazy".into()]].concat()),
+            // LD_BIND_NOT: an IFUNC's resolver counts the resolutions.
+            (cc, "libbindnot.so", vec!["libbindnot.c"], [lib("libbindnot.so"), vec!["-Wl,-z,lazy".into()]].concat()),
+            (cc, "bindnot", vec!["bindnot.c"], [prog(), vec!["-lbindnot".into(), "-Wl,-z,lazy".into()]].concat()),
         ];
         fs::create_dir_all(out.join("stub")).map_err(|e| format!("create {}/stub: {e}", out.display()))?;
         for (compiler, name, srcs, extra) in jobs {

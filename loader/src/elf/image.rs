@@ -71,6 +71,10 @@ impl Span {
     pub fn len(&self) -> usize {
         self.len
     }
+    /// Its first byte's address.
+    pub fn start(&self) -> usize {
+        self.start
+    }
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -79,6 +83,13 @@ impl Span {
 impl Image {
     pub fn new() -> Image {
         Image::default()
+    }
+
+    /// This image's identity: a new image (a newly mapped object, or the
+    /// empty one an unmapped object is left with) has a new one; a clone
+    /// keeps it.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// An empty image with room for `readable` ranges, `writable` of them
@@ -285,6 +296,21 @@ impl Image {
         }
         // SAFETY: writable and owned by this object (see `add_writable`).
         unsafe { core::ptr::write_unaligned(addr as *mut u64, value) };
+        true
+    }
+
+    /// Adds `delta` to the word at `addr` if it lies in a writable range.
+    #[inline(always)]
+    pub fn add_to_word(&self, addr: usize, delta: u64) -> bool {
+        if !self.is_writable(addr, 8) {
+            return false;
+        }
+        // SAFETY: writable (so readable) and owned by this object (see
+        // `add_writable`).
+        unsafe {
+            let p = addr as *mut u64;
+            core::ptr::write_unaligned(p, core::ptr::read_unaligned(p).wrapping_add(delta));
+        }
         true
     }
 

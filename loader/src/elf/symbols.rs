@@ -130,6 +130,30 @@ impl Tables {
     }
 }
 
+/// An object's Bloom filter, taken out of its tables for a scope walk
+/// that tests many names against the same objects (lazy binding's
+/// snapshot).
+#[derive(Clone, Copy, Debug)]
+pub enum Filter {
+    /// The `DT_GNU_HASH` Bloom filter's words, its size - 1 and shift.
+    Bloom(Span, u32, u32),
+    /// Located tables without a usable GNU hash table: [`lookup`] finds
+    /// nothing in this object.
+    Nothing,
+    /// No located tables, or a SysV hash table only: search every time.
+    Search,
+}
+
+impl Filter {
+    pub fn of(d: &DynInfo) -> Filter {
+        match &d.tables {
+            Some(Tables { gnu: Some(g), .. }) => Filter::Bloom(g.bloom, g.bloom_mask, g.bloom_shift),
+            Some(Tables { gnu: None, .. }) if d.gnu_hash != 0 => Filter::Nothing,
+            _ => Filter::Search,
+        }
+    }
+}
+
 impl GnuTable {
     fn new(img: &Image, h: usize) -> Option<GnuTable> {
         let head = img.span(h, 16)?;

@@ -168,6 +168,44 @@ impl Dso {
         Ok(d)
     }
 
+    /// A copy of what symbol lookups and lazy binding read (names, image,
+    /// program headers, dynamic tables, versions, local scope), for the
+    /// scope snapshot lazy binding reads without the loader lock
+    /// (`crate::lazy`). The rest is left empty.
+    pub fn copy_for_lookups(&self) -> Dso {
+        Dso {
+            kind: self.kind,
+            name: self.name.clone(),
+            path: self.path.clone(),
+            origin: None,
+            aliases: Vec::new(),
+            base: self.base,
+            map_start: self.map_start,
+            map_end: self.map_end,
+            img: self.img.clone(),
+            phdrs: self.phdrs.clone(),
+            phdr_addr: self.phdr_addr,
+            entry: self.entry,
+            dynamic: self.dynamic,
+            dyn_info: self.dyn_info.clone(),
+            versions: self.versions.clone(),
+            tls: self.tls,
+            relro: self.relro,
+            file_id: self.file_id,
+            identity: None,
+            deps: Vec::new(),
+            loaded_by: None,
+            relocated: self.relocated,
+            init_called: self.init_called,
+            link_map: self.link_map,
+            open_count: self.open_count,
+            nodelete: self.nodelete,
+            removed: self.removed,
+            local_scope: self.local_scope.clone(),
+            link_map_mem: Vec::new(),
+        }
+    }
+
     pub fn string(&self, off: usize) -> Option<&[u8]> {
         self.dyn_info.string(&self.img, off)
     }

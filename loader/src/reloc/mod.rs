@@ -133,9 +133,10 @@ type Resolved = Option<Def>;
 /// table per symbol was 96 bytes a symbol, allocated and written at every
 /// start). A miss only costs a lookup, whose result is the same.
 ///
-/// It also holds the object's part of the binding plan, if any. A single
-/// resolution (a lazily bound PLT slot) has no slots: they are 3.5 KiB to
-/// fill and move, for nothing to remember.
+/// It also holds the object's part of the binding plan, if any. (`slots`
+/// is optional for a caller with a single resolution to make, which has
+/// nothing to remember; lazy binding, the one such caller, now looks up
+/// on its own, `crate::lazy`.)
 struct Recent<'c, 'p> {
     slots: Option<&'c mut Slots>,
     plan: Option<plan::ObjectPlan<'p>>,
@@ -212,7 +213,6 @@ impl<'a> Engine<'a> {
         let lazy_plt = !self.bind_now && !di.bind_now && di.flags & u64::from(DF_BIND_NOW) == 0 && di.flags_1 & u64::from(DF_1_NOW) == 0;
         let in_plt = |at: usize| di.jmprel != 0 && at >= di.jmprel && at < di.jmprel.saturating_add(di.pltrelsz);
         let lazy_got = lazy_plt && self.setup_lazy(id);
-        let in_relro = |place: usize| d.relro.is_some_and(|(s, e)| place >= s && place < e);
         for (start, size) in ranges(di.rela, di.relasz, di.jmprel, di.pltrelsz, lazy_plt) {
             if start == 0 || size == 0 {
                 continue;
@@ -225,7 +225,43 @@ impl<'a> Engine<'a> {
             let Some(table) = d.img.span(start, n * 24) else {
                 return Err(err!(name(), "relocation table lies outside the object"));
             };
-            for i in 0..n {
+            // The lazy PLT's slots first thing: a program may have a
+            // hundred thousand, and each only gets the load base added.
+            let lazy_range = lazy_got && start == di.jmprel;
+            let (relro_start, relro_end) = d.relro.unwrap_or((0, 0));
+            let any_variant_pcs = self.target.variant_pcs && di.variant_pcs;
+            let mut lazy = 0;
+            // The lazy range's other entries (IRELATIVE, TLS descriptors,
+            // slots bound now), for the general loop below.
+            let mut rest: Vec<usize> = Vec::new();
+            if lazy_range {
+                let Some(entries) = d.img.span_bytes(table, 0, n * 24) else {
+                    return Err(err!(name(), "relocation table lies outside the object"));
+                };
+                for (i, e) in entries.chunks_exact(24).enumerate() {
+                    let word = |k: usize| e.get(k..k + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+                    let (off, info) = (word(0), word(8));
+                    let place = d.base.wrapping_add(off as usize);
+                    // A lazy JUMP_SLOT points back into the PLT (its
+                    // link-time value, relocated), whose entry calls the
+                    // resolver on the first call. Not in RELRO (sealed
+                    // before any call) nor a variant-PCS function (see
+                    // Target::variant_pcs).
+                    if info as u32 == self.target.jump_slot
+                        && !(place >= relro_start && place < relro_end)
+                        && !(any_variant_pcs && self.variant_pcs(id, (info >> 32) as u32))
+                    {
+                        if !d.img.add_to_word(place, d.base as u64) {
+                            return Err(bad_place(name(), place, d.base));
+                        }
+                        lazy += 1;
+                    } else {
+                        rest.push(i);
+                    }
+                }
+            }
+            let all = if lazy_range { 0..0 } else { 0..n };
+            for i in all.chain(rest) {
                 let at = start + i * 24;
                 let Some([off, info, addend]) = d.img.at::<[u64; 3]>(table, i * 24) else {
                     return Err(err!(name(), "relocation table lies outside the object"));
@@ -240,18 +276,6 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 let plt = in_plt(at);
-                // A lazy JUMP_SLOT points back into the PLT (its link-time
-                // value, relocated), whose entry calls the resolver on the
-                // first call. Not in RELRO (sealed before any call) nor a
-                // variant-PCS function (see Target::variant_pcs).
-                if plt && lazy_got && r_type == self.target.jump_slot && !in_relro(place) && !self.variant_pcs(id, (info >> 32) as u32) {
-                    let Some(v) = d.img.u64(place) else { return Err(bad_place(name(), place, d.base)) };
-                    if !d.img.write_u64(place, v.wrapping_add(d.base as u64)) {
-                        return Err(bad_place(name(), place, d.base));
-                    }
-                    self.stats.lazy += 1;
-                    continue;
-                }
                 if self.target.x86_64_ifunc_rules && (self.target.decode)(r_type) == Some(RelocKind::IRelative) {
                     irelative.push(at);
                     continue;
@@ -267,6 +291,7 @@ impl<'a> Engine<'a> {
                     r => r?,
                 }
             }
+            self.stats.lazy += lazy;
             for at in irelative {
                 let (Some(off), Some(addend)) = (d.img.u64(at), d.img.u64(at + 16)) else {
                     return Err(err!(name(), "relocation table lies outside the object"));
@@ -306,28 +331,6 @@ impl<'a> Engine<'a> {
         self.target.variant_pcs
             && d.dyn_info.variant_pcs
             && symbol(&d.img, &d.dyn_info, symidx).is_none_or(|s| s.st_other & STO_AARCH64_VARIANT_PCS != 0)
-    }
-
-    /// Lazy binding's lookup for PLT entry `index` of object `id` (see
-    /// `crate::lazy`): the slot's address and the definition, as the
-    /// relocation would have bound it at load time (`None`: an undefined
-    /// weak function, bound to 0), and the addend to add to its address.
-    pub fn resolve_plt(&mut self, id: DsoId, index: usize) -> Result<(usize, Option<Def>, u64), Error> {
-        let d = &self.ns.objs[id];
-        let di = &d.dyn_info;
-        let at = index.checked_mul(24).filter(|&o| o < di.pltrelsz).map(|o| di.jmprel + o);
-        let Some([off, info, addend]) = at.and_then(|at| d.img.read::<[u64; 3]>(at)) else {
-            return Err(err!(d.display_name(), "lazy binding: PLT relocation {} does not exist", index));
-        };
-        if info as u32 != self.target.jump_slot {
-            return Err(err!(d.display_name(), "lazy binding: PLT relocation {} is not a JUMP_SLOT", index));
-        }
-        let place = d.base.wrapping_add(off as usize);
-        let mut one = Recent { slots: None, plan: self.plan.map(|p| p.object(id, false)) };
-        let (_, r) = self.resolve(id, (info >> 32) as u32, Class::Plt, &mut one)?;
-        // aarch64's JUMP_SLOT is S + A, x86_64's is S.
-        let add = if (self.target.decode)(info as u32) == Some(RelocKind::Absolute) { addend } else { 0 };
-        Ok((place, r, add))
     }
 
     fn apply_relr(&self, id: DsoId) -> Result<(), Error> {

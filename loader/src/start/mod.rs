@@ -137,6 +137,10 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         crate::glibc::runtime::set_layout(l);
     }
     libc::settle_environment(&stack, &env.vars, glibc.map(|(_, l)| l), secure);
+    // Read after secure mode trimmed the environment: glibc 2.41 ignores
+    // LD_BIND_NOT in secure mode (it is on that build's unsecure list),
+    // 2.36 honours it.
+    crate::lazy::set_bind_not(stack.env().iter().any(|e| e.strip_prefix(b"LD_BIND_NOT=").is_some_and(|v| !v.is_empty())));
     let threads = thread_setup(&mut ns, glibc.map(|(_, l)| l), &stack)?;
     let early_init = match glibc {
         Some((libc, l)) => glibc_globals(&mut ns, libc, l, &stack, &threads, &facts)?,
