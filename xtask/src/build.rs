@@ -160,7 +160,7 @@ fn check_shape(so: &std::path::Path, arch: Arch) -> Result<(), String> {
 /// as the loader shrinks, see docs/benchmarks.md, "Size".
 fn loaded_size_limit(arch: Arch) -> u64 {
     match arch {
-        Arch::X86_64 => 460 * 1024,
+        Arch::X86_64 => 468 * 1024,
         Arch::Aarch64 => 352 * 1024,
     }
 }
