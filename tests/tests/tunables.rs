@@ -452,6 +452,8 @@ fn secure_case(b: &Build) {
     assert!(!reference.0.contains("cb="), "{}: a tunable applied in secure mode: {}", b.dir, reference.0);
     assert_eq!(as_nobody(&tun_cah, &args, HOSTILE), reference, "{}: tunables of a set-uid program", b.dir);
 
+    bind_now_case(b, &dir);
+
     if b.new_abi {
         // glibc.rtld.enable_secure=1 (2.40): secure mode without set-uid.
         let env: Vec<(&str, &str)> = HOSTILE
@@ -468,6 +470,38 @@ fn secure_case(b: &Build) {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `LD_BIND_NOW=1` for a set-uid program whose library lacks a function it
+/// calls last: bound at start the program is refused before it prints
+/// anything; bound lazily it prints, then fails at the call. glibc 2.36
+/// honours LD_BIND_NOW in secure mode; 2.41 has it on its unsecure list
+/// and ignores it.
+fn bind_now_case(b: &Build, dir: &Path) {
+    let cc = b.arch.cc();
+    let link = dir.join("link");
+    std::fs::create_dir_all(&link).unwrap();
+    let lib = |out: &Path, src: &str| {
+        let c = dir.join("gone.c");
+        std::fs::write(&c, src).unwrap();
+        let st = Command::new(cc).args(["-shared", "-fPIC", "-o"]).arg(out).arg(&c).status().unwrap();
+        assert!(st.success(), "{cc} -shared gone.c failed");
+        std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    lib(&link.join("libgone.so"), "void gone(void) {}\nint here(void) { return 1; }\n");
+    let c = dir.join("bind.c");
+    std::fs::write(&c, "#include <stdio.h>\nvoid gone(void);\nint here(void);\nint main(void) { printf(\"here %d\\n\", here()); fflush(stdout); gone(); return 0; }\n").unwrap();
+    let exe = dir.join("bind");
+    let st = Command::new(cc).arg("-o").arg(&exe).arg(&c).arg("-L").arg(&link).args(["-lgone", "-Wl,-z,lazy"]).status().unwrap();
+    assert!(st.success(), "{cc} bind.c failed");
+    let (bind_glibc, bind_cah) = patched(b, dir, &exe, "bind");
+    // The library the programs find (their DT_RUNPATH) has no `gone`.
+    lib(&dir.join("libs/libgone.so"), "int here(void) { return 1; }\n");
+    let expected = if b.new_abi { "here 1\n" } else { "" };
+    let reference = as_nobody(&bind_glibc, &[], HOSTILE);
+    assert_eq!((reference.0.as_str(), reference.2), (expected, Some(127)), "{}: glibc run: {reference:?}", b.dir);
+    let cah = as_nobody(&bind_cah, &[], HOSTILE);
+    assert_eq!((cah.0.as_str(), cah.2), (expected, Some(127)), "{}: LD_BIND_NOW in secure mode: {cah:?}", b.dir);
 }
 
 #[test]

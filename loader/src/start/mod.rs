@@ -90,6 +90,11 @@ impl Env {
     fn get(&self, name: &[u8]) -> Option<&'static [u8]> {
         self.vars.iter().find_map(|e| e.strip_prefix(name).and_then(|r| r.strip_prefix(b"=")))
     }
+
+    /// glibc's test for `LD_BIND_NOW` and `LD_BIND_NOT`: set and not empty.
+    fn flag(&self, name: &[u8]) -> bool {
+        self.get(name).is_some_and(|v| !v.is_empty())
+    }
 }
 
 /// Facts about the process every stage may read.
@@ -114,7 +119,7 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         stack.remove_env(&|n| LD_CAH_ENV.iter().any(|u| u.as_bytes() == n));
     }
     // (Each `stack.env()` measures every variable again.)
-    let env = Env { vars: if secure { stack.env() } else { vars } };
+    let mut env = Env { vars: if secure { stack.env() } else { vars } };
     let facts = Facts {
         page,
         secure,
@@ -127,7 +132,7 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     let (program, main_map) = unsafe { invocation::read(&mut stack, base, page, direct, tracing.is_some()) }?;
 
     let mut ns = namespace(&stack, &program, main_map, self_map, &facts)?;
-    let search = search_setup(&stack, &program, &env, &facts);
+    let mut search = search_setup(&stack, &program, &env, &facts);
     load_closure(&mut ns, &search, &program, &env, &facts, tracing)?;
 
     // The plan first: on a warm start it names libc's layout table too.
@@ -137,10 +142,14 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         crate::glibc::runtime::set_layout(l);
     }
     libc::settle_environment(&stack, &env.vars, glibc.map(|(_, l)| l), secure);
+    if secure {
+        env = Env { vars: stack.env() };
+    }
     // Read after secure mode trimmed the environment: glibc 2.41 ignores
-    // LD_BIND_NOT in secure mode (it is on that build's unsecure list),
-    // 2.36 honours it.
-    crate::lazy::set_bind_not(stack.env().iter().any(|e| e.strip_prefix(b"LD_BIND_NOT=").is_some_and(|v| !v.is_empty())));
+    // LD_BIND_NOW and LD_BIND_NOT in secure mode (they are on that
+    // build's unsecure list), 2.36 honours them.
+    search.bind_now = env.flag(b"LD_BIND_NOW");
+    crate::lazy::set_bind_not(env.flag(b"LD_BIND_NOT"));
     let threads = thread_setup(&mut ns, glibc.map(|(_, l)| l), &stack)?;
     let early_init = match glibc {
         Some((libc, l)) => glibc_globals(&mut ns, libc, l, &stack, &threads, &facts)?,
@@ -250,7 +259,8 @@ fn search_setup(stack: &Stack, program: &Program, env: &Env, facts: &Facts) -> S
         secure: facts.secure,
         page: facts.page,
         loader_names: loader_names.iter().map(|n| n.to_vec()).collect(),
-        bind_now: env.get(b"LD_BIND_NOW").is_some_and(|v| !v.is_empty()),
+        // Set once the environment is settled (`run`).
+        bind_now: false,
         hwcap: facts.hwcap,
     }
 }
