@@ -269,7 +269,7 @@ fn copy_tls_images(ns: &Namespace, new: &[DsoId]) {
         // Its hook calls through its own PLT, which may bind lazily now,
         // under the lock this thread holds: the fixup must see `ns`.
         if let Some(l) = layout {
-            process::publishing(ns, || crate::glibc::libpthread::init_static_tls(l, ns.objs[id].link_map));
+            crate::link::linking::publishing(ns, || crate::glibc::libpthread::init_static_tls(l, ns.objs[id].link_map));
         }
     }
 }

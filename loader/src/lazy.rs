@@ -24,7 +24,7 @@
 //! publication that was waited for. Two threads binding one slot write
 //! the same value. The thread that is linking (start-up, or a `dlopen`
 //! running IFUNC resolvers) reads the namespace it is linking instead
-//! (`process::with_linking`): its new objects are not published yet.
+//! (`link::linking`): its new objects are not published yet.
 //! A successful fixup allocates nothing (the allocator has a lock of its
 //! own; only a failed one's message is allocated). (A signal handler that
 //! calls `dlopen` or `dlclose` while its thread is inside a fixup would
@@ -329,7 +329,7 @@ fn bind_in<O: Objects + ?Sized>(o: &O, id: DsoId, which: usize, bind_not: bool) 
 /// counted as a reader, `published` on the published snapshot (two
 /// closures, so that each lookup is compiled for its kind of objects).
 fn reading<R>(linking: impl FnOnce(&Namespace) -> R, published: impl FnOnce(&Snapshot) -> R) -> Option<R> {
-    if let Some(r) = crate::process::with_linking(linking) {
+    if let Some(r) = crate::link::linking::with_linking(linking) {
         return Some(r);
     }
     READERS.fetch_add(1, Ordering::SeqCst);

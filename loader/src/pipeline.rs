@@ -52,7 +52,7 @@ pub struct Relocated {
 /// Relocates `order`, in that order (the loader and the vDSO are skipped:
 /// they are relocated already). IFUNC resolvers run as each object is
 /// relocated, as under glibc; they may call back into the loader, which
-/// then reads `ns` (see `process::publishing`).
+/// then reads `ns` (see `link::linking`).
 pub fn relocate(ns: &Namespace, order: &[DsoId], b: &Binding<'_>) -> Result<Relocated, Error> {
     let mut target =
         Target::of::<Native>(native::tlsdesc_static(), native::tlsdesc_dynamic(crate::tls::tlsdesc_dynamic_slow as *const () as usize));
@@ -63,7 +63,7 @@ pub fn relocate(ns: &Namespace, order: &[DsoId], b: &Binding<'_>) -> Result<Relo
     // SAFETY: the engine calls this only with the resolver of an IFUNC of
     // a mapped object, when glibc's loader would call it.
     let resolve = |r: usize| unsafe { native::call_ifunc(r, hwcap, hwcap2) };
-    crate::process::publishing(ns, || {
+    crate::link::linking::publishing(ns, || {
         let mut engine = Engine::new(ns, b.scope, target, &resolve);
         engine.bind_now = b.bind_now;
         engine.progname = b.progname;

@@ -9,22 +9,17 @@
 //! binding reads (see `crate::lazy`).
 //!
 //! While the loader links (start-up, or a `dlopen` holding the lock), the
-//! foreign code it runs may call back into it: libc's `time` and
-//! `gettimeofday` IFUNC resolvers look up vDSO symbols, and libpthread's
-//! `__pthread_init_static_tls` (glibc before 2.34) calls `mempcpy` through
-//! a PLT slot that lazy binding has not bound yet. Taking the lock then
-//! would deadlock, so the linking thread runs such code inside
-//! [`publishing`], and [`with_view`] gives that thread (and only it) the
-//! namespace being linked.
-#![allow(unsafe_code)]
+//! foreign code it runs may call back into it; taking the lock then would
+//! deadlock, so [`with_view`] gives the linking thread (and only it) the
+//! namespace being linked (`link::linking`).
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::arch::native::{self, Native};
+use crate::arch::native::Native;
 use crate::arch::ArchInfo;
 use crate::link::closure::Config;
 use crate::link::ldcache::LdCache;
+use crate::link::linking;
 use crate::link::search::{self, SearchEnv, Tokens};
 use crate::link::{Kind, Namespace};
 
@@ -166,30 +161,6 @@ impl Drop for Guard {
     }
 }
 
-/// The namespace being linked, and the thread linking it (see the module
-/// comment). Both are 0 outside [`publishing`].
-static LINKING: AtomicUsize = AtomicUsize::new(0);
-static LINKER_TP: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs `f` (which runs IFUNC resolvers) with `ns` visible to this
-/// thread's callbacks through [`with_view`]. `ns` is only read meanwhile:
-/// the shared borrow lasts until `f` returns.
-pub fn publishing<R>(ns: &Namespace, f: impl FnOnce() -> R) -> R {
-    /// Puts back what was published before (nested calls restore the
-    /// outer namespace, not nothing).
-    struct Restore(usize, usize);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            LINKING.store(self.0, Ordering::Release);
-            LINKER_TP.store(self.1, Ordering::Release);
-        }
-    }
-    let _restore = Restore(LINKING.load(Ordering::Acquire), LINKER_TP.load(Ordering::Acquire));
-    LINKER_TP.store(native::thread_pointer_value(), Ordering::Release);
-    LINKING.store(ns as *const Namespace as usize, Ordering::Release);
-    f()
-}
-
 /// How a run-time query sees the namespace.
 pub enum View<'a> {
     /// This thread is linking it (inside [`publishing`]): read only.
@@ -215,28 +186,15 @@ impl View<'_> {
     }
 }
 
-/// Runs `f` on the namespace: the one this thread is linking, if any,
-/// else the installed one under the lock. `None` before start-up has
-/// published anything.
+/// Runs `f` on the namespace: the one this thread is linking, if any
+/// (`link::linking`), else the installed one under the lock. `None`
+/// before start-up has published anything.
 pub fn with_view<R>(f: impl FnOnce(View<'_>) -> R) -> Option<R> {
-    let linking = LINKING.load(Ordering::Acquire);
-    if linking != 0 && LINKER_TP.load(Ordering::Acquire) == native::thread_pointer_value() {
-        // SAFETY: this very thread published `linking` in `publishing`,
-        // whose shared borrow of it lasts until the publishing call returns,
-        // which cannot happen while this thread is in here.
-        return Some(f(View::Linking(unsafe { &*(linking as *const Namespace) })));
+    let mut f = Some(f);
+    if let Some(r) = linking::with_linking(|ns| f.take().map(|f| f(View::Linking(ns)))) {
+        return r;
     }
+    let f = f?;
     let mut guard = lock();
     guard.as_mut().map(|p| f(View::Settled(&mut p.ns)))
-}
-
-/// Runs `f` on the namespace this thread is linking (inside
-/// [`publishing`]), if it is linking one.
-pub fn with_linking<R>(f: impl FnOnce(&Namespace) -> R) -> Option<R> {
-    let linking = LINKING.load(Ordering::Acquire);
-    if linking != 0 && LINKER_TP.load(Ordering::Acquire) == native::thread_pointer_value() {
-        // SAFETY: as in `with_view`.
-        return Some(f(unsafe { &*(linking as *const Namespace) }));
-    }
-    None
 }

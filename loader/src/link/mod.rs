@@ -8,6 +8,7 @@
 
 pub mod closure;
 pub mod ldcache;
+pub mod linking;
 pub mod lookup;
 pub mod policy;
 pub mod search;
