@@ -196,4 +196,15 @@ impl DynInfo {
         }
         img.cstr(self.strtab.checked_add(off)?, self.strtab + self.strsz)
     }
+
+    /// Whether string `off` of this table (in `img`) and string
+    /// `other_off` of `other`'s (in `other_img`) are the same, without
+    /// measuring either.
+    pub fn same_string(&self, img: &Image, off: usize, other: &DynInfo, other_img: &Image, other_off: usize) -> bool {
+        let at = |d: &DynInfo, off: usize| (off < d.strsz).then(|| d.strtab.checked_add(off)).flatten();
+        match (at(self, off), at(other, other_off)) {
+            (Some(a), Some(b)) => img.same_cstr(a, self.strtab + self.strsz, other_img, b, other.strtab + other.strsz),
+            _ => false,
+        }
+    }
 }

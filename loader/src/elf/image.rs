@@ -276,6 +276,14 @@ impl Image {
     /// The NUL-terminated string at `addr`, without its NUL, searching no
     /// further than `limit` (the end of the string table).
     pub fn cstr(&self, addr: usize, limit: usize) -> Option<&[u8]> {
+        let all = self.up_to(addr, limit)?;
+        let n = all.iter().position(|&b| b == 0)?;
+        Some(&all[..n])
+    }
+
+    /// The bytes from `addr` to the end of its readable range or `limit`,
+    /// whichever comes first: where a string at `addr` must end.
+    fn up_to(&self, addr: usize, limit: usize) -> Option<&[u8]> {
         let (_, end) = self.range_of(addr)?;
         let end = end.min(limit);
         if addr >= end {
@@ -283,9 +291,18 @@ impl Image {
         }
         // SAFETY: `addr..end` lies inside one readable range (`range_of`),
         // mapped for the image's life; read-only data, as in `bytes`.
-        let all = unsafe { core::slice::from_raw_parts(addr as *const u8, end - addr) };
-        let n = all.iter().position(|&b| b == 0)?;
-        Some(&all[..n])
+        Some(unsafe { core::slice::from_raw_parts(addr as *const u8, end - addr) })
+    }
+
+    /// Whether the string at `addr` (ending before `limit`) and the one at
+    /// `other_addr` in `other` (before `other_limit`) are the same string,
+    /// both terminated. Compared a word at a time without measuring either
+    /// first: the binding plan's name check runs once per binding.
+    pub fn same_cstr(&self, addr: usize, limit: usize, other: &Image, other_addr: usize, other_limit: usize) -> bool {
+        match (self.up_to(addr, limit), other.up_to(other_addr, other_limit)) {
+            (Some(a), Some(b)) => same_terminated(a, b),
+            _ => false,
+        }
     }
 
     /// Writes a word at `addr` if it lies in a writable range.
@@ -371,6 +388,44 @@ unsafe impl Pod for u64 {}
 unsafe impl Pod for i64 {}
 // SAFETY: arrays of Pod are Pod.
 unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
+
+/// Whether `a` and `b` start with the same NUL-terminated string.
+fn same_terminated(a: &[u8], b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    // Whole words while both have one: equal words with a zero byte mean
+    // both strings ended together.
+    while let (Some(x), Some(y)) = (a.get(i..i + 8), b.get(i..i + 8)) {
+        let (x, y) = (word(x), word(y));
+        if x != y {
+            break;
+        }
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            return true;
+        }
+        i += 8;
+    }
+    // The word that differs (the strings may still end before the
+    // difference) and any tail shorter than a word, byte by byte.
+    while let (Some(&x), Some(&y)) = (a.get(i), b.get(i)) {
+        if x != y {
+            return false;
+        }
+        if x == 0 {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+#[inline(always)]
+fn word(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(b);
+    u64::from_le_bytes(w)
+}
 
 #[cfg(test)]
 mod tests {
@@ -488,6 +543,30 @@ mod tests {
         assert_eq!(other.at::<u8>(s, 0), None, "another image's span");
         assert_eq!(img.at::<u8>(Span::default(), 0), None);
         assert_eq!(img.clone().at::<u8>(s, 0), Some(7), "a clone has the same ranges");
+    }
+
+    #[test]
+    fn same_terminated_compares_c_strings() {
+        let cases: &[(&[u8], &[u8], bool)] = &[
+            (b"abc\0", b"abc\0", true),
+            (b"abc\0x", b"abc\0y", true),
+            (b"abc\0", b"abd\0", false),
+            (b"abc\0", b"abc", false),
+            (b"abc", b"abc", false),
+            (b"abcdefgh\0", b"abcdefgh\0", true),
+            (b"abcdefgh\0", b"abcdefgi\0", false),
+            (b"abcdefghijklmnopq\0zz", b"abcdefghijklmnopq\0yy", true),
+            (b"abcdefghijklmnop\0", b"abcdefghijklmnopq\0", false),
+            (b"abcdefghijklmnopq\0", b"abcdefghijklmnop\0", false),
+            (b"_ZNSt8ios_base4InitC1Ev\0", b"_ZNSt8ios_base4InitC1Ev\0", true),
+            (b"\0", b"\0", true),
+            (b"\0", b"a\0", false),
+            (b"", b"", false),
+        ];
+        for &(a, b, same) in cases {
+            assert_eq!(same_terminated(a, b), same, "{a:?} {b:?}");
+            assert_eq!(same_terminated(b, a), same, "{b:?} {a:?}");
+        }
     }
 
     #[test]

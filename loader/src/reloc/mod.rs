@@ -75,6 +75,8 @@ impl Target {
 #[derive(Clone, Copy)]
 struct Rela {
     r_type: u32,
+    /// `r_type` decoded (`None`: a type this arch does not know).
+    kind: Option<RelocKind>,
     symidx: u32,
     /// The address it writes: the object's base plus `r_offset`.
     place: usize,
@@ -276,12 +278,13 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 let plt = in_plt(at);
-                if self.target.x86_64_ifunc_rules && (self.target.decode)(r_type) == Some(RelocKind::IRelative) {
+                let kind = (self.target.decode)(r_type);
+                if self.target.x86_64_ifunc_rules && kind == Some(RelocKind::IRelative) {
                     irelative.push(at);
                     continue;
                 }
                 self.stats.symbolic += 1;
-                let rela = Rela { r_type, symidx: (info >> 32) as u32, place, addend, plt };
+                let rela = Rela { r_type, kind, symidx: (info >> 32) as u32, place, addend, plt };
                 match self.apply_one(id, rela, &mut cache) {
                     Err(e) if plt && lazy_plt && e.kind == ErrorKind::UndefinedSymbol => {
                         if !d.img.write_u64(place, missing_function as *const () as u64) {
@@ -440,8 +443,12 @@ impl<'a> Engine<'a> {
         if sym.st_shndx == SHN_UNDEF {
             return None;
         }
-        let name = self.ns.objs[referrer].string(referenced.st_name as usize)?;
-        (d.string(sym.st_name as usize)? == name).then_some(Some(Def { obj, sym, idx }))
+        let r = &self.ns.objs[referrer];
+        r.dyn_info.same_string(&r.img, referenced.st_name as usize, &d.dyn_info, &d.img, sym.st_name as usize).then_some(Some(Def {
+            obj,
+            sym,
+            idx,
+        }))
     }
 
     /// `R_*_IRELATIVE`: the object's own resolver at `base + addend`.
@@ -482,12 +489,12 @@ impl<'a> Engine<'a> {
     }
 
     fn apply_one(&mut self, id: DsoId, r: Rela, cache: &mut Recent) -> Result<(), Error> {
-        let Rela { r_type, symidx, place, addend, plt } = r;
+        let Rela { r_type, kind, symidx, place, addend, plt } = r;
         let ns = self.ns;
         let d = &ns.objs[id];
         // Only for messages: not measured (UTF-8 checked) per relocation.
         let name = || d.display_name();
-        let Some(kind) = (self.target.decode)(r_type) else {
+        let Some(kind) = kind else {
             return Err(err!(name(), "unsupported relocation type {}", r_type));
         };
         match kind {
