@@ -444,3 +444,46 @@ pub fn protect_relro((s, e): (usize, usize), img: &mut Image) -> Result<(), sys:
     img.make_read_only(s, e);
     Ok(())
 }
+
+/// A whole file mapped read-only and private, read as native-endian
+/// 64-bit words (both arches are little-endian, the byte order of every
+/// word-based format ld-cah writes), unmapped when dropped. Its pages
+/// come straight from the page cache: nothing is copied or zeroed.
+///
+/// The file must not shrink while mapped (reading a page past its new end
+/// would fault): callers map only files that only root or the caller can
+/// write and that are replaced by rename, never rewritten in place.
+pub struct FileWords {
+    addr: usize,
+    words: usize,
+}
+
+#[cfg(target_endian = "little")]
+impl FileWords {
+    /// Maps the first `len` bytes of `fd`; `len` is a non-zero multiple of 8.
+    pub fn map(fd: &Fd, len: usize) -> Result<FileWords, sys::Errno> {
+        if len == 0 || !len.is_multiple_of(8) {
+            return Err(sys::Errno::EINVAL);
+        }
+        // SAFETY: without MAP_FIXED the kernel picks a fresh range.
+        let addr = unsafe { sys::mmap(0, len, sys::PROT_READ, sys::MAP_PRIVATE, fd.raw(), 0) }?;
+        Ok(FileWords { addr, words: len / 8 })
+    }
+}
+
+impl core::ops::Deref for FileWords {
+    type Target = [u64];
+    fn deref(&self) -> &[u64] {
+        // SAFETY: `addr` is page-aligned (so aligned for u64) and maps
+        // `words * 8` readable bytes until `drop`; any bits are a valid u64.
+        unsafe { core::slice::from_raw_parts(self.addr as *const u64, self.words) }
+    }
+}
+
+impl Drop for FileWords {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; the slices `deref` lent borrow `self`,
+        // so none outlives it.
+        let _ = unsafe { sys::munmap(self.addr, self.words * 8) };
+    }
+}

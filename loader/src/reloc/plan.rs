@@ -22,6 +22,7 @@ use core::fmt::Write as _;
 
 use crate::link::lookup::Class;
 use crate::link::{DsoId, Kind, Namespace};
+use crate::map::FileWords;
 use crate::sys::{self, Errno, Fd};
 use crate::verify::digest::{Digest, Hasher};
 use crate::verify::identity::FileIdentity;
@@ -67,18 +68,42 @@ fn encode_binding(b: Binding) -> u64 {
 /// A plan read from a file and checked: per object, its entries sorted by
 /// key.
 pub struct Plan {
-    words: Vec<u64>,
+    words: Words,
     objects: usize,
+}
+
+/// A plan's words: the file mapped as it lies (a start reads them in
+/// place), or decoded from bytes.
+enum Words {
+    Mapped(FileWords),
+    Decoded(Vec<u64>),
+}
+
+impl core::ops::Deref for Words {
+    type Target = [u64];
+    fn deref(&self) -> &[u64] {
+        match self {
+            Words::Mapped(m) => m,
+            Words::Decoded(v) => v,
+        }
+    }
 }
 
 impl Plan {
     /// Checks `bytes` as the plan for `key` and a namespace of `objects`
     /// objects. Every failure names what was wrong.
     pub fn parse(bytes: &[u8], key: &Digest, objects: usize) -> Result<Plan, &'static str> {
-        if !bytes.len().is_multiple_of(8) || bytes.len() < 8 * (HEADER_WORDS + 1 + CHECKSUM_WORDS) {
+        if !bytes.len().is_multiple_of(8) {
             return Err("truncated");
         }
-        let words: Vec<u64> = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+        let words = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+        Plan::check(Words::Decoded(words), key, objects)
+    }
+
+    fn check(words: Words, key: &Digest, objects: usize) -> Result<Plan, &'static str> {
+        if words.len() < HEADER_WORDS + 1 + CHECKSUM_WORDS {
+            return Err("truncated");
+        }
         if words[0] != MAGIC || words[1] != VERSION {
             return Err("not a plan of this version");
         }
@@ -366,11 +391,13 @@ fn load_from(p: &Place, euid: u32, key: &Digest, objects: usize) -> Result<Plan,
     let st = sys::fstat(&fd).map_err(Errno::describe)?;
     runtime::trusted(&st, euid, false)?;
     let size = usize::try_from(st.size).ok().filter(|&s| s <= 8 * (HEADER_WORDS + MAX_OBJECTS + 1 + 2 * MAX_ENTRIES + CHECKSUM_WORDS));
-    let mut bytes = alloc::vec![0u8; size.ok_or("too large")?];
-    if sys::pread_full(&fd, &mut bytes, 0).map_err(Errno::describe)? != bytes.len() {
+    let size = size.ok_or("too large")?;
+    if size < 8 * (HEADER_WORDS + 1 + CHECKSUM_WORDS) || !size.is_multiple_of(8) {
         return Err("truncated");
     }
-    Plan::parse(&bytes, key, objects)
+    // Read in place: `trusted` above means only root or this user can
+    // write the file, and plans are replaced by rename, never shortened.
+    Plan::check(Words::Mapped(FileWords::map(&fd, size).map_err(Errno::describe)?), key, objects)
 }
 
 /// Writes a plan into the first writable place (a temporary file renamed

@@ -159,6 +159,9 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
         }
     };
     relocate(&mut ns, glibc, &stack, &search, &facts, &threads, &plan)?;
+    // Obeyed: its mapping and memory go before the program runs (`run`
+    // never returns, so nothing else would drop it).
+    drop(plan);
 
     // Debugger interface, before RELRO seals the program's DT_DEBUG.
     crate::debug::publish(&ns, base, crate::debug::RT_CONSISTENT);
