@@ -445,45 +445,53 @@ pub fn protect_relro((s, e): (usize, usize), img: &mut Image) -> Result<(), sys:
     Ok(())
 }
 
-/// A whole file mapped read-only and private, read as native-endian
-/// 64-bit words (both arches are little-endian, the byte order of every
-/// word-based format ld-cah writes), unmapped when dropped. Its pages
-/// come straight from the page cache: nothing is copied or zeroed.
+/// The first bytes of a file mapped read-only and private, unmapped when
+/// dropped. Its pages come straight from the page cache: nothing is
+/// copied or zeroed, where `pread` into a buffer would do both.
 ///
 /// The file must not shrink while mapped (reading a page past its new end
 /// would fault): callers map only files that only root or the caller can
-/// write and that are replaced by rename, never rewritten in place.
-pub struct FileWords {
+/// write (the hash cache's trust rules, `verify::runtime::sealed`), and
+/// check the length against a fresh `fstat` first.
+pub struct FileView {
     addr: usize,
-    words: usize,
+    len: usize,
 }
 
-#[cfg(target_endian = "little")]
-impl FileWords {
-    /// Maps the first `len` bytes of `fd`; `len` is a non-zero multiple of 8.
-    pub fn map(fd: &Fd, len: usize) -> Result<FileWords, sys::Errno> {
-        if len == 0 || !len.is_multiple_of(8) {
+impl FileView {
+    /// Maps the first `len` bytes of `fd`; `len` is not zero.
+    pub fn map(fd: &Fd, len: usize) -> Result<FileView, sys::Errno> {
+        if len == 0 {
             return Err(sys::Errno::EINVAL);
         }
         // SAFETY: without MAP_FIXED the kernel picks a fresh range.
         let addr = unsafe { sys::mmap(0, len, sys::PROT_READ, sys::MAP_PRIVATE, fd.raw(), 0) }?;
-        Ok(FileWords { addr, words: len / 8 })
+        Ok(FileView { addr, len })
+    }
+
+    /// The whole words of the view, in native byte order (both arches are
+    /// little-endian, the order of every word-based format ld-cah writes).
+    #[cfg(target_endian = "little")]
+    pub fn words(&self) -> &[u64] {
+        // SAFETY: `addr` is page-aligned (so aligned for u64) and its
+        // `len` bytes are readable until `drop`, which the borrow of
+        // `self` outlasts; any bits are a valid u64.
+        unsafe { core::slice::from_raw_parts(self.addr as *const u64, self.len / 8) }
     }
 }
 
-impl core::ops::Deref for FileWords {
-    type Target = [u64];
-    fn deref(&self) -> &[u64] {
-        // SAFETY: `addr` is page-aligned (so aligned for u64) and maps
-        // `words * 8` readable bytes until `drop`; any bits are a valid u64.
-        unsafe { core::slice::from_raw_parts(self.addr as *const u64, self.words) }
+impl core::ops::Deref for FileView {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `addr..addr + len` is mapped readable until `drop`, which
+        // the borrow of `self` outlasts.
+        unsafe { core::slice::from_raw_parts(self.addr as *const u8, self.len) }
     }
 }
 
-impl Drop for FileWords {
+impl Drop for FileView {
     fn drop(&mut self) {
-        // SAFETY: our own mapping; the slices `deref` lent borrow `self`,
-        // so none outlives it.
-        let _ = unsafe { sys::munmap(self.addr, self.words * 8) };
+        // SAFETY: our own mapping; every slice lent borrows `self`.
+        let _ = unsafe { sys::munmap(self.addr, self.len) };
     }
 }

@@ -22,7 +22,7 @@ use core::fmt::Write as _;
 
 use crate::link::lookup::Class;
 use crate::link::{DsoId, Kind, Namespace};
-use crate::map::FileWords;
+use crate::map::FileView;
 use crate::sys::{self, Errno, Fd};
 use crate::verify::digest::{Digest, Hasher};
 use crate::verify::identity::FileIdentity;
@@ -75,7 +75,7 @@ pub struct Plan {
 /// A plan's words: the file mapped as it lies (a start reads them in
 /// place), or decoded from bytes.
 enum Words {
-    Mapped(FileWords),
+    Mapped(FileView),
     Decoded(Vec<u64>),
 }
 
@@ -83,7 +83,7 @@ impl core::ops::Deref for Words {
     type Target = [u64];
     fn deref(&self) -> &[u64] {
         match self {
-            Words::Mapped(m) => m,
+            Words::Mapped(m) => m.words(),
             Words::Decoded(v) => v,
         }
     }
@@ -397,7 +397,7 @@ fn load_from(p: &Place, euid: u32, key: &Digest, objects: usize) -> Result<Plan,
     }
     // Read in place: `trusted` above means only root or this user can
     // write the file, and plans are replaced by rename, never shortened.
-    Plan::check(Words::Mapped(FileWords::map(&fd, size).map_err(Errno::describe)?), key, objects)
+    Plan::check(Words::Mapped(FileView::map(&fd, size).map_err(Errno::describe)?), key, objects)
 }
 
 /// Writes a plan into the first writable place (a temporary file renamed
