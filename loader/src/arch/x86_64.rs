@@ -507,13 +507,65 @@ mod machine {
         (u64::from(hi) << 32) | u64::from(lo)
     }
 
-    /// `cpuid` with a sub-leaf: `[eax, ebx, ecx, edx]`.
+    /// `cpuid` with a sub-leaf: `[eax, ebx, ecx, edx]`. The leaves the
+    /// loader reads are executed once per process and remembered: in a
+    /// virtual machine every CPUID traps to the hypervisor, and the CPU
+    /// description libc reads and the PLT resolver's choice ask for the
+    /// same leaves (1 and 0xd) again.
+    #[inline(never)]
     pub fn cpuid(leaf: u32, sub: u32) -> Option<[u32; 4]> {
+        use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+        let Some(i) = CPUID_KEPT.iter().position(|&k| k == (leaf, sub)) else {
+            return Some(cpuid_now(leaf, sub));
+        };
+        let slot = &CPUID_SEEN[i];
+        if slot.done.load(Acquire) {
+            return Some(slot.regs.each_ref().map(|r| r.load(Relaxed)));
+        }
+        let regs = cpuid_now(leaf, sub);
+        // Two threads racing here store the same identification (only the
+        // APIC id in leaf 1 differs between cores, and nothing reads it).
+        for (r, v) in slot.regs.iter().zip(regs) {
+            r.store(v, Relaxed);
+        }
+        slot.done.store(true, Release);
+        Some(regs)
+    }
+
+    fn cpuid_now(leaf: u32, sub: u32) -> [u32; 4] {
         // SAFETY: every x86_64 CPU has CPUID; it only reads identification registers.
         #[allow(unused_unsafe)]
         let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, sub) };
-        Some([r.eax, r.ebx, r.ecx, r.edx])
+        [r.eax, r.ebx, r.ecx, r.edx]
     }
+
+    /// The (leaf, sub-leaf) pairs [`cpuid`] remembers.
+    const CPUID_KEPT: [(u32, u32); 13] = [
+        (0, 0),
+        (1, 0),
+        (7, 0),
+        (7, 1),
+        (0xd, 0),
+        (0xd, 1),
+        (0x14, 0),
+        (0x19, 0),
+        (0x24, 0),
+        (0x8000_0000, 0),
+        (0x8000_0001, 0),
+        (0x8000_0007, 0),
+        (0x8000_0008, 0),
+    ];
+
+    struct CpuidSlot {
+        done: core::sync::atomic::AtomicBool,
+        regs: [core::sync::atomic::AtomicU32; 4],
+    }
+
+    #[allow(clippy::declare_interior_mutable_const)]
+    const EMPTY_SLOT: CpuidSlot =
+        CpuidSlot { done: core::sync::atomic::AtomicBool::new(false), regs: [const { core::sync::atomic::AtomicU32::new(0) }; 4] };
+
+    static CPUID_SEEN: [CpuidSlot; CPUID_KEPT.len()] = [EMPTY_SLOT; CPUID_KEPT.len()];
 
     /// aarch64 ID registers; none here.
     pub fn aarch64_id_regs(_hwcap: u64) -> Option<(u64, u64)> {
