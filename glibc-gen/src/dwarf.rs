@@ -309,9 +309,9 @@ impl Types {
 // ---------------------------------------------------------------------------
 // Generation.
 impl DebugInfo<'_> {
-    /// The enumerators named `PREFIX...` of every top-level enum of every
-    /// unit, into `out` (name -> value); units must agree.
-    pub fn enumerators(&self, prefix: &str, out: &mut BTreeMap<String, i64>) -> Result<(), String> {
+    /// The enumerators of every top-level enum of every unit whose name
+    /// `wanted` accepts, into `out` (name -> value); units must agree.
+    pub fn enumerators(&self, wanted: impl Fn(&str) -> bool, out: &mut BTreeMap<String, i64>) -> Result<(), String> {
         let err = |e: gimli::Error| format!("{}: {e}", self.what);
         for unit in &self.units {
             let mut tree = unit.entries_tree(None).map_err(err)?;
@@ -332,7 +332,7 @@ impl DebugInfo<'_> {
                     };
                     let name = self.dwarf.attr_string(unit, name).map_err(err)?;
                     let name = name.to_string_lossy().into_owned();
-                    if !name.starts_with(prefix) {
+                    if !wanted(&name) {
                         continue;
                     }
                     let value = match e.attr_value(gimli::DW_AT_const_value).map_err(err)? {

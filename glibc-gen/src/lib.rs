@@ -200,8 +200,33 @@ pub struct Generated {
 
 /// The `Enumerators` fields: each is the enumerator of the same name
 /// (upper-cased where glibc spells it so) in ld.so's or libc's DWARF.
-pub const ENUMERATORS: &[&str] =
-    &["ALLOCATE_GUARD_USER", "THREAD_STATE_JOINABLE", "dl_readonly_area_rdonly", "dl_readonly_area_writable", "dl_readonly_area_not_found"];
+pub const ENUMERATORS: &[&str] = &[
+    "ALLOCATE_GUARD_USER",
+    "THREAD_STATE_JOINABLE",
+    "dl_readonly_area_rdonly",
+    "dl_readonly_area_writable",
+    "dl_readonly_area_not_found",
+    "arch_kind_intel",
+    "arch_kind_amd",
+    "arch_kind_zhaoxin",
+    "arch_kind_hygon",
+    "arch_kind_other",
+    "bit_arch_Fast_Rep_String",
+    "bit_arch_Fast_Copy_Backward",
+    "bit_arch_Slow_BSF",
+    "bit_arch_Fast_Unaligned_Load",
+    "bit_arch_Prefer_PMINUB_for_stringop",
+    "bit_arch_Fast_Unaligned_Copy",
+    "bit_arch_I586",
+    "bit_arch_I686",
+    "bit_arch_Slow_SSE4_2",
+    "bit_arch_AVX_Fast_Unaligned_Load",
+    "bit_arch_Prefer_No_VZEROUPPER",
+    "bit_arch_Prefer_No_AVX512",
+    "bit_arch_Avoid_Short_Distance_REP_MOVSB",
+    "bit_arch_Avoid_Non_Temporal_Memset",
+    "bit_arch_Avoid_STOSB",
+];
 
 /// The `Layout` fields that are not table structs.
 const METADATA: &[&str] = &["glibc_version", "arch", "fingerprint", "enumerators", "tunables", "unsecure_env"];
@@ -316,11 +341,8 @@ fn member(f: &Found, m: &MemberSpec) -> Result<MemberValue, String> {
 fn enumerators(files: &[DebugInfo]) -> Result<Vec<Option<i64>>, String> {
     let mut found = BTreeMap::new();
     for f in files {
-        for n in ENUMERATORS {
-            f.enumerators(n, &mut found)?;
-        }
+        f.enumerators(|n| ENUMERATORS.contains(&n), &mut found)?;
     }
-    // `enumerators` matches by prefix: take the exact name only.
     Ok(ENUMERATORS.iter().map(|n| found.get(*n).copied()).collect())
 }
 
@@ -685,12 +707,13 @@ pub fn render_decoder(spec: &Spec) -> Result<String, String> {
             "tunables" => "r.tunables()?".to_string(),
             "unsecure_env" => "r.strs()?".to_string(),
             "enumerators" => {
-                let mut v = String::from("Enumerators {\n");
+                // Like a table: one call per value, checked at the end.
+                fns.push_str("\n#[inline(never)]\nfn enumerators(r: &mut Reader<'_>) -> Result<Enumerators, &'static str> {\n    let t = Enumerators {\n");
                 for n in ENUMERATORS {
-                    let _ = writeln!(v, "            {}: r.opt_i64()?,", n.to_ascii_lowercase());
+                    let _ = writeln!(fns, "        {}: r.next_opt_i64(),", n.to_ascii_lowercase());
                 }
-                v.push_str("        }");
-                v
+                fns.push_str("    };\n    r.finish(t)\n}\n");
+                "enumerators(r)?".to_string()
             }
             _ => {
                 let t = table_spec(spec, f)?;
@@ -699,7 +722,7 @@ pub fn render_decoder(spec: &Spec) -> Result<String, String> {
                 // loader's code for this rarely taken path.
                 let _ = writeln!(
                     fns,
-                    "\nfn {}(r: &mut Reader<'_>) -> Result<{}, &'static str> {{\n    let t = {} {{\n        size: r.next_u32(),",
+                    "\n#[inline(never)]\nfn {}(r: &mut Reader<'_>) -> Result<{}, &'static str> {{\n    let t = {} {{\n        size: r.next_u32(),",
                     f.rust, t.rust, t.rust
                 );
                 for m in &t.members {

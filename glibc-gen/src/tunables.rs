@@ -57,8 +57,8 @@ pub(crate) fn read_tunables(types: &Types, files: &[DebugInfo], rtld: &Elf, rtld
     let mut codes = BTreeMap::new();
     let mut levels = BTreeMap::new();
     for f in files {
-        f.enumerators("TUNABLE_TYPE_", &mut codes)?;
-        f.enumerators("TUNABLE_SECLEVEL_", &mut levels)?;
+        f.enumerators(|n| n.starts_with("TUNABLE_TYPE_"), &mut codes)?;
+        f.enumerators(|n| n.starts_with("TUNABLE_SECLEVEL_"), &mut levels)?;
     }
     let by_value = |m: &BTreeMap<String, i64>, v: i64| m.iter().find(|(_, x)| **x == v).map(|(n, _)| n.clone());
 

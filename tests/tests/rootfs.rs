@@ -111,6 +111,85 @@ fn sid_programs_run_against_their_own_glibc_2_43() {
     corpus("sid", "2.43");
 }
 
+/// A program that prints the usable-feature words libc publishes and, for
+/// each symbol named on its command line (`lib:name`), where the IFUNC
+/// resolver of that library put it, as an offset into the library.
+const IFUNC_PROBE: &str = r#"#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/platform/x86.h>
+int main(int argc, char **argv) {
+    for (unsigned i = 0; i < 10; i++) {
+        const struct cpuid_feature *f = __x86_get_cpuid_feature_leaf(i);
+        printf("leaf %u active %08x %08x %08x %08x\n", i, f->active_array[0], f->active_array[1], f->active_array[2], f->active_array[3]);
+    }
+    for (int i = 1; i < argc; i++) {
+        char lib[64];
+        const char *name = strchr(argv[i], ':');
+        snprintf(lib, sizeof lib, "%.*s", (int)(name - argv[i]), argv[i]);
+        void *h = dlopen(lib, RTLD_NOW);
+        void *p = h ? dlsym(h, name + 1) : NULL;
+        Dl_info d;
+        if (p && dladdr(p, &d))
+            printf("%s at %s+%#lx\n", argv[i], lib, (unsigned long)((char *)p - (char *)d.dli_fbase));
+        else
+            printf("%s missing\n", argv[i]);
+    }
+    return 0;
+}
+"#;
+
+/// Every IFUNC a library of `root` exports at its default version, as
+/// `lib:name` (from its dynamic symbol table, read by binutils).
+fn ifuncs(root: &std::path::Path, lib: &str) -> Vec<String> {
+    let path = root.join("usr/lib/x86_64-linux-gnu").join(lib);
+    let out = Command::new("readelf").args(["--dyn-syms", "-W"]).arg(&path).output().unwrap();
+    assert!(out.status.success(), "readelf {}: {out:?}", path.display());
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().nth(3) == Some("IFUNC"))
+        .filter_map(|l| l.split_whitespace().nth(7))
+        // Compatibility versions (`name@VERSION`) are not for dlsym.
+        .filter(|n| n.contains("@@") || !n.contains('@'))
+        .map(|n| format!("{lib}:{}", n.split('@').next().unwrap_or(n)))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// libc's and libm's IFUNC resolvers choose by the CPU description the
+/// loader fills in: the usable bits and the `preferred` tuning bits, whose
+/// rules and bit order differ between releases. Every IFUNC of each root's
+/// libc and libm must resolve to the implementation the root's own ld.so
+/// gives on this machine. (bullseye's 2.31 is left out: ld-cah fills no
+/// CPU description for it, so its IFUNCs take the baseline versions.)
+#[test]
+fn ifunc_choices_match_each_roots_glibc() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("probe.c");
+    std::fs::write(&src, IFUNC_PROBE).unwrap();
+    let exe = dir.path().join("probe");
+    let built = Command::new("gcc").arg("-O1").arg("-o").arg(&exe).arg(&src).status().unwrap();
+    assert!(built.success());
+    for suite in ["bookworm", "trixie", "sid"] {
+        let r = Root::new(suite);
+        std::fs::copy(&exe, r.dir.join("tmp/cahtest/probe")).unwrap();
+        let mut names = ifuncs(&r.dir, "libc.so.6");
+        names.extend(ifuncs(&r.dir, "libm.so.6"));
+        assert!(names.len() > 50, "{suite}: only {} IFUNCs found", names.len());
+        let mut argv = vec!["/tmp/cahtest/probe"];
+        argv.extend(names.iter().map(String::as_str));
+        let reference = r.run(false, &argv);
+        assert!(!reference.0.contains(" missing"), "{suite}: {}", reference.0);
+        assert_eq!(reference.2, Some(0), "{suite}: {reference:?}");
+        let ours = r.run(true, &argv);
+        let differ: Vec<_> = reference.0.lines().zip(ours.0.lines()).filter(|(a, b)| a != b).collect();
+        assert!(differ.is_empty() && ours.2 == Some(0), "{suite}: glibc then ld-cah: {differ:#?} ({:?})", ours.2);
+    }
+}
+
 /// glibc 2.31: threads in libpthread.so.0, dlopen in libdl.so.2, no
 /// `__libc_early_init`. Besides the corpus: a threaded sort (coreutils'
 /// sort links libpthread and sorts with threads), dlopen through libdl

@@ -157,10 +157,11 @@ fn check_shape(so: &std::path::Path, arch: Arch) -> Result<(), String> {
 /// p_memsz), so that it grows only on purpose. The aim is 256 KiB, near
 /// glibc's ld.so (about 205 KB); these limits are what was reached
 /// (x86_64 464,586, aarch64 352,997 bytes) plus a small margin: lower them
-/// as the loader shrinks, see docs/benchmarks.md, "Size".
+/// as the loader shrinks, see docs/benchmarks.md, "Size". x86_64 grew by
+/// 4 KiB for glibc's per-release CPU tuning rules (`glibc/cpu.rs`).
 fn loaded_size_limit(arch: Arch) -> u64 {
     match arch {
-        Arch::X86_64 => 468 * 1024,
+        Arch::X86_64 => 472 * 1024,
         Arch::Aarch64 => 360 * 1024,
     }
 }

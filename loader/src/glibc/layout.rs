@@ -182,6 +182,48 @@ pub struct Enumerators {
     pub dl_readonly_area_writable: Option<i64>,
     /// `dl_readonly_area_not_found`.
     pub dl_readonly_area_not_found: Option<i64>,
+    /// `arch_kind_intel`: `cpu_features.basic.kind` values (x86; 2.41 added
+    /// Hygon before `other`).
+    pub arch_kind_intel: Option<i64>,
+    /// `arch_kind_amd`.
+    pub arch_kind_amd: Option<i64>,
+    /// `arch_kind_zhaoxin`.
+    pub arch_kind_zhaoxin: Option<i64>,
+    /// `arch_kind_hygon` (2.41 and later; before, Hygon counts as AMD).
+    pub arch_kind_hygon: Option<i64>,
+    /// `arch_kind_other`.
+    pub arch_kind_other: Option<i64>,
+    /// `bit_arch_Fast_Rep_String`: the `cpu_features.preferred[0]` tuning
+    /// bits libc's IFUNC resolvers read (their order changed in 2.41).
+    pub bit_arch_fast_rep_string: Option<i64>,
+    /// `bit_arch_Fast_Copy_Backward`.
+    pub bit_arch_fast_copy_backward: Option<i64>,
+    /// `bit_arch_Slow_BSF`.
+    pub bit_arch_slow_bsf: Option<i64>,
+    /// `bit_arch_Fast_Unaligned_Load`.
+    pub bit_arch_fast_unaligned_load: Option<i64>,
+    /// `bit_arch_Prefer_PMINUB_for_stringop`.
+    pub bit_arch_prefer_pminub_for_stringop: Option<i64>,
+    /// `bit_arch_Fast_Unaligned_Copy`.
+    pub bit_arch_fast_unaligned_copy: Option<i64>,
+    /// `bit_arch_I586`.
+    pub bit_arch_i586: Option<i64>,
+    /// `bit_arch_I686`.
+    pub bit_arch_i686: Option<i64>,
+    /// `bit_arch_Slow_SSE4_2`.
+    pub bit_arch_slow_sse4_2: Option<i64>,
+    /// `bit_arch_AVX_Fast_Unaligned_Load`.
+    pub bit_arch_avx_fast_unaligned_load: Option<i64>,
+    /// `bit_arch_Prefer_No_VZEROUPPER`.
+    pub bit_arch_prefer_no_vzeroupper: Option<i64>,
+    /// `bit_arch_Prefer_No_AVX512`.
+    pub bit_arch_prefer_no_avx512: Option<i64>,
+    /// `bit_arch_Avoid_Short_Distance_REP_MOVSB`.
+    pub bit_arch_avoid_short_distance_rep_movsb: Option<i64>,
+    /// `bit_arch_Avoid_Non_Temporal_Memset` (2.41 and later).
+    pub bit_arch_avoid_non_temporal_memset: Option<i64>,
+    /// `bit_arch_Avoid_STOSB` (2.41 and later).
+    pub bit_arch_avoid_stosb: Option<i64>,
 }
 
 /// Everything the loader must know about one glibc build.

@@ -219,6 +219,11 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(never)]
+    pub fn next_opt_i64(&mut self) -> Option<i64> {
+        self.sticky(None, Self::opt_i64)
+    }
+
+    #[inline(never)]
     pub fn next_field(&mut self) -> Field {
         self.sticky(Field { off: 0, size: 0 }, Self::field)
     }

@@ -10,8 +10,8 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// BLAKE3 of the description of `layout.rs` this decoder was generated from.
 pub const SPEC_DIGEST: [u8; 32] = [
-    0xed, 0xe2, 0x0f, 0xb8, 0x2b, 0x47, 0xdf, 0xb5, 0xd7, 0xb0, 0xd1, 0x2f, 0x71, 0xe9, 0xac, 0x12,
-    0xd1, 0x05, 0x6c, 0xa1, 0x94, 0xa4, 0x93, 0x6f, 0x51, 0x4e, 0x80, 0x6d, 0x36, 0xac, 0x7b, 0xa2,
+    0x08, 0xea, 0xb3, 0xfd, 0x9a, 0xd9, 0x2e, 0x81, 0xf7, 0x5c, 0x88, 0x72, 0x87, 0x8b, 0xaa, 0xc3,
+    0x30, 0x86, 0x24, 0x8d, 0xa6, 0x1f, 0x81, 0x40, 0x5d, 0x8d, 0x1b, 0xd5, 0x18, 0xdb, 0x1d, 0x16,
 ];
 
 /// The `Layout` of a table body (after the build ids).
@@ -20,13 +20,7 @@ pub fn layout(r: &mut Reader<'_>) -> Result<Layout, &'static str> {
         glibc_version: r.str()?,
         arch: r.arch()?,
         fingerprint: r.fingerprint()?,
-        enumerators: Enumerators {
-            allocate_guard_user: r.opt_i64()?,
-            thread_state_joinable: r.opt_i64()?,
-            dl_readonly_area_rdonly: r.opt_i64()?,
-            dl_readonly_area_writable: r.opt_i64()?,
-            dl_readonly_area_not_found: r.opt_i64()?,
-        },
+        enumerators: enumerators(r)?,
         rtld_global: rtld_global(r)?,
         rtld_global_ro: rtld_global_ro(r)?,
         link_namespaces: link_namespaces(r)?,
@@ -58,6 +52,39 @@ pub fn layout(r: &mut Reader<'_>) -> Result<Layout, &'static str> {
     })
 }
 
+#[inline(never)]
+fn enumerators(r: &mut Reader<'_>) -> Result<Enumerators, &'static str> {
+    let t = Enumerators {
+        allocate_guard_user: r.next_opt_i64(),
+        thread_state_joinable: r.next_opt_i64(),
+        dl_readonly_area_rdonly: r.next_opt_i64(),
+        dl_readonly_area_writable: r.next_opt_i64(),
+        dl_readonly_area_not_found: r.next_opt_i64(),
+        arch_kind_intel: r.next_opt_i64(),
+        arch_kind_amd: r.next_opt_i64(),
+        arch_kind_zhaoxin: r.next_opt_i64(),
+        arch_kind_hygon: r.next_opt_i64(),
+        arch_kind_other: r.next_opt_i64(),
+        bit_arch_fast_rep_string: r.next_opt_i64(),
+        bit_arch_fast_copy_backward: r.next_opt_i64(),
+        bit_arch_slow_bsf: r.next_opt_i64(),
+        bit_arch_fast_unaligned_load: r.next_opt_i64(),
+        bit_arch_prefer_pminub_for_stringop: r.next_opt_i64(),
+        bit_arch_fast_unaligned_copy: r.next_opt_i64(),
+        bit_arch_i586: r.next_opt_i64(),
+        bit_arch_i686: r.next_opt_i64(),
+        bit_arch_slow_sse4_2: r.next_opt_i64(),
+        bit_arch_avx_fast_unaligned_load: r.next_opt_i64(),
+        bit_arch_prefer_no_vzeroupper: r.next_opt_i64(),
+        bit_arch_prefer_no_avx512: r.next_opt_i64(),
+        bit_arch_avoid_short_distance_rep_movsb: r.next_opt_i64(),
+        bit_arch_avoid_non_temporal_memset: r.next_opt_i64(),
+        bit_arch_avoid_stosb: r.next_opt_i64(),
+    };
+    r.finish(t)
+}
+
+#[inline(never)]
 fn rtld_global(r: &mut Reader<'_>) -> Result<RtldGlobal, &'static str> {
     let t = RtldGlobal {
         size: r.next_u32(),
@@ -105,6 +132,7 @@ fn rtld_global(r: &mut Reader<'_>) -> Result<RtldGlobal, &'static str> {
     r.finish(t)
 }
 
+#[inline(never)]
 fn rtld_global_ro(r: &mut Reader<'_>) -> Result<RtldGlobalRo, &'static str> {
     let t = RtldGlobalRo {
         size: r.next_u32(),
@@ -169,6 +197,7 @@ fn rtld_global_ro(r: &mut Reader<'_>) -> Result<RtldGlobalRo, &'static str> {
     r.finish(t)
 }
 
+#[inline(never)]
 fn link_namespaces(r: &mut Reader<'_>) -> Result<LinkNamespaces, &'static str> {
     let t = LinkNamespaces {
         size: r.next_u32(),
@@ -185,6 +214,7 @@ fn link_namespaces(r: &mut Reader<'_>) -> Result<LinkNamespaces, &'static str> {
     r.finish(t)
 }
 
+#[inline(never)]
 fn link_map(r: &mut Reader<'_>) -> Result<LinkMap, &'static str> {
     let t = LinkMap {
         size: r.next_u32(),
@@ -283,6 +313,7 @@ fn link_map(r: &mut Reader<'_>) -> Result<LinkMap, &'static str> {
     r.finish(t)
 }
 
+#[inline(never)]
 fn r_scope_elem(r: &mut Reader<'_>) -> Result<RScopeElem, &'static str> {
     let t = RScopeElem {
         size: r.next_u32(),
@@ -292,6 +323,7 @@ fn r_scope_elem(r: &mut Reader<'_>) -> Result<RScopeElem, &'static str> {
     r.finish(t)
 }
 
+#[inline(never)]
 fn libname_list(r: &mut Reader<'_>) -> Result<LibnameList, &'static str> {
     let t = LibnameList {
         size: r.next_u32(),
@@ -302,6 +334,7 @@ fn libname_list(r: &mut Reader<'_>) -> Result<LibnameList, &'static str> {
     r.finish(t)
 }
 
+#[inline(never)]
 fn r_debug(r: &mut Reader<'_>) -> Result<RDebug, &'static str> {
     let t = RDebug {
         size: r.next_u32(),
@@ -314,6 +347,7 @@ fn r_debug(r: &mut Reader<'_>) -> Result<RDebug, &'static str> {
     r.finish(t)
 }
 
+#[inline(never)]
 fn r_debug_extended(r: &mut Reader<'_>) -> Result<RDebugExtended, &'static str> {
     let t = RDebugExtended {
         size: r.next_u32(),
@@ -323,6 +357,7 @@ fn r_debug_extended(r: &mut Reader<'_>) -> Result<RDebugExtended, &'static str> 
     r.finish(t)
 }
 
+#[inline(never)]
 fn pthread(r: &mut Reader<'_>) -> Result<Pthread, &'static str> {
     let t = Pthread {
         size: r.next_u32(),
@@ -379,6 +414,7 @@ fn pthread(r: &mut Reader<'_>) -> Result<Pthread, &'static str> {
     r.finish(t)
 }
 
+#[inline(never)]
 fn tcbhead(r: &mut Reader<'_>) -> Result<Tcbhead, &'static str> {
     let t = Tcbhead {
         size: r.next_u32(),
@@ -399,6 +435,7 @@ fn tcbhead(r: &mut Reader<'_>) -> Result<Tcbhead, &'static str> {
     r.finish(t)
 }
 
+#[inline(never)]
 fn list_t(r: &mut Reader<'_>) -> Result<ListT, &'static str> {
     let t = ListT {
         size: r.next_u32(),
@@ -408,6 +445,7 @@ fn list_t(r: &mut Reader<'_>) -> Result<ListT, &'static str> {
     r.finish(t)
 }
 
+#[inline(never)]
 fn robust_list_head(r: &mut Reader<'_>) -> Result<RobustListHead, &'static str> {
     let t = RobustListHead {
         size: r.next_u32(),
@@ -418,6 +456,7 @@ fn robust_list_head(r: &mut Reader<'_>) -> Result<RobustListHead, &'static str> 
     r.finish(t)
 }
 
+#[inline(never)]
 fn pthread_mutex(r: &mut Reader<'_>) -> Result<PthreadMutex, &'static str> {
     let t = PthreadMutex {
         size: r.next_u32(),
@@ -435,6 +474,7 @@ fn pthread_mutex(r: &mut Reader<'_>) -> Result<PthreadMutex, &'static str> {
     r.finish(t)
 }
 
+#[inline(never)]
 fn unique_sym_table(r: &mut Reader<'_>) -> Result<UniqueSymTable, &'static str> {
     let t = UniqueSymTable {
         size: r.next_u32(),
@@ -447,6 +487,7 @@ fn unique_sym_table(r: &mut Reader<'_>) -> Result<UniqueSymTable, &'static str> 
     r.finish(t)
 }
 
+#[inline(never)]
 fn dtv_slotinfo_list(r: &mut Reader<'_>) -> Result<DtvSlotinfoList, &'static str> {
     let t = DtvSlotinfoList {
         size: r.next_u32(),
@@ -457,6 +498,7 @@ fn dtv_slotinfo_list(r: &mut Reader<'_>) -> Result<DtvSlotinfoList, &'static str
     r.finish(t)
 }
 
+#[inline(never)]
 fn dtv_slotinfo(r: &mut Reader<'_>) -> Result<DtvSlotinfo, &'static str> {
     let t = DtvSlotinfo {
         size: r.next_u32(),
@@ -466,6 +508,7 @@ fn dtv_slotinfo(r: &mut Reader<'_>) -> Result<DtvSlotinfo, &'static str> {
     r.finish(t)
 }
 
+#[inline(never)]
 fn dtv(r: &mut Reader<'_>) -> Result<Dtv, &'static str> {
     let t = Dtv {
         size: r.next_u32(),
@@ -476,6 +519,7 @@ fn dtv(r: &mut Reader<'_>) -> Result<Dtv, &'static str> {
     r.finish(t)
 }
 
+#[inline(never)]
 fn tls_index(r: &mut Reader<'_>) -> Result<TlsIndex, &'static str> {
     let t = TlsIndex {
         size: r.next_u32(),
@@ -485,6 +529,7 @@ fn tls_index(r: &mut Reader<'_>) -> Result<TlsIndex, &'static str> {
     r.finish(t)
 }
 
+#[inline(never)]
 fn dl_exception(r: &mut Reader<'_>) -> Result<DlException, &'static str> {
     let t = DlException {
         size: r.next_u32(),
@@ -495,6 +540,7 @@ fn dl_exception(r: &mut Reader<'_>) -> Result<DlException, &'static str> {
     r.finish(t)
 }
 
+#[inline(never)]
 fn r_found_version(r: &mut Reader<'_>) -> Result<RFoundVersion, &'static str> {
     let t = RFoundVersion {
         size: r.next_u32(),
@@ -506,6 +552,7 @@ fn r_found_version(r: &mut Reader<'_>) -> Result<RFoundVersion, &'static str> {
     r.finish(t)
 }
 
+#[inline(never)]
 fn dl_find_object(r: &mut Reader<'_>) -> Result<DlFindObject, &'static str> {
     let t = DlFindObject {
         size: r.next_u32(),
@@ -518,6 +565,7 @@ fn dl_find_object(r: &mut Reader<'_>) -> Result<DlFindObject, &'static str> {
     r.finish(t)
 }
 
+#[inline(never)]
 fn link_map_machine(r: &mut Reader<'_>) -> Result<LinkMapMachine, &'static str> {
     let t = LinkMapMachine {
         size: r.next_u32(),
@@ -530,6 +578,7 @@ fn link_map_machine(r: &mut Reader<'_>) -> Result<LinkMapMachine, &'static str> 
     r.finish(t)
 }
 
+#[inline(never)]
 fn x86_cpu_features(r: &mut Reader<'_>) -> Result<X86CpuFeatures, &'static str> {
     let t = X86CpuFeatures {
         size: r.next_u32(),
@@ -568,6 +617,7 @@ fn x86_cpu_features(r: &mut Reader<'_>) -> Result<X86CpuFeatures, &'static str> 
     r.finish(t)
 }
 
+#[inline(never)]
 fn cpuid_feature_internal(r: &mut Reader<'_>) -> Result<CpuidFeatureInternal, &'static str> {
     let t = CpuidFeatureInternal {
         size: r.next_u32(),
@@ -577,6 +627,7 @@ fn cpuid_feature_internal(r: &mut Reader<'_>) -> Result<CpuidFeatureInternal, &'
     r.finish(t)
 }
 
+#[inline(never)]
 fn aarch64_cpu_features(r: &mut Reader<'_>) -> Result<Aarch64CpuFeatures, &'static str> {
     let t = Aarch64CpuFeatures {
         size: r.next_u32(),
@@ -591,6 +642,7 @@ fn aarch64_cpu_features(r: &mut Reader<'_>) -> Result<Aarch64CpuFeatures, &'stat
     r.finish(t)
 }
 
+#[inline(never)]
 fn tunable_val(r: &mut Reader<'_>) -> Result<TunableVal, &'static str> {
     let t = TunableVal {
         size: r.next_u32(),
