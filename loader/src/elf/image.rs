@@ -297,7 +297,7 @@ impl Image {
     /// Whether the string at `addr` (ending before `limit`) and the one at
     /// `other_addr` in `other` (before `other_limit`) are the same string,
     /// both terminated. Compared a word at a time without measuring either
-    /// first: the binding plan's name check runs once per binding.
+    /// first (the binding plan's name check).
     pub fn same_cstr(&self, addr: usize, limit: usize, other: &Image, other_addr: usize, other_limit: usize) -> bool {
         match (self.up_to(addr, limit), other.up_to(other_addr, other_limit)) {
             (Some(a), Some(b)) => same_terminated(a, b),

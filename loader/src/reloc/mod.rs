@@ -383,7 +383,7 @@ impl<'a> Engine<'a> {
             }
         }
         let pkey = plan::entry_key(symidx, class);
-        if let Some(r) = cache.plan.as_ref().and_then(|p| p.get(pkey)).and_then(|b| self.planned(id, &sym, b)) {
+        if let Some(r) = cache.plan.as_ref().and_then(|p| p.get(pkey)).and_then(|b| self.planned(&sym, b)) {
             self.stats.planned += 1;
             if cacheable {
                 cache.put(key, r);
@@ -425,13 +425,12 @@ impl<'a> Engine<'a> {
     }
 
     /// A plan's binding, if it still makes sense here: the object and
-    /// symbol exist, the symbol is defined (or the reference is weak) and
-    /// has the referenced name. Anything else falls back to a lookup. (The
-    /// plan was accepted under the cache's trust rules and its checksum,
-    /// for this closure's key; the name check is what keeps a plan that
-    /// is wrong all the same, say for a key two closures came to share,
-    /// from binding a reference to another function.)
-    fn planned(&self, referrer: DsoId, referenced: &Sym, b: plan::Binding) -> Option<Resolved> {
+    /// symbol exist and the symbol is defined (or the reference is weak).
+    /// Anything else falls back to a lookup. (The plan was accepted under
+    /// the cache's trust rules and its checksum, for this closure's key,
+    /// and a sample of its references was found to name the symbols they
+    /// bind to: `Plan::names_agree`.)
+    fn planned(&self, referenced: &Sym, b: plan::Binding) -> Option<Resolved> {
         let Some((obj, idx)) = b else {
             return (referenced.bind() == STB_WEAK).then_some(None);
         };
@@ -440,15 +439,7 @@ impl<'a> Engine<'a> {
             return None;
         }
         let sym = symbol(&d.img, &d.dyn_info, idx)?;
-        if sym.st_shndx == SHN_UNDEF {
-            return None;
-        }
-        let r = &self.ns.objs[referrer];
-        r.dyn_info.same_string(&r.img, referenced.st_name as usize, &d.dyn_info, &d.img, sym.st_name as usize).then_some(Some(Def {
-            obj,
-            sym,
-            idx,
-        }))
+        (sym.st_shndx != SHN_UNDEF).then_some(Some(Def { obj, sym, idx }))
     }
 
     /// `R_*_IRELATIVE`: the object's own resolver at `base + addend`.

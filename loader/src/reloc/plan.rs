@@ -20,6 +20,7 @@
 use alloc::vec::Vec;
 use core::fmt::Write as _;
 
+use crate::elf::symbols::symbol;
 use crate::link::lookup::Class;
 use crate::link::{DsoId, Kind, Namespace};
 use crate::map::FileView;
@@ -194,6 +195,30 @@ impl Plan {
         ObjectPlan { entries, first }
     }
 
+    /// Whether the plan's references name the symbols they bind to, on a
+    /// sample of up to [`NAME_SAMPLES`] bound references per object spread
+    /// over its entries. Every file check passed, so what this catches is
+    /// a plan that is right for another closure: one whose key this
+    /// closure came to share (under qemu-user, `/proc/self/exe` once
+    /// described qemu for every program). Such a plan names other symbols
+    /// almost everywhere, so a sample finds it before anything is bound,
+    /// and each binding then needs no string comparison of its own.
+    pub fn names_agree(&self, ns: &Namespace) -> bool {
+        (0..self.objects).all(|obj| {
+            let entries = self.entries(obj);
+            let step = entries.len().div_ceil(NAME_SAMPLES).max(1);
+            let r = &ns.objs[obj];
+            entries.step_by(step).filter(|&(_, v)| v != UNDEFINED).all(|(key, v)| {
+                let (def, idx) = ((v >> 32) as DsoId, v as u32);
+                let Some(d) = ns.objs.get(def) else { return false };
+                let (Some(rs), Some(ds)) = (symbol(&r.img, &r.dyn_info, (key >> 2) as u32), symbol(&d.img, &d.dyn_info, idx)) else {
+                    return false;
+                };
+                r.dyn_info.same_string(&r.img, rs.st_name as usize, &d.dyn_info, &d.img, ds.st_name as usize)
+            })
+        })
+    }
+
     /// The number of references the plan holds.
     pub fn len(&self) -> usize {
         self.range(self.objects.saturating_sub(1)).1
@@ -203,6 +228,9 @@ impl Plan {
         self.len() == 0
     }
 }
+
+/// How many bound references per object [`Plan::names_agree`] compares.
+const NAME_SAMPLES: usize = 8;
 
 /// A symbol with no entry in an [`ObjectPlan`]'s index.
 const NOT_INDEXED: u32 = u32::MAX;
