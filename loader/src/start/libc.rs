@@ -47,6 +47,7 @@ const UNSECURE_ENV: &[&str] = &[
 /// uses no glibc. A libc no table fits is refused. `planned`: the
 /// built-in table the binding plan of this very closure names
 /// (`reloc::plan::Plan::layout`), taken without fingerprinting libc again.
+#[inline(never)]
 pub fn select(
     ns: &Namespace,
     secure: bool,
@@ -74,6 +75,7 @@ pub fn select(
 /// Reads the tunables from `vars` (the environment as `stack` holds it
 /// now: they decide the rseq registration), and in secure mode leaves the
 /// environment the build's own ld.so would leave.
+#[inline(never)]
 pub fn settle_environment(stack: &Stack, vars: &[&'static [u8]], glibc: Option<&'static Layout>, secure: bool) {
     match glibc {
         Some(l) => {
