@@ -6,12 +6,15 @@
 //! are active when present; AVX-class features only when XCR0 says the OS
 //! saves YMM state, AVX-512 ones only with opmask/ZMM state, AMX with tile
 //! state; RTM/HLE not when the CPU says RTM always aborts or the model is
-//! on Intel's TSX errata list. The `preferred` tuning bits follow glibc's
-//! vendor and model rules of the build's release, with each bit's value
-//! taken from the build's DWARF. Cache sizes
-//! are conservative constants (they tune, not select, the string
-//! functions; zero thresholds would make libc's `memcpy` crash). aarch64: MIDR, DC ZVA block size, BTI, SVE
-//! and MOPS from the kernel's hwcaps and the ID registers.
+//! on Intel's TSX errata list; the features 2.38 and 2.39 added as those
+//! releases activate them. The `preferred` tuning bits follow the vendor
+//! and model rules of the build's release, each bit's value taken from the
+//! build's DWARF (2.41 renumbered them). Cache sizes are conservative
+//! constants (they tune, not select, the string functions; zero thresholds
+//! would make libc's `memcpy` crash).
+//!
+//! aarch64: MIDR, DC ZVA block size, BTI, SVE and MOPS from the kernel's
+//! hwcaps and the ID registers.
 
 use super::layout::{Arch, Field, Layout};
 use super::raw::Raw;
