@@ -83,6 +83,9 @@ struct Rela {
     addend: u64,
     /// Whether it is in the `DT_JMPREL` table (a PLT slot).
     plt: bool,
+    /// Where the entry itself lies, as a link-time address: what the
+    /// binding plan knows it by.
+    at: u64,
 }
 
 /// Calls an IFUNC resolver (with whatever arguments the arch passes) and
@@ -135,7 +138,8 @@ type Resolved = Option<Def>;
 /// table per symbol was 96 bytes a symbol, allocated and written at every
 /// start). A miss only costs a lookup, whose result is the same.
 ///
-/// It also holds the object's part of the binding plan, if any. (`slots`
+/// It also holds the object's part of the binding plan, if any, which is
+/// asked first. (`slots`
 /// is optional for a caller with a single resolution to make, which has
 /// nothing to remember; lazy binding, the one such caller, now looks up
 /// on its own, `crate::lazy`.)
@@ -209,7 +213,7 @@ impl<'a> Engine<'a> {
         // Recent resolutions per (symbol, class): a PLT slot and a data
         // reference to the same symbol can bind differently (see Class).
         let mut slots: Slots = [EMPTY_SLOT; SLOTS];
-        let mut cache = Recent { slots: Some(&mut slots), plan: self.plan.map(|p| p.object(id, true)) };
+        let mut cache = Recent { slots: Some(&mut slots), plan: self.plan.map(|p| p.object(id)) };
         // glibc binds PLT slots lazily unless asked not to (LD_BIND_NOW,
         // RTLD_NOW, DT_BIND_NOW, DF_BIND_NOW, DF_1_NOW).
         let lazy_plt = !self.bind_now && !di.bind_now && di.flags & u64::from(DF_BIND_NOW) == 0 && di.flags_1 & u64::from(DF_1_NOW) == 0;
@@ -284,7 +288,7 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 self.stats.symbolic += 1;
-                let rela = Rela { r_type, kind, symidx: (info >> 32) as u32, place, addend, plt };
+                let rela = Rela { r_type, kind, symidx: (info >> 32) as u32, place, addend, plt, at: at.wrapping_sub(d.base) as u64 };
                 match self.apply_one(id, rela, &mut cache) {
                     Err(e) if plt && lazy_plt && e.kind == ErrorKind::UndefinedSymbol => {
                         if !d.img.write_u64(place, missing_function as *const () as u64) {
@@ -365,8 +369,17 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Resolves symbol `symidx` referenced by object `id`.
-    fn resolve(&mut self, id: DsoId, symidx: u32, class: Class, cache: &mut Recent) -> Result<(Sym, Resolved), Error> {
+    /// Resolves symbol `symidx` referenced by object `id` from its
+    /// relocation at `at`, which the plan may have an entry for.
+    fn resolve(
+        &mut self,
+        id: DsoId,
+        symidx: u32,
+        class: Class,
+        at: u64,
+        planned: Option<plan::Planned>,
+        cache: &mut Recent,
+    ) -> Result<(Sym, Resolved), Error> {
         let d = &self.ns.objs[id];
         let Some(sym) = symbol(&d.img, &d.dyn_info, symidx) else {
             return Err(err!(d.display_name(), "relocation names symbol {} outside the symbol table", symidx));
@@ -375,20 +388,17 @@ impl<'a> Engine<'a> {
         if symidx == 0 || sym.bind() == STB_LOCAL || sym.visibility() != STV_DEFAULT {
             return Ok((sym, Some(Def { obj: id, sym, idx: symidx })));
         }
+        if let Some(r) = planned.and_then(|p| self.planned(&sym, p.binding)) {
+            self.stats.planned += 1;
+            return Ok((sym, r));
+        }
         let key = Recent::key(symidx, class == Class::Plt);
         let cacheable = class != Class::Copy;
         if cacheable {
             if let Some(r) = cache.get(key) {
+                self.record(id, at, r);
                 return Ok((sym, r));
             }
-        }
-        let pkey = plan::entry_key(symidx, class);
-        if let Some(r) = cache.plan.as_ref().and_then(|p| p.get(pkey)).and_then(|b| self.planned(&sym, b)) {
-            self.stats.planned += 1;
-            if cacheable {
-                cache.put(key, r);
-            }
-            return Ok((sym, r));
         }
         let Some(name) = d.string(sym.st_name as usize) else {
             return Err(err!(d.display_name(), "symbol name outside the string table"));
@@ -418,10 +428,35 @@ impl<'a> Engine<'a> {
         if cacheable {
             cache.put(key, r);
         }
-        if let Some(rec) = self.recorder.as_mut() {
-            rec.record(id, pkey, r.map(|def| (def.obj, def.idx)));
-        }
+        self.record(id, at, r);
         Ok((sym, r))
+    }
+
+    /// Notes for the plan (a cold start) what the relocation at `at` of
+    /// object `id` bound to, with the definition's value when the plan
+    /// can give it as a plain address (see [`Engine::plain_address`]).
+    fn record(&mut self, id: DsoId, at: u64, r: Resolved) {
+        let Some(rec) = self.recorder.as_mut() else { return };
+        let value = r
+            .filter(|def| {
+                let kind = def.sym.kind();
+                kind != STT_GNU_IFUNC && kind != STT_TLS && def.sym.st_shndx != SHN_UNDEF && def.sym.st_shndx != SHN_ABS
+            })
+            .map_or(plan::NOT_PLAIN, |def| def.sym.st_value);
+        rec.record(id, at, plan::Planned { binding: r.map(|def| (def.obj, def.idx)), value });
+    }
+
+    /// Where a planned reference to a plain definition points: the
+    /// definer's base plus the recorded value, without reading the
+    /// definer's symbol table. Only for a definer still open, and inside
+    /// its mapping.
+    fn plain_address(&self, p: plan::Planned) -> Option<usize> {
+        if p.value == plan::NOT_PLAIN {
+            return None;
+        }
+        let d = self.ns.objs.get(p.binding?.0)?;
+        let a = d.base.wrapping_add(p.value as usize);
+        (!d.removed && a >= d.map_start && a < d.map_end).then_some(a)
     }
 
     /// A plan's binding, if it still makes sense here: the object and
@@ -429,7 +464,7 @@ impl<'a> Engine<'a> {
     /// Anything else falls back to a lookup. (The plan was accepted under
     /// the cache's trust rules and its checksum, for this closure's key,
     /// and a sample of its references was found to name the symbols they
-    /// bind to: `Plan::names_agree`.)
+    /// bind to: `Plan::agrees`.)
     fn planned(&self, referenced: &Sym, b: plan::Binding) -> Option<Resolved> {
         let Some((obj, idx)) = b else {
             return (referenced.bind() == STB_WEAK).then_some(None);
@@ -480,7 +515,7 @@ impl<'a> Engine<'a> {
     }
 
     fn apply_one(&mut self, id: DsoId, r: Rela, cache: &mut Recent) -> Result<(), Error> {
-        let Rela { r_type, kind, symidx, place, addend, plt } = r;
+        let Rela { r_type, kind, symidx, place, addend, plt, at } = r;
         let ns = self.ns;
         let d = &ns.objs[id];
         // Only for messages: not measured (UTF-8 checked) per relocation.
@@ -488,6 +523,7 @@ impl<'a> Engine<'a> {
         let Some(kind) = kind else {
             return Err(err!(name(), "unsupported relocation type {}", r_type));
         };
+        let planned = cache.plan.as_mut().and_then(|p| p.get(at));
         match kind {
             RelocKind::None => Ok(()),
             RelocKind::Relative => write_word(d, place, (d.base as u64).wrapping_add(addend)),
@@ -496,9 +532,13 @@ impl<'a> Engine<'a> {
                 // PLT slots (the DT_JMPREL table) never bind to a
                 // non-PIC executable's PLT stub, data references may (that
                 // stub is the function's canonical address).
-                let class = if plt { Class::Plt } else { Class::Normal };
-                let (sym, r) = self.resolve(id, symidx, class, cache)?;
                 let add = if kind == RelocKind::Absolute { addend } else { 0 };
+                if let Some(a) = planned.and_then(|p| self.plain_address(p)) {
+                    self.stats.planned += 1;
+                    return write_word(d, place, (a as u64).wrapping_add(add));
+                }
+                let class = if plt { Class::Plt } else { Class::Normal };
+                let (sym, r) = self.resolve(id, symidx, class, at, planned, cache)?;
                 match r {
                     None => write_word(d, place, add),
                     Some(def) if def.sym.kind() == STT_GNU_IFUNC && def.sym.st_shndx != SHN_UNDEF => {
@@ -513,7 +553,7 @@ impl<'a> Engine<'a> {
                 }
             }
             RelocKind::Copy => {
-                let (sym, r) = self.resolve(id, symidx, Class::Copy, cache)?;
+                let (sym, r) = self.resolve(id, symidx, Class::Copy, at, planned, cache)?;
                 let Some(def) = r else {
                     return Err(err!(name(), "copy relocation against an undefined symbol"));
                 };
@@ -529,7 +569,7 @@ impl<'a> Engine<'a> {
             // the program, which a SysV-hashed executable lists for a
             // library's `__thread` variable it uses.
             RelocKind::DtpMod => {
-                let (_, r) = self.resolve(id, symidx, Class::Plt, cache)?;
+                let (_, r) = self.resolve(id, symidx, Class::Plt, at, planned, cache)?;
                 let obj = r.map_or(id, |def| def.obj);
                 match ns.objs[obj].tls {
                     Some(m) => write_word(d, place, m.modid as u64),
@@ -538,11 +578,11 @@ impl<'a> Engine<'a> {
                 }
             }
             RelocKind::DtpOff => {
-                let (_, r) = self.resolve(id, symidx, Class::Plt, cache)?;
+                let (_, r) = self.resolve(id, symidx, Class::Plt, at, planned, cache)?;
                 write_word(d, place, r.map_or(0, |def| def.sym.st_value).wrapping_add(addend))
             }
             RelocKind::TpOff | RelocKind::TlsDesc => {
-                let (_, r) = self.resolve(id, symidx, Class::Plt, cache)?;
+                let (_, r) = self.resolve(id, symidx, Class::Plt, at, planned, cache)?;
                 let (obj, value) = r.map_or((id, 0), |def| (def.obj, def.sym.st_value));
                 let Some(offset) = ns.objs[obj].tls.and_then(|m| m.offset) else {
                     // A module in dynamic TLS: descriptors can reach it

@@ -1,8 +1,10 @@
 //! The binding plan: what every symbol reference of a start-up resolved to,
 //! recorded after a cold start and obeyed on the next, so that a warm start
 //! performs no symbol lookup at all (prebinding without fixed addresses:
-//! ASLR is kept, since the plan names an object and a symbol, never an
-//! address).
+//! ASLR is kept, since the plan names an object, a symbol and its offset
+//! in that object, never an address). Entries are per relocation, in
+//! table order, so a warm start reads the plan as it reads the relocation
+//! table, and writes most references without touching a symbol table.
 //!
 //! A plan is keyed by the identity of everything that decides binding: the
 //! loader's own build, the program and every object of the namespace, in
@@ -21,7 +23,6 @@ use alloc::vec::Vec;
 use core::fmt::Write as _;
 
 use crate::elf::symbols::symbol;
-use crate::link::lookup::Class;
 use crate::link::{DsoId, Kind, Namespace};
 use crate::map::FileView;
 use crate::sys::{self, Errno, Fd};
@@ -31,7 +32,7 @@ use crate::verify::runtime::{self, Place};
 
 /// `"CAHPLAN1"` as a little-endian word.
 const MAGIC: u64 = u64::from_le_bytes(*b"CAHPLAN1");
-const VERSION: u64 = 2;
+const VERSION: u64 = 3;
 /// Header words: magic, version, key (4), object count, entry count,
 /// libc's layout table.
 const HEADER_WORDS: usize = 9;
@@ -48,26 +49,40 @@ const MAX_LAYOUTS: usize = 1 << 16;
 /// The subdirectory of a hash-cache place that holds plans.
 const DIR_NAME: &[u8] = b"plans";
 
-/// The key of one reference: its symbol index and lookup class.
-pub fn entry_key(symidx: u32, class: Class) -> u64 {
-    let c = match class {
-        Class::Normal => 0,
-        Class::Plt => 1,
-        Class::Copy => 2,
-    };
-    (u64::from(symidx) << 2) | c
-}
+/// Words per entry: the relocation's place in its object, the binding,
+/// the definition's value.
+const ENTRY_WORDS: usize = 3;
+/// The value word of an entry whose definition is not a plain address in
+/// its object (an IFUNC, a TLS or absolute symbol, a weak reference bound
+/// to nothing): the engine reads the symbol for those.
+pub const NOT_PLAIN: u64 = u64::MAX;
 
 /// What a reference bound to: `Some((object, symbol index))`, or `None`
 /// for a weak reference that found no definition.
 pub type Binding = Option<(DsoId, u32)>;
 
+/// One relocation's entry: its binding, and the definition's `st_value`
+/// when the definition is a plain address (`base + value`), which the
+/// engine then writes without reading the definer's symbol table (on a
+/// program with 100,000 references that read was a cache miss each and
+/// the largest part of a warm start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Planned {
+    pub binding: Binding,
+    /// The definition's `st_value`, or [`NOT_PLAIN`].
+    pub value: u64,
+}
+
 fn encode_binding(b: Binding) -> u64 {
     b.map_or(UNDEFINED, |(obj, idx)| ((obj as u64) << 32) | u64::from(idx))
 }
 
+fn decode_binding(v: u64) -> Binding {
+    (v != UNDEFINED).then_some(((v >> 32) as DsoId, v as u32))
+}
+
 /// A plan read from a file and checked: per object, its entries sorted by
-/// key.
+/// the place of their relocation.
 pub struct Plan {
     words: Words,
     objects: usize,
@@ -115,7 +130,7 @@ impl Plan {
         if n != objects || n > MAX_OBJECTS || m > MAX_ENTRIES {
             return Err("for another closure");
         }
-        if words.len() != HEADER_WORDS + n + 1 + 2 * m + CHECKSUM_WORDS {
+        if words.len() != HEADER_WORDS + n + 1 + ENTRY_WORDS * m + CHECKSUM_WORDS {
             return Err("truncated");
         }
         let body = words.len() - CHECKSUM_WORDS;
@@ -128,18 +143,27 @@ impl Plan {
         }
         let plan = Plan { words, objects: n };
         for obj in 0..n {
-            let keys = plan.entries(obj).map(|e| e.0);
-            if keys.clone().zip(keys.skip(1)).any(|(a, b)| a >= b) {
-                return Err("entries out of order");
+            let mut places = plan.words_of(obj).iter().step_by(ENTRY_WORDS);
+            let mut last = places.next().copied();
+            for &p in places {
+                if last >= Some(p) {
+                    return Err("entries out of order");
+                }
+                last = Some(p);
             }
         }
         Ok(plan)
     }
 
-    fn entries(&self, obj: DsoId) -> impl ExactSizeIterator<Item = (u64, u64)> + Clone + '_ {
+    /// Object `obj`'s entries as (relocation place, binding, value).
+    fn entries(&self, obj: DsoId) -> impl ExactSizeIterator<Item = (u64, u64, u64)> + Clone + '_ {
+        self.words_of(obj).chunks_exact(ENTRY_WORDS).map(|e| (e[0], e[1], e[2]))
+    }
+
+    fn words_of(&self, obj: DsoId) -> &[u64] {
         let (from, to) = self.range(obj);
         let base = HEADER_WORDS + self.objects + 1;
-        (from..to).map(move |i| (self.words[base + 2 * i], self.words[base + 2 * i + 1]))
+        &self.words[base + ENTRY_WORDS * from..base + ENTRY_WORDS * to]
     }
 
     fn range(&self, obj: DsoId) -> (usize, usize) {
@@ -158,65 +182,50 @@ impl Plan {
         usize::try_from(self.words[LAYOUT_WORD]).ok().filter(|&i| self.words[LAYOUT_WORD] != UNDEFINED && i < MAX_LAYOUTS)
     }
 
-    /// What reference `key` of object `obj` bound to, if the plan says.
-    pub fn get(&self, obj: DsoId, key: u64) -> Option<Binding> {
-        self.object(obj, false).get(key)
+    /// What the relocation at `place` (its link-time address) of object
+    /// `obj` bound to, if the plan says.
+    pub fn get(&self, obj: DsoId, place: u64) -> Option<Planned> {
+        self.object(obj).get(place)
     }
 
-    /// Object `obj`'s entries, for its references' look-ups. `indexed`:
-    /// also note where each symbol's entries start, so that each look-up
-    /// is one read instead of a binary search (worth it when the object's
-    /// relocations are about to ask thousands of times: libstdc++'s 3,300
-    /// symbolic relocations spent more in the search than in the rest of
-    /// their binding).
-    pub fn object(&self, obj: DsoId, indexed: bool) -> ObjectPlan<'_> {
-        let (from, to) = self.range(obj);
-        let base = HEADER_WORDS + self.objects + 1;
-        let entries = &self.words[base + 2 * from..base + 2 * to];
-        let n = to - from;
-        let mut first = Vec::new();
-        // Keys are sorted, so the last names the highest symbol. The index
-        // is made only where it is dense enough to pay for filling it (it
-        // did not for libc's 60-odd references among 3,000 symbols), and
-        // is then bounded by the plan's own size: a plan naming a huge
-        // symbol index allocates nothing for it; symbols beyond the index
-        // are binary-searched.
-        let len = entries.len().checked_sub(2).map_or(0, |last| (entries[last] >> 2).saturating_add(1));
-        if indexed && n >= 64 && len <= 8 * n as u64 {
-            let len = len as usize;
-            first = alloc::vec![NOT_INDEXED; len];
-            // Backwards, so that each symbol keeps its first entry.
-            for i in (0..n).rev() {
-                if let Some(f) = first.get_mut((entries[2 * i] >> 2) as usize) {
-                    *f = i as u32;
+    /// Object `obj`'s entries, for its relocations' look-ups.
+    pub fn object(&self, obj: DsoId) -> ObjectPlan<'_> {
+        ObjectPlan { entries: self.words_of(obj), next: 0 }
+    }
+
+    /// Whether the plan agrees with the objects, on a sample of up to
+    /// [`SAMPLES`] bound references per object spread over its entries:
+    /// each reference names the symbol it binds to, and a recorded value
+    /// is that symbol's. Every file check passed, so what this catches is
+    /// a plan that is right for another closure: one whose key this
+    /// closure came to share (under qemu-user, `/proc/self/exe` once
+    /// described qemu for every program). Such a plan is wrong almost
+    /// everywhere, so a sample finds it before anything is bound, and each
+    /// binding then needs no string comparison or symbol read of its own.
+    pub fn agrees(&self, ns: &Namespace) -> Result<(), &'static str> {
+        for obj in 0..self.objects {
+            let entries = self.entries(obj);
+            let step = entries.len().div_ceil(SAMPLES).max(1);
+            let r = &ns.objs[obj];
+            for (place, b, value) in entries.step_by(step) {
+                let Some((def, idx)) = decode_binding(b) else { continue };
+                // The relocation's `r_info` names the referencing symbol.
+                let info = r.img.u64(r.base.wrapping_add(place as usize).wrapping_add(8));
+                let rs = info.and_then(|i| symbol(&r.img, &r.dyn_info, (i >> 32) as u32));
+                let d = ns.objs.get(def);
+                let ds = d.and_then(|d| symbol(&d.img, &d.dyn_info, idx));
+                let (Some(rs), Some(d), Some(ds)) = (rs, d, ds) else {
+                    return Err("its references name other symbols");
+                };
+                if !r.dyn_info.same_string(&r.img, rs.st_name as usize, &d.dyn_info, &d.img, ds.st_name as usize) {
+                    return Err("its references name other symbols");
+                }
+                if value != NOT_PLAIN && value != ds.st_value {
+                    return Err("its addresses are not its symbols' values");
                 }
             }
         }
-        ObjectPlan { entries, first }
-    }
-
-    /// Whether the plan's references name the symbols they bind to, on a
-    /// sample of up to [`NAME_SAMPLES`] bound references per object spread
-    /// over its entries. Every file check passed, so what this catches is
-    /// a plan that is right for another closure: one whose key this
-    /// closure came to share (under qemu-user, `/proc/self/exe` once
-    /// described qemu for every program). Such a plan names other symbols
-    /// almost everywhere, so a sample finds it before anything is bound,
-    /// and each binding then needs no string comparison of its own.
-    pub fn names_agree(&self, ns: &Namespace) -> bool {
-        (0..self.objects).all(|obj| {
-            let entries = self.entries(obj);
-            let step = entries.len().div_ceil(NAME_SAMPLES).max(1);
-            let r = &ns.objs[obj];
-            entries.step_by(step).filter(|&(_, v)| v != UNDEFINED).all(|(key, v)| {
-                let (def, idx) = ((v >> 32) as DsoId, v as u32);
-                let Some(d) = ns.objs.get(def) else { return false };
-                let (Some(rs), Some(ds)) = (symbol(&r.img, &r.dyn_info, (key >> 2) as u32), symbol(&d.img, &d.dyn_info, idx)) else {
-                    return false;
-                };
-                r.dyn_info.same_string(&r.img, rs.st_name as usize, &d.dyn_info, &d.img, ds.st_name as usize)
-            })
-        })
+        Ok(())
     }
 
     /// The number of references the plan holds.
@@ -229,45 +238,41 @@ impl Plan {
     }
 }
 
-/// How many bound references per object [`Plan::names_agree`] compares.
-const NAME_SAMPLES: usize = 8;
-
-/// A symbol with no entry in an [`ObjectPlan`]'s index.
-const NOT_INDEXED: u32 = u32::MAX;
+/// How many bound references per object [`Plan::agrees`] compares.
+const SAMPLES: usize = 8;
 
 /// One object's part of a [`Plan`] (see [`Plan::object`]).
 pub struct ObjectPlan<'p> {
-    /// (reference key, binding) pairs, sorted by key.
+    /// (relocation place, binding, value) triples, sorted by place.
     entries: &'p [u64],
-    /// Per symbol index below its length: the position of the symbol's
-    /// first entry, or `NOT_INDEXED`. Empty when not indexed.
-    first: Vec<u32>,
+    /// Where the next look-up is expected: the engine visits an object's
+    /// relocations in table order, so each look-up is one comparison.
+    next: usize,
 }
 
 impl ObjectPlan<'_> {
-    /// What reference `key` bound to, if the plan says.
-    pub fn get(&self, key: u64) -> Option<Binding> {
-        let at = match self.first.get((key >> 2) as usize) {
-            // A symbol has at most one entry per class, and they follow
-            // each other (keys are sorted).
-            Some(&NOT_INDEXED) => return None,
-            Some(&i) => self.entries.get(2 * i as usize..)?.chunks_exact(2).take(3).position(|e| e[0] == key)? + i as usize,
-            None => self.search(key)?,
+    /// What the relocation at `place` bound to, if the plan says.
+    pub fn get(&mut self, place: u64) -> Option<Planned> {
+        let n = self.entries.len() / ENTRY_WORDS;
+        let at = match self.entries.get(ENTRY_WORDS * self.next) {
+            Some(&p) if p == place => self.next,
+            _ => self.search(place)?,
         };
-        let v = self.entries[2 * at + 1];
-        Some((v != UNDEFINED).then_some(((v >> 32) as DsoId, v as u32)))
+        self.next = at + 1;
+        let e = self.entries.get(ENTRY_WORDS * at..ENTRY_WORDS * at + ENTRY_WORDS).filter(|_| at < n)?;
+        Some(Planned { binding: decode_binding(e[1]), value: e[2] })
     }
 
-    /// The position of `key`'s entry, by binary search.
-    fn search(&self, key: u64) -> Option<usize> {
-        let (mut lo, mut hi) = (0, self.entries.len() / 2);
+    /// The position of `place`'s entry, by binary search.
+    fn search(&self, place: u64) -> Option<usize> {
+        let (mut lo, mut hi) = (0, self.entries.len() / ENTRY_WORDS);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let k = self.entries[2 * mid];
-            if k == key {
+            let k = self.entries[ENTRY_WORDS * mid];
+            if k == place {
                 return Some(mid);
             }
-            if k < key {
+            if k < place {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -279,7 +284,7 @@ impl ObjectPlan<'_> {
 
 /// The references resolved during a cold start, to become a plan.
 pub struct Recorder {
-    per_object: Vec<Vec<(u64, u64)>>,
+    per_object: Vec<Vec<(u64, (u64, u64))>>,
 }
 
 impl Recorder {
@@ -287,9 +292,11 @@ impl Recorder {
         Recorder { per_object: (0..objects).map(|_| Vec::new()).collect() }
     }
 
-    pub fn record(&mut self, obj: DsoId, key: u64, b: Binding) {
+    /// Records what the relocation at `place` (its link-time address) of
+    /// object `obj` bound to.
+    pub fn record(&mut self, obj: DsoId, place: u64, p: Planned) {
         if let Some(v) = self.per_object.get_mut(obj) {
-            v.push((key, encode_binding(b)));
+            v.push((place, (encode_binding(p.binding), p.value)));
         }
     }
 
@@ -302,7 +309,7 @@ impl Recorder {
             v.dedup_by_key(|e| e.0);
         }
         let m: usize = self.per_object.iter().map(Vec::len).sum();
-        let mut words: Vec<u64> = Vec::with_capacity(HEADER_WORDS + n + 1 + 2 * m + CHECKSUM_WORDS);
+        let mut words: Vec<u64> = Vec::with_capacity(HEADER_WORDS + n + 1 + ENTRY_WORDS * m + CHECKSUM_WORDS);
         words.extend([MAGIC, VERSION]);
         words.extend(key_words(key));
         words.extend([n as u64, m as u64, layout.map_or(UNDEFINED, |i| i as u64)]);
@@ -313,8 +320,8 @@ impl Recorder {
             words.push(at);
         }
         for v in &self.per_object {
-            for &(k, b) in v {
-                words.extend([k, b]);
+            for &(place, (b, value)) in v {
+                words.extend([place, b, value]);
             }
         }
         words.push(checksum(&words));
@@ -325,9 +332,9 @@ impl Recorder {
 /// Sorts `v` in place. The loader's one sort, kept small on purpose: the
 /// core library's `sort_unstable` brings 3.4 KB of code into a loader
 /// whose size is budgeted, for a list sorted once per cold start.
-fn heapsort(v: &mut [(u64, u64)]) {
+fn heapsort<T: Ord>(v: &mut [T]) {
     // Moves `v[root]` down the max-heap `v[..end]`.
-    fn sift_down(v: &mut [(u64, u64)], mut root: usize, end: usize) {
+    fn sift_down<T: Ord>(v: &mut [T], mut root: usize, end: usize) {
         loop {
             let mut child = 2 * root + 1;
             if child >= end {
@@ -353,15 +360,28 @@ fn heapsort(v: &mut [(u64, u64)]) {
 }
 
 /// The last word: a check against a torn or damaged file, not against an
-/// attacker (a plan is trusted for where it lies, see `load`). One
-/// multiply-rotate step per word, each a bijection of the running value,
-/// so any change to a single word changes the result; then a final mix.
-/// (BLAKE3 here cost a warm start of hello 11,000 instructions, a twentieth
-/// of all its loader's work.)
+/// attacker (a plan is trusted for where it lies, see `load`). Four lanes,
+/// word `i` going to lane `i % 4`, each a multiply-rotate step per word
+/// that is a bijection of the lane's value, so any change to a single word
+/// changes the result; then the lanes are mixed. (BLAKE3 here cost a warm
+/// start of hello 11,000 instructions, a twentieth of all its loader's
+/// work; one lane was a chain of dependent multiplications, 0.4 ms for a
+/// plan of 100,000 references.)
 pub fn checksum(words: &[u64]) -> u64 {
-    let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ words.len() as u64;
-    for &w in words {
-        h = (h ^ w).wrapping_mul(0xff51_afd7_ed55_8ccd).rotate_left(29);
+    const M: u64 = 0xff51_afd7_ed55_8ccd;
+    let mut lanes = [0x9e37_79b9_7f4a_7c15u64 ^ words.len() as u64, 1, 2, 3];
+    let mut quads = words.chunks_exact(4);
+    for q in &mut quads {
+        for (h, &w) in lanes.iter_mut().zip(q) {
+            *h = (*h ^ w).wrapping_mul(M).rotate_left(29);
+        }
+    }
+    for (h, &w) in lanes.iter_mut().zip(quads.remainder()) {
+        *h = (*h ^ w).wrapping_mul(M).rotate_left(29);
+    }
+    let mut h = lanes[0];
+    for &l in &lanes[1..] {
+        h = (h ^ l).wrapping_mul(M).rotate_left(29);
     }
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
@@ -448,7 +468,8 @@ fn load_from(p: &Place, euid: u32, key: &Digest, objects: usize) -> Result<Plan,
     };
     let st = sys::fstat(&fd).map_err(Errno::describe)?;
     runtime::trusted(&st, euid, false)?;
-    let size = usize::try_from(st.size).ok().filter(|&s| s <= 8 * (HEADER_WORDS + MAX_OBJECTS + 1 + 2 * MAX_ENTRIES + CHECKSUM_WORDS));
+    let size =
+        usize::try_from(st.size).ok().filter(|&s| s <= 8 * (HEADER_WORDS + MAX_OBJECTS + 1 + ENTRY_WORDS * MAX_ENTRIES + CHECKSUM_WORDS));
     let size = size.ok_or("too large")?;
     if size < 8 * (HEADER_WORDS + 1 + CHECKSUM_WORDS) || !size.is_multiple_of(8) {
         return Err("truncated");
@@ -517,12 +538,19 @@ mod tests {
         }
     }
 
+    fn bound(obj: DsoId, idx: u32, value: u64) -> Planned {
+        Planned { binding: Some((obj, idx)), value }
+    }
+
+    const WEAK: Planned = Planned { binding: None, value: NOT_PLAIN };
+
     fn sample() -> (Digest, Vec<u8>) {
         let key = crate::verify::digest::hash(b"closure");
         let mut r = Recorder::new(3);
-        r.record(0, entry_key(7, Class::Normal), Some((2, 11)));
-        r.record(0, entry_key(3, Class::Plt), None);
-        r.record(2, entry_key(1, Class::Copy), Some((0, 5)));
+        // Recorded out of order (IRELATIVE-style deferrals): sorted on encoding.
+        r.record(0, 0x4d8, bound(2, 11, 0x1140));
+        r.record(0, 0x4c0, WEAK);
+        r.record(2, 0x18, bound(0, 5, NOT_PLAIN));
         (key, r.encode(&key, Some(3)))
     }
 
@@ -530,54 +558,41 @@ mod tests {
     fn a_recorded_plan_reads_back() {
         let (key, bytes) = sample();
         let p = Plan::parse(&bytes, &key, 3).expect("valid");
-        assert_eq!(p.get(0, entry_key(7, Class::Normal)), Some(Some((2, 11))));
-        assert_eq!(p.get(0, entry_key(3, Class::Plt)), Some(None));
-        assert_eq!(p.get(0, entry_key(3, Class::Normal)), None, "another class is another reference");
-        assert_eq!(p.get(1, entry_key(7, Class::Normal)), None);
-        assert_eq!(p.get(2, entry_key(1, Class::Copy)), Some(Some((0, 5))));
+        assert_eq!(p.get(0, 0x4d8), Some(bound(2, 11, 0x1140)));
+        assert_eq!(p.get(0, 0x4c0), Some(WEAK));
+        assert_eq!(p.get(0, 0x4c8), None, "another relocation has no entry");
+        assert_eq!(p.get(1, 0x4d8), None);
+        assert_eq!(p.get(2, 0x18), Some(bound(0, 5, NOT_PLAIN)));
         assert_eq!(p.get(9, 0), None);
         assert_eq!(p.len(), 3);
         assert_eq!(p.layout(), Some(3), "the layout table recorded");
     }
 
     #[test]
-    fn the_indexed_view_answers_as_the_search_does() {
-        // Object 0: dense enough to be indexed (every third symbol missing,
-        // some with two classes, one with all three); object 1: sparse, a
-        // symbol far beyond any index's bound.
+    fn look_ups_in_any_order_answer_as_in_table_order() {
+        // Entries every 24 bytes with gaps (relocations of other kinds);
+        // the engine asks in table order, but an IRELATIVE or a retry may
+        // ask out of it.
         let key = crate::verify::digest::hash(b"closure");
         let mut r = Recorder::new(2);
-        for sym in (1..300u32).filter(|s| s % 3 != 0) {
-            r.record(0, entry_key(sym, Class::Normal), Some((1, sym + 1)));
-            if sym % 2 == 0 {
-                r.record(0, entry_key(sym, Class::Plt), None);
-            }
+        let places: Vec<u64> = (0..300u64).filter(|i| i % 3 != 0).map(|i| 0x1000 + 24 * i).collect();
+        for (i, &place) in places.iter().enumerate() {
+            r.record(1, place, bound(0, i as u32, 0x100 * i as u64));
         }
-        r.record(0, entry_key(301, Class::Copy), Some((1, 9)));
-        let huge = u32::MAX - 1;
-        r.record(1, entry_key(2, Class::Normal), Some((0, 1)));
-        r.record(1, entry_key(huge, Class::Plt), Some((0, 7)));
-        let bytes = r.encode(&key, None);
-        let p = Plan::parse(&bytes, &key, 2).expect("valid");
+        let p = Plan::parse(&r.encode(&key, None), &key, 2).expect("valid");
         assert_eq!(p.layout(), None, "no layout table was recorded");
-        for obj in [0, 1, 2] {
-            let (indexed, plain) = (p.object(obj, true), p.object(obj, false));
-            assert_eq!(obj == 0, !indexed.first.is_empty(), "object {obj}: indexed only where dense");
-            for sym in (0..310).chain([1000, huge, u32::MAX]) {
-                for class in [Class::Normal, Class::Plt, Class::Copy] {
-                    let k = entry_key(sym, class);
-                    assert_eq!(indexed.get(k), plain.get(k), "object {obj} symbol {sym} {class:?}");
-                    assert_eq!(indexed.get(k), p.get(obj, k));
-                }
-            }
+        let want = |place: u64| places.iter().position(|&x| x == place).map(|i| bound(0, i as u32, 0x100 * i as u64));
+        let all: Vec<u64> = (0..310u64).map(|i| 0x1000 + 24 * i).chain([0, 0x1008, u64::MAX]).collect();
+        let mut o = p.object(1);
+        for &place in &all {
+            assert_eq!(o.get(place), want(place), "in order, place {place:#x}");
         }
-        let o = p.object(0, true);
-        assert_eq!(o.get(entry_key(4, Class::Normal)), Some(Some((1, 5))));
-        assert_eq!(o.get(entry_key(4, Class::Plt)), Some(None));
-        assert_eq!(o.get(entry_key(5, Class::Plt)), None);
-        assert_eq!(o.get(entry_key(6, Class::Normal)), None);
-        assert_eq!(o.get(entry_key(301, Class::Copy)), Some(Some((1, 9))));
-        assert_eq!(p.object(1, true).get(entry_key(huge, Class::Plt)), Some(Some((0, 7))));
+        let mut o = p.object(1);
+        for &place in all.iter().rev().chain(all.iter().step_by(7)) {
+            assert_eq!(o.get(place), want(place), "out of order, place {place:#x}");
+            assert_eq!(o.get(place), want(place), "asked twice, place {place:#x}");
+        }
+        assert_eq!(p.object(0).get(0x1018), None, "object 0 has no entries");
     }
 
     /// `bytes` (whole words of it) with a correct checksum appended, so
@@ -594,14 +609,9 @@ mod tests {
     pub fn exercise(p: &Plan, objects: usize) {
         let _ = (p.layout(), p.len());
         for obj in 0..objects + 1 {
-            for indexed in [false, true] {
-                let o = p.object(obj, indexed);
-                for sym in 0..40u32 {
-                    for class in [Class::Normal, Class::Plt, Class::Copy] {
-                        let _ = o.get(entry_key(sym, class));
-                    }
-                }
-                let _ = o.get(u64::MAX);
+            let mut o = p.object(obj);
+            for place in (0..40u64).map(|i| 8 * i).chain((0..40).rev()).chain([u64::MAX]) {
+                let _ = o.get(place);
             }
         }
     }

@@ -514,10 +514,7 @@ impl BindingPlan {
             return none;
         };
         none.key = Some(key);
-        match plan::load(&none.places, euid, &key, ns.objs.len()) {
-            Ok(p) if !p.names_agree(ns) => {
-                say(format_args!("no plan {}: its references name other symbols; recording one", key.short_hex(12)))
-            }
+        match plan::load(&none.places, euid, &key, ns.objs.len()).and_then(|p| p.agrees(ns).map(|()| p)) {
             Ok(p) => {
                 let layout = if p.layout().is_some() { ", libc's layout table" } else { "" };
                 say(format_args!("using the plan {} ({} references{layout})", key.short_hex(12), p.len()));
