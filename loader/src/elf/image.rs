@@ -44,6 +44,35 @@ struct Hot {
     write: (usize, usize),
 }
 
+/// Word writes into an [`Image`] with its hot writable range copied out,
+/// so that a loop of writes keeps it in registers: a write through a raw
+/// pointer could alias the image's own fields, and the compiler reloads
+/// them after every one otherwise (the lazy PLT slots of a large program
+/// are a hundred thousand such writes). The image cannot change while a
+/// writer borrows it.
+pub struct Writer<'a> {
+    img: &'a Image,
+    write: (usize, usize),
+}
+
+impl Writer<'_> {
+    /// [`Image::add_to_word`].
+    #[inline(always)]
+    pub fn add_to_word(&self, addr: usize, delta: u64) -> bool {
+        let Some(end) = addr.checked_add(8) else { return false };
+        if !holds(self.write, addr, end) && !Image::scan(&self.img.writable, addr, end) {
+            return false;
+        }
+        // SAFETY: writable (so readable) and owned by this object (see
+        // `Image::add_writable`), and the image is borrowed unchanged.
+        unsafe {
+            let p = addr as *mut u64;
+            core::ptr::write_unaligned(p, core::ptr::read_unaligned(p).wrapping_add(delta));
+        }
+        true
+    }
+}
+
 #[inline(always)]
 fn holds((s, e): (usize, usize), addr: usize, end: usize) -> bool {
     addr >= s && end <= e
@@ -314,6 +343,11 @@ impl Image {
         // SAFETY: writable and owned by this object (see `add_writable`).
         unsafe { core::ptr::write_unaligned(addr as *mut u64, value) };
         true
+    }
+
+    /// A writer of words into this image for a loop of many writes.
+    pub fn writer(&self) -> Writer<'_> {
+        Writer { img: self, write: self.hot.write }
     }
 
     /// Adds `delta` to the word at `addr` if it lies in a writable range.

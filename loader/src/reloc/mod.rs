@@ -236,7 +236,6 @@ impl<'a> Engine<'a> {
             let lazy_range = lazy_got && start == di.jmprel;
             let (relro_start, relro_end) = d.relro.unwrap_or((0, 0));
             let any_variant_pcs = self.target.variant_pcs && di.variant_pcs;
-            let mut lazy = 0;
             // The lazy range's other entries (IRELATIVE, TLS descriptors,
             // slots bound now), for the general loop below.
             let mut rest: Vec<usize> = Vec::new();
@@ -244,28 +243,32 @@ impl<'a> Engine<'a> {
                 let Some(entries) = d.img.span_bytes(table, 0, n * 24) else {
                     return Err(err!(name(), "relocation table lies outside the object"));
                 };
-                for (i, e) in entries.chunks_exact(24).enumerate() {
-                    let word = |k: usize| e.get(k..k + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+                let relro_len = relro_end.saturating_sub(relro_start);
+                // Held in registers across the writes (see `Writer`).
+                let (slots, base, jump_slot) = (d.img.writer(), d.base, self.target.jump_slot);
+                // Fixed-size entries: the word reads below need no checks.
+                for (i, e) in entries.as_chunks::<24>().0.iter().enumerate() {
+                    let word = |k: usize| e[k..k + 8].try_into().map_or(0, u64::from_le_bytes);
                     let (off, info) = (word(0), word(8));
-                    let place = d.base.wrapping_add(off as usize);
+                    let place = base.wrapping_add(off as usize);
                     // A lazy JUMP_SLOT points back into the PLT (its
                     // link-time value, relocated), whose entry calls the
                     // resolver on the first call. Not in RELRO (sealed
                     // before any call) nor a variant-PCS function (see
                     // Target::variant_pcs).
-                    if info as u32 == self.target.jump_slot
-                        && !(place >= relro_start && place < relro_end)
+                    if info as u32 == jump_slot
+                        && place.wrapping_sub(relro_start) >= relro_len
                         && !(any_variant_pcs && self.variant_pcs(id, (info >> 32) as u32))
                     {
-                        if !d.img.add_to_word(place, d.base as u64) {
-                            return Err(bad_place(name(), place, d.base));
+                        if !slots.add_to_word(place, base as u64) {
+                            return Err(bad_place(name(), place, base));
                         }
-                        lazy += 1;
                     } else {
                         rest.push(i);
                     }
                 }
             }
+            let lazy = if lazy_range { n - rest.len() } else { 0 };
             let all = if lazy_range { 0..0 } else { 0..n };
             for i in all.chain(rest) {
                 let at = start + i * 24;

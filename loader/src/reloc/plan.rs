@@ -254,8 +254,14 @@ impl ObjectPlan<'_> {
     /// What the relocation at `place` bound to, if the plan says.
     pub fn get(&mut self, place: u64) -> Option<Planned> {
         let n = self.entries.len() / ENTRY_WORDS;
-        let at = match self.entries.get(ENTRY_WORDS * self.next) {
-            Some(&p) if p == place => self.next,
+        let place_of = |i: usize| self.entries.get(ENTRY_WORDS * i).copied();
+        let at = match place_of(self.next) {
+            Some(p) if p == place => self.next,
+            // Between the entry before the cursor and the one at it: none
+            // (a relocation bound to its own object, which needs no entry).
+            after if after.is_none_or(|p| place < p) && (self.next == 0 || place_of(self.next - 1).is_some_and(|p| p < place)) => {
+                return None;
+            }
             _ => self.search(place)?,
         };
         self.next = at + 1;
