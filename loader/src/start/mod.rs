@@ -204,10 +204,12 @@ unsafe fn own_image(base: usize) -> Result<(Mapped, usize), Error> {
 #[inline(never)]
 fn namespace(stack: &Stack, program: &Program, main_map: Mapped, self_map: Mapped, facts: &Facts) -> Result<Namespace, Error> {
     let mut ns = Namespace::default();
-    // Room for a typical closure at once: a `Dso` is over a kilobyte, and
-    // growing one at a time copied 7 of them through 30 KiB of fresh heap
-    // (about 7 page faults of a hello's 100).
-    ns.objs.reserve(8);
+    // Room for a large closure at once, as a mapping of its own (over the
+    // heap's large-block size) whose untouched pages cost nothing: a `Dso`
+    // is over a kilobyte, and growing the table copied every object
+    // through fresh heap at each doubling (7 page faults of a hello's 100
+    // when it grew from one; 16 for fifty libraries from eight).
+    ns.objs.reserve(64);
     let lname = if program.direct { program.path.clone() } else { Vec::new() };
     let mut main =
         Dso::new(Kind::Main, lname, program.path.clone(), main_map, facts.page).map_err(|e| err!(diag::show(&program.path), "{}", e))?;
