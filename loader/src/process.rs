@@ -101,7 +101,7 @@ impl Process {
                     continue;
                 }
                 if let Some(r) = d.dyn_info.rpath.and_then(|off| d.string(off)) {
-                    let dirs = search::split_list(r, d.origin.as_deref(), d.kind == Kind::Main, &tokens);
+                    let dirs: Vec<Vec<u8>> = search::split_list(r, d.origin.as_deref(), d.kind == Kind::Main, &tokens).collect();
                     if dirs.iter().any(|x| exists(x)) {
                         out.extend(dirs);
                     }
@@ -110,7 +110,7 @@ impl Process {
         }
         out.extend(self.search.library_path.iter().cloned());
         if let Some(r) = runpath {
-            let dirs = search::split_list(&r, requester.origin.as_deref(), requester.kind == Kind::Main, &tokens);
+            let dirs: Vec<Vec<u8>> = search::split_list(&r, requester.origin.as_deref(), requester.kind == Kind::Main, &tokens).collect();
             if dirs.iter().any(|x| exists(x)) {
                 out.extend(dirs);
             }

@@ -130,10 +130,12 @@ pub fn expand(entry: &[u8], origin: Option<&[u8]>, executable: bool, t: &Tokens<
     let mut saw_origin = false;
     let mut i = 0;
     while i < entry.len() {
-        if entry[i] != b'$' {
-            out.push(entry[i]);
-            i += 1;
-            continue;
+        // Up to the next `$` in one copy (most entries have none).
+        let plain = entry[i..].iter().position(|&b| b == b'$').unwrap_or(entry.len() - i);
+        out.extend_from_slice(&entry[i..i + plain]);
+        i += plain;
+        if i == entry.len() {
+            break;
         }
         let rest = &entry[i + 1..];
         let Some((dst, used)) = dst_at(rest) else {
@@ -164,10 +166,9 @@ pub fn expand(entry: &[u8], origin: Option<&[u8]>, executable: bool, t: &Tokens<
 
 /// Splits a colon- or semicolon-separated list and expands its tokens.
 /// An empty element means the current directory, as in glibc.
-pub fn split_list(list: &[u8], origin: Option<&[u8]>, executable: bool, t: &Tokens<'_>) -> Vec<Vec<u8>> {
+pub fn split_list<'a>(list: &'a [u8], origin: Option<&'a [u8]>, executable: bool, t: &'a Tokens<'a>) -> impl Iterator<Item = Vec<u8>> + 'a {
     list.split(|&b| b == b':' || b == b';')
-        .filter_map(|e| if e.is_empty() { Some(b".".to_vec()) } else { expand(e, origin, executable, t) })
-        .collect()
+        .filter_map(move |e| if e.is_empty() { Some(b".".to_vec()) } else { expand(e, origin, executable, t) })
 }
 
 /// Calls `probe` with each candidate path for `name` in search order and

@@ -260,7 +260,7 @@ fn search_setup(stack: &Stack, program: &Program, env: &Env, facts: &Facts) -> S
     let source = if facts.secure { None } else { program.opts.library_path.or_else(|| env.get(b"LD_LIBRARY_PATH")) };
     // `$ORIGIN` in LD_LIBRARY_PATH means the program's directory.
     let origin = search::dirname(&program.path).to_vec();
-    let library_path = source.map(|l| search::split_list(l, Some(&origin), true, &tokens)).unwrap_or_default();
+    let library_path = source.map(|l| search::split_list(l, Some(&origin), true, &tokens).collect()).unwrap_or_default();
     let glibc_base = Native::GLIBC_INTERP.rsplit('/').next().unwrap_or(Native::GLIBC_INTERP).as_bytes();
     let loader_names: [&[u8]; 4] = [glibc_base, Native::GLIBC_INTERP.as_bytes(), b"ld-cah.so", &program.interp];
     Search {
