@@ -60,6 +60,7 @@ impl Search {
             machine: Native::MACHINE,
             page: self.page,
             loader_names: names,
+            store: Default::default(),
         }
     }
 

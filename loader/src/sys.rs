@@ -68,6 +68,8 @@ pub const O_CLOEXEC: u32 = 0o2000000;
 pub const O_NONBLOCK: u32 = 0o4000;
 /// These two differ between x86_64 and aarch64.
 pub const O_DIRECTORY: u32 = nr::O_DIRECTORY;
+/// The same on x86_64 and aarch64 (`asm-generic`).
+pub const O_PATH: u32 = 0o10_000_000;
 pub const O_NOFOLLOW: u32 = nr::O_NOFOLLOW;
 
 pub const PROT_NONE: usize = 0;

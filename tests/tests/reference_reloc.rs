@@ -100,6 +100,7 @@ fn load(case: &Case) -> Result<Namespace, String> {
         machine: case.machine,
         page: PAGE,
         loader_names: &names,
+        store: Default::default(),
     };
     let preloads: Vec<Preload<'_>> = case.preloads.iter().map(|n| Preload { name: n.as_bytes().to_vec(), source: "test" }).collect();
     closure::load_all(&mut ns, &cfg, &preloads).map_err(|e| e.message.clone())?;

@@ -17,6 +17,48 @@ pub struct Config<'a> {
     pub page: usize,
     /// Names that mean "the dynamic loader" (ld-cah answers to them).
     pub loader_names: &'a [&'a [u8]],
+    /// Whether the store's directory exists, for this round of loading.
+    pub store: StoreDir,
+}
+
+/// Whether the content-addressed store's directory exists, asked at most
+/// once per round of loading (start-up, or one `dlopen`): without a store
+/// (the usual case) each locked library cost a failed `open` of its store
+/// path first, fifty of them for fifty libraries. The first locked name of
+/// a round is probed as before (a `dlopen` of one library pays nothing
+/// more); the second asks for the directory, and its answer holds for the
+/// rest of the round. Asked again next round, so a store made while a
+/// program runs serves its next `dlopen`.
+#[derive(Default)]
+pub struct StoreDir(core::cell::Cell<StoreState>);
+
+#[derive(Clone, Copy, Default)]
+enum StoreState {
+    #[default]
+    Unasked,
+    ProbedOnce,
+    Known(bool),
+}
+
+impl StoreDir {
+    /// Whether to probe the store `dir` for a locked name.
+    fn worth_probing(&self, dir: &[u8]) -> bool {
+        let known = match self.0.get() {
+            StoreState::Unasked => {
+                self.0.set(StoreState::ProbedOnce);
+                return !dir.is_empty();
+            }
+            StoreState::Known(known) => return known,
+            // `O_PATH`: the permissions a look-up inside it needs, no more.
+            StoreState::ProbedOnce => {
+                let mut path = dir.to_vec();
+                path.push(0);
+                !dir.is_empty() && sys::open(&path, sys::O_PATH | sys::O_DIRECTORY | sys::O_CLOEXEC, 0).is_ok()
+            }
+        };
+        self.0.set(StoreState::Known(known));
+        known
+    }
 }
 
 /// Why one candidate file was passed over.
@@ -196,7 +238,7 @@ fn load_object(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u
     // glibc skips /etc/ld.so.cache for these: its entries need not be
     // in trusted directories.
     let env = if suid_only { SearchEnv { cache: None, ..cfg.env } } else { cfg.env };
-    let store = want.as_ref().and_then(|w| w.store_path());
+    let store = want.as_ref().filter(|w| cfg.store.worth_probing(w.store_dir())).and_then(|w| w.store_path());
     let has_slash = name.contains(&b'/');
     let resolved = search::resolve(name, store.is_some(), &me, &chain, &env, |c| {
         let (path, suid) = match c {

@@ -229,6 +229,11 @@ pub fn want(name: &[u8]) -> Result<Option<Want>, Error> {
 }
 
 impl Want {
+    /// The store's directory (empty: no store).
+    pub fn store_dir(&self) -> &[u8] {
+        &self.policy.store
+    }
+
     /// `<store>/<hex digest>`, the first place a locked name is looked for.
     pub fn store_path(&self) -> Option<Vec<u8>> {
         if self.policy.store.is_empty() {
