@@ -12,17 +12,6 @@ use crate::link::Namespace;
 /// loader knows (the glibc layer fills the private part).
 pub const LINK_MAP_ALLOC: usize = 2048;
 
-/// The bytes of each link map made from now on: glibc's `struct link_map`
-/// for the libc of this process when its layout is known (it is before
-/// start-up makes any link map, and never changes after), else
-/// [`LINK_MAP_ALLOC`]. It only ever goes down from that, so a link map is
-/// never smaller than this says. (2 KiB each was 13 page faults more for
-/// fifty libraries than the 1,232 bytes bookworm's glibc needs.)
-pub fn link_map_bytes() -> usize {
-    crate::glibc::runtime::layout()
-        .map_or(LINK_MAP_ALLOC, |l| (l.link_map.size as usize).clamp(core::mem::size_of::<LinkMapPublic>(), LINK_MAP_ALLOC))
-}
-
 /// The public prefix of `struct link_map` (`<link.h>`), stable across builds.
 #[repr(C)]
 pub struct LinkMapPublic {
@@ -70,11 +59,13 @@ pub extern "C" fn _dl_debug_state() {
     core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
 }
 
-/// Allocates the `link_map` of every object that has none and links the
-/// objects of `chain` in that order (glibc's `l_next` order: program, vDSO,
-/// then the global scope; an unused loader is left out, as glibc does).
-pub fn link_maps(ns: &mut Namespace, chain: &[crate::link::DsoId]) {
-    let bytes = link_map_bytes();
+/// Allocates the `link_map` of every object that has none, of `bytes`
+/// bytes (`glibc::runtime::link_map_bytes`; at least the public prefix),
+/// and links the objects of `chain` in that order (glibc's `l_next` order:
+/// program, vDSO, then the global scope; an unused loader is left out, as
+/// glibc does).
+pub fn link_maps(ns: &mut Namespace, chain: &[crate::link::DsoId], bytes: usize) {
+    let bytes = bytes.max(core::mem::size_of::<LinkMapPublic>());
     for d in ns.objs.iter_mut() {
         if d.link_map == 0 {
             let mem = alloc::vec![0usize; bytes.div_ceil(8)].leak();
@@ -88,7 +79,7 @@ pub fn link_maps(ns: &mut Namespace, chain: &[crate::link::DsoId]) {
         let next = if k + 1 < n { ns.objs[chain[k + 1]].link_map } else { 0 };
         let prev = if k > 0 { ns.objs[chain[k - 1]].link_map } else { 0 };
         // SAFETY: `lm` is this object's own zeroed, leaked, word-aligned
-        // allocation of `link_map_bytes()` (at least the public prefix);
+        // allocation of at least the public prefix (see above);
         // `name` is NUL-terminated and lives as long as the object.
         unsafe {
             (*lm).l_addr = d.base;
@@ -100,13 +91,15 @@ pub fn link_maps(ns: &mut Namespace, chain: &[crate::link::DsoId]) {
     }
 }
 
-/// Zeroes a link map that left the chain, for reuse by a later object.
-pub fn clear_link_map(lm: usize) {
+/// Zeroes the first `bytes` of a link map that left the chain, for reuse
+/// by a later object; `bytes` is no more than it was made with.
+pub fn clear_link_map(lm: usize, bytes: usize) {
     if lm != 0 {
         // SAFETY: `lm` is one of the allocations made by `link_maps`, owned
-        // by an object that is gone, of at least `link_map_bytes()` (which
-        // never grows).
-        unsafe { core::ptr::write_bytes(lm as *mut u8, 0, link_map_bytes()) };
+        // by an object that is gone, and the caller passes no more bytes
+        // than it was made with (`glibc::runtime::link_map_bytes` never
+        // grows).
+        unsafe { core::ptr::write_bytes(lm as *mut u8, 0, bytes) };
     }
 }
 

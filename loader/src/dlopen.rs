@@ -335,7 +335,7 @@ pub fn unmap(id: DsoId) {
     crate::glibc::runtime::remove_object(lm);
     let chain = ns.link_order();
     crate::debug::publish(ns, 0, crate::debug::RT_DELETE);
-    crate::debug::link_maps(ns, &chain);
+    crate::debug::link_maps(ns, &chain, crate::glibc::runtime::link_map_bytes());
     if let Some(l) = crate::glibc::runtime::layout() {
         crate::glibc::rtld::count_removed(l, 1);
     }
@@ -350,6 +350,6 @@ pub fn unmap(id: DsoId) {
     crate::debug::publish(ns, 0, crate::debug::RT_CONSISTENT);
     // The link map left the chain above; a later object reuses it, and
     // the slot, clean.
-    crate::debug::clear_link_map(lm);
+    crate::debug::clear_link_map(lm, crate::glibc::runtime::link_map_bytes());
     ns.release(id);
 }

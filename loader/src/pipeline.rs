@@ -16,7 +16,7 @@ use crate::reloc::{Engine, Stats, Target};
 /// relocation: libc's IFUNC resolvers read link maps.
 pub fn link_maps(ns: &mut Namespace, new: &[DsoId], at_startup: bool) {
     let chain = ns.link_order();
-    crate::debug::link_maps(ns, &chain);
+    crate::debug::link_maps(ns, &chain, crate::glibc::runtime::link_map_bytes());
     if let Some(l) = crate::glibc::runtime::layout() {
         crate::glibc::rtld::fill_link_maps(l, ns, new, !at_startup);
         if !at_startup {

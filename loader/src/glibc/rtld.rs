@@ -136,7 +136,7 @@ pub fn fill_link_maps(l: &Layout, ns: &mut Namespace, chain: &[DsoId], dlopened:
         {
             let ns = &*ns;
             let d = &ns.objs[id];
-            // SAFETY: `link_map` is a zeroed allocation of `link_map_bytes()` of
+            // SAFETY: `link_map` is a zeroed allocation of `runtime::link_map_bytes()` of
             // this object (debug::link_maps), larger than any table's size.
             let m = unsafe { Raw::new(d.link_map) };
             m.put(lm.l_real, d.link_map as u64);
@@ -284,7 +284,7 @@ pub fn fill_globals(
 ) -> Result<(), &'static str> {
     if l.rtld_global.size as usize > Block::<8192>::SIZE
         || l.rtld_global_ro.size as usize > Block::<4096>::SIZE
-        || l.link_map.size as usize > crate::debug::link_map_bytes()
+        || l.link_map.size as usize > super::runtime::link_map_bytes()
     {
         return Err("glibc structures larger than ld-cah reserves");
     }
@@ -580,7 +580,7 @@ pub fn set_searchlist(l: &Layout, lm: usize, list: &[usize], keep: Option<&mut V
         }
         None => list.to_vec().leak(),
     };
-    // SAFETY: `lm` is one of our link maps (`debug::link_map_bytes()`, at
+    // SAFETY: `lm` is one of our link maps (`runtime::link_map_bytes()`, at
     // least `l.link_map.size`, checked by `fill_globals`).
     let s = unsafe { Raw::new(lm) }.sub(l.link_map.l_searchlist);
     s.put(l.r_scope_elem.r_list, arr.as_ptr() as u64);
