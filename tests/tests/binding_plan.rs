@@ -256,6 +256,21 @@ fn plan_checksum(words: &[u64]) -> u64 {
     h ^ (h >> 33)
 }
 
+/// Records a plan for `s`'s program (checking the run against glibc's
+/// loader), lets `edit` change its words, seals the result with a good
+/// checksum and puts it in place of the plan. Returns glibc's output.
+fn record_then_tamper(s: &Setup, edit: impl FnOnce(&mut Vec<u64>)) -> String {
+    let reference = s.glibc().stdout;
+    assert_eq!(s.cah(true).stdout, reference);
+    let (path, _, bytes) = s.plans().pop().expect("a plan was written");
+    let mut w: Vec<u64> = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+    edit(&mut w);
+    let body = w.len() - 1;
+    w[body] = plan_checksum(&w[..body]);
+    std::fs::write(&path, w.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    reference
+}
+
 /// A plan that passes every check of the file (trusted, this closure's
 /// key, a good checksum) but binds the program's references to each
 /// other's definitions is not obeyed: the sampled name check finds
@@ -265,26 +280,21 @@ fn plan_checksum(words: &[u64]) -> u64 {
 #[test]
 fn a_plan_binding_another_name_is_not_obeyed() {
     let s = Setup::new(Arch::X86_64);
-    let reference = s.glibc().stdout;
-    assert_eq!(s.cah(true).stdout, reference);
-    let (path, _, bytes) = s.plans().pop().expect("a plan was written");
-    let mut w: Vec<u64> = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
-    let (n, header) = (w[6] as usize, 9);
-    let (from, to) = (w[header] as usize, w[header + 1] as usize);
-    let entries = header + n + 1;
-    // The program's (object 0's) entries bound to a definition: each is
-    // (relocation place, binding, value); bindings and values move on
-    // together, so every entry stays consistent in itself.
-    let bound: Vec<usize> = (from..to).map(|i| entries + 3 * i + 1).filter(|&at| w[at] != u64::MAX).collect();
-    assert!(bound.len() >= 3, "the program has bound references: {bound:?}");
-    let first = (w[bound[0]], w[bound[0] + 1]);
-    for k in 0..bound.len() - 1 {
-        (w[bound[k]], w[bound[k] + 1]) = (w[bound[k + 1]], w[bound[k + 1] + 1]);
-    }
-    (w[*bound.last().unwrap()], w[*bound.last().unwrap() + 1]) = first;
-    let body = w.len() - 1;
-    w[body] = plan_checksum(&w[..body]);
-    std::fs::write(&path, w.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let reference = record_then_tamper(&s, |w| {
+        let (n, header) = (w[6] as usize, 9);
+        let (from, to) = (w[header] as usize, w[header + 1] as usize);
+        let entries = header + n + 1;
+        // The program's (object 0's) entries bound to a definition: each is
+        // (relocation place, binding, value); bindings and values move on
+        // together, so every entry stays consistent in itself.
+        let bound: Vec<usize> = (from..to).map(|i| entries + 3 * i + 1).filter(|&at| w[at] != u64::MAX).collect();
+        assert!(bound.len() >= 3, "the program has bound references: {bound:?}");
+        let first = (w[bound[0]], w[bound[0] + 1]);
+        for k in 0..bound.len() - 1 {
+            (w[bound[k]], w[bound[k] + 1]) = (w[bound[k + 1]], w[bound[k + 1] + 1]);
+        }
+        (w[*bound.last().unwrap()], w[*bound.last().unwrap() + 1]) = first;
+    });
 
     let out = s.cah(true);
     assert_eq!(out.code, Some(0), "{out:?}");
@@ -301,24 +311,19 @@ fn a_plan_binding_another_name_is_not_obeyed() {
 #[test]
 fn a_plan_with_other_addresses_is_not_obeyed() {
     let s = Setup::new(Arch::X86_64);
-    let reference = s.glibc().stdout;
-    assert_eq!(s.cah(true).stdout, reference);
-    let (path, _, bytes) = s.plans().pop().expect("a plan was written");
-    let mut w: Vec<u64> = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
-    let (n, m, header) = (w[6] as usize, w[7] as usize, 9);
-    let entries = header + n + 1;
-    let mut moved = 0;
-    for i in 0..m {
-        let value = &mut w[entries + 3 * i + 2];
-        if *value != u64::MAX {
-            *value += 16;
-            moved += 1;
+    let reference = record_then_tamper(&s, |w| {
+        let (n, m, header) = (w[6] as usize, w[7] as usize, 9);
+        let entries = header + n + 1;
+        let mut moved = 0;
+        for i in 0..m {
+            let value = &mut w[entries + 3 * i + 2];
+            if *value != u64::MAX {
+                *value += 16;
+                moved += 1;
+            }
         }
-    }
-    assert!(moved >= 3, "the plan records plain addresses");
-    let body = w.len() - 1;
-    w[body] = plan_checksum(&w[..body]);
-    std::fs::write(&path, w.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+        assert!(moved >= 3, "the plan records plain addresses");
+    });
 
     let out = s.cah(true);
     assert_eq!(out.code, Some(0), "{out:?}");
