@@ -346,6 +346,7 @@ impl Image {
     }
 
     /// A writer of words into this image for a loop of many writes.
+    #[inline(always)]
     pub fn writer(&self) -> Writer<'_> {
         Writer { img: self, write: self.hot.write }
     }
@@ -353,16 +354,7 @@ impl Image {
     /// Adds `delta` to the word at `addr` if it lies in a writable range.
     #[inline(always)]
     pub fn add_to_word(&self, addr: usize, delta: u64) -> bool {
-        if !self.is_writable(addr, 8) {
-            return false;
-        }
-        // SAFETY: writable (so readable) and owned by this object (see
-        // `add_writable`).
-        unsafe {
-            let p = addr as *mut u64;
-            core::ptr::write_unaligned(p, core::ptr::read_unaligned(p).wrapping_add(delta));
-        }
-        true
+        self.writer().add_to_word(addr, delta)
     }
 
     /// Adds `delta` to the word at `start + 8 i` for every bit `i` set in
