@@ -160,6 +160,25 @@ fn warm_start_does_no_lookup_aarch64() {
     cold_then_warm(Arch::Aarch64, false);
 }
 
+/// Where no plan can be stored (here `CAH_CACHE_DIR` names a file), a
+/// start records none: it would be work thrown away at every start.
+#[test]
+fn nothing_is_recorded_where_no_plan_can_be_stored() {
+    for arch in [Arch::X86_64, Arch::Aarch64] {
+        let s = Setup::new(arch);
+        let reference = s.glibc().stdout;
+        let file = s.dir.path().join("not-a-directory");
+        std::fs::write(&file, b"").unwrap();
+        let out = s.run_env(s.command(&s.dir.path().join("cxx-interp")), &[("CAH_CACHE_DIR", file.to_str().unwrap())]);
+        assert_eq!(out.code, Some(0), "{arch:?}: {out:?}");
+        assert_eq!(out.stdout, reference, "{arch:?}");
+        assert!(out.stderr.contains("none recorded: the cache cannot store one"), "{arch:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("recording one") && !out.stderr.contains("written"), "{arch:?}: {}", out.stderr);
+        assert!(stat(&out, " lookups") > 1000, "{arch:?}: {}", out.stderr);
+        assert_eq!(std::fs::read(&file).unwrap(), b"", "{arch:?}: the file is left alone");
+    }
+}
+
 #[test]
 fn a_plan_that_does_not_fit_is_ignored() {
     let s = Setup::new(Arch::X86_64);

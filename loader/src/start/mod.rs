@@ -454,7 +454,7 @@ fn relocate(
         progname: stack.arg(0).map_or("<program name unknown>", diag::show),
         hwcap: facts.hwcap,
         plan: plan.plan.as_ref(),
-        record: plan.plan.is_none() && plan.key.is_some(),
+        record: plan.store.is_some(),
     };
     let done = pipeline::relocate(ns, &order, &binding)?;
     let stats = done.stats;
@@ -485,6 +485,8 @@ fn relocate(
 struct BindingPlan {
     key: Option<crate::verify::digest::Digest>,
     plan: Option<plan::Plan>,
+    /// Where a plan recorded by this start goes; `None`: nothing recorded.
+    store: Option<plan::Store>,
     places: Vec<crate::verify::runtime::Place>,
     euid: u32,
 }
@@ -495,7 +497,7 @@ impl BindingPlan {
         let euid = sys::geteuid();
         let cache_dir = if facts.secure { None } else { env.get(b"CAH_CACHE_DIR") };
         let places = crate::verify::runtime::places(facts.secure, euid, cache_dir);
-        let mut none = BindingPlan { key: None, plan: None, places, euid };
+        let mut none = BindingPlan { key: None, plan: None, store: None, places, euid };
         let say = |what: core::fmt::Arguments<'_>| {
             if facts.debug.bindings {
                 diag::print(2, format_args!("ld-cah.so: bindings: {what}\n"));
@@ -522,16 +524,24 @@ impl BindingPlan {
                 say(format_args!("using the plan {} ({} references{layout})", key.short_hex(12), p.len()));
                 none.plan = Some(p);
             }
-            Err(why) => say(format_args!("no plan {}: {why}; recording one", key.short_hex(12))),
+            Err(why) => match plan::Store::open(&none.places, euid) {
+                Ok(store) => {
+                    say(format_args!("no plan {}: {why}; recording one", key.short_hex(12)));
+                    none.store = Some(store);
+                }
+                Err(cannot) => {
+                    say(format_args!("no plan {}: {why}; none recorded: the cache cannot store one ({cannot})", key.short_hex(12)))
+                }
+            },
         }
         none
     }
 
     /// After relocation: a cold start stores what it resolved.
     fn finish(&self, recorded: Option<plan::Recorder>, layout: Option<usize>, stats: &crate::reloc::Stats, facts: &Facts) {
-        let (Some(key), Some(rec)) = (self.key, recorded) else { return };
+        let (Some(key), Some(store), Some(rec)) = (self.key, &self.store, recorded) else { return };
         let bytes = rec.encode(&key, layout);
-        let r = plan::store(&self.places, self.euid, &key, &bytes);
+        let r = store.put(self.euid, &key, &bytes);
         if facts.debug.bindings {
             match r {
                 Ok(()) => {
