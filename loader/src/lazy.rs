@@ -42,9 +42,10 @@ use object::elf::*;
 use crate::arch::native::{self, Native};
 use crate::arch::{ArchInfo, RelocKind};
 use crate::diag::{Error, ErrorKind};
-use crate::elf::symbols::{self, Filter, Found, Query, Sym};
+use crate::elf::symbols::{self, Found, Query, Sym};
 use crate::elf::version::VersionReq;
 use crate::err;
+use crate::link::lookup::Bloom;
 use crate::link::{Dso, DsoId, Kind, Namespace};
 
 /// `AT_HWCAP`/`AT_HWCAP2`, which aarch64 IFUNC resolvers are passed.
@@ -87,47 +88,6 @@ static SEEN: spin::Mutex<Vec<(u64, bool)>> = spin::Mutex::new(Vec::new());
 struct Record {
     dso: Dso,
     filter: Bloom,
-}
-
-/// An object's Bloom filter for the scope walk: the test is one load.
-enum Bloom {
-    /// The address of the filter's words (checked to lie in one readable
-    /// range of the object when the record was made), size - 1, shift.
-    Words(usize, u32, u32),
-    /// [`symbols::lookup`] finds nothing in this object.
-    Nothing,
-    /// No GNU hash table to test: search every time.
-    Search,
-}
-
-impl Bloom {
-    fn of(d: &Dso) -> Bloom {
-        match Filter::of(&d.dyn_info) {
-            Filter::Bloom(span, mask, shift) if (mask as usize + 1).checked_mul(8).is_some_and(|n| n <= span.len()) => {
-                Bloom::Words(span.start(), mask, shift)
-            }
-            Filter::Bloom(..) | Filter::Nothing => Bloom::Nothing,
-            Filter::Search => Bloom::Search,
-        }
-    }
-
-    /// Whether the object may define a name of GNU hash `h`.
-    #[inline(always)]
-    fn may_define(&self, h: u32) -> bool {
-        match *self {
-            Bloom::Words(words, mask, shift) => {
-                // SAFETY: `(h / 64) & mask <= mask`, and the filter's
-                // `mask + 1` words were checked to lie in a readable range
-                // of the object (`Bloom::of`), which stays mapped while a
-                // snapshot that reaches it can be read (see `publish`).
-                let word = unsafe { core::ptr::read_unaligned((words + ((h / 64) & mask) as usize * 8) as *const u64) };
-                let m = (1u64 << (h % 64)) | (1u64 << (h.wrapping_shr(shift) % 64));
-                word & m == m
-            }
-            Bloom::Nothing => false,
-            Bloom::Search => true,
-        }
-    }
 }
 
 /// The published snapshot (null before start-up installs the namespace).
@@ -175,7 +135,9 @@ impl Objects for Snapshot {
     /// The scope walk every lazy binding makes: most objects are turned
     /// away by their copied Bloom filter.
     fn in_global(&self, q: &Query<'_>, want: Option<&VersionReq>) -> Option<(&Dso, Sym)> {
-        self.walk.iter().filter(|r| r.filter.may_define(q.gnu)).find_map(|r| in_one(&r.dso, q, want))
+        // SAFETY: each record's object stays mapped while a snapshot that
+        // reaches it can be read (see `publish`).
+        self.walk.iter().filter(|r| unsafe { r.filter.may_define(q.gnu) }).find_map(|r| in_one(&r.dso, q, want))
     }
 }
 
@@ -251,7 +213,7 @@ pub fn publish(ns: &Namespace) {
             if !wanted(i, d) {
                 None
             } else {
-                kept(i, d).cloned().or_else(|| Some(Arc::new(Record { dso: d.copy_for_lookups(), filter: Bloom::of(d) })))
+                kept(i, d).cloned().or_else(|| Some(Arc::new(Record { dso: d.copy_for_lookups(), filter: Bloom::of(&d.dyn_info) })))
             }
         })
         .collect();

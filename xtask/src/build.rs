@@ -158,10 +158,12 @@ fn check_shape(so: &std::path::Path, arch: Arch) -> Result<(), String> {
 /// glibc's ld.so (about 205 KB); these limits are what was reached
 /// (x86_64 464,586, aarch64 352,997 bytes) plus a small margin: lower them
 /// as the loader shrinks, see docs/benchmarks.md, "Size". x86_64 grew by
-/// 4 KiB for glibc's per-release CPU tuning rules (`glibc/cpu.rs`).
+/// 4 KiB for glibc's per-release CPU tuning rules (`glibc/cpu.rs`), and by
+/// 4 KiB for the prepared scope walk that brought lookups under glibc's
+/// cost, with the plan's merge sort and store check (485,122 bytes).
 fn loaded_size_limit(arch: Arch) -> u64 {
     match arch {
-        Arch::X86_64 => 472 * 1024,
+        Arch::X86_64 => 476 * 1024,
         Arch::Aarch64 => 360 * 1024,
     }
 }

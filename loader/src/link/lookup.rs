@@ -3,11 +3,12 @@
 //! what makes interposition by the executable and by preloads work.
 
 use alloc::vec::Vec;
+use core::marker::PhantomData;
 
 use object::elf::*;
 
 use super::{DsoId, Namespace};
-use crate::elf::symbols::{self, Found, Query, Sym};
+use crate::elf::symbols::{self, Filter, Found, Query, Sym};
 use crate::elf::version::VersionReq;
 
 /// A definition: which object, which symbol.
@@ -51,6 +52,100 @@ pub enum Class {
     Copy,
 }
 
+/// An object's Bloom filter taken out for a scope walk: the test is one
+/// load, with nothing of the object itself read.
+#[derive(Clone, Copy, Debug)]
+pub enum Bloom {
+    /// The address of the filter's words (checked to lie in one readable
+    /// range of the object by [`Bloom::of`]), size - 1, shift.
+    Words(usize, u32, u32),
+    /// [`symbols::lookup`] finds nothing in this object.
+    Nothing,
+    /// No GNU hash table to test: search every time.
+    Search,
+}
+
+impl Bloom {
+    pub fn of(d: &crate::elf::DynInfo) -> Bloom {
+        match Filter::of(d) {
+            Filter::Bloom(span, mask, shift) if (mask as usize + 1).checked_mul(8).is_some_and(|n| n <= span.len()) => {
+                Bloom::Words(span.start(), mask, shift)
+            }
+            Filter::Bloom(..) | Filter::Nothing => Bloom::Nothing,
+            Filter::Search => Bloom::Search,
+        }
+    }
+
+    /// Whether the object may define a name of GNU hash `h`.
+    ///
+    /// # Safety
+    /// The object this filter was taken from is still mapped.
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    pub unsafe fn may_define(&self, h: u32) -> bool {
+        match *self {
+            Bloom::Words(words, mask, shift) => {
+                // SAFETY: `(h / 64) & mask <= mask`, and the filter's
+                // `mask + 1` words were checked to lie in a readable range
+                // of the object (`Bloom::of`), which the caller says is
+                // still mapped.
+                let word = unsafe { core::ptr::read_unaligned((words + ((h / 64) & mask) as usize * 8) as *const u64) };
+                let m = (1u64 << (h % 64)) | (1u64 << (h.wrapping_shr(shift) % 64));
+                word & m == m
+            }
+            Bloom::Nothing => false,
+            Bloom::Search => true,
+        }
+    }
+}
+
+/// A scope prepared for many lookups (a round of relocation): each
+/// object's id next to its Bloom filter in one array, so that turning an
+/// object away reads the array and one filter word, not the object (the
+/// namespace's objects lie a kilobyte apart). It borrows the namespace,
+/// so no object of it is unmapped while it lives.
+pub struct Walk<'ns> {
+    entries: Vec<(DsoId, Bloom)>,
+    _ns: PhantomData<&'ns Namespace>,
+}
+
+impl<'ns> Walk<'ns> {
+    pub fn new(ns: &'ns Namespace, scope: &[DsoId]) -> Walk<'ns> {
+        let mut entries = Vec::with_capacity(scope.len());
+        for &id in scope {
+            if let Some(d) = ns.objs.get(id) {
+                entries.push((id, Bloom::of(&d.dyn_info)));
+            }
+        }
+        Walk { entries, _ns: PhantomData }
+    }
+
+    /// [`lookup`] over this walk's scope.
+    pub fn lookup(
+        &self,
+        ns: &'ns Namespace,
+        unique: &mut UniqueTable,
+        q: &Query<'_>,
+        want: Option<&VersionReq>,
+        skip: Option<DsoId>,
+        class: Class,
+    ) -> Option<Def> {
+        for &(id, filter) in &self.entries {
+            // SAFETY: the walk borrows the namespace (above).
+            #[allow(unsafe_code)]
+            let may = unsafe { filter.may_define(q.gnu) };
+            if !may || Some(id) == skip {
+                continue;
+            }
+            let d = &ns.objs[id];
+            if let Some(def) = first(unique, q, id, symbols::search(&d.img, &d.dyn_info, &d.versions, q, want, class == Class::Plt)) {
+                return Some(def);
+            }
+        }
+        None
+    }
+}
+
 /// Looks `q` up in `scope`.
 pub fn lookup(
     ns: &Namespace,
@@ -66,16 +161,24 @@ pub fn lookup(
             continue;
         }
         let Some(d) = ns.objs.get(id) else { continue };
-        let found = symbols::lookup(&d.img, &d.dyn_info, &d.versions, q, want, class == Class::Plt);
-        let (Found::Match(idx, sym) | Found::Fallback(idx, sym)) = found else { continue };
-        let def = Def { obj: id, sym, idx };
-        if sym.bind() == STB_GNU_UNIQUE {
-            if let Some(prev) = unique.get(q.name) {
-                return Some(prev);
-            }
-            unique.entries.push((q.name.to_vec(), def));
+        if let Some(def) = first(unique, q, id, symbols::lookup(&d.img, &d.dyn_info, &d.versions, q, want, class == Class::Plt)) {
+            return Some(def);
         }
-        return Some(def);
     }
     None
+}
+
+/// The definition `found` in object `id` is the first of the scope: an
+/// `STB_GNU_UNIQUE` one binds to the process's one definition of the name.
+#[inline(always)]
+fn first(unique: &mut UniqueTable, q: &Query<'_>, id: DsoId, found: Found) -> Option<Def> {
+    let (Found::Match(idx, sym) | Found::Fallback(idx, sym)) = found else { return None };
+    let def = Def { obj: id, sym, idx };
+    if sym.bind() == STB_GNU_UNIQUE {
+        if let Some(prev) = unique.get(q.name) {
+            return Some(prev);
+        }
+        unique.entries.push((q.name.to_vec(), def));
+    }
+    Some(def)
 }

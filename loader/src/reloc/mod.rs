@@ -26,7 +26,7 @@ use crate::arch::{ArchInfo, RelocKind, TlsVariant};
 use crate::diag::{Error, ErrorKind};
 use crate::elf::symbols::{symbol, Query, Sym};
 use crate::err;
-use crate::link::lookup::{self, Class, Def, UniqueTable};
+use crate::link::lookup::{self, Class, Def, UniqueTable, Walk};
 use crate::link::{Dso, DsoId, Namespace};
 use crate::tls;
 
@@ -104,6 +104,9 @@ pub struct Stats {
     pub lazy: usize,
 }
 
+/// Lookups after which an engine prepares its scope as a [`Walk`].
+const WALK_AFTER: usize = 32;
+
 /// Relocation state across objects.
 pub struct Engine<'a> {
     pub ns: &'a Namespace,
@@ -111,7 +114,11 @@ pub struct Engine<'a> {
     pub unique: UniqueTable,
     pub stats: Stats,
     /// Bind symbols of this scope (the global scope at start-up).
-    pub scope: &'a [DsoId],
+    scope: &'a [DsoId],
+    /// The scope prepared for many lookups, once there have been
+    /// [`WALK_AFTER`] (a `dlopen` that looks up five names would spend
+    /// more preparing it than it saves).
+    walk: Option<Walk<'a>>,
     /// `LD_BIND_NOW`/`RTLD_NOW`: every PLT slot is bound now (a missing
     /// function is an error now, not when it is called).
     pub bind_now: bool,
@@ -170,27 +177,22 @@ impl Recent<'_, '_> {
 }
 
 impl<'a> Engine<'a> {
-    /// An engine that calls IFUNC resolvers through `resolve_ifunc`.
+    /// An engine binding symbols of `scope` that calls IFUNC resolvers
+    /// through `resolve_ifunc`.
     pub fn new(ns: &'a Namespace, scope: &'a [DsoId], target: Target, resolve_ifunc: Resolve<'a>) -> Engine<'a> {
-        Engine { done: vec![false; ns.objs.len()], ..Engine::for_lookups(ns, scope, target, resolve_ifunc) }
-    }
-
-    /// An engine that only looks symbols up (lazy binding), for objects
-    /// that are all relocated: nothing proportional to the namespace is
-    /// allocated.
-    pub fn for_lookups(ns: &'a Namespace, scope: &'a [DsoId], target: Target, resolve_ifunc: Resolve<'a>) -> Engine<'a> {
         Engine {
             ns,
             target,
             unique: UniqueTable::default(),
             stats: Stats::default(),
             scope,
+            walk: None,
             bind_now: false,
             progname: "<program name unknown>",
             resolve_ifunc,
             plan: None,
             recorder: None,
-            done: Vec::new(),
+            done: vec![false; ns.objs.len()],
         }
     }
 
@@ -414,7 +416,12 @@ impl<'a> Engine<'a> {
         let q = Query::new(name);
         self.stats.lookups += 1;
         let skip = if class == Class::Copy { Some(id) } else { None };
-        let mut found = lookup::lookup(self.ns, &mut self.unique, self.scope, &q, want.as_ref(), skip, class);
+        let mut found = if self.stats.lookups > WALK_AFTER {
+            let walk = self.walk.get_or_insert_with(|| Walk::new(self.ns, self.scope));
+            walk.lookup(self.ns, &mut self.unique, &q, want.as_ref(), skip, class)
+        } else {
+            lookup::lookup(self.ns, &mut self.unique, self.scope, &q, want.as_ref(), skip, class)
+        };
         if found.is_none() && d.dyn_info.symbolic {
             found = lookup::lookup(self.ns, &mut self.unique, &[id], &q, want.as_ref(), skip, class);
         }
