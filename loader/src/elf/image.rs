@@ -306,8 +306,7 @@ impl Image {
     /// further than `limit` (the end of the string table).
     pub fn cstr(&self, addr: usize, limit: usize) -> Option<&[u8]> {
         let all = self.up_to(addr, limit)?;
-        let n = all.iter().position(|&b| b == 0)?;
-        Some(&all[..n])
+        Some(&all[..nul_at(all)?])
     }
 
     /// The bytes from `addr` to the end of its readable range or `limit`,
@@ -414,6 +413,26 @@ unsafe impl Pod for u64 {}
 unsafe impl Pod for i64 {}
 // SAFETY: arrays of Pod are Pod.
 unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
+
+/// The index of the first NUL in `b`, a word at a time: symbol names are
+/// tens of bytes, and a byte loop took four instructions a byte.
+fn nul_at(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut words = b.chunks_exact(8);
+    for (i, w) in words.by_ref().enumerate() {
+        let x = word(w);
+        // The lowest flagged byte is the first zero (a flag above it may be
+        // a false one); `word` reads little-endian, so it is the first in
+        // memory.
+        let zero = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zero != 0 {
+            return Some(i * 8 + zero.trailing_zeros() as usize / 8);
+        }
+    }
+    let tail = words.remainder();
+    tail.iter().position(|&c| c == 0).map(|p| b.len() - tail.len() + p)
+}
 
 /// Whether `a` and `b` start with the same NUL-terminated string.
 fn same_terminated(a: &[u8], b: &[u8]) -> bool {
@@ -569,6 +588,29 @@ mod tests {
         assert_eq!(other.at::<u8>(s, 0), None, "another image's span");
         assert_eq!(img.at::<u8>(Span::default(), 0), None);
         assert_eq!(img.clone().at::<u8>(s, 0), Some(7), "a clone has the same ranges");
+    }
+
+    #[test]
+    fn nul_at_finds_the_first_nul() {
+        let mut b = [b'x'; 40];
+        assert_eq!(nul_at(&b), None);
+        for first in 0..b.len() {
+            for second in first..b.len() {
+                b = [b'x'; 40];
+                b[first] = 0;
+                b[second] = 0;
+                // 0x80 and 0x01 bytes next to the NUL are the haszero
+                // trick's false-positive cases.
+                if let Some(c) = b.get_mut(first + 1) {
+                    *c = if second % 2 == 0 { 0x80 } else { 0x01 };
+                }
+                for start in 0..8.min(first + 1) {
+                    assert_eq!(nul_at(&b[start..]), Some(first - start), "{first} {second} {start}");
+                }
+            }
+        }
+        assert_eq!(nul_at(b"abc"), None);
+        assert_eq!(nul_at(b"ab\0"), Some(2));
     }
 
     #[test]

@@ -280,9 +280,8 @@ impl Search<'_, '_> {
             (Some(w), Some(vs)) => {
                 let ndx = vs & 0x7fff;
                 let hidden_def = vs & 0x8000 != 0;
-                let named = self.defs.get(ndx);
-                let same = named.is_some_and(|v| v.hash == w.hash && v.name == w.name);
-                if same || !(w.hidden || named.is_some() || hidden_def) {
+                let named = self.defs.named_as(ndx, w);
+                if named == Some(true) || !(w.hidden || named.is_some() || hidden_def) {
                     Some(sym)
                 } else {
                     None

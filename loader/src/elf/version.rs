@@ -56,6 +56,15 @@ impl Versions {
         Some(VersionReq { name: self.name(e.name), hash: e.hash, hidden: e.hidden, file: e.file.map(|f| self.name(f)), weak: e.weak })
     }
 
+    /// Whether index `ndx` names a version (`get` is `Some`), and if so
+    /// whether it is `w` (same hash, then same name): a symbol search asks
+    /// this of every candidate, without building a [`VersionReq`].
+    #[inline]
+    pub fn named_as(&self, ndx: u16, w: &VersionReq<'_>) -> Option<bool> {
+        let e = self.entries.get(ndx as usize)?.as_ref()?;
+        Some(e.hash == w.hash && self.name(e.name) == w.name)
+    }
+
     fn name(&self, (at, len): (u32, u32)) -> &[u8] {
         self.names.get(at as usize..(at as usize).saturating_add(len as usize)).unwrap_or_default()
     }
