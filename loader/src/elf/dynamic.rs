@@ -74,14 +74,17 @@ impl DynInfo {
         let mut n: usize = 0;
         // No fixed cap on the number of entries (a legal object may have
         // thousands): the walk ends at `DT_NULL` or at the end of the
-        // readable range that holds the array, whichever comes first.
+        // readable range that holds the array, whichever comes first. That
+        // range is found once, not checked per read.
+        let span = img.span_upto(dynamic, usize::MAX).ok_or("dynamic section lies outside the object")?;
+        let mut entries = img.span_bytes(span, 0, span.len()).unwrap_or_default().chunks_exact(16);
         loop {
-            let Some(at) = n.checked_mul(16).and_then(|o| dynamic.checked_add(o)) else {
-                return Err("dynamic section lies outside the object");
-            };
-            let (Some(tag), Some(val)) = (img.u64(at), img.u64(at + 8)) else {
+            let Some(e) = entries.next() else {
                 return Err("dynamic section lies outside the object (no DT_NULL)");
             };
+            let word = |w: &[u8]| w.try_into().map_or(0, u64::from_ne_bytes);
+            let (tag, val) = (word(&e[..8]), word(&e[8..]));
+            let at = dynamic + n * 16;
             n += 1;
             // Every tag the loader knows fits in 32 bits.
             let Ok(tag) = u32::try_from(tag) else { continue };
