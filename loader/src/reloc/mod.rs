@@ -146,33 +146,52 @@ type Resolved = Option<Def>;
 /// start). A miss only costs a lookup, whose result is the same.
 ///
 /// It also holds the object's part of the binding plan, if any, which is
-/// asked first. (`slots`
-/// is optional for a caller with a single resolution to make, which has
-/// nothing to remember; lazy binding, the one such caller, now looks up
-/// on its own, `crate::lazy`.)
-struct Recent<'c, 'p> {
-    slots: Option<&'c mut Slots>,
+/// asked first.
+///
+/// A slot holds the definition's object and symbol index, not the symbol:
+/// zeroed words are empty slots, so making the cache for an object is one
+/// `memset` of a kilobyte (slots of whole definitions had to be written one
+/// by one, 300 instructions for a `dlopen`ed library with four references),
+/// and a hit reads the symbol again.
+struct Recent<'p> {
+    /// Key plus one; 0 is an empty slot.
+    keys: [u64; SLOTS],
+    /// `object << 32 | symbol index`, or [`UNBOUND`].
+    bound: [u64; SLOTS],
     plan: Option<plan::ObjectPlan<'p>>,
 }
 
-type Slots = [(u64, Resolved); SLOTS];
 const SLOTS: usize = 64;
-const EMPTY_SLOT: (u64, Resolved) = (u64::MAX, None);
+/// A weak reference that bound to nothing.
+const UNBOUND: u64 = u64::MAX;
 
-impl Recent<'_, '_> {
+impl Recent<'_> {
     fn key(symidx: u32, plt: bool) -> u64 {
         (u64::from(symidx) << 1) | u64::from(plt)
     }
 
-    fn get(&self, key: u64) -> Option<Resolved> {
-        let (k, r) = self.slots.as_ref()?[key as usize % SLOTS];
-        (k == key).then_some(r)
+    fn get(&self, ns: &Namespace, key: u64) -> Option<Resolved> {
+        let i = key as usize % SLOTS;
+        if self.keys[i] != key + 1 {
+            return None;
+        }
+        let b = self.bound[i];
+        if b == UNBOUND {
+            return Some(None);
+        }
+        let (obj, idx) = ((b >> 32) as usize, b as u32);
+        let d = ns.objs.get(obj)?;
+        Some(Some(Def { obj, sym: symbol(&d.img, &d.dyn_info, idx)?, idx }))
     }
 
     fn put(&mut self, key: u64, r: Resolved) {
-        if let Some(s) = self.slots.as_mut() {
-            s[key as usize % SLOTS] = (key, r);
-        }
+        let i = key as usize % SLOTS;
+        // An object index past 32 bits is not cached (never in practice).
+        let Some(b) = r.map_or(Some(UNBOUND), |d| u32::try_from(d.obj).ok().map(|o| u64::from(o) << 32 | u64::from(d.idx))) else {
+            return;
+        };
+        self.keys[i] = key + 1;
+        self.bound[i] = b;
     }
 }
 
@@ -214,8 +233,7 @@ impl<'a> Engine<'a> {
         let di = &d.dyn_info;
         // Recent resolutions per (symbol, class): a PLT slot and a data
         // reference to the same symbol can bind differently (see Class).
-        let mut slots: Slots = [EMPTY_SLOT; SLOTS];
-        let mut cache = Recent { slots: Some(&mut slots), plan: self.plan.map(|p| p.object(id)) };
+        let mut cache = Recent { keys: [0; SLOTS], bound: [0; SLOTS], plan: self.plan.map(|p| p.object(id)) };
         // glibc binds PLT slots lazily unless asked not to (LD_BIND_NOW,
         // RTLD_NOW, DT_BIND_NOW, DF_BIND_NOW, DF_1_NOW).
         let lazy_plt = !self.bind_now && !di.bind_now && di.flags & u64::from(DF_BIND_NOW) == 0 && di.flags_1 & u64::from(DF_1_NOW) == 0;
@@ -400,7 +418,7 @@ impl<'a> Engine<'a> {
         let key = Recent::key(symidx, class == Class::Plt);
         let cacheable = class != Class::Copy;
         if cacheable {
-            if let Some(r) = cache.get(key) {
+            if let Some(r) = cache.get(self.ns, key) {
                 self.record(id, at, r);
                 return Ok((sym, r));
             }
