@@ -177,7 +177,7 @@ fn load_and_link(
         // dlsym(handle) searches the object and its dependencies.
         let lms: Vec<usize> = local.iter().map(|&x| ns.objs[x].link_map).collect();
         let lm = ns.objs[root].link_map;
-        crate::glibc::rtld::set_searchlist(l, lm, &lms, Some(&mut ns.objs[root].link_map_mem));
+        crate::glibc::rtld::set_searchlist(l, lm, &lms, &mut ns.objs[root].link_map_mem);
     }
     for &id in &new {
         if id != root {
@@ -230,10 +230,11 @@ fn bump(ns: &mut Namespace, id: DsoId, mode: i32) {
 
 /// The global scope as libc sees it: the program's `l_searchlist`, which
 /// `dlsym(RTLD_DEFAULT)` searches.
-fn publish_global_scope(ns: &Namespace) {
+fn publish_global_scope(ns: &mut Namespace) {
     let Some(l) = crate::glibc::runtime::layout() else { return };
     let lms: Vec<usize> = ns.scope.iter().map(|&x| ns.objs[x].link_map).collect();
-    crate::glibc::rtld::set_searchlist(l, ns.objs[ns.main].link_map, &lms, None);
+    let main = &mut ns.objs[ns.main];
+    crate::glibc::rtld::set_searchlist(l, main.link_map, &lms, &mut main.link_map_mem);
 }
 
 /// Gives the new objects' TLS blocks their module ids and places (see

@@ -243,9 +243,9 @@ pub fn fill_link_maps(l: &Layout, ns: &mut Namespace, chain: &[DsoId], dlopened:
             // object alone otherwise), l_scope = { &program's searchlist, NULL }.
             let searchlist = m.sub(lm.l_searchlist);
             if d.kind == Kind::Main {
-                let scope_list: Vec<usize> = ns.scope.iter().map(|&i| ns.objs[i].link_map).collect();
-                let scope_ptr = scope_list.leak().as_ptr() as usize;
-                searchlist.put(l.r_scope_elem.r_list, scope_ptr as u64);
+                let scope_list: Box<[usize]> = ns.scope.iter().map(|&i| ns.objs[i].link_map).collect();
+                searchlist.put(l.r_scope_elem.r_list, scope_list.as_ptr() as u64);
+                keep.push(scope_list);
                 searchlist.put(l.r_scope_elem.r_nlist, ns.scope.len() as u64);
             } else {
                 let own = keep_zeroed(&mut keep, 8);
@@ -569,22 +569,23 @@ pub fn thread_pointers(l: &Layout) -> Vec<usize> {
     out
 }
 
-/// Points a link map's `l_searchlist` at a new list of link maps, owned
-/// by `keep` (the object's `link_map_mem`) or, without one, kept for the
-/// life of the process.
-pub fn set_searchlist(l: &Layout, lm: usize, list: &[usize], keep: Option<&mut Vec<Box<[usize]>>>) {
-    let arr: &[usize] = match keep {
-        Some(keep) => {
-            keep.push(list.into());
-            keep.last().map_or(&[], |b| b)
-        }
-        None => list.to_vec().leak(),
-    };
+/// Points a link map's `l_searchlist` at a copy of `list` (link maps),
+/// owned by `keep`, the object's `link_map_mem`.
+pub fn set_searchlist(l: &Layout, lm: usize, list: &[usize], keep: &mut Vec<Box<[usize]>>) {
     // SAFETY: `lm` is one of our link maps (`runtime::link_map_bytes()`, at
     // least `l.link_map.size`, checked by `fill_globals`).
     let s = unsafe { Raw::new(lm) }.sub(l.link_map.l_searchlist);
+    let old = s.get(l.r_scope_elem.r_list) as usize;
+    let arr: Box<[usize]> = list.into();
     s.put(l.r_scope_elem.r_list, arr.as_ptr() as u64);
     s.put(l.r_scope_elem.r_nlist, arr.len() as u64);
+    // The list replaced is freed (a program that opens and closes
+    // RTLD_GLOBAL libraries in a loop changed the global scope's list, and
+    // leaked the old one, twice a round). Nothing reads it any more: the
+    // one reader of searchlists is `lookup_symbol_x`, under the loader
+    // lock the caller holds.
+    keep.retain(|k| k.as_ptr() as usize != old || k.is_empty());
+    keep.push(arr);
 }
 
 /// Accounts for an object `dlclose` unmapped.
