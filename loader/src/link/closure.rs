@@ -124,7 +124,11 @@ fn try_path(
     };
     match mapped {
         Ok(m) => {
-            let mut d = Dso::new(Kind::Library, path.to_vec(), path.to_vec(), m, cfg.page).map_err(|why| {
+            // `l_name` is the path with a NUL: made with room for it.
+            let mut name = Vec::with_capacity(path.len() + 1);
+            name.extend_from_slice(path);
+            name.push(0);
+            let mut d = Dso::new(Kind::Library, name, path.to_vec(), m, cfg.page).map_err(|why| {
                 rejected.push(Rejected { path: path.to_vec(), why });
             })?;
             d.file_id = Some((st.dev, st.ino));
