@@ -56,6 +56,12 @@ impl Versions {
         Some(VersionReq { name: self.name(e.name), hash: e.hash, hidden: e.hidden, file: e.file.map(|f| self.name(f)), weak: e.weak })
     }
 
+    /// A copy of what symbol lookups read: the entries and their names,
+    /// without the `defined` and `needed` lists.
+    pub fn for_lookups(&self) -> Versions {
+        Versions { entries: self.entries.clone(), names: self.names.clone(), defined: Vec::new(), needed: Vec::new() }
+    }
+
     /// Whether index `ndx` names a version (`get` is `Some`), and if so
     /// whether it is `w` (same hash, then same name): a symbol search asks
     /// this of every candidate, without building a [`VersionReq`].

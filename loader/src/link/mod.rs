@@ -170,9 +170,10 @@ impl Dso {
     }
 
     /// A copy of what symbol lookups and lazy binding read (names, image,
-    /// program headers, dynamic tables, versions, local scope), for the
-    /// scope snapshot lazy binding reads without the loader lock
-    /// (`crate::lazy`). The rest is left empty.
+    /// program headers (an IFUNC resolver must lie in code), dynamic
+    /// tables, version names, local scope), for the scope snapshot lazy
+    /// binding reads without the loader lock (`crate::lazy`). The rest
+    /// (the version lists `check_versions` walks, ...) is left empty.
     pub fn copy_for_lookups(&self) -> Dso {
         Dso {
             kind: self.kind,
@@ -189,7 +190,7 @@ impl Dso {
             entry: self.entry,
             dynamic: self.dynamic,
             dyn_info: self.dyn_info.clone(),
-            versions: self.versions.clone(),
+            versions: self.versions.for_lookups(),
             tls: self.tls,
             relro: self.relro,
             file_id: self.file_id,
