@@ -21,6 +21,9 @@
 #![no_std]
 
 #[cfg(target_arch = "x86_64")]
+mod mem;
+
+#[cfg(target_arch = "x86_64")]
 core::arch::global_asm!(
     ".globl _start",
     ".type _start, @function",

@@ -40,3 +40,10 @@ pub mod thread;
 pub mod tls;
 pub mod trace;
 pub mod verify;
+
+/// `crt`'s `memcpy` and `memset` (that crate builds only into the
+/// freestanding loader), compiled here unexported to test them on the host.
+#[cfg(all(test, target_arch = "x86_64"))]
+#[allow(unsafe_code)]
+#[path = "../../crt/src/mem.rs"]
+mod crt_mem;

@@ -1,0 +1,116 @@
+//! `memcpy` and `memset` for x86_64, in place of compiler-builtins' (which
+//! are weak, so these win at link time).
+//!
+//! Theirs run three `rep` string instructions per call (align the
+//! destination, move words, move the tail), each with a start-up cost of
+//! tens of cycles, whatever the length; most of the loader's copies are a
+//! few dozen bytes. Sampled, a `dlopen` round spent a sixth of its user
+//! time in the two. Here up to 32 bytes take two overlapping loads and
+//! stores, and anything longer one `rep movsb`/`rep stosb` (fast on every
+//! CPU with ERMS, Intel since 2012 and AMD since Zen; correct on all).
+//!
+//! Neither function has a loop the compiler could turn back into a call
+//! to itself, and neither uses a global: like the rest of this crate they
+//! may run before the loader is relocated. (The loader's unit tests
+//! include this file, unexported, to test it on the host.)
+
+use core::arch::asm;
+use core::ptr::{read_unaligned, write_unaligned};
+
+/// # Safety
+/// C's `memcpy`: `n` bytes readable at `src` and writable at `dest`, the
+/// two not overlapping.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    // SAFETY: every access is inside the caller's `n` bytes (the pairs
+    // below overlap when `n` is not twice their size, never past `n`); all
+    // loads happen before the stores. `rep movsb` copies `rcx` bytes from
+    // `rsi` to `rdi` upwards (the ABI has the direction flag clear).
+    unsafe {
+        match n {
+            0 => {}
+            1..=3 => {
+                let (a, b, c) = (*src, *src.add(n / 2), *src.add(n - 1));
+                *dest = a;
+                *dest.add(n / 2) = b;
+                *dest.add(n - 1) = c;
+            }
+            4..=7 => {
+                let (a, b) = (read_unaligned(src as *const u32), read_unaligned(src.add(n - 4) as *const u32));
+                write_unaligned(dest as *mut u32, a);
+                write_unaligned(dest.add(n - 4) as *mut u32, b);
+            }
+            8..=15 => {
+                let (a, b) = (read_unaligned(src as *const u64), read_unaligned(src.add(n - 8) as *const u64));
+                write_unaligned(dest as *mut u64, a);
+                write_unaligned(dest.add(n - 8) as *mut u64, b);
+            }
+            16..=32 => {
+                let (a, b) = (read_unaligned(src as *const u128), read_unaligned(src.add(n - 16) as *const u128));
+                write_unaligned(dest as *mut u128, a);
+                write_unaligned(dest.add(n - 16) as *mut u128, b);
+            }
+            _ => asm!("rep movsb", inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _, options(nostack, preserves_flags)),
+        }
+    }
+    dest
+}
+
+/// # Safety
+/// C's `memset`: `n` bytes writable at `dest`.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn memset(dest: *mut u8, c: i32, n: usize) -> *mut u8 {
+    let b = c as u8;
+    let w = u64::from(b) * 0x0101_0101_0101_0101;
+    // SAFETY: as in `memcpy`: every store is inside the caller's `n`
+    // bytes; `rep stosb` stores `al` to `rcx` bytes from `rdi` upwards.
+    unsafe {
+        match n {
+            0 => {}
+            1..=3 => {
+                *dest = b;
+                *dest.add(n / 2) = b;
+                *dest.add(n - 1) = b;
+            }
+            4..=7 => {
+                write_unaligned(dest as *mut u32, w as u32);
+                write_unaligned(dest.add(n - 4) as *mut u32, w as u32);
+            }
+            8..=15 => {
+                write_unaligned(dest as *mut u64, w);
+                write_unaligned(dest.add(n - 8) as *mut u64, w);
+            }
+            16..=32 => {
+                let ww = u128::from(w) * ((1u128 << 64) + 1);
+                write_unaligned(dest as *mut u128, ww);
+                write_unaligned(dest.add(n - 16) as *mut u128, ww);
+            }
+            _ => asm!("rep stosb", inout("rcx") n => _, inout("rdi") dest => _, in("al") b, options(nostack, preserves_flags)),
+        }
+    }
+    dest
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every length up to 100 at every alignment of either end, with
+    /// sentinels around the destination.
+    #[test]
+    fn memcpy_and_memset_write_exactly_their_bytes() {
+        let src: [u8; 200] = core::array::from_fn(|i| (i * 7 + 3) as u8);
+        for n in 0..100 {
+            for (s_off, d_off) in [(0, 0), (1, 0), (0, 3), (5, 7), (8, 1)] {
+                let mut dst = [0xeeu8; 220];
+                // SAFETY: in bounds of both buffers, which do not overlap.
+                let r = unsafe { super::memcpy(dst.as_mut_ptr().add(10 + d_off), src.as_ptr().add(s_off), n) };
+                assert_eq!(r, dst[10 + d_off..].as_mut_ptr());
+                assert_eq!(&dst[10 + d_off..10 + d_off + n], &src[s_off..s_off + n], "memcpy {n} {s_off} {d_off}");
+                assert!(dst[..10 + d_off].iter().chain(&dst[10 + d_off + n..]).all(|&b| b == 0xee), "memcpy {n} wrote outside");
+                // SAFETY: in bounds.
+                unsafe { super::memset(dst.as_mut_ptr().add(10 + d_off), 0x1a5, n) };
+                assert!(dst[10 + d_off..10 + d_off + n].iter().all(|&b| b == 0xa5), "memset {n} {d_off}");
+                assert!(dst[..10 + d_off].iter().chain(&dst[10 + d_off + n..]).all(|&b| b == 0xee), "memset {n} wrote outside");
+            }
+        }
+    }
+}
