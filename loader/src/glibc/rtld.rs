@@ -104,23 +104,44 @@ fn alloc_zeroed(n: usize) -> usize {
     alloc::vec![0u8; n].leak().as_mut_ptr() as usize
 }
 
-/// A copy of `s` with a NUL, kept for the life of the process (libc
-/// holds the pointer).
-/// Zeroed, word-aligned memory of at least `bytes` bytes, owned by `keep`
-/// (an object's `link_map_mem`, freed with the object).
-fn keep_zeroed(keep: &mut Vec<Box<[usize]>>, bytes: usize) -> usize {
-    let b: Box<[usize]> = alloc::vec![0usize; bytes.div_ceil(8).max(1)].into_boxed_slice();
-    let p = b.as_ptr() as usize;
-    keep.push(b);
-    p
+/// What one object's link map points at (its `libname_list` entry, that
+/// entry's name, `l_origin`, its own one-entry searchlist), carved in that
+/// order from one zeroed allocation, which the object's `link_map_mem`
+/// then owns: four allocations were a tenth of a `dlopen` round's
+/// allocator work. The libname entry comes first, so the block never
+/// starts with a searchlist `set_searchlist` would free.
+struct Carve {
+    block: Box<[usize]>,
+    /// Words handed out.
+    used: usize,
 }
 
-/// A copy of `s` with a NUL, owned by `keep`.
-fn nul_terminated(keep: &mut Vec<Box<[usize]>>, s: &[u8]) -> usize {
-    let p = keep_zeroed(keep, s.len() + 1);
-    // SAFETY: `p` has room for `s.len() + 1` zeroed bytes (the NUL stays).
-    unsafe { core::ptr::copy_nonoverlapping(s.as_ptr(), p as *mut u8, s.len()) };
-    p
+impl Carve {
+    /// Room for pieces of these sizes in bytes (each a whole number of words).
+    fn new(pieces: &[usize]) -> Carve {
+        let words = pieces.iter().map(|&b| Carve::words(b)).sum();
+        Carve { block: alloc::vec![0usize; words].into_boxed_slice(), used: 0 }
+    }
+
+    fn words(bytes: usize) -> usize {
+        bytes.div_ceil(8).max(1)
+    }
+
+    /// The next `bytes` zeroed bytes, word-aligned (one of the sizes given
+    /// to `new`, in order).
+    fn take(&mut self, bytes: usize) -> usize {
+        let at = self.used;
+        self.used += Carve::words(bytes);
+        self.block[at..self.used].as_mut_ptr() as usize
+    }
+
+    /// A copy of `s` with a NUL (a piece of `s.len() + 1` bytes).
+    fn cstr(&mut self, s: &[u8]) -> usize {
+        let p = self.take(s.len() + 1);
+        // SAFETY: `p` has room for `s.len() + 1` zeroed bytes (the NUL stays).
+        unsafe { core::ptr::copy_nonoverlapping(s.as_ptr(), p as *mut u8, s.len()) };
+        p
+    }
 }
 
 /// Fills the link map of every object (the public prefix is already set by
@@ -131,20 +152,28 @@ pub fn fill_link_maps(l: &Layout, ns: &mut Namespace, chain: &[DsoId], dlopened:
     let main_lm = ns.objs[ns.main].link_map;
     for (serial, &id) in chain.iter().enumerate() {
         let mut keep = core::mem::take(&mut ns.objs[id].link_map_mem);
-        // libname, its name, l_origin, l_searchlist, and dlopen's searchlist.
-        keep.reserve(5);
+        // The carved block, the program's scope list, dlopen's searchlist.
+        keep.reserve(3);
         {
             let ns = &*ns;
             let d = &ns.objs[id];
+            let origin = (!d.path.is_empty()).then(|| crate::link::search::dirname(&d.path));
+            let own_searchlist = d.kind != Kind::Main;
+            let mut carve = Carve::new(&[
+                l.libname_list.size as usize,
+                d.aliases.first().map_or(0, |a| a.len() + 1),
+                origin.map_or(0, |o| o.len() + 1),
+                if own_searchlist { 8 } else { 0 },
+            ]);
             // SAFETY: `link_map` is a zeroed allocation of `runtime::link_map_bytes()` of
             // this object (debug::link_maps), larger than any table's size.
             let m = unsafe { Raw::new(d.link_map) };
             m.put(lm.l_real, d.link_map as u64);
             m.put(lm.l_ns, 0);
-            let libname = keep_zeroed(&mut keep, l.libname_list.size as usize);
-            // SAFETY: just allocated with the struct's size.
+            let libname = carve.take(l.libname_list.size as usize);
+            // SAFETY: just carved, zeroed, with the struct's size.
             let ln = unsafe { Raw::new(libname) };
-            let first_name = d.aliases.first().map(|a| nul_terminated(&mut keep, a));
+            let first_name = d.aliases.first().map(|a| carve.cstr(a));
             ln.put(l.libname_list.name, first_name.unwrap_or(d.name.as_ptr() as usize) as u64);
             ln.put(l.libname_list.dont_free, 1);
             m.put(lm.l_libname, libname as u64);
@@ -194,8 +223,8 @@ pub fn fill_link_maps(l: &Layout, ns: &mut Namespace, chain: &[DsoId], dlopened:
                 m.put(lm.l_loader, by.link_map as u64);
             }
             m.put(lm.l_direct_opencount, u64::from(d.kind == Kind::Main));
-            if let Some(o) = (!d.path.is_empty()).then(|| crate::link::search::dirname(&d.path)) {
-                m.put(lm.l_origin, nul_terminated(&mut keep, o) as u64);
+            if let Some(o) = origin {
+                m.put(lm.l_origin, carve.cstr(o) as u64);
             }
             if let Some((s, e)) = d.relro {
                 m.put(lm.l_relro_addr, s as u64);
@@ -248,8 +277,8 @@ pub fn fill_link_maps(l: &Layout, ns: &mut Namespace, chain: &[DsoId], dlopened:
                 keep.push(scope_list);
                 searchlist.put(l.r_scope_elem.r_nlist, ns.scope.len() as u64);
             } else {
-                let own = keep_zeroed(&mut keep, 8);
-                // SAFETY: one word, just allocated.
+                let own = carve.take(8);
+                // SAFETY: one word, just carved.
                 unsafe { *(own as *mut usize) = d.link_map };
                 searchlist.put(l.r_scope_elem.r_list, own as u64);
                 searchlist.put(l.r_scope_elem.r_nlist, 1);
@@ -264,6 +293,7 @@ pub fn fill_link_maps(l: &Layout, ns: &mut Namespace, chain: &[DsoId], dlopened:
             if let Some(a) = lm.l_local_scope.at(0) {
                 m.put(super::layout::Field { off: a, size: 8 }, m.at(lm.l_searchlist) as u64);
             }
+            keep.push(carve.block);
         }
         ns.objs[id].link_map_mem = keep;
     }
