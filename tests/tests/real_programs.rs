@@ -99,6 +99,33 @@ int main(void) {
     same_as_glibc(exe.to_str().unwrap(), &[]);
 }
 
+/// `sysconf`'s cache names (what `getconf -a` lists) answer from the cache
+/// description the loader leaves in `cpu_features`: every level's size,
+/// associativity and line size must be what glibc's loader computes from
+/// this machine's CPUID. x86_64 only: on aarch64 libc asks the kernel, not
+/// the loader.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn cache_sizes_from_sysconf_match_glibc() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("caches.c");
+    std::fs::write(
+        &src,
+        r#"#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+    for (int n = _SC_LEVEL1_ICACHE_SIZE; n <= _SC_LEVEL4_CACHE_LINESIZE; n++)
+        printf("%d %ld\n", n, sysconf(n));
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let exe = dir.path().join("caches");
+    assert!(Command::new("gcc").arg("-O1").arg("-o").arg(&exe).arg(&src).status().unwrap().success());
+    same_as_glibc(exe.to_str().unwrap(), &[]);
+}
+
 /// libc's `time` and `gettimeofday` are IFUNCs that pick the vDSO's
 /// implementations through the loader (`_dl_sysinfo_map` and
 /// `_dl_lookup_symbol_x` while libc is being relocated): where they end up

@@ -476,6 +476,11 @@ pub fn value(name: &str) -> Option<u64> {
     Some(t.vals[id].get(t.numval_off))
 }
 
+/// Whether the user set the tunable called `name`.
+pub fn is_set_by_name(name: &str) -> bool {
+    TABLE.get().is_some_and(|t| t.defs.iter().position(|d| d.name == name).is_some_and(|id| t.set.get(id).copied().unwrap_or(false)))
+}
+
 /// `__tunable_is_initialized(id)`.
 pub fn is_set(id: u32) -> bool {
     TABLE.get().is_some_and(|t| t.set.get(id as usize).copied().unwrap_or(false))
