@@ -152,7 +152,7 @@ fn load_and_link(
         plan: None,
         record: false,
     };
-    pipeline::relocate(ns, &order, &binding)?;
+    pipeline::relocate(ns, &order, &binding)?.keep(ns);
     copy_tls_images(ns, &new);
     if let Some(l) = crate::glibc::runtime::layout() {
         for m in new.iter().filter_map(|&id| ns.objs[id].tls.map(|m| (m, ns.objs[id].link_map))) {

@@ -4,6 +4,9 @@
 //! scope; the stages themselves are the same code for both.
 #![allow(unsafe_code)]
 
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
 use crate::arch::native::{self, Native};
 use crate::diag::Error;
 use crate::err;
@@ -47,6 +50,20 @@ pub struct Relocated {
     pub stats: Stats,
     /// The resolutions, when asked to record them.
     pub recorded: Option<Recorder>,
+    /// Memory the relocated objects' GOTs point at (see [`Relocated::keep`]).
+    tls_indices: Vec<(DsoId, Box<[usize]>)>,
+}
+
+impl Relocated {
+    /// Gives each object the memory its GOT points at (dynamic TLS
+    /// descriptors' `tls_index`es), freed with the object's slot.
+    pub fn keep(&mut self, ns: &mut Namespace) {
+        for (id, b) in self.tls_indices.drain(..) {
+            if let Some(d) = ns.objs.get_mut(id) {
+                d.link_map_mem.push(b);
+            }
+        }
+    }
 }
 
 /// Relocates `order`, in that order (the loader and the vDSO are skipped:
@@ -74,7 +91,7 @@ pub fn relocate(ns: &Namespace, order: &[DsoId], b: &Binding<'_>) -> Result<Relo
                 engine.relocate(id)?;
             }
         }
-        Ok(Relocated { stats: engine.stats, recorded: engine.recorder.take() })
+        Ok(Relocated { stats: engine.stats, recorded: engine.recorder.take(), tls_indices: core::mem::take(&mut engine.tls_indices) })
     })
 }
 

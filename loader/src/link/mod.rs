@@ -87,9 +87,10 @@ pub struct Dso {
     /// which its symbols are looked up in after the global scope (lazy
     /// binding looks there too). Empty for start-up objects.
     pub local_scope: Vec<DsoId>,
-    /// Memory whose addresses this object's `struct link_map` hands to
-    /// libc (`l_libname`, `l_origin`, `l_searchlist`): freed with the
-    /// object when its slot is reused, once nothing reaches the link map.
+    /// Memory whose addresses this object hands out: its `struct
+    /// link_map`'s (`l_libname`, `l_origin`, `l_searchlist`) and its GOT's
+    /// (the `tls_index` of a TLS descriptor for dynamic TLS). Freed with
+    /// the object when its slot is reused, once nothing reaches either.
     pub link_map_mem: Vec<alloc::boxed::Box<[usize]>>,
 }
 

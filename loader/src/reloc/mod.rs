@@ -130,6 +130,11 @@ pub struct Engine<'a> {
     pub plan: Option<&'a plan::Plan>,
     /// Where resolutions are recorded for a plan (cold start).
     pub recorder: Option<plan::Recorder>,
+    /// The `tls_index` each TLS descriptor of a module in dynamic TLS
+    /// points at, by the object whose GOT holds the descriptor: its caller
+    /// hands them to that object, which frees them when its slot is
+    /// reused (they were leaked, 16 bytes per descriptor per `dlopen`).
+    pub tls_indices: Vec<(DsoId, alloc::boxed::Box<[usize]>)>,
     /// Objects this engine has relocated (glibc's `l_relocated`, which the
     /// namespace's `relocated` flags only get once every object is done).
     done: Vec<bool>,
@@ -211,6 +216,7 @@ impl<'a> Engine<'a> {
             resolve_ifunc,
             plan: None,
             recorder: None,
+            tls_indices: Vec::new(),
             done: vec![false; ns.objs.len()],
         }
     }
@@ -620,16 +626,13 @@ impl<'a> Engine<'a> {
                     // A module in dynamic TLS: descriptors can reach it
                     // through __tls_get_addr; initial-exec code cannot.
                     if let (RelocKind::TlsDesc, Some(m)) = (kind, ns.objs[obj].tls.filter(|m| m.modid != 0)) {
-                        let ti = alloc::boxed::Box::leak(alloc::boxed::Box::new(tls::TlsIndex {
-                            module: m.modid,
-                            offset: value.wrapping_add(addend) as usize,
-                        }));
+                        // A `tls::TlsIndex` (two words, module and offset).
+                        const _: () = assert!(core::mem::size_of::<tls::TlsIndex>() == 2 * core::mem::size_of::<usize>());
+                        let ti: alloc::boxed::Box<[usize]> = alloc::boxed::Box::new([m.modid, value.wrapping_add(addend) as usize]);
+                        let at = ti.as_ptr() as u64;
+                        self.tls_indices.push((id, ti));
                         write_word(d, place, self.target.tlsdesc_dynamic as u64)?;
-                        return if d.img.write_u64(place + 8, ti as *const tls::TlsIndex as u64) {
-                            Ok(())
-                        } else {
-                            Err(bad_place(name(), place + 8, d.base))
-                        };
+                        return if d.img.write_u64(place + 8, at) { Ok(()) } else { Err(bad_place(name(), place + 8, d.base)) };
                     }
                     return Err(err!(name(), "cannot allocate memory in static TLS block"));
                 };

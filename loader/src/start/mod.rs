@@ -456,7 +456,8 @@ fn relocate(
         plan: plan.plan.as_ref(),
         record: plan.store.is_some(),
     };
-    let done = pipeline::relocate(ns, &order, &binding)?;
+    let mut done = pipeline::relocate(ns, &order, &binding)?;
+    done.keep(ns);
     let stats = done.stats;
     if facts.debug.statistics {
         diag::print(
