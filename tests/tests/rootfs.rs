@@ -16,13 +16,20 @@ fn rootfs(suite: &str) -> PathBuf {
 }
 
 /// A root with ld-cah copied in and a directory with fixed contents and
-/// times for ls; both are removed on drop.
+/// times for ls; both are removed on drop. The tests of this file run in
+/// parallel and share the roots: one `Root` at a time (a test once found
+/// its `/tmp/cahtest/probe` removed by another test's drop).
 struct Root {
     dir: PathBuf,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
+
+static ROOTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Root {
     fn new(suite: &str) -> Root {
+        // A failed test poisons the lock; the roots are set up anew anyway.
+        let guard = ROOTS.lock().unwrap_or_else(|e| e.into_inner());
         let dir = rootfs(suite);
         let loader = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/ld-cah/x86_64/ld-cah.so");
         assert!(loader.exists(), "run `cargo xtask build`");
@@ -40,7 +47,7 @@ impl Root {
             .status()
             .unwrap();
         assert!(touched.success());
-        Root { dir }
+        Root { dir, _one_at_a_time: guard }
     }
 
     /// Runs `argv` inside the root, directly or through ld-cah.
