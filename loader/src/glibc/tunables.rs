@@ -472,13 +472,19 @@ pub fn init(l: &'static Layout, env: &[&'static [u8]], secure: bool) -> Parsed {
 /// if tunables are not set up or the build has no such tunable.
 pub fn value(name: &str) -> Option<u64> {
     let t = TABLE.get()?;
-    let id = t.defs.iter().position(|d| d.name == name)?;
+    let id = id_of(name)?;
     Some(t.vals[id].get(t.numval_off))
+}
+
+/// The id of the tunable called `name`, if tunables are set up and the
+/// build has it.
+fn id_of(name: &str) -> Option<usize> {
+    TABLE.get()?.defs.iter().position(|d| d.name == name)
 }
 
 /// Whether the user set the tunable called `name`.
 pub fn is_set_by_name(name: &str) -> bool {
-    TABLE.get().is_some_and(|t| t.defs.iter().position(|d| d.name == name).is_some_and(|id| t.set.get(id).copied().unwrap_or(false)))
+    id_of(name).and_then(|id| u32::try_from(id).ok()).is_some_and(is_set)
 }
 
 /// `__tunable_is_initialized(id)`.
