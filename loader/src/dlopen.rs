@@ -73,12 +73,11 @@ pub fn open(name: &[u8], mode: i32, caller: usize) -> Result<(usize, Vec<crate::
     let mut guard = process::lock();
     let p = guard.as_mut().ok_or_else(|| err!("ld-cah.so", "dlopen before start-up finished"))?;
     let (ns, search) = (&mut p.ns, &p.search);
-    let name = name.to_vec();
     if name.is_empty() {
         return Ok((ns.objs[ns.main].link_map, Vec::new()));
     }
     if mode & RTLD_NOLOAD != 0 {
-        let found = ns.find_by_name(&name).or_else(|| ns.objs.iter().position(|d| !d.removed && d.path == name));
+        let found = ns.find_by_name(name).or_else(|| ns.objs.iter().position(|d| !d.removed && d.path == name));
         return match found {
             Some(id) => {
                 bump(ns, id, mode);
@@ -88,10 +87,9 @@ pub fn open(name: &[u8], mode: i32, caller: usize) -> Result<(usize, Vec<crate::
         };
     }
     let requester = ns.objs.iter().position(|d| caller >= d.map_start && caller < d.map_end).unwrap_or(ns.main);
-    let names = search.loader_names();
-    let cfg = search.config(&names);
+    let cfg = search.config();
     ns.take_fresh();
-    let result = load_and_link(ns, search, &cfg, &name, mode, requester);
+    let result = load_and_link(ns, search, &cfg, name, mode, requester);
     let fresh = ns.take_fresh();
     if result.is_err() {
         // A failed dlopen leaves nothing behind that a later one could find
@@ -132,7 +130,8 @@ fn load_and_link(
     // Relocate against the global scope, then the object's own closure, in
     // glibc's order (`dl_open_worker_begin`): the new objects of the
     // root's dependency-sorted list, backwards.
-    let mut scope = ns.scope.clone();
+    let mut scope = Vec::with_capacity(ns.scope.len() + local.len());
+    scope.extend_from_slice(&ns.scope);
     scope.extend(local.iter().copied().filter(|x| !ns.scope.contains(x)));
     // Dependencies first when read backwards: the order of relocation and
     // of initialisers alike (nothing below changes `deps`).

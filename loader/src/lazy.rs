@@ -147,12 +147,17 @@ fn published(d: &Dso) -> bool {
     d.relocated && (d.map_end > d.map_start || !matches!(d.kind, Kind::Library))
 }
 
+/// Whether `d`'s PLT is bound lazily: its `GOT[2]` holds the resolver.
+fn binds_lazily(d: &Dso, resolver: u64) -> bool {
+    let got = d.dyn_info.pltgot;
+    got != 0 && d.img.u64(got + 16) == Some(resolver)
+}
+
 /// Which objects lazy binding can reach: every object of the global
-/// scope, and each object whose PLT is bound lazily (its `GOT[2]` holds
-/// the resolver) with its local scope. A library `dlopen`ed with
-/// `RTLD_NOW | RTLD_LOCAL` is in none of these, and gets no copy (a
-/// process that opens and closes one in a loop would otherwise copy it
-/// at every `dlopen`).
+/// scope, and each object whose PLT is bound lazily with its local scope.
+/// A library `dlopen`ed with `RTLD_NOW | RTLD_LOCAL` is in none of these,
+/// and gets no copy (a process that opens and closes one in a loop would
+/// otherwise copy it at every `dlopen`).
 fn reachable(ns: &Namespace) -> Vec<bool> {
     let mut r = alloc::vec![false; ns.objs.len()];
     for &i in &ns.scope {
@@ -162,8 +167,7 @@ fn reachable(ns: &Namespace) -> Vec<bool> {
     }
     let resolver = native::plt_resolver(plt_fixup) as u64;
     for (i, d) in ns.objs.iter().enumerate() {
-        let got = d.dyn_info.pltgot;
-        if got != 0 && d.img.u64(got + 16) == Some(resolver) {
+        if binds_lazily(d, resolver) {
             r[i] = true;
             for &j in &d.local_scope {
                 if let Some(x) = r.get_mut(j) {
@@ -173,6 +177,14 @@ fn reachable(ns: &Namespace) -> Vec<bool> {
         }
     }
     r
+}
+
+/// [`reachable`] for object `i` alone.
+fn reachable_one(ns: &Namespace, i: DsoId) -> bool {
+    let resolver = native::plt_resolver(plt_fixup) as u64;
+    ns.scope.contains(&i)
+        || ns.objs.get(i).is_some_and(|d| binds_lazily(d, resolver))
+        || ns.objs.iter().any(|d| d.local_scope.contains(&i) && binds_lazily(d, resolver))
 }
 
 /// Publishes `ns` for lazy binding if anything lazy binding reads of it
@@ -189,22 +201,35 @@ pub fn publish(ns: &Namespace) {
     let same_global = old.is_some_and(|o| o.global == ns.scope && o.objs.len() == ns.objs.len());
     {
         let mut seen = SEEN.lock();
-        if same_global && seen.len() == ns.objs.len() && ns.objs.iter().zip(seen.iter()).all(|(d, &s)| state(d) == s) {
-            return;
+        if same_global && seen.len() == ns.objs.len() {
+            // Only an object whose state moved can change the snapshot (its
+            // local scope, `GOT[2]` and image change only with its state),
+            // and only if it has a record or should have one now: a
+            // library opened `RTLD_NOW | RTLD_LOCAL`, or its unmapping,
+            // changes nothing here.
+            let mut unseen = true;
+            for (i, (d, s)) in ns.objs.iter().zip(seen.iter_mut()).enumerate() {
+                let now = state(d);
+                if now != *s {
+                    *s = now;
+                    let recorded = old.is_some_and(|o| o.objs.get(i).is_some_and(Option::is_some));
+                    let matters = recorded || (now.1 && reachable_one(ns, i));
+                    unseen &= !matters;
+                }
+            }
+            if unseen {
+                return;
+            }
+        } else {
+            seen.clear();
+            seen.extend(ns.objs.iter().map(state));
         }
-        seen.clear();
-        seen.extend(ns.objs.iter().map(state));
     }
     let reachable = reachable(ns);
     let wanted = |i: usize, d: &Dso| reachable[i] && published(d);
     let old_record = |i: usize| old.and_then(|o| o.objs.get(i)).and_then(Option::as_ref);
     // A record is kept while its object's image is the same one.
     let kept = |i: usize, d: &Dso| old_record(i).filter(|r| r.dso.img.id() == d.img.id());
-    // What changed shows in no record (a library opened with RTLD_NOW |
-    // RTLD_LOCAL, or unmapped): the snapshot stays.
-    if same_global && ns.objs.iter().enumerate().all(|(i, d)| if wanted(i, d) { kept(i, d).is_some() } else { old_record(i).is_none() }) {
-        return;
-    }
     let objs: Vec<Option<Arc<Record>>> = ns
         .objs
         .iter()

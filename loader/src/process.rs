@@ -46,9 +46,8 @@ impl Search {
         Tokens { platform: self.platform, lib: Native::DST_LIB.as_bytes(), secure: self.secure, trusted: Native::DEFAULT_DIRS }
     }
 
-    /// The closure loader's configuration; `names` holds the loader names
-    /// as slices (see [`Search::loader_names`]).
-    pub fn config<'a>(&'a self, names: &'a [&'a [u8]]) -> Config<'a> {
+    /// The closure loader's configuration.
+    pub fn config(&self) -> Config<'_> {
         Config {
             env: SearchEnv {
                 library_path: &self.library_path,
@@ -59,13 +58,9 @@ impl Search {
             },
             machine: Native::MACHINE,
             page: self.page,
-            loader_names: names,
+            loader_names: &self.loader_names,
             store: Default::default(),
         }
-    }
-
-    pub fn loader_names(&self) -> Vec<&[u8]> {
-        self.loader_names.iter().map(Vec::as_slice).collect()
     }
 }
 

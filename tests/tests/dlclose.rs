@@ -143,3 +143,78 @@ fn dlopen_loop_memory_stays_flat_x86_64() {
         );
     }
 }
+
+const LAZY_MAIN: &str = r#"#include <dlfcn.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    /* A library no lazy binding can reach yet... */
+    void *b = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+    if (!b) { printf("%s\n", dlerror()); return 1; }
+    /* ...until a lazily bound one that needs it comes in; the second
+       round's library takes the first one's place. */
+    for (int round = 1; round <= 3; round++) {
+        void *u = dlopen(argv[2], RTLD_LAZY | RTLD_LOCAL);
+        int (*user)(void) = u ? (int (*)(void))dlsym(u, "user") : 0;
+        if (!user) { printf("%s\n", dlerror()); return 1; }
+        printf("round %d: %d\n", round, user());
+        dlclose(u);
+    }
+    dlclose(b);
+    return 0;
+}
+"#;
+
+/// Lazy binding reaches a library that an earlier `RTLD_NOW | RTLD_LOCAL`
+/// `dlopen` brought in (and that lazy binding had no use for then) once a
+/// lazily bound library that needs it is opened, also when that library
+/// is closed and opened again in the slot it left: what ld-cah publishes
+/// for lazy binding follows each change, as glibc's scopes do.
+fn lazy_reaches_an_earlier_local_library(aarch64: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let arch = if aarch64 { Arch::Aarch64 } else { Arch::X86_64 };
+    let cc = arch.cc();
+    let (bs, us, ms) = (dir.path().join("b.c"), dir.path().join("user.c"), dir.path().join("main.c"));
+    std::fs::write(&bs, "int b_value(void) { return 42; }\n").unwrap();
+    std::fs::write(&us, "int b_value(void);\nint user(void) { return b_value() + 1; }\n").unwrap();
+    std::fs::write(&ms, LAZY_MAIN).unwrap();
+    let (b, user, exe) = (dir.path().join("libb.so"), dir.path().join("libuser.so"), dir.path().join("main"));
+    let shared = ["-shared", "-fPIC", "-O1", "-Wl,-soname,libb.so", "-o"];
+    assert!(Command::new(cc).args(shared).arg(&b).arg(&bs).status().unwrap().success());
+    assert!(Command::new(cc)
+        .args(["-shared", "-fPIC", "-O1", "-Wl,-z,lazy", "-Wl,-rpath,$ORIGIN", "-o"])
+        .arg(&user)
+        .arg(&us)
+        .arg("-L")
+        .arg(dir.path())
+        .arg("-lb")
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new(cc).args(["-O1", "-o"]).arg(&exe).arg(&ms).status().unwrap().success());
+    let sysroot = debian_sysroot();
+    if aarch64 {
+        assert!(sysroot.exists(), "run `cargo xtask sysroot`");
+    }
+    let run = |first: &Path, prog: Option<&Path>| {
+        let mut c = arch.command(&sysroot, first);
+        if let Some(p) = prog {
+            c.arg(p);
+        }
+        let o = c.arg(&b).arg(&user).env_clear().output().unwrap();
+        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned(), o.status.code())
+    };
+    let reference = run(&exe, None);
+    assert_eq!(reference.2, Some(0), "glibc: {reference:?}");
+    assert_eq!(reference.0, "round 1: 43\nround 2: 43\nround 3: 43\n", "glibc: {reference:?}");
+    assert_eq!(run(&built_loader(arch), Some(&exe)), reference, "aarch64={aarch64}: ld-cah differs from glibc");
+}
+
+#[test]
+fn lazy_reaches_an_earlier_local_library_x86_64() {
+    lazy_reaches_an_earlier_local_library(false);
+}
+
+#[test]
+fn lazy_reaches_an_earlier_local_library_aarch64() {
+    lazy_reaches_an_earlier_local_library(true);
+}

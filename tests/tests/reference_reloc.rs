@@ -88,7 +88,7 @@ fn load(case: &Case) -> Result<Namespace, String> {
     let dirs: Vec<String> = ["lib", "usr/lib"].iter().map(|d| format!("{}/{}/{}", case.root.display(), d, case.multiarch)).collect();
     let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
     let lib = format!("lib/{}", case.multiarch);
-    let names: [&[u8]; 2] = [case.interp.as_bytes(), interp_base.as_bytes()];
+    let names = [case.interp.as_bytes().to_vec(), interp_base.as_bytes().to_vec()];
     let cfg = Config {
         env: SearchEnv {
             library_path: &case.library_path,

@@ -16,7 +16,7 @@ pub struct Config<'a> {
     pub machine: u16,
     pub page: usize,
     /// Names that mean "the dynamic loader" (ld-cah answers to them).
-    pub loader_names: &'a [&'a [u8]],
+    pub loader_names: &'a [Vec<u8>],
     /// Whether the store's directory exists, for this round of loading.
     pub store: StoreDir,
 }
@@ -205,7 +205,7 @@ fn load_object(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u
         return crate::link::policy::reuse(ns, id, name);
     }
     let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
-    if cfg.loader_names.iter().any(|n| *n == name || *n == base) {
+    if cfg.loader_names.iter().any(|n| n == name || n == base) {
         let l = ns.loader;
         ns.objs[l].aliases.push(name.to_vec());
         return Ok(l);

@@ -288,8 +288,7 @@ fn load_closure(
     tracing: Option<&'static [u8]>,
 ) -> Result<(), Error> {
     let opts = &program.opts;
-    let names = search.loader_names();
-    let cfg = search.config(&names);
+    let cfg = search.config();
     let preloads = closure::preload_list(env.get(b"LD_PRELOAD"), opts.preload, facts.secure);
     // The closure lock and the verification policy (also used by dlopen).
     crate::link::policy::setup(ns, &env.vars, facts.secure)?;
