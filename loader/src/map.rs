@@ -307,8 +307,20 @@ fn map_from(src: Source<'_>, machine: u16, page: usize) -> Result<Mapped, MapErr
         if p.p_filesz > 0 && !(first_mapped && i == 0) {
             let len = page_up(file_end, page).ok_or(MapError::Bad("segment out of range"))? - seg_start;
             let off = page_down(p.p_offset as usize, page) as u64;
-            // SAFETY: inside the span reserved above, which holds nothing else.
-            unsafe { src.map_segment(seg_start, len, prot, off) }?;
+            if first_mapped && p.p_vaddr.wrapping_sub(p.p_offset) == first.p_vaddr.wrapping_sub(first.p_offset) {
+                // The reservation already maps these very file pages (the
+                // segment lies as far from its file offset as the first
+                // one): only the protection may differ. Code and read-only
+                // data then cost one system call and none instead of a
+                // mapping each, as glibc's loader makes.
+                if prot != prot_of(first.p_flags) {
+                    // SAFETY: inside the span mapped above, this segment's pages.
+                    unsafe { sys::mprotect(seg_start, len, prot) }.map_err(MapError::Io)?;
+                }
+            } else {
+                // SAFETY: inside the span reserved above, which holds nothing else.
+                unsafe { src.map_segment(seg_start, len, prot, off) }?;
+            }
         }
         if p.p_memsz > p.p_filesz {
             // Zero the rest of the last file page; it holds whatever
