@@ -310,9 +310,9 @@ fn map_from(src: Source<'_>, machine: u16, page: usize) -> Result<Mapped, MapErr
             if first_mapped && p.p_vaddr.wrapping_sub(p.p_offset) == first.p_vaddr.wrapping_sub(first.p_offset) {
                 // The reservation already maps these very file pages (the
                 // segment lies as far from its file offset as the first
-                // one): only the protection may differ. Code and read-only
-                // data then cost one system call and none instead of a
-                // mapping each, as glibc's loader makes.
+                // one): only the protection may differ. Code then costs an
+                // `mprotect` and read-only data nothing, where glibc's
+                // loader maps each segment again.
                 if prot != prot_of(first.p_flags) {
                     // SAFETY: inside the span mapped above, this segment's pages.
                     unsafe { sys::mprotect(seg_start, len, prot) }.map_err(MapError::Io)?;
