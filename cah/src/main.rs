@@ -11,6 +11,7 @@ mod bundle;
 mod cachefile;
 mod closure;
 mod dlopen_note;
+mod dynstr;
 mod elfinfo;
 mod fetch;
 mod files;

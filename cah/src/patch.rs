@@ -486,5 +486,7 @@ fn apply_once(data: &[u8], patch: &Patch) -> Result<(Vec<u8>, Report)> {
         bail!("the patched file would be larger than {} bytes", out.limit);
     }
     written.map_err(|e| anyhow!("cannot write the patched file: {e}"))?;
+    // The builder wrote `.dynstr` in an order of its own (see `dynstr`).
+    crate::dynstr::keep_input_order(data, &mut out.buf);
     Ok((out.buf, report))
 }
