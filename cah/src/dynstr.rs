@@ -101,6 +101,12 @@ fn layout(data: &[u8]) -> Option<Layout> {
     let mut refs = Vec::new();
     // Symbol names (`st_name`, the first word of each 24-byte entry).
     refs.extend((0..dynsym.size / 24).map(|i| Ref { at: dynsym.off + 24 * i, wide: false }));
+    // Every table the builder writes references into must use this one:
+    // a reference left out would point at another string afterwards.
+    let users = [elf::SHT_DYNAMIC, elf::SHT_GNU_VERDEF, elf::SHT_GNU_VERNEED];
+    if secs.iter().any(|s| users.contains(&s.kind) && s.link != dynsym.link) {
+        return None;
+    }
     let mut strsz = None;
     for s in secs.iter().filter(|s| s.link == dynsym.link) {
         match s.kind {
@@ -195,7 +201,7 @@ fn string_at(table: &[u8], off: usize) -> Option<&[u8]> {
 pub fn keep_input_order(input: &[u8], output: &mut [u8]) -> bool {
     let (Some(inp), Some(out)) = (layout(input), layout(output)) else { return false };
     let old = &input[inp.strtab.off..inp.strtab.off + inp.strtab.size];
-    if old.len() > out.strtab.size || old.last().is_some_and(|&b| b != 0) {
+    if old.len() > out.strtab.size || u32::try_from(old.len()).is_err() || old.last().is_some_and(|&b| b != 0) {
         return false;
     }
     // Where each string is in the input's table: every whole string, and
