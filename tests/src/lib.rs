@@ -1131,11 +1131,22 @@ pub fn execute_in(argv: &[String], env: &[(String, String)], cwd: Option<&Path>,
         cmd.current_dir(dir);
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            out.stderr = format!("(harness) cannot start {}: {e}", argv[0]);
-            return out;
+    // A program a test has just written may still be open for writing in a
+    // child that another test's thread forked meanwhile (until that child
+    // execs and the descriptor closes): the kernel refuses to run it with
+    // ETXTBSY (26) for that moment. Wait it out, for at most a second.
+    let mut busy = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Ok(c) => break c,
+            Err(e) if e.raw_os_error() == Some(26) && busy < 50 => {
+                busy += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                out.stderr = format!("(harness) cannot start {}: {e}", argv[0]);
+                return out;
+            }
         }
     };
     let mut so = child.stdout.take();
