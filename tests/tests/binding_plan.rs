@@ -350,3 +350,66 @@ fn a_plan_with_other_addresses_is_not_obeyed() {
     assert!(out.stderr.contains("its addresses are not its symbols' values"), "the plan is refused: {}", out.stderr);
     assert!(stat(&out, " lookups") > 0 && stat(&out, " bound by plan") == 0, "{}", out.stderr);
 }
+
+/// `s` with its program replaced by one that prints libc's cache
+/// description (`sysconf`'s cache names, which libc answers from the CPU
+/// description its loader filled in from CPUID), both ways of starting it.
+fn cache_sizes_program(s: &Setup) {
+    let src = s.dir.path().join("caches.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\n#include <unistd.h>\nint main(void) {\n    for (int n = _SC_LEVEL1_ICACHE_SIZE; n <= _SC_LEVEL4_CACHE_LINESIZE; n++)\n        printf(\"%d %ld\\n\", n, sysconf(n));\n    return 0;\n}\n",
+    )
+    .unwrap();
+    let (exe, interp) = (s.dir.path().join("cxx"), s.dir.path().join("cxx-interp"));
+    assert!(Command::new("gcc").arg("-O1").arg("-o").arg(&exe).arg(&src).status().unwrap().success());
+    std::fs::copy(&exe, &interp).unwrap();
+    assert!(Command::new("patchelf").arg("--set-interpreter").arg(&s.loader).arg(&interp).status().unwrap().success());
+}
+
+/// The CPUID leaves libc's CPU description is made of are recorded in the
+/// plan, and a warm start answers from it all but the feature leaves (1
+/// and 7, executed and compared) and the XSAVE leaf: in a virtual machine
+/// each CPUID traps, and these were a sixth of a warm hello's time. libc
+/// must then describe the CPU exactly as under glibc's loader. x86_64
+/// only (aarch64 has no CPUID).
+#[test]
+fn a_warm_start_answers_cpuid_from_the_plan() {
+    let s = Setup::new(Arch::X86_64);
+    cache_sizes_program(&s);
+    let reference = s.glibc().stdout;
+    assert!(reference.lines().count() > 10, "{reference}");
+    for direct in [false, true] {
+        let cold = s.cah(direct);
+        assert_eq!(cold.stdout, reference, "cold, direct={direct}: {cold:?}");
+        let warm = s.cah(direct);
+        assert_eq!(warm.stdout, reference, "warm, direct={direct}: {warm:?}");
+        let line = warm.stderr.lines().find(|l| l.contains("CPU description:")).unwrap_or_else(|| panic!("{}", warm.stderr));
+        let n: usize = line.split_whitespace().find_map(|w| w.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+        assert!(n > 0 && line.ends_with("CPUID leaves from the plan"), "{line}");
+    }
+}
+
+/// A plan whose recorded feature leaf is not this CPU's (leaf 1's ECX with
+/// one bit flipped, checksum made good: a plan from another machine's
+/// shared cache directory, or a CPU the kernel now reports differently)
+/// gets no CPUID answered: every leaf is executed, and libc describes the
+/// CPU as under glibc's loader. The bindings are still the plan's.
+#[test]
+fn cpuid_leaves_recorded_on_another_cpu_are_not_used() {
+    let s = Setup::new(Arch::X86_64);
+    cache_sizes_program(&s);
+    let reference = record_then_tamper(&s, |w| {
+        let (n, m, header) = (w[6] as usize, w[7] as usize, 9);
+        let at = header + n + 1 + 3 * m;
+        let k = w[at] as usize;
+        let leaf1 = (0..k).map(|i| at + 1 + 3 * i).find(|&e| w[e] == 1 << 32).expect("leaf 1 is recorded");
+        // ECX is the low half of the leaf's third word (docs/binding-plan.md).
+        w[leaf1 + 2] ^= 1;
+    });
+    let out = s.cah(true);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, reference);
+    assert!(out.stderr.contains("CPUID executed, the plan's leaves not used: recorded on another CPU"), "{}", out.stderr);
+    assert!(out.stderr.contains("using the plan") && stat(&out, " lookups") == 0, "{}", out.stderr);
+}

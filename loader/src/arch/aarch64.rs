@@ -478,6 +478,20 @@ mod machine {
         None
     }
 
+    /// One x86 CPUID answer; never produced here.
+    pub type CpuidLeaf = (u32, u32, [u32; 4]);
+
+    /// x86 CPUID answers to record; none here.
+    pub fn cpuid_log(_f: impl FnMut(CpuidLeaf)) {}
+
+    /// x86 CPUID answers to replay; a plan holds none here.
+    pub fn cpuid_replay(recorded: impl Iterator<Item = CpuidLeaf> + Clone) -> Result<usize, &'static str> {
+        match recorded.count() {
+            0 => Ok(0),
+            _ => Err("CPUID leaves on aarch64"),
+        }
+    }
+
     /// `(MIDR_EL1, DCZID_EL0)`. MIDR is readable from user space only when
     /// the kernel emulates it (`HWCAP_CPUID`, bit 11).
     pub fn aarch64_id_regs(hwcap: u64) -> Option<(u64, u64)> {

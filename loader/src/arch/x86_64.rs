@@ -509,27 +509,133 @@ mod machine {
 
     /// `cpuid` with a sub-leaf: `[eax, ebx, ecx, edx]`. The leaves the
     /// loader reads are executed once per process and remembered: in a
-    /// virtual machine every CPUID traps to the hypervisor, and the CPU
-    /// description libc reads and the PLT resolver's choice ask for the
-    /// same leaves (1 and 0xd) again.
+    /// virtual machine every CPUID traps to the hypervisor (4-5 us each on
+    /// the VMs of docs/benchmarks.md), and the CPU description libc reads
+    /// and the PLT resolver's choice ask for the same leaves (1 and 0xd)
+    /// again. A leaf the binding plan recorded is answered from it once
+    /// [`cpuid_replay`] has accepted the plan's leaves; every answer is
+    /// logged for the next plan ([`cpuid_log`]).
     #[inline(never)]
     pub fn cpuid(leaf: u32, sub: u32) -> Option<[u32; 4]> {
         use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-        let Some(i) = CPUID_KEPT.iter().position(|&k| k == (leaf, sub)) else {
-            return Some(cpuid_now(leaf, sub));
-        };
-        let slot = &CPUID_SEEN[i];
-        if slot.done.load(Acquire) {
+        let kept = CPUID_KEPT.iter().position(|&k| k == (leaf, sub));
+        if let Some(slot) = kept.map(|i| &CPUID_SEEN[i]).filter(|s| s.done.load(Acquire)) {
             return Some(slot.regs.each_ref().map(|r| r.load(Relaxed)));
         }
-        let regs = cpuid_now(leaf, sub);
-        // Two threads racing here store the same identification (only the
-        // APIC id in leaf 1 differs between cores, and nothing reads it).
-        for (r, v) in slot.regs.iter().zip(regs) {
-            r.store(v, Relaxed);
+        let regs = {
+            let mut r = CPUID_RECORD.lock();
+            let regs = r.replayed(leaf, sub).unwrap_or_else(|| cpuid_now(leaf, sub));
+            r.log(leaf, sub, regs);
+            regs
+        };
+        if let Some(slot) = kept.map(|i| &CPUID_SEEN[i]) {
+            // Two threads racing here store the same identification (only
+            // the APIC id in leaf 1 differs between cores, and nothing
+            // reads it).
+            for (r, v) in slot.regs.iter().zip(regs) {
+                r.store(v, Relaxed);
+            }
+            slot.done.store(true, Release);
         }
-        slot.done.store(true, Release);
         Some(regs)
+    }
+
+    /// One CPUID answer: leaf, sub-leaf, `[eax, ebx, ecx, edx]`.
+    pub type CpuidLeaf = (u32, u32, [u32; 4]);
+
+    /// Most leaves a start records or replays (glibc's CPU set-up asks
+    /// 20-25 on the machines measured).
+    const CPUID_RECORDED_MAX: usize = 32;
+
+    /// The leaves this process asked for (recording), or those a plan
+    /// answers (replaying): a start that obeys a plan records none.
+    struct CpuidRecord {
+        leaves: [CpuidLeaf; CPUID_RECORDED_MAX],
+        len: usize,
+        replaying: bool,
+        /// More distinct leaves than `leaves` holds: nothing is recorded.
+        overflow: bool,
+    }
+
+    impl CpuidRecord {
+        fn replayed(&self, leaf: u32, sub: u32) -> Option<[u32; 4]> {
+            self.leaves[..self.len].iter().find(|e| self.replaying && (e.0, e.1) == (leaf, sub)).map(|e| e.2)
+        }
+
+        fn log(&mut self, leaf: u32, sub: u32, regs: [u32; 4]) {
+            if self.replaying || self.leaves[..self.len].iter().any(|e| (e.0, e.1) == (leaf, sub)) {
+                return;
+            }
+            // The core's own APIC id is recorded as 0, so that a plan is
+            // the same whichever core recorded it (nothing replays it:
+            // leaf 1 is always executed, the x2APIC id of leaves 0xb and
+            // 0x1f is not read).
+            let mut regs = regs;
+            match leaf {
+                1 => regs[1] &= 0x00ff_ffff,
+                0xb | 0x1f => regs[3] = 0,
+                _ => {}
+            }
+            match self.leaves.get_mut(self.len) {
+                Some(e) => {
+                    *e = (leaf, sub, regs);
+                    self.len += 1;
+                }
+                None => self.overflow = true,
+            }
+        }
+    }
+
+    static CPUID_RECORD: spin::Mutex<CpuidRecord> =
+        spin::Mutex::new(CpuidRecord { leaves: [(0, 0, [0; 4]); CPUID_RECORDED_MAX], len: 0, replaying: false, overflow: false });
+
+    /// Whether a leaf is always executed, never replayed: the feature
+    /// leaves (1 and 7), which [`cpuid_replay`] compares with the
+    /// recording instead, and the XSAVE leaf (0xd), whose sizes depend on
+    /// what the kernel enabled in XCR0 and size the PLT resolver's save
+    /// area: a stale one would overrun it.
+    fn cpuid_always_executed(leaf: u32, sub: u32) -> bool {
+        matches!((leaf, sub), (1, 0) | (7, 0) | (0xd, _))
+    }
+
+    /// Every CPUID answer this process got so far (one per leaf and
+    /// sub-leaf), for the binding plan to record; nothing when there were
+    /// more than it keeps.
+    pub fn cpuid_log(mut f: impl FnMut(CpuidLeaf)) {
+        let r = CPUID_RECORD.lock();
+        if !r.overflow && !r.replaying {
+            r.leaves[..r.len].iter().for_each(|&e| f(e));
+        }
+    }
+
+    /// Answers CPUID from `recorded` (a binding plan's leaves) from now on,
+    /// if the recording was made on this CPU: leaves 1 and 7 are executed
+    /// and must be what was recorded (leaf 1's EBX but for the APIC id,
+    /// which differs between cores), so that libc never hears of a feature
+    /// this CPU lacks. The other leaves describe caches, topology and
+    /// brand, which a CPU with these features and this signature has as
+    /// recorded. Returns how many leaves will be replayed.
+    pub fn cpuid_replay(recorded: impl Iterator<Item = CpuidLeaf> + Clone) -> Result<usize, &'static str> {
+        for (leaf, mask) in [(1, [!0, 0x00ff_ffff, !0, !0]), (7, [!0; 4])] {
+            let Some((_, _, was)) = recorded.clone().find(|e| (e.0, e.1) == (leaf, 0)) else {
+                return Err("the plan has no feature leaves");
+            };
+            let now = cpuid(leaf, 0).unwrap_or([0; 4]);
+            if (0..4).any(|k| (was[k] ^ now[k]) & mask[k] != 0) {
+                return Err("recorded on another CPU");
+            }
+        }
+        let replayed = recorded.filter(|e| !cpuid_always_executed(e.0, e.1));
+        let n = replayed.clone().count();
+        if n > CPUID_RECORDED_MAX {
+            return Err("too many leaves");
+        }
+        let mut r = CPUID_RECORD.lock();
+        for (slot, e) in r.leaves.iter_mut().zip(replayed) {
+            *slot = e;
+        }
+        (r.len, r.replaying) = (n, true);
+        Ok(n)
     }
 
     fn cpuid_now(leaf: u32, sub: u32) -> [u32; 4] {

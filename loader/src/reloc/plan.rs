@@ -32,7 +32,7 @@ use crate::verify::runtime::{self, Place};
 
 /// `"CAHPLAN1"` as a little-endian word.
 const MAGIC: u64 = u64::from_le_bytes(*b"CAHPLAN1");
-const VERSION: u64 = 3;
+const VERSION: u64 = 4;
 /// Header words: magic, version, key (4), object count, entry count,
 /// libc's layout table.
 const HEADER_WORDS: usize = 9;
@@ -52,6 +52,11 @@ const DIR_NAME: &[u8] = b"plans";
 /// Words per entry: the relocation's place in its object, the binding,
 /// the definition's value.
 const ENTRY_WORDS: usize = 3;
+/// Words per recorded CPUID leaf: `leaf << 32 | sub-leaf`, `ebx << 32 |
+/// eax`, `edx << 32 | ecx`.
+const CPUID_WORDS: usize = 3;
+/// Most CPUID leaves a plan holds.
+const MAX_CPUID: usize = 64;
 /// The value word of an entry whose definition is not a plain address in
 /// its object (an IFUNC, a TLS or absolute symbol, a weak reference bound
 /// to nothing): the engine reads the symbol for those.
@@ -130,7 +135,9 @@ impl Plan {
         if n != objects || n > MAX_OBJECTS || m > MAX_ENTRIES {
             return Err("for another closure");
         }
-        if words.len() != HEADER_WORDS + n + 1 + ENTRY_WORDS * m + CHECKSUM_WORDS {
+        let cpuid_at = HEADER_WORDS + n + 1 + ENTRY_WORDS * m;
+        let k = words.get(cpuid_at).map_or(usize::MAX, |&k| k as usize);
+        if k > MAX_CPUID || words.len() != cpuid_at + 1 + CPUID_WORDS * k + CHECKSUM_WORDS {
             return Err("truncated");
         }
         let body = words.len() - CHECKSUM_WORDS;
@@ -180,6 +187,19 @@ impl Plan {
     /// warm start need not fingerprint libc again.
     pub fn layout(&self) -> Option<usize> {
         usize::try_from(self.words[LAYOUT_WORD]).ok().filter(|&i| self.words[LAYOUT_WORD] != UNDEFINED && i < MAX_LAYOUTS)
+    }
+
+    /// The CPUID answers the recording start got (x86_64; none on
+    /// aarch64), for `cpuid_replay` of the arch module, which decides
+    /// whether this CPU is the one they describe.
+    pub fn cpuid(&self) -> impl Iterator<Item = (u32, u32, [u32; 4])> + Clone + '_ {
+        let at = HEADER_WORDS + self.objects + 1 + ENTRY_WORDS * self.len();
+        let k = self.words[at] as usize;
+        self.words[at + 1..at + 1 + CPUID_WORDS * k].chunks_exact(CPUID_WORDS).map(|e| {
+            let half = |w: u64| (w as u32, (w >> 32) as u32);
+            let ((sub, leaf), (eax, ebx), (ecx, edx)) = (half(e[0]), half(e[1]), half(e[2]));
+            (leaf, sub, [eax, ebx, ecx, edx])
+        })
     }
 
     /// What the relocation at `place` (its link-time address) of object
@@ -307,8 +327,9 @@ impl Recorder {
     }
 
     /// The plan file for `key`; `layout` is the index of libc's built-in
-    /// layout table, if one was chosen (see [`Plan::layout`]).
-    pub fn encode(mut self, key: &Digest, layout: Option<usize>) -> Vec<u8> {
+    /// layout table, if one was chosen (see [`Plan::layout`]), `cpuid` the
+    /// CPUID answers of this start (at most [`MAX_CPUID`] are kept).
+    pub fn encode(mut self, key: &Digest, layout: Option<usize>, cpuid: &[(u32, u32, [u32; 4])]) -> Vec<u8> {
         let n = self.per_object.len();
         for v in self.per_object.iter_mut() {
             sort_by_place(v);
@@ -329,6 +350,12 @@ impl Recorder {
             for &(place, (b, value)) in v {
                 words.extend([place, b, value]);
             }
+        }
+        let cpuid = if cpuid.len() > MAX_CPUID { &[][..] } else { cpuid };
+        words.push(cpuid.len() as u64);
+        let pair = |lo: u32, hi: u32| u64::from(hi) << 32 | u64::from(lo);
+        for &(leaf, sub, [eax, ebx, ecx, edx]) in cpuid {
+            words.extend([pair(sub, leaf), pair(eax, ebx), pair(ecx, edx)]);
         }
         words.push(checksum(&words));
         words.iter().flat_map(|w| w.to_le_bytes()).collect()
@@ -593,6 +620,10 @@ mod tests {
 
     const WEAK: Planned = Planned { binding: None, value: NOT_PLAIN };
 
+    /// Two CPUID answers, their words written out by hand below.
+    const CPUID: [(u32, u32, [u32; 4]); 2] =
+        [(1, 0, [0x806f8, 0x800, 0x7ffa_fbff, 0xbfeb_fbff]), (4, 3, [0x1c163, 0x3c0_003f, 0xdfff, 0x4])];
+
     fn sample() -> (Digest, Vec<u8>) {
         let key = crate::verify::digest::hash(b"closure");
         let mut r = Recorder::new(3);
@@ -600,7 +631,7 @@ mod tests {
         r.record(0, 0x4d8, bound(2, 11, 0x1140));
         r.record(0, 0x4c0, WEAK);
         r.record(2, 0x18, bound(0, 5, NOT_PLAIN));
-        (key, r.encode(&key, Some(3)))
+        (key, r.encode(&key, Some(3), &CPUID))
     }
 
     #[test]
@@ -615,6 +646,14 @@ mod tests {
         assert_eq!(p.get(9, 0), None);
         assert_eq!(p.len(), 3);
         assert_eq!(p.layout(), Some(3), "the layout table recorded");
+        assert_eq!(p.cpuid().collect::<Vec<_>>(), CPUID, "the CPUID answers recorded");
+        // docs/binding-plan.md: the count, then per leaf `leaf << 32 | sub`,
+        // `ebx << 32 | eax`, `edx << 32 | ecx`, then the checksum.
+        let words: Vec<u64> = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(
+            words[words.len() - 8..words.len() - 1],
+            [2, 1 << 32, 0x800 << 32 | 0x806f8, 0xbfeb_fbff << 32 | 0x7ffa_fbff, 4 << 32 | 3, 0x3c0_003f << 32 | 0x1c163, 4 << 32 | 0xdfff]
+        );
     }
 
     #[test]
@@ -628,8 +667,9 @@ mod tests {
         for (i, &place) in places.iter().enumerate() {
             r.record(1, place, bound(0, i as u32, 0x100 * i as u64));
         }
-        let p = Plan::parse(&r.encode(&key, None), &key, 2).expect("valid");
+        let p = Plan::parse(&r.encode(&key, None, &[]), &key, 2).expect("valid");
         assert_eq!(p.layout(), None, "no layout table was recorded");
+        assert_eq!(p.cpuid().count(), 0, "no CPUID answers were recorded");
         let want = |place: u64| places.iter().position(|&x| x == place).map(|i| bound(0, i as u32, 0x100 * i as u64));
         let all: Vec<u64> = (0..310u64).map(|i| 0x1000 + 24 * i).chain([0, 0x1008, u64::MAX]).collect();
         let mut o = p.object(1);
@@ -656,7 +696,7 @@ mod tests {
     /// What the fuzz target does with an accepted plan: every look-up of
     /// every object stays in bounds.
     pub fn exercise(p: &Plan, objects: usize) {
-        let _ = (p.layout(), p.len());
+        let _ = (p.layout(), p.len(), p.cpuid().count());
         for obj in 0..objects + 1 {
             let mut o = p.object(obj);
             for place in (0..40u64).map(|i| 8 * i).chain((0..40).rev()).chain([u64::MAX]) {

@@ -522,6 +522,12 @@ impl BindingPlan {
             Ok(p) => {
                 let layout = if p.layout().is_some() { ", libc's layout table" } else { "" };
                 say(format_args!("using the plan {} ({} references{layout})", key.short_hex(12), p.len()));
+                // Before libc's CPU description is filled in (stage 7).
+                match native::cpuid_replay(p.cpuid()) {
+                    Ok(0) => {}
+                    Ok(n) => say(format_args!("CPU description: {n} CPUID leaves from the plan")),
+                    Err(why) => say(format_args!("CPU description: CPUID executed, the plan's leaves not used: {why}")),
+                }
                 none.plan = Some(p);
             }
             Err(why) => match plan::Store::open(&none.places, euid) {
@@ -540,7 +546,9 @@ impl BindingPlan {
     /// After relocation: a cold start stores what it resolved.
     fn finish(&self, recorded: Option<plan::Recorder>, layout: Option<usize>, stats: &crate::reloc::Stats, facts: &Facts) {
         let (Some(key), Some(store), Some(rec)) = (self.key, &self.store, recorded) else { return };
-        let bytes = rec.encode(&key, layout);
+        let mut cpuid = Vec::new();
+        native::cpuid_log(|leaf| cpuid.push(leaf));
+        let bytes = rec.encode(&key, layout, &cpuid);
         let r = store.put(self.euid, &key, &bytes);
         if facts.debug.bindings {
             match r {
