@@ -26,7 +26,7 @@ use crate::elf::symbols::symbol;
 use crate::link::{DsoId, Kind, Namespace};
 use crate::map::FileView;
 use crate::sys::{self, Errno, Fd};
-use crate::verify::digest::{Digest, Hasher};
+use crate::verify::digest::Digest;
 use crate::verify::identity::FileIdentity;
 use crate::verify::runtime::{self, Place};
 
@@ -451,9 +451,12 @@ fn key_words(d: &Digest) -> [u64; 4] {
 /// object's kind and file identity in namespace order. `None` when an
 /// object's identity is unknown (nothing can then vouch for a plan).
 pub fn key(ns: &Namespace, loader_build_id: &[u8]) -> Option<Digest> {
-    let mut h = Hasher::new();
-    h.update(b"ld-cah binding plan 1\0");
-    h.update(&(loader_build_id.len() as u64).to_le_bytes()).update(loader_build_id);
+    // Gathered first and hashed in one call: a small closure's key is one
+    // chunk, which `digest::hash` does without the crate's CPU detection.
+    let mut h: Vec<u8> = Vec::with_capacity(64 + loader_build_id.len() + 41 * ns.objs.len());
+    h.extend_from_slice(b"ld-cah binding plan 1\0");
+    h.extend_from_slice(&(loader_build_id.len() as u64).to_le_bytes());
+    h.extend_from_slice(loader_build_id);
     for d in &ns.objs {
         let kind: u8 = match d.kind {
             Kind::Main => 1,
@@ -461,15 +464,15 @@ pub fn key(ns: &Namespace, loader_build_id: &[u8]) -> Option<Digest> {
             Kind::Loader => 3,
             Kind::Vdso => 4,
         };
-        h.update(&[kind]);
+        h.push(kind);
         if matches!(d.kind, Kind::Main | Kind::Library) {
             let id = d.identity?;
             for w in [id.dev, id.ino, id.size, id.mtime_ns as u64, id.ctime_ns as u64] {
-                h.update(&w.to_le_bytes());
+                h.extend_from_slice(&w.to_le_bytes());
             }
         }
     }
-    Some(h.finalize())
+    Some(crate::verify::digest::hash(&h))
 }
 
 /// The identity of the program at `path` (NUL-terminated), if this user
