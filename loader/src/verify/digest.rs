@@ -127,6 +127,26 @@ const ROOT: u32 = 8;
 const KEYED_HASH: u32 = 16;
 /// Where each message word goes from one round to the next.
 const PERMUTATION: [usize; 16] = [2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8];
+/// The message words each of the seven rounds reads, in order: the
+/// permutation applied once per round before it.
+const SCHEDULE: [[usize; 16]; 7] = {
+    let mut s = [[0; 16]; 7];
+    let mut i = 0;
+    while i < 16 {
+        s[0][i] = i;
+        i += 1;
+    }
+    let mut r = 1;
+    while r < 7 {
+        let mut i = 0;
+        while i < 16 {
+            s[r][i] = s[r - 1][PERMUTATION[i]];
+            i += 1;
+        }
+        r += 1;
+    }
+    s
+};
 
 fn words_of<const N: usize>(bytes: &[u8]) -> [u32; N] {
     let mut w = [0u32; N];
@@ -161,28 +181,33 @@ fn one_chunk(mut cv: [u32; 8], mode: u32, bytes: &[u8]) -> Digest {
 
 /// The first half of the compression function's output (the chaining
 /// value, or the digest for the root), for chunk counter 0.
-fn compress(cv: &[u32; 8], mut m: [u32; 16], block_len: u32, flags: u32) -> [u32; 8] {
+fn compress(cv: &[u32; 8], m: [u32; 16], block_len: u32, flags: u32) -> [u32; 8] {
     let mut v = [cv[0], cv[1], cv[2], cv[3], cv[4], cv[5], cv[6], cv[7], IV[0], IV[1], IV[2], IV[3], 0, 0, block_len, flags];
-    for round in 0..7 {
-        for (i, [a, b, c, d]) in
-            [[0, 4, 8, 12], [1, 5, 9, 13], [2, 6, 10, 14], [3, 7, 11, 15], [0, 5, 10, 15], [1, 6, 11, 12], [2, 7, 8, 13], [3, 4, 9, 14]]
-                .into_iter()
-                .enumerate()
-        {
-            v[a] = v[a].wrapping_add(v[b]).wrapping_add(m[2 * i]);
-            v[d] = (v[d] ^ v[a]).rotate_right(16);
-            v[c] = v[c].wrapping_add(v[d]);
-            v[b] = (v[b] ^ v[c]).rotate_right(12);
-            v[a] = v[a].wrapping_add(v[b]).wrapping_add(m[2 * i + 1]);
-            v[d] = (v[d] ^ v[a]).rotate_right(8);
-            v[c] = v[c].wrapping_add(v[d]);
-            v[b] = (v[b] ^ v[c]).rotate_right(7);
-        }
-        if round < 6 {
-            m = PERMUTATION.map(|p| m[p]);
-        }
+    for s in &SCHEDULE {
+        g(&mut v, [0, 4, 8, 12], m[s[0]], m[s[1]]);
+        g(&mut v, [1, 5, 9, 13], m[s[2]], m[s[3]]);
+        g(&mut v, [2, 6, 10, 14], m[s[4]], m[s[5]]);
+        g(&mut v, [3, 7, 11, 15], m[s[6]], m[s[7]]);
+        g(&mut v, [0, 5, 10, 15], m[s[8]], m[s[9]]);
+        g(&mut v, [1, 6, 11, 12], m[s[10]], m[s[11]]);
+        g(&mut v, [2, 7, 8, 13], m[s[12]], m[s[13]]);
+        g(&mut v, [3, 4, 9, 14], m[s[14]], m[s[15]]);
     }
     core::array::from_fn(|i| v[i] ^ v[i + 8])
+}
+
+/// The quarter-round, on state words `a`, `b`, `c`, `d` with message
+/// words `x` and `y`.
+#[inline(always)]
+fn g(v: &mut [u32; 16], [a, b, c, d]: [usize; 4], x: u32, y: u32) {
+    v[a] = v[a].wrapping_add(v[b]).wrapping_add(x);
+    v[d] = (v[d] ^ v[a]).rotate_right(16);
+    v[c] = v[c].wrapping_add(v[d]);
+    v[b] = (v[b] ^ v[c]).rotate_right(12);
+    v[a] = v[a].wrapping_add(v[b]).wrapping_add(y);
+    v[d] = (v[d] ^ v[a]).rotate_right(8);
+    v[c] = v[c].wrapping_add(v[d]);
+    v[b] = (v[b] ^ v[c]).rotate_right(7);
 }
 
 /// Incremental hashing, for content that arrives in pieces (a file read in
