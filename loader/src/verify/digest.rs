@@ -148,14 +148,13 @@ const SCHEDULE: [[usize; 16]; 7] = {
     s
 };
 
+/// Little-endian words of `bytes` (at most `4 N`), zero-padded: one copy
+/// into a zeroed buffer, then whole words.
 fn words_of<const N: usize>(bytes: &[u8]) -> [u32; N] {
-    let mut w = [0u32; N];
-    for (w, b) in w.iter_mut().zip(bytes.chunks(4)) {
-        let mut le = [0u8; 4];
-        le[..b.len()].copy_from_slice(b);
-        *w = u32::from_le_bytes(le);
-    }
-    w
+    let mut buf = [[0u8; 4]; N];
+    let n = bytes.len().min(4 * N);
+    buf.as_flattened_mut()[..n].copy_from_slice(&bytes[..n]);
+    buf.map(u32::from_le_bytes)
 }
 
 /// The root digest of `bytes` (at most one chunk), from key words `cv`.
