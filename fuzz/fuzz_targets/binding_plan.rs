@@ -13,7 +13,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let key = ld_cah::verify::digest::Digest(bytes.get(16..48).and_then(|k| k.try_into().ok()).unwrap_or([0; 32]));
     let objects = words.get(6).map_or(0, |&n| (n as usize).min(1 << 16));
     if let Ok(p) = Plan::parse(&bytes, &key, objects) {
-        let _ = (p.layout(), p.len(), p.cpuid().count());
+        let _ = (p.layout(), p.len(), p.cpuid().count(), p.xcr0());
         for obj in 0..objects.min(64) + 1 {
             // In table order, backwards, and far out.
             let mut o = p.object(obj);

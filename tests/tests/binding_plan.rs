@@ -403,7 +403,7 @@ fn cpuid_leaves_recorded_on_another_cpu_are_not_used() {
         let (n, m, header) = (w[6] as usize, w[7] as usize, 9);
         let at = header + n + 1 + 3 * m;
         let k = w[at] as usize;
-        let leaf1 = (0..k).map(|i| at + 1 + 3 * i).find(|&e| w[e] == 1 << 32).expect("leaf 1 is recorded");
+        let leaf1 = (0..k).map(|i| at + 2 + 3 * i).find(|&e| w[e] == 1 << 32).expect("leaf 1 is recorded");
         // ECX is the low half of the leaf's third word (docs/binding-plan.md).
         w[leaf1 + 2] ^= 1;
     });
@@ -412,4 +412,25 @@ fn cpuid_leaves_recorded_on_another_cpu_are_not_used() {
     assert_eq!(out.stdout, reference);
     assert!(out.stderr.contains("CPUID executed, the plan's leaves not used: recorded on another CPU"), "{}", out.stderr);
     assert!(out.stderr.contains("using the plan") && stat(&out, " lookups") == 0, "{}", out.stderr);
+}
+
+/// A plan recorded under another XCR0 (the register state the kernel
+/// enables, which decides the XSAVE leaf's sizes and so the lazy-binding
+/// trampoline's save area) has its XSAVE leaf executed, the rest replayed;
+/// libc describes the CPU as under glibc's loader.
+#[test]
+fn the_xsave_leaf_is_executed_when_xcr0_is_not_as_recorded() {
+    let s = Setup::new(Arch::X86_64);
+    cache_sizes_program(&s);
+    let reference = record_then_tamper(&s, |w| {
+        let (n, m, header) = (w[6] as usize, w[7] as usize, 9);
+        let at = header + n + 1 + 3 * m;
+        assert!(w[at] > 0 && w[at + 1] != 0, "CPUID answers and XCR0 are recorded");
+        // An AVX-512 state bit flipped (docs/binding-plan.md: XCR0 follows the count).
+        w[at + 1] ^= 1 << 5;
+    });
+    let out = s.cah(true);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, reference);
+    assert!(out.stderr.contains("CPUID leaves from the plan, the XSAVE leaf executed: XCR0 is not as recorded"), "{}", out.stderr);
 }

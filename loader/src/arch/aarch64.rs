@@ -485,11 +485,16 @@ mod machine {
     pub fn cpuid_log(_f: impl FnMut(CpuidLeaf)) {}
 
     /// x86 CPUID answers to replay; a plan holds none here.
-    pub fn cpuid_replay(recorded: impl Iterator<Item = CpuidLeaf> + Clone) -> Result<usize, &'static str> {
+    pub fn cpuid_replay(recorded: impl Iterator<Item = CpuidLeaf> + Clone, _xcr0: u64) -> Result<(usize, bool), &'static str> {
         match recorded.count() {
-            0 => Ok(0),
+            0 => Ok((0, false)),
             _ => Err("CPUID leaves on aarch64"),
         }
+    }
+
+    /// x86 XCR0; none here.
+    pub fn xcr0() -> u64 {
+        0
     }
 
     /// `(MIDR_EL1, DCZID_EL0)`. MIDR is readable from user space only when

@@ -589,13 +589,23 @@ mod machine {
     static CPUID_RECORD: spin::Mutex<CpuidRecord> =
         spin::Mutex::new(CpuidRecord { leaves: [(0, 0, [0; 4]); CPUID_RECORDED_MAX], len: 0, replaying: false, overflow: false });
 
-    /// Whether a leaf is always executed, never replayed: the feature
-    /// leaves (1 and 7), which [`cpuid_replay`] compares with the
-    /// recording instead, and the XSAVE leaf (0xd), whose sizes depend on
-    /// what the kernel enabled in XCR0 and size the PLT resolver's save
-    /// area: a stale one would overrun it.
-    fn cpuid_always_executed(leaf: u32, sub: u32) -> bool {
-        matches!((leaf, sub), (1, 0) | (7, 0) | (0xd, _))
+    /// Whether a leaf is executed, not replayed: the feature leaves (1 and
+    /// 7), which [`cpuid_replay`] compares with the recording instead, and
+    /// the XSAVE leaf (0xd) unless XCR0 is as recorded: its sizes follow
+    /// what the kernel enabled there, and size the PLT resolver's save
+    /// area, which a stale one would overrun.
+    fn cpuid_executed(leaf: u32, sub: u32, xcr0_as_recorded: bool) -> bool {
+        matches!((leaf, sub), (1, 0) | (7, 0)) || (leaf == 0xd && !xcr0_as_recorded)
+    }
+
+    /// XCR0, or 0 where the OS has not enabled XSAVE (leaf 1, ECX bit 27):
+    /// what the XSAVE leaf's sizes depend on.
+    pub fn xcr0() -> u64 {
+        if cpuid(1, 0).is_some_and(|r| r[2] & (1 << 27) != 0) {
+            xgetbv0()
+        } else {
+            0
+        }
     }
 
     /// Every CPUID answer this process got so far (one per leaf and
@@ -614,8 +624,10 @@ mod machine {
     /// which differs between cores), so that libc never hears of a feature
     /// this CPU lacks. The other leaves describe caches, topology and
     /// brand, which a CPU with these features and this signature has as
-    /// recorded. Returns how many leaves will be replayed.
-    pub fn cpuid_replay(recorded: impl Iterator<Item = CpuidLeaf> + Clone) -> Result<usize, &'static str> {
+    /// recorded; the XSAVE leaf too if XCR0 is now `xcr0` (XGETBV does not
+    /// trap). Returns how many leaves will be replayed, and whether the
+    /// XSAVE leaf is among them.
+    pub fn cpuid_replay(recorded: impl Iterator<Item = CpuidLeaf> + Clone, xcr0: u64) -> Result<(usize, bool), &'static str> {
         for (leaf, mask) in [(1, [!0, 0x00ff_ffff, !0, !0]), (7, [!0; 4])] {
             let Some((_, _, was)) = recorded.clone().find(|e| (e.0, e.1) == (leaf, 0)) else {
                 return Err("the plan has no feature leaves");
@@ -625,7 +637,8 @@ mod machine {
                 return Err("recorded on another CPU");
             }
         }
-        let replayed = recorded.filter(|e| !cpuid_always_executed(e.0, e.1));
+        let xsave = xcr0 == self::xcr0();
+        let replayed = recorded.filter(|e| !cpuid_executed(e.0, e.1, xsave));
         let n = replayed.clone().count();
         if n > CPUID_RECORDED_MAX {
             return Err("too many leaves");
@@ -635,7 +648,7 @@ mod machine {
             *slot = e;
         }
         (r.len, r.replaying) = (n, true);
-        Ok(n)
+        Ok((n, xsave))
     }
 
     fn cpuid_now(leaf: u32, sub: u32) -> [u32; 4] {

@@ -32,7 +32,7 @@ use crate::verify::runtime::{self, Place};
 
 /// `"CAHPLAN1"` as a little-endian word.
 const MAGIC: u64 = u64::from_le_bytes(*b"CAHPLAN1");
-const VERSION: u64 = 4;
+const VERSION: u64 = 5;
 /// Header words: magic, version, key (4), object count, entry count,
 /// libc's layout table.
 const HEADER_WORDS: usize = 9;
@@ -137,7 +137,7 @@ impl Plan {
         }
         let cpuid_at = HEADER_WORDS + n + 1 + ENTRY_WORDS * m;
         let k = words.get(cpuid_at).map_or(usize::MAX, |&k| k as usize);
-        if k > MAX_CPUID || words.len() != cpuid_at + 1 + CPUID_WORDS * k + CHECKSUM_WORDS {
+        if k > MAX_CPUID || words.len() != cpuid_at + 2 + CPUID_WORDS * k + CHECKSUM_WORDS {
             return Err("truncated");
         }
         let body = words.len() - CHECKSUM_WORDS;
@@ -193,13 +193,23 @@ impl Plan {
     /// aarch64), for `cpuid_replay` of the arch module, which decides
     /// whether this CPU is the one they describe.
     pub fn cpuid(&self) -> impl Iterator<Item = (u32, u32, [u32; 4])> + Clone + '_ {
-        let at = HEADER_WORDS + self.objects + 1 + ENTRY_WORDS * self.len();
+        let at = self.cpuid_at();
         let k = self.words[at] as usize;
-        self.words[at + 1..at + 1 + CPUID_WORDS * k].chunks_exact(CPUID_WORDS).map(|e| {
+        self.words[at + 2..at + 2 + CPUID_WORDS * k].chunks_exact(CPUID_WORDS).map(|e| {
             let half = |w: u64| (w as u32, (w >> 32) as u32);
             let ((sub, leaf), (eax, ebx), (ecx, edx)) = (half(e[0]), half(e[1]), half(e[2]));
             (leaf, sub, [eax, ebx, ecx, edx])
         })
+    }
+
+    /// XCR0 (the register state the kernel enabled) when the CPUID answers
+    /// were recorded, or 0: the XSAVE leaf's sizes follow it.
+    pub fn xcr0(&self) -> u64 {
+        self.words[self.cpuid_at() + 1]
+    }
+
+    fn cpuid_at(&self) -> usize {
+        HEADER_WORDS + self.objects + 1 + ENTRY_WORDS * self.len()
     }
 
     /// What the relocation at `place` (its link-time address) of object
@@ -328,8 +338,9 @@ impl Recorder {
 
     /// The plan file for `key`; `layout` is the index of libc's built-in
     /// layout table, if one was chosen (see [`Plan::layout`]), `cpuid` the
-    /// CPUID answers of this start (at most [`MAX_CPUID`] are kept).
-    pub fn encode(mut self, key: &Digest, layout: Option<usize>, cpuid: &[(u32, u32, [u32; 4])]) -> Vec<u8> {
+    /// CPUID answers of this start (at most [`MAX_CPUID`] are kept) and
+    /// `xcr0` the XCR0 they were given under.
+    pub fn encode(mut self, key: &Digest, layout: Option<usize>, cpuid: &[(u32, u32, [u32; 4])], xcr0: u64) -> Vec<u8> {
         let n = self.per_object.len();
         for v in self.per_object.iter_mut() {
             sort_by_place(v);
@@ -352,7 +363,7 @@ impl Recorder {
             }
         }
         let cpuid = if cpuid.len() > MAX_CPUID { &[][..] } else { cpuid };
-        words.push(cpuid.len() as u64);
+        words.extend([cpuid.len() as u64, xcr0]);
         let pair = |lo: u32, hi: u32| u64::from(hi) << 32 | u64::from(lo);
         for &(leaf, sub, [eax, ebx, ecx, edx]) in cpuid {
             words.extend([pair(sub, leaf), pair(eax, ebx), pair(ecx, edx)]);
@@ -634,7 +645,7 @@ mod tests {
         r.record(0, 0x4d8, bound(2, 11, 0x1140));
         r.record(0, 0x4c0, WEAK);
         r.record(2, 0x18, bound(0, 5, NOT_PLAIN));
-        (key, r.encode(&key, Some(3), &CPUID))
+        (key, r.encode(&key, Some(3), &CPUID, 0xe7))
     }
 
     #[test]
@@ -650,12 +661,22 @@ mod tests {
         assert_eq!(p.len(), 3);
         assert_eq!(p.layout(), Some(3), "the layout table recorded");
         assert_eq!(p.cpuid().collect::<Vec<_>>(), CPUID, "the CPUID answers recorded");
-        // docs/binding-plan.md: the count, then per leaf `leaf << 32 | sub`,
-        // `ebx << 32 | eax`, `edx << 32 | ecx`, then the checksum.
+        assert_eq!(p.xcr0(), 0xe7);
+        // docs/binding-plan.md: the count, XCR0, then per leaf `leaf << 32 |
+        // sub`, `ebx << 32 | eax`, `edx << 32 | ecx`, then the checksum.
         let words: Vec<u64> = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
         assert_eq!(
-            words[words.len() - 8..words.len() - 1],
-            [2, 1 << 32, 0x800 << 32 | 0x806f8, 0xbfeb_fbff << 32 | 0x7ffa_fbff, 4 << 32 | 3, 0x3c0_003f << 32 | 0x1c163, 4 << 32 | 0xdfff]
+            words[words.len() - 9..words.len() - 1],
+            [
+                2,
+                0xe7,
+                1 << 32,
+                0x800 << 32 | 0x806f8,
+                0xbfeb_fbff << 32 | 0x7ffa_fbff,
+                4 << 32 | 3,
+                0x3c0_003f << 32 | 0x1c163,
+                4 << 32 | 0xdfff
+            ]
         );
     }
 
@@ -670,7 +691,7 @@ mod tests {
         for (i, &place) in places.iter().enumerate() {
             r.record(1, place, bound(0, i as u32, 0x100 * i as u64));
         }
-        let p = Plan::parse(&r.encode(&key, None, &[]), &key, 2).expect("valid");
+        let p = Plan::parse(&r.encode(&key, None, &[], 0), &key, 2).expect("valid");
         assert_eq!(p.layout(), None, "no layout table was recorded");
         assert_eq!(p.cpuid().count(), 0, "no CPUID answers were recorded");
         let want = |place: u64| places.iter().position(|&x| x == place).map(|i| bound(0, i as u32, 0x100 * i as u64));
@@ -699,7 +720,7 @@ mod tests {
     /// What the fuzz target does with an accepted plan: every look-up of
     /// every object stays in bounds.
     pub fn exercise(p: &Plan, objects: usize) {
-        let _ = (p.layout(), p.len(), p.cpuid().count());
+        let _ = (p.layout(), p.len(), p.cpuid().count(), p.xcr0());
         for obj in 0..objects + 1 {
             let mut o = p.object(obj);
             for place in (0..40u64).map(|i| 8 * i).chain((0..40).rev()).chain([u64::MAX]) {

@@ -523,9 +523,12 @@ impl BindingPlan {
                 let layout = if p.layout().is_some() { ", libc's layout table" } else { "" };
                 say(format_args!("using the plan {} ({} references{layout})", key.short_hex(12), p.len()));
                 // Before libc's CPU description is filled in (stage 7).
-                match native::cpuid_replay(p.cpuid()) {
-                    Ok(0) => {}
-                    Ok(n) => say(format_args!("CPU description: {n} CPUID leaves from the plan")),
+                match native::cpuid_replay(p.cpuid(), p.xcr0()) {
+                    Ok((0, _)) => {}
+                    Ok((n, true)) => say(format_args!("CPU description: {n} CPUID leaves from the plan")),
+                    Ok((n, false)) => say(format_args!(
+                        "CPU description: {n} CPUID leaves from the plan, the XSAVE leaf executed: XCR0 is not as recorded"
+                    )),
                     Err(why) => say(format_args!("CPU description: CPUID executed, the plan's leaves not used: {why}")),
                 }
                 none.plan = Some(p);
@@ -548,7 +551,7 @@ impl BindingPlan {
         let (Some(key), Some(store), Some(rec)) = (self.key, &self.store, recorded) else { return };
         let mut cpuid = Vec::new();
         native::cpuid_log(|leaf| cpuid.push(leaf));
-        let bytes = rec.encode(&key, layout, &cpuid);
+        let bytes = rec.encode(&key, layout, &cpuid, native::xcr0());
         let r = store.put(self.euid, &key, &bytes);
         if facts.debug.bindings {
             match r {

@@ -94,7 +94,7 @@ impl fmt::Display for ShortHex {
 
 /// The digest of `bytes`.
 pub fn hash(bytes: &[u8]) -> Digest {
-    if bytes.len() <= CHUNK_LEN {
+    if SHORT_INPUTS_HERE && bytes.len() <= CHUNK_LEN {
         return one_chunk(IV, 0, bytes);
     }
     Digest(*blake3::hash(bytes).as_bytes())
@@ -103,7 +103,7 @@ pub fn hash(bytes: &[u8]) -> Digest {
 /// A keyed BLAKE3 of `bytes`: used for the hash cache's slot checksums and
 /// placement, where the key separates those uses from content digests.
 pub fn keyed_hash(key: &[u8; 32], bytes: &[u8]) -> Digest {
-    if bytes.len() <= CHUNK_LEN {
+    if SHORT_INPUTS_HERE && bytes.len() <= CHUNK_LEN {
         return one_chunk(words_of(key), KEYED_HASH, bytes);
     }
     Digest(*blake3::keyed_hash(key, bytes).as_bytes())
@@ -115,7 +115,12 @@ pub fn keyed_hash(key: &[u8; 32], bytes: &[u8]) -> Digest {
 // first find the CPU's widest vector unit with three CPUIDs, each a trap
 // to the hypervisor in a virtual machine (4-5 us, docs/benchmarks.md);
 // for a few blocks the vector code gains less than that. Tested against
-// the crate for every length up to a chunk, plain and keyed.
+// the crate for every length up to a chunk, plain and keyed. On aarch64
+// the crate detects nothing (NEON is part of the base ISA): it keeps short
+// inputs too, and the loader is 2 KB smaller.
+
+/// Whether short inputs are hashed by [`one_chunk`] rather than the crate.
+const SHORT_INPUTS_HERE: bool = cfg!(target_arch = "x86_64");
 
 /// Bytes in a chunk, BLAKE3's leaf; an input of at most this many bytes
 /// is one chunk, which is also the root.
