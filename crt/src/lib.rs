@@ -236,18 +236,31 @@ unsafe fn page_size(sp: *const usize) -> usize {
     }
 }
 
+// The loader's one system call outside `loader/src/sys.rs`, and arch code
+// outside `loader/src/arch/`, like `_start` above: this crate runs before
+// the loader is relocated and cannot depend on it (the loader links it).
+
+/// `madvise(addr, len, advice)`; a refusal is ignored (nothing depends on
+/// the advice being taken).
+///
+/// # Safety
+/// `addr..addr + len` is ours and the advice changes no contents.
 #[cfg(target_arch = "x86_64")]
 unsafe fn madvise(addr: usize, len: usize, advice: usize) {
-    // SAFETY: caller.
+    // SAFETY: the caller vouches for the range; `syscall` clobbers only rax, rcx and r11, declared.
     unsafe {
         core::arch::asm!("syscall", inlateout("rax") 28usize => _, in("rdi") addr, in("rsi") len, in("rdx") advice,
             lateout("rcx") _, lateout("r11") _, options(nostack))
     };
 }
 
+/// As the x86_64 one.
+///
+/// # Safety
+/// As the x86_64 one.
 #[cfg(target_arch = "aarch64")]
 unsafe fn madvise(addr: usize, len: usize, advice: usize) {
-    // SAFETY: caller.
+    // SAFETY: the caller vouches for the range; `svc` clobbers only x0, declared.
     unsafe { core::arch::asm!("svc #0", in("x8") 233usize, inlateout("x0") addr => _, in("x1") len, in("x2") advice, options(nostack)) };
 }
 

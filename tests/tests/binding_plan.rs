@@ -351,6 +351,14 @@ fn a_plan_with_other_addresses_is_not_obeyed() {
     assert!(stat(&out, " lookups") > 0 && stat(&out, " bound by plan") == 0, "{}", out.stderr);
 }
 
+/// Where a plan's CPUID section starts (its count, then XCR0, then the
+/// answers): after the 9 header words, the *n*+1 object offsets and the
+/// *m* three-word entries (docs/binding-plan.md).
+fn cpuid_section(w: &[u64]) -> usize {
+    let (n, m) = (w[6] as usize, w[7] as usize);
+    9 + n + 1 + 3 * m
+}
+
 /// `s` with its program replaced by one that prints libc's cache
 /// description (`sysconf`'s cache names, which libc answers from the CPU
 /// description its loader filled in from CPUID), both ways of starting it.
@@ -400,8 +408,7 @@ fn cpuid_leaves_recorded_on_another_cpu_are_not_used() {
     let s = Setup::new(Arch::X86_64);
     cache_sizes_program(&s);
     let reference = record_then_tamper(&s, |w| {
-        let (n, m, header) = (w[6] as usize, w[7] as usize, 9);
-        let at = header + n + 1 + 3 * m;
+        let at = cpuid_section(w);
         let k = w[at] as usize;
         let leaf1 = (0..k).map(|i| at + 2 + 3 * i).find(|&e| w[e] == 1 << 32).expect("leaf 1 is recorded");
         // ECX is the low half of the leaf's third word (docs/binding-plan.md).
@@ -423,8 +430,7 @@ fn the_xsave_leaf_is_executed_when_xcr0_is_not_as_recorded() {
     let s = Setup::new(Arch::X86_64);
     cache_sizes_program(&s);
     let reference = record_then_tamper(&s, |w| {
-        let (n, m, header) = (w[6] as usize, w[7] as usize, 9);
-        let at = header + n + 1 + 3 * m;
+        let at = cpuid_section(w);
         assert!(w[at] > 0 && w[at + 1] != 0, "CPUID answers and XCR0 are recorded");
         // An AVX-512 state bit flipped (docs/binding-plan.md: XCR0 follows the count).
         w[at + 1] ^= 1 << 5;

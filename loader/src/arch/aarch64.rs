@@ -478,6 +478,10 @@ mod machine {
         None
     }
 
+    /// The `blake3` crate detects nothing here: NEON is part of the base
+    /// ISA.
+    pub const BLAKE3_DETECTS_CPU: bool = false;
+
     /// One x86 CPUID answer; never produced here.
     pub type CpuidLeaf = (u32, u32, [u32; 4]);
 

@@ -540,6 +540,10 @@ mod machine {
         Some(regs)
     }
 
+    /// The `blake3` crate picks its SIMD code with CPUID on its first hash
+    /// (`verify::digest` keeps short inputs away from it for that).
+    pub const BLAKE3_DETECTS_CPU: bool = true;
+
     /// One CPUID answer: leaf, sub-leaf, `[eax, ebx, ecx, edx]`.
     pub type CpuidLeaf = (u32, u32, [u32; 4]);
 

@@ -119,8 +119,9 @@ pub fn keyed_hash(key: &[u8; 32], bytes: &[u8]) -> Digest {
 // the crate detects nothing (NEON is part of the base ISA): it keeps short
 // inputs too, and the loader is 2 KB smaller.
 
-/// Whether short inputs are hashed by [`one_chunk`] rather than the crate.
-const SHORT_INPUTS_HERE: bool = cfg!(target_arch = "x86_64");
+/// Whether short inputs are hashed by [`one_chunk`] rather than the crate
+/// (an arch fact: whether the crate detects the CPU at run time).
+const SHORT_INPUTS_HERE: bool = crate::arch::native::BLAKE3_DETECTS_CPU;
 
 /// Bytes in a chunk, BLAKE3's leaf; an input of at most this many bytes
 /// is one chunk, which is also the root.
