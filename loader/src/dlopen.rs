@@ -88,12 +88,12 @@ pub fn open(name: &[u8], mode: i32, caller: usize) -> Result<(usize, Vec<crate::
     }
     let requester = ns.objs.iter().position(|d| caller >= d.map_start && caller < d.map_end).unwrap_or(ns.main);
     let cfg = search.config();
-    ns.take_fresh();
+    ns.clear_fresh();
     let result = load_and_link(ns, search, &cfg, name, mode, requester);
-    let fresh = ns.take_fresh();
     if result.is_err() {
         // A failed dlopen leaves nothing behind that a later one could find
         // half-done (the mappings stay, unreachable).
+        let fresh = ns.fresh().to_vec();
         for &id in &fresh {
             ns.objs[id].removed = true;
             if let Some(m) = ns.objs[id].tls.filter(|m| m.modid != 0) {
@@ -187,14 +187,14 @@ fn load_and_link(
     crate::debug::publish(ns, 0, crate::debug::RT_CONSISTENT);
 
     // Initialisers of the new objects, dependencies first.
-    let mut calls = Vec::new();
+    let mut calls = Vec::with_capacity(2 * new.len());
     for &id in sorted.iter().rev() {
         let d = &mut ns.objs[id];
         if d.init_called || d.kind != Kind::Library {
             continue;
         }
         d.init_called = true;
-        calls.extend(crate::init::object_init_calls(ns, id));
+        crate::init::push_init_calls(ns, id, &mut calls);
     }
     Ok((ns.objs[root].link_map, calls))
 }
@@ -311,7 +311,9 @@ pub fn close(lm: usize) -> Result<Closed, Error> {
         return Ok(Closed { calls: Vec::new(), unmap });
     }
     d.init_called = false;
-    Ok(Closed { calls: crate::init::object_fini_calls(ns, id), unmap })
+    let mut calls = Vec::with_capacity(2);
+    crate::init::push_fini_calls(ns, id, &mut calls);
+    Ok(Closed { calls, unmap })
 }
 
 /// Unmaps an object `close` released, after its finalisers ran: it leaves

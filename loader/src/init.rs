@@ -14,25 +14,25 @@ use alloc::vec::Vec;
 use object::elf::{PF_X, PT_LOAD};
 
 use crate::diag::Error;
-use crate::link::{Dso, DsoId, Kind, Namespace};
+use crate::link::{Dso, DsoId, IdSet, Kind, Namespace};
 
 /// Sorts `maps` (whose first element is the program) so that every object
 /// precedes its dependencies. `deps(i)` lists object `i`'s dependencies.
 pub fn sort<'a>(maps: &[DsoId], n_objs: usize, deps: &dyn Fn(DsoId) -> &'a [DsoId], main: DsoId) -> Vec<DsoId> {
-    let mut visited = vec![false; n_objs];
+    let mut visited = IdSet::new(n_objs);
     let mut rpo: Vec<DsoId> = Vec::with_capacity(maps.len());
     // Iterative DFS: (node, next dependency index).
+    let mut stack: Vec<(DsoId, usize, &[DsoId])> = Vec::with_capacity(8);
     for &start in maps.iter().rev() {
-        if visited.get(start).copied().unwrap_or(true) {
+        if !visited.insert(start) {
             continue;
         }
-        visited[start] = true;
-        let mut stack: Vec<(DsoId, usize, &[DsoId])> = vec![(start, 0, deps(start))];
+        stack.push((start, 0, deps(start)));
         while let Some((node, i, ds)) = stack.last_mut() {
             if let Some(&dep) = ds.get(*i) {
                 *i += 1;
-                if dep < n_objs && !visited[dep] && dep != main && maps.contains(&dep) {
-                    visited[dep] = true;
+                if !visited.contains(dep) && dep != main && maps.contains(&dep) {
+                    visited.insert(dep);
                     let dd = deps(dep);
                     stack.push((dep, 0, dd));
                 }
@@ -68,12 +68,12 @@ pub struct Call(pub usize);
 /// array since) is left out rather than called.
 ///
 /// [`DynInfo::check_ranges`]: crate::elf::DynInfo::check_ranges
-fn array(ns: &Namespace, id: DsoId, addr: usize, size: usize) -> Vec<Call> {
+fn push_array(ns: &Namespace, id: DsoId, addr: usize, size: usize, out: &mut Vec<Call>) {
     let d = &ns.objs[id];
     if addr == 0 || !d.img.is_readable(addr, size) {
-        return Vec::new();
+        return;
     }
-    (0..size / 8).filter_map(|i| d.img.u64(addr + i * 8)).filter(|&f| in_code(d, f as usize)).map(|f| Call(f as usize)).collect()
+    out.extend((0..size / 8).filter_map(|i| d.img.u64(addr + i * 8)).filter(|&f| in_code(d, f as usize)).map(|f| Call(f as usize)));
 }
 
 /// Whether `addr` lies in one of `d`'s executable `PT_LOAD` segments.
@@ -160,7 +160,7 @@ pub fn init_calls(ns: &mut Namespace, order: &[DsoId]) -> Vec<Call> {
     let mut calls = Vec::new();
     let main = ns.main;
     let di = &ns.objs[main].dyn_info;
-    calls.extend(array(ns, main, di.preinit_array, di.preinit_arraysz));
+    push_array(ns, main, di.preinit_array, di.preinit_arraysz, &mut calls);
     for &id in order.iter().rev() {
         if ns.objs[id].init_called {
             continue;
@@ -170,31 +170,31 @@ pub fn init_calls(ns: &mut Namespace, order: &[DsoId]) -> Vec<Call> {
         if matches!(d.kind, Kind::Main | Kind::Loader | Kind::Vdso) {
             continue;
         }
-        calls.extend(object_init_calls(ns, id));
+        push_init_calls(ns, id, &mut calls);
     }
     calls
 }
 
-/// One object's initialisers: `DT_INIT`, then `DT_INIT_ARRAY` in order.
-pub fn object_init_calls(ns: &Namespace, id: DsoId) -> Vec<Call> {
+/// Appends one object's initialisers to `out`: `DT_INIT`, then
+/// `DT_INIT_ARRAY` in order.
+pub fn push_init_calls(ns: &Namespace, id: DsoId, out: &mut Vec<Call>) {
     let d = &ns.objs[id];
-    let mut calls = Vec::new();
     if d.dyn_info.init != 0 && in_code(d, d.dyn_info.init) {
-        calls.push(Call(d.dyn_info.init));
+        out.push(Call(d.dyn_info.init));
     }
-    calls.extend(array(ns, id, d.dyn_info.init_array, d.dyn_info.init_arraysz));
-    calls
+    push_array(ns, id, d.dyn_info.init_array, d.dyn_info.init_arraysz, out);
 }
 
-/// One object's finalisers: `DT_FINI_ARRAY` backwards, then `DT_FINI`.
-pub fn object_fini_calls(ns: &Namespace, id: DsoId) -> Vec<Call> {
+/// Appends one object's finalisers to `out`: `DT_FINI_ARRAY` backwards,
+/// then `DT_FINI`.
+pub fn push_fini_calls(ns: &Namespace, id: DsoId, out: &mut Vec<Call>) {
     let d = &ns.objs[id];
-    let mut calls = array(ns, id, d.dyn_info.fini_array, d.dyn_info.fini_arraysz);
-    calls.reverse();
+    let first = out.len();
+    push_array(ns, id, d.dyn_info.fini_array, d.dyn_info.fini_arraysz, out);
+    out[first..].reverse();
     if d.dyn_info.fini != 0 && in_code(d, d.dyn_info.fini) {
-        calls.push(Call(d.dyn_info.fini));
+        out.push(Call(d.dyn_info.fini));
     }
-    calls
 }
 
 /// The finalisers to run at exit, in order: dependents first, each
@@ -218,7 +218,7 @@ pub fn fini_calls(ns: &mut Namespace) -> Vec<Call> {
         if matches!(d.kind, Kind::Loader | Kind::Vdso) {
             continue;
         }
-        calls.extend(object_fini_calls(ns, id));
+        push_fini_calls(ns, id, &mut calls);
     }
     calls
 }

@@ -204,20 +204,34 @@ impl Image {
     /// Removes `start..end` from the writable ranges (it was just made
     /// read-only, e.g. `PT_GNU_RELRO`); it stays readable.
     pub fn make_read_only(&mut self, start: usize, end: usize) {
-        let mut out = Vec::with_capacity(self.writable.len() + 1);
-        for &(s, e) in &self.writable {
+        // In place: an object has a couple of writable ranges, and this
+        // runs for every object a `dlopen` loads.
+        let mut i = 0;
+        while i < self.writable.len() {
+            let (s, e) = self.writable[i];
             if end <= s || start >= e {
-                out.push((s, e));
+                i += 1;
                 continue;
             }
-            if s < start {
-                out.push((s, start));
-            }
-            if end < e {
-                out.push((end, e));
+            match (s < start, end < e) {
+                (true, true) => {
+                    self.writable[i] = (s, start);
+                    self.writable.insert(i + 1, (end, e));
+                    i += 2;
+                }
+                (true, false) => {
+                    self.writable[i] = (s, start);
+                    i += 1;
+                }
+                (false, true) => {
+                    self.writable[i] = (end, e);
+                    i += 1;
+                }
+                (false, false) => {
+                    self.writable.remove(i);
+                }
             }
         }
-        self.writable = out;
         // The hot copy follows: the first piece left of the first writable
         // range (RELRO is usually its start; what stays writable after it
         // is the GOT's lazy part and the data).

@@ -103,6 +103,10 @@ impl Versions {
     pub fn parse(img: &Image, d: &DynInfo) -> Result<Versions, &'static str> {
         const BAD: &str = "corrupt version information";
         let mut v = Versions::default();
+        if d.verdef == 0 && d.verneed == 0 {
+            // Nothing versioned (many plugins): nothing to allocate.
+            return Ok(v);
+        }
         // Indices run from 2 up to about one per definition and
         // requirement: room for them at once, instead of growing the
         // tables one entry at a time (libc defines 40-odd versions).

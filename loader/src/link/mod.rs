@@ -264,7 +264,7 @@ pub struct Namespace {
     ///
     /// [`insert`]: Namespace::insert
     free: Vec<DsoId>,
-    /// Objects inserted since the last [`take_fresh`](Namespace::take_fresh).
+    /// Objects inserted since the last [`clear_fresh`](Namespace::clear_fresh).
     fresh: Vec<DsoId>,
     /// Every inserted object still in its slot, in load order (a reused
     /// slot's index says nothing of when its object was loaded).
@@ -313,12 +313,16 @@ impl Namespace {
         &self.loaded
     }
 
-    /// The objects inserted since the last call, in insertion order.
-    pub fn take_fresh(&mut self) -> Vec<DsoId> {
-        core::mem::take(&mut self.fresh)
+    /// Forgets which objects were inserted so far: [`fresh`] then lists
+    /// those inserted after this call. (The list keeps its memory: a
+    /// `dlopen` loop does not allocate it anew each round.)
+    ///
+    /// [`fresh`]: Namespace::fresh
+    pub fn clear_fresh(&mut self) {
+        self.fresh.clear();
     }
 
-    /// The objects inserted since the last [`take_fresh`](Namespace::take_fresh).
+    /// The objects inserted since the last [`clear_fresh`](Namespace::clear_fresh).
     pub fn fresh(&self) -> &[DsoId] {
         &self.fresh
     }
@@ -337,22 +341,22 @@ impl Namespace {
     /// then the libraries `dlopen` loaded locally. An unused loader and
     /// objects closed for good are left out.
     pub fn link_order(&self) -> Vec<DsoId> {
-        let mut seen = alloc::vec![false; self.objs.len()];
+        let mut seen = IdSet::new(self.objs.len());
         let mut order = Vec::with_capacity(self.objs.len());
-        let mut add = |i: DsoId, order: &mut Vec<DsoId>| {
-            if !core::mem::replace(&mut seen[i], true) {
+        let mut add = |i: DsoId| {
+            if seen.insert(i) {
                 order.push(i);
             }
         };
-        add(self.main, &mut order);
+        add(self.main);
         if let Some(v) = self.vdso {
-            add(v, &mut order);
+            add(v);
         }
         for &i in self.scope.iter().filter(|&&i| !self.objs[i].removed) {
-            add(i, &mut order);
+            add(i);
         }
         for &i in self.loaded.iter().filter(|&&i| self.objs[i].kind == Kind::Library && !self.objs[i].removed) {
-            add(i, &mut order);
+            add(i);
         }
         order
     }
@@ -360,7 +364,7 @@ impl Namespace {
     /// The requester chain for `DT_RPATH`: `id`, whoever loaded it, up to
     /// the program.
     pub fn chain(&self, mut id: DsoId) -> Vec<DsoId> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(4);
         while out.len() <= self.objs.len() {
             out.push(id);
             match self.objs.get(id).and_then(|d| d.loaded_by) {
@@ -372,5 +376,51 @@ impl Namespace {
             out.push(self.main);
         }
         out
+    }
+}
+
+/// A set of object ids below a bound, one bit each: on the stack for up to
+/// 256 objects (the namespaces of nearly every process; `dlopen` walks the
+/// namespace this way several times a round), on the heap beyond. An id
+/// at or above the bound counts as present and cannot be added.
+pub struct IdSet {
+    small: [u64; 4],
+    big: Vec<u64>,
+    bound: usize,
+}
+
+impl IdSet {
+    pub fn new(bound: usize) -> IdSet {
+        let mut set = IdSet { small: [0; 4], big: Vec::new(), bound };
+        if bound > 64 * set.small.len() {
+            set.big.resize(bound.div_ceil(64), 0);
+        }
+        set
+    }
+
+    /// The word and bit of `id`, which is below the bound.
+    #[inline(always)]
+    fn slot(&mut self, id: DsoId) -> (&mut u64, u64) {
+        let words = if self.big.is_empty() { &mut self.small[..] } else { &mut self.big[..] };
+        (&mut words[id / 64], 1 << (id % 64))
+    }
+
+    pub fn contains(&mut self, id: DsoId) -> bool {
+        if id >= self.bound {
+            return true;
+        }
+        let (w, bit) = self.slot(id);
+        *w & bit != 0
+    }
+
+    /// Adds `id`; whether it was not there before.
+    pub fn insert(&mut self, id: DsoId) -> bool {
+        if id >= self.bound {
+            return false;
+        }
+        let (w, bit) = self.slot(id);
+        let new = *w & bit == 0;
+        *w |= bit;
+        new
     }
 }

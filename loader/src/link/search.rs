@@ -175,7 +175,8 @@ pub fn split_list<'a>(list: &'a [u8], origin: Option<&'a [u8]>, executable: bool
 /// returns the first `Some` it gives. `chain[0]` is the requester, the
 /// last element the executable.
 pub fn search<T>(name: &[u8], chain: &[SearchObject<'_>], env: &SearchEnv<'_>, mut probe: impl FnMut(&[u8]) -> Option<T>) -> Option<T> {
-    let mut path = Vec::new();
+    // Room for a directory of typical length, so that no candidate grows it.
+    let mut path = Vec::with_capacity(name.len() + 128);
     let mut try_dir = |dir: &[u8], probe: &mut dyn FnMut(&[u8]) -> Option<T>| -> Option<T> {
         path.clear();
         path.extend_from_slice(dir);
