@@ -5,6 +5,7 @@
 #![allow(unsafe_code)]
 
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::link::Namespace;
 
@@ -59,12 +60,13 @@ pub extern "C" fn _dl_debug_state() {
     core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
 }
 
-/// Allocates the `link_map` of every object that has none, of `bytes`
-/// bytes (`glibc::runtime::link_map_bytes`; at least the public prefix),
-/// and links the objects of `chain` in that order (glibc's `l_next` order:
-/// program, vDSO, then the global scope; an unused loader is left out, as
-/// glibc does).
-pub fn link_maps(ns: &mut Namespace, chain: &[crate::link::DsoId], bytes: usize) {
+/// The last link map of the chain (0: none yet): where a `dlopen` links
+/// its new objects. Written only under the loader lock.
+static TAIL: AtomicUsize = AtomicUsize::new(0);
+
+/// Gives every object that has none a `link_map` of `bytes` bytes
+/// (`glibc::runtime::link_map_bytes`; at least the public prefix).
+fn allocate(ns: &mut Namespace, bytes: usize) -> usize {
     let bytes = bytes.max(core::mem::size_of::<LinkMapPublic>());
     for d in ns.objs.iter_mut() {
         if d.link_map == 0 {
@@ -72,22 +74,95 @@ pub fn link_maps(ns: &mut Namespace, chain: &[crate::link::DsoId], bytes: usize)
             d.link_map = mem.as_mut_ptr() as usize;
         }
     }
-    let n = chain.len();
+    bytes
+}
+
+/// Fills the public prefix of object `i`'s link map.
+fn link(ns: &Namespace, i: crate::link::DsoId, prev: usize, next: usize) {
+    let d = &ns.objs[i];
+    let lm = d.link_map as *mut LinkMapPublic;
+    // SAFETY: `lm` is this object's own zeroed, leaked, word-aligned
+    // allocation of at least the public prefix (`allocate`); `name` is
+    // NUL-terminated and lives as long as the object.
+    unsafe {
+        (*lm).l_addr = d.base;
+        (*lm).l_name = d.name.as_ptr();
+        (*lm).l_ld = d.dynamic;
+        (*lm).l_next = next as *mut LinkMapPublic;
+        (*lm).l_prev = prev as *mut LinkMapPublic;
+    }
+}
+
+/// Allocates the `link_map` of every object that has none, of `bytes`
+/// bytes (`glibc::runtime::link_map_bytes`; at least the public prefix),
+/// and links the objects of `chain` in that order (glibc's `l_next` order:
+/// program, vDSO, then the global scope; an unused loader is left out, as
+/// glibc does).
+pub fn link_maps(ns: &mut Namespace, chain: &[crate::link::DsoId], bytes: usize) {
+    allocate(ns, bytes);
+    let lm = |k: Option<usize>| k.and_then(|k| chain.get(k)).map_or(0, |&i| ns.objs[i].link_map);
     for (k, &i) in chain.iter().enumerate() {
-        let d = &ns.objs[i];
-        let lm = d.link_map as *mut LinkMapPublic;
-        let next = if k + 1 < n { ns.objs[chain[k + 1]].link_map } else { 0 };
-        let prev = if k > 0 { ns.objs[chain[k - 1]].link_map } else { 0 };
-        // SAFETY: `lm` is this object's own zeroed, leaked, word-aligned
-        // allocation of at least the public prefix (see above);
-        // `name` is NUL-terminated and lives as long as the object.
-        unsafe {
-            (*lm).l_addr = d.base;
-            (*lm).l_name = d.name.as_ptr();
-            (*lm).l_ld = d.dynamic;
-            (*lm).l_next = next as *mut LinkMapPublic;
-            (*lm).l_prev = prev as *mut LinkMapPublic;
+        link(ns, i, lm(k.checked_sub(1)), lm(Some(k + 1)));
+    }
+    TAIL.store(lm(chain.len().checked_sub(1)), Ordering::Relaxed);
+}
+
+/// Links the objects `new` (just loaded, in load order) after the end of
+/// the chain, as glibc's `dlopen` does, leaving the rest as it is.
+/// `false` if the chain's end is not a live object's link map (nothing
+/// is linked then; the caller relinks the whole chain).
+pub fn append(ns: &mut Namespace, new: &[crate::link::DsoId], bytes: usize) -> bool {
+    let tail = TAIL.load(Ordering::Relaxed);
+    let live = |m: usize| ns.objs.iter().enumerate().any(|(i, o)| !o.removed && o.link_map == m && !new.contains(&i));
+    if tail == 0 || !live(tail) {
+        return false;
+    }
+    allocate(ns, bytes);
+    let mut prev = tail;
+    for (k, &i) in new.iter().enumerate() {
+        let next = new.get(k + 1).map_or(0, |&j| ns.objs[j].link_map);
+        link(ns, i, prev, next);
+        prev = ns.objs[i].link_map;
+    }
+    if let Some(&first) = new.first() {
+        // SAFETY: `tail` is a live object's link map (checked above).
+        unsafe { (*(tail as *mut LinkMapPublic)).l_next = ns.objs[first].link_map as *mut LinkMapPublic };
+    }
+    TAIL.store(prev, Ordering::Relaxed);
+    true
+}
+
+/// Takes the link map `lm` out of the chain, as glibc's `dlclose` does:
+/// its neighbours are linked to each other and nothing else is rewritten
+/// (`dlclose` in a loop used to relink the whole chain each round).
+/// `known` says whether an address is the link map of a live object: a
+/// neighbour that is not, or that no longer points back at `lm` (the
+/// chain was relinked without it meanwhile), leaves the chain untouched.
+pub fn unlink(lm: usize, known: &dyn Fn(usize) -> bool) {
+    if lm == 0 {
+        return;
+    }
+    let lm = lm as *mut LinkMapPublic;
+    // SAFETY: `lm` is a link map this module made (at least the public
+    // prefix, word-aligned); so are its neighbours once `known` vouches
+    // for them, and each is read before anything is written.
+    unsafe {
+        let (prev, next) = ((*lm).l_prev, (*lm).l_next);
+        // The program's map heads the chain: a library always has a `prev`.
+        if prev.is_null() || !known(prev as usize) || (*prev).l_next != lm {
+            return;
         }
+        if !next.is_null() && (!known(next as usize) || (*next).l_prev != lm) {
+            return;
+        }
+        (*prev).l_next = next;
+        if next.is_null() {
+            TAIL.store(prev as usize, Ordering::Relaxed);
+        } else {
+            (*next).l_prev = prev;
+        }
+        (*lm).l_next = core::ptr::null_mut();
+        (*lm).l_prev = core::ptr::null_mut();
     }
 }
 
@@ -104,6 +179,7 @@ pub fn clear_link_map(lm: usize, bytes: usize) {
 }
 
 /// Publishes the list in `_r_debug` and the program's `DT_DEBUG`.
+/// `loader_base` 0 keeps the one published before.
 pub fn publish(ns: &Namespace, loader_base: usize, state: i32) {
     let r = _r_debug.0.get();
     // SAFETY: see `SharedRDebug`.
@@ -111,7 +187,9 @@ pub fn publish(ns: &Namespace, loader_base: usize, state: i32) {
         (*r).r_version = 1;
         (*r).r_map = ns.objs.get(ns.main).map_or(0, |d| d.link_map);
         (*r).r_brk = _dl_debug_state as *const () as usize;
-        (*r).r_ldbase = loader_base;
+        if loader_base != 0 {
+            (*r).r_ldbase = loader_base;
+        }
         (*r).r_state = state;
     }
     if let Some(main) = ns.objs.get(ns.main) {

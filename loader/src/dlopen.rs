@@ -94,6 +94,12 @@ pub fn open(name: &[u8], mode: i32, caller: usize) -> Result<(usize, Vec<crate::
         // A failed dlopen leaves nothing behind that a later one could find
         // half-done (the mappings stay, unreachable).
         let fresh = ns.fresh().to_vec();
+        // Out of the link-map chain first (last first, while the others
+        // are still live neighbours), as glibc's failed dlopen does.
+        for &id in fresh.iter().rev() {
+            let live = |m: usize| ns.objs.iter().any(|o| !o.removed && o.link_map == m);
+            crate::debug::unlink(ns.objs[id].link_map, &live);
+        }
         for &id in &fresh {
             ns.objs[id].removed = true;
             if let Some(m) = ns.objs[id].tls.filter(|m| m.modid != 0) {
@@ -335,9 +341,9 @@ pub fn unmap(id: DsoId) {
         }
     }
     crate::glibc::runtime::remove_object(lm);
-    let chain = ns.link_order();
     crate::debug::publish(ns, 0, crate::debug::RT_DELETE);
-    crate::debug::link_maps(ns, &chain, crate::glibc::runtime::link_map_bytes());
+    let live = |m: usize| ns.objs.iter().enumerate().any(|(i, o)| i != id && !o.removed && o.link_map == m);
+    crate::debug::unlink(lm, &live);
     if let Some(l) = crate::glibc::runtime::layout() {
         crate::glibc::rtld::count_removed(l, 1);
     }

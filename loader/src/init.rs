@@ -14,25 +14,26 @@ use alloc::vec::Vec;
 use object::elf::{PF_X, PT_LOAD};
 
 use crate::diag::Error;
-use crate::link::{Dso, DsoId, IdSet, Kind, Namespace};
+use crate::link::{Dso, DsoId, Kind, Namespace};
 
 /// Sorts `maps` (whose first element is the program) so that every object
 /// precedes its dependencies. `deps(i)` lists object `i`'s dependencies.
 pub fn sort<'a>(maps: &[DsoId], n_objs: usize, deps: &dyn Fn(DsoId) -> &'a [DsoId], main: DsoId) -> Vec<DsoId> {
-    let mut visited = IdSet::new(n_objs);
+    let mut visited = vec![false; n_objs];
     let mut rpo: Vec<DsoId> = Vec::with_capacity(maps.len());
     // Iterative DFS: (node, next dependency index).
     let mut stack: Vec<(DsoId, usize, &[DsoId])> = Vec::with_capacity(8);
     for &start in maps.iter().rev() {
-        if !visited.insert(start) {
+        if visited.get(start).copied().unwrap_or(true) {
             continue;
         }
+        visited[start] = true;
         stack.push((start, 0, deps(start)));
         while let Some((node, i, ds)) = stack.last_mut() {
             if let Some(&dep) = ds.get(*i) {
                 *i += 1;
-                if !visited.contains(dep) && dep != main && maps.contains(&dep) {
-                    visited.insert(dep);
+                if dep < n_objs && !visited[dep] && dep != main && maps.contains(&dep) {
+                    visited[dep] = true;
                     let dd = deps(dep);
                     stack.push((dep, 0, dd));
                 }

@@ -18,8 +18,13 @@ use crate::reloc::{Engine, Stats, Target};
 /// for a glibc program fills `new`'s as glibc's loader would. Runs before
 /// relocation: libc's IFUNC resolvers read link maps.
 pub fn link_maps(ns: &mut Namespace, new: &[DsoId], at_startup: bool) {
-    let chain = ns.link_order();
-    crate::debug::link_maps(ns, &chain, crate::glibc::runtime::link_map_bytes());
+    let bytes = crate::glibc::runtime::link_map_bytes();
+    // A dlopen links its objects at the end, as glibc does; start-up (or a
+    // chain whose end is unknown) links every object in `link_order`.
+    if at_startup || !crate::debug::append(ns, new, bytes) {
+        let chain = ns.link_order();
+        crate::debug::link_maps(ns, &chain, bytes);
+    }
     if let Some(l) = crate::glibc::runtime::layout() {
         crate::glibc::rtld::fill_link_maps(l, ns, new, !at_startup);
         if !at_startup {

@@ -218,3 +218,117 @@ fn lazy_reaches_an_earlier_local_library_x86_64() {
 fn lazy_reaches_an_earlier_local_library_aarch64() {
     lazy_reaches_an_earlier_local_library(true);
 }
+
+const CHAIN_MAIN: &str = r#"#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <link.h>
+#include <stdio.h>
+#include <string.h>
+/* A name as printed: no directory, the first object (the program) as
+   "[program]" and the loader as "[loader]" (their names depend on how
+   the program was started and by which loader). */
+static const char *shown(const char *name, int first) {
+    const char *s = strrchr(name, '/');
+    s = s ? s + 1 : name;
+    return first ? "[program]" : strncmp(s, "ld-", 3) == 0 ? "[loader]" : s;
+}
+static int one(struct dl_phdr_info *i, size_t size, void *data) {
+    printf(" %s", shown(i->dlpi_name, (*(int *)data)++ == 0));
+    return 0;
+}
+/* The objects as dl_iterate_phdr lists them, then as the chain from the
+   program's own copy of _r_debug (a copy relocation, made while the
+   loader relocates: its r_state differs between glibc builds). */
+static void show(const char *when) {
+    int first = 0;
+    printf("%s:\n  dl_iterate_phdr", when);
+    dl_iterate_phdr(one, &first);
+    printf("\n  _r_debug");
+    for (struct link_map *m = _r_debug.r_map; m; m = m->l_next) {
+        printf(" %s", shown(m->l_name, m == _r_debug.r_map));
+        if (m->l_next && m->l_next->l_prev != m) printf(" (l_prev of the next is not this one)");
+    }
+    printf("\n");
+}
+int main(int argc, char **argv) {
+    char p[4096];
+    const char *names[] = {"liba.so", "libb.so", "libc2.so", "libd.so"};
+    void *h[4];
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", argv[1], names[i]);
+        /* b is global: it joins the global scope, not the chain's middle. */
+        h[i] = dlopen(p, RTLD_NOW | (i == 1 ? RTLD_GLOBAL : RTLD_LOCAL));
+        if (!h[i]) { printf("dlopen %s: %s\n", names[i], dlerror()); return 1; }
+    }
+    show("a, b (global), c2, d opened");
+    dlclose(h[1]);
+    show("b closed");
+    dlclose(h[3]);
+    show("d, the last, closed");
+    snprintf(p, sizeof p, "%s/libbad.so", argv[1]);
+    if (dlopen(p, RTLD_NOW)) { printf("libbad.so opened\n"); return 1; }
+    show("libbad.so refused (an undefined function, RTLD_NOW)");
+    snprintf(p, sizeof p, "%s/libb.so", argv[1]);
+    h[1] = dlopen(p, RTLD_NOW);
+    show("b opened again");
+    dlclose(h[0]);
+    dlclose(h[2]);
+    dlclose(h[1]);
+    show("all closed");
+    return 0;
+}
+"#;
+
+/// The link-map chain follows glibc's through `dlopen` and `dlclose`: new
+/// objects at its end in load order (an `RTLD_GLOBAL` one too), a closed
+/// object taken out wherever it is, the objects of a refused `dlopen` gone
+/// again; `dl_iterate_phdr` and the chain from the program's copy of
+/// `_r_debug` (which holds the head of the chain only if the loader had
+/// published it when the program was relocated) list the same, with
+/// `l_prev` matching `l_next`. Output must equal glibc's.
+fn chain_follows_glibc(arch: Arch) {
+    let dir = tempfile::tempdir().unwrap();
+    let cc = arch.cc();
+    let (ls, bs, ms) = (dir.path().join("lib.c"), dir.path().join("bad.c"), dir.path().join("main.c"));
+    std::fs::write(&ls, "int value(void) { return 42; }\n").unwrap();
+    std::fs::write(&bs, "int no_such_function(void);\nint bad(void) { return no_such_function(); }\n").unwrap();
+    std::fs::write(&ms, CHAIN_MAIN).unwrap();
+    for name in ["liba", "libb", "libc2", "libd"] {
+        let lib = dir.path().join(format!("{name}.so"));
+        assert!(Command::new(cc).args(["-shared", "-fPIC", "-O1", "-o"]).arg(&lib).arg(&ls).status().unwrap().success());
+    }
+    let bad = dir.path().join("libbad.so");
+    assert!(Command::new(cc).args(["-shared", "-fPIC", "-O1", "-o"]).arg(&bad).arg(&bs).status().unwrap().success());
+    let exe = dir.path().join("main");
+    assert!(Command::new(cc).args(["-O1", "-o"]).arg(&exe).arg(&ms).status().unwrap().success());
+    let sysroot = debian_sysroot();
+    if arch == Arch::Aarch64 {
+        assert!(sysroot.exists(), "run `cargo xtask sysroot`");
+    }
+    let run = |first: &Path, prog: Option<&Path>| {
+        let mut c = arch.command(&sysroot, first);
+        if let Some(p) = prog {
+            c.arg(p);
+        }
+        let o = c.arg(dir.path()).env_clear().output().unwrap();
+        (String::from_utf8_lossy(&o.stdout).into_owned(), o.status.code())
+    };
+    let reference = run(&exe, None);
+    assert_eq!(reference.1, Some(0), "glibc: {reference:?}");
+    // The premise, in glibc's own output: load order, the closed and the
+    // refused objects gone (the vDSO may be missing under qemu).
+    let again = reference.0.split("b opened again:\n").nth(1).unwrap_or_default();
+    let tail = "libc.so.6 [loader] liba.so libc2.so libb.so";
+    assert!(again.lines().take(2).all(|l| l.starts_with("  ") && l.ends_with(tail)), "glibc: {reference:?}");
+    assert_eq!(run(&built_loader(arch), Some(&exe)), reference, "{arch:?}: ld-cah differs from glibc");
+}
+
+#[test]
+fn chain_follows_glibc_x86_64() {
+    chain_follows_glibc(Arch::X86_64);
+}
+
+#[test]
+fn chain_follows_glibc_aarch64() {
+    chain_follows_glibc(Arch::Aarch64);
+}

@@ -341,22 +341,22 @@ impl Namespace {
     /// then the libraries `dlopen` loaded locally. An unused loader and
     /// objects closed for good are left out.
     pub fn link_order(&self) -> Vec<DsoId> {
-        let mut seen = IdSet::new(self.objs.len());
+        let mut seen = alloc::vec![false; self.objs.len()];
         let mut order = Vec::with_capacity(self.objs.len());
-        let mut add = |i: DsoId| {
-            if seen.insert(i) {
+        let mut add = |i: DsoId, order: &mut Vec<DsoId>| {
+            if !core::mem::replace(&mut seen[i], true) {
                 order.push(i);
             }
         };
-        add(self.main);
+        add(self.main, &mut order);
         if let Some(v) = self.vdso {
-            add(v);
+            add(v, &mut order);
         }
         for &i in self.scope.iter().filter(|&&i| !self.objs[i].removed) {
-            add(i);
+            add(i, &mut order);
         }
         for &i in self.loaded.iter().filter(|&&i| self.objs[i].kind == Kind::Library && !self.objs[i].removed) {
-            add(i);
+            add(i, &mut order);
         }
         order
     }
@@ -376,51 +376,5 @@ impl Namespace {
             out.push(self.main);
         }
         out
-    }
-}
-
-/// A set of object ids below a bound, one bit each: on the stack for up to
-/// 256 objects (the namespaces of nearly every process; `dlopen` walks the
-/// namespace this way several times a round), on the heap beyond. An id
-/// at or above the bound counts as present and cannot be added.
-pub struct IdSet {
-    small: [u64; 4],
-    big: Vec<u64>,
-    bound: usize,
-}
-
-impl IdSet {
-    pub fn new(bound: usize) -> IdSet {
-        let mut set = IdSet { small: [0; 4], big: Vec::new(), bound };
-        if bound > 64 * set.small.len() {
-            set.big.resize(bound.div_ceil(64), 0);
-        }
-        set
-    }
-
-    /// The word and bit of `id`, which is below the bound.
-    #[inline(always)]
-    fn slot(&mut self, id: DsoId) -> (&mut u64, u64) {
-        let words = if self.big.is_empty() { &mut self.small[..] } else { &mut self.big[..] };
-        (&mut words[id / 64], 1 << (id % 64))
-    }
-
-    pub fn contains(&mut self, id: DsoId) -> bool {
-        if id >= self.bound {
-            return true;
-        }
-        let (w, bit) = self.slot(id);
-        *w & bit != 0
-    }
-
-    /// Adds `id`; whether it was not there before.
-    pub fn insert(&mut self, id: DsoId) -> bool {
-        if id >= self.bound {
-            return false;
-        }
-        let (w, bit) = self.slot(id);
-        let new = *w & bit == 0;
-        *w |= bit;
-        new
     }
 }

@@ -158,6 +158,10 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
             0
         }
     };
+    // The list is made, relocation comes: what glibc's loader publishes at
+    // this point (`RT_ADD`) is what a program that reads `_r_debug` itself
+    // gets in its copy of it (`R_*_COPY` snapshots it, under glibc too).
+    crate::debug::publish(&ns, base, crate::debug::RT_ADD);
     relocate(&mut ns, glibc, &stack, &search, &facts, &threads, &plan)?;
     // Obeyed: its mapping and memory go before the program runs (`run`
     // never returns, so nothing else would drop it).
