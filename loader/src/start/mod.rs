@@ -214,9 +214,10 @@ fn namespace(stack: &Stack, program: &Program, main_map: Mapped, self_map: Mappe
     // through fresh heap at each doubling (7 page faults of a hello's 100
     // when it grew from one; 16 for fifty libraries from eight).
     ns.objs.reserve(64);
-    let lname = if program.direct { program.path.clone() } else { Vec::new() };
-    let mut main =
-        Dso::new(Kind::Main, lname, program.path.clone(), main_map, facts.page).map_err(|e| err!(diag::show(&program.path), "{}", e))?;
+    // `l_name` is empty however the program was started, as glibc's loader
+    // leaves it: `dl_iterate_phdr` users tell the program by it.
+    let mut main = Dso::new(Kind::Main, Vec::new(), program.path.clone(), main_map, facts.page)
+        .map_err(|e| err!(diag::show(&program.path), "{}", e))?;
     if facts.secure && !program.direct {
         main.origin = closure::executable_origin();
     }
