@@ -30,7 +30,7 @@ use object::elf::PT_NOTE;
 use crate::diag::{self, Error};
 use crate::err;
 use crate::link::{Dso, DsoId, Kind, Namespace};
-use crate::sys::{self, Fd, Stat};
+use crate::sys::{Fd, Stat};
 use crate::verify::digest::Digest;
 use crate::verify::lock::{find_lock, LockError, LockView};
 use crate::verify::runtime::{self, Caches, Source};
@@ -125,7 +125,7 @@ pub fn lock_of(d: &Dso) -> Result<Option<LockView<'static>>, LockError> {
 /// `env` is the process environment; in secure mode `CAH_STORE`,
 /// `CAH_CACHE_DIR` and `CAH_DEBUG` are ignored (`CAH_STRICT` can only make
 /// loading stricter and is always honoured).
-pub fn setup(ns: &Namespace, env: &[&'static [u8]], secure: bool) -> Result<(), Error> {
+pub fn setup(ns: &Namespace, env: &[&'static [u8]], secure: bool, euid: u32) -> Result<(), Error> {
     let main = &ns.objs[ns.main];
     let prog = String::from(main.display_name());
     let lock = lock_of(main).map_err(|e| err!(&prog, "cannot use its closure lock: {}", e))?;
@@ -145,7 +145,6 @@ pub fn setup(ns: &Namespace, env: &[&'static [u8]], secure: bool) -> Result<(), 
         _ => DEFAULT_STORE.to_vec(),
     };
     let cache_dir = if secure { None } else { getenv(env, b"CAH_CACHE_DIR") };
-    let euid = sys::geteuid();
     let debug = !secure
         && getenv(env, b"CAH_DEBUG")
             .is_some_and(|v| v.split(|&b| b == b',' || b == b' ' || b == b':').any(|w| w == b"verify" || w == b"all"));

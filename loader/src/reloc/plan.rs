@@ -492,6 +492,8 @@ pub fn key(ns: &Namespace, loader_build_id: &[u8]) -> Option<Digest> {
 /// system call for three: under qemu-user it describes qemu for
 /// `/proc/self/exe`, and every program would share one plan.)
 pub fn identity_of(path: &[u8]) -> Option<FileIdentity> {
+    // Opened, not just `stat`ed: a user who may only execute the program
+    // gets no identity, so no plan (which would tell what it binds to).
     let fd = sys::openat(None, path, sys::O_RDONLY | sys::O_CLOEXEC, 0).ok()?;
     Some(runtime::identity(&sys::fstat(&fd).ok()?))
 }
@@ -524,6 +526,9 @@ fn open_plans_dir(p: &Place, euid: u32, create: bool) -> Result<Fd, &'static str
     Ok(fd)
 }
 
+/// Plans up to this size are read into memory, larger ones mapped.
+const READ_UP_TO: usize = 16 * 1024;
+
 fn load_from(p: &Place, euid: u32, key: &Digest, objects: usize) -> Result<Plan, &'static str> {
     let dir = open_plans_dir(p, euid, false).map_err(|_| "none recorded yet")?;
     let fd = match sys::openat(Some(&dir), &file_name(key), sys::O_RDONLY | sys::O_NOFOLLOW | sys::O_CLOEXEC, 0) {
@@ -538,6 +543,15 @@ fn load_from(p: &Place, euid: u32, key: &Digest, objects: usize) -> Result<Plan,
     let size = size.ok_or("too large")?;
     if size < 8 * (HEADER_WORDS + 1 + CHECKSUM_WORDS) || !size.is_multiple_of(8) {
         return Err("truncated");
+    }
+    if size <= READ_UP_TO {
+        // A small plan (a C program's is a few kilobytes) is read: one
+        // system call, where a mapping costs two and a page fault.
+        let mut bytes = alloc::vec![0u8; size];
+        if sys::pread_full(&fd, &mut bytes, 0).map_err(Errno::describe)? != size {
+            return Err("truncated");
+        }
+        return Plan::parse(&bytes, key, objects);
     }
     // Read in place: `trusted` above means only root or this user can
     // write the file, and plans are replaced by rename, never shortened.

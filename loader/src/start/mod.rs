@@ -101,6 +101,8 @@ impl Env {
 struct Facts {
     page: usize,
     secure: bool,
+    /// The effective user id the process started with (`AT_EUID`).
+    euid: u32,
     debug: diag::Debug,
     hwcap: (u64, u64),
 }
@@ -123,6 +125,8 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
     let facts = Facts {
         page,
         secure,
+        // From the kernel's auxiliary vector, as glibc takes it: no system call.
+        euid: stack.aux(AT_EUID).and_then(|e| u32::try_from(e).ok()).unwrap_or_else(sys::geteuid),
         debug: if secure { diag::Debug::default() } else { env.get(b"CAH_DEBUG").map(diag::Debug::parse).unwrap_or_default() },
         hwcap: (stack.aux(AT_HWCAP).unwrap_or(0) as u64, stack.aux(AT_HWCAP2).unwrap_or(0) as u64),
     };
@@ -296,7 +300,7 @@ fn load_closure(
     let cfg = search.config();
     let preloads = closure::preload_list(env.get(b"LD_PRELOAD"), opts.preload, facts.secure);
     // The closure lock and the verification policy (also used by dlopen).
-    crate::link::policy::setup(ns, &env.vars, facts.secure)?;
+    crate::link::policy::setup(ns, &env.vars, facts.secure, facts.euid)?;
     // LD_TRACE_LOADED_OBJECTS lists the libraries not found (glibc's
     // faked link maps); `--verify` does not look for them, as glibc's.
     let trace = tracing.is_some() && !opts.list && !opts.verify;
@@ -499,7 +503,7 @@ struct BindingPlan {
 impl BindingPlan {
     #[inline(never)]
     fn prepare(ns: &mut Namespace, program: &Program, env: &Env, facts: &Facts) -> BindingPlan {
-        let euid = sys::geteuid();
+        let euid = facts.euid;
         let cache_dir = if facts.secure { None } else { env.get(b"CAH_CACHE_DIR") };
         let places = crate::verify::runtime::places(facts.secure, euid, cache_dir);
         let mut none = BindingPlan { key: None, plan: None, store: None, places, euid };

@@ -13,6 +13,7 @@ pub const AT_PHNUM: usize = 5;
 pub const AT_PAGESZ: usize = 6;
 pub const AT_BASE: usize = 7;
 pub const AT_ENTRY: usize = 9;
+pub const AT_EUID: usize = 12;
 pub const AT_PLATFORM: usize = 15;
 pub const AT_HWCAP: usize = 16;
 pub const AT_SECURE: usize = 23;
