@@ -66,7 +66,7 @@ static TAIL: AtomicUsize = AtomicUsize::new(0);
 
 /// Gives every object that has none a `link_map` of `bytes` bytes
 /// (`glibc::runtime::link_map_bytes`; at least the public prefix).
-fn allocate(ns: &mut Namespace, bytes: usize) -> usize {
+fn allocate(ns: &mut Namespace, bytes: usize) {
     let bytes = bytes.max(core::mem::size_of::<LinkMapPublic>());
     for d in ns.objs.iter_mut() {
         if d.link_map == 0 {
@@ -74,7 +74,6 @@ fn allocate(ns: &mut Namespace, bytes: usize) -> usize {
             d.link_map = mem.as_mut_ptr() as usize;
         }
     }
-    bytes
 }
 
 /// Fills the public prefix of object `i`'s link map.
@@ -135,9 +134,11 @@ pub fn append(ns: &mut Namespace, new: &[crate::link::DsoId], bytes: usize) -> b
 /// Takes the link map `lm` out of the chain, as glibc's `dlclose` does:
 /// its neighbours are linked to each other and nothing else is rewritten
 /// (`dlclose` in a loop used to relink the whole chain each round).
-/// `known` says whether an address is the link map of a live object: a
-/// neighbour that is not, or that no longer points back at `lm` (the
-/// chain was relinked without it meanwhile), leaves the chain untouched.
+/// `known` says whether an address is the link map of another object of
+/// the namespace (closed ones too: a neighbour may be closed and not yet
+/// unmapped, and link maps are never freed): a neighbour that is not, or
+/// that no longer points back at `lm` (the chain was relinked without it
+/// meanwhile), leaves the chain untouched.
 pub fn unlink(lm: usize, known: &dyn Fn(usize) -> bool) {
     if lm == 0 {
         return;

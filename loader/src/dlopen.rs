@@ -97,8 +97,7 @@ pub fn open(name: &[u8], mode: i32, caller: usize) -> Result<(usize, Vec<crate::
         // Out of the link-map chain first (last first, while the others
         // are still live neighbours), as glibc's failed dlopen does.
         for &id in fresh.iter().rev() {
-            let live = |m: usize| ns.objs.iter().any(|o| !o.removed && o.link_map == m);
-            crate::debug::unlink(ns.objs[id].link_map, &live);
+            crate::debug::unlink(ns.objs[id].link_map, &|m| ns.other_link_map(id, m));
         }
         for &id in &fresh {
             ns.objs[id].removed = true;
@@ -342,8 +341,7 @@ pub fn unmap(id: DsoId) {
     }
     crate::glibc::runtime::remove_object(lm);
     crate::debug::publish(ns, 0, crate::debug::RT_DELETE);
-    let live = |m: usize| ns.objs.iter().enumerate().any(|(i, o)| i != id && !o.removed && o.link_map == m);
-    crate::debug::unlink(lm, &live);
+    crate::debug::unlink(lm, &|m| ns.other_link_map(id, m));
     if let Some(l) = crate::glibc::runtime::layout() {
         crate::glibc::rtld::count_removed(l, 1);
     }

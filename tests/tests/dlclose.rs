@@ -274,14 +274,39 @@ int main(int argc, char **argv) {
     dlclose(h[2]);
     dlclose(h[1]);
     show("all closed");
+    /* e opens f, the next in the chain, and closes it from its finaliser,
+       which runs while e is closed but not yet unmapped. */
+    snprintf(p, sizeof p, "%s/libe.so", argv[1]);
+    void *e = dlopen(p, RTLD_NOW);
+    void (*open_f)(const char *) = e ? (void (*)(const char *))dlsym(e, "open_f") : 0;
+    if (!open_f) { printf("libe.so: %s\n", dlerror()); return 1; }
+    open_f(argv[1]);
+    show("e opened, and f by e");
+    dlclose(e);
+    show("e closed, f by e's finaliser");
     return 0;
 }
+"#;
+
+/// A library that opens the one after it in the chain and closes it from
+/// its finaliser.
+const CHAIN_E: &str = r#"#include <dlfcn.h>
+#include <stdio.h>
+static void *f;
+void open_f(const char *dir) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/libf.so", dir);
+    f = dlopen(p, RTLD_NOW);
+}
+__attribute__((destructor)) static void down(void) { if (f) dlclose(f); }
 "#;
 
 /// The link-map chain follows glibc's through `dlopen` and `dlclose`: new
 /// objects at its end in load order (an `RTLD_GLOBAL` one too), a closed
 /// object taken out wherever it is, the objects of a refused `dlopen` gone
-/// again; `dl_iterate_phdr` and the chain from the program's copy of
+/// again, and a library closed from the finaliser of its neighbour in the
+/// chain (while that one is closed but not yet unmapped) is taken out
+/// without cutting the chain; `dl_iterate_phdr` and the chain from the program's copy of
 /// `_r_debug` (which holds the head of the chain only if the loader had
 /// published it when the program was relocated) list the same, with
 /// `l_prev` matching `l_next`; the program's entry is named `""`, though
@@ -299,6 +324,12 @@ fn chain_follows_glibc(arch: Arch) {
     }
     let bad = dir.path().join("libbad.so");
     assert!(Command::new(cc).args(["-shared", "-fPIC", "-O1", "-o"]).arg(&bad).arg(&bs).status().unwrap().success());
+    let es = dir.path().join("e.c");
+    std::fs::write(&es, CHAIN_E).unwrap();
+    for (lib, src) in [("libe.so", &es), ("libf.so", &ls)] {
+        let lib = dir.path().join(lib);
+        assert!(Command::new(cc).args(["-shared", "-fPIC", "-O1", "-o"]).arg(&lib).arg(src).status().unwrap().success());
+    }
     let exe = dir.path().join("main");
     assert!(Command::new(cc).args(["-O1", "-o"]).arg(&exe).arg(&ms).status().unwrap().success());
     let sysroot = debian_sysroot();
@@ -320,6 +351,8 @@ fn chain_follows_glibc(arch: Arch) {
     let again = reference.0.split("b opened again:\n").nth(1).unwrap_or_default();
     let tail = "libc.so.6 [loader] liba.so libc2.so libb.so";
     assert!(again.lines().take(2).all(|l| l.contains(" \"\" ") && l.ends_with(tail)), "glibc: {reference:?}");
+    let last = reference.0.split("e closed, f by e's finaliser:\n").nth(1).unwrap_or_default();
+    assert!(last.lines().take(2).all(|l| l.ends_with("libc.so.6 [loader]")), "glibc: {reference:?}");
     assert_eq!(run(&built_loader(arch), Some(&exe)), reference, "{arch:?}: ld-cah differs from glibc");
 }
 

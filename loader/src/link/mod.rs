@@ -327,6 +327,12 @@ impl Namespace {
         &self.fresh
     }
 
+    /// Whether `lm` is the link map of an object other than `id` (closed
+    /// ones included: their link maps stay allocated).
+    pub fn other_link_map(&self, id: DsoId, lm: usize) -> bool {
+        lm != 0 && self.objs.iter().enumerate().any(|(i, o)| i != id && o.link_map == lm)
+    }
+
     /// The object that answers to `name`, if one is loaded.
     pub fn find_by_name(&self, name: &[u8]) -> Option<DsoId> {
         self.objs.iter().position(|d| d.kind != Kind::Vdso && !d.removed && d.answers_to(name))
