@@ -118,10 +118,13 @@ fn load_and_link(
     mode: i32,
     requester: DsoId,
 ) -> Result<(usize, Vec<crate::init::Call>), Error> {
-    let root = closure::load_needed(ns, cfg, requester, name)?;
-    let mut local: Vec<DsoId> = alloc::vec![root];
-    // Only the objects this dlopen brought in have dependencies to load.
-    closure::walk(ns, cfg, &mut local, &|ns, id| ns.fresh().contains(&id), None)?;
+    let loaded = closure::load_needed(ns, cfg, requester, name).and_then(|root| {
+        let mut local: Vec<DsoId> = alloc::vec![root];
+        // Only the objects this dlopen brought in have dependencies to load.
+        closure::walk(ns, cfg, &mut local, &|ns, id| ns.fresh().contains(&id), None).map(|()| (root, local))
+    });
+    crate::link::policy::release_caches();
+    let (root, local) = loaded?;
     let new: Vec<DsoId> = ns.fresh().to_vec();
     if new.is_empty() {
         bump(ns, root, mode);

@@ -12,6 +12,8 @@ use object::elf::*;
 
 use crate::elf::header::{Ehdr, HeaderError, Phdr, EHDR_SIZE, PHDR_SIZE};
 use crate::elf::Image;
+use core::sync::atomic::AtomicU64;
+
 use crate::sys::{self, Fd};
 
 /// What mapping produced.
@@ -502,6 +504,47 @@ impl core::ops::Deref for FileView {
 }
 
 impl Drop for FileView {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; every slice lent borrows `self`.
+        let _ = unsafe { sys::munmap(self.addr, self.len) };
+    }
+}
+
+/// The first `len` bytes (a multiple of 8) of a file mapped shared,
+/// readable and writable, as 64-bit words that only atomic operations
+/// touch: the hash cache file, which other processes change at any time.
+/// Unmapped on drop.
+///
+/// The file must not shrink while mapped (cache files are replaced by
+/// rename, never truncated; only their owner, root or the user, could do
+/// it): an access past its end would raise `SIGBUS`.
+pub struct SharedWords {
+    addr: usize,
+    len: usize,
+}
+
+impl SharedWords {
+    pub fn map(fd: &Fd, len: usize) -> Result<SharedWords, sys::Errno> {
+        if len == 0 || !len.is_multiple_of(8) {
+            return Err(sys::Errno::EINVAL);
+        }
+        let prot = sys::PROT_READ | sys::PROT_WRITE;
+        // SAFETY: without MAP_FIXED the kernel picks a fresh range.
+        let addr = unsafe { sys::mmap(0, len, prot, sys::MAP_SHARED, fd.raw(), 0) }?;
+        Ok(SharedWords { addr, len })
+    }
+
+    pub fn words(&self) -> &[AtomicU64] {
+        // SAFETY: `addr` is page-aligned (so aligned for u64) and its `len`
+        // bytes are mapped until `drop`, which the borrow of `self`
+        // outlasts; `AtomicU64` has the size and alignment of `u64`, and
+        // every access through it is atomic, so writers in other processes
+        // are not a data race.
+        unsafe { core::slice::from_raw_parts(self.addr as *const AtomicU64, self.len / 8) }
+    }
+}
+
+impl Drop for SharedWords {
     fn drop(&mut self) {
         // SAFETY: our own mapping; every slice lent borrows `self`.
         let _ = unsafe { sys::munmap(self.addr, self.len) };

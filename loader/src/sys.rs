@@ -129,6 +129,15 @@ pub fn pread_full(fd: &Fd, buf: &mut [u8], offset: u64) -> Result<usize, Errno> 
     Ok(done)
 }
 
+/// [`pread_full`] into 64-bit words, in the file's (native) byte order;
+/// the count is of bytes.
+pub fn pread_words(fd: &Fd, words: &mut [u64], offset: u64) -> Result<usize, Errno> {
+    // SAFETY: the bytes of `words`, which any bit pattern leaves valid
+    // u64s, borrowed mutably for this call only.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 8) };
+    pread_full(fd, bytes, offset)
+}
+
 pub fn write(fd: i32, buf: &[u8]) -> Result<usize, Errno> {
     sys(nr::WRITE, [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0])
 }
@@ -413,27 +422,4 @@ pub fn fallocate(fd: &Fd, offset: u64, len: u64) -> Result<(), Errno> {
             r => return r.map(|_| ()),
         }
     }
-}
-
-/// Maps the first `len` bytes (a multiple of 8) of `fd` shared, readable
-/// and, if `write`, writable, as 64-bit words that only atomic operations
-/// touch. The mapping is never unmapped (it lives as long as the process).
-///
-/// Other processes may change the words at any time; that is why the only
-/// view is `&[AtomicU64]`. Loads from a read-only mapping are plain loads
-/// on both architectures. The file must not shrink while mapped (cache
-/// files are replaced by rename, never truncated; only their owner, root or
-/// the user, could do it): an access past its end would raise `SIGBUS`.
-pub fn map_shared_words(fd: &Fd, len: usize, write: bool) -> Result<&'static [core::sync::atomic::AtomicU64], Errno> {
-    if len == 0 || !len.is_multiple_of(8) {
-        return Err(Errno::EINVAL);
-    }
-    let prot = if write { PROT_READ | PROT_WRITE } else { PROT_READ };
-    // SAFETY: without MAP_FIXED the kernel picks a fresh range.
-    let addr = unsafe { mmap(0, len, prot, MAP_SHARED, fd.0, 0) }?;
-    // SAFETY: `addr` is page-aligned (so 8-byte aligned) and `len` bytes are
-    // mapped for the rest of the process's life; `AtomicU64` has the size
-    // and alignment of `u64`, and every access through it is atomic, so
-    // concurrent writers in other processes are not a data race.
-    Ok(unsafe { core::slice::from_raw_parts(addr as *const core::sync::atomic::AtomicU64, len / 8) })
 }

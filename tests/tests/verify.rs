@@ -47,12 +47,28 @@ const char *who(void) { return WHO; }
 const char *who_inner(void) { return inner(); }
 "#;
 
-/// `dl [NAME]`: dlopens NAME (default `libwho.so`) and calls its `who`.
+/// `dl [NAME [fds]]`: dlopens NAME (default `libwho.so`) and calls its
+/// `who`; with `fds`, lists its open descriptors before and after.
 const DL_C: &str = r#"
 #include <stdio.h>
+#include <stdlib.h>
+#include <dirent.h>
 #include <dlfcn.h>
+static void fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	printf("fds:");
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d))
+			printf(" %s", e->d_name);
+	printf("\n");
+	closedir(d);
+}
 int main(int argc, char **argv)
 {
+	if (argc > 2)
+		fds();
 	void *h = dlopen(argc > 1 ? argv[1] : "libwho.so", RTLD_NOW);
 	if (!h) {
 		printf("dlopen failed: %s\n", dlerror());
@@ -60,6 +76,8 @@ int main(int argc, char **argv)
 	}
 	const char *(*who)(void) = (const char *(*)(void))dlsym(h, "who");
 	printf("who: %s\n", who());
+	if (argc > 2)
+		fds();
 	return 0;
 }
 "#;
@@ -1099,6 +1117,42 @@ fn dlopen_of_a_locked_name_is_verified() {
         }
     }
     f.finish("dlopen_of_a_locked_name_is_verified");
+}
+
+/// The loader reads the hash cache through a descriptor it closes at the
+/// end of start-up and of each `dlopen`: the program finds open exactly
+/// the descriptors it finds under glibc's loader, cold and warm.
+#[test]
+fn the_program_finds_no_descriptor_of_the_loader() {
+    let mut f = Failures::default();
+    for arch in arches() {
+        let app = App::new("fds", arch, &[]);
+        let dl = app.build_dl();
+        let plain = app.app.join("dl-glibc");
+        app.cc(&["-o", plain.to_str().unwrap(), "src/dl.c", "-Wl,-rpath,$ORIGIN/lib"]);
+        let reference = app.run_path(&plain, &["libwho.so", "fds"], &[]);
+        f.check(
+            ran_ok(&reference, &reference.stdout)
+                && reference.stdout.matches("fds:").count() == 2
+                && reference.stdout.contains("who: build-a\n"),
+            arch,
+            "glibc's loader runs the descriptor lister",
+            &reference,
+        );
+        for run in ["cold", "warm"] {
+            let out = app.run_path(&dl, &["libwho.so", "fds"], &[("CAH_DEBUG", "verify")]);
+            f.check(
+                ran_ok(&out, &reference.stdout) && verdicts(&out, "libwho.so").len() == 1,
+                arch,
+                &format!("{run}: the same descriptors as under glibc:\n{}", reference.stdout),
+                &out,
+            );
+        }
+        if f.0.is_empty() {
+            app.done();
+        }
+    }
+    f.finish("the_program_finds_no_descriptor_of_the_loader");
 }
 
 #[test]

@@ -377,6 +377,17 @@ pub fn load_all_tracing(
     preloads: &[Preload<'_>],
     missing: Option<&mut Vec<(usize, Vec<u8>)>>,
 ) -> Result<(), Error> {
+    let loaded = load_scope(ns, cfg, preloads, missing);
+    crate::link::policy::release_caches();
+    loaded
+}
+
+fn load_scope(
+    ns: &mut Namespace,
+    cfg: &Config<'_>,
+    preloads: &[Preload<'_>],
+    missing: Option<&mut Vec<(usize, Vec<u8>)>>,
+) -> Result<(), Error> {
     let main = ns.main;
     let mut order: Vec<DsoId> = alloc::vec![main];
     for p in preloads {

@@ -79,7 +79,8 @@ pub struct Policy {
     store: Vec<u8>,
     places: Vec<runtime::Place>,
     euid: u32,
-    caches: spin::Once<Caches>,
+    /// Open for one load (start-up, a `dlopen`): see [`release_caches`].
+    caches: spin::Mutex<Option<Caches>>,
     verified: spin::Mutex<Vec<Verified>>,
     debug: bool,
 }
@@ -93,6 +94,16 @@ pub fn active() -> Option<&'static Policy> {
 
 fn getenv(env: &[&'static [u8]], name: &[u8]) -> Option<&'static [u8]> {
     env.iter().find_map(|e| e.strip_prefix(name).and_then(|r| r.strip_prefix(b"=")))
+}
+
+/// Closes the hash cache files at the end of a load (start-up, a
+/// `dlopen`): the program must not find their descriptors open, and the
+/// next load opens them again (a few system calls, next to hashing or
+/// mapping a library).
+pub fn release_caches() {
+    if let Some(p) = active() {
+        *p.caches.lock() = None;
+    }
 }
 
 /// Finds the closure lock in an object's `PT_NOTE` segments (in memory)
@@ -155,7 +166,7 @@ pub fn setup(ns: &Namespace, env: &[&'static [u8]], secure: bool, euid: u32) -> 
         store,
         places: runtime::places(secure, euid, cache_dir),
         euid,
-        caches: spin::Once::new(),
+        caches: spin::Mutex::new(None),
         verified: spin::Mutex::new(Vec::new()),
         debug,
     });
@@ -163,16 +174,20 @@ pub fn setup(ns: &Namespace, env: &[&'static [u8]], secure: bool, euid: u32) -> 
 }
 
 impl Policy {
-    /// The caches, opened on first use.
-    fn caches(&self) -> &Caches {
-        self.caches.call_once(|| {
+    /// The digest of an open file, through the caches (opened on first use).
+    fn digest_of(&self, fd: &Fd, st: &Stat) -> Result<runtime::Digested, &'static str> {
+        // Loads are serialized (the loader lock), so this lock is never
+        // contended: it only makes the caches' owner explicit.
+        let mut caches = self.caches.lock();
+        let caches = caches.get_or_insert_with(|| {
             let debug = self.debug;
             Caches::open(&self.places, self.euid, &mut |dir, what| {
                 if debug {
                     diag::print(2, format_args!("ld-cah.so: verify: hash cache {}/hashes: {}\n", diag::show(dir), what));
                 }
             })
-        })
+        });
+        runtime::digest_of(fd, st, Some(caches), self.euid)
     }
 
     fn verified_file(&self, file: (u64, u64)) -> Option<Verified> {
@@ -251,7 +266,7 @@ impl Want {
     /// message.
     pub fn accept(&self, fd: &Fd, st: &Stat, path: &[u8]) -> Option<Accepted> {
         let p = self.policy;
-        let result = runtime::digest_of(fd, st, Some(p.caches()), p.euid);
+        let result = p.digest_of(fd, st);
         if p.debug {
             let mut line = diag::Line::new();
             let _ = write!(line, "ld-cah.so: verify: {}: {}: ", diag::show(&self.name), diag::show(path));
@@ -439,7 +454,7 @@ mod tests {
             store: b"/store".to_vec(),
             places: Vec::new(),
             euid: 0,
-            caches: spin::Once::new(),
+            caches: spin::Mutex::new(None),
             verified: spin::Mutex::new(Vec::new()),
             debug: false,
         }));

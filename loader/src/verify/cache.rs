@@ -308,6 +308,49 @@ fn header_of(words: &[AtomicU64]) -> Result<&[AtomicU64; HEADER_WORDS], CacheErr
     words.get(..HEADER_WORDS).and_then(|h| h.try_into().ok()).ok_or(CacheError::TooSmall)
 }
 
+/// The slot count of a cache whose header words are `h`, if this code
+/// reads it (the checks of [`Cache::open`], on a copy of the header).
+pub fn check_header(h: &[u64; HEADER_WORDS]) -> Result<usize, CacheError> {
+    if h[H_MAGIC] != MAGIC {
+        return Err(CacheError::BadMagic);
+    }
+    if h[H_VERSION] != VERSION {
+        return Err(CacheError::BadVersion);
+    }
+    if h[H_CHECK] != header_checksum(h[H_MAGIC], h[H_VERSION], h[H_SLOTS], h[H_LAYOUT]) {
+        return Err(CacheError::BadHeaderChecksum);
+    }
+    if h[H_LAYOUT] != LAYOUT {
+        return Err(CacheError::BadLayout);
+    }
+    if !valid_slot_count(h[H_SLOTS]) {
+        return Err(CacheError::BadSlotCount);
+    }
+    Ok(h[H_SLOTS] as usize)
+}
+
+/// The slots `id` may occupy in a table of `slot_count` (a power of two),
+/// in probe order: its home slot and the ones after it, wrapping.
+pub fn window(id: &FileIdentity, slot_count: usize) -> impl Iterator<Item = usize> {
+    let mask = slot_count.wrapping_sub(1);
+    let home = home_slot(id.dev, id.ino, slot_count);
+    (0..PROBE.min(slot_count)).map(move |k| (home + k) & mask)
+}
+
+/// The digest for exactly `id` among copies of slots made without the
+/// reader's protocol, as a `pread` of the file makes them: `slots` yields
+/// each slot's index and words. A copy torn by a concurrent writer shows
+/// the writer's odd sequence value or fails its checksum (which covers the
+/// sequence value too), so it is passed by: this returns only a digest
+/// that [`Cache::lookup`] could have returned at some instant.
+pub fn lookup_copies<'s>(id: &FileIdentity, slots: impl Iterator<Item = (usize, &'s [u64; SLOT_WORDS])>) -> Option<Digest> {
+    slots.filter(|(_, w)| w[S_SEQ] & 1 == 0).find_map(|(index, w)| {
+        let mut body = [0u64; BODY_WORDS];
+        body.copy_from_slice(&w[1..]);
+        Image { seq: w[S_SEQ], body }.hit(index, id)
+    })
+}
+
 /// A consistent copy of one slot: its sequence value and the other words.
 #[derive(Clone, Copy)]
 struct Image {
@@ -323,6 +366,18 @@ impl Image {
             && b[S_SIZE - 1] == id.size
             && b[S_MTIME - 1] == id.mtime_ns as u64
             && b[S_CTIME - 1] == id.ctime_ns as u64
+    }
+
+    /// The digest, if this is a valid entry for exactly `id`.
+    fn hit(&self, index: usize, id: &FileIdentity) -> Option<Digest> {
+        // Cheap key test first; the checksum only for a candidate.
+        if !self.key_matches(id) {
+            return None;
+        }
+        match self.classify(index) {
+            SlotState::Valid(entry) if entry.identity == *id => Some(entry.digest),
+            _ => None,
+        }
     }
 
     fn classify(&self, index: usize) -> SlotState {
@@ -389,27 +444,14 @@ impl<'a> Cache<'a> {
     /// Validates the header of `words` and returns the cache in it.
     pub fn open(words: &'a [AtomicU64], access: Access) -> Result<Cache<'a>, CacheError> {
         let header = header_of(words)?;
-        let magic = header[H_MAGIC].load(Ordering::Acquire);
-        if magic != MAGIC {
-            return Err(CacheError::BadMagic);
+        let mut copy = [0u64; HEADER_WORDS];
+        // The magic first, with acquire: a reader that sees it sees the
+        // rest of a freshly formatted header.
+        copy[H_MAGIC] = header[H_MAGIC].load(Ordering::Acquire);
+        for (dst, src) in copy.iter_mut().zip(header.iter()).skip(1) {
+            *dst = src.load(Ordering::Relaxed);
         }
-        let version = header[H_VERSION].load(Ordering::Relaxed);
-        if version != VERSION {
-            return Err(CacheError::BadVersion);
-        }
-        let slots = header[H_SLOTS].load(Ordering::Relaxed);
-        let layout = header[H_LAYOUT].load(Ordering::Relaxed);
-        let check = header[H_CHECK].load(Ordering::Relaxed);
-        if check != header_checksum(magic, version, slots, layout) {
-            return Err(CacheError::BadHeaderChecksum);
-        }
-        if layout != LAYOUT {
-            return Err(CacheError::BadLayout);
-        }
-        if !valid_slot_count(slots) {
-            return Err(CacheError::BadSlotCount);
-        }
-        let slot_count = slots as usize;
+        let slot_count = check_header(&copy)?;
         let need = words_for(slot_count).ok_or(CacheError::BadSlotCount)?;
         let slot_words = words.get(HEADER_WORDS..need).ok_or(CacheError::TooSmall)?;
         Ok(Cache { header, slots: slot_words, slot_count, access })
@@ -476,32 +518,25 @@ impl<'a> Cache<'a> {
         }
     }
 
-    fn window(&self, id: &FileIdentity) -> impl Iterator<Item = usize> {
-        let mask = self.slot_count - 1;
-        let home = home_slot(id.dev, id.ino, self.slot_count);
-        (0..PROBE.min(self.slot_count)).map(move |k| (home + k) & mask)
-    }
-
     /// The digest cached for exactly this identity, if a valid entry holds
     /// it. Never returns a digest that was not inserted for `id`.
     pub fn lookup(&self, id: &FileIdentity) -> Option<Digest> {
-        for index in self.window(id) {
-            let Read::Image(image) = self.read(index) else { continue };
-            // Cheap key test first; the checksum only for a candidate.
-            if !image.key_matches(id) {
-                continue;
-            }
-            if let SlotState::Valid(entry) = image.classify(index) {
-                if entry.identity == *id {
-                    // No counter here: a hit is a warm start, and a warm
-                    // start writes nothing to the shared file (no dirty
-                    // page, no cache line bounced between processes).
-                    return Some(entry.digest);
-                }
-            }
+        let found = window(id, self.slot_count).find_map(|index| match self.read(index) {
+            Read::Image(image) => image.hit(index, id),
+            Read::Busy => None,
+        });
+        // No counter for a hit: a hit is a warm start, and a warm start
+        // writes nothing to the shared file (no dirty page, no cache line
+        // bounced between processes).
+        if found.is_none() {
+            self.count_miss();
         }
+        found
+    }
+
+    /// Counts a lookup that found nothing (in a writable cache only).
+    pub fn count_miss(&self) {
         self.count(H_MISSES);
-        None
     }
 
     /// Records that the file with identity `id` has digest `digest`.
@@ -518,7 +553,7 @@ impl<'a> Cache<'a> {
             let mut same_inode: Option<(usize, u64, CacheEntry)> = None;
             let mut free: Option<(usize, u64)> = None;
             let mut oldest: Option<(usize, u64, u64)> = None;
-            for index in self.window(id) {
+            for index in window(id, self.slot_count) {
                 let Read::Image(image) = self.read(index) else { continue };
                 match image.classify(index) {
                     SlotState::Valid(entry) if entry.identity.same_inode(id) => {
@@ -961,7 +996,14 @@ mod tests {
                             let d = if rng.below(10) == 0 { hash(&rng.next().to_le_bytes()) } else { digest_of(&x) };
                             assert_eq!(c.insert(&x, &d).ok(), m.insert(&x, &d));
                         }
-                        45..=89 => assert_eq!(c.lookup(&x), m.lookup(&x)),
+                        45..=89 => {
+                            // A copy of the window (as `pread` makes one)
+                            // answers as the protocol's reader does.
+                            let copied = lookup_copies(&x, copy_window(&r, &x, slots).iter().map(|(i, w)| (*i, w)));
+                            let found = c.lookup(&x);
+                            assert_eq!(copied, found);
+                            assert_eq!(found, m.lookup(&x));
+                        }
                         90..=94 => {
                             let i = rng.below(slots as u64) as usize;
                             let word = 1 + rng.below(SLOT_WORDS as u64 - 1) as usize;
@@ -1009,6 +1051,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The words of `x`'s probe window, copied with plain loads.
+    fn copy_window(r: &[AtomicU64], x: &FileIdentity, slots: usize) -> Vec<(usize, [u64; SLOT_WORDS])> {
+        let word = |i: usize| r[HEADER_WORDS + i].load(Ordering::Relaxed);
+        window(x, slots).map(|i| (i, core::array::from_fn(|w| word(i * SLOT_WORDS + w)))).collect()
+    }
+
+    /// A copy torn between an entry and the one written over it (any mix
+    /// of their words, as a `pread` racing the writer may see) is a miss
+    /// for both identities unless it is wholly one of them.
+    #[test]
+    fn a_torn_copy_is_never_a_hit() {
+        let slots = 8;
+        let r = region(slots);
+        let c = Cache::format(&r, slots).unwrap();
+        let (old, new) = (id(3, 9, 0), id(3, 9, 1));
+        c.insert(&old, &digest_of(&old)).unwrap();
+        let before = copy_window(&r, &old, slots);
+        assert_eq!(c.insert(&new, &digest_of(&new)), Ok(InsertOutcome::Replaced));
+        let after = copy_window(&r, &old, slots);
+        let k = (0..before.len()).find(|&k| before[k] != after[k]).unwrap();
+        let (a, b) = (before[k].1, after[k].1);
+        let mut hits = 0;
+        for mask in 0u32..1 << SLOT_WORDS {
+            let mut torn = after.clone();
+            torn[k].1 = core::array::from_fn(|w| if mask >> w & 1 == 1 { b[w] } else { a[w] });
+            let whole = torn[k].1 == a || torn[k].1 == b;
+            for x in [old, new] {
+                if let Some(d) = lookup_copies(&x, torn.iter().map(|(i, w)| (*i, w))) {
+                    assert!(whole, "a torn copy (mask {mask:#x}) hit for {x:?}");
+                    assert_eq!(d, digest_of(&x));
+                    hits += 1;
+                }
+            }
+        }
+        assert!(hits > 0, "the whole copies hit");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use core::fmt::Write as _;
 use super::cache::{self, Access, Cache};
 use super::digest::{self, Digest, Hasher};
 use super::identity::FileIdentity;
+use crate::map::SharedWords;
 use crate::sys::{self, Errno, Fd, Stat};
 
 /// The directory of the system-wide cache (written by root, read by all).
@@ -81,19 +82,56 @@ pub fn trusted(st: &Stat, euid: u32, dir: bool) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A cache file in use.
-#[derive(Debug)]
+/// A cache file in use. Lookups read the few slots they need with
+/// `pread`: a warm start maps nothing (mapping the file cost more than
+/// all its reads) and writes nothing. The file is mapped shared only for
+/// the first insert. Dropping it closes the file and unmaps it: a load
+/// (start-up, a `dlopen`) opens the caches it needs and drops them at
+/// its end, so the program never sees their descriptors.
 pub struct Opened {
-    pub cache: Cache<'static>,
+    file: Fd,
+    /// Bytes to map: the file's size when opened, at most a full table.
+    len: usize,
+    slot_count: usize,
+    /// The shared mapping, once an insert needed it (or the file was
+    /// formatted through it); `None` inside if it could not be made.
+    map: spin::Once<Option<SharedWords>>,
     pub dir: Vec<u8>,
-    /// Whether inserts go here (mapped writable).
+    /// Whether inserts go here (this process owns the file and may write it).
     pub writable: bool,
     /// Whether this process created it.
     pub created: bool,
 }
 
+impl Opened {
+    fn lookup(&self, id: &FileIdentity) -> Option<Digest> {
+        let n = self.slot_count;
+        let home = cache::home_slot(id.dev, id.ino, n);
+        let count = cache::PROBE.min(n);
+        let mut slots = [[0u64; cache::SLOT_WORDS]; cache::PROBE];
+        // The window, in at most two runs (it may wrap to slot 0). A short
+        // read (the file shrank) leaves zeros: empty slots, a miss.
+        let (a, b) = slots[..count].split_at_mut(count.min(n - home));
+        sys::pread_words(&self.file, a.as_flattened_mut(), slot_offset(home)).ok()?;
+        sys::pread_words(&self.file, b.as_flattened_mut(), slot_offset(0)).ok()?;
+        let indices = (0..count).map(|k| (home + k) & (n - 1));
+        cache::lookup_copies(id, indices.zip(slots.iter()))
+    }
+
+    /// The cache through the shared writable mapping, made on first use.
+    fn mapped(&self) -> Option<Cache<'_>> {
+        let words = self.map.call_once(|| SharedWords::map(&self.file, self.len).ok()).as_ref()?;
+        Cache::open(words.words(), Access::ReadWrite).ok().filter(|c| c.slot_count() == self.slot_count)
+    }
+}
+
+/// Where slot `index` starts in the file.
+fn slot_offset(index: usize) -> u64 {
+    (8 * (cache::HEADER_WORDS + index * cache::SLOT_WORDS)) as u64
+}
+
 /// The caches of this process (possibly none).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Caches {
     pub list: Vec<Opened>,
 }
@@ -127,14 +165,15 @@ impl Caches {
 
     /// The digest cached for `id` in any of the caches.
     pub fn lookup(&self, id: &FileIdentity) -> Option<Digest> {
-        self.list.iter().find_map(|o| o.cache.lookup(id))
+        self.list.iter().find_map(|o| o.lookup(id))
     }
 
-    /// Records a digest in the first writable cache. Failures are ignored:
-    /// they only cost a later re-hash.
+    /// Records a digest in the first writable cache, and the miss that
+    /// preceded it. Failures are ignored: they only cost a later re-hash.
     pub fn insert(&self, id: &FileIdentity, digest: &Digest) {
-        if let Some(o) = self.list.iter().find(|o| o.writable) {
-            let _ = o.cache.insert(id, digest);
+        if let Some(c) = self.list.iter().find(|o| o.writable).and_then(|o| o.mapped()) {
+            c.count_miss();
+            let _ = c.insert(id, digest);
         }
     }
 }
@@ -214,8 +253,10 @@ fn open_place(p: &Place, euid: u32) -> Result<Opened, &'static str> {
         match opened {
             Ok((fd, rw)) => return map_file(fd, rw, p, euid),
             Err(Errno::ENOENT) if p.write && dst.uid == euid => match create(&dir, euid) {
-                Ok(Some(c)) => {
-                    return Ok(Opened { cache: c, dir: p.dir.clone(), writable: true, created: true });
+                Ok(Some((file, words))) => {
+                    let (len, slot_count) = (cache::bytes_for(cache::DEFAULT_SLOTS).unwrap_or(0), cache::DEFAULT_SLOTS);
+                    let map = spin::Once::initialized(Some(words));
+                    return Ok(Opened { file, len, slot_count, map, dir: p.dir.clone(), writable: true, created: true });
                 }
                 // Someone else created it first: open theirs.
                 Ok(None) => {}
@@ -236,10 +277,11 @@ fn map_file(fd: Fd, rw: bool, p: &Place, euid: u32) -> Result<Opened, &'static s
     if len < 8 * cache::HEADER_WORDS {
         return Err("too small to be a cache file");
     }
-    // A page of a shared mapping is backed by the file's block: touching
-    // one that is a hole makes the file system allocate it, and on a full
+    // Lookups only `pread`, but an insert maps the file shared, and a page
+    // of a shared mapping is backed by the file's block: touching one that
+    // is a hole makes the file system allocate it, and on a full
     // file system (tmpfs: reads too) that fault is a SIGBUS, which would
-    // kill every start. So a file is mapped only if every block of it is
+    // kill every start. So a file is used only if every block of it is
     // allocated: our own file is allocated now if it can be, any other
     // must be already. The file may hold holes only if it was made by other
     // means than the loader or `cah` (`truncate`, `cp --sparse`); it is
@@ -253,16 +295,21 @@ fn map_file(fd: Fd, rw: bool, p: &Place, euid: u32) -> Result<Opened, &'static s
     if !writable && !allocated {
         return Err("sparse (blocks not allocated), not used");
     }
-    let words = sys::map_shared_words(&fd, len, writable).map_err(describe)?;
-    let access = if writable { Access::ReadWrite } else { Access::ReadOnly };
-    let cache = Cache::open(words, access).map_err(|e| e.as_str())?;
-    Ok(Opened { cache, dir: p.dir.clone(), writable, created: false })
+    let mut header = [0u64; cache::HEADER_WORDS];
+    if sys::pread_words(&fd, &mut header, 0).map_err(describe)? != 8 * header.len() {
+        return Err("too small to be a cache file");
+    }
+    let slot_count = cache::check_header(&header).map_err(|e| e.as_str())?;
+    if cache::bytes_for(slot_count).is_none_or(|need| len < need) {
+        return Err(cache::CacheError::TooSmall.as_str());
+    }
+    Ok(Opened { file: fd, len, slot_count, map: spin::Once::new(), dir: p.dir.clone(), writable, created: false })
 }
 
 /// Creates the cache file in `dir`: a temporary file, allocated, formatted,
 /// then renamed into place unless another process got there first
 /// (`Ok(None)`: open theirs).
-fn create(dir: &Fd, euid: u32) -> Result<Option<Cache<'static>>, &'static str> {
+fn create(dir: &Fd, euid: u32) -> Result<Option<(Fd, SharedWords)>, &'static str> {
     let mut tmp = alloc::string::String::new();
     let _ = write!(tmp, ".hashes.{}", sys::getpid());
     let tmp = with_nul(tmp.as_bytes());
@@ -284,22 +331,22 @@ fn create(dir: &Fd, euid: u32) -> Result<Option<Cache<'static>>, &'static str> {
         sys::fchmod(&fd, mode).map_err(Errno::describe)?;
         let bytes = cache::bytes_for(cache::DEFAULT_SLOTS).ok_or("bad size")?;
         sys::fallocate(&fd, 0, bytes as u64).map_err(Errno::describe)?;
-        let words = sys::map_shared_words(&fd, bytes, true).map_err(Errno::describe)?;
-        let c = Cache::format(words, cache::DEFAULT_SLOTS).map_err(|e| e.as_str())?;
+        let words = SharedWords::map(&fd, bytes).map_err(Errno::describe)?;
+        Cache::format(words.words(), cache::DEFAULT_SLOTS).map_err(|e| e.as_str())?;
         let name = with_nul(FILE_NAME);
         match sys::renameat2(dir, &tmp, &name, sys::RENAME_NOREPLACE) {
-            Ok(()) => Ok(Some(c)),
+            Ok(()) => Ok(Some(words)),
             Err(Errno::EEXIST) => Ok(None),
             // A file system without RENAME_NOREPLACE: replace (the other
             // file's few entries are lost, nothing else).
-            Err(Errno::EINVAL) => sys::renameat2(dir, &tmp, &name, 0).map(|()| Some(c)).map_err(Errno::describe),
+            Err(Errno::EINVAL) => sys::renameat2(dir, &tmp, &name, 0).map(|()| Some(words)).map_err(Errno::describe),
             Err(e) => Err(e.describe()),
         }
     })();
     if !matches!(result, Ok(Some(_))) {
         let _ = sys::unlinkat(dir, &tmp, 0);
     }
-    result
+    result.map(|c| c.map(|c| (fd, c)))
 }
 
 /// The identity of a file, from `fstat`.
@@ -541,6 +588,36 @@ mod tests {
         // No temporary file is left.
         let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["hashes"]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Lookups read the window with `pread`, in two runs where it wraps
+    /// (always, but for home slot 0, in a table of 8 slots); inserts map
+    /// the file on demand; a second process finds every entry.
+    #[test]
+    fn a_small_table_wraps_its_windows() {
+        use core::sync::atomic::{AtomicU64, Ordering};
+        let d = scratch("wrap");
+        let words: Vec<AtomicU64> = (0..cache::words_for(cache::MIN_SLOTS).unwrap()).map(|_| AtomicU64::new(0)).collect();
+        Cache::format(&words, cache::MIN_SLOTS).unwrap();
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.load(Ordering::Relaxed).to_ne_bytes()).collect();
+        std::fs::write(d.join("hashes"), bytes).unwrap();
+        let place = Place { dir: d.to_str().unwrap().as_bytes().to_vec(), write: true };
+        let ids: Vec<FileIdentity> = (1..=6).map(|ino| FileIdentity { dev: 7, ino, size: ino * 10, mtime_ns: 1, ctime_ns: 2 }).collect();
+        let digest = |id: &FileIdentity| crate::verify::hash(&id.ino.to_le_bytes());
+        let c = Caches::open(core::slice::from_ref(&place), euid(), &mut |_, w| assert_eq!(w, "read-write"));
+        assert!(ids.iter().all(|id| c.lookup(id).is_none()));
+        for id in &ids {
+            c.insert(id, &digest(id));
+        }
+        let homes: Vec<usize> = ids.iter().map(|id| cache::home_slot(id.dev, id.ino, cache::MIN_SLOTS)).collect();
+        assert!(homes.iter().any(|&h| h != 0), "some window wraps");
+        let again = Caches::open(core::slice::from_ref(&place), euid(), &mut |_, _| {});
+        for id in &ids {
+            assert_eq!(again.lookup(id), Some(digest(id)), "{id:?}");
+        }
+        let stale = FileIdentity { ctime_ns: 3, ..ids[0] };
+        assert_eq!(again.lookup(&stale), None);
         let _ = std::fs::remove_dir_all(&d);
     }
 
