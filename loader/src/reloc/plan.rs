@@ -547,11 +547,12 @@ fn load_from(p: &Place, euid: u32, key: &Digest, objects: usize) -> Result<Plan,
     if size <= READ_UP_TO {
         // A small plan (a C program's is a few kilobytes) is read: one
         // system call, where a mapping costs two and a page fault.
-        let mut bytes = alloc::vec![0u8; size];
-        if sys::pread_full(&fd, &mut bytes, 0).map_err(Errno::describe)? != size {
+        // Into words at once: the file is little-endian, as both arches.
+        let mut words = alloc::vec![0u64; size / 8];
+        if sys::pread_words(&fd, &mut words, 0).map_err(Errno::describe)? != size {
             return Err("truncated");
         }
-        return Plan::parse(&bytes, key, objects);
+        return Plan::check(Words::Decoded(words), key, objects);
     }
     // Read in place: `trusted` above means only root or this user can
     // write the file, and plans are replaced by rename, never shortened.
