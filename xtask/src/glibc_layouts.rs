@@ -174,6 +174,11 @@ fn body(text: &str) -> &str {
     rest
 }
 
+/// The provenance header of a generated file (see [`body`]).
+fn header(text: &str) -> &str {
+    &text[..text.len() - body(text).len()]
+}
+
 /// The fingerprint block of a generated table (see `render_fingerprint`).
 fn fingerprint_of(text: &str) -> Option<&str> {
     let start = text.find("    fingerprint: Fingerprint {")?;
@@ -183,11 +188,12 @@ fn fingerprint_of(text: &str) -> Option<&str> {
 
 /// Finds or makes the table file for a generated table; returns its module.
 ///
-/// An existing table with the same body covers the build already. Else the
-/// build's version gets `debian_<version>_<arch>.rs`, overwritten when it
-/// holds the same fingerprint (the generator or `layout.rs` changed); a
-/// layout of its own under a version that has a table gets a name with
-/// the package version. With `check`, anything but the first case is stale.
+/// An existing table with the same body covers the build already. Else a
+/// table made from the same build (same header) is overwritten, and so is
+/// `debian_<version>_<arch>.rs` when it holds the same fingerprint (the
+/// generator or `layout.rs` changed); a layout of its own under a version
+/// that has a table gets a name with the package version, and a new version
+/// the plain name. With `check`, anything but the first case is stale.
 fn place(out_dir: &Path, build: &Build, text: &str, check: bool, stale: &mut Vec<String>) -> Result<String, String> {
     let mut tables = Vec::new();
     for entry in fs::read_dir(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))? {
@@ -209,9 +215,16 @@ fn place(out_dir: &Path, build: &Build, text: &str, check: bool, stale: &mut Vec
         return Ok(String::new());
     }
     let plain = build.module(false);
-    let module = match tables.iter().find(|(m, _)| *m == plain) {
-        Some((_, old)) if fingerprint_of(old) != fingerprint_of(text) => build.module(true),
-        _ => plain,
+    let module = if let Some((m, _)) = tables.iter().find(|(_, old)| header(old) == header(text)) {
+        // The very build the table was made from (same package version and
+        // build ids), rendered anew: the generator or `layout.rs` changed,
+        // perhaps the rendering of the fingerprint too.
+        m.clone()
+    } else {
+        match tables.iter().find(|(m, _)| *m == plain) {
+            Some((_, old)) if fingerprint_of(old) != fingerprint_of(text) => build.module(true),
+            _ => plain,
+        }
     };
     let path = out_dir.join(format!("{module}.rs"));
     fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
