@@ -228,8 +228,25 @@ pub const ENUMERATORS: &[&str] = &[
     "bit_arch_Avoid_STOSB",
 ];
 
-/// The `Layout` fields that are not table structs.
-const METADATA: &[&str] = &["glibc_version", "arch", "fingerprint", "enumerators", "tunables", "unsecure_env"];
+/// The `Layout` (and `Types`) fields that are not table structs, with the
+/// type [`spec_description`] names for each: the Rust type the field had
+/// when format 1 was defined. Their encoding is written by hand ([`encode`]
+/// and the loader's `table_reader`), not derived from their Rust type, so
+/// their in-memory form may change (`unsecure_env` became one string of
+/// NUL-terminated names, for a relocation-free table) without changing the
+/// format; changing the encoding is a new [`FORMAT_VERSION`].
+const METADATA: &[(&str, &str)] = &[
+    ("glibc_version", "&'static str"),
+    ("arch", "Arch"),
+    ("fingerprint", "Fingerprint"),
+    ("enumerators", "Enumerators"),
+    ("tunables", "&'static [Tunable]"),
+    ("unsecure_env", "&'static [&'static str]"),
+];
+
+fn is_metadata(field: &str) -> bool {
+    METADATA.iter().any(|(n, _)| *n == field)
+}
 
 fn table_spec<'s>(spec: &'s Spec, field: &spec::LayoutField) -> Result<&'s TableSpec, String> {
     spec.tables
@@ -267,7 +284,7 @@ pub fn generate(spec: &Spec, files: &Files, ctx: &Ctx) -> Result<Generated, Stri
 
     let mut tables = BTreeMap::new();
     for f in &spec.layout {
-        if METADATA.contains(&f.rust.as_str()) {
+        if is_metadata(&f.rust) {
             continue;
         }
         let t = table_spec(spec, f)?;
@@ -380,11 +397,12 @@ fn fingerprint(libc: &Elf, banner_version: &str) -> Result<FingerprintValue, Str
     if version.split(' ').next() != Some(banner_version) {
         return Err(format!("{}: __nptl_version {version:?} but the banner says {banner_version:?}", libc.path.display()));
     }
-    Ok(FingerprintValue {
-        version,
-        imports: imports.into_iter().collect(),
-        thread_db: thread_db::thread_db_descriptors(libc)?.into_iter().collect(),
-    })
+    let thread_db: Vec<(String, Vec<u32>)> = thread_db::thread_db_descriptors(libc)?.into_iter().collect();
+    // glibc's `db_desc_t` is three words; the loader keeps that many.
+    if let Some((name, words)) = thread_db.iter().find(|(_, w)| w.len() > 3) {
+        return Err(format!("{}: _thread_db_{name} has {} words, more than a db_desc_t", libc.path.display(), words.len()));
+    }
+    Ok(FingerprintValue { version, imports: imports.into_iter().collect(), thread_db })
 }
 
 fn check_arch(libc: &Elf, ctx: &Ctx) -> Result<(), String> {
@@ -427,19 +445,41 @@ fn rust_table(t: &TableSpec, v: &TableValue, optional: bool) -> String {
     }
 }
 
+/// `Names(concat!(...))`, one name per line at `indent`, each line
+/// optionally preceded by a comment (`Names("...")` for fewer than two
+/// names, where `concat!` would be useless).
+pub(crate) fn rust_names<'a>(names: impl IntoIterator<Item = (Option<String>, &'a str)>, indent: &str) -> String {
+    let literal = |n: &str| {
+        let escaped = format!("{n:?}");
+        format!("{}\\0\"", &escaped[..escaped.len() - 1])
+    };
+    let names: Vec<(Option<String>, &str)> = names.into_iter().collect();
+    match &names[..] {
+        [] => return "Names(\"\")".into(),
+        [(_, n)] => return format!("Names({})", literal(n)),
+        _ => {}
+    }
+    let mut s = String::from("Names(concat!(\n");
+    for (comment, n) in names {
+        let comment = comment.map_or(String::new(), |c| format!("/* {c} */ "));
+        let _ = writeln!(s, "{indent}    {comment}{},", literal(n));
+    }
+    let _ = write!(s, "{indent}))");
+    s
+}
+
 fn rust_fingerprint(fp: &FingerprintValue) -> String {
     let mut s = String::from("Fingerprint {\n");
     let _ = writeln!(s, "        version: {:?},", fp.version);
-    s.push_str("        imports: &[\n");
-    for n in &fp.imports {
-        let _ = writeln!(s, "            {n:?},");
-    }
-    s.push_str("        ],\n        thread_db: &[\n");
+    let _ = writeln!(s, "        imports: {},", rust_names(fp.imports.iter().map(|n| (None, n.as_str())), "        "));
+    s.push_str("        thread_db: &[\n");
     for (name, words) in &fp.thread_db {
         let w: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-        let _ = writeln!(s, "            ({name:?}, &[{}]),", w.join(", "));
+        let _ = writeln!(s, "            ThreadDb::new(&[{}]), // {name}", w.join(", "));
     }
-    s.push_str("        ],\n    }");
+    s.push_str("        ],\n");
+    let _ = writeln!(s, "        thread_db_names: {},", rust_names(fp.thread_db.iter().map(|(n, _)| (None, n.as_str())), "        "));
+    s.push_str("    }");
     s
 }
 
@@ -451,12 +491,11 @@ fn arch_variant(a: Arch) -> &'static str {
 }
 
 /// The Rust source of a table, without the provenance header (the `//!`
-/// lines, which the caller writes): `const TABLE`, `pub static LAYOUT`
-/// and the compile-time `check`.
+/// lines, which the caller writes): `static TYPES` (the structure
+/// layouts: no pointer, so in `.rodata`), `pub static LAYOUT` and the
+/// compile-time `check`.
 pub fn render_rust(spec: &Spec, g: &Generated) -> Result<String, String> {
-    let mut out = String::new();
-    out.push_str("use crate::glibc::layout::*;\n\n");
-    out.push_str("const TABLE: Layout = Layout {\n");
+    let (mut types, mut layout) = (String::new(), String::new());
     for f in &spec.layout {
         let value = match f.rust.as_str() {
             "glibc_version" => format!("{:?}", g.glibc_version),
@@ -471,15 +510,8 @@ pub fn render_rust(spec: &Spec, g: &Generated) -> Result<String, String> {
                 s
             }
             "arch" => format!("Arch::{}", arch_variant(g.arch)),
-            "tunables" => tunables::render_tunables(&g.tunables),
-            "unsecure_env" => {
-                let mut v = String::from("&[\n");
-                for n in &g.unsecure_env {
-                    let _ = writeln!(v, "        {n:?},");
-                }
-                v.push_str("    ]");
-                v
-            }
+            "tunables" => tunables::render_tunables(&g.tunables)?,
+            "unsecure_env" => rust_names(g.unsecure_env.iter().map(|n| (None, n.as_str())), "    "),
             _ => {
                 let t = table_spec(spec, f)?;
                 match g.tables.get(&f.rust) {
@@ -489,13 +521,26 @@ pub fn render_rust(spec: &Spec, g: &Generated) -> Result<String, String> {
                 }
             }
         };
-        let _ = writeln!(out, "    {}: {},", f.rust, value);
+        if f.in_types {
+            if types.is_empty() {
+                let _ = writeln!(layout, "    {}: &TYPES,", spec.types_field);
+            }
+            let _ = writeln!(types, "    {}: {},", f.rust, value);
+        } else {
+            let _ = writeln!(layout, "    {}: {},", f.rust, value);
+        }
     }
+    let mut out = String::new();
+    out.push_str("use crate::glibc::layout::*;\n\n");
+    out.push_str("static TYPES: Types = Types {\n");
+    out.push_str(&types);
     out.push_str("};\n\n");
     let _ = writeln!(out, "/// glibc {} {}.", g.glibc_version, g.arch.name());
-    out.push_str("pub static LAYOUT: Layout = TABLE;\n\n");
+    out.push_str("pub static LAYOUT: Layout = Layout {\n");
+    out.push_str(&layout);
+    out.push_str("};\n\n");
     // A table that breaks an invariant of `Layout::check` fails the build.
-    out.push_str("const _: () = if let Err(e) = TABLE.check() {\n    panic!(\"{}\", e.0)\n};\n");
+    out.push_str("const _: () = if let Err(e) = LAYOUT.check() {\n    panic!(\"{}\", e.0)\n};\n");
     Ok(out)
 }
 
@@ -521,7 +566,8 @@ pub fn spec_digest(spec: &Spec) -> [u8; 32] {
 pub fn spec_description(spec: &Spec) -> String {
     let mut s = format!("ld-cah glibc table format {FORMAT_VERSION}\n");
     for f in &spec.layout {
-        let _ = writeln!(s, "layout {} {}{}", f.rust, f.ty, if f.optional { " optional" } else { "" });
+        let ty = METADATA.iter().find(|(n, _)| *n == f.rust).map_or(f.ty.as_str(), |(_, ty)| ty);
+        let _ = writeln!(s, "layout {} {ty}{}", f.rust, if f.optional { " optional" } else { "" });
     }
     for n in ENUMERATORS {
         let _ = writeln!(s, "enumerator {n}");
@@ -686,7 +732,7 @@ pub fn render_decoder(spec: &Spec) -> Result<String, String> {
         "//! Generated by `cargo xtask glibc-layouts` from `layout.rs`: the decoder\n\
          //! of an installed layout table's body (docs/glibc-table-format.md),\n\
          //! written from the same spec as the encoder (`glibc-gen`). Do not edit.\n\n\
-         use crate::glibc::table_reader::Reader;\n\
+         use crate::glibc::table_reader::{leaked, Reader};\n\
          use crate::glibc::layout::*;\n\n",
     );
     let _ = writeln!(s, "/// The binary format version this decoder reads.\npub const FORMAT_VERSION: u32 = {FORMAT_VERSION};\n");
@@ -699,13 +745,14 @@ pub fn render_decoder(spec: &Spec) -> Result<String, String> {
     );
     s.push_str("/// The `Layout` of a table body (after the build ids).\npub fn layout(r: &mut Reader<'_>) -> Result<Layout, &'static str> {\n    Ok(Layout {\n");
     let mut fns = String::new();
+    let mut types = String::new();
     for f in &spec.layout {
         let value = match f.rust.as_str() {
             "glibc_version" => "r.str()?".to_string(),
             "arch" => "r.arch()?".to_string(),
             "fingerprint" => "r.fingerprint()?".to_string(),
             "tunables" => "r.tunables()?".to_string(),
-            "unsecure_env" => "r.strs()?".to_string(),
+            "unsecure_env" => "r.names()?".to_string(),
             "enumerators" => {
                 // Like a table: one call per value, checked at the end.
                 fns.push_str("\n#[inline(never)]\nfn enumerators(r: &mut Reader<'_>) -> Result<Enumerators, &'static str> {\n    let t = Enumerators {\n");
@@ -742,8 +789,20 @@ pub fn render_decoder(spec: &Spec) -> Result<String, String> {
                 }
             }
         };
-        let _ = writeln!(s, "        {}: {},", f.rust, value);
+        if f.in_types {
+            // The `Types`, read in their place in the format (fields are
+            // evaluated in the order written), leaked like the lists.
+            if types.is_empty() {
+                let _ = writeln!(s, "        {}: leaked(types(r)?),", spec.types_field);
+            }
+            let _ = writeln!(types, "        {}: {},", f.rust, value);
+        } else {
+            let _ = writeln!(s, "        {}: {},", f.rust, value);
+        }
     }
+    s.push_str("    })\n}\n");
+    s.push_str("\n/// The `Types` of a table body, read where `Layout::types` stands.\n#[inline(never)]\nfn types(r: &mut Reader<'_>) -> Result<Types, &'static str> {\n    Ok(Types {\n");
+    s.push_str(&types);
     s.push_str("    })\n}\n");
     s.push_str(&fns);
     Ok(s)

@@ -36,12 +36,22 @@ pub struct LayoutField {
     pub rust: String,
     pub ty: String,
     pub optional: bool,
+    /// A field of `Types` (reached through `Layout::types`), not of
+    /// `Layout` itself.
+    pub in_types: bool,
 }
 
 pub struct Spec {
     pub tables: Vec<TableSpec>,
+    /// The fields of `Layout`, with those of `Types` in the place of the
+    /// field that refers to it: the order of the installed table format.
     pub layout: Vec<LayoutField>,
+    /// The `Layout` field that refers to the `Types` (`types`).
+    pub types_field: String,
 }
+
+/// The type of the `Layout` field that holds the structure layouts.
+const TYPES_REF: &str = "&'static Types";
 
 /// The text between the backticks of a doc line ``... DWARF: `TEXT` REST``,
 /// and REST.
@@ -54,7 +64,8 @@ fn dwarf_note(doc: &[String]) -> Option<(String, String)> {
 }
 
 pub fn parse_spec(text: &str) -> Result<Spec, String> {
-    let mut spec = Spec { tables: Vec::new(), layout: Vec::new() };
+    let mut spec = Spec { tables: Vec::new(), layout: Vec::new(), types_field: String::new() };
+    let mut types: Vec<LayoutField> = Vec::new();
     let mut doc: Vec<String> = Vec::new();
     let mut lines = text.lines().enumerate();
     while let Some((_, line)) = lines.next() {
@@ -75,7 +86,7 @@ pub fn parse_spec(text: &str) -> Result<Spec, String> {
         };
         let table_note = dwarf_note(&doc);
         doc.clear();
-        let is_layout = name == "Layout";
+        let is_layout = name == "Layout" || name == "Types";
         if table_note.is_none() && !is_layout {
             continue;
         }
@@ -103,7 +114,12 @@ pub fn parse_spec(text: &str) -> Result<Spec, String> {
                 None => (ty, false),
             };
             if is_layout {
-                spec.layout.push(LayoutField { rust: fname.into(), ty: inner.into(), optional });
+                let field = LayoutField { rust: fname.into(), ty: inner.into(), optional, in_types: name == "Types" };
+                if field.in_types {
+                    types.push(field);
+                } else {
+                    spec.layout.push(field);
+                }
             } else if fname == "size" && ty == "u32" {
                 // sizeof, always present
             } else {
@@ -135,8 +151,15 @@ pub fn parse_spec(text: &str) -> Result<Spec, String> {
             spec.tables.push(TableSpec { rust: name.into(), tag, name: tname.into(), arch, members });
         }
     }
-    if spec.layout.is_empty() || spec.tables.is_empty() {
-        return Err("layout.rs: no `Layout` or no table structs found".into());
+    if spec.layout.is_empty() || types.is_empty() || spec.tables.is_empty() {
+        return Err("layout.rs: no `Layout`, no `Types` or no table structs found".into());
     }
+    let at = spec
+        .layout
+        .iter()
+        .position(|f| f.ty == TYPES_REF && !f.optional)
+        .ok_or_else(|| format!("layout.rs: no `Layout` field of type `{TYPES_REF}`"))?;
+    spec.types_field = spec.layout.remove(at).rust;
+    spec.layout.splice(at..at, types);
     Ok(spec)
 }

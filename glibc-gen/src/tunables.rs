@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-/// One entry of `tunable_list[]`, as `layout::Tunable` spells it.
+/// One entry of `tunable_list[]` (rendered as `layout::Tunables`: the
+/// numbers in `defs`, the name and alias in `names` and `aliases`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TunableRow {
     pub name: String,
@@ -184,23 +185,34 @@ fn tunable_num(ty: &str, v: u64) -> String {
     }
 }
 
-pub(crate) fn render_tunables(rows: &[TunableRow]) -> String {
-    let mut s = String::from("&[\n");
+/// `Tunables { defs, names, aliases }`, one line per tunable in each, with
+/// its id; each `Tunable` holds where its name and alias start.
+pub(crate) fn render_tunables(rows: &[TunableRow]) -> Result<String, String> {
+    let mut s = String::from("Tunables {\n        defs: &[\n");
+    let (mut name_at, mut alias_at) = (0usize, 0usize);
     for (i, r) in rows.iter().enumerate() {
+        let offset = |at: usize| u16::try_from(at).map_err(|_| format!("tunable names or aliases beyond 64 KiB ({})", r.name));
         let _ = writeln!(
             s,
-            "        /* {i:2} */ Tunable {{ name: {:?}, ty: TunableType::{}, default: {}, min: {}, max: {}, security: {}, alias: {:?} }},",
-            r.name,
+            "            /* {i:2} */ Tunable {{ ty: TunableType::{}, default: {}, min: {}, max: {}, security: {}, name: {}, alias: {} }}, // {}",
             r.ty,
             tunable_num(r.ty, r.default),
             tunable_num(r.ty, r.min),
             tunable_num(r.ty, r.max),
             r.security.map_or("None".to_string(), |l| format!("Some(TunableSecurity::{l})")),
-            r.alias
+            offset(name_at)?,
+            offset(alias_at)?,
+            r.name,
         );
+        name_at += r.name.len() + 1;
+        alias_at += r.alias.len() + 1;
     }
-    s.push_str("    ]");
-    s
+    s.push_str("        ],\n");
+    let id = |i: usize| Some(format!("{i:2}"));
+    let names = crate::rust_names(rows.iter().enumerate().map(|(i, r)| (id(i), r.name.as_str())), "        ");
+    let aliases = crate::rust_names(rows.iter().enumerate().map(|(i, r)| (id(i), r.alias.as_str())), "        ");
+    let _ = write!(s, "        names: {names},\n        aliases: {aliases},\n    }}");
+    Ok(s)
 }
 
 /// Cross-checks the table with what the build's own ld.so prints for

@@ -26,7 +26,7 @@
 //! table: about fifty hash look-ups, no allocation. A libc that matches no
 //! table is refused; a wrong layout is never used.
 
-use super::layout::{Arch, Fingerprint, Layout};
+use super::layout::{Arch, Fingerprint, Layout, Names, MAX_IMPORTS};
 use crate::elf::symbols::{self, Found, Query, Sym};
 use crate::elf::{DynInfo, Image};
 
@@ -92,13 +92,16 @@ impl Libc<'_> {
     ///
     /// With a GNU hash table every undefined symbol sits below
     /// `symoffset` (only defined symbols are hashed), so only those few
-    /// entries are read; a libc without one matches no table.
-    fn imports_are(&self, want: &[&str]) -> bool {
+    /// entries are read; a libc without one matches no table. They are
+    /// sorted as they are read (a few dozen at most) and then compared
+    /// with `want` in one walk along its names.
+    fn imports_are(&self, want: Names) -> bool {
         let h = self.dyn_info.gnu_hash;
         let Some(symoffset) = (if h == 0 { None } else { self.img.u32(h + 4) }) else {
             return false;
         };
-        let mut seen = 0usize;
+        let mut names: [&[u8]; MAX_IMPORTS] = [&[]; MAX_IMPORTS];
+        let mut n = 0;
         for idx in 1..symoffset {
             let Some(s) = symbols::symbol(self.img, self.dyn_info, idx) else {
                 return false;
@@ -109,12 +112,19 @@ impl Libc<'_> {
             let Some(name) = self.dyn_info.string(self.img, s.st_name as usize) else {
                 return false;
             };
-            if want.binary_search_by(|w| w.as_bytes().cmp(name)).is_err() {
+            // More than any table holds (`Layout::check`).
+            if n == MAX_IMPORTS {
                 return false;
             }
-            seen += 1;
+            let mut i = n;
+            while i > 0 && names[i - 1] > name {
+                names[i] = names[i - 1];
+                i -= 1;
+            }
+            names[i] = name;
+            n += 1;
         }
-        seen == want.len()
+        want.iter().map(str::as_bytes).eq(names[..n].iter().copied())
     }
 
     /// Whether every descriptor of `fp` is in libc with the same words.
@@ -122,7 +132,7 @@ impl Libc<'_> {
         let mut name = [0u8; 96];
         let prefix = b"_thread_db_";
         name[..prefix.len()].copy_from_slice(prefix);
-        for &(suffix, words) in fp.thread_db {
+        for (suffix, words) in fp.descriptors() {
             let n = prefix.len() + suffix.len();
             if n > name.len() {
                 return Some(suffix);

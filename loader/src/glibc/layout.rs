@@ -22,11 +22,23 @@
 //! * the DWARF member is the field's name unless a doc line
 //!   ``DWARF: `a.b` `` gives a path (descending into named members; anonymous
 //!   unions and structs are searched transparently);
-//! * in [`Layout`], a field whose type is a table struct (or `Option` of one)
-//!   is filled from the struct of that name; the others are build metadata.
+//! * in [`Types`], a field whose type is a table struct (or `Option` of one)
+//!   is filled from the struct of that name; `enumerators` and the fields of
+//!   [`Layout`] are build metadata, and `Layout::types` stands for the fields
+//!   of [`Types`] in its place (the order of the installed table format).
 //!
 //! Offsets of nested paths are from the start of the table's own struct.
 //! Members are named as glibc spells them (ABI names verbatim).
+//!
+//! # Relocation-free
+//!
+//! `ld-cah.so` relocates itself at start, and every page of its data that
+//! holds a pointer is copied and written then (`crt`). So a built-in table
+//! keeps its pointers few: [`Types`], the structure layouts (about 4 KB a
+//! build), holds none and is a `static` of its own in `.rodata`; the lists
+//! hold pointer-free elements, their names in one string each ([`Names`],
+//! NUL-terminated entries, as glibc keeps its `unsecvars` list). What is
+//! left in `.data.rel.ro` is [`Layout`] itself, ten pointers a build.
 
 /// A member: byte offset from the start of its struct, and its size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +166,154 @@ impl Arch {
     }
 }
 
+/// Names in one string, each one followed by a NUL (`"GCONV_PATH\0TMPDIR\0"`;
+/// an empty name is a lone NUL, no names the empty string): a list of
+/// names with one pointer, where a `&[&str]` has one per name, each needing
+/// a relocation in the loader's own data (see the module documentation).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Names(pub &'static str);
+
+impl Names {
+    /// The names, in order.
+    pub fn iter(self) -> NamesIter {
+        NamesIter { rest: self.0 }
+    }
+
+    /// The name that starts at byte `at` (`""` past the end). Names are
+    /// short: a byte loop finds the end sooner than `memchr` gets going.
+    pub fn at(self, at: usize) -> &'static str {
+        let b = self.0.as_bytes();
+        let mut end = at;
+        while end < b.len() && b[end] != 0 {
+            end += 1;
+        }
+        self.0.get(at..end).unwrap_or("")
+    }
+
+    /// Number of names. (Name by name: a count of every NUL byte would be
+    /// vectorised into far more code, for a count `check` alone makes.)
+    #[inline(never)]
+    pub const fn len(self) -> usize {
+        let b = self.0.as_bytes();
+        let (mut i, mut n) = (0, 0);
+        while i < b.len() {
+            while i < b.len() && b[i] != 0 {
+                i += 1;
+            }
+            n += 1;
+            i += 1;
+        }
+        n
+    }
+
+    /// Whether there are no names.
+    pub const fn is_empty(self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `name` is one of the names.
+    pub fn contains(self, name: &[u8]) -> bool {
+        self.iter().any(|n| n.as_bytes() == name)
+    }
+
+    /// Empty, or every name terminated (the string ends with a NUL).
+    pub const fn is_well_formed(self) -> bool {
+        let b = self.0.as_bytes();
+        b.is_empty() || b[b.len() - 1] == 0
+    }
+
+    /// Whether the names are strictly ascending (bytewise).
+    pub const fn is_sorted(self) -> bool {
+        let b = self.0.as_bytes();
+        // The start of the previous name (none yet: `usize::MAX`) and of
+        // the current one.
+        let (mut prev, mut cur, mut i) = (usize::MAX, 0, 0);
+        while i < b.len() {
+            if b[i] == 0 {
+                if prev != usize::MAX && !name_less(b, prev, cur) {
+                    return false;
+                }
+                prev = cur;
+                cur = i + 1;
+            }
+            i += 1;
+        }
+        true
+    }
+}
+
+/// Whether the NUL-terminated name at `a` in `b` sorts strictly before the
+/// one at `c` (bytewise, a prefix first).
+const fn name_less(b: &[u8], a: usize, c: usize) -> bool {
+    let mut k = 0;
+    loop {
+        let (x, y) = (b[a + k], b[c + k]);
+        if x != y {
+            // A NUL ends the shorter name, and sorts first.
+            return x < y;
+        }
+        if x == 0 {
+            return false;
+        }
+        k += 1;
+    }
+}
+
+/// The names of a [`Names`], in order.
+#[derive(Clone)]
+pub struct NamesIter {
+    rest: &'static str,
+}
+
+impl Iterator for NamesIter {
+    type Item = &'static str;
+
+    fn next(&mut self) -> Option<&'static str> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let name = Names(self.rest).at(0);
+        self.rest = self.rest.get(name.len() + 1..).unwrap_or("");
+        Some(name)
+    }
+}
+
+impl core::fmt::Debug for Names {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// One `_thread_db_*` descriptor: glibc's `db_desc_t`, three 32-bit words
+/// (element size in bits, count, offset), or one word for a size or a
+/// constant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadDb {
+    /// Number of words (at most 3).
+    pub len: u8,
+    /// The words; those past `len` are 0.
+    pub words: [u32; 3],
+}
+
+impl ThreadDb {
+    /// The descriptor of `words` (at most 3).
+    pub const fn new(words: &[u32]) -> ThreadDb {
+        assert!(words.len() <= 3, "a _thread_db descriptor has at most 3 words");
+        let mut w = [0; 3];
+        let mut i = 0;
+        while i < words.len() {
+            w[i] = words[i];
+            i += 1;
+        }
+        ThreadDb { len: words.len() as u8, words: w }
+    }
+
+    /// The words.
+    pub fn words(&self) -> &[u32] {
+        &self.words[..(self.len as usize).min(3)]
+    }
+}
+
 /// The layout-relevant facts of a glibc build, as its `libc.so.6` shows
 /// them at run time. Every build with the same facts has the same layout.
 #[derive(Debug)]
@@ -162,10 +322,20 @@ pub struct Fingerprint {
     /// the banner's release and distributor (`"2.31 Debian"`).
     pub version: &'static str,
     /// Every symbol `libc.so.6` imports (all from the loader), sorted.
-    pub imports: &'static [&'static str],
-    /// Every `_thread_db_*` descriptor of `libc.so.6` (name without the
-    /// prefix, sorted), as 32-bit words.
-    pub thread_db: &'static [(&'static str, &'static [u32])],
+    pub imports: Names,
+    /// Every `_thread_db_*` descriptor of `libc.so.6`, in the order of
+    /// `thread_db_names`.
+    pub thread_db: &'static [ThreadDb],
+    /// Their names without the prefix, sorted.
+    pub thread_db_names: Names,
+}
+
+impl Fingerprint {
+    /// Every `_thread_db_*` descriptor: its name without the prefix, and
+    /// its words.
+    pub fn descriptors(&self) -> impl Iterator<Item = (&'static str, &'static [u32])> {
+        self.thread_db_names.iter().zip(self.thread_db.iter().map(ThreadDb::words))
+    }
 }
 
 /// Enumerator values the loader stores into glibc's structures; `None`
@@ -226,7 +396,9 @@ pub struct Enumerators {
     pub bit_arch_avoid_stosb: Option<i64>,
 }
 
-/// Everything the loader must know about one glibc build.
+/// Everything the loader must know about one glibc build. The structure
+/// layouts are in [`Types`], which `Layout` derefs to
+/// (`layout.link_map.l_addr`).
 #[derive(Debug)]
 pub struct Layout {
     /// Upstream release (`"2.36"`), from libc's banner.
@@ -236,9 +408,31 @@ pub struct Layout {
     /// What a `libc.so.6` must show for this table to be used
     /// (see `glibc::fingerprint`).
     pub fingerprint: Fingerprint,
+    /// The structure layouts (pointer-free: a built-in one is in `.rodata`).
+    pub types: &'static Types,
+    /// ld.so's `tunable_list[]` (read from ld.so's data; the order, and so
+    /// the ids, are build-specific).
+    pub tunables: Tunables,
+    /// The variables ld.so removes from the environment of `AT_SECURE`
+    /// programs (its `unsecvars.h` list, read from ld.so's data), in order.
+    pub unsecure_env: Names,
+}
+
+impl core::ops::Deref for Layout {
+    type Target = Types;
+
+    fn deref(&self) -> &Types {
+        self.types
+    }
+}
+
+/// The structure layouts of one glibc build and the enumerator values the
+/// loader writes: every number of a table and no pointer, so that a
+/// built-in `Types` needs no relocation and sits in `.rodata`.
+#[derive(Debug)]
+pub struct Types {
     /// Values of glibc enumerators the loader writes, from the DWARF.
     pub enumerators: Enumerators,
-
     /// `_rtld_global`.
     pub rtld_global: RtldGlobal,
     /// `_rtld_global_ro`.
@@ -291,12 +485,6 @@ pub struct Layout {
     pub aarch64_cpu_features: Option<Aarch64CpuFeatures>,
     /// `tunable_val_t`, the value `__tunable_get_val` passes to its callback.
     pub tunable_val: TunableVal,
-    /// ld.so's `tunable_list[]`: the tunable whose id is `i` is `tunables[i]`
-    /// (read from ld.so's data; the order is build-specific).
-    pub tunables: &'static [Tunable],
-    /// The variables ld.so removes from the environment of `AT_SECURE`
-    /// programs (its `unsecvars.h` list, read from ld.so's data), in order.
-    pub unsecure_env: &'static [&'static str],
 }
 
 /// `struct rtld_global`: the loader's mutable state that libc reads and writes.
@@ -1290,6 +1478,11 @@ pub struct TunableVal {
     pub strval_len: Option<Field>,
 }
 
+/// Most symbols a `libc.so.6` may import from its loader (the fingerprint
+/// sorts them on the stack, `glibc::fingerprint`; the builds covered
+/// import 11 to 22).
+pub const MAX_IMPORTS: usize = 64;
+
 /// Most tunables a build may have (ld-cah's table of values is this long).
 pub const MAX_TUNABLES: usize = 64;
 
@@ -1320,12 +1513,11 @@ pub enum TunableSecurity {
     None,
 }
 
-/// One entry of ld.so's `tunable_list[]` as the build's ld.so ships it.
-/// Numbers are the bits of glibc's `tunable_num_t` (`intmax_t`).
+/// One entry of ld.so's `tunable_list[]` as the build's ld.so ships it,
+/// its names in [`Tunables`]. Numbers are the bits of glibc's
+/// `tunable_num_t` (`intmax_t`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tunable {
-    /// `glibc.malloc.check`.
-    pub name: &'static str,
     /// The value's type.
     pub ty: TunableType,
     /// The default value (0 for strings: NULL).
@@ -1336,9 +1528,73 @@ pub struct Tunable {
     pub max: u64,
     /// Secure-mode treatment; `None` in builds without security levels.
     pub security: Option<TunableSecurity>,
-    /// The legacy environment variable that sets it too (`MALLOC_CHECK_`),
-    /// or `""`.
-    pub alias: &'static str,
+    /// Where its name starts in [`Tunables::names`] (a byte offset: a name
+    /// is found by id without walking the names before it).
+    pub name: u16,
+    /// Where its alias starts in [`Tunables::aliases`].
+    pub alias: u16,
+}
+
+/// ld.so's `tunable_list[]`: the tunable whose id is `i` is entry `i` of
+/// each list (`Layout::check`: they are equally long, at most
+/// [`MAX_TUNABLES`], and `defs[i]` holds where name `i` and alias `i`
+/// start).
+#[derive(Clone, Copy, Debug)]
+pub struct Tunables {
+    /// Type, default, bounds and security level.
+    pub defs: &'static [Tunable],
+    /// Names (`glibc.malloc.check`).
+    pub names: Names,
+    /// The legacy environment variable that sets the tunable too
+    /// (`MALLOC_CHECK_`), or an empty name.
+    pub aliases: Names,
+}
+
+impl Tunables {
+    /// Number of tunables.
+    pub const fn len(self) -> usize {
+        self.defs.len()
+    }
+
+    /// Whether the build has none.
+    pub const fn is_empty(self) -> bool {
+        self.defs.is_empty()
+    }
+
+    /// Every tunable: id, definition, name and alias (`""` for none).
+    pub fn iter(self) -> impl Iterator<Item = (usize, &'static Tunable, &'static str, &'static str)> {
+        self.defs.iter().enumerate().map(move |(id, t)| (id, t, self.names.at(t.name as usize), self.aliases.at(t.alias as usize)))
+    }
+
+    /// The definition of tunable `id`.
+    pub fn get(self, id: usize) -> Option<&'static Tunable> {
+        self.defs.get(id)
+    }
+
+    /// The name of tunable `id` (`""` past the end).
+    pub fn name(self, id: usize) -> &'static str {
+        self.get(id).map_or("", |t| self.names.at(t.name as usize))
+    }
+
+    /// The alias of tunable `id` (`""` for none, as most are: told by its
+    /// first byte).
+    pub fn alias(self, id: usize) -> &'static str {
+        match self.get(id) {
+            Some(t) if self.aliases.0.as_bytes().get(t.alias as usize).is_some_and(|&b| b != 0) => self.aliases.at(t.alias as usize),
+            _ => "",
+        }
+    }
+
+    /// The id of the tunable called `name` (which holds no NUL): per
+    /// tunable, the byte that must end the name is looked at first, so
+    /// most are passed over without a comparison.
+    pub fn id_of(self, name: &[u8]) -> Option<usize> {
+        let b = self.names.0.as_bytes();
+        self.defs.iter().position(|t| {
+            let at = t.name as usize;
+            b.get(at + name.len()) == Some(&0) && b.get(at..at + name.len()) == Some(name)
+        })
+    }
 }
 
 /// A broken invariant of a layout table.
@@ -1370,12 +1626,14 @@ impl Layout {
     /// writes have the width it writes). Every generated table is checked
     /// at compile time with this.
     pub const fn check(&self) -> Result<(), Inconsistent> {
-        let g = &self.rtld_global;
-        let ro = &self.rtld_global_ro;
-        let lm = &self.link_map;
-        let ns = &self.link_namespaces;
-        let pd = &self.pthread;
-        let mutex = self.pthread_mutex.size;
+        // `Deref` is not `const`: the structure layouts through `t`.
+        let t = self.types;
+        let g = &t.rtld_global;
+        let ro = &t.rtld_global_ro;
+        let lm = &t.link_map;
+        let ns = &t.link_namespaces;
+        let pd = &t.pthread;
+        let mutex = t.pthread_mutex.size;
 
         // `__nptl_version`, or before 2.34 (no thread_db descriptors in
         // libc) the banner's release and distributor (`2.31 Debian`).
@@ -1384,7 +1642,19 @@ impl Layout {
                 || (self.fingerprint.thread_db.is_empty() && starts_with_word(self.fingerprint.version, self.glibc_version)),
             "banner version != __nptl_version"
         );
-        ensure!(sorted(self.fingerprint.imports), "fingerprint imports not sorted");
+        let fp = &self.fingerprint;
+        ensure!(fp.imports.is_well_formed() && fp.imports.is_sorted(), "fingerprint imports not sorted");
+        ensure!(fp.imports.len() <= MAX_IMPORTS, "more imports than MAX_IMPORTS");
+        ensure!(
+            fp.thread_db_names.is_well_formed() && fp.thread_db_names.len() == fp.thread_db.len(),
+            "one name per _thread_db descriptor"
+        );
+        let mut i = 0;
+        while i < fp.thread_db.len() {
+            ensure!(fp.thread_db[i].len <= 3, "a _thread_db descriptor of more than 3 words");
+            i += 1;
+        }
+        ensure!(self.unsecure_env.is_well_formed(), "unsecure_env not NUL-terminated");
         // Threads in libpthread (before 2.34): the stack lists, the
         // `_thread_db_*` descriptors and `__nptl_version` are libpthread's,
         // and libc locks the loader locks through hooks in `_rtld_global`.
@@ -1412,25 +1682,25 @@ impl Layout {
         ensure!(g._dl_load_write_lock.size == mutex, "_dl_load_write_lock is not a pthread_mutex_t");
         ensure!(opt_size_is(g._dl_load_tls_lock, mutex), "_dl_load_tls_lock is not a pthread_mutex_t");
         ensure!(opt_size_is(g._dl_rtld_map, lm.size), "_dl_rtld_map is not a link_map");
-        ensure!(opt_size_is(g._dl_stack_used, self.list_t.size), "_dl_stack_used is not a list_t");
-        ensure!(opt_size_is(g._dl_stack_user, self.list_t.size), "_dl_stack_user is not a list_t");
-        ensure!(opt_size_is(g._dl_stack_cache, self.list_t.size), "_dl_stack_cache is not a list_t");
+        ensure!(opt_size_is(g._dl_stack_used, t.list_t.size), "_dl_stack_used is not a list_t");
+        ensure!(opt_size_is(g._dl_stack_user, t.list_t.size), "_dl_stack_user is not a list_t");
+        ensure!(opt_size_is(g._dl_stack_cache, t.list_t.size), "_dl_stack_cache is not a list_t");
         ensure!(opt_size_is(g._dl_stack_cache_lock, 4), "_dl_stack_cache_lock is not an int");
         if let Some(f) = g._dl_stack_cache_lock {
             ensure!(f.end() <= g.size, "_dl_stack_cache_lock outside rtld_global");
         }
 
-        ensure!(ns._ns_unique_sym_table.size == self.unique_sym_table.size, "_ns_unique_sym_table size");
-        ensure!(self.unique_sym_table.lock.size == mutex, "unique_sym_table.lock is not a pthread_mutex_t");
-        if let Some(rx) = self.r_debug_extended {
-            ensure!(rx.base.off == 0 && rx.base.size == self.r_debug.size, "r_debug_extended.base");
+        ensure!(ns._ns_unique_sym_table.size == t.unique_sym_table.size, "_ns_unique_sym_table size");
+        ensure!(t.unique_sym_table.lock.size == mutex, "unique_sym_table.lock is not a pthread_mutex_t");
+        if let Some(rx) = t.r_debug_extended {
+            ensure!(rx.base.off == 0 && rx.base.size == t.r_debug.size, "r_debug_extended.base");
             ensure!(opt_size_is(ns._ns_debug, rx.size), "_ns_debug is not an r_debug_extended");
             ensure!(opt_size_is(ns._ns_debug_unused, rx.size), "_ns_debug_unused size");
         }
 
         ensure!(ro._dl_pagesize.size == 8, "_dl_pagesize is not a size_t");
         ensure!(opt_size_is(ro._dl_minsigstacksize, 8), "_dl_minsigstacksize is not a size_t");
-        ensure!(ro._dl_initial_searchlist.size == self.r_scope_elem.size, "_dl_initial_searchlist size");
+        ensure!(ro._dl_initial_searchlist.size == t.r_scope_elem.size, "_dl_initial_searchlist size");
         // The static TLS size and alignment: in `_rtld_global` until 2.32,
         // then in `_rtld_global_ro`; exactly one of the two.
         match (ro._dl_tls_static_size, ro._dl_tls_static_align, g._dl_tls_static_size, g._dl_tls_static_align) {
@@ -1455,21 +1725,21 @@ impl Layout {
             },
             "l_info[] length does not fit DT_NUM and the arch's tags"
         );
-        ensure!(lm.l_searchlist.size == self.r_scope_elem.size, "l_searchlist size");
-        ensure!(lm.l_mach.size == self.link_map_machine.size, "l_mach size");
+        ensure!(lm.l_searchlist.size == t.r_scope_elem.size, "l_searchlist size");
+        ensure!(lm.l_mach.size == t.link_map_machine.size, "l_mach size");
         ensure!(lm.l_local_scope.len == 2 && lm.l_local_scope.stride == 8, "l_local_scope[2]");
         ensure!(lm.l_serial.end() <= lm.size, "l_serial outside link_map");
         ensure!(lm.l_type.width == 2, "l_type is not 2 bits");
 
-        ensure!(pd.list.size == self.list_t.size, "pthread.list is not a list_t");
-        ensure!(pd.robust_head.size == self.robust_list_head.size, "pthread.robust_head size");
+        ensure!(pd.list.size == t.list_t.size, "pthread.list is not a list_t");
+        ensure!(pd.robust_head.size == t.robust_list_head.size, "pthread.robust_head size");
         ensure!(pd.tid.size == 4, "pthread.tid is not a pid_t");
         ensure!(pd.specific_1stblock.len == 32 && pd.specific.len == 32, "PTHREAD_KEY_2NDLEVEL_SIZE");
         ensure!(opt_size_is(pd.rseq_area_cpu_id, 4), "rseq_area.cpu_id is not 32 bits");
-        ensure!(self.dtv.size == 16 && self.dtv_slotinfo.size == 16, "dtv_t / dtv_slotinfo size");
-        ensure!(self.dtv_slotinfo_list.slotinfo.stride == self.dtv_slotinfo.size, "slotinfo[] stride");
+        ensure!(t.dtv.size == 16 && t.dtv_slotinfo.size == 16, "dtv_t / dtv_slotinfo size");
+        ensure!(t.dtv_slotinfo_list.slotinfo.stride == t.dtv_slotinfo.size, "slotinfo[] stride");
 
-        let tv = &self.tunable_val;
+        let tv = &t.tunable_val;
         ensure!(tv.numval.off == 0 && tv.numval.size == 8, "tunable_val_t.numval is not an intmax_t at 0");
         ensure!(tv.strval.off == 0 && tv.size <= 16, "tunable_val_t.strval");
         match (tv.strval_str, tv.strval_len) {
@@ -1479,13 +1749,19 @@ impl Layout {
             }
             _ => return Err(Inconsistent("tunable_val_t.strval has only one of str, len")),
         }
-        ensure!(!self.tunables.is_empty() && self.tunables.len() <= MAX_TUNABLES, "more tunables than MAX_TUNABLES");
+        let tun = self.tunables;
+        ensure!(!tun.is_empty() && tun.len() <= MAX_TUNABLES, "more tunables than MAX_TUNABLES");
+        ensure!(
+            tun.names.is_well_formed() && tun.aliases.is_well_formed() && tun.names.len() == tun.len() && tun.aliases.len() == tun.len(),
+            "one name and one alias per tunable"
+        );
+        ensure!(starts_are(tun.defs, tun.names, false) && starts_are(tun.defs, tun.aliases, true), "tunable name offsets");
         let mut i = 0;
-        while i < self.tunables.len() {
-            let t = &self.tunables[i];
-            ensure!((t.security.is_some()) == (self.tunables[0].security.is_some()), "security levels on some tunables only");
-            if let TunableType::String = t.ty {
-                ensure!(t.default == 0, "a string tunable with a default");
+        while i < tun.len() {
+            let d = &tun.defs[i];
+            ensure!((d.security.is_some()) == (tun.defs[0].security.is_some()), "security levels on some tunables only");
+            if let TunableType::String = d.ty {
+                ensure!(d.default == 0, "a string tunable with a default");
             }
             i += 1;
         }
@@ -1493,11 +1769,11 @@ impl Layout {
         match self.arch {
             Arch::X86_64 => {
                 // The TCB is `struct pthread` itself, its first member the tcbhead_t.
-                ensure!(pd.header.off == 0 && pd.header.size == self.tcbhead.size, "x86_64 pthread.header");
-                ensure!(self.tcbhead.tcb.is_some() && self.tcbhead.self_.is_some(), "x86_64 tcbhead_t");
-                ensure!(self.aarch64_cpu_features.is_none(), "aarch64 cpu_features on x86_64");
+                ensure!(pd.header.off == 0 && pd.header.size == t.tcbhead.size, "x86_64 pthread.header");
+                ensure!(t.tcbhead.tcb.is_some() && t.tcbhead.self_.is_some(), "x86_64 tcbhead_t");
+                ensure!(t.aarch64_cpu_features.is_none(), "aarch64 cpu_features on x86_64");
                 ensure!(ro._dl_aarch64_cpu_features.is_none(), "_dl_aarch64_cpu_features on x86_64");
-                match (self.x86_cpu_features, self.cpuid_feature_internal, ro._dl_x86_cpu_features) {
+                match (t.x86_cpu_features, t.cpuid_feature_internal, ro._dl_x86_cpu_features) {
                     (Some(cf), el, Some(f)) => {
                         ensure!(f.size == cf.size, "_dl_x86_cpu_features size");
                         // Before 2.33 neither `features[]` nor its element type.
@@ -1515,11 +1791,11 @@ impl Layout {
                 }
             }
             Arch::Aarch64 => {
-                ensure!(self.tcbhead.size == 16, "aarch64 tcbhead_t is not 16 bytes");
-                ensure!(self.tcbhead.dtv.off == 0, "aarch64 tcbhead_t.dtv");
-                ensure!(self.x86_cpu_features.is_none(), "x86 cpu_features on aarch64");
+                ensure!(t.tcbhead.size == 16, "aarch64 tcbhead_t is not 16 bytes");
+                ensure!(t.tcbhead.dtv.off == 0, "aarch64 tcbhead_t.dtv");
+                ensure!(t.x86_cpu_features.is_none(), "x86 cpu_features on aarch64");
                 ensure!(ro._dl_x86_cpu_features.is_none(), "_dl_x86_cpu_features on aarch64");
-                match (self.aarch64_cpu_features, ro._dl_aarch64_cpu_features) {
+                match (t.aarch64_cpu_features, ro._dl_aarch64_cpu_features) {
                     (Some(cf), Some(f)) => {
                         ensure!(f.size == cf.size, "_dl_aarch64_cpu_features size")
                     }
@@ -1529,6 +1805,30 @@ impl Layout {
         }
         Ok(())
     }
+}
+
+/// Whether `defs[i].name` (`alias` with `aliases`) is where name `i` of
+/// `names` starts, for every `i`. (Out of line, like the other loops of
+/// `check`, which a loader runs only for an installed table.)
+#[inline(never)]
+const fn starts_are(defs: &[Tunable], names: Names, aliases: bool) -> bool {
+    let b = names.0.as_bytes();
+    let (mut i, mut start, mut at) = (0, 0, 0);
+    while at < b.len() {
+        if b[at] == 0 {
+            if i >= defs.len() {
+                return false;
+            }
+            let off = if aliases { defs[i].alias } else { defs[i].name };
+            if off as usize != start {
+                return false;
+            }
+            i += 1;
+            start = at + 1;
+        }
+        at += 1;
+    }
+    true
 }
 
 /// Whether `s` is `word` followed by a space and more, in a `const fn`.
@@ -1557,32 +1857,6 @@ const fn str_eq(a: &str, b: &str) -> bool {
     while i < a.len() {
         if a[i] != b[i] {
             return false;
-        }
-        i += 1;
-    }
-    true
-}
-
-/// Whether `names` is strictly ascending (bytewise), as a binary search needs.
-const fn sorted(names: &[&str]) -> bool {
-    let mut i = 1;
-    while i < names.len() {
-        let (a, b) = (names[i - 1].as_bytes(), names[i].as_bytes());
-        let mut k = 0;
-        loop {
-            if k == a.len() || k == b.len() {
-                if a.len() >= b.len() {
-                    return false;
-                }
-                break;
-            }
-            if a[k] != b[k] {
-                if a[k] > b[k] {
-                    return false;
-                }
-                break;
-            }
-            k += 1;
         }
         i += 1;
     }
@@ -1790,13 +2064,40 @@ mod tests {
             for other in &layouts::ALL[i + 1..] {
                 let (a, b) = (&l.fingerprint, &other.fingerprint);
                 assert!(
-                    l.arch != other.arch || a.version != b.version || a.imports != b.imports || a.thread_db != b.thread_db,
+                    l.arch != other.arch || a.version != b.version || a.imports != b.imports || !a.descriptors().eq(b.descriptors()),
                     "two tables for {} {:?} with one fingerprint",
                     l.glibc_version,
                     l.arch
                 );
             }
         }
+    }
+
+    #[test]
+    fn names() {
+        let n = Names("__libc_stack_end\0_dl_argv\0_rtld_global\0_rtld_global_ro\0");
+        assert_eq!(n.len(), 4);
+        assert!(n.is_well_formed() && n.is_sorted());
+        assert_eq!(n.iter().nth(1), Some("_dl_argv"));
+        assert_eq!((n.at(0), n.at(17), n.at(19), n.at(1000)), ("__libc_stack_end", "_dl_argv", "l_argv", ""));
+        let long = Names("a\0bcdefghijklmnopqrstuvwxyz\0\0\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\0");
+        for at in 0..long.0.len() {
+            if long.0.is_char_boundary(at) {
+                assert_eq!(long.at(at), long.0[at..].split('\0').next().unwrap(), "{at}");
+            }
+        }
+        assert_eq!(Names("no terminator").at(3), "terminator");
+        assert!(n.contains(b"_rtld_global_ro") && !n.contains(b"_rtld_globa") && !n.contains(b""));
+        assert!(!Names("b\0a\0").is_sorted() && !Names("a\0a\0").is_sorted() && !Names("ab\0a\0").is_sorted());
+        assert!(Names("a\0ab\0b\0").is_sorted() && Names("").is_sorted());
+        // Empty names count (an alias list), the empty list has none.
+        let aliases = Names("\0MALLOC_CHECK_\0\0");
+        assert_eq!(aliases.iter().collect::<Vec<_>>(), ["", "MALLOC_CHECK_", ""]);
+        assert_eq!((aliases.len(), Names("").len()), (3, 0));
+        assert!(!Names("a\0b").is_well_formed());
+        assert_eq!(format!("{n:?}"), r#"["__libc_stack_end", "_dl_argv", "_rtld_global", "_rtld_global_ro"]"#);
+        assert_eq!(ThreadDb::new(&[25]).words(), [25]);
+        assert_eq!(ThreadDb::new(&[64, 1, 8]).words(), [64, 1, 8]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::layout::{Arch, Array, Bits, Field, Fingerprint, Tunable, TunableSecurity, TunableType};
+use super::layout::{Arch, Array, Bits, Field, Fingerprint, Names, ThreadDb, Tunable, TunableSecurity, TunableType, Tunables};
 
 /// Reads the primitives of the table format (little-endian; strings and
 /// lists prefixed with a `u32` count that may not exceed what the bytes
@@ -28,6 +28,31 @@ fn leak_str(s: &str) -> &'static str {
 
 fn leak<T>(v: Vec<T>) -> &'static [T] {
     Box::leak(v.into_boxed_slice())
+}
+
+/// Moves `v` into a leaked allocation (the decoded `Types`).
+pub fn leaked<T>(v: T) -> &'static T {
+    Box::leak(Box::new(v))
+}
+
+/// Appends `name` and its NUL to a [`Names`] being built; a name that
+/// holds a NUL itself would split in two, and is an error.
+fn push_name(names: &mut String, name: &str) -> R<()> {
+    if name.contains('\0') {
+        return Err("a name holds a NUL");
+    }
+    names.push_str(name);
+    names.push('\0');
+    Ok(())
+}
+
+/// Where the next name pushed to `names` will start, as a `Tunable` holds it.
+fn offset(names: &str) -> R<u16> {
+    u16::try_from(names.len()).map_err(|_| "tunable names beyond 64 KiB")
+}
+
+fn leak_names(names: String) -> Names {
+    Names(Box::leak(names.into_boxed_str()))
 }
 
 impl<'a> Reader<'a> {
@@ -96,18 +121,24 @@ impl<'a> Reader<'a> {
     /// A length-prefixed UTF-8 string, leaked.
     #[inline(never)]
     pub fn str(&mut self) -> R<&'static str> {
-        let b = self.bytes()?;
-        core::str::from_utf8(b).map(leak_str).map_err(|_| "string is not UTF-8")
+        self.text().map(leak_str)
     }
 
-    /// A counted list of strings.
-    pub fn strs(&mut self) -> R<&'static [&'static str]> {
+    /// A length-prefixed UTF-8 string.
+    fn text(&mut self) -> R<&'a str> {
+        let b = self.bytes()?;
+        core::str::from_utf8(b).map_err(|_| "string is not UTF-8")
+    }
+
+    /// A counted list of strings, as one leaked [`Names`].
+    pub fn names(&mut self) -> R<Names> {
         let n = self.count(4)?;
-        let mut v = Vec::with_capacity(n);
+        let mut names = String::new();
         for _ in 0..n {
-            v.push(self.str()?);
+            let name = self.text()?;
+            push_name(&mut names, name)?;
         }
-        Ok(leak(v))
+        Ok(leak_names(names))
     }
 
     #[inline(never)]
@@ -149,27 +180,36 @@ impl<'a> Reader<'a> {
 
     pub fn fingerprint(&mut self) -> R<Fingerprint> {
         let version = self.str()?;
-        let imports = self.strs()?;
+        let imports = self.names()?;
         let n = self.count(8)?;
         let mut thread_db = Vec::with_capacity(n);
+        let mut names = String::new();
         for _ in 0..n {
-            let name = self.str()?;
+            let name = self.text()?;
+            push_name(&mut names, name)?;
             let k = self.count(4)?;
-            let mut words = Vec::with_capacity(k);
-            for _ in 0..k {
-                words.push(self.u32()?);
+            // glibc's `db_desc_t` is three words.
+            if k > 3 {
+                return Err("a _thread_db descriptor of more than 3 words");
             }
-            thread_db.push((name, leak(words)));
+            let mut words = [0u32; 3];
+            for w in &mut words[..k] {
+                *w = self.u32()?;
+            }
+            thread_db.push(ThreadDb { len: k as u8, words });
         }
-        Ok(Fingerprint { version, imports, thread_db: leak(thread_db) })
+        Ok(Fingerprint { version, imports, thread_db: leak(thread_db), thread_db_names: leak_names(names) })
     }
 
-    pub fn tunables(&mut self) -> R<&'static [Tunable]> {
+    pub fn tunables(&mut self) -> R<Tunables> {
         // name, type, three numbers, security, alias.
         let n = self.count(4 + 1 + 24 + 1 + 4)?;
         let mut v = Vec::with_capacity(n);
+        let (mut names, mut aliases) = (String::new(), String::new());
         for _ in 0..n {
-            let name = self.str()?;
+            let name = self.text()?;
+            let name_at = offset(&names)?;
+            push_name(&mut names, name)?;
             let ty = match self.u8()? {
                 0 => TunableType::Int32,
                 1 => TunableType::Uint64,
@@ -185,10 +225,12 @@ impl<'a> Reader<'a> {
                 3 => Some(TunableSecurity::None),
                 _ => return Err("unknown tunable security level"),
             };
-            let alias = self.str()?;
-            v.push(Tunable { name, ty, default, min, max, security, alias });
+            let alias = self.text()?;
+            let alias_at = offset(&aliases)?;
+            push_name(&mut aliases, alias)?;
+            v.push(Tunable { ty, default, min, max, security, name: name_at, alias: alias_at });
         }
-        Ok(leak(v))
+        Ok(Tunables { defs: leak(v), names: leak_names(names), aliases: leak_names(aliases) })
     }
 
     // The reads of the generated decoder, one call per member: the first
@@ -272,5 +314,52 @@ impl<'a> Reader<'a> {
             Some(e) => Err(e),
             None => Ok(value),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn str_bytes(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        out.extend_from_slice(s);
+    }
+
+    fn list(items: &[&[u8]]) -> Vec<u8> {
+        let mut out = (items.len() as u32).to_le_bytes().to_vec();
+        for s in items {
+            str_bytes(&mut out, s);
+        }
+        out
+    }
+
+    #[test]
+    fn names_are_joined_and_a_nul_in_one_is_refused() {
+        let b = list(&[b"LD_PRELOAD", b"", b"TMPDIR"]);
+        assert_eq!(Reader::new(&b).names().unwrap().0, "LD_PRELOAD\0\0TMPDIR\0");
+        assert_eq!(Reader::new(&list(&[])).names().unwrap().0, "");
+        assert_eq!(Reader::new(&list(&[b"LD_\0PRELOAD"])).names().unwrap_err(), "a name holds a NUL");
+    }
+
+    #[test]
+    fn thread_db_descriptors_have_at_most_three_words() {
+        let fingerprint = |words: &[u32]| {
+            let mut b = Vec::new();
+            str_bytes(&mut b, b"2.36");
+            b.extend_from_slice(&list(&[b"_rtld_global"]));
+            b.extend_from_slice(&1u32.to_le_bytes());
+            str_bytes(&mut b, b"sizeof_list_t");
+            b.extend_from_slice(&(words.len() as u32).to_le_bytes());
+            for w in words {
+                b.extend_from_slice(&w.to_le_bytes());
+            }
+            Reader::new(&b).fingerprint()
+        };
+        let fp = fingerprint(&[64, 1, 8]).unwrap();
+        assert_eq!(fp.descriptors().collect::<Vec<_>>(), [("sizeof_list_t", &[64, 1, 8][..])]);
+        assert_eq!(fp.imports.0, "_rtld_global\0");
+        assert_eq!(fingerprint(&[16]).unwrap().thread_db, [ThreadDb::new(&[16])]);
+        assert_eq!(fingerprint(&[1, 2, 3, 4]).unwrap_err(), "a _thread_db descriptor of more than 3 words");
     }
 }

@@ -35,7 +35,7 @@
 
 use alloc::vec::Vec;
 
-use super::layout::{Arch, Layout, Tunable, TunableSecurity, TunableType, MAX_TUNABLES};
+use super::layout::{Arch, Layout, TunableSecurity, TunableType, Tunables, MAX_TUNABLES};
 
 const GLIBC_TUNABLES: &[u8] = b"GLIBC_TUNABLES";
 const ENABLE_SECURE: &[u8] = b"glibc.rtld.enable_secure";
@@ -145,8 +145,8 @@ impl Parsed {
 
     /// Sets tunable `id` from `value` if the value is acceptable. `false`
     /// when the strict rules reject the text (the caller warns).
-    fn apply(&mut self, defs: &[Tunable], id: usize, value: &'static [u8], dialect: Dialect) -> bool {
-        let t = &defs[id];
+    fn apply(&mut self, defs: Tunables, id: usize, value: &'static [u8], dialect: Dialect) -> bool {
+        let Some(t) = defs.get(id) else { return true };
         if t.ty == TunableType::String {
             self.text[id] = Some(value);
             self.set[id] = true;
@@ -181,12 +181,12 @@ impl Parsed {
         self.warnings.push(line);
     }
 
-    fn warn_value(&mut self, defs: &[Tunable], id: usize, value: &[u8]) {
-        self.warn(&[b"invalid GLIBC_TUNABLES value `", value, b"' for option `", defs[id].name.as_bytes(), b"': ignored."]);
+    fn warn_value(&mut self, defs: Tunables, id: usize, value: &[u8]) {
+        self.warn(&[b"invalid GLIBC_TUNABLES value `", value, b"' for option `", defs.name(id).as_bytes(), b"': ignored."]);
     }
 
     /// One `GLIBC_TUNABLES` value, lenient rules.
-    fn lenient(&mut self, defs: &[Tunable], s: &'static [u8], secure: bool) {
+    fn lenient(&mut self, defs: Tunables, s: &'static [u8], secure: bool) {
         let mut kept: Vec<u8> = Vec::new();
         let mut i = 0;
         loop {
@@ -210,7 +210,7 @@ impl Parsed {
             let value = &s[vstart..i];
             if let Some(id) = find(defs, name) {
                 let apply = if secure {
-                    let level = defs[id].security;
+                    let level = defs.get(id).and_then(|t| t.security);
                     if level != Some(TunableSecurity::Erase) {
                         if !kept.is_empty() {
                             kept.push(b':');
@@ -238,7 +238,7 @@ impl Parsed {
     }
 
     /// One `GLIBC_TUNABLES` value, strict rules.
-    fn strict(&mut self, defs: &[Tunable], s: &'static [u8]) {
+    fn strict(&mut self, defs: Tunables, s: &'static [u8]) {
         let Some(items) = strict_items(s) else {
             self.warn(&[b"invalid GLIBC_TUNABLES `", s, b"': ignored."]);
             return;
@@ -298,8 +298,8 @@ fn strict_items(s: &'static [u8]) -> Option<Vec<(&'static [u8], &'static [u8])>>
     }
 }
 
-fn find(defs: &[Tunable], name: &[u8]) -> Option<usize> {
-    defs.iter().position(|t| t.name.as_bytes() == name)
+fn find(defs: Tunables, name: &[u8]) -> Option<usize> {
+    defs.id_of(name).filter(|&id| id < MAX_TUNABLES)
 }
 
 /// `NAME=VALUE` entries only (ld.so skips the others).
@@ -309,20 +309,22 @@ fn split_entry(e: &'static [u8]) -> Option<(&'static [u8], &'static [u8])> {
 }
 
 /// Reads the tunables of the build whose table is `defs` from `env`.
-pub fn parse(defs: &[Tunable], dialect: Dialect, env: &[&'static [u8]], secure: bool) -> Parsed {
+pub fn parse(defs: Tunables, dialect: Dialect, env: &[&'static [u8]], secure: bool) -> Parsed {
     let mut p = Parsed::new();
-    let defs = &defs[..defs.len().min(MAX_TUNABLES)];
     if dialect == Dialect::Strict && secure {
         return p;
     }
     let mut aliases: [Option<&'static [u8]>; MAX_TUNABLES] = [None; MAX_TUNABLES];
     // The few tunables with an environment alias (`MALLOC_ARENA_MAX`, 8 of
     // 50-odd), so that each variable is compared with those only.
-    let mut aliased = [0u8; MAX_TUNABLES];
+    let mut aliased = [(0usize, ""); MAX_TUNABLES];
     let mut n_aliased = 0;
-    for (id, _) in defs.iter().enumerate().filter(|(_, t)| !t.alias.is_empty()) {
-        aliased[n_aliased] = id as u8;
-        n_aliased += 1;
+    for id in 0..defs.len().min(MAX_TUNABLES) {
+        let alias = defs.alias(id);
+        if !alias.is_empty() {
+            aliased[n_aliased] = (id, alias);
+            n_aliased += 1;
+        }
     }
     let aliased = &aliased[..n_aliased];
     for &e in env {
@@ -334,7 +336,7 @@ pub fn parse(defs: &[Tunable], dialect: Dialect, env: &[&'static [u8]], secure: 
             }
             continue;
         }
-        let Some(id) = aliased.iter().map(|&id| id as usize).find(|&id| defs[id].alias.as_bytes() == name) else {
+        let Some(&(id, alias)) = aliased.iter().find(|(_, alias)| alias.as_bytes() == name) else {
             continue;
         };
         match dialect {
@@ -344,11 +346,11 @@ pub fn parse(defs: &[Tunable], dialect: Dialect, env: &[&'static [u8]], secure: 
                     continue;
                 }
                 if secure {
-                    match defs[id].security {
+                    match defs.get(id).and_then(|t| t.security) {
                         Some(TunableSecurity::None) => {}
                         Some(TunableSecurity::Erase) => {
-                            if !p.erase.contains(&defs[id].alias) {
-                                p.erase.push(defs[id].alias);
+                            if !p.erase.contains(&alias) {
+                                p.erase.push(alias);
                             }
                             continue;
                         }
@@ -406,7 +408,7 @@ impl ValImage {
 
 /// The values `__tunable_get_val` reports, fixed after start-up.
 struct Table {
-    defs: &'static [Tunable],
+    tunables: Tunables,
     /// 2.39 and later: a string tunable's value is written as a pointer to
     /// its `struct tunable_str_t`; before, as the `const char *` itself.
     str_struct: bool,
@@ -429,8 +431,7 @@ pub fn install(l: &'static Layout, p: &Parsed) {
         None => (false, tv.strval.off),
     };
     let mut vals = [ValImage([0; 16]); MAX_TUNABLES];
-    let defs = &l.tunables[..l.tunables.len().min(MAX_TUNABLES)];
-    for (id, t) in defs.iter().enumerate() {
+    for (id, t) in l.tunables.defs.iter().take(MAX_TUNABLES).enumerate() {
         if t.ty == TunableType::String {
             if let Some(text) = p.text[id].filter(|_| p.set[id]) {
                 let mut copy = text.to_vec();
@@ -444,7 +445,7 @@ pub fn install(l: &'static Layout, p: &Parsed) {
             vals[id].put(tv.numval.off, if p.set[id] { p.num[id] } else { t.default });
         }
     }
-    TABLE.call_once(|| Table { defs, str_struct, str_off, numval_off: tv.numval.off, set: p.set, vals });
+    TABLE.call_once(|| Table { tunables: l.tunables, str_struct, str_off, numval_off: tv.numval.off, set: p.set, vals });
 }
 
 /// Reads the tunables of `l` from `env`, prints ld.so's warnings, fixes
@@ -455,7 +456,7 @@ pub fn init(l: &'static Layout, env: &[&'static [u8]], secure: bool) -> Parsed {
         // ld.so's aarch64 CPU set-up stores the MTE state it settled on
         // into `glibc.mem.tagging` and marks it set, whatever the user
         // asked; ld-cah never enables MTE (`cpu.rs` leaves `mte_state` 0).
-        if let Some(id) = l.tunables.iter().position(|t| t.name == "glibc.mem.tagging") {
+        if let Some(id) = find(l.tunables, b"glibc.mem.tagging") {
             p.set[id] = true;
             p.num[id] = 0;
         }
@@ -479,7 +480,7 @@ pub fn value(name: &str) -> Option<u64> {
 /// The id of the tunable called `name`, if tunables are set up and the
 /// build has it.
 fn id_of(name: &str) -> Option<usize> {
-    TABLE.get()?.defs.iter().position(|d| d.name == name)
+    find(TABLE.get()?.tunables, name.as_bytes())
 }
 
 /// Whether the user set the tunable called `name`.
@@ -502,7 +503,7 @@ pub fn is_set(id: u32) -> bool {
 pub unsafe fn get(id: u32, valp: *mut u8, cb: usize) -> bool {
     let Some(t) = TABLE.get() else { return false };
     let id = id as usize;
-    let Some(def) = t.defs.get(id) else { return true };
+    let Some(def) = t.tunables.get(id).filter(|_| id < MAX_TUNABLES) else { return true };
     let img = &t.vals[id];
     // SAFETY: the caller's buffer has the tunable's width.
     unsafe {
@@ -532,7 +533,7 @@ mod tests {
     }
 
     fn names(l: &Layout) -> Vec<&'static str> {
-        l.tunables.iter().map(|t| t.name).collect()
+        l.tunables.names.iter().collect()
     }
 
     /// Tunable ids read off the build by hand (`ld.so --list-tunables`),
@@ -620,20 +621,26 @@ mod tests {
         assert_eq!(names(build("2.36", Arch::Aarch64)), arm);
         // Defaults quoted there.
         let l = build("2.36", Arch::X86_64);
-        let t = |n: &str| *l.tunables.iter().find(|t| t.name == n).unwrap();
+        let t = |n: &str| *l.tunables.get(l.tunables.id_of(n.as_bytes()).unwrap()).unwrap();
         assert_eq!((t("glibc.rtld.nns").default, t("glibc.rtld.nns").ty), (4, TunableType::SizeT));
         assert_eq!((t("glibc.pthread.rseq").default, t("glibc.pthread.rseq").ty), (1, TunableType::Int32));
         assert_eq!(t("glibc.pthread.stack_cache_size").default, 41943040);
         assert_eq!((t("glibc.cpu.hwcap_mask").default, t("glibc.cpu.hwcap_mask").ty), (6, TunableType::Uint64));
         assert_eq!(t("glibc.cpu.x86_shstk").ty, TunableType::String);
-        assert_eq!(t("glibc.malloc.check").alias, "MALLOC_CHECK_");
+        assert_eq!(l.tunables.alias(l.tunables.id_of(b"glibc.malloc.check").unwrap()), "MALLOC_CHECK_");
+        assert_eq!(l.tunables.name(l.tunables.id_of(b"glibc.malloc.check").unwrap()), "glibc.malloc.check");
+        assert_eq!(l.tunables.id_of(b"glibc.malloc.chec"), None);
+        assert_eq!(l.tunables.id_of(b"glibc.malloc.checks"), None);
+        for (id, _, name, alias) in l.tunables.iter() {
+            assert_eq!((l.tunables.id_of(name.as_bytes()), l.tunables.name(id), l.tunables.alias(id)), (Some(id), name, alias));
+        }
     }
 
     #[test]
     fn every_build_has_a_usable_table() {
         for l in layouts::ALL {
             assert!(l.tunables.len() <= MAX_TUNABLES);
-            let levels = l.tunables[0].security.is_some();
+            let levels = l.tunables.defs[0].security.is_some();
             // Security levels and the {str, len} string went away together (2.39).
             assert_eq!(levels, l.tunable_val.strval_len.is_none(), "{} {:?}", l.glibc_version, l.arch);
             assert_eq!(Dialect::of(l) == Dialect::Lenient, levels, "{} {:?}", l.glibc_version, l.arch);
@@ -643,7 +650,7 @@ mod tests {
             for (name, all) in
                 [("glibc.malloc.check", true), ("glibc.malloc.perturb", true), ("glibc.pthread.rseq", false), ("glibc.mem.tagging", false)]
             {
-                let has = l.tunables.iter().any(|t| t.name == name);
+                let has = l.tunables.id_of(name.as_bytes()).is_some();
                 assert!(has || !(all || newer), "{} {:?} lacks {name}", l.glibc_version, l.arch);
             }
         }
@@ -671,7 +678,7 @@ mod tests {
     }
 
     fn get(l: &Layout, p: &Parsed, name: &str) -> Option<u64> {
-        let id = l.tunables.iter().position(|t| t.name == name).unwrap();
+        let id = l.tunables.id_of(name.as_bytes()).unwrap();
         p.set[id].then_some(p.num[id])
     }
 
@@ -772,6 +779,6 @@ mod tests {
         let l = build("2.41", Arch::X86_64);
         let p = parse(l.tunables, Dialect::of(l), env, true);
         assert!(p.rewritten.is_empty() && p.erase.is_empty() && !p.set.iter().any(|&s| s));
-        assert!(l.unsecure_env.contains(&"GLIBC_TUNABLES") && l.unsecure_env.contains(&"MALLOC_PERTURB_"));
+        assert!(l.unsecure_env.contains(b"GLIBC_TUNABLES") && l.unsecure_env.contains(b"MALLOC_PERTURB_"));
     }
 }

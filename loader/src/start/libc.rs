@@ -11,37 +11,37 @@ use crate::arch::ArchInfo;
 use crate::diag::{self, Error};
 use crate::err;
 use crate::glibc::fingerprint::{self, Mismatch};
-use crate::glibc::layout::Layout;
+use crate::glibc::layout::{Layout, Names};
 use crate::link::{DsoId, Namespace};
 
 /// Variables removed for set-uid programs that use no glibc ld-cah has a
 /// table for: glibc 2.36's list (`unsecvars.h`). With a known glibc, the
 /// build's own list (`Layout::unsecure_env`) applies instead.
-const UNSECURE_ENV: &[&str] = &[
-    "GCONV_PATH",
-    "GETCONF_DIR",
-    "HOSTALIASES",
-    "LD_AUDIT",
-    "LD_DEBUG",
-    "LD_DEBUG_OUTPUT",
-    "LD_DYNAMIC_WEAK",
-    "LD_HWCAP_MASK",
-    "LD_LIBRARY_PATH",
-    "LD_ORIGIN_PATH",
-    "LD_PRELOAD",
-    "LD_PROFILE",
-    "LD_SHOW_AUXV",
-    "LD_USE_LOAD_BIAS",
-    "LOCALDOMAIN",
-    "LOCPATH",
-    "MALLOC_TRACE",
-    "NIS_PATH",
-    "NLSPATH",
-    "RESOLV_HOST_CONF",
-    "RES_OPTIONS",
-    "TMPDIR",
-    "TZDIR",
-];
+const UNSECURE_ENV: Names = Names(concat!(
+    "GCONV_PATH\0",
+    "GETCONF_DIR\0",
+    "HOSTALIASES\0",
+    "LD_AUDIT\0",
+    "LD_DEBUG\0",
+    "LD_DEBUG_OUTPUT\0",
+    "LD_DYNAMIC_WEAK\0",
+    "LD_HWCAP_MASK\0",
+    "LD_LIBRARY_PATH\0",
+    "LD_ORIGIN_PATH\0",
+    "LD_PRELOAD\0",
+    "LD_PROFILE\0",
+    "LD_SHOW_AUXV\0",
+    "LD_USE_LOAD_BIAS\0",
+    "LOCALDOMAIN\0",
+    "LOCPATH\0",
+    "MALLOC_TRACE\0",
+    "NIS_PATH\0",
+    "NLSPATH\0",
+    "RESOLV_HOST_CONF\0",
+    "RES_OPTIONS\0",
+    "TMPDIR\0",
+    "TZDIR\0",
+));
 
 /// The libc in the closure and its layout; `None` for a program that
 /// uses no glibc. A libc no table fits is refused. `planned`: the
@@ -83,12 +83,12 @@ pub fn settle_environment(stack: &Stack, vars: &[&'static [u8]], glibc: Option<&
             if secure {
                 let values: Vec<&[u8]> = t.rewritten.iter().map(|v| &v[..]).collect();
                 stack.shorten_env(b"GLIBC_TUNABLES", &values);
-                stack.remove_env(&|n| t.erase.iter().chain(l.unsecure_env).any(|u| u.as_bytes() == n));
+                stack.remove_env(&|n| t.erase.iter().any(|u| u.as_bytes() == n) || l.unsecure_env.contains(n));
             }
         }
         None if secure => {
             stack.shorten_env(b"GLIBC_TUNABLES", &[b"" as &[u8]; 16]);
-            stack.remove_env(&|n| UNSECURE_ENV.iter().any(|u| u.as_bytes() == n));
+            stack.remove_env(&|n| UNSECURE_ENV.contains(n));
         }
         None => {}
     }

@@ -7,27 +7,7 @@
 
 use crate::glibc::layout::*;
 
-const TABLE: Layout = Layout {
-    glibc_version: "2.31",
-    arch: Arch::X86_64,
-    fingerprint: Fingerprint {
-        version: "2.31 Debian",
-        imports: &[
-            "__libc_enable_secure",
-            "__libdl_freeres",
-            "__libpthread_freeres",
-            "__tls_get_addr",
-            "__tunable_get_val",
-            "_dl_argv",
-            "_dl_exception_create",
-            "_dl_find_dso_for_object",
-            "_dl_starting_up",
-            "_rtld_global",
-            "_rtld_global_ro",
-        ],
-        thread_db: &[
-        ],
-    },
+static TYPES: Types = Types {
     enumerators: Enumerators {
         allocate_guard_user: None,
         thread_state_joinable: None,
@@ -478,66 +458,151 @@ const TABLE: Layout = Layout {
         strval_str: None,
         strval_len: None,
     },
-    tunables: &[
-        /*  0 */ Tunable { name: "glibc.rtld.nns", ty: TunableType::SizeT, default: 0x4, min: 0x1, max: 0x10, security: Some(TunableSecurity::Erase), alias: "" },
-        /*  1 */ Tunable { name: "glibc.elision.skip_lock_after_retries", ty: TunableType::Int32, default: 3, min: -2147483648i64 as u64, max: 2147483647, security: Some(TunableSecurity::Erase), alias: "" },
-        /*  2 */ Tunable { name: "glibc.malloc.trim_threshold", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Ignore), alias: "MALLOC_TRIM_THRESHOLD_" },
-        /*  3 */ Tunable { name: "glibc.malloc.perturb", ty: TunableType::Int32, default: 0, min: 0, max: 255, security: Some(TunableSecurity::Ignore), alias: "MALLOC_PERTURB_" },
-        /*  4 */ Tunable { name: "glibc.cpu.x86_shared_cache_size", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Erase), alias: "" },
-        /*  5 */ Tunable { name: "glibc.elision.tries", ty: TunableType::Int32, default: 3, min: -2147483648i64 as u64, max: 2147483647, security: Some(TunableSecurity::Erase), alias: "" },
-        /*  6 */ Tunable { name: "glibc.elision.enable", ty: TunableType::Int32, default: 0, min: 0, max: 1, security: Some(TunableSecurity::Erase), alias: "" },
-        /*  7 */ Tunable { name: "glibc.malloc.mxfast", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Ignore), alias: "" },
-        /*  8 */ Tunable { name: "glibc.elision.skip_lock_busy", ty: TunableType::Int32, default: 3, min: -2147483648i64 as u64, max: 2147483647, security: Some(TunableSecurity::Erase), alias: "" },
-        /*  9 */ Tunable { name: "glibc.malloc.top_pad", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Ignore), alias: "MALLOC_TOP_PAD_" },
-        /* 10 */ Tunable { name: "glibc.cpu.x86_non_temporal_threshold", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Erase), alias: "" },
-        /* 11 */ Tunable { name: "glibc.cpu.x86_shstk", ty: TunableType::String, default: 0x0, min: 0x0, max: 0x0, security: Some(TunableSecurity::Erase), alias: "" },
-        /* 12 */ Tunable { name: "glibc.cpu.hwcap_mask", ty: TunableType::Uint64, default: 0x6, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Erase), alias: "LD_HWCAP_MASK" },
-        /* 13 */ Tunable { name: "glibc.malloc.mmap_max", ty: TunableType::Int32, default: 0, min: -2147483648i64 as u64, max: 2147483647, security: Some(TunableSecurity::Ignore), alias: "MALLOC_MMAP_MAX_" },
-        /* 14 */ Tunable { name: "glibc.elision.skip_trylock_internal_abort", ty: TunableType::Int32, default: 3, min: -2147483648i64 as u64, max: 2147483647, security: Some(TunableSecurity::Erase), alias: "" },
-        /* 15 */ Tunable { name: "glibc.malloc.tcache_unsorted_limit", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Erase), alias: "" },
-        /* 16 */ Tunable { name: "glibc.cpu.x86_ibt", ty: TunableType::String, default: 0x0, min: 0x0, max: 0x0, security: Some(TunableSecurity::Erase), alias: "" },
-        /* 17 */ Tunable { name: "glibc.cpu.hwcaps", ty: TunableType::String, default: 0x0, min: 0x0, max: 0x0, security: Some(TunableSecurity::Erase), alias: "" },
-        /* 18 */ Tunable { name: "glibc.elision.skip_lock_internal_abort", ty: TunableType::Int32, default: 3, min: -2147483648i64 as u64, max: 2147483647, security: Some(TunableSecurity::Erase), alias: "" },
-        /* 19 */ Tunable { name: "glibc.malloc.arena_max", ty: TunableType::SizeT, default: 0x0, min: 0x1, max: 0xffffffffffffffff, security: Some(TunableSecurity::Ignore), alias: "MALLOC_ARENA_MAX" },
-        /* 20 */ Tunable { name: "glibc.malloc.mmap_threshold", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Ignore), alias: "MALLOC_MMAP_THRESHOLD_" },
-        /* 21 */ Tunable { name: "glibc.cpu.x86_data_cache_size", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Erase), alias: "" },
-        /* 22 */ Tunable { name: "glibc.malloc.tcache_count", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Erase), alias: "" },
-        /* 23 */ Tunable { name: "glibc.malloc.arena_test", ty: TunableType::SizeT, default: 0x0, min: 0x1, max: 0xffffffffffffffff, security: Some(TunableSecurity::Ignore), alias: "MALLOC_ARENA_TEST" },
-        /* 24 */ Tunable { name: "glibc.pthread.mutex_spin_count", ty: TunableType::Int32, default: 100, min: 0, max: 32767, security: Some(TunableSecurity::Erase), alias: "" },
-        /* 25 */ Tunable { name: "glibc.rtld.optional_static_tls", ty: TunableType::SizeT, default: 0x200, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Erase), alias: "" },
-        /* 26 */ Tunable { name: "glibc.malloc.tcache_max", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Erase), alias: "" },
-        /* 27 */ Tunable { name: "glibc.malloc.check", ty: TunableType::Int32, default: 0, min: 0, max: 3, security: Some(TunableSecurity::Erase), alias: "MALLOC_CHECK_" },
-    ],
-    unsecure_env: &[
-        "GCONV_PATH",
-        "GETCONF_DIR",
-        "HOSTALIASES",
-        "LD_AUDIT",
-        "LD_DEBUG",
-        "LD_DEBUG_OUTPUT",
-        "LD_DYNAMIC_WEAK",
-        "LD_HWCAP_MASK",
-        "LD_LIBRARY_PATH",
-        "LD_ORIGIN_PATH",
-        "LD_PRELOAD",
-        "LD_PROFILE",
-        "LD_SHOW_AUXV",
-        "LD_USE_LOAD_BIAS",
-        "LOCALDOMAIN",
-        "LOCPATH",
-        "MALLOC_TRACE",
-        "NIS_PATH",
-        "NLSPATH",
-        "RESOLV_HOST_CONF",
-        "RES_OPTIONS",
-        "TMPDIR",
-        "TZDIR",
-    ],
 };
 
 /// glibc 2.31 x86_64.
-pub static LAYOUT: Layout = TABLE;
+pub static LAYOUT: Layout = Layout {
+    glibc_version: "2.31",
+    arch: Arch::X86_64,
+    fingerprint: Fingerprint {
+        version: "2.31 Debian",
+        imports: Names(concat!(
+            "__libc_enable_secure\0",
+            "__libdl_freeres\0",
+            "__libpthread_freeres\0",
+            "__tls_get_addr\0",
+            "__tunable_get_val\0",
+            "_dl_argv\0",
+            "_dl_exception_create\0",
+            "_dl_find_dso_for_object\0",
+            "_dl_starting_up\0",
+            "_rtld_global\0",
+            "_rtld_global_ro\0",
+        )),
+        thread_db: &[
+        ],
+        thread_db_names: Names(""),
+    },
+    types: &TYPES,
+    tunables: Tunables {
+        defs: &[
+            /*  0 */ Tunable { ty: TunableType::SizeT, default: 0x4, min: 0x1, max: 0x10, security: Some(TunableSecurity::Erase), name: 0, alias: 0 }, // glibc.rtld.nns
+            /*  1 */ Tunable { ty: TunableType::Int32, default: 3, min: -2147483648i64 as u64, max: 2147483647, security: Some(TunableSecurity::Erase), name: 15, alias: 1 }, // glibc.elision.skip_lock_after_retries
+            /*  2 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Ignore), name: 53, alias: 2 }, // glibc.malloc.trim_threshold
+            /*  3 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 255, security: Some(TunableSecurity::Ignore), name: 81, alias: 25 }, // glibc.malloc.perturb
+            /*  4 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Erase), name: 102, alias: 41 }, // glibc.cpu.x86_shared_cache_size
+            /*  5 */ Tunable { ty: TunableType::Int32, default: 3, min: -2147483648i64 as u64, max: 2147483647, security: Some(TunableSecurity::Erase), name: 134, alias: 42 }, // glibc.elision.tries
+            /*  6 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 1, security: Some(TunableSecurity::Erase), name: 154, alias: 43 }, // glibc.elision.enable
+            /*  7 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Ignore), name: 175, alias: 44 }, // glibc.malloc.mxfast
+            /*  8 */ Tunable { ty: TunableType::Int32, default: 3, min: -2147483648i64 as u64, max: 2147483647, security: Some(TunableSecurity::Erase), name: 195, alias: 45 }, // glibc.elision.skip_lock_busy
+            /*  9 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Ignore), name: 224, alias: 46 }, // glibc.malloc.top_pad
+            /* 10 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Erase), name: 245, alias: 62 }, // glibc.cpu.x86_non_temporal_threshold
+            /* 11 */ Tunable { ty: TunableType::String, default: 0x0, min: 0x0, max: 0x0, security: Some(TunableSecurity::Erase), name: 282, alias: 63 }, // glibc.cpu.x86_shstk
+            /* 12 */ Tunable { ty: TunableType::Uint64, default: 0x6, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Erase), name: 302, alias: 64 }, // glibc.cpu.hwcap_mask
+            /* 13 */ Tunable { ty: TunableType::Int32, default: 0, min: -2147483648i64 as u64, max: 2147483647, security: Some(TunableSecurity::Ignore), name: 323, alias: 78 }, // glibc.malloc.mmap_max
+            /* 14 */ Tunable { ty: TunableType::Int32, default: 3, min: -2147483648i64 as u64, max: 2147483647, security: Some(TunableSecurity::Erase), name: 345, alias: 95 }, // glibc.elision.skip_trylock_internal_abort
+            /* 15 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Erase), name: 387, alias: 96 }, // glibc.malloc.tcache_unsorted_limit
+            /* 16 */ Tunable { ty: TunableType::String, default: 0x0, min: 0x0, max: 0x0, security: Some(TunableSecurity::Erase), name: 422, alias: 97 }, // glibc.cpu.x86_ibt
+            /* 17 */ Tunable { ty: TunableType::String, default: 0x0, min: 0x0, max: 0x0, security: Some(TunableSecurity::Erase), name: 440, alias: 98 }, // glibc.cpu.hwcaps
+            /* 18 */ Tunable { ty: TunableType::Int32, default: 3, min: -2147483648i64 as u64, max: 2147483647, security: Some(TunableSecurity::Erase), name: 457, alias: 99 }, // glibc.elision.skip_lock_internal_abort
+            /* 19 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x1, max: 0xffffffffffffffff, security: Some(TunableSecurity::Ignore), name: 496, alias: 100 }, // glibc.malloc.arena_max
+            /* 20 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Ignore), name: 519, alias: 117 }, // glibc.malloc.mmap_threshold
+            /* 21 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Erase), name: 547, alias: 140 }, // glibc.cpu.x86_data_cache_size
+            /* 22 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Erase), name: 577, alias: 141 }, // glibc.malloc.tcache_count
+            /* 23 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x1, max: 0xffffffffffffffff, security: Some(TunableSecurity::Ignore), name: 603, alias: 142 }, // glibc.malloc.arena_test
+            /* 24 */ Tunable { ty: TunableType::Int32, default: 100, min: 0, max: 32767, security: Some(TunableSecurity::Erase), name: 627, alias: 160 }, // glibc.pthread.mutex_spin_count
+            /* 25 */ Tunable { ty: TunableType::SizeT, default: 0x200, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Erase), name: 658, alias: 161 }, // glibc.rtld.optional_static_tls
+            /* 26 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: Some(TunableSecurity::Erase), name: 689, alias: 162 }, // glibc.malloc.tcache_max
+            /* 27 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 3, security: Some(TunableSecurity::Erase), name: 713, alias: 163 }, // glibc.malloc.check
+        ],
+        names: Names(concat!(
+            /*  0 */ "glibc.rtld.nns\0",
+            /*  1 */ "glibc.elision.skip_lock_after_retries\0",
+            /*  2 */ "glibc.malloc.trim_threshold\0",
+            /*  3 */ "glibc.malloc.perturb\0",
+            /*  4 */ "glibc.cpu.x86_shared_cache_size\0",
+            /*  5 */ "glibc.elision.tries\0",
+            /*  6 */ "glibc.elision.enable\0",
+            /*  7 */ "glibc.malloc.mxfast\0",
+            /*  8 */ "glibc.elision.skip_lock_busy\0",
+            /*  9 */ "glibc.malloc.top_pad\0",
+            /* 10 */ "glibc.cpu.x86_non_temporal_threshold\0",
+            /* 11 */ "glibc.cpu.x86_shstk\0",
+            /* 12 */ "glibc.cpu.hwcap_mask\0",
+            /* 13 */ "glibc.malloc.mmap_max\0",
+            /* 14 */ "glibc.elision.skip_trylock_internal_abort\0",
+            /* 15 */ "glibc.malloc.tcache_unsorted_limit\0",
+            /* 16 */ "glibc.cpu.x86_ibt\0",
+            /* 17 */ "glibc.cpu.hwcaps\0",
+            /* 18 */ "glibc.elision.skip_lock_internal_abort\0",
+            /* 19 */ "glibc.malloc.arena_max\0",
+            /* 20 */ "glibc.malloc.mmap_threshold\0",
+            /* 21 */ "glibc.cpu.x86_data_cache_size\0",
+            /* 22 */ "glibc.malloc.tcache_count\0",
+            /* 23 */ "glibc.malloc.arena_test\0",
+            /* 24 */ "glibc.pthread.mutex_spin_count\0",
+            /* 25 */ "glibc.rtld.optional_static_tls\0",
+            /* 26 */ "glibc.malloc.tcache_max\0",
+            /* 27 */ "glibc.malloc.check\0",
+        )),
+        aliases: Names(concat!(
+            /*  0 */ "\0",
+            /*  1 */ "\0",
+            /*  2 */ "MALLOC_TRIM_THRESHOLD_\0",
+            /*  3 */ "MALLOC_PERTURB_\0",
+            /*  4 */ "\0",
+            /*  5 */ "\0",
+            /*  6 */ "\0",
+            /*  7 */ "\0",
+            /*  8 */ "\0",
+            /*  9 */ "MALLOC_TOP_PAD_\0",
+            /* 10 */ "\0",
+            /* 11 */ "\0",
+            /* 12 */ "LD_HWCAP_MASK\0",
+            /* 13 */ "MALLOC_MMAP_MAX_\0",
+            /* 14 */ "\0",
+            /* 15 */ "\0",
+            /* 16 */ "\0",
+            /* 17 */ "\0",
+            /* 18 */ "\0",
+            /* 19 */ "MALLOC_ARENA_MAX\0",
+            /* 20 */ "MALLOC_MMAP_THRESHOLD_\0",
+            /* 21 */ "\0",
+            /* 22 */ "\0",
+            /* 23 */ "MALLOC_ARENA_TEST\0",
+            /* 24 */ "\0",
+            /* 25 */ "\0",
+            /* 26 */ "\0",
+            /* 27 */ "MALLOC_CHECK_\0",
+        )),
+    },
+    unsecure_env: Names(concat!(
+        "GCONV_PATH\0",
+        "GETCONF_DIR\0",
+        "HOSTALIASES\0",
+        "LD_AUDIT\0",
+        "LD_DEBUG\0",
+        "LD_DEBUG_OUTPUT\0",
+        "LD_DYNAMIC_WEAK\0",
+        "LD_HWCAP_MASK\0",
+        "LD_LIBRARY_PATH\0",
+        "LD_ORIGIN_PATH\0",
+        "LD_PRELOAD\0",
+        "LD_PROFILE\0",
+        "LD_SHOW_AUXV\0",
+        "LD_USE_LOAD_BIAS\0",
+        "LOCALDOMAIN\0",
+        "LOCPATH\0",
+        "MALLOC_TRACE\0",
+        "NIS_PATH\0",
+        "NLSPATH\0",
+        "RESOLV_HOST_CONF\0",
+        "RES_OPTIONS\0",
+        "TMPDIR\0",
+        "TZDIR\0",
+    )),
+};
 
-const _: () = if let Err(e) = TABLE.check() {
+const _: () = if let Err(e) = LAYOUT.check() {
     panic!("{}", e.0)
 };

@@ -7,86 +7,7 @@
 
 use crate::glibc::layout::*;
 
-const TABLE: Layout = Layout {
-    glibc_version: "2.41",
-    arch: Arch::X86_64,
-    fingerprint: Fingerprint {
-        version: "2.41",
-        imports: &[
-            "__libc_enable_secure",
-            "__libc_stack_end",
-            "__rseq_offset",
-            "__rseq_size",
-            "__tls_get_addr",
-            "__tunable_get_val",
-            "__tunable_is_initialized",
-            "_dl_allocate_tls",
-            "_dl_allocate_tls_init",
-            "_dl_argv",
-            "_dl_audit_preinit",
-            "_dl_audit_symbind_alt",
-            "_dl_catch_exception",
-            "_dl_deallocate_tls",
-            "_dl_find_dso_for_object",
-            "_dl_rtld_di_serinfo",
-            "_dl_signal_error",
-            "_dl_signal_exception",
-            "_rtld_global",
-            "_rtld_global_ro",
-        ],
-        thread_db: &[
-            ("__nptl_last_event", &[64, 1, 0]),
-            ("__nptl_nthreads", &[32, 1, 0]),
-            ("__nptl_rtld_global", &[64, 1, 0]),
-            ("__pthread_keys", &[128, 1024, 0]),
-            ("const_thread_area", &[25]),
-            ("dtv_dtv", &[128, 134217727, 0]),
-            ("dtv_slotinfo_gen", &[64, 1, 0]),
-            ("dtv_slotinfo_list_len", &[64, 1, 0]),
-            ("dtv_slotinfo_list_next", &[64, 1, 8]),
-            ("dtv_slotinfo_list_slotinfo", &[128, 0, 16]),
-            ("dtv_slotinfo_map", &[64, 1, 8]),
-            ("dtv_t_counter", &[64, 1, 0]),
-            ("dtv_t_pointer_val", &[64, 1, 0]),
-            ("link_map_l_tls_modid", &[64, 1, 1168]),
-            ("link_map_l_tls_offset", &[64, 1, 1160]),
-            ("list_t_next", &[64, 1, 0]),
-            ("list_t_prev", &[64, 1, 8]),
-            ("pthread_cancelhandling", &[32, 1, 776]),
-            ("pthread_dtvp", &[64, 1, 8]),
-            ("pthread_eventbuf", &[192, 1, 1608]),
-            ("pthread_eventbuf_eventmask", &[64, 1, 1608]),
-            ("pthread_eventbuf_eventmask_event_bits", &[32, 2, 1608]),
-            ("pthread_key_data_data", &[64, 1, 8]),
-            ("pthread_key_data_level2_data", &[128, 32, 0]),
-            ("pthread_key_data_seq", &[64, 1, 0]),
-            ("pthread_key_struct_destr", &[64, 1, 8]),
-            ("pthread_key_struct_seq", &[64, 1, 0]),
-            ("pthread_list", &[128, 1, 704]),
-            ("pthread_nextevent", &[64, 1, 1632]),
-            ("pthread_report_events", &[8, 1, 1553]),
-            ("pthread_schedparam_sched_priority", &[32, 1, 1584]),
-            ("pthread_schedpolicy", &[32, 1, 1588]),
-            ("pthread_specific", &[2048, 1, 1296]),
-            ("pthread_start_routine", &[64, 1, 1592]),
-            ("pthread_tid", &[32, 1, 720]),
-            ("rtld_global__dl_stack_used", &[128, 1, 2816]),
-            ("rtld_global__dl_stack_user", &[128, 1, 2832]),
-            ("rtld_global__dl_tls_dtv_slotinfo_list", &[64, 1, 2760]),
-            ("sizeof_dtv_slotinfo", &[16]),
-            ("sizeof_dtv_slotinfo_list", &[16]),
-            ("sizeof_list_t", &[16]),
-            ("sizeof_pthread", &[2368]),
-            ("sizeof_pthread_key_data", &[16]),
-            ("sizeof_pthread_key_data_level2", &[512]),
-            ("sizeof_pthread_key_struct", &[16]),
-            ("sizeof_td_eventbuf_t", &[24]),
-            ("sizeof_td_thr_events_t", &[8]),
-            ("td_eventbuf_t_eventdata", &[64, 1, 16]),
-            ("td_eventbuf_t_eventnum", &[32, 1, 8]),
-            ("td_thr_events_t_event_bits", &[32, 2, 0]),
-        ],
-    },
+static TYPES: Types = Types {
     enumerators: Enumerators {
         allocate_guard_user: None,
         thread_state_joinable: None,
@@ -550,91 +471,316 @@ const TABLE: Layout = Layout {
         strval_str: Some(Field { off: 0, size: 8 }),
         strval_len: Some(Field { off: 8, size: 8 }),
     },
-    tunables: &[
-        /*  0 */ Tunable { name: "glibc.cpu.hwcaps", ty: TunableType::String, default: 0x0, min: 0x0, max: 0x0, security: None, alias: "" },
-        /*  1 */ Tunable { name: "glibc.cpu.plt_rewrite", ty: TunableType::Int32, default: 0, min: 0, max: 2, security: None, alias: "" },
-        /*  2 */ Tunable { name: "glibc.cpu.prefer_map_32bit_exec", ty: TunableType::Int32, default: 0, min: 0, max: 1, security: None, alias: "LD_PREFER_MAP_32BIT_EXEC" },
-        /*  3 */ Tunable { name: "glibc.cpu.x86_data_cache_size", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-        /*  4 */ Tunable { name: "glibc.cpu.x86_ibt", ty: TunableType::String, default: 0x0, min: 0x0, max: 0x0, security: None, alias: "" },
-        /*  5 */ Tunable { name: "glibc.cpu.x86_memset_non_temporal_threshold", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-        /*  6 */ Tunable { name: "glibc.cpu.x86_non_temporal_threshold", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-        /*  7 */ Tunable { name: "glibc.cpu.x86_rep_movsb_threshold", ty: TunableType::SizeT, default: 0x0, min: 0x1, max: 0xffffffffffffffff, security: None, alias: "" },
-        /*  8 */ Tunable { name: "glibc.cpu.x86_rep_stosb_threshold", ty: TunableType::SizeT, default: 0x800, min: 0x1, max: 0xffffffffffffffff, security: None, alias: "" },
-        /*  9 */ Tunable { name: "glibc.cpu.x86_shared_cache_size", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-        /* 10 */ Tunable { name: "glibc.cpu.x86_shstk", ty: TunableType::String, default: 0x0, min: 0x0, max: 0x0, security: None, alias: "" },
-        /* 11 */ Tunable { name: "glibc.elision.enable", ty: TunableType::Int32, default: 0, min: 0, max: 1, security: None, alias: "" },
-        /* 12 */ Tunable { name: "glibc.elision.skip_lock_after_retries", ty: TunableType::Int32, default: 3, min: 0, max: 2147483647, security: None, alias: "" },
-        /* 13 */ Tunable { name: "glibc.elision.skip_lock_busy", ty: TunableType::Int32, default: 3, min: 0, max: 2147483647, security: None, alias: "" },
-        /* 14 */ Tunable { name: "glibc.elision.skip_lock_internal_abort", ty: TunableType::Int32, default: 3, min: 0, max: 2147483647, security: None, alias: "" },
-        /* 15 */ Tunable { name: "glibc.elision.skip_trylock_internal_abort", ty: TunableType::Int32, default: 3, min: 0, max: 2147483647, security: None, alias: "" },
-        /* 16 */ Tunable { name: "glibc.elision.tries", ty: TunableType::Int32, default: 3, min: 0, max: 2147483647, security: None, alias: "" },
-        /* 17 */ Tunable { name: "glibc.gmon.maxarcs", ty: TunableType::Int32, default: 1048576, min: 50, max: 2147483647, security: None, alias: "" },
-        /* 18 */ Tunable { name: "glibc.gmon.minarcs", ty: TunableType::Int32, default: 50, min: 50, max: 2147483647, security: None, alias: "" },
-        /* 19 */ Tunable { name: "glibc.malloc.arena_max", ty: TunableType::SizeT, default: 0x0, min: 0x1, max: 0xffffffffffffffff, security: None, alias: "MALLOC_ARENA_MAX" },
-        /* 20 */ Tunable { name: "glibc.malloc.arena_test", ty: TunableType::SizeT, default: 0x0, min: 0x1, max: 0xffffffffffffffff, security: None, alias: "MALLOC_ARENA_TEST" },
-        /* 21 */ Tunable { name: "glibc.malloc.check", ty: TunableType::Int32, default: 0, min: 0, max: 3, security: None, alias: "MALLOC_CHECK_" },
-        /* 22 */ Tunable { name: "glibc.malloc.hugetlb", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-        /* 23 */ Tunable { name: "glibc.malloc.mmap_max", ty: TunableType::Int32, default: 0, min: 0, max: 2147483647, security: None, alias: "MALLOC_MMAP_MAX_" },
-        /* 24 */ Tunable { name: "glibc.malloc.mmap_threshold", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "MALLOC_MMAP_THRESHOLD_" },
-        /* 25 */ Tunable { name: "glibc.malloc.mxfast", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-        /* 26 */ Tunable { name: "glibc.malloc.perturb", ty: TunableType::Int32, default: 0, min: 0, max: 255, security: None, alias: "MALLOC_PERTURB_" },
-        /* 27 */ Tunable { name: "glibc.malloc.tcache_count", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-        /* 28 */ Tunable { name: "glibc.malloc.tcache_max", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-        /* 29 */ Tunable { name: "glibc.malloc.tcache_unsorted_limit", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-        /* 30 */ Tunable { name: "glibc.malloc.top_pad", ty: TunableType::SizeT, default: 0x20000, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "MALLOC_TOP_PAD_" },
-        /* 31 */ Tunable { name: "glibc.malloc.trim_threshold", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "MALLOC_TRIM_THRESHOLD_" },
-        /* 32 */ Tunable { name: "glibc.mem.decorate_maps", ty: TunableType::Int32, default: 0, min: 0, max: 1, security: None, alias: "" },
-        /* 33 */ Tunable { name: "glibc.mem.tagging", ty: TunableType::Int32, default: 0, min: 0, max: 255, security: None, alias: "" },
-        /* 34 */ Tunable { name: "glibc.pthread.mutex_spin_count", ty: TunableType::Int32, default: 100, min: 0, max: 32767, security: None, alias: "" },
-        /* 35 */ Tunable { name: "glibc.pthread.rseq", ty: TunableType::Int32, default: 1, min: 0, max: 1, security: None, alias: "" },
-        /* 36 */ Tunable { name: "glibc.pthread.stack_cache_size", ty: TunableType::SizeT, default: 0x2800000, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-        /* 37 */ Tunable { name: "glibc.pthread.stack_hugetlb", ty: TunableType::Int32, default: 1, min: 0, max: 1, security: None, alias: "" },
-        /* 38 */ Tunable { name: "glibc.rtld.dynamic_sort", ty: TunableType::Int32, default: 2, min: 1, max: 2, security: None, alias: "" },
-        /* 39 */ Tunable { name: "glibc.rtld.enable_secure", ty: TunableType::Int32, default: 0, min: 0, max: 1, security: None, alias: "" },
-        /* 40 */ Tunable { name: "glibc.rtld.execstack", ty: TunableType::Int32, default: 1, min: 0, max: 2, security: None, alias: "" },
-        /* 41 */ Tunable { name: "glibc.rtld.nns", ty: TunableType::SizeT, default: 0x4, min: 0x1, max: 0x10, security: None, alias: "" },
-        /* 42 */ Tunable { name: "glibc.rtld.optional_static_tls", ty: TunableType::SizeT, default: 0x200, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-    ],
-    unsecure_env: &[
-        "GCONV_PATH",
-        "GETCONF_DIR",
-        "GLIBC_TUNABLES",
-        "HOSTALIASES",
-        "LD_AUDIT",
-        "LD_BIND_NOT",
-        "LD_BIND_NOW",
-        "LD_DEBUG",
-        "LD_DEBUG_OUTPUT",
-        "LD_DYNAMIC_WEAK",
-        "LD_LIBRARY_PATH",
-        "LD_ORIGIN_PATH",
-        "LD_PRELOAD",
-        "LD_PROFILE",
-        "LD_SHOW_AUXV",
-        "LD_VERBOSE",
-        "LD_WARN",
-        "LOCALDOMAIN",
-        "LOCPATH",
-        "MALLOC_ARENA_MAX",
-        "MALLOC_ARENA_TEST",
-        "MALLOC_MMAP_MAX_",
-        "MALLOC_MMAP_THRESHOLD_",
-        "MALLOC_PERTURB_",
-        "MALLOC_TOP_PAD_",
-        "MALLOC_TRACE",
-        "MALLOC_TRIM_THRESHOLD_",
-        "NIS_PATH",
-        "NLSPATH",
-        "RESOLV_HOST_CONF",
-        "RES_OPTIONS",
-        "TMPDIR",
-        "TZDIR",
-    ],
 };
 
 /// glibc 2.41 x86_64.
-pub static LAYOUT: Layout = TABLE;
+pub static LAYOUT: Layout = Layout {
+    glibc_version: "2.41",
+    arch: Arch::X86_64,
+    fingerprint: Fingerprint {
+        version: "2.41",
+        imports: Names(concat!(
+            "__libc_enable_secure\0",
+            "__libc_stack_end\0",
+            "__rseq_offset\0",
+            "__rseq_size\0",
+            "__tls_get_addr\0",
+            "__tunable_get_val\0",
+            "__tunable_is_initialized\0",
+            "_dl_allocate_tls\0",
+            "_dl_allocate_tls_init\0",
+            "_dl_argv\0",
+            "_dl_audit_preinit\0",
+            "_dl_audit_symbind_alt\0",
+            "_dl_catch_exception\0",
+            "_dl_deallocate_tls\0",
+            "_dl_find_dso_for_object\0",
+            "_dl_rtld_di_serinfo\0",
+            "_dl_signal_error\0",
+            "_dl_signal_exception\0",
+            "_rtld_global\0",
+            "_rtld_global_ro\0",
+        )),
+        thread_db: &[
+            ThreadDb::new(&[64, 1, 0]), // __nptl_last_event
+            ThreadDb::new(&[32, 1, 0]), // __nptl_nthreads
+            ThreadDb::new(&[64, 1, 0]), // __nptl_rtld_global
+            ThreadDb::new(&[128, 1024, 0]), // __pthread_keys
+            ThreadDb::new(&[25]), // const_thread_area
+            ThreadDb::new(&[128, 134217727, 0]), // dtv_dtv
+            ThreadDb::new(&[64, 1, 0]), // dtv_slotinfo_gen
+            ThreadDb::new(&[64, 1, 0]), // dtv_slotinfo_list_len
+            ThreadDb::new(&[64, 1, 8]), // dtv_slotinfo_list_next
+            ThreadDb::new(&[128, 0, 16]), // dtv_slotinfo_list_slotinfo
+            ThreadDb::new(&[64, 1, 8]), // dtv_slotinfo_map
+            ThreadDb::new(&[64, 1, 0]), // dtv_t_counter
+            ThreadDb::new(&[64, 1, 0]), // dtv_t_pointer_val
+            ThreadDb::new(&[64, 1, 1168]), // link_map_l_tls_modid
+            ThreadDb::new(&[64, 1, 1160]), // link_map_l_tls_offset
+            ThreadDb::new(&[64, 1, 0]), // list_t_next
+            ThreadDb::new(&[64, 1, 8]), // list_t_prev
+            ThreadDb::new(&[32, 1, 776]), // pthread_cancelhandling
+            ThreadDb::new(&[64, 1, 8]), // pthread_dtvp
+            ThreadDb::new(&[192, 1, 1608]), // pthread_eventbuf
+            ThreadDb::new(&[64, 1, 1608]), // pthread_eventbuf_eventmask
+            ThreadDb::new(&[32, 2, 1608]), // pthread_eventbuf_eventmask_event_bits
+            ThreadDb::new(&[64, 1, 8]), // pthread_key_data_data
+            ThreadDb::new(&[128, 32, 0]), // pthread_key_data_level2_data
+            ThreadDb::new(&[64, 1, 0]), // pthread_key_data_seq
+            ThreadDb::new(&[64, 1, 8]), // pthread_key_struct_destr
+            ThreadDb::new(&[64, 1, 0]), // pthread_key_struct_seq
+            ThreadDb::new(&[128, 1, 704]), // pthread_list
+            ThreadDb::new(&[64, 1, 1632]), // pthread_nextevent
+            ThreadDb::new(&[8, 1, 1553]), // pthread_report_events
+            ThreadDb::new(&[32, 1, 1584]), // pthread_schedparam_sched_priority
+            ThreadDb::new(&[32, 1, 1588]), // pthread_schedpolicy
+            ThreadDb::new(&[2048, 1, 1296]), // pthread_specific
+            ThreadDb::new(&[64, 1, 1592]), // pthread_start_routine
+            ThreadDb::new(&[32, 1, 720]), // pthread_tid
+            ThreadDb::new(&[128, 1, 2816]), // rtld_global__dl_stack_used
+            ThreadDb::new(&[128, 1, 2832]), // rtld_global__dl_stack_user
+            ThreadDb::new(&[64, 1, 2760]), // rtld_global__dl_tls_dtv_slotinfo_list
+            ThreadDb::new(&[16]), // sizeof_dtv_slotinfo
+            ThreadDb::new(&[16]), // sizeof_dtv_slotinfo_list
+            ThreadDb::new(&[16]), // sizeof_list_t
+            ThreadDb::new(&[2368]), // sizeof_pthread
+            ThreadDb::new(&[16]), // sizeof_pthread_key_data
+            ThreadDb::new(&[512]), // sizeof_pthread_key_data_level2
+            ThreadDb::new(&[16]), // sizeof_pthread_key_struct
+            ThreadDb::new(&[24]), // sizeof_td_eventbuf_t
+            ThreadDb::new(&[8]), // sizeof_td_thr_events_t
+            ThreadDb::new(&[64, 1, 16]), // td_eventbuf_t_eventdata
+            ThreadDb::new(&[32, 1, 8]), // td_eventbuf_t_eventnum
+            ThreadDb::new(&[32, 2, 0]), // td_thr_events_t_event_bits
+        ],
+        thread_db_names: Names(concat!(
+            "__nptl_last_event\0",
+            "__nptl_nthreads\0",
+            "__nptl_rtld_global\0",
+            "__pthread_keys\0",
+            "const_thread_area\0",
+            "dtv_dtv\0",
+            "dtv_slotinfo_gen\0",
+            "dtv_slotinfo_list_len\0",
+            "dtv_slotinfo_list_next\0",
+            "dtv_slotinfo_list_slotinfo\0",
+            "dtv_slotinfo_map\0",
+            "dtv_t_counter\0",
+            "dtv_t_pointer_val\0",
+            "link_map_l_tls_modid\0",
+            "link_map_l_tls_offset\0",
+            "list_t_next\0",
+            "list_t_prev\0",
+            "pthread_cancelhandling\0",
+            "pthread_dtvp\0",
+            "pthread_eventbuf\0",
+            "pthread_eventbuf_eventmask\0",
+            "pthread_eventbuf_eventmask_event_bits\0",
+            "pthread_key_data_data\0",
+            "pthread_key_data_level2_data\0",
+            "pthread_key_data_seq\0",
+            "pthread_key_struct_destr\0",
+            "pthread_key_struct_seq\0",
+            "pthread_list\0",
+            "pthread_nextevent\0",
+            "pthread_report_events\0",
+            "pthread_schedparam_sched_priority\0",
+            "pthread_schedpolicy\0",
+            "pthread_specific\0",
+            "pthread_start_routine\0",
+            "pthread_tid\0",
+            "rtld_global__dl_stack_used\0",
+            "rtld_global__dl_stack_user\0",
+            "rtld_global__dl_tls_dtv_slotinfo_list\0",
+            "sizeof_dtv_slotinfo\0",
+            "sizeof_dtv_slotinfo_list\0",
+            "sizeof_list_t\0",
+            "sizeof_pthread\0",
+            "sizeof_pthread_key_data\0",
+            "sizeof_pthread_key_data_level2\0",
+            "sizeof_pthread_key_struct\0",
+            "sizeof_td_eventbuf_t\0",
+            "sizeof_td_thr_events_t\0",
+            "td_eventbuf_t_eventdata\0",
+            "td_eventbuf_t_eventnum\0",
+            "td_thr_events_t_event_bits\0",
+        )),
+    },
+    types: &TYPES,
+    tunables: Tunables {
+        defs: &[
+            /*  0 */ Tunable { ty: TunableType::String, default: 0x0, min: 0x0, max: 0x0, security: None, name: 0, alias: 0 }, // glibc.cpu.hwcaps
+            /*  1 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 2, security: None, name: 17, alias: 1 }, // glibc.cpu.plt_rewrite
+            /*  2 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 1, security: None, name: 39, alias: 2 }, // glibc.cpu.prefer_map_32bit_exec
+            /*  3 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, name: 71, alias: 27 }, // glibc.cpu.x86_data_cache_size
+            /*  4 */ Tunable { ty: TunableType::String, default: 0x0, min: 0x0, max: 0x0, security: None, name: 101, alias: 28 }, // glibc.cpu.x86_ibt
+            /*  5 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, name: 119, alias: 29 }, // glibc.cpu.x86_memset_non_temporal_threshold
+            /*  6 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, name: 163, alias: 30 }, // glibc.cpu.x86_non_temporal_threshold
+            /*  7 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x1, max: 0xffffffffffffffff, security: None, name: 200, alias: 31 }, // glibc.cpu.x86_rep_movsb_threshold
+            /*  8 */ Tunable { ty: TunableType::SizeT, default: 0x800, min: 0x1, max: 0xffffffffffffffff, security: None, name: 234, alias: 32 }, // glibc.cpu.x86_rep_stosb_threshold
+            /*  9 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, name: 268, alias: 33 }, // glibc.cpu.x86_shared_cache_size
+            /* 10 */ Tunable { ty: TunableType::String, default: 0x0, min: 0x0, max: 0x0, security: None, name: 300, alias: 34 }, // glibc.cpu.x86_shstk
+            /* 11 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 1, security: None, name: 320, alias: 35 }, // glibc.elision.enable
+            /* 12 */ Tunable { ty: TunableType::Int32, default: 3, min: 0, max: 2147483647, security: None, name: 341, alias: 36 }, // glibc.elision.skip_lock_after_retries
+            /* 13 */ Tunable { ty: TunableType::Int32, default: 3, min: 0, max: 2147483647, security: None, name: 379, alias: 37 }, // glibc.elision.skip_lock_busy
+            /* 14 */ Tunable { ty: TunableType::Int32, default: 3, min: 0, max: 2147483647, security: None, name: 408, alias: 38 }, // glibc.elision.skip_lock_internal_abort
+            /* 15 */ Tunable { ty: TunableType::Int32, default: 3, min: 0, max: 2147483647, security: None, name: 447, alias: 39 }, // glibc.elision.skip_trylock_internal_abort
+            /* 16 */ Tunable { ty: TunableType::Int32, default: 3, min: 0, max: 2147483647, security: None, name: 489, alias: 40 }, // glibc.elision.tries
+            /* 17 */ Tunable { ty: TunableType::Int32, default: 1048576, min: 50, max: 2147483647, security: None, name: 509, alias: 41 }, // glibc.gmon.maxarcs
+            /* 18 */ Tunable { ty: TunableType::Int32, default: 50, min: 50, max: 2147483647, security: None, name: 528, alias: 42 }, // glibc.gmon.minarcs
+            /* 19 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x1, max: 0xffffffffffffffff, security: None, name: 547, alias: 43 }, // glibc.malloc.arena_max
+            /* 20 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x1, max: 0xffffffffffffffff, security: None, name: 570, alias: 60 }, // glibc.malloc.arena_test
+            /* 21 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 3, security: None, name: 594, alias: 78 }, // glibc.malloc.check
+            /* 22 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, name: 613, alias: 92 }, // glibc.malloc.hugetlb
+            /* 23 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 2147483647, security: None, name: 634, alias: 93 }, // glibc.malloc.mmap_max
+            /* 24 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, name: 656, alias: 110 }, // glibc.malloc.mmap_threshold
+            /* 25 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, name: 684, alias: 133 }, // glibc.malloc.mxfast
+            /* 26 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 255, security: None, name: 704, alias: 134 }, // glibc.malloc.perturb
+            /* 27 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, name: 725, alias: 150 }, // glibc.malloc.tcache_count
+            /* 28 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, name: 751, alias: 151 }, // glibc.malloc.tcache_max
+            /* 29 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, name: 775, alias: 152 }, // glibc.malloc.tcache_unsorted_limit
+            /* 30 */ Tunable { ty: TunableType::SizeT, default: 0x20000, min: 0x0, max: 0xffffffffffffffff, security: None, name: 810, alias: 153 }, // glibc.malloc.top_pad
+            /* 31 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, name: 831, alias: 169 }, // glibc.malloc.trim_threshold
+            /* 32 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 1, security: None, name: 859, alias: 192 }, // glibc.mem.decorate_maps
+            /* 33 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 255, security: None, name: 883, alias: 193 }, // glibc.mem.tagging
+            /* 34 */ Tunable { ty: TunableType::Int32, default: 100, min: 0, max: 32767, security: None, name: 901, alias: 194 }, // glibc.pthread.mutex_spin_count
+            /* 35 */ Tunable { ty: TunableType::Int32, default: 1, min: 0, max: 1, security: None, name: 932, alias: 195 }, // glibc.pthread.rseq
+            /* 36 */ Tunable { ty: TunableType::SizeT, default: 0x2800000, min: 0x0, max: 0xffffffffffffffff, security: None, name: 951, alias: 196 }, // glibc.pthread.stack_cache_size
+            /* 37 */ Tunable { ty: TunableType::Int32, default: 1, min: 0, max: 1, security: None, name: 982, alias: 197 }, // glibc.pthread.stack_hugetlb
+            /* 38 */ Tunable { ty: TunableType::Int32, default: 2, min: 1, max: 2, security: None, name: 1010, alias: 198 }, // glibc.rtld.dynamic_sort
+            /* 39 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 1, security: None, name: 1034, alias: 199 }, // glibc.rtld.enable_secure
+            /* 40 */ Tunable { ty: TunableType::Int32, default: 1, min: 0, max: 2, security: None, name: 1059, alias: 200 }, // glibc.rtld.execstack
+            /* 41 */ Tunable { ty: TunableType::SizeT, default: 0x4, min: 0x1, max: 0x10, security: None, name: 1080, alias: 201 }, // glibc.rtld.nns
+            /* 42 */ Tunable { ty: TunableType::SizeT, default: 0x200, min: 0x0, max: 0xffffffffffffffff, security: None, name: 1095, alias: 202 }, // glibc.rtld.optional_static_tls
+        ],
+        names: Names(concat!(
+            /*  0 */ "glibc.cpu.hwcaps\0",
+            /*  1 */ "glibc.cpu.plt_rewrite\0",
+            /*  2 */ "glibc.cpu.prefer_map_32bit_exec\0",
+            /*  3 */ "glibc.cpu.x86_data_cache_size\0",
+            /*  4 */ "glibc.cpu.x86_ibt\0",
+            /*  5 */ "glibc.cpu.x86_memset_non_temporal_threshold\0",
+            /*  6 */ "glibc.cpu.x86_non_temporal_threshold\0",
+            /*  7 */ "glibc.cpu.x86_rep_movsb_threshold\0",
+            /*  8 */ "glibc.cpu.x86_rep_stosb_threshold\0",
+            /*  9 */ "glibc.cpu.x86_shared_cache_size\0",
+            /* 10 */ "glibc.cpu.x86_shstk\0",
+            /* 11 */ "glibc.elision.enable\0",
+            /* 12 */ "glibc.elision.skip_lock_after_retries\0",
+            /* 13 */ "glibc.elision.skip_lock_busy\0",
+            /* 14 */ "glibc.elision.skip_lock_internal_abort\0",
+            /* 15 */ "glibc.elision.skip_trylock_internal_abort\0",
+            /* 16 */ "glibc.elision.tries\0",
+            /* 17 */ "glibc.gmon.maxarcs\0",
+            /* 18 */ "glibc.gmon.minarcs\0",
+            /* 19 */ "glibc.malloc.arena_max\0",
+            /* 20 */ "glibc.malloc.arena_test\0",
+            /* 21 */ "glibc.malloc.check\0",
+            /* 22 */ "glibc.malloc.hugetlb\0",
+            /* 23 */ "glibc.malloc.mmap_max\0",
+            /* 24 */ "glibc.malloc.mmap_threshold\0",
+            /* 25 */ "glibc.malloc.mxfast\0",
+            /* 26 */ "glibc.malloc.perturb\0",
+            /* 27 */ "glibc.malloc.tcache_count\0",
+            /* 28 */ "glibc.malloc.tcache_max\0",
+            /* 29 */ "glibc.malloc.tcache_unsorted_limit\0",
+            /* 30 */ "glibc.malloc.top_pad\0",
+            /* 31 */ "glibc.malloc.trim_threshold\0",
+            /* 32 */ "glibc.mem.decorate_maps\0",
+            /* 33 */ "glibc.mem.tagging\0",
+            /* 34 */ "glibc.pthread.mutex_spin_count\0",
+            /* 35 */ "glibc.pthread.rseq\0",
+            /* 36 */ "glibc.pthread.stack_cache_size\0",
+            /* 37 */ "glibc.pthread.stack_hugetlb\0",
+            /* 38 */ "glibc.rtld.dynamic_sort\0",
+            /* 39 */ "glibc.rtld.enable_secure\0",
+            /* 40 */ "glibc.rtld.execstack\0",
+            /* 41 */ "glibc.rtld.nns\0",
+            /* 42 */ "glibc.rtld.optional_static_tls\0",
+        )),
+        aliases: Names(concat!(
+            /*  0 */ "\0",
+            /*  1 */ "\0",
+            /*  2 */ "LD_PREFER_MAP_32BIT_EXEC\0",
+            /*  3 */ "\0",
+            /*  4 */ "\0",
+            /*  5 */ "\0",
+            /*  6 */ "\0",
+            /*  7 */ "\0",
+            /*  8 */ "\0",
+            /*  9 */ "\0",
+            /* 10 */ "\0",
+            /* 11 */ "\0",
+            /* 12 */ "\0",
+            /* 13 */ "\0",
+            /* 14 */ "\0",
+            /* 15 */ "\0",
+            /* 16 */ "\0",
+            /* 17 */ "\0",
+            /* 18 */ "\0",
+            /* 19 */ "MALLOC_ARENA_MAX\0",
+            /* 20 */ "MALLOC_ARENA_TEST\0",
+            /* 21 */ "MALLOC_CHECK_\0",
+            /* 22 */ "\0",
+            /* 23 */ "MALLOC_MMAP_MAX_\0",
+            /* 24 */ "MALLOC_MMAP_THRESHOLD_\0",
+            /* 25 */ "\0",
+            /* 26 */ "MALLOC_PERTURB_\0",
+            /* 27 */ "\0",
+            /* 28 */ "\0",
+            /* 29 */ "\0",
+            /* 30 */ "MALLOC_TOP_PAD_\0",
+            /* 31 */ "MALLOC_TRIM_THRESHOLD_\0",
+            /* 32 */ "\0",
+            /* 33 */ "\0",
+            /* 34 */ "\0",
+            /* 35 */ "\0",
+            /* 36 */ "\0",
+            /* 37 */ "\0",
+            /* 38 */ "\0",
+            /* 39 */ "\0",
+            /* 40 */ "\0",
+            /* 41 */ "\0",
+            /* 42 */ "\0",
+        )),
+    },
+    unsecure_env: Names(concat!(
+        "GCONV_PATH\0",
+        "GETCONF_DIR\0",
+        "GLIBC_TUNABLES\0",
+        "HOSTALIASES\0",
+        "LD_AUDIT\0",
+        "LD_BIND_NOT\0",
+        "LD_BIND_NOW\0",
+        "LD_DEBUG\0",
+        "LD_DEBUG_OUTPUT\0",
+        "LD_DYNAMIC_WEAK\0",
+        "LD_LIBRARY_PATH\0",
+        "LD_ORIGIN_PATH\0",
+        "LD_PRELOAD\0",
+        "LD_PROFILE\0",
+        "LD_SHOW_AUXV\0",
+        "LD_VERBOSE\0",
+        "LD_WARN\0",
+        "LOCALDOMAIN\0",
+        "LOCPATH\0",
+        "MALLOC_ARENA_MAX\0",
+        "MALLOC_ARENA_TEST\0",
+        "MALLOC_MMAP_MAX_\0",
+        "MALLOC_MMAP_THRESHOLD_\0",
+        "MALLOC_PERTURB_\0",
+        "MALLOC_TOP_PAD_\0",
+        "MALLOC_TRACE\0",
+        "MALLOC_TRIM_THRESHOLD_\0",
+        "NIS_PATH\0",
+        "NLSPATH\0",
+        "RESOLV_HOST_CONF\0",
+        "RES_OPTIONS\0",
+        "TMPDIR\0",
+        "TZDIR\0",
+    )),
+};
 
-const _: () = if let Err(e) = TABLE.check() {
+const _: () = if let Err(e) = LAYOUT.check() {
     panic!("{}", e.0)
 };

@@ -7,88 +7,7 @@
 
 use crate::glibc::layout::*;
 
-const TABLE: Layout = Layout {
-    glibc_version: "2.43",
-    arch: Arch::Aarch64,
-    fingerprint: Fingerprint {
-        version: "2.43",
-        imports: &[
-            "__libc_enable_secure",
-            "__libc_stack_end",
-            "__pointer_chk_guard",
-            "__rseq_offset",
-            "__rseq_size",
-            "__stack_chk_guard",
-            "__tls_get_addr",
-            "__tunable_get_val",
-            "__tunable_is_initialized",
-            "_dl_allocate_tls",
-            "_dl_allocate_tls_init",
-            "_dl_argv",
-            "_dl_audit_preinit",
-            "_dl_audit_symbind_alt",
-            "_dl_catch_exception",
-            "_dl_deallocate_tls",
-            "_dl_find_dso_for_object",
-            "_dl_rtld_di_serinfo",
-            "_dl_signal_error",
-            "_dl_signal_exception",
-            "_rtld_global",
-            "_rtld_global_ro",
-        ],
-        thread_db: &[
-            ("__nptl_last_event", &[64, 1, 0]),
-            ("__nptl_nthreads", &[32, 1, 0]),
-            ("__nptl_rtld_global", &[64, 1, 0]),
-            ("__pthread_keys", &[128, 1024, 0]),
-            ("const_thread_area", &[1824]),
-            ("dtv_dtv", &[128, 134217727, 0]),
-            ("dtv_slotinfo_gen", &[64, 1, 0]),
-            ("dtv_slotinfo_list_len", &[64, 1, 0]),
-            ("dtv_slotinfo_list_next", &[64, 1, 8]),
-            ("dtv_slotinfo_list_slotinfo", &[128, 0, 16]),
-            ("dtv_slotinfo_map", &[64, 1, 8]),
-            ("dtv_t_counter", &[64, 1, 0]),
-            ("dtv_t_pointer_val", &[64, 1, 0]),
-            ("link_map_l_tls_modid", &[64, 1, 1176]),
-            ("link_map_l_tls_offset", &[64, 1, 1168]),
-            ("list_t_next", &[64, 1, 0]),
-            ("list_t_prev", &[64, 1, 8]),
-            ("pthread_cancelhandling", &[32, 1, 264]),
-            ("pthread_dtvp", &[64, 1, 1824]),
-            ("pthread_eventbuf", &[192, 1, 1104]),
-            ("pthread_eventbuf_eventmask", &[64, 1, 1104]),
-            ("pthread_eventbuf_eventmask_event_bits", &[32, 2, 1104]),
-            ("pthread_key_data_data", &[64, 1, 8]),
-            ("pthread_key_data_level2_data", &[128, 32, 0]),
-            ("pthread_key_data_seq", &[64, 1, 0]),
-            ("pthread_key_struct_destr", &[64, 1, 8]),
-            ("pthread_key_struct_seq", &[64, 1, 0]),
-            ("pthread_list", &[128, 1, 192]),
-            ("pthread_nextevent", &[64, 1, 1128]),
-            ("pthread_report_events", &[8, 1, 1041]),
-            ("pthread_schedparam_sched_priority", &[32, 1, 1080]),
-            ("pthread_schedpolicy", &[32, 1, 1084]),
-            ("pthread_specific", &[2048, 1, 784]),
-            ("pthread_start_routine", &[64, 1, 1088]),
-            ("pthread_tid", &[32, 1, 208]),
-            ("rtld_global__dl_stack_used", &[128, 1, 2200]),
-            ("rtld_global__dl_stack_user", &[128, 1, 2216]),
-            ("rtld_global__dl_tls_dtv_slotinfo_list", &[64, 1, 2144]),
-            ("sizeof_dtv_slotinfo", &[16]),
-            ("sizeof_dtv_slotinfo_list", &[16]),
-            ("sizeof_list_t", &[16]),
-            ("sizeof_pthread", &[1824]),
-            ("sizeof_pthread_key_data", &[16]),
-            ("sizeof_pthread_key_data_level2", &[512]),
-            ("sizeof_pthread_key_struct", &[16]),
-            ("sizeof_td_eventbuf_t", &[24]),
-            ("sizeof_td_thr_events_t", &[8]),
-            ("td_eventbuf_t_eventdata", &[64, 1, 16]),
-            ("td_eventbuf_t_eventnum", &[32, 1, 8]),
-            ("td_thr_events_t_event_bits", &[32, 2, 0]),
-        ],
-    },
+static TYPES: Types = Types {
     enumerators: Enumerators {
         allocate_guard_user: Some(2),
         thread_state_joinable: Some(2),
@@ -524,78 +443,277 @@ const TABLE: Layout = Layout {
         strval_str: Some(Field { off: 0, size: 8 }),
         strval_len: Some(Field { off: 8, size: 8 }),
     },
-    tunables: &[
-        /*  0 */ Tunable { name: "glibc.cpu.aarch64_bti", ty: TunableType::Uint64, default: 0x0, min: 0x0, max: 0x1, security: None, alias: "" },
-        /*  1 */ Tunable { name: "glibc.cpu.aarch64_gcs", ty: TunableType::Uint64, default: 0x0, min: 0x0, max: 0x3, security: None, alias: "" },
-        /*  2 */ Tunable { name: "glibc.cpu.name", ty: TunableType::String, default: 0x0, min: 0x0, max: 0x0, security: None, alias: "" },
-        /*  3 */ Tunable { name: "glibc.gmon.maxarcs", ty: TunableType::Int32, default: 1048576, min: 50, max: 2147483647, security: None, alias: "" },
-        /*  4 */ Tunable { name: "glibc.gmon.minarcs", ty: TunableType::Int32, default: 50, min: 50, max: 2147483647, security: None, alias: "" },
-        /*  5 */ Tunable { name: "glibc.malloc.arena_max", ty: TunableType::SizeT, default: 0x0, min: 0x1, max: 0xffffffffffffffff, security: None, alias: "MALLOC_ARENA_MAX" },
-        /*  6 */ Tunable { name: "glibc.malloc.arena_test", ty: TunableType::SizeT, default: 0x0, min: 0x1, max: 0xffffffffffffffff, security: None, alias: "MALLOC_ARENA_TEST" },
-        /*  7 */ Tunable { name: "glibc.malloc.check", ty: TunableType::Int32, default: 0, min: 0, max: 3, security: None, alias: "MALLOC_CHECK_" },
-        /*  8 */ Tunable { name: "glibc.malloc.hugetlb", ty: TunableType::SizeT, default: 0x1, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-        /*  9 */ Tunable { name: "glibc.malloc.mmap_max", ty: TunableType::Int32, default: 0, min: 0, max: 2147483647, security: None, alias: "MALLOC_MMAP_MAX_" },
-        /* 10 */ Tunable { name: "glibc.malloc.mmap_threshold", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "MALLOC_MMAP_THRESHOLD_" },
-        /* 11 */ Tunable { name: "glibc.malloc.mxfast", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-        /* 12 */ Tunable { name: "glibc.malloc.perturb", ty: TunableType::Int32, default: 0, min: 0, max: 255, security: None, alias: "MALLOC_PERTURB_" },
-        /* 13 */ Tunable { name: "glibc.malloc.tcache_count", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-        /* 14 */ Tunable { name: "glibc.malloc.tcache_max", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-        /* 15 */ Tunable { name: "glibc.malloc.tcache_unsorted_limit", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-        /* 16 */ Tunable { name: "glibc.malloc.top_pad", ty: TunableType::SizeT, default: 0x20000, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "MALLOC_TOP_PAD_" },
-        /* 17 */ Tunable { name: "glibc.malloc.trim_threshold", ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "MALLOC_TRIM_THRESHOLD_" },
-        /* 18 */ Tunable { name: "glibc.mem.decorate_maps", ty: TunableType::Int32, default: 0, min: 0, max: 1, security: None, alias: "" },
-        /* 19 */ Tunable { name: "glibc.mem.tagging", ty: TunableType::Int32, default: 0, min: 0, max: 255, security: None, alias: "" },
-        /* 20 */ Tunable { name: "glibc.pthread.mutex_spin_count", ty: TunableType::Int32, default: 100, min: 0, max: 32767, security: None, alias: "" },
-        /* 21 */ Tunable { name: "glibc.pthread.rseq", ty: TunableType::Int32, default: 1, min: 0, max: 1, security: None, alias: "" },
-        /* 22 */ Tunable { name: "glibc.pthread.stack_cache_size", ty: TunableType::SizeT, default: 0x2800000, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-        /* 23 */ Tunable { name: "glibc.pthread.stack_hugetlb", ty: TunableType::Int32, default: 1, min: 0, max: 1, security: None, alias: "" },
-        /* 24 */ Tunable { name: "glibc.rtld.dynamic_sort", ty: TunableType::Int32, default: 2, min: 1, max: 2, security: None, alias: "" },
-        /* 25 */ Tunable { name: "glibc.rtld.enable_secure", ty: TunableType::Int32, default: 0, min: 0, max: 1, security: None, alias: "" },
-        /* 26 */ Tunable { name: "glibc.rtld.execstack", ty: TunableType::Int32, default: 1, min: 0, max: 2, security: None, alias: "" },
-        /* 27 */ Tunable { name: "glibc.rtld.nns", ty: TunableType::SizeT, default: 0x4, min: 0x1, max: 0x10, security: None, alias: "" },
-        /* 28 */ Tunable { name: "glibc.rtld.optional_static_tls", ty: TunableType::SizeT, default: 0x200, min: 0x0, max: 0xffffffffffffffff, security: None, alias: "" },
-    ],
-    unsecure_env: &[
-        "GCONV_PATH",
-        "GETCONF_DIR",
-        "GLIBC_TUNABLES",
-        "HOSTALIASES",
-        "LD_AUDIT",
-        "LD_BIND_NOT",
-        "LD_BIND_NOW",
-        "LD_DEBUG",
-        "LD_DEBUG_OUTPUT",
-        "LD_DYNAMIC_WEAK",
-        "LD_LIBRARY_PATH",
-        "LD_ORIGIN_PATH",
-        "LD_PRELOAD",
-        "LD_PROFILE",
-        "LD_PROFILE_OUTPUT",
-        "LD_SHOW_AUXV",
-        "LD_VERBOSE",
-        "LD_WARN",
-        "LOCALDOMAIN",
-        "LOCPATH",
-        "MALLOC_ARENA_MAX",
-        "MALLOC_ARENA_TEST",
-        "MALLOC_MMAP_MAX_",
-        "MALLOC_MMAP_THRESHOLD_",
-        "MALLOC_PERTURB_",
-        "MALLOC_TOP_PAD_",
-        "MALLOC_TRACE",
-        "MALLOC_TRIM_THRESHOLD_",
-        "NIS_PATH",
-        "NLSPATH",
-        "RESOLV_HOST_CONF",
-        "RES_OPTIONS",
-        "TMPDIR",
-        "TZDIR",
-    ],
 };
 
 /// glibc 2.43 aarch64.
-pub static LAYOUT: Layout = TABLE;
+pub static LAYOUT: Layout = Layout {
+    glibc_version: "2.43",
+    arch: Arch::Aarch64,
+    fingerprint: Fingerprint {
+        version: "2.43",
+        imports: Names(concat!(
+            "__libc_enable_secure\0",
+            "__libc_stack_end\0",
+            "__pointer_chk_guard\0",
+            "__rseq_offset\0",
+            "__rseq_size\0",
+            "__stack_chk_guard\0",
+            "__tls_get_addr\0",
+            "__tunable_get_val\0",
+            "__tunable_is_initialized\0",
+            "_dl_allocate_tls\0",
+            "_dl_allocate_tls_init\0",
+            "_dl_argv\0",
+            "_dl_audit_preinit\0",
+            "_dl_audit_symbind_alt\0",
+            "_dl_catch_exception\0",
+            "_dl_deallocate_tls\0",
+            "_dl_find_dso_for_object\0",
+            "_dl_rtld_di_serinfo\0",
+            "_dl_signal_error\0",
+            "_dl_signal_exception\0",
+            "_rtld_global\0",
+            "_rtld_global_ro\0",
+        )),
+        thread_db: &[
+            ThreadDb::new(&[64, 1, 0]), // __nptl_last_event
+            ThreadDb::new(&[32, 1, 0]), // __nptl_nthreads
+            ThreadDb::new(&[64, 1, 0]), // __nptl_rtld_global
+            ThreadDb::new(&[128, 1024, 0]), // __pthread_keys
+            ThreadDb::new(&[1824]), // const_thread_area
+            ThreadDb::new(&[128, 134217727, 0]), // dtv_dtv
+            ThreadDb::new(&[64, 1, 0]), // dtv_slotinfo_gen
+            ThreadDb::new(&[64, 1, 0]), // dtv_slotinfo_list_len
+            ThreadDb::new(&[64, 1, 8]), // dtv_slotinfo_list_next
+            ThreadDb::new(&[128, 0, 16]), // dtv_slotinfo_list_slotinfo
+            ThreadDb::new(&[64, 1, 8]), // dtv_slotinfo_map
+            ThreadDb::new(&[64, 1, 0]), // dtv_t_counter
+            ThreadDb::new(&[64, 1, 0]), // dtv_t_pointer_val
+            ThreadDb::new(&[64, 1, 1176]), // link_map_l_tls_modid
+            ThreadDb::new(&[64, 1, 1168]), // link_map_l_tls_offset
+            ThreadDb::new(&[64, 1, 0]), // list_t_next
+            ThreadDb::new(&[64, 1, 8]), // list_t_prev
+            ThreadDb::new(&[32, 1, 264]), // pthread_cancelhandling
+            ThreadDb::new(&[64, 1, 1824]), // pthread_dtvp
+            ThreadDb::new(&[192, 1, 1104]), // pthread_eventbuf
+            ThreadDb::new(&[64, 1, 1104]), // pthread_eventbuf_eventmask
+            ThreadDb::new(&[32, 2, 1104]), // pthread_eventbuf_eventmask_event_bits
+            ThreadDb::new(&[64, 1, 8]), // pthread_key_data_data
+            ThreadDb::new(&[128, 32, 0]), // pthread_key_data_level2_data
+            ThreadDb::new(&[64, 1, 0]), // pthread_key_data_seq
+            ThreadDb::new(&[64, 1, 8]), // pthread_key_struct_destr
+            ThreadDb::new(&[64, 1, 0]), // pthread_key_struct_seq
+            ThreadDb::new(&[128, 1, 192]), // pthread_list
+            ThreadDb::new(&[64, 1, 1128]), // pthread_nextevent
+            ThreadDb::new(&[8, 1, 1041]), // pthread_report_events
+            ThreadDb::new(&[32, 1, 1080]), // pthread_schedparam_sched_priority
+            ThreadDb::new(&[32, 1, 1084]), // pthread_schedpolicy
+            ThreadDb::new(&[2048, 1, 784]), // pthread_specific
+            ThreadDb::new(&[64, 1, 1088]), // pthread_start_routine
+            ThreadDb::new(&[32, 1, 208]), // pthread_tid
+            ThreadDb::new(&[128, 1, 2200]), // rtld_global__dl_stack_used
+            ThreadDb::new(&[128, 1, 2216]), // rtld_global__dl_stack_user
+            ThreadDb::new(&[64, 1, 2144]), // rtld_global__dl_tls_dtv_slotinfo_list
+            ThreadDb::new(&[16]), // sizeof_dtv_slotinfo
+            ThreadDb::new(&[16]), // sizeof_dtv_slotinfo_list
+            ThreadDb::new(&[16]), // sizeof_list_t
+            ThreadDb::new(&[1824]), // sizeof_pthread
+            ThreadDb::new(&[16]), // sizeof_pthread_key_data
+            ThreadDb::new(&[512]), // sizeof_pthread_key_data_level2
+            ThreadDb::new(&[16]), // sizeof_pthread_key_struct
+            ThreadDb::new(&[24]), // sizeof_td_eventbuf_t
+            ThreadDb::new(&[8]), // sizeof_td_thr_events_t
+            ThreadDb::new(&[64, 1, 16]), // td_eventbuf_t_eventdata
+            ThreadDb::new(&[32, 1, 8]), // td_eventbuf_t_eventnum
+            ThreadDb::new(&[32, 2, 0]), // td_thr_events_t_event_bits
+        ],
+        thread_db_names: Names(concat!(
+            "__nptl_last_event\0",
+            "__nptl_nthreads\0",
+            "__nptl_rtld_global\0",
+            "__pthread_keys\0",
+            "const_thread_area\0",
+            "dtv_dtv\0",
+            "dtv_slotinfo_gen\0",
+            "dtv_slotinfo_list_len\0",
+            "dtv_slotinfo_list_next\0",
+            "dtv_slotinfo_list_slotinfo\0",
+            "dtv_slotinfo_map\0",
+            "dtv_t_counter\0",
+            "dtv_t_pointer_val\0",
+            "link_map_l_tls_modid\0",
+            "link_map_l_tls_offset\0",
+            "list_t_next\0",
+            "list_t_prev\0",
+            "pthread_cancelhandling\0",
+            "pthread_dtvp\0",
+            "pthread_eventbuf\0",
+            "pthread_eventbuf_eventmask\0",
+            "pthread_eventbuf_eventmask_event_bits\0",
+            "pthread_key_data_data\0",
+            "pthread_key_data_level2_data\0",
+            "pthread_key_data_seq\0",
+            "pthread_key_struct_destr\0",
+            "pthread_key_struct_seq\0",
+            "pthread_list\0",
+            "pthread_nextevent\0",
+            "pthread_report_events\0",
+            "pthread_schedparam_sched_priority\0",
+            "pthread_schedpolicy\0",
+            "pthread_specific\0",
+            "pthread_start_routine\0",
+            "pthread_tid\0",
+            "rtld_global__dl_stack_used\0",
+            "rtld_global__dl_stack_user\0",
+            "rtld_global__dl_tls_dtv_slotinfo_list\0",
+            "sizeof_dtv_slotinfo\0",
+            "sizeof_dtv_slotinfo_list\0",
+            "sizeof_list_t\0",
+            "sizeof_pthread\0",
+            "sizeof_pthread_key_data\0",
+            "sizeof_pthread_key_data_level2\0",
+            "sizeof_pthread_key_struct\0",
+            "sizeof_td_eventbuf_t\0",
+            "sizeof_td_thr_events_t\0",
+            "td_eventbuf_t_eventdata\0",
+            "td_eventbuf_t_eventnum\0",
+            "td_thr_events_t_event_bits\0",
+        )),
+    },
+    types: &TYPES,
+    tunables: Tunables {
+        defs: &[
+            /*  0 */ Tunable { ty: TunableType::Uint64, default: 0x0, min: 0x0, max: 0x1, security: None, name: 0, alias: 0 }, // glibc.cpu.aarch64_bti
+            /*  1 */ Tunable { ty: TunableType::Uint64, default: 0x0, min: 0x0, max: 0x3, security: None, name: 22, alias: 1 }, // glibc.cpu.aarch64_gcs
+            /*  2 */ Tunable { ty: TunableType::String, default: 0x0, min: 0x0, max: 0x0, security: None, name: 44, alias: 2 }, // glibc.cpu.name
+            /*  3 */ Tunable { ty: TunableType::Int32, default: 1048576, min: 50, max: 2147483647, security: None, name: 59, alias: 3 }, // glibc.gmon.maxarcs
+            /*  4 */ Tunable { ty: TunableType::Int32, default: 50, min: 50, max: 2147483647, security: None, name: 78, alias: 4 }, // glibc.gmon.minarcs
+            /*  5 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x1, max: 0xffffffffffffffff, security: None, name: 97, alias: 5 }, // glibc.malloc.arena_max
+            /*  6 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x1, max: 0xffffffffffffffff, security: None, name: 120, alias: 22 }, // glibc.malloc.arena_test
+            /*  7 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 3, security: None, name: 144, alias: 40 }, // glibc.malloc.check
+            /*  8 */ Tunable { ty: TunableType::SizeT, default: 0x1, min: 0x0, max: 0xffffffffffffffff, security: None, name: 163, alias: 54 }, // glibc.malloc.hugetlb
+            /*  9 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 2147483647, security: None, name: 184, alias: 55 }, // glibc.malloc.mmap_max
+            /* 10 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, name: 206, alias: 72 }, // glibc.malloc.mmap_threshold
+            /* 11 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, name: 234, alias: 95 }, // glibc.malloc.mxfast
+            /* 12 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 255, security: None, name: 254, alias: 96 }, // glibc.malloc.perturb
+            /* 13 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, name: 275, alias: 112 }, // glibc.malloc.tcache_count
+            /* 14 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, name: 301, alias: 113 }, // glibc.malloc.tcache_max
+            /* 15 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, name: 325, alias: 114 }, // glibc.malloc.tcache_unsorted_limit
+            /* 16 */ Tunable { ty: TunableType::SizeT, default: 0x20000, min: 0x0, max: 0xffffffffffffffff, security: None, name: 360, alias: 115 }, // glibc.malloc.top_pad
+            /* 17 */ Tunable { ty: TunableType::SizeT, default: 0x0, min: 0x0, max: 0xffffffffffffffff, security: None, name: 381, alias: 131 }, // glibc.malloc.trim_threshold
+            /* 18 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 1, security: None, name: 409, alias: 154 }, // glibc.mem.decorate_maps
+            /* 19 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 255, security: None, name: 433, alias: 155 }, // glibc.mem.tagging
+            /* 20 */ Tunable { ty: TunableType::Int32, default: 100, min: 0, max: 32767, security: None, name: 451, alias: 156 }, // glibc.pthread.mutex_spin_count
+            /* 21 */ Tunable { ty: TunableType::Int32, default: 1, min: 0, max: 1, security: None, name: 482, alias: 157 }, // glibc.pthread.rseq
+            /* 22 */ Tunable { ty: TunableType::SizeT, default: 0x2800000, min: 0x0, max: 0xffffffffffffffff, security: None, name: 501, alias: 158 }, // glibc.pthread.stack_cache_size
+            /* 23 */ Tunable { ty: TunableType::Int32, default: 1, min: 0, max: 1, security: None, name: 532, alias: 159 }, // glibc.pthread.stack_hugetlb
+            /* 24 */ Tunable { ty: TunableType::Int32, default: 2, min: 1, max: 2, security: None, name: 560, alias: 160 }, // glibc.rtld.dynamic_sort
+            /* 25 */ Tunable { ty: TunableType::Int32, default: 0, min: 0, max: 1, security: None, name: 584, alias: 161 }, // glibc.rtld.enable_secure
+            /* 26 */ Tunable { ty: TunableType::Int32, default: 1, min: 0, max: 2, security: None, name: 609, alias: 162 }, // glibc.rtld.execstack
+            /* 27 */ Tunable { ty: TunableType::SizeT, default: 0x4, min: 0x1, max: 0x10, security: None, name: 630, alias: 163 }, // glibc.rtld.nns
+            /* 28 */ Tunable { ty: TunableType::SizeT, default: 0x200, min: 0x0, max: 0xffffffffffffffff, security: None, name: 645, alias: 164 }, // glibc.rtld.optional_static_tls
+        ],
+        names: Names(concat!(
+            /*  0 */ "glibc.cpu.aarch64_bti\0",
+            /*  1 */ "glibc.cpu.aarch64_gcs\0",
+            /*  2 */ "glibc.cpu.name\0",
+            /*  3 */ "glibc.gmon.maxarcs\0",
+            /*  4 */ "glibc.gmon.minarcs\0",
+            /*  5 */ "glibc.malloc.arena_max\0",
+            /*  6 */ "glibc.malloc.arena_test\0",
+            /*  7 */ "glibc.malloc.check\0",
+            /*  8 */ "glibc.malloc.hugetlb\0",
+            /*  9 */ "glibc.malloc.mmap_max\0",
+            /* 10 */ "glibc.malloc.mmap_threshold\0",
+            /* 11 */ "glibc.malloc.mxfast\0",
+            /* 12 */ "glibc.malloc.perturb\0",
+            /* 13 */ "glibc.malloc.tcache_count\0",
+            /* 14 */ "glibc.malloc.tcache_max\0",
+            /* 15 */ "glibc.malloc.tcache_unsorted_limit\0",
+            /* 16 */ "glibc.malloc.top_pad\0",
+            /* 17 */ "glibc.malloc.trim_threshold\0",
+            /* 18 */ "glibc.mem.decorate_maps\0",
+            /* 19 */ "glibc.mem.tagging\0",
+            /* 20 */ "glibc.pthread.mutex_spin_count\0",
+            /* 21 */ "glibc.pthread.rseq\0",
+            /* 22 */ "glibc.pthread.stack_cache_size\0",
+            /* 23 */ "glibc.pthread.stack_hugetlb\0",
+            /* 24 */ "glibc.rtld.dynamic_sort\0",
+            /* 25 */ "glibc.rtld.enable_secure\0",
+            /* 26 */ "glibc.rtld.execstack\0",
+            /* 27 */ "glibc.rtld.nns\0",
+            /* 28 */ "glibc.rtld.optional_static_tls\0",
+        )),
+        aliases: Names(concat!(
+            /*  0 */ "\0",
+            /*  1 */ "\0",
+            /*  2 */ "\0",
+            /*  3 */ "\0",
+            /*  4 */ "\0",
+            /*  5 */ "MALLOC_ARENA_MAX\0",
+            /*  6 */ "MALLOC_ARENA_TEST\0",
+            /*  7 */ "MALLOC_CHECK_\0",
+            /*  8 */ "\0",
+            /*  9 */ "MALLOC_MMAP_MAX_\0",
+            /* 10 */ "MALLOC_MMAP_THRESHOLD_\0",
+            /* 11 */ "\0",
+            /* 12 */ "MALLOC_PERTURB_\0",
+            /* 13 */ "\0",
+            /* 14 */ "\0",
+            /* 15 */ "\0",
+            /* 16 */ "MALLOC_TOP_PAD_\0",
+            /* 17 */ "MALLOC_TRIM_THRESHOLD_\0",
+            /* 18 */ "\0",
+            /* 19 */ "\0",
+            /* 20 */ "\0",
+            /* 21 */ "\0",
+            /* 22 */ "\0",
+            /* 23 */ "\0",
+            /* 24 */ "\0",
+            /* 25 */ "\0",
+            /* 26 */ "\0",
+            /* 27 */ "\0",
+            /* 28 */ "\0",
+        )),
+    },
+    unsecure_env: Names(concat!(
+        "GCONV_PATH\0",
+        "GETCONF_DIR\0",
+        "GLIBC_TUNABLES\0",
+        "HOSTALIASES\0",
+        "LD_AUDIT\0",
+        "LD_BIND_NOT\0",
+        "LD_BIND_NOW\0",
+        "LD_DEBUG\0",
+        "LD_DEBUG_OUTPUT\0",
+        "LD_DYNAMIC_WEAK\0",
+        "LD_LIBRARY_PATH\0",
+        "LD_ORIGIN_PATH\0",
+        "LD_PRELOAD\0",
+        "LD_PROFILE\0",
+        "LD_PROFILE_OUTPUT\0",
+        "LD_SHOW_AUXV\0",
+        "LD_VERBOSE\0",
+        "LD_WARN\0",
+        "LOCALDOMAIN\0",
+        "LOCPATH\0",
+        "MALLOC_ARENA_MAX\0",
+        "MALLOC_ARENA_TEST\0",
+        "MALLOC_MMAP_MAX_\0",
+        "MALLOC_MMAP_THRESHOLD_\0",
+        "MALLOC_PERTURB_\0",
+        "MALLOC_TOP_PAD_\0",
+        "MALLOC_TRACE\0",
+        "MALLOC_TRIM_THRESHOLD_\0",
+        "NIS_PATH\0",
+        "NLSPATH\0",
+        "RESOLV_HOST_CONF\0",
+        "RES_OPTIONS\0",
+        "TMPDIR\0",
+        "TZDIR\0",
+    )),
+};
 
-const _: () = if let Err(e) = TABLE.check() {
+const _: () = if let Err(e) = LAYOUT.check() {
     panic!("{}", e.0)
 };

@@ -2,7 +2,7 @@
 //! of an installed layout table's body (docs/glibc-table-format.md),
 //! written from the same spec as the encoder (`glibc-gen`). Do not edit.
 
-use crate::glibc::table_reader::Reader;
+use crate::glibc::table_reader::{leaked, Reader};
 use crate::glibc::layout::*;
 
 /// The binary format version this decoder reads.
@@ -20,6 +20,16 @@ pub fn layout(r: &mut Reader<'_>) -> Result<Layout, &'static str> {
         glibc_version: r.str()?,
         arch: r.arch()?,
         fingerprint: r.fingerprint()?,
+        types: leaked(types(r)?),
+        tunables: r.tunables()?,
+        unsecure_env: r.names()?,
+    })
+}
+
+/// The `Types` of a table body, read where `Layout::types` stands.
+#[inline(never)]
+fn types(r: &mut Reader<'_>) -> Result<Types, &'static str> {
+    Ok(Types {
         enumerators: enumerators(r)?,
         rtld_global: rtld_global(r)?,
         rtld_global_ro: rtld_global_ro(r)?,
@@ -47,8 +57,6 @@ pub fn layout(r: &mut Reader<'_>) -> Result<Layout, &'static str> {
         cpuid_feature_internal: if r.flag()? { Some(cpuid_feature_internal(r)?) } else { None },
         aarch64_cpu_features: if r.flag()? { Some(aarch64_cpu_features(r)?) } else { None },
         tunable_val: tunable_val(r)?,
-        tunables: r.tunables()?,
-        unsecure_env: r.strs()?,
     })
 }
 
