@@ -327,7 +327,16 @@ pub fn parse(defs: Tunables, dialect: Dialect, env: &[&'static [u8]], secure: bo
         }
     }
     let aliased = &aliased[..n_aliased];
+    // The bytes a variable read here can start with (`G`, and the aliases'
+    // `M` and `L`): any other entry is passed by without measuring its name.
+    let mut first = [0u64; 4];
+    for b in core::iter::once(GLIBC_TUNABLES).chain(aliased.iter().map(|(_, a)| a.as_bytes())).filter_map(|n| n.first()) {
+        first[usize::from(b >> 6)] |= 1 << (b & 63);
+    }
     for &e in env {
+        if e.first().is_none_or(|&b| first[usize::from(b >> 6)] >> (b & 63) & 1 == 0) {
+            continue;
+        }
         let Some((name, value)) = split_entry(e) else { continue };
         if name == GLIBC_TUNABLES {
             match dialect {
@@ -384,9 +393,8 @@ pub fn parse(defs: Tunables, dialect: Dialect, env: &[&'static [u8]], secure: bo
 /// stricter there).
 pub fn enable_secure_requested(env: &[&'static [u8]]) -> bool {
     env.iter()
-        .filter_map(|&e| split_entry(e))
-        .filter(|(n, _)| *n == GLIBC_TUNABLES)
-        .any(|(_, v)| strict_items(v).unwrap_or_default().iter().any(|(n, v)| *n == ENABLE_SECURE && strtoul(v, Dialect::Strict).0 == 1))
+        .filter_map(|&e| e.strip_prefix(GLIBC_TUNABLES)?.strip_prefix(b"="))
+        .any(|v| strict_items(v).unwrap_or_default().iter().any(|(n, v)| *n == ENABLE_SECURE && strtoul(v, Dialect::Strict).0 == 1))
 }
 
 /// The image of one `tunable_val_t` (at most 16 bytes: `Layout::check`).
