@@ -251,7 +251,7 @@ fn open_place(p: &Place, euid: u32) -> Result<Opened, &'static str> {
             sys::openat(Some(&dir), &name, sys::O_RDONLY | sys::O_NOFOLLOW, 0).map(|fd| (fd, false))
         };
         match opened {
-            Ok((fd, rw)) => return map_file(fd, rw, p, euid),
+            Ok((fd, rw)) => return check_file(fd, rw, p, euid),
             Err(Errno::ENOENT) if p.write && dst.uid == euid => match create(&dir, euid) {
                 Ok(Some((file, words))) => {
                     let (len, slot_count) = (cache::bytes_for(cache::DEFAULT_SLOTS).unwrap_or(0), cache::DEFAULT_SLOTS);
@@ -268,7 +268,9 @@ fn open_place(p: &Place, euid: u32) -> Result<Opened, &'static str> {
     Err("cannot open")
 }
 
-fn map_file(fd: Fd, rw: bool, p: &Place, euid: u32) -> Result<Opened, &'static str> {
+/// The opened cache file `fd`, if it passes the trust rules, has no holes
+/// (or can be allocated) and its header is one this code reads.
+fn check_file(fd: Fd, rw: bool, p: &Place, euid: u32) -> Result<Opened, &'static str> {
     let st = sys::fstat(&fd).map_err(describe)?;
     trusted(&st, euid, false)?;
     let size = usize::try_from(st.size).map_err(|_| "bad size")?;
