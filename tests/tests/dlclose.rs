@@ -3,10 +3,28 @@
 //! RTLD_NOLOAD does not find it, and opening it again runs its constructor
 //! on fresh data. Both arches.
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
 use cah_tests::{built_loader, debian_sysroot, Arch};
+
+/// What `exe ARGS` does in a clean environment (stdout, stderr, exit
+/// status), first under glibc's loader, then run by ld-cah
+/// (`ld-cah.so exe ARGS`); aarch64 under qemu with the Debian sysroot.
+fn under_both(arch: Arch, exe: &Path, args: &[&OsStr]) -> [(String, String, Option<i32>); 2] {
+    let sysroot = debian_sysroot();
+    if arch == Arch::Aarch64 {
+        assert!(sysroot.exists(), "run `cargo xtask sysroot`");
+    }
+    let run = |mut c: Command| {
+        let o = c.args(args).env_clear().output().unwrap();
+        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned(), o.status.code())
+    };
+    let mut ours = arch.command(&sysroot, &built_loader(arch));
+    ours.arg(exe);
+    [run(arch.command(&sysroot, exe)), run(ours)]
+}
 
 const LIB: &str = r#"#include <stdio.h>
 static int counter;
@@ -50,23 +68,11 @@ fn case(aarch64: bool) {
     let exe = dir.path().join("main");
     assert!(Command::new(cc).args(["-shared", "-fPIC", "-O1", "-o"]).arg(&lib).arg(&ls).status().unwrap().success());
     assert!(Command::new(cc).args(["-O1", "-o"]).arg(&exe).arg(&ms).status().unwrap().success());
-    let loader = built_loader(arch);
-    let sysroot = debian_sysroot();
-    let run = |first: &Path, prog: Option<&Path>| {
-        if aarch64 {
-            assert!(sysroot.exists(), "run `cargo xtask sysroot`");
-        }
-        let mut c = arch.command(&sysroot, first);
-        if let Some(p) = prog {
-            c.arg(p);
-        }
-        let o = c.arg(&lib).env_clear().output().unwrap();
-        (String::from_utf8_lossy(&o.stdout).into_owned(), o.status.code())
-    };
-    let reference = run(&exe, None);
+    let [(out, _, code), (ours, _, our_code)] = under_both(arch, &exe, &[lib.as_os_str()]);
+    let reference = (out, code);
     assert_eq!(reference.1, Some(0), "glibc: {reference:?}");
     assert!(reference.0.contains("after dlclose: unmapped, NOLOAD NULL"), "glibc: {reference:?}");
-    assert_eq!(run(&loader, Some(&exe)), reference, "aarch64={aarch64}: ld-cah differs from glibc");
+    assert_eq!((ours, our_code), reference, "aarch64={aarch64}: ld-cah differs from glibc");
 }
 
 #[test]
@@ -191,22 +197,10 @@ fn lazy_reaches_an_earlier_local_library(aarch64: bool) {
         .unwrap()
         .success());
     assert!(Command::new(cc).args(["-O1", "-o"]).arg(&exe).arg(&ms).status().unwrap().success());
-    let sysroot = debian_sysroot();
-    if aarch64 {
-        assert!(sysroot.exists(), "run `cargo xtask sysroot`");
-    }
-    let run = |first: &Path, prog: Option<&Path>| {
-        let mut c = arch.command(&sysroot, first);
-        if let Some(p) = prog {
-            c.arg(p);
-        }
-        let o = c.arg(&b).arg(&user).env_clear().output().unwrap();
-        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned(), o.status.code())
-    };
-    let reference = run(&exe, None);
+    let [reference, ours] = under_both(arch, &exe, &[b.as_os_str(), user.as_os_str()]);
     assert_eq!(reference.2, Some(0), "glibc: {reference:?}");
     assert_eq!(reference.0, "round 1: 43\nround 2: 43\nround 3: 43\n", "glibc: {reference:?}");
-    assert_eq!(run(&built_loader(arch), Some(&exe)), reference, "aarch64={aarch64}: ld-cah differs from glibc");
+    assert_eq!(ours, reference, "aarch64={aarch64}: ld-cah differs from glibc");
 }
 
 #[test]
@@ -332,19 +326,8 @@ fn chain_follows_glibc(arch: Arch) {
     }
     let exe = dir.path().join("main");
     assert!(Command::new(cc).args(["-O1", "-o"]).arg(&exe).arg(&ms).status().unwrap().success());
-    let sysroot = debian_sysroot();
-    if arch == Arch::Aarch64 {
-        assert!(sysroot.exists(), "run `cargo xtask sysroot`");
-    }
-    let run = |first: &Path, prog: Option<&Path>| {
-        let mut c = arch.command(&sysroot, first);
-        if let Some(p) = prog {
-            c.arg(p);
-        }
-        let o = c.arg(dir.path()).env_clear().output().unwrap();
-        (String::from_utf8_lossy(&o.stdout).into_owned(), o.status.code())
-    };
-    let reference = run(&exe, None);
+    let [(out, _, code), (ours, _, our_code)] = under_both(arch, &exe, &[dir.path().as_os_str()]);
+    let reference = (out, code);
     assert_eq!(reference.1, Some(0), "glibc: {reference:?}");
     // The premise, in glibc's own output: load order, the closed and the
     // refused objects gone (the vDSO may be missing under qemu).
@@ -353,7 +336,7 @@ fn chain_follows_glibc(arch: Arch) {
     assert!(again.lines().take(2).all(|l| l.contains(" \"\" ") && l.ends_with(tail)), "glibc: {reference:?}");
     let last = reference.0.split("e closed, f by e's finaliser:\n").nth(1).unwrap_or_default();
     assert!(last.lines().take(2).all(|l| l.ends_with("libc.so.6 [loader]")), "glibc: {reference:?}");
-    assert_eq!(run(&built_loader(arch), Some(&exe)), reference, "{arch:?}: ld-cah differs from glibc");
+    assert_eq!((ours, our_code), reference, "{arch:?}: ld-cah differs from glibc");
 }
 
 #[test]
