@@ -290,13 +290,25 @@ fn a_2_31_of_another_distributor_is_refused_with_one_line() {
     let root = foreign_2_31_root(dir.path());
     let loader = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/ld-cah/x86_64/ld-cah.so");
     std::fs::copy(&loader, root.join("ld-cah-test.so")).unwrap();
-    let out = Command::new("/usr/sbin/chroot")
-        .arg(&root)
-        .arg("/ld-cah-test.so")
-        .arg("/bin/true")
-        .env_clear()
-        .output()
-        .expect("chroot runs (root needed)");
+    // The copy may still be open for writing in a child another test's
+    // thread forked meanwhile: chroot's exec of it then fails with ETXTBSY
+    // (exit 126) until that child execs in turn. Wait it out.
+    let mut tries = 0;
+    let out = loop {
+        let out = Command::new("/usr/sbin/chroot")
+            .arg(&root)
+            .arg("/ld-cah-test.so")
+            .arg("/bin/true")
+            .env_clear()
+            .output()
+            .expect("chroot runs (root needed)");
+        if out.status.code() == Some(126) && String::from_utf8_lossy(&out.stderr).contains("Text file busy") && tries < 50 {
+            tries += 1;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            continue;
+        }
+        break out;
+    };
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(127), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
