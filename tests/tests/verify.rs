@@ -380,6 +380,11 @@ fn verdicts<'a>(out: &'a Outcome, name: &str) -> Vec<&'a str> {
     out.stderr.lines().filter(|l| l.starts_with(&prefix)).collect()
 }
 
+/// Turns binding plans off, for the tests of the hash cache itself: a
+/// plan recorded by an earlier start vouches for its closure without the
+/// cache (`plan_vouches_only_for_the_files_it_was_recorded_for`).
+const NO_PLAN: (&str, &str) = ("CAH_PLAN", "0");
+
 fn all_from(out: &Outcome, source: &str) -> bool {
     ["libwho.so", "libinner.so", "libc.so.6"].iter().all(|n| {
         let v = verdicts(out, n);
@@ -404,7 +409,10 @@ fn locked_program_runs_then_hits_the_cache() {
         );
         let second = app.run(&[], &debug);
         f.check(ran_ok(&second, GOOD), arch, "second run", &second);
-        f.check(all_from(&second, "cache"), arch, "a warm start takes every digest from the cache", &second);
+        f.check(all_from(&second, "binding plan"), arch, "a warm start: the binding plan vouches for every locked file", &second);
+        let second = app.run(&[], &[debug[0], NO_PLAN]);
+        f.check(ran_ok(&second, GOOD), arch, "a run without plans", &second);
+        f.check(all_from(&second, "cache"), arch, "a warm start without plans takes every digest from the cache", &second);
         // Without CAH_DEBUG nothing is said, and a warm start writes
         // nothing to the shared cache file: same bytes, same mtime.
         let snapshot = || {
@@ -470,11 +478,13 @@ fn real_programs_run_verified() {
         std::fs::create_dir_all(&own).unwrap();
         chmod(&own, 0o755);
         let env = vec![("CAH_CACHE_DIR".to_string(), own.display().to_string())];
-        for round in ["cold", "warm"] {
+        for (round, source) in [("cold", "(hashed), ok"), ("warm", "(binding plan), ok"), ("warm, no plan", "(cache), ok")] {
             let mut e = env.clone();
             e.push(("CAH_DEBUG".into(), "verify".into()));
+            if round == "warm, no plan" {
+                e.push((NO_PLAN.0.into(), NO_PLAN.1.into()));
+            }
             let r = execute(&argv, &e);
-            let source = if round == "cold" { "(hashed), ok" } else { "(cache), ok" };
             let lines: Vec<&str> = r.stderr.lines().filter(|l| l.contains(": blake3:")).collect();
             let ok = r.status == Some(0)
                 && r.stdout == want
@@ -602,7 +612,7 @@ fn a_library_modified_in_place_is_refused_and_its_stale_entry_not_trusted() {
         let out = app.run(&[], &[]);
         f.check(ran_ok(&out, GOOD), arch, "cold start", &out);
         let out = app.run(&[], &[("CAH_DEBUG", "verify")]);
-        f.check(all_from(&out, "cache"), arch, "warm start uses the cache", &out);
+        f.check(all_from(&out, "binding plan"), arch, "a warm start: its binding plan vouches for every file", &out);
 
         // Same inode, same size, same mtime, other content.
         edit_in_place(&lib, b"build-a", b"build-x");
@@ -639,12 +649,70 @@ fn a_library_modified_in_place_is_refused_and_its_stale_entry_not_trusted() {
     f.finish("a_library_modified_in_place_is_refused_and_its_stale_entry_not_trusted");
 }
 
+/// A start-up takes the files of a locked closure on trust, then lets the
+/// binding plan recorded for exactly those files (their identities and the
+/// digests they were accepted for) vouch for them; without such a plan it
+/// confirms each from the cache or by hashing, and loads the closure again
+/// when one is not the locked file.
+#[test]
+fn plan_vouches_only_for_the_files_it_was_recorded_for() {
+    let mut f = Failures::default();
+    for arch in arches() {
+        let app = App::new("vouch", arch, &[]);
+        let debug = ("CAH_DEBUG", "verify");
+        let out = app.run(&[], &[debug]);
+        f.check(ran_ok(&out, GOOD) && all_from(&out, "hashed"), arch, "cold start: every file hashed", &out);
+        // The plan alone vouches: no cache file is opened, or made.
+        std::fs::remove_file(app.cache_file()).unwrap();
+        let out = app.run(&[], &[debug]);
+        f.check(ran_ok(&out, GOOD) && all_from(&out, "binding plan"), arch, "warm start, the cache file gone: the plan vouches", &out);
+        f.check(!app.cache_file().exists(), arch, "and no cache file was made", &out);
+
+        // Another build at the same path (same size, written in place): the
+        // plan no longer matches the closure, the file is hashed and
+        // refused, exactly as without plans.
+        let lib = app.lib("libwho.so");
+        let want = app.digest(&lib);
+        let got = app.digest(&app.impostor());
+        let right = app.dir.join("right-libwho.so");
+        std::fs::copy(&lib, &right).unwrap();
+        std::fs::copy(app.impostor(), &lib).unwrap();
+        let line = app.no_match_line(&app.prog(), &want, &[(lib.clone(), got.clone())]);
+        let out = app.run(&[], &[debug]);
+        let v = verdicts(&out, "libwho.so");
+        f.check(
+            out.status == Some(127)
+                && out.stderr.ends_with(&line)
+                && v.len() == 1
+                && v[0].ends_with(&format!("blake3:{got} (hashed), mismatch"))
+                && out.stderr.contains("ld-cah.so: verify: a file taken on trust is not the locked one: loading again\n"),
+            arch,
+            "a changed library: hashed once, refused by the search made again",
+            &out,
+        );
+        let out = app.run(&[], &[]);
+        f.check(refused_with(&out, &line), arch, &format!("refused with exactly:\n  {line}"), &out);
+        // The right build back (a new identity): confirmed by hashing,
+        // then vouched for by the plan that start records.
+        std::fs::copy(&right, &lib).unwrap();
+        let out = app.run(&[], &[debug]);
+        let v = verdicts(&out, "libwho.so");
+        f.check(ran_ok(&out, GOOD) && v.len() == 1 && v[0].ends_with("(hashed), ok"), arch, "the right build: hashed", &out);
+        let out = app.run(&[], &[debug]);
+        f.check(ran_ok(&out, GOOD) && all_from(&out, "binding plan"), arch, "then vouched for by its new plan", &out);
+        if f.0.is_empty() {
+            app.done();
+        }
+    }
+    f.finish("plan_vouches_only_for_the_files_it_was_recorded_for");
+}
+
 #[test]
 fn an_untrusted_cache_file_is_ignored() {
     let mut f = Failures::default();
     for arch in arches() {
         let app = App::new("untrusted", arch, &[]);
-        let debug = [("CAH_DEBUG", "verify")];
+        let debug = [("CAH_DEBUG", "verify"), NO_PLAN];
         let out = app.run(&[], &debug);
         f.check(ran_ok(&out, GOOD), arch, "cold start", &out);
         let file = app.cache_file();
@@ -729,7 +797,7 @@ fn a_missing_read_only_full_or_bad_cache_never_stops_a_program() {
         let debug = ("CAH_DEBUG", "verify");
         // No directory (and no parent to create it in).
         let gone = app.dir.join("no/such/dir").display().to_string();
-        let out = app.run(&[], &[("CAH_CACHE_DIR", &gone), debug]);
+        let out = app.run(&[], &[("CAH_CACHE_DIR", &gone), debug, NO_PLAN]);
         f.check(ran_ok(&out, GOOD) && all_from(&out, "hashed"), arch, "no cache directory", &out);
         // Not a cache file; a file too short; a directory in its place.
         for (what, content) in [("garbage", vec![0x55u8; 8192]), ("short", vec![0u8; 24])] {
@@ -737,14 +805,14 @@ fn a_missing_read_only_full_or_bad_cache_never_stops_a_program() {
             std::fs::create_dir_all(&d).unwrap();
             chmod(&d, 0o755);
             std::fs::write(d.join("hashes"), &content).unwrap();
-            let out = app.run(&[], &[("CAH_CACHE_DIR", d.to_str().unwrap()), debug]);
+            let out = app.run(&[], &[("CAH_CACHE_DIR", d.to_str().unwrap()), debug, NO_PLAN]);
             f.check(ran_ok(&out, GOOD) && all_from(&out, "hashed"), arch, &format!("a {what} cache file"), &out);
             f.check(std::fs::read(d.join("hashes")).unwrap() == content, arch, "and it is left alone", &out);
         }
         let d = app.dir.join("isdir");
         std::fs::create_dir_all(d.join("hashes")).unwrap();
         chmod(&d, 0o755);
-        let out = app.run(&[], &[("CAH_CACHE_DIR", d.to_str().unwrap()), debug]);
+        let out = app.run(&[], &[("CAH_CACHE_DIR", d.to_str().unwrap()), debug, NO_PLAN]);
         f.check(ran_ok(&out, GOOD) && all_from(&out, "hashed"), arch, "a directory named hashes", &out);
 
         // The read-only and full file system cases need a private mount
@@ -754,7 +822,7 @@ fn a_missing_read_only_full_or_bad_cache_never_stops_a_program() {
         let prog = vec![app.prog().display().to_string()];
         let env_c = app.dir.join("mnt/c").display().to_string();
         // A read-only file system, no cache file: cannot create one.
-        let out = app.in_tmpfs("1m", "mkdir \"$D/c\"; mount -o remount,ro \"$D\"", &prog, &[("CAH_CACHE_DIR", &env_c), debug]);
+        let out = app.in_tmpfs("1m", "mkdir \"$D/c\"; mount -o remount,ro \"$D\"", &prog, &[("CAH_CACHE_DIR", &env_c), debug, NO_PLAN]);
         f.check(
             ran_ok(&out, GOOD) && out.stderr.contains("read-only file system") && all_from(&out, "hashed"),
             arch,
@@ -767,7 +835,7 @@ fn a_missing_read_only_full_or_bad_cache_never_stops_a_program() {
             app.arch.runner().join(" "),
             app.prog().display()
         );
-        let out = app.in_tmpfs("1m", &setup, &prog, &[("CAH_CACHE_DIR", &env_c), debug]);
+        let out = app.in_tmpfs("1m", &setup, &prog, &[("CAH_CACHE_DIR", &env_c), debug, NO_PLAN]);
         f.check(
             ran_ok(&out, GOOD) && out.stderr.contains("hashes: read-only") && all_from(&out, "cache"),
             arch,
@@ -788,7 +856,7 @@ fn a_missing_read_only_full_or_bad_cache_never_stops_a_program() {
             &out,
         );
         // The cache directory cannot be created (read-only parent).
-        let out = app.in_tmpfs("1m", "mount -o remount,ro \"$D\"", &prog, &[("CAH_CACHE_DIR", &env_c), debug]);
+        let out = app.in_tmpfs("1m", "mount -o remount,ro \"$D\"", &prog, &[("CAH_CACHE_DIR", &env_c), debug, NO_PLAN]);
         f.check(ran_ok(&out, GOOD) && all_from(&out, "hashed"), arch, "cannot create the cache directory", &out);
         if f.0.is_empty() {
             app.done();
@@ -883,6 +951,8 @@ fn parallel_launches_against_an_empty_cache() {
         let app = App::new("parallel", arch, &[]);
         for start in ["no cache file", "an empty cache file"] {
             let _ = std::fs::remove_file(app.cache_file());
+            // No plan either: each launch confirms its files by hashing.
+            let _ = std::fs::remove_dir_all(app.cache.join("plans"));
             if start == "an empty cache file" {
                 if let Err(e) = app.cah(&["cache", "init", "--file", app.cache_file().to_str().unwrap()]) {
                     f.note(arch, format!("cah cache init: {e}"));
@@ -912,9 +982,12 @@ fn parallel_launches_against_an_empty_cache() {
             if !left.is_empty() {
                 f.note(arch, format!("{start}: files left in the cache directory: {left:?}"));
             }
-            // And the cache serves the next start.
-            let out = app.run(&[], &[("CAH_DEBUG", "verify")]);
+            // And the cache serves the next start, as does the plan one of
+            // them recorded (whole: written aside and renamed).
+            let out = app.run(&[], &[("CAH_DEBUG", "verify"), NO_PLAN]);
             f.check(ran_ok(&out, GOOD) && all_from(&out, "cache"), arch, &format!("{start}: a start after the storm"), &out);
+            let out = app.run(&[], &[("CAH_DEBUG", "verify")]);
+            f.check(ran_ok(&out, GOOD) && all_from(&out, "binding plan"), arch, &format!("{start}: its binding plan"), &out);
         }
         if f.0.is_empty() {
             app.done();

@@ -206,7 +206,7 @@ while not os.path.exists(os.path.join(d, 'stop')):
         let libw: Vec<&str> = out.1.lines().filter(|l| l.contains("libw.so: ")).collect();
         assert!(
             libw.iter().all(|l| l.contains("(hashed a private copy: writable by others), ok")),
-            "a file others can write must not be vouched for by the cache: {out:?}"
+            "a file others can write must not be vouched for by the cache or a plan: {out:?}"
         );
     }
     assert_eq!(ran, 2, "the unchanged library runs");
@@ -223,8 +223,9 @@ while not os.path.exists(os.path.join(d, 'stop')):
     assert_eq!((before.size(), before.mtime(), before.mtime_nsec()), (after.size(), after.mtime(), after.mtime_nsec()));
 }
 
-/// A library only root can write is still hashed once and then found in the
-/// cache: the copy is for files others can write, not for every file.
+/// A library only root can write is still hashed once and then vouched for
+/// by the binding plan, or without plans found in the cache: the copy is
+/// for files others can write, not for every file.
 #[test]
 fn a_root_owned_library_still_uses_the_cache() {
     let s = Setup::new("sealed");
@@ -233,5 +234,14 @@ fn a_root_owned_library_still_uses_the_cache() {
     assert_eq!((first.0.as_str(), first.2), ("ORIGINAL\n", Some(0)), "{first:?}");
     assert!(first.1.contains("libw.so") && first.1.contains("(hashed), ok"), "{first:?}");
     let second = s.launch();
-    assert!(second.1.lines().any(|l| l.contains("libw.so") && l.contains("(cache), ok")), "{second:?}");
+    assert!(second.1.lines().any(|l| l.contains("libw.so") && l.contains("(binding plan), ok")), "{second:?}");
+    let out = Command::new(&s.prog)
+        .env_clear()
+        .env("CAH_CACHE_DIR", s.dir.join("cache"))
+        .env("CAH_DEBUG", "verify")
+        .env("CAH_PLAN", "0")
+        .output()
+        .unwrap();
+    let third = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && third.lines().any(|l| l.contains("libw.so") && l.contains("(cache), ok")), "{third}");
 }

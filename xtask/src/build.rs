@@ -178,10 +178,15 @@ fn check_shape(so: &std::path::Path, arch: Arch) -> Result<(), String> {
 /// glibc's wall time on a warm hello; 373,613 bytes). Lowered again when
 /// the glibc tables became relocation-free (their names one string per
 /// list): x86_64 to 492 KiB (500,650 bytes), aarch64 to 364 KiB (369,965).
+/// Both raised by 4 KiB for the binding plan vouching for a locked
+/// closure's digests (files taken on trust, confirmed after the walk, the
+/// closure loaded again when one does not match): a warm locked start
+/// opens no hash cache, 8 system calls and ~5,700 loader instructions
+/// fewer (507,466 and 375,965 bytes).
 fn loaded_size_limit(arch: Arch) -> u64 {
     match arch {
-        Arch::X86_64 => 492 * 1024,
-        Arch::Aarch64 => 364 * 1024,
+        Arch::X86_64 => 496 * 1024,
+        Arch::Aarch64 => 368 * 1024,
     }
 }
 

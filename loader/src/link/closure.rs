@@ -3,6 +3,7 @@
 
 use alloc::vec::Vec;
 
+use super::policy;
 use super::search::{self, SearchEnv, SearchObject};
 use super::{Dso, DsoId, Kind, Namespace};
 use crate::diag::{Error, ErrorKind};
@@ -76,7 +77,7 @@ fn try_path(
     cfg: &Config<'_>,
     path: &[u8],
     rejected: &mut Vec<Rejected>,
-    want: Option<&crate::link::policy::Want>,
+    want: Option<&policy::Want>,
     suid_only: bool,
 ) -> Result<Option<DsoId>, ()> {
     let mut cpath = Vec::with_capacity(path.len() + 1);
@@ -122,6 +123,11 @@ fn try_path(
         Some(bytes) => map::map_copy(bytes, cfg.machine, cfg.page),
         None => map::map_regular_file(&fd, st.size as u64, cfg.machine, cfg.page),
     };
+    // Taken on trust: the descriptor it was mapped from stays open until
+    // the start-up confirms it (see `policy::Pending`).
+    if let (Some(w), Some(policy::Accepted { pending: true, .. }), Ok(_)) = (want, &accepted, &mapped) {
+        w.keep_pending(fd, st, path);
+    }
     match mapped {
         Ok(m) => {
             // `l_name` is the path with a NUL: made with room for it.
@@ -202,7 +208,7 @@ fn load_object(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u
         err!(req_name, "{}: {}", crate::diag::show(name), detail)
     };
     if let Some(id) = ns.find_by_name(name) {
-        return crate::link::policy::reuse(ns, id, name);
+        return policy::reuse(ns, id, name);
     }
     let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
     if cfg.loader_names.iter().any(|n| n == name || n == base) {
@@ -212,7 +218,7 @@ fn load_object(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u
     }
     // A locked name: the store first, then the
     // search, accepting only a file with the locked digest.
-    let want = crate::link::policy::want(name)?;
+    let want = policy::want(name)?;
     let mut rejected = Vec::new();
     let chain_ids = ns.chain(requester);
     // Snapshot the chain's search data, its strings in one buffer: the
@@ -264,7 +270,7 @@ fn load_object(ns: &mut Namespace, cfg: &Config<'_>, requester: DsoId, name: &[u
     };
     match found {
         Ok(Some(id)) => {
-            crate::link::policy::check_agrees(ns, id)?;
+            policy::check_agrees(ns, id)?;
             if let Some(d) = ns.objs.get_mut(id) {
                 if !d.aliases.iter().any(|a| a == name) {
                     d.aliases.push(name.to_vec());
@@ -378,7 +384,7 @@ pub fn load_all_tracing(
     missing: Option<&mut Vec<(usize, Vec<u8>)>>,
 ) -> Result<(), Error> {
     let loaded = load_scope(ns, cfg, preloads, missing);
-    crate::link::policy::release_caches();
+    policy::release_caches();
     loaded
 }
 

@@ -271,6 +271,12 @@ pub struct Namespace {
     loaded: Vec<DsoId>,
 }
 
+/// A namespace's contents at one time (see [`Namespace::rewind`]): each
+/// object's count of aliases and of dependencies.
+pub struct Mark {
+    lists: Vec<(usize, usize)>,
+}
+
 impl Namespace {
     pub fn get(&self, id: DsoId) -> Option<&Dso> {
         self.objs.get(id)
@@ -325,6 +331,29 @@ impl Namespace {
     /// The objects inserted since the last [`clear_fresh`](Namespace::clear_fresh).
     pub fn fresh(&self) -> &[DsoId] {
         &self.fresh
+    }
+
+    /// What the namespace holds now, for [`rewind`](Namespace::rewind).
+    pub fn mark(&self) -> Mark {
+        Mark { lists: self.objs.iter().map(|d| (d.aliases.len(), d.deps.len())).collect() }
+    }
+
+    /// Back to `mark`, made when the namespace held only the objects
+    /// start-up put there itself: the libraries a walk loaded since are
+    /// taken out and returned (still mapped), the names and dependencies
+    /// it added to the others forgotten, the scope emptied. Only while no
+    /// code of those libraries has run and nothing else points at them.
+    pub fn rewind(&mut self, mark: Mark) -> Vec<Dso> {
+        let gone = self.objs.split_off(mark.lists.len());
+        for (d, (aliases, deps)) in self.objs.iter_mut().zip(mark.lists) {
+            d.aliases.truncate(aliases);
+            d.deps.truncate(deps);
+        }
+        self.scope.clear();
+        self.free.clear();
+        self.fresh.clear();
+        self.loaded.clear();
+        gone
     }
 
     /// Whether `lm` is the link map of an object other than `id` (closed

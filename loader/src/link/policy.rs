@@ -10,6 +10,12 @@
 //!   `try_path`). Rejected candidates are remembered for the error.
 //! - An unlocked name is loaded as usual, unless the lock is `STRICT` or
 //!   `CAH_STRICT` is set: then it is refused.
+//! - At start-up a candidate only root or this user can write is first
+//!   accepted on trust, without a digest ([`Pending`]): the binding plan
+//!   recorded for exactly this closure vouches for all of them at once,
+//!   else each is looked up or hashed, before anything of the closure runs
+//!   ([`confirm`]); when one does not match, the start-up loads its
+//!   closure again with each candidate verified as it is found ([`abandon`]).
 //! - A locked name that an object already loaded answers to (by
 //!   `DT_SONAME`, a preload, an earlier name) is accepted only if that
 //!   object was verified with the locked digest ([`reuse`]): a locked
@@ -47,14 +53,30 @@ pub enum How {
     Cache,
     /// Hashed during this start.
     Hashed,
+    /// Vouched for by the binding plan of this closure (recorded by a
+    /// start-up that verified the same files for the same digests).
+    Plan,
+    /// Accepted on trust, not confirmed yet (start-up only, see [`Pending`]).
+    Pending,
 }
 
 impl How {
+    /// How a file whose digest came from `source` was verified.
+    fn of(in_store: bool, source: Source) -> How {
+        match (in_store, source) {
+            (true, _) => How::Store,
+            (false, Source::Cache) => How::Cache,
+            (false, Source::Hashed | Source::Copied) => How::Hashed,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             How::Store => "store",
             How::Cache => "cache",
             How::Hashed => "hashed",
+            How::Plan => "binding plan",
+            How::Pending => "pending",
         }
     }
 }
@@ -82,7 +104,24 @@ pub struct Policy {
     /// Open for one load (start-up, a `dlopen`): see [`release_caches`].
     caches: spin::Mutex<Option<Caches>>,
     verified: spin::Mutex<Vec<Verified>>,
+    /// `Some` while the start-up's candidates are accepted on trust: the
+    /// ones accepted so, in order, until confirmed or abandoned.
+    pending: spin::Mutex<Option<Vec<Pending>>>,
     debug: bool,
+}
+
+/// A locked candidate accepted at start-up before its digest is known.
+/// Only a file that root or this user alone can write qualifies (one the
+/// caches could vouch for, `runtime::sealed`): its identity then dates its
+/// content, and the descriptor kept here, the very one it was mapped from,
+/// is what a confirmation looks up or hashes.
+struct Pending {
+    name: Vec<u8>,
+    path: Vec<u8>,
+    fd: Fd,
+    st: Stat,
+    digest: Digest,
+    in_store: bool,
 }
 
 static POLICY: spin::Once<Policy> = spin::Once::new();
@@ -135,8 +174,11 @@ pub fn lock_of(d: &Dso) -> Result<Option<LockView<'static>>, LockError> {
 /// Reads the program's lock and the environment, and installs the policy.
 /// `env` is the process environment; in secure mode `CAH_STORE`,
 /// `CAH_CACHE_DIR` and `CAH_DEBUG` are ignored (`CAH_STRICT` can only make
-/// loading stricter and is always honoured).
-pub fn setup(ns: &Namespace, env: &[&'static [u8]], secure: bool, euid: u32) -> Result<(), Error> {
+/// loading stricter and is always honoured). With `provisional` (a
+/// start-up that may use a binding plan), candidates are accepted on trust
+/// until [`confirm`] or [`abandon`]. Returns whether that mode is on (a
+/// locked program).
+pub fn setup(ns: &Namespace, env: &[&'static [u8]], secure: bool, euid: u32, provisional: bool) -> Result<bool, Error> {
     let main = &ns.objs[ns.main];
     let prog = String::from(main.display_name());
     let lock = lock_of(main).map_err(|e| err!(&prog, "cannot use its closure lock: {}", e))?;
@@ -149,8 +191,9 @@ pub fn setup(ns: &Namespace, env: &[&'static [u8]], secure: bool, euid: u32) -> 
         None
     };
     if lock.is_none() && strict.is_none() {
-        return Ok(());
+        return Ok(false);
     }
+    let provisional = provisional && lock.is_some();
     let store = match getenv(env, b"CAH_STORE") {
         Some(s) if !secure => s.strip_suffix(b"/").unwrap_or(s).to_vec(),
         _ => DEFAULT_STORE.to_vec(),
@@ -168,14 +211,16 @@ pub fn setup(ns: &Namespace, env: &[&'static [u8]], secure: bool, euid: u32) -> 
         euid,
         caches: spin::Mutex::new(None),
         verified: spin::Mutex::new(Vec::new()),
+        pending: spin::Mutex::new(provisional.then(Vec::new)),
         debug,
     });
-    Ok(())
+    Ok(provisional)
 }
 
 impl Policy {
-    /// The digest of an open file, through the caches (opened on first use).
-    fn digest_of(&self, fd: &Fd, st: &Stat) -> Result<runtime::Digested, &'static str> {
+    /// The digest of an open file, through the caches (opened on first
+    /// use); one hashed is recorded in them unless it differs from `expect`.
+    fn digest_of(&self, fd: &Fd, st: &Stat, expect: Option<&Digest>) -> Result<runtime::Digested, &'static str> {
         // Loads are serialized (the loader lock), so this lock is never
         // contended: it only makes the caches' owner explicit.
         let mut caches = self.caches.lock();
@@ -187,7 +232,7 @@ impl Policy {
                 }
             })
         });
-        runtime::digest_of(fd, st, Some(caches), self.euid)
+        runtime::digest_of(fd, st, Some(caches), self.euid, expect)
     }
 
     fn verified_file(&self, file: (u64, u64)) -> Option<Verified> {
@@ -199,6 +244,21 @@ impl Policy {
         if !all.iter().any(|w| w.file == v.file) {
             all.push(v);
         }
+    }
+
+    /// Says how a locked file was checked (`CAH_DEBUG=verify`): its
+    /// digest and where that came from, or why it has none.
+    fn say(&self, name: &[u8], path: &[u8], verdict: Result<(&Digest, &str), &str>, want: &Digest) {
+        if !self.debug {
+            return;
+        }
+        let mut line = diag::Line::new();
+        let _ = write!(line, "ld-cah.so: verify: {}: {}: ", diag::show(name), diag::show(path));
+        let _ = match verdict {
+            Ok((digest, from)) => writeln!(line, "blake3:{digest} ({from}), {}", if digest == want { "ok" } else { "mismatch" }),
+            Err(why) => writeln!(line, "{why}"),
+        };
+        line.flush_to(2);
     }
 
     pub fn lock(&self) -> Option<LockView<'static>> {
@@ -218,7 +278,14 @@ pub struct Accepted {
     /// The verified bytes, when they must be mapped from memory rather than
     /// from the file (others can write it).
     pub copy: Option<Vec<u8>>,
+    /// Taken on trust: once mapped, hand the descriptor to
+    /// [`Want::keep_pending`].
+    pub pending: bool,
 }
+
+/// At most this many candidates are taken on trust (each keeps its
+/// descriptor open until confirmed); the rest are verified as found.
+const MAX_PENDING: usize = 256;
 
 /// What a locked name must resolve to, and the candidates rejected so far.
 pub struct Want {
@@ -266,36 +333,26 @@ impl Want {
     /// message.
     pub fn accept(&self, fd: &Fd, st: &Stat, path: &[u8]) -> Option<Accepted> {
         let p = self.policy;
-        let result = p.digest_of(fd, st);
-        if p.debug {
-            let mut line = diag::Line::new();
-            let _ = write!(line, "ld-cah.so: verify: {}: {}: ", diag::show(&self.name), diag::show(path));
-            let _ = match &result {
-                Ok(r) => writeln!(
-                    line,
-                    "blake3:{} ({}), {}",
-                    r.digest,
-                    match r.source {
-                        Source::Cache => "cache",
-                        Source::Hashed => "hashed",
-                        Source::Copied => "hashed a private copy: writable by others",
-                    },
-                    if r.digest == self.digest { "ok" } else { "mismatch" }
-                ),
-                Err(why) => writeln!(line, "{why}"),
-            };
-            line.flush_to(2);
+        if let Some(pending) = p.pending.lock().as_ref() {
+            if let Some(v) = p.verified_file((st.dev, st.ino)).filter(|v| v.how == How::Pending) {
+                // Already taken on trust (and mapped) for a digest: a file
+                // has one, so it is this name's only if it is the same.
+                if v.digest == self.digest {
+                    return Some(Accepted { copy: None, pending: false });
+                }
+                self.tried.borrow_mut().push((path.to_vec(), Ok(v.digest)));
+                return None;
+            }
+            if runtime::sealed(st, p.euid) && pending.len() < MAX_PENDING {
+                return Some(Accepted { copy: None, pending: true });
+            }
         }
+        let result = p.digest_of(fd, st, None);
+        p.say(&self.name, path, result.as_ref().map(|r| (&r.digest, source_name(r.source))).map_err(|w| *w), &self.digest);
         match result {
             Ok(r) if r.digest == self.digest => {
-                let in_store = self.store_path().is_some_and(|s| s == path);
-                let how = match (in_store, r.source) {
-                    (true, _) => How::Store,
-                    (false, Source::Cache) => How::Cache,
-                    (false, Source::Hashed | Source::Copied) => How::Hashed,
-                };
-                p.record(Verified { file: (st.dev, st.ino), digest: r.digest, how });
-                Some(Accepted { copy: r.copy })
+                p.record(Verified { file: (st.dev, st.ino), digest: r.digest, how: How::of(self.in_store(path), r.source) });
+                Some(Accepted { copy: r.copy, pending: false })
             }
             Ok(r) => {
                 self.tried.borrow_mut().push((path.to_vec(), Ok(r.digest)));
@@ -306,6 +363,21 @@ impl Want {
                 None
             }
         }
+    }
+
+    fn in_store(&self, path: &[u8]) -> bool {
+        self.store_path().is_some_and(|s| s == path)
+    }
+
+    /// Keeps a candidate [`accept`](Want::accept) took on trust, now that
+    /// it is mapped from `fd`, until the start-up's closure is confirmed.
+    pub fn keep_pending(&self, fd: Fd, st: Stat, path: &[u8]) {
+        let p = self.policy;
+        let mut pending = p.pending.lock();
+        let Some(list) = pending.as_mut() else { return };
+        p.record(Verified { file: (st.dev, st.ino), digest: self.digest, how: How::Pending });
+        let in_store = self.in_store(path);
+        list.push(Pending { name: self.name.clone(), path: path.to_vec(), fd, st, digest: self.digest, in_store });
     }
 
     /// The error when no candidate matched: every candidate rejected here,
@@ -401,6 +473,81 @@ pub fn check_agrees(ns: &Namespace, id: DsoId) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether start-up candidates are being accepted on trust (see [`Pending`]).
+pub fn provisional() -> bool {
+    active().is_some_and(|p| p.pending.lock().is_some())
+}
+
+/// Ends the taking on trust, confirming every candidate taken so.
+///
+/// With `by_plan`, the binding plan recorded for exactly this closure
+/// vouches for all of them: its key holds each object's identity and the
+/// digest it was accepted for, and a plan is written only by a start-up
+/// that verified its closure, into a place with the hash cache's trust
+/// rules (`docs/binding-plan.md`), so it states what cache entries would.
+///
+/// Otherwise each is confirmed as [`Want::accept`] would have verified it
+/// when found: from the caches, or by hashing the descriptor it was mapped
+/// from. `Err` if one does not have its locked digest or cannot be read:
+/// the start-up then [`abandon`]s its closure and loads it again,
+/// verifying each candidate as it is found (the search may go on past
+/// this one).
+pub fn confirm(by_plan: bool) -> Result<(), Unconfirmed> {
+    let Some(p) = active() else { return Ok(()) };
+    let Some(list) = p.pending.lock().take() else { return Ok(()) };
+    let mut found = Vec::with_capacity(list.len());
+    for c in &list {
+        found.push(if by_plan {
+            (How::Plan, "binding plan")
+        } else {
+            // A digest that is not the locked one is not recorded: the
+            // search made again finds this file first and hashes it, as it
+            // would have without taking it on trust.
+            match p.digest_of(&c.fd, &c.st, Some(&c.digest)) {
+                Ok(r) if r.digest == c.digest && r.copy.is_none() => (How::of(c.in_store, r.source), source_name(r.source)),
+                _ => {
+                    release_caches();
+                    return Err(Unconfirmed);
+                }
+            }
+        });
+    }
+    release_caches();
+    let mut all = p.verified.lock();
+    for (c, (how, from)) in list.iter().zip(found) {
+        if let Some(v) = all.iter_mut().find(|v| v.file == (c.st.dev, c.st.ino)) {
+            v.how = how;
+        }
+        p.say(&c.name, &c.path, Ok((&c.digest, from)), &c.digest);
+    }
+    Ok(())
+}
+
+/// A file taken on trust that is not the locked one (or cannot be read).
+#[derive(Debug)]
+pub struct Unconfirmed;
+
+/// Where a digest came from, as `CAH_DEBUG=verify` says it.
+fn source_name(s: Source) -> &'static str {
+    match s {
+        Source::Cache => "cache",
+        Source::Hashed => "hashed",
+        Source::Copied => "hashed a private copy: writable by others",
+    }
+}
+
+/// Ends the taking on trust without confirming: what was taken so is
+/// forgotten (its descriptors closed), for the closure to be loaded again.
+pub fn abandon() {
+    if let Some(p) = active() {
+        *p.pending.lock() = None;
+        p.verified.lock().retain(|v| v.how != How::Pending);
+        if p.debug {
+            diag::print(2, format_args!("ld-cah.so: verify: a file taken on trust is not the locked one: loading again\n"));
+        }
+    }
+}
+
 /// How `d` was verified, if it was.
 pub fn verified(d: &Dso) -> Option<Verified> {
     active()?.verified_file(d.file_id?)
@@ -456,6 +603,7 @@ mod tests {
             euid: 0,
             caches: spin::Mutex::new(None),
             verified: spin::Mutex::new(Vec::new()),
+            pending: spin::Mutex::new(None),
             debug: false,
         }));
         let digest = crate::verify::hash(b"a");

@@ -23,7 +23,7 @@ use alloc::vec::Vec;
 use core::fmt::Write as _;
 
 use crate::elf::symbols::symbol;
-use crate::link::{DsoId, Kind, Namespace};
+use crate::link::{policy, DsoId, Kind, Namespace};
 use crate::map::FileView;
 use crate::sys::{self, Errno, Fd};
 use crate::verify::digest::Digest;
@@ -459,13 +459,14 @@ fn key_words(d: &Digest) -> [u64; 4] {
 }
 
 /// The key of a start-up's bindings: the loader's build id, then each
-/// object's kind and file identity in namespace order. `None` when an
-/// object's identity is unknown (nothing can then vouch for a plan).
+/// object's kind and file identity in namespace order, and for a library
+/// accepted for a locked name the digest it was accepted for. `None` when
+/// an object's identity is unknown (nothing can then vouch for a plan).
 pub fn key(ns: &Namespace, loader_build_id: &[u8]) -> Option<Digest> {
     // Gathered first and hashed in one call: a small closure's key is one
     // chunk, which `digest::hash` does without the crate's CPU detection.
-    let mut h: Vec<u8> = Vec::with_capacity(64 + loader_build_id.len() + 41 * ns.objs.len());
-    h.extend_from_slice(b"ld-cah binding plan 1\0");
+    let mut h: Vec<u8> = Vec::with_capacity(64 + loader_build_id.len() + 74 * ns.objs.len());
+    h.extend_from_slice(b"ld-cah binding plan 2\0");
     h.extend_from_slice(&(loader_build_id.len() as u64).to_le_bytes());
     h.extend_from_slice(loader_build_id);
     for d in &ns.objs {
@@ -481,6 +482,15 @@ pub fn key(ns: &Namespace, loader_build_id: &[u8]) -> Option<Digest> {
             for w in [id.dev, id.ino, id.size, id.mtime_ns as u64, id.ctime_ns as u64] {
                 h.extend_from_slice(&w.to_le_bytes());
             }
+        }
+        // What the plan vouches for when a start-up takes its closure on
+        // trust (`link::policy::confirm`): this file had this digest.
+        match policy::verified(d) {
+            Some(v) if d.kind == Kind::Library => {
+                h.push(1);
+                h.extend_from_slice(&v.digest.0);
+            }
+            _ => h.push(0),
         }
     }
     Some(crate::verify::digest::hash(&h))

@@ -35,8 +35,8 @@ use crate::arch::{ArchInfo, TlsVariant};
 use crate::diag::{self, Error};
 use crate::err;
 use crate::glibc::layout::Layout;
-use crate::link::closure;
 use crate::link::search::{self, Tokens};
+use crate::link::{closure, policy};
 use crate::link::{Dso, DsoId, Kind, Namespace};
 use crate::map::{self, Mapped};
 use crate::pipeline;
@@ -137,10 +137,8 @@ unsafe fn run(mut stack: Stack, base: usize) -> Result<Never, Error> {
 
     let mut ns = namespace(&stack, &program, main_map, self_map, &facts)?;
     let mut search = search_setup(&stack, &program, &env, &facts);
-    load_closure(&mut ns, &search, &program, &env, &facts, tracing)?;
-
     // The plan first: on a warm start it names libc's layout table too.
-    let plan = BindingPlan::prepare(&mut ns, &program, &env, &facts);
+    let plan = load_and_plan(&mut ns, &search, &program, &env, &facts, tracing)?;
     let glibc = libc::select(&ns, secure, &env.vars, plan.plan.as_ref().and_then(plan::Plan::layout))?;
     if let Some((_, l)) = glibc {
         crate::glibc::runtime::set_layout(l);
@@ -285,8 +283,53 @@ fn search_setup(stack: &Stack, program: &Program, env: &Env, facts: &Facts) -> S
     }
 }
 
-/// Stage 4: the closure, verified, its versions checked. Listing and
-/// `--verify` end the process here.
+/// Stages 4 and 5: the closure, verified, and its binding plan. A locked
+/// program's closure is first taken on trust (`policy::Pending`): the
+/// binding plan recorded for exactly these files vouches for all of them,
+/// else each is confirmed from the caches or by hashing. If one does not
+/// match, the closure is loaded again with each candidate verified as it
+/// is found, since the search must then go on past it. Nothing of the
+/// closure has run before it is confirmed.
+#[inline(never)]
+fn load_and_plan(
+    ns: &mut Namespace,
+    search: &Search,
+    program: &Program,
+    env: &Env,
+    facts: &Facts,
+    tracing: Option<&'static [u8]>,
+) -> Result<BindingPlan, Error> {
+    let opts = &program.opts;
+    // Listing and `--verify` report how each file was verified.
+    let trust = tracing.is_none() && !opts.list && !opts.verify && BindingPlan::wanted(env, facts);
+    // The closure lock and the verification policy (also used by dlopen).
+    if policy::setup(ns, &env.vars, facts.secure, facts.euid, trust)? {
+        let mark = ns.mark();
+        if let Some(plan) =
+            load_closure(ns, search, program, env, facts, tracing).ok().and_then(|()| BindingPlan::prepare(ns, program, env, facts).ok())
+        {
+            return Ok(plan);
+        }
+        policy::abandon();
+        discard(ns.rewind(mark));
+    }
+    load_closure(ns, search, program, env, facts, tracing)?;
+    BindingPlan::prepare(ns, program, env, facts).map_err(|policy::Unconfirmed| err!("ld-cah.so", "the closure could not be verified"))
+}
+
+/// Unmaps the libraries of a closure taken on trust and not confirmed:
+/// none of their code ran, and the namespace no longer holds them.
+fn discard(gone: Vec<Dso>) {
+    for d in gone.iter().filter(|d| d.kind == Kind::Library && d.map_end > d.map_start) {
+        // SAFETY: the range is this library's own mapping (or its private
+        // copy); nothing was relocated, initialised or published from it,
+        // and the namespace, the only owner of its address, let it go.
+        let _ = unsafe { sys::munmap(d.map_start, d.map_end - d.map_start) };
+    }
+}
+
+/// Stage 4: the closure, its versions checked. Listing and `--verify`
+/// end the process here.
 #[inline(never)]
 fn load_closure(
     ns: &mut Namespace,
@@ -299,8 +342,6 @@ fn load_closure(
     let opts = &program.opts;
     let cfg = search.config();
     let preloads = closure::preload_list(env.get(b"LD_PRELOAD"), opts.preload, facts.secure);
-    // The closure lock and the verification policy (also used by dlopen).
-    crate::link::policy::setup(ns, &env.vars, facts.secure, facts.euid)?;
     // LD_TRACE_LOADED_OBJECTS lists the libraries not found (glibc's
     // faked link maps); `--verify` does not look for them, as glibc's.
     let trace = tracing.is_some() && !opts.list && !opts.verify;
@@ -501,8 +542,16 @@ struct BindingPlan {
 }
 
 impl BindingPlan {
+    /// Whether a plan may be used (`CAH_PLAN=0` turns plans off).
+    fn wanted(env: &Env, facts: &Facts) -> bool {
+        facts.secure || env.get(b"CAH_PLAN") != Some(b"0")
+    }
+
+    /// Finds the plan for this closure, or opens the place to record one.
+    /// A closure taken on trust is confirmed here: by the plan, or else
+    /// file by file (`Err` if one does not match).
     #[inline(never)]
-    fn prepare(ns: &mut Namespace, program: &Program, env: &Env, facts: &Facts) -> BindingPlan {
+    fn prepare(ns: &mut Namespace, program: &Program, env: &Env, facts: &Facts) -> Result<BindingPlan, policy::Unconfirmed> {
         let euid = facts.euid;
         let cache_dir = if facts.secure { None } else { env.get(b"CAH_CACHE_DIR") };
         let places = crate::verify::runtime::places(facts.secure, euid, cache_dir);
@@ -512,9 +561,9 @@ impl BindingPlan {
                 diag::print(2, format_args!("ld-cah.so: bindings: {what}\n"));
             }
         };
-        if env.get(b"CAH_PLAN") == Some(b"0") && !facts.secure {
+        if !Self::wanted(env, facts) {
             say(format_args!("no plan: CAH_PLAN=0"));
-            return none;
+            return Ok(none);
         }
         // The program's identity: the file the kernel ran, or the one we mapped.
         let mut path = if program.direct { program.path.clone() } else { b"/proc/self/exe".to_vec() };
@@ -523,12 +572,14 @@ impl BindingPlan {
         ns.objs[main].identity = plan::identity_of(&path);
         let build_id = crate::glibc::rtld::build_id(ns, ns.loader).unwrap_or_default();
         let Some(key) = plan::key(ns, &build_id) else {
+            policy::confirm(false)?;
             say(format_args!("no plan: a file of the closure has no identity (unreadable program?)"));
-            return none;
+            return Ok(none);
         };
         none.key = Some(key);
         match plan::load(&none.places, euid, &key, ns.objs.len()).and_then(|p| p.agrees(ns).map(|()| p)) {
             Ok(p) => {
+                let _ = policy::confirm(true);
                 let layout = if p.layout().is_some() { ", libc's layout table" } else { "" };
                 say(format_args!("using the plan {} ({} references{layout})", key.short_hex(12), p.len()));
                 // Before libc's CPU description is filled in (stage 7).
@@ -542,17 +593,20 @@ impl BindingPlan {
                 }
                 none.plan = Some(p);
             }
-            Err(why) => match plan::Store::open(&none.places, euid) {
-                Ok(store) => {
-                    say(format_args!("no plan {}: {why}; recording one", key.short_hex(12)));
-                    none.store = Some(store);
+            Err(why) => {
+                policy::confirm(false)?;
+                match plan::Store::open(&none.places, euid) {
+                    Ok(store) => {
+                        say(format_args!("no plan {}: {why}; recording one", key.short_hex(12)));
+                        none.store = Some(store);
+                    }
+                    Err(cannot) => {
+                        say(format_args!("no plan {}: {why}; none recorded: the cache cannot store one ({cannot})", key.short_hex(12)))
+                    }
                 }
-                Err(cannot) => {
-                    say(format_args!("no plan {}: {why}; none recorded: the cache cannot store one ({cannot})", key.short_hex(12)))
-                }
-            },
+            }
         }
-        none
+        Ok(none)
     }
 
     /// After relocation: a cold start stores what it resolved.

@@ -468,8 +468,9 @@ pub struct Digested {
 /// after hashing, so the digest belongs to the very inode and content the
 /// caller maps from `fd`. Any other file is read once into memory, that
 /// copy is hashed and handed back to be mapped, and no cache is consulted
-/// or written: the bytes that run are the bytes that were hashed.
-pub fn digest_of(fd: &Fd, st: &Stat, caches: Option<&Caches>, euid: u32) -> Result<Digested, &'static str> {
+/// or written: the bytes that run are the bytes that were hashed. With
+/// `expect`, a digest hashed now is recorded only if it is that one.
+pub fn digest_of(fd: &Fd, st: &Stat, caches: Option<&Caches>, euid: u32, expect: Option<&Digest>) -> Result<Digested, &'static str> {
     if st.mode & S_IFMT != S_IFREG {
         return Err("not a regular file");
     }
@@ -487,7 +488,7 @@ pub fn digest_of(fd: &Fd, st: &Stat, caches: Option<&Caches>, euid: u32) -> Resu
     if identity(&after) != id {
         return Err("file changed while being hashed");
     }
-    if let Some(c) = caches {
+    if let Some(c) = caches.filter(|_| expect.is_none_or(|e| *e == d)) {
         c.insert(&id, &d);
     }
     Ok(Digested { digest: d, source: Source::Hashed, copy: None })
@@ -570,23 +571,27 @@ mod tests {
         let fd = sys::open(&with_nul(lib.to_str().unwrap().as_bytes()), sys::O_RDONLY, 0).unwrap();
         let s = sys::fstat(&fd).unwrap();
         let pair = |r: Digested| (r.digest, r.source, r.copy.is_some());
-        let (d1, src, copied) = pair(digest_of(&fd, &s, Some(&c), euid()).unwrap());
+        // Hashed, but not the digest expected: not recorded.
+        let other = crate::verify::hash(b"another file");
+        let (d0, src, _) = pair(digest_of(&fd, &s, Some(&c), euid(), Some(&other)).unwrap());
+        assert_eq!((d0 == other, src), (false, Source::Hashed));
+        let (d1, src, copied) = pair(digest_of(&fd, &s, Some(&c), euid(), None).unwrap());
         assert_eq!((src, copied), (Source::Hashed, false));
         assert_eq!(d1, crate::verify::hash(&vec![7u8; 300_000]));
-        assert_eq!(pair(digest_of(&fd, &s, Some(&c), euid()).unwrap()), (d1, Source::Cache, false));
+        assert_eq!(pair(digest_of(&fd, &s, Some(&c), euid(), None).unwrap()), (d1, Source::Cache, false));
         // A second process (here: a second open) sees the same file.
         log.clear();
         let c2 = Caches::open(core::slice::from_ref(&place), euid(), &mut |_, w| log.push(w.to_string()));
         assert_eq!(log, ["read-write"]);
-        assert_eq!(pair(digest_of(&fd, &s, Some(&c2), euid()).unwrap()), (d1, Source::Cache, false));
+        assert_eq!(pair(digest_of(&fd, &s, Some(&c2), euid(), None).unwrap()), (d1, Source::Cache, false));
         // Group-writable (or another owner's): a private copy, hashed, and
         // the cache neither read nor written.
         let loose = sys::Stat { mode: s.mode | 0o020, ..s };
-        let r = digest_of(&fd, &loose, Some(&c2), euid()).unwrap();
+        let r = digest_of(&fd, &loose, Some(&c2), euid(), None).unwrap();
         assert_eq!((r.digest, r.source), (d1, Source::Copied));
         assert_eq!(r.copy.as_deref(), Some(&vec![7u8; 300_000][..]));
         let other = sys::Stat { uid: euid().wrapping_add(1).max(1), ..s };
-        assert_eq!(digest_of(&fd, &other, Some(&c2), euid()).unwrap().source, Source::Copied);
+        assert_eq!(digest_of(&fd, &other, Some(&c2), euid(), None).unwrap().source, Source::Copied);
         // No temporary file is left.
         let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["hashes"]);
