@@ -314,23 +314,17 @@ pub fn parse(defs: Tunables, dialect: Dialect, env: &[&'static [u8]], secure: bo
     if dialect == Dialect::Strict && secure {
         return p;
     }
-    let mut aliases: [Option<&'static [u8]>; MAX_TUNABLES] = [None; MAX_TUNABLES];
     // The few tunables with an environment alias (`MALLOC_ARENA_MAX`, 8 of
-    // 50-odd), so that each variable is compared with those only.
-    let mut aliased = [(0usize, ""); MAX_TUNABLES];
-    let mut n_aliased = 0;
-    for id in 0..defs.len().min(MAX_TUNABLES) {
-        let alias = defs.alias(id);
-        if !alias.is_empty() {
-            aliased[n_aliased] = (id, alias);
-            n_aliased += 1;
-        }
-    }
-    let aliased = &aliased[..n_aliased];
+    // 50-odd), so that each variable is compared with those only; with
+    // the value the strict dialect found for each (applied after
+    // `GLIBC_TUNABLES`). On the heap: as arrays of `MAX_TUNABLES` they
+    // were 2.5 KB of the deepest start-up stack frames.
+    let mut aliased: Vec<(usize, &str, Option<&'static [u8]>)> =
+        (0..defs.len().min(MAX_TUNABLES)).map(|id| (id, defs.alias(id), None)).filter(|(_, a, _)| !a.is_empty()).collect();
     // The bytes a variable read here can start with (`G`, and the aliases'
     // `M` and `L`): any other entry is passed by without measuring its name.
     let mut first = [0u64; 4];
-    for b in core::iter::once(GLIBC_TUNABLES).chain(aliased.iter().map(|(_, a)| a.as_bytes())).filter_map(|n| n.first()) {
+    for b in core::iter::once(GLIBC_TUNABLES).chain(aliased.iter().map(|(_, a, _)| a.as_bytes())).filter_map(|n| n.first()) {
         first[usize::from(b >> 6)] |= 1 << (b & 63);
     }
     for &e in env {
@@ -345,11 +339,12 @@ pub fn parse(defs: Tunables, dialect: Dialect, env: &[&'static [u8]], secure: bo
             }
             continue;
         }
-        let Some(&(id, alias)) = aliased.iter().find(|(_, alias)| alias.as_bytes() == name) else {
+        let Some((id, alias, strict_value)) = aliased.iter_mut().find(|(_, alias, _)| alias.as_bytes() == name) else {
             continue;
         };
+        let (id, alias) = (*id, *alias);
         match dialect {
-            Dialect::Strict => aliases[id] = Some(value),
+            Dialect::Strict => *strict_value = Some(value),
             Dialect::Lenient => {
                 if p.set[id] {
                     continue;
@@ -371,8 +366,9 @@ pub fn parse(defs: Tunables, dialect: Dialect, env: &[&'static [u8]], secure: bo
         }
     }
     if dialect == Dialect::Strict && !p.enable_secure {
-        for (id, v) in aliases.iter().enumerate() {
-            if let Some(v) = *v {
+        // In id order, as glibc's loop over its tunables list.
+        for &(id, _, v) in &aliased {
+            if let Some(v) = v {
                 if !p.set[id] && !p.apply(defs, id, v, Dialect::Strict) {
                     p.warn_value(defs, id, v);
                 }

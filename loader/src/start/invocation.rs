@@ -192,6 +192,9 @@ unsafe fn run_mapped(
 /// `DIR/bin/.NAME.real`, if there is one, with `DIR/lib` as its library
 /// path. Returns the program's path and the library path, both with the
 /// process's lifetime. Started as `ld-cah.so` (or as any `ld-*`), never.
+/// Out of line: its 4 KiB path buffer would otherwise sit in `start::run`'s
+/// frame, under every stage of every start-up.
+#[inline(never)]
 fn bundle_program(stack: &Stack) -> Option<(&'static [u8], &'static [u8])> {
     let mut buf = [0u8; 4096];
     let exe: &[u8] = match sys::readlink(b"/proc/self/exe\0", &mut buf) {
