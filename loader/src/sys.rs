@@ -185,6 +185,19 @@ pub fn fstat(fd: &Fd) -> Result<Stat, Errno> {
     Ok(decode_stat(&buf))
 }
 
+/// `f_type` of the file system `fd` lies on (the first word of either
+/// arch's `struct statfs`, 120 bytes).
+pub fn fstatfs_type(fd: &Fd) -> Result<u64, Errno> {
+    let mut buf = [0u64; 16];
+    sys(nr::FSTATFS, [fd.0 as usize, buf.as_mut_ptr() as usize, 0, 0, 0, 0])?;
+    Ok(buf[0])
+}
+
+/// `f_type` of a `tmpfs` and of a `ramfs`: file systems in memory, which
+/// hold only what was written since the machine booted.
+pub const TMPFS_MAGIC: u64 = 0x0102_1994;
+pub const RAMFS_MAGIC: u64 = 0x8584_58f6;
+
 fn decode_stat(buf: &[u64; 20]) -> Stat {
     // The words both arches' layouts share: st_dev 0, st_ino 8, st_size
     // 48, st_blocks 64, st_mtime 88/96, st_ctime 104/112.

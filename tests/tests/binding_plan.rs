@@ -37,8 +37,21 @@ impl Setup {
         std::fs::copy(dir.path().join("cxx"), dir.path().join("cxx-interp")).unwrap();
         let st = Command::new("patchelf").arg("--set-interpreter").arg(&loader).arg(dir.path().join("cxx-interp")).status().unwrap();
         assert!(st.success());
-        let cache = tempfile::tempdir().unwrap();
+        // On disk, where the CPUID leaves of a plan are compared with the
+        // CPU's (`Setup::in_memory` for a cache in a `tmpfs`).
+        let cache = tempfile::tempdir_in(root().join("target")).unwrap();
+        assert_ne!(fs_type(cache.path()), "tmpfs", "target/ must not be on a tmpfs for these tests");
         Setup { arch, dir, cache, loader }
+    }
+
+    /// The same, with its cache in a `tmpfs` (`/dev/shm`), as `/run` is:
+    /// a plan read from there was recorded on this machine since it
+    /// booted.
+    fn in_memory(arch: Arch) -> Setup {
+        let mut s = Setup::new(arch);
+        s.cache = tempfile::tempdir_in("/dev/shm").unwrap();
+        assert_eq!(fs_type(s.cache.path()), "tmpfs", "/dev/shm must be a tmpfs");
+        s
     }
 
     fn command(&self, program: &Path) -> Command {
@@ -351,6 +364,12 @@ fn a_plan_with_other_addresses_is_not_obeyed() {
     assert!(stat(&out, " lookups") > 0 && stat(&out, " bound by plan") == 0, "{}", out.stderr);
 }
 
+/// The type of the file system `path` is on, as `stat -f` names it.
+fn fs_type(path: &Path) -> String {
+    let out = Command::new("stat").args(["-f", "-c", "%T"]).arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// Where a plan's CPUID section starts (its count, then XCR0, then the
 /// answers): after the 9 header words, the *n*+1 object offsets and the
 /// *m* three-word entries (docs/binding-plan.md).
@@ -395,6 +414,26 @@ fn a_warm_start_answers_cpuid_from_the_plan() {
         let line = warm.stderr.lines().find(|l| l.contains("CPU description:")).unwrap_or_else(|| panic!("{}", warm.stderr));
         let n: usize = line.split_whitespace().find_map(|w| w.parse().ok()).unwrap_or_else(|| panic!("{line}"));
         assert!(n > 0 && line.ends_with("CPUID leaves from the plan"), "{line}");
+    }
+}
+
+/// A plan read from a `tmpfs` (as `/run`, where plans live unless
+/// `CAH_CACHE_DIR` says otherwise) was recorded on this machine since it
+/// booted, so no CPUID is executed to check its leaves: the feature leaves
+/// are answered from it too. libc must describe the CPU exactly as under
+/// glibc's loader all the same.
+#[test]
+fn a_plan_recorded_this_boot_answers_every_cpuid() {
+    let s = Setup::in_memory(Arch::X86_64);
+    cache_sizes_program(&s);
+    let reference = s.glibc().stdout;
+    for direct in [false, true] {
+        let cold = s.cah(direct);
+        assert_eq!(cold.stdout, reference, "cold, direct={direct}: {cold:?}");
+        let warm = s.cah(direct);
+        assert_eq!(warm.stdout, reference, "warm, direct={direct}: {warm:?}");
+        let line = warm.stderr.lines().find(|l| l.contains("CPU description:")).unwrap_or_else(|| panic!("{}", warm.stderr));
+        assert!(line.ends_with("CPUID leaves from the plan, recorded this boot: none executed"), "{line}");
     }
 }
 

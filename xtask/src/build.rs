@@ -182,10 +182,12 @@ fn check_shape(so: &std::path::Path, arch: Arch) -> Result<(), String> {
 /// closure's digests (files taken on trust, confirmed after the walk, the
 /// closure loaded again when one does not match): a warm locked start
 /// opens no hash cache, 8 system calls and ~5,700 loader instructions
-/// fewer (507,466 and 375,965 bytes).
+/// fewer (507,466 and 375,965 bytes). x86_64 by 4 KiB more for a plan
+/// recorded this boot (read from a tmpfs) answering CPUID without
+/// executing any (two CPUIDs, 4-5 us each in a VM, fewer; 508,298 bytes).
 fn loaded_size_limit(arch: Arch) -> u64 {
     match arch {
-        Arch::X86_64 => 496 * 1024,
+        Arch::X86_64 => 500 * 1024,
         Arch::Aarch64 => 368 * 1024,
     }
 }

@@ -54,6 +54,7 @@ mod machine {
         pub const READLINKAT: usize = 78;
         pub const FACCESSAT: usize = 48;
         pub const FSTAT: usize = 80;
+        pub const FSTATFS: usize = 44;
         pub const EXIT: usize = 93;
         pub const EXIT_GROUP: usize = 94;
         pub const SET_TID_ADDRESS: usize = 96;
@@ -489,7 +490,11 @@ mod machine {
     pub fn cpuid_log(_f: impl FnMut(CpuidLeaf)) {}
 
     /// x86 CPUID answers to replay; a plan holds none here.
-    pub fn cpuid_replay(recorded: impl Iterator<Item = CpuidLeaf> + Clone, _xcr0: u64) -> Result<(usize, bool), &'static str> {
+    pub fn cpuid_replay(
+        recorded: impl Iterator<Item = CpuidLeaf> + Clone,
+        _xcr0: u64,
+        _this_boot: bool,
+    ) -> Result<(usize, bool), &'static str> {
         match recorded.count() {
             0 => Ok((0, false)),
             _ => Err("CPUID leaves on aarch64"),

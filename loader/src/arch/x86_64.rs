@@ -50,6 +50,7 @@ mod machine {
         pub const WRITE: usize = 1;
         pub const CLOSE: usize = 3;
         pub const FSTAT: usize = 5;
+        pub const FSTATFS: usize = 138;
         pub const MMAP: usize = 9;
         pub const MPROTECT: usize = 10;
         pub const MUNMAP: usize = 11;
@@ -594,12 +595,12 @@ mod machine {
         spin::Mutex::new(CpuidRecord { leaves: [(0, 0, [0; 4]); CPUID_RECORDED_MAX], len: 0, replaying: false, overflow: false });
 
     /// Whether a leaf is executed, not replayed: the feature leaves (1 and
-    /// 7), which [`cpuid_replay`] compares with the recording instead, and
-    /// the XSAVE leaf (0xd) unless XCR0 is as recorded: its sizes follow
-    /// what the kernel enabled there, and size the PLT resolver's save
-    /// area, which a stale one would overrun.
-    fn cpuid_executed(leaf: u32, sub: u32, xcr0_as_recorded: bool) -> bool {
-        matches!((leaf, sub), (1, 0) | (7, 0)) || (leaf == 0xd && !xcr0_as_recorded)
+    /// 7), which [`cpuid_replay`] compares with the recording instead
+    /// (unless it was made this boot), and the XSAVE leaf (0xd) unless XCR0
+    /// is as recorded: its sizes follow what the kernel enabled there, and
+    /// size the PLT resolver's save area, which a stale one would overrun.
+    fn cpuid_executed(leaf: u32, sub: u32, xcr0_as_recorded: bool, this_boot: bool) -> bool {
+        (!this_boot && matches!((leaf, sub), (1, 0) | (7, 0))) || (leaf == 0xd && !xcr0_as_recorded)
     }
 
     /// XCR0, or 0 where the OS has not enabled XSAVE (leaf 1, ECX bit 27):
@@ -629,20 +630,32 @@ mod machine {
     /// this CPU lacks. The other leaves describe caches, topology and
     /// brand, which a CPU with these features and this signature has as
     /// recorded; the XSAVE leaf too if XCR0 is now `xcr0` (XGETBV does not
-    /// trap). Returns how many leaves will be replayed, and whether the
-    /// XSAVE leaf is among them.
-    pub fn cpuid_replay(recorded: impl Iterator<Item = CpuidLeaf> + Clone, xcr0: u64) -> Result<(usize, bool), &'static str> {
+    /// trap). With `this_boot` (the plan was recorded on this machine since
+    /// it booted) the feature leaves are replayed too, and no CPUID is
+    /// executed: a CPU's identification does not change while it runs.
+    /// Returns how many leaves will be replayed, and whether the XSAVE
+    /// leaf is among them.
+    pub fn cpuid_replay(
+        recorded: impl Iterator<Item = CpuidLeaf> + Clone,
+        xcr0: u64,
+        this_boot: bool,
+    ) -> Result<(usize, bool), &'static str> {
+        let mut leaf1 = [0; 4];
         for (leaf, mask) in [(1, [!0, 0x00ff_ffff, !0, !0]), (7, [!0; 4])] {
             let Some((_, _, was)) = recorded.clone().find(|e| (e.0, e.1) == (leaf, 0)) else {
                 return Err("the plan has no feature leaves");
             };
-            let now = cpuid(leaf, 0).unwrap_or([0; 4]);
+            let now = if this_boot { was } else { cpuid(leaf, 0).unwrap_or([0; 4]) };
             if (0..4).any(|k| (was[k] ^ now[k]) & mask[k] != 0) {
                 return Err("recorded on another CPU");
             }
+            if leaf == 1 {
+                leaf1 = now;
+            }
         }
-        let xsave = xcr0 == self::xcr0();
-        let replayed = recorded.filter(|e| !cpuid_executed(e.0, e.1, xsave));
+        // XCR0 as `xcr0()` reads it, from this CPU's leaf 1 (OSXSAVE).
+        let xsave = xcr0 == if leaf1[2] & (1 << 27) != 0 { xgetbv0() } else { 0 };
+        let replayed = recorded.filter(|e| !cpuid_executed(e.0, e.1, xsave, this_boot));
         let n = replayed.clone().count();
         if n > CPUID_RECORDED_MAX {
             return Err("too many leaves");

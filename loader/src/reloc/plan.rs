@@ -91,6 +91,9 @@ fn decode_binding(v: u64) -> Binding {
 pub struct Plan {
     words: Words,
     objects: usize,
+    /// Read from a file system in memory (`tmpfs`): recorded on this
+    /// machine since it booted.
+    this_boot: bool,
 }
 
 /// A plan's words: the file mapped as it lies (a start reads them in
@@ -111,6 +114,14 @@ impl core::ops::Deref for Words {
 }
 
 impl Plan {
+    /// Notes where the plan was read: a `tmpfs` or `ramfs` (as `/run`)
+    /// holds only what this machine wrote since it booted, and a plans
+    /// directory on one cannot be shared with another machine.
+    fn read_from(mut self, dir: &Fd) -> Plan {
+        self.this_boot = sys::fstatfs_type(dir).is_ok_and(|t| t == sys::TMPFS_MAGIC || t == sys::RAMFS_MAGIC);
+        self
+    }
+
     /// Checks `bytes` as the plan for `key` and a namespace of `objects`
     /// objects. Every failure names what was wrong.
     pub fn parse(bytes: &[u8], key: &Digest, objects: usize) -> Result<Plan, &'static str> {
@@ -148,7 +159,7 @@ impl Plan {
         if offsets[0] != 0 || offsets[n] as usize != m || offsets.windows(2).any(|w| w[0] > w[1]) {
             return Err("bad object offsets");
         }
-        let plan = Plan { words, objects: n };
+        let plan = Plan { words, objects: n, this_boot: false };
         for obj in 0..n {
             let mut places = plan.words_of(obj).iter().step_by(ENTRY_WORDS);
             let mut last = places.next().copied();
@@ -204,6 +215,13 @@ impl Plan {
 
     /// XCR0 (the register state the kernel enabled) when the CPUID answers
     /// were recorded, or 0: the XSAVE leaf's sizes follow it.
+    /// Whether the plan was recorded on this machine since it booted (it
+    /// was read from a `tmpfs`, as `/run` is): its CPUID answers are then
+    /// this CPU's, with nothing executed to compare (`cpuid_replay`).
+    pub fn this_boot(&self) -> bool {
+        self.this_boot
+    }
+
     pub fn xcr0(&self) -> u64 {
         self.words[self.cpuid_at() + 1]
     }
@@ -562,11 +580,11 @@ fn load_from(p: &Place, euid: u32, key: &Digest, objects: usize) -> Result<Plan,
         if sys::pread_words(&fd, &mut words, 0).map_err(Errno::describe)? != size {
             return Err("truncated");
         }
-        return Plan::check(Words::Decoded(words), key, objects);
+        return Plan::check(Words::Decoded(words), key, objects).map(|p| p.read_from(&dir));
     }
     // Read in place: `trusted` above means only root or this user can
     // write the file, and plans are replaced by rename, never shortened.
-    Plan::check(Words::Mapped(FileView::map(&fd, size).map_err(Errno::describe)?), key, objects)
+    Plan::check(Words::Mapped(FileView::map(&fd, size).map_err(Errno::describe)?), key, objects).map(|p| p.read_from(&dir))
 }
 
 /// The plans directory of the first writable place, opened (and made if

@@ -583,11 +583,15 @@ impl BindingPlan {
                 let layout = if p.layout().is_some() { ", libc's layout table" } else { "" };
                 say(format_args!("using the plan {} ({} references{layout})", key.short_hex(12), p.len()));
                 // Before libc's CPU description is filled in (stage 7).
-                match native::cpuid_replay(p.cpuid(), p.xcr0()) {
+                match native::cpuid_replay(p.cpuid(), p.xcr0(), p.this_boot()) {
                     Ok((0, _)) => {}
-                    Ok((n, true)) => say(format_args!("CPU description: {n} CPUID leaves from the plan")),
-                    Ok((n, false)) => say(format_args!(
-                        "CPU description: {n} CPUID leaves from the plan, the XSAVE leaf executed: XCR0 is not as recorded"
+                    Ok((n, xsave)) => say(format_args!(
+                        "CPU description: {n} CPUID leaves from the plan{}",
+                        match (xsave, p.this_boot()) {
+                            (false, _) => ", the XSAVE leaf executed: XCR0 is not as recorded",
+                            (true, true) => ", recorded this boot: none executed",
+                            (true, false) => "",
+                        }
                     )),
                     Err(why) => say(format_args!("CPU description: CPUID executed, the plan's leaves not used: {why}")),
                 }

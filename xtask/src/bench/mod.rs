@@ -321,9 +321,7 @@ impl Bench {
             }
             callgrind::loader_instructions(&c, object, &out)
         };
-        let cg_cache = self.scratch.join("cache-callgrind");
-        let _ = std::fs::remove_dir_all(&cg_cache);
-        std::fs::create_dir_all(&cg_cache).map_err(|e| e.to_string())?;
+        let cg_cache = cache_dir(&self.scratch, "cache-callgrind")?;
         let ours = "ld-cah.so";
         let mut n = Counted { glibc: run(Path::new(GLIBC_LOADER), &case.prog, None, "ld-linux-x86-64.so.2")?, ..Counted::default() };
         let ok = |w: Way| !r.failed.iter().any(|(f, _)| *f == w);
@@ -344,15 +342,25 @@ impl Bench {
     }
 }
 
+/// A fresh, empty cache directory for ld-cah (`CAH_CACHE_DIR`): in a
+/// `tmpfs` (`/dev/shm`) as the default places under `/run` are, where a
+/// binding plan is known to be this boot's and answers every CPUID;
+/// under `scratch` where there is no `/dev/shm`.
+fn cache_dir(scratch: &Path, name: &str) -> Result<PathBuf, String> {
+    let shm = Path::new("/dev/shm");
+    let dir = if shm.is_dir() { shm.join("ld-cah-bench").join(name) } else { scratch.join(name) };
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
 pub fn run(args: &[String]) -> Result<(), String> {
     let o = options(args)?;
     crate::build::run(&[Arch::X86_64.name().to_string()])?;
     let root = util::root();
     let scratch = root.join("target/bench");
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
-    let cache = scratch.join("cache");
-    let _ = std::fs::remove_dir_all(&cache);
-    std::fs::create_dir_all(&cache).map_err(|e| e.to_string())?;
+    let cache = cache_dir(&scratch, "cache")?;
     let bench = Bench { loader: crate::build::loader_path(Arch::X86_64), cah: root.join("target/release/cah"), scratch, cache };
     let g = fixtures::build(&bench.scratch)?;
     let mut hello = case("C hello (puts)", &g.hello, &[]);

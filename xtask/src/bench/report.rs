@@ -274,7 +274,8 @@ pub fn markdown(m: &Machine, results: &[CaseResult], targets: &[Target]) -> Stri
     );
     s.push_str(
         "Every child runs with a clean environment: `PATH=/usr/bin:/bin`, `HOME`, `LANG=C`, and for \
-         ld-cah `CAH_CACHE_DIR` (nothing of the caller's `LD_LIBRARY_PATH`, `LD_PRELOAD` or `CAH_*`); \
+         ld-cah `CAH_CACHE_DIR`, a private directory in a tmpfs (`/dev/shm`) as ld-cah's default \
+         places under `/run` are (nothing of the caller's `LD_LIBRARY_PATH`, `LD_PRELOAD` or `CAH_*`); \
          nothing is pinned to a CPU. The ways of one case run in the same rounds, in rotating order, \
          and each cell is the median of the per-round ratios ld-cah / glibc with the 25%..75% range; \
          the glibc column is its median time. *Unlocked*: a copy with ld-cah as `PT_INTERP`; \
