@@ -273,11 +273,13 @@ impl App {
         let mut argv = self.arch.runner();
         let mut env = self.env(env);
         if self.arch == Arch::Aarch64 {
-            // For the guest only: the host's ld.so would apply it to qemu.
-            if let Some(i) = env.iter().position(|(k, _)| k == "LD_PRELOAD") {
-                let (k, v) = env.remove(i);
-                argv.push("-E".into());
-                argv.push(format!("{k}={v}"));
+            // For the guest only: the host's ld.so would apply them to qemu.
+            for var in ["LD_PRELOAD", "LD_LIBRARY_PATH"] {
+                if let Some(i) = env.iter().position(|(k, _)| k == var) {
+                    let (k, v) = env.remove(i);
+                    argv.push("-E".into());
+                    argv.push(format!("{k}={v}"));
+                }
             }
         }
         argv.push(prog.display().to_string());
@@ -1212,10 +1214,31 @@ fn the_program_finds_no_descriptor_of_the_loader() {
             "glibc's loader runs the descriptor lister",
             &reference,
         );
-        for run in ["cold", "warm"] {
-            let out = app.run_path(&dl, &["libwho.so", "fds"], &[("CAH_DEBUG", "verify")]);
+        // Last, starts whose first candidate for libc.so.6 (another library
+        // under that name, first in LD_LIBRARY_PATH) is taken on trust and
+        // the closure loaded again: once when confirming finds it wrong
+        // (libinner.so, which accepts any version), once when the walk
+        // itself fails on it (libm.so.6, whose versions are not libc's).
+        let sysroot = if arch == Arch::Aarch64 { AARCH64_SYSROOT } else { "" };
+        let mut fakes = Vec::new();
+        for (dir, lib) in
+            [("fake-inner", app.lib("libinner.so")), ("fake-m", PathBuf::from(format!("{sysroot}/lib/{}/libm.so.6", arch.triplet())))]
+        {
+            let fake = app.dir.join(dir);
+            std::fs::create_dir_all(&fake).unwrap();
+            std::fs::copy(&lib, fake.join("libc.so.6")).unwrap_or_else(|e| panic!("{}: {e}", lib.display()));
+            fakes.push(fake.display().to_string());
+        }
+        let runs = [("cold", None), ("warm", None), ("confirmed wrong", Some(fakes[0].as_str())), ("walk failed", Some(fakes[1].as_str()))];
+        for (run, fake) in runs {
+            let extra = fake.map(|f| ("LD_LIBRARY_PATH", f));
+            let mut env = vec![("CAH_DEBUG", "verify")];
+            env.extend(extra);
+            let out = app.run_path(&dl, &["libwho.so", "fds"], &env);
             f.check(
-                ran_ok(&out, &reference.stdout) && verdicts(&out, "libwho.so").len() == 1,
+                ran_ok(&out, &reference.stdout)
+                    && verdicts(&out, "libwho.so").len() == 1
+                    && out.stderr.contains("loading again") == extra.is_some(),
                 arch,
                 &format!("{run}: the same descriptors as under glibc:\n{}", reference.stdout),
                 &out,
