@@ -694,6 +694,23 @@ fn plan_vouches_only_for_the_files_it_was_recorded_for() {
         );
         let out = app.run(&[], &[]);
         f.check(refused_with(&out, &line), arch, &format!("refused with exactly:\n  {line}"), &out);
+        // A library loaded unlocked (a preload, libm.so.6) that the search
+        // also finds under a locked name (a hard link named libwho.so) is
+        // taken on trust like a file mapped then, and found wrong: the
+        // search goes on to the right build.
+        std::fs::copy(&right, &lib).unwrap();
+        let (extra, alias) = (app.dir.join("extra"), app.dir.join("alias"));
+        std::fs::create_dir_all(&extra).unwrap();
+        std::fs::create_dir_all(&alias).unwrap();
+        let sysroot = if arch == Arch::Aarch64 { AARCH64_SYSROOT } else { "" };
+        std::fs::copy(format!("{sysroot}/lib/{}/libm.so.6", arch.triplet()), extra.join("libm.so.6")).unwrap();
+        std::fs::hard_link(extra.join("libm.so.6"), alias.join("libwho.so")).unwrap();
+        let (libm, alias) = (extra.join("libm.so.6").display().to_string(), alias.display().to_string());
+        for plans in ["1", "0"] {
+            let out = app.run(&[], &[("LD_PRELOAD", &libm), ("LD_LIBRARY_PATH", &alias), ("CAH_PLAN", plans)]);
+            f.check(ran_ok(&out, GOOD), arch, &format!("a preload found again under a locked name, CAH_PLAN={plans}"), &out);
+        }
+        std::fs::copy(app.impostor(), &lib).unwrap();
         // The right build back (a new identity): confirmed by hashing,
         // then vouched for by the plan that start records.
         std::fs::copy(&right, &lib).unwrap();

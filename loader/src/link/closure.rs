@@ -116,6 +116,11 @@ fn try_path(
         None => None,
     };
     if let Some(id) = ns.find_by_file((st.dev, st.ino)) {
+        // Loaded already (say as an unlocked preload): taken on trust for
+        // this name, it must be confirmed like a file mapped now.
+        if let (Some(w), Some(policy::Accepted { pending: true, .. })) = (want, &accepted) {
+            w.keep_pending(fd, st, path);
+        }
         return Ok(Some(id));
     }
     // A file others can write was verified as a private copy: map that.
