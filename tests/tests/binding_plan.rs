@@ -406,12 +406,7 @@ fn a_warm_start_answers_cpuid_from_the_plan() {
     cache_sizes_program(&s);
     let reference = s.glibc().stdout;
     assert!(reference.lines().count() > 10, "{reference}");
-    for direct in [false, true] {
-        let cold = s.cah(direct);
-        assert_eq!(cold.stdout, reference, "cold, direct={direct}: {cold:?}");
-        let warm = s.cah(direct);
-        assert_eq!(warm.stdout, reference, "warm, direct={direct}: {warm:?}");
-        let line = warm.stderr.lines().find(|l| l.contains("CPU description:")).unwrap_or_else(|| panic!("{}", warm.stderr));
+    for line in warm_cpu_descriptions(&s, &reference) {
         let n: usize = line.split_whitespace().find_map(|w| w.parse().ok()).unwrap_or_else(|| panic!("{line}"));
         assert!(n > 0 && line.ends_with("CPUID leaves from the plan"), "{line}");
     }
@@ -427,14 +422,24 @@ fn a_plan_recorded_this_boot_answers_every_cpuid() {
     let s = Setup::in_memory(Arch::X86_64);
     cache_sizes_program(&s);
     let reference = s.glibc().stdout;
+    for line in warm_cpu_descriptions(&s, &reference) {
+        assert!(line.ends_with("CPUID leaves from the plan, recorded this boot: none executed"), "{line}");
+    }
+}
+
+/// Starts `s`'s program cold then warm, as `PT_INTERP` and directly, each
+/// printing `reference`; the warm starts' `CPU description:` lines.
+fn warm_cpu_descriptions(s: &Setup, reference: &str) -> Vec<String> {
+    let mut lines = Vec::new();
     for direct in [false, true] {
         let cold = s.cah(direct);
         assert_eq!(cold.stdout, reference, "cold, direct={direct}: {cold:?}");
         let warm = s.cah(direct);
         assert_eq!(warm.stdout, reference, "warm, direct={direct}: {warm:?}");
         let line = warm.stderr.lines().find(|l| l.contains("CPU description:")).unwrap_or_else(|| panic!("{}", warm.stderr));
-        assert!(line.ends_with("CPUID leaves from the plan, recorded this boot: none executed"), "{line}");
+        lines.push(line.to_string());
     }
+    lines
 }
 
 /// A plan whose recorded feature leaf is not this CPU's (leaf 1's ECX with
