@@ -164,6 +164,14 @@ impl Image {
         Some(unsafe { core::slice::from_raw_parts((s.start + off) as *const u8, len) })
     }
 
+    /// The NUL-terminated string at byte `off` of span `s` (a string
+    /// table checked readable once), without its NUL.
+    #[inline]
+    pub fn span_cstr(&self, s: Span, off: usize) -> Option<&[u8]> {
+        let rest = self.span_bytes(s, off, s.len.checked_sub(off)?)?;
+        Some(&rest[..nul_at(rest)?])
+    }
+
     /// Declares `start..end` mapped and readable.
     ///
     /// # Safety

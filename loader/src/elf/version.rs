@@ -115,32 +115,38 @@ impl Versions {
         v.defined.reserve(defs);
         // About a dozen bytes per name (`GLIBC_2.2.5`).
         v.names.reserve(16 * (defs + if d.verneed != 0 { 8 } else { 0 }));
+        // Spans over each table (to the end of the readable range holding
+        // it) and the string table (checked readable with the dynamic
+        // section): each read is one comparison, not a scan of the image's
+        // ranges.
+        let strings = img.span(d.strtab, d.strsz).ok_or(BAD)?;
+        let string = |off: u32| img.span_cstr(strings, off as usize).ok_or(BAD);
         if d.verneed != 0 {
-            let mut at = d.verneed;
+            let table = img.span_upto(d.verneed, usize::MAX).ok_or(BAD)?;
+            let mut at = 0usize;
             // Every `Vernaux` names a distinct version index, and indices
             // are below MAX_ENTRIES: more entries than that, counted over
             // all files, can only be entries walked twice (chains that
             // overlap), which would make the walk quadratic.
             let mut walked = 0usize;
             for _ in 0..d.verneednum.min(MAX_ENTRIES) {
-                let cnt = img.u16(at + 2).ok_or(BAD)?;
-                let file = d.string(img, img.u32(at + 4).ok_or(BAD)? as usize).ok_or(BAD)?;
-                let file_name = v.intern(file)?;
-                let aux = img.u32(at + 8).ok_or(BAD)? as usize;
-                let next = img.u32(at + 12).ok_or(BAD)? as usize;
-                let mut a = at.checked_add(aux).ok_or(BAD)?;
-                for _ in 0..cnt {
+                // Elf64_Verneed: vn_version and vn_cnt (16 bits each),
+                // vn_file, vn_aux, vn_next.
+                let [version_cnt, file, aux, next]: [u32; 4] = img.at(table, at).ok_or(BAD)?;
+                let file_name = v.intern(string(file)?)?;
+                let mut a = at.checked_add(aux as usize).ok_or(BAD)?;
+                for _ in 0..version_cnt >> 16 {
                     walked += 1;
                     if walked > MAX_ENTRIES {
                         return Err("too many version requirements (DT_VERNEED entries overlap)");
                     }
-                    let hash = img.u32(a).ok_or(BAD)?;
-                    let flags = img.u16(a + 4).ok_or(BAD)?;
-                    let other = img.u16(a + 6).ok_or(BAD)?;
-                    let name = d.string(img, img.u32(a + 8).ok_or(BAD)? as usize).ok_or(BAD)?;
+                    // Elf64_Vernaux: vna_hash, vna_flags and vna_other (16
+                    // bits each), vna_name, vna_next.
+                    let [hash, flags_other, name, anext]: [u32; 4] = img.at(table, a).ok_or(BAD)?;
+                    let (flags, other) = (flags_other as u16, (flags_other >> 16) as u16);
                     let ndx = other & 0x7fff;
                     let e = Entry {
-                        name: v.intern(name)?,
+                        name: v.intern(string(name)?)?,
                         hash,
                         hidden: other & 0x8000 != 0,
                         file: Some(file_name),
@@ -148,37 +154,36 @@ impl Versions {
                     };
                     v.set(ndx, e)?;
                     v.needed.push(ndx);
-                    let anext = img.u32(a + 12).ok_or(BAD)? as usize;
                     if anext == 0 {
                         break;
                     }
-                    a = a.checked_add(anext).ok_or(BAD)?;
+                    a = a.checked_add(anext as usize).ok_or(BAD)?;
                 }
                 if next == 0 {
                     break;
                 }
-                at = at.checked_add(next).ok_or(BAD)?;
+                at = at.checked_add(next as usize).ok_or(BAD)?;
             }
         }
         if d.verdef != 0 {
-            let mut at = d.verdef;
+            let table = img.span_upto(d.verdef, usize::MAX).ok_or(BAD)?;
+            let mut at = 0usize;
             for _ in 0..d.verdefnum.min(MAX_ENTRIES) {
-                let flags = img.u16(at + 2).ok_or(BAD)?;
-                let ndx = img.u16(at + 4).ok_or(BAD)? & 0x7fff;
-                let hash = img.u32(at + 8).ok_or(BAD)?;
-                let aux = img.u32(at + 12).ok_or(BAD)? as usize;
-                let next = img.u32(at + 16).ok_or(BAD)? as usize;
-                if flags & VER_FLG_BASE == 0 {
-                    let a = at.checked_add(aux).ok_or(BAD)?;
-                    let name = d.string(img, img.u32(a).ok_or(BAD)? as usize).ok_or(BAD)?;
-                    let e = Entry { name: v.intern(name)?, hash, hidden: false, file: None, weak: false };
+                // Elf64_Verdef: vd_version and vd_flags, vd_ndx and vd_cnt
+                // (16 bits each), vd_hash, vd_aux, vd_next.
+                let [version_flags, ndx_cnt, hash, aux, next]: [u32; 5] = img.at(table, at).ok_or(BAD)?;
+                let ndx = ndx_cnt as u16 & 0x7fff;
+                if (version_flags >> 16) as u16 & VER_FLG_BASE == 0 {
+                    // The first Elf64_Verdaux (vda_name, vda_next) names it.
+                    let name: u32 = img.at(table, at.checked_add(aux as usize).ok_or(BAD)?).ok_or(BAD)?;
+                    let e = Entry { name: v.intern(string(name)?)?, hash, hidden: false, file: None, weak: false };
                     v.set(ndx, e)?;
                     v.defined.push(ndx);
                 }
                 if next == 0 {
                     break;
                 }
-                at = at.checked_add(next).ok_or(BAD)?;
+                at = at.checked_add(next as usize).ok_or(BAD)?;
             }
         }
         Ok(v)
