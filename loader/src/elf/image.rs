@@ -65,10 +65,7 @@ impl Writer<'_> {
         }
         // SAFETY: writable (so readable) and owned by this object (see
         // `Image::add_writable`), and the image is borrowed unchanged.
-        unsafe {
-            let p = addr as *mut u64;
-            core::ptr::write_unaligned(p, core::ptr::read_unaligned(p).wrapping_add(delta));
-        }
+        unsafe { add_to(addr, delta) };
         true
     }
 }
@@ -76,6 +73,18 @@ impl Writer<'_> {
 #[inline(always)]
 fn holds((s, e): (usize, usize), addr: usize, end: usize) -> bool {
     addr >= s && end <= e
+}
+
+/// Adds `delta` to the (unaligned) word at `at`.
+///
+/// # Safety
+/// `at..at + 8` must lie in a writable range of an image (see
+/// `Image::add_writable`), with no reference to those bytes alive.
+#[inline(always)]
+unsafe fn add_to(at: usize, delta: u64) {
+    let p = at as *mut u64;
+    // SAFETY: the caller's contract.
+    unsafe { core::ptr::write_unaligned(p, core::ptr::read_unaligned(p).wrapping_add(delta)) };
 }
 
 impl Default for Image {
@@ -388,20 +397,27 @@ impl Image {
             return Ok(());
         }
         let (first, last) = (bits.trailing_zeros() as usize, 63 - bits.leading_zeros() as usize);
-        let extent = start.checked_add(first * 8).filter(|&lo| self.is_writable(lo, (last - first + 1) * 8));
+        let in_one_range = start.checked_add(first * 8).is_some_and(|lo| self.is_writable(lo, (last - first + 1) * 8));
         let mut rest = bits;
+        if in_one_range {
+            // The usual case, with no check in the loop: libc's 1,200
+            // words cost 8.3k instructions so, 12.1k with one per word.
+            while rest != 0 {
+                let at = start.wrapping_add(rest.trailing_zeros() as usize * 8);
+                rest &= rest - 1;
+                // SAFETY: inside the extent checked writable above.
+                unsafe { add_to(at, delta) };
+            }
+            return Ok(());
+        }
         while rest != 0 {
             let at = start.wrapping_add(rest.trailing_zeros() as usize * 8);
             rest &= rest - 1;
-            if extent.is_none() && !self.is_writable(at, 8) {
+            if !self.is_writable(at, 8) {
                 return Err(at);
             }
-            // SAFETY: `at` lies in a writable range of this object: inside
-            // the extent checked above, or checked on its own just now.
-            unsafe {
-                let p = at as *mut u64;
-                core::ptr::write_unaligned(p, core::ptr::read_unaligned(p).wrapping_add(delta));
-            }
+            // SAFETY: checked writable just now.
+            unsafe { add_to(at, delta) };
         }
         Ok(())
     }
