@@ -118,7 +118,9 @@ impl Versions {
         // Spans over each table (to the end of the readable range holding
         // it) and the string table (checked readable with the dynamic
         // section): each read is one comparison, not a scan of the image's
-        // ranges.
+        // ranges. Records are read as 32-bit words; two 16-bit fields
+        // share one, the first in its low half (both arches are
+        // little-endian).
         let strings = img.span(d.strtab, d.strsz).ok_or(BAD)?;
         let string = |off: u32| img.span_cstr(strings, off as usize).ok_or(BAD);
         if d.verneed != 0 {
