@@ -213,8 +213,6 @@ impl Plan {
         })
     }
 
-    /// XCR0 (the register state the kernel enabled) when the CPUID answers
-    /// were recorded, or 0: the XSAVE leaf's sizes follow it.
     /// Whether the plan was recorded on this machine since it booted (it
     /// was read from a `tmpfs`, as `/run` is): its CPUID answers are then
     /// this CPU's, with nothing executed to compare (`cpuid_replay`).
@@ -222,6 +220,8 @@ impl Plan {
         self.this_boot
     }
 
+    /// XCR0 (the register state the kernel enabled) when the CPUID answers
+    /// were recorded, or 0: the XSAVE leaf's sizes follow it.
     pub fn xcr0(&self) -> u64 {
         self.words[self.cpuid_at() + 1]
     }
