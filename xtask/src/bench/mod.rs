@@ -345,13 +345,26 @@ impl Bench {
 /// A fresh, empty cache directory for ld-cah (`CAH_CACHE_DIR`): in a
 /// `tmpfs` (`/dev/shm`) as the default places under `/run` are, where a
 /// binding plan is known to be this boot's and answers every CPUID;
-/// under `scratch` where there is no `/dev/shm`.
+/// under `scratch` where there is no private directory there.
 fn cache_dir(scratch: &Path, name: &str) -> Result<PathBuf, String> {
-    let shm = Path::new("/dev/shm");
-    let dir = if shm.is_dir() { shm.join("ld-cah-bench").join(name) } else { scratch.join(name) };
+    let dir = private_shm_dir().unwrap_or_else(|| scratch.to_path_buf()).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(dir)
+}
+
+/// `/dev/shm/ld-cah-bench-UID`, made if missing, if it is this user's own
+/// directory (not a symbolic link) that no one else may write: another
+/// user of the machine may have taken the name first, and the bench must
+/// neither empty nor use a directory of theirs.
+fn private_shm_dir() -> Option<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    // `/proc/self` belongs to the process's effective user.
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let dir = Path::new("/dev/shm").join(format!("ld-cah-bench-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    let m = std::fs::symlink_metadata(&dir).ok()?;
+    (m.is_dir() && m.uid() == uid && m.mode() & 0o022 == 0).then_some(dir)
 }
 
 pub fn run(args: &[String]) -> Result<(), String> {
