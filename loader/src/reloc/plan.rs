@@ -238,7 +238,7 @@ impl Plan {
 
     /// Object `obj`'s entries, for its relocations' look-ups.
     pub fn object(&self, obj: DsoId) -> ObjectPlan<'_> {
-        ObjectPlan { entries: self.words_of(obj), next: 0 }
+        ObjectPlan { entries: self.words_of(obj).as_chunks::<ENTRY_WORDS>().0, next: 0 }
     }
 
     /// Whether the plan agrees with the objects, on a sample of up to
@@ -291,8 +291,8 @@ const SAMPLES: usize = 8;
 
 /// One object's part of a [`Plan`] (see [`Plan::object`]).
 pub struct ObjectPlan<'p> {
-    /// (relocation place, binding, value) triples, sorted by place.
-    entries: &'p [u64],
+    /// (relocation place, binding, value) entries, sorted by place.
+    entries: &'p [[u64; ENTRY_WORDS]],
     /// Where the next look-up is expected: the engine visits an object's
     /// relocations in table order, so each look-up is one comparison.
     next: usize,
@@ -300,39 +300,26 @@ pub struct ObjectPlan<'p> {
 
 impl ObjectPlan<'_> {
     /// What the relocation at `place` bound to, if the plan says.
+    #[inline]
     pub fn get(&mut self, place: u64) -> Option<Planned> {
-        let n = self.entries.len() / ENTRY_WORDS;
-        let place_of = |i: usize| self.entries.get(ENTRY_WORDS * i).copied();
-        let at = match place_of(self.next) {
-            Some(p) if p == place => self.next,
+        let at = match self.entries.get(self.next) {
+            Some(e) if e[0] == place => self.next,
             // Between the entry before the cursor and the one at it: none
             // (a relocation bound to its own object, which needs no entry).
-            after if after.is_none_or(|p| place < p) && (self.next == 0 || place_of(self.next - 1).is_some_and(|p| p < place)) => {
+            after if after.is_none_or(|e| place < e[0]) && (self.next == 0 || self.entries[self.next - 1][0] < place) => {
                 return None;
             }
             _ => self.search(place)?,
         };
         self.next = at + 1;
-        let e = self.entries.get(ENTRY_WORDS * at..ENTRY_WORDS * at + ENTRY_WORDS).filter(|_| at < n)?;
-        Some(Planned { binding: decode_binding(e[1]), value: e[2] })
+        let [_, binding, value] = self.entries[at];
+        Some(Planned { binding: decode_binding(binding), value })
     }
 
     /// The position of `place`'s entry, by binary search.
+    #[cold]
     fn search(&self, place: u64) -> Option<usize> {
-        let (mut lo, mut hi) = (0, self.entries.len() / ENTRY_WORDS);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let k = self.entries[ENTRY_WORDS * mid];
-            if k == place {
-                return Some(mid);
-            }
-            if k < place {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        None
+        self.entries.binary_search_by_key(&place, |e| e[0]).ok()
     }
 }
 
