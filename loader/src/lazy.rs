@@ -385,7 +385,8 @@ fn find<'o, O: Objects + ?Sized>(o: &'o O, d: &'o Dso, symidx: u32, sym: &Sym) -
     let Some(name) = di.string(&d.img, sym.st_name as usize) else {
         return Err(err!(d.display_name(), "symbol name outside the string table"));
     };
-    let want = if di.versym != 0 { d.img.u16(di.versym + symidx as usize * 2).and_then(|v| d.versions.get(v & 0x7fff)) } else { None };
+    let want =
+        if di.versym != 0 { d.img.u16(di.versym + symidx as usize * 2).and_then(|v| d.versions.get(&d.img, v & 0x7fff)) } else { None };
     let q = Query::new(name);
     let global = o.global();
     // The first definition in scope order wins (an STB_GNU_UNIQUE one too:

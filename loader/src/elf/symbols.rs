@@ -280,7 +280,7 @@ impl Search<'_, '_> {
             (Some(w), Some(vs)) => {
                 let ndx = vs & 0x7fff;
                 let hidden_def = vs & 0x8000 != 0;
-                let named = self.defs.named_as(ndx, w);
+                let named = self.defs.named_as(self.img, ndx, w);
                 if named == Some(true) || !(w.hidden || named.is_some() || hidden_def) {
                     Some(sym)
                 } else {

@@ -2,6 +2,7 @@
 
 use alloc::vec::Vec;
 
+use super::image::Span;
 use super::{DynInfo, Image};
 
 /// One version name an object defines or needs, by its `versym` index.
@@ -16,24 +17,33 @@ pub struct VersionReq<'a> {
     pub weak: bool,
 }
 
-/// A [`VersionReq`] as stored: its names are ranges of [`Versions::names`].
-#[derive(Clone, Copy, Debug)]
+/// A [`VersionReq`] as stored: its names are offsets into the object's
+/// string table, read when asked for (copying them cost a tenth of a
+/// warm start's version work, and every copy of the table for the lazy
+/// resolver copied them again).
+#[derive(Clone, Copy, Debug, Default)]
 struct Entry {
-    name: (u32, u32),
+    name: u32,
+    /// The file's name, for needed versions.
+    file: u32,
     hash: u32,
-    hidden: bool,
-    file: Option<(u32, u32)>,
-    weak: bool,
+    flags: u8,
 }
 
-/// An object's version table, indexed by `versym` value.
+/// [`Entry::flags`]: the index names a version (not local, global or the
+/// base definition).
+const PRESENT: u8 = 1;
+const HIDDEN: u8 = 2;
+const WEAK: u8 = 4;
+const NEEDED: u8 = 8;
+
+/// An object's version table, indexed by `versym` value. Names are read
+/// from the image it was parsed from, which every reader passes in.
 #[derive(Clone, Debug, Default)]
 pub struct Versions {
-    entries: Vec<Option<Entry>>,
-    /// Every name, one after the other: one allocation for the object
-    /// instead of one per name (libc has 40-odd; they were a tenth of a
-    /// warm start's instructions).
-    names: Vec<u8>,
+    entries: Vec<Entry>,
+    /// The string table the names are in.
+    strings: Span,
     /// Indices defined by `DT_VERDEF` (not the base entry).
     pub defined: Vec<u16>,
     /// Indices from `DT_VERNEED`.
@@ -44,48 +54,31 @@ const VER_FLG_BASE: u16 = 1;
 const VER_FLG_WEAK: u16 = 2;
 /// Bounds on a corrupt table.
 const MAX_ENTRIES: usize = 1 << 14;
-/// Bound on the copies of all version names of one object (libc's are
-/// about 600 bytes).
-const MAX_NAME_BYTES: usize = 1 << 20;
 
 impl Versions {
     /// Index 0 and 1 (local and global) and the base definition carry no
-    /// name that matching cares about, so they are `None`.
-    pub fn get(&self, ndx: u16) -> Option<VersionReq<'_>> {
-        let e = (*self.entries.get(ndx as usize)?)?;
-        Some(VersionReq { name: self.name(e.name), hash: e.hash, hidden: e.hidden, file: e.file.map(|f| self.name(f)), weak: e.weak })
+    /// name that matching cares about, so they are `None`. `img` is the
+    /// image the table was parsed from.
+    pub fn get<'i>(&self, img: &'i Image, ndx: u16) -> Option<VersionReq<'i>> {
+        let e = self.entries.get(ndx as usize).filter(|e| e.flags & PRESENT != 0)?;
+        let name = img.span_cstr(self.strings, e.name as usize)?;
+        let file = if e.flags & NEEDED != 0 { Some(img.span_cstr(self.strings, e.file as usize)?) } else { None };
+        Some(VersionReq { name, hash: e.hash, hidden: e.flags & HIDDEN != 0, file, weak: e.flags & WEAK != 0 })
     }
 
-    /// A copy of what symbol lookups read: the entries and their names,
-    /// without the `defined` and `needed` lists.
+    /// A copy of what symbol lookups read: the entries, without the
+    /// `defined` and `needed` lists.
     pub fn for_lookups(&self) -> Versions {
-        Versions { entries: self.entries.clone(), names: self.names.clone(), defined: Vec::new(), needed: Vec::new() }
+        Versions { entries: self.entries.clone(), strings: self.strings, defined: Vec::new(), needed: Vec::new() }
     }
 
     /// Whether index `ndx` names a version (`get` is `Some`), and if so
     /// whether it is `w` (same hash, then same name): a symbol search asks
     /// this of every candidate, without building a [`VersionReq`].
     #[inline]
-    pub fn named_as(&self, ndx: u16, w: &VersionReq<'_>) -> Option<bool> {
-        let e = self.entries.get(ndx as usize)?.as_ref()?;
-        Some(e.hash == w.hash && self.name(e.name) == w.name)
-    }
-
-    fn name(&self, (at, len): (u32, u32)) -> &[u8] {
-        self.names.get(at as usize..(at as usize).saturating_add(len as usize)).unwrap_or_default()
-    }
-
-    /// Appends `name`, returning its range.
-    fn intern(&mut self, name: &[u8]) -> Result<(u32, u32), &'static str> {
-        let at = u32::try_from(self.names.len()).map_err(|_| "version names too long")?;
-        let len = u32::try_from(name.len()).map_err(|_| "version names too long")?;
-        // Names may overlap in the string table; their copies must not
-        // grow without bound for a hostile table.
-        if self.names.len().saturating_add(name.len()) > MAX_NAME_BYTES {
-            return Err("version names too long");
-        }
-        self.names.extend_from_slice(name);
-        Ok((at, len))
+    pub fn named_as(&self, img: &Image, ndx: u16, w: &VersionReq<'_>) -> Option<bool> {
+        let e = self.entries.get(ndx as usize).filter(|e| e.flags & PRESENT != 0)?;
+        Some(e.hash == w.hash && img.span_cstr(self.strings, e.name as usize) == Some(w.name))
     }
 
     fn set(&mut self, ndx: u16, e: Entry) -> Result<(), &'static str> {
@@ -94,9 +87,9 @@ impl Versions {
             return Err("version index out of range");
         }
         if self.entries.len() <= i {
-            self.entries.resize(i + 1, None);
+            self.entries.resize(i + 1, Entry::default());
         }
-        self.entries[i] = Some(e);
+        self.entries[i] = e;
         Ok(())
     }
 
@@ -113,8 +106,6 @@ impl Versions {
         let defs = if d.verdef != 0 { d.verdefnum.min(MAX_ENTRIES) } else { 0 };
         v.entries.reserve(defs + 2 + if d.verneed != 0 { 8 } else { 0 });
         v.defined.reserve(defs);
-        // About a dozen bytes per name (`GLIBC_2.2.5`).
-        v.names.reserve(16 * (defs + if d.verneed != 0 { 8 } else { 0 }));
         // Spans over each table (to the end of the readable range holding
         // it) and the string table (checked readable with the dynamic
         // section): each read is one comparison, not a scan of the image's
@@ -122,7 +113,10 @@ impl Versions {
         // share one, the first in its low half (both arches are
         // little-endian).
         let strings = img.span(d.strtab, d.strsz).ok_or(BAD)?;
-        let string = |off: u32| img.span_cstr(strings, off as usize).ok_or(BAD);
+        v.strings = strings;
+        // Each name is checked readable and terminated now, so that
+        // readers find it; its offset is kept.
+        let string = |off: u32| img.span_cstr(strings, off as usize).map(|_| off).ok_or(BAD);
         if d.verneed != 0 {
             let table = img.span_upto(d.verneed, usize::MAX).ok_or(BAD)?;
             let mut at = 0usize;
@@ -135,7 +129,7 @@ impl Versions {
                 // Elf64_Verneed: vn_version and vn_cnt (16 bits each),
                 // vn_file, vn_aux, vn_next.
                 let [version_cnt, file, aux, next]: [u32; 4] = img.at(table, at).ok_or(BAD)?;
-                let file_name = v.intern(string(file)?)?;
+                let file_name = string(file)?;
                 let mut a = at.checked_add(aux as usize).ok_or(BAD)?;
                 for _ in 0..version_cnt >> 16 {
                     walked += 1;
@@ -147,13 +141,9 @@ impl Versions {
                     let [hash, flags_other, name, anext]: [u32; 4] = img.at(table, a).ok_or(BAD)?;
                     let (flags, other) = (flags_other as u16, (flags_other >> 16) as u16);
                     let ndx = other & 0x7fff;
-                    let e = Entry {
-                        name: v.intern(string(name)?)?,
-                        hash,
-                        hidden: other & 0x8000 != 0,
-                        file: Some(file_name),
-                        weak: flags & VER_FLG_WEAK != 0,
-                    };
+                    let hidden = if other & 0x8000 != 0 { HIDDEN } else { 0 };
+                    let weak = if flags & VER_FLG_WEAK != 0 { WEAK } else { 0 };
+                    let e = Entry { name: string(name)?, file: file_name, hash, flags: PRESENT | NEEDED | hidden | weak };
                     v.set(ndx, e)?;
                     v.needed.push(ndx);
                     if anext == 0 {
@@ -178,7 +168,7 @@ impl Versions {
                 if (version_flags >> 16) as u16 & VER_FLG_BASE == 0 {
                     // The first Elf64_Verdaux (vda_name, vda_next) names it.
                     let name: u32 = img.at(table, at.checked_add(aux as usize).ok_or(BAD)?).ok_or(BAD)?;
-                    let e = Entry { name: v.intern(string(name)?)?, hash, hidden: false, file: None, weak: false };
+                    let e = Entry { name: string(name)?, file: 0, hash, flags: PRESENT };
                     v.set(ndx, e)?;
                     v.defined.push(ndx);
                 }
@@ -191,8 +181,10 @@ impl Versions {
         Ok(v)
     }
 
-    /// Whether this object defines version `name` (for `DT_VERNEED` checks).
-    pub fn defines(&self, name: &[u8]) -> bool {
-        self.defined.iter().any(|&i| self.get(i).is_some_and(|v| v.name == name))
+    /// Whether this object (whose image is `img`) defines version `v`:
+    /// the same hash and name, as glibc's `match_symbol` compares them
+    /// (for `DT_VERNEED` checks).
+    pub fn defines(&self, img: &Image, v: &VersionReq<'_>) -> bool {
+        self.defined.iter().any(|&i| self.named_as(img, i, v) == Some(true))
     }
 }

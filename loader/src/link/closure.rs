@@ -487,7 +487,7 @@ pub fn check_versions(ns: &Namespace) -> Result<(), Error> {
 pub fn check_versions_of(ns: &Namespace, ids: impl IntoIterator<Item = DsoId>) -> Result<(), Error> {
     for d in ids.into_iter().filter_map(|i| ns.objs.get(i)) {
         for &ndx in &d.versions.needed {
-            let Some(v) = d.versions.get(ndx) else { continue };
+            let Some(v) = d.versions.get(&d.img, ndx) else { continue };
             let Some(file) = &v.file else { continue };
             let Some(def) = ns.find_by_name(file) else {
                 // The file is not in the closure under that name.
@@ -502,7 +502,7 @@ pub fn check_versions_of(ns: &Namespace, ids: impl IntoIterator<Item = DsoId>) -
             if defs.versions.defined.is_empty() {
                 continue;
             }
-            if !defs.versions.defines(v.name) && !v.weak {
+            if !defs.versions.defines(&defs.img, &v) && !v.weak {
                 return Err(err!(
                     d.display_name(),
                     "version `{}' not found (required by {} from {})",

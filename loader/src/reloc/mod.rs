@@ -437,7 +437,7 @@ impl<'a> Engine<'a> {
             return Err(err!(d.display_name(), "symbol name outside the string table"));
         };
         let want = if d.dyn_info.versym != 0 {
-            d.img.u16(d.dyn_info.versym + symidx as usize * 2).and_then(|v| d.versions.get(v & 0x7fff))
+            d.img.u16(d.dyn_info.versym + symidx as usize * 2).and_then(|v| d.versions.get(&d.img, v & 0x7fff))
         } else {
             None
         };

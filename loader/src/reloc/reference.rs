@@ -283,7 +283,7 @@ impl<'a> Reference<'a> {
             Some(w) => {
                 // The version asked for, or a definition of no named
                 // version, unless either side is hidden.
-                let named = versions.get(vs & 0x7fff);
+                let named = versions.get(&self.ns.objs[obj].img, vs & 0x7fff);
                 let same = named.is_some_and(|v| v.hash == w.hash && v.name == w.name);
                 same || !(w.hidden || named.is_some() || vs & 0x8000 != 0)
             }
@@ -364,7 +364,7 @@ impl<'a> Reference<'a> {
         if symidx == 0 || rsym.bind() == STB_LOCAL || rsym.visibility() != STV_DEFAULT {
             return Ok(Some(Found { obj: id, idx: symidx }));
         }
-        let want = rversym.and_then(|v| d.versions.get(v & 0x7fff));
+        let want = rversym.and_then(|v| d.versions.get(&d.img, v & 0x7fff));
         let mut found = None;
         if d.dyn_info.symbolic {
             found = self.search(&[id], &name, want.as_ref(), class, Found { obj: id, idx: symidx });
