@@ -81,14 +81,17 @@ impl Versions {
         Some(e.hash == w.hash && img.span_cstr(self.strings, e.name as usize) == Some(w.name))
     }
 
+    #[inline]
     fn set(&mut self, ndx: u16, e: Entry) -> Result<(), &'static str> {
         let i = ndx as usize;
+        if let Some(slot) = self.entries.get_mut(i) {
+            *slot = e;
+            return Ok(());
+        }
         if i >= MAX_ENTRIES {
             return Err("version index out of range");
         }
-        if self.entries.len() <= i {
-            self.entries.resize(i + 1, Entry::default());
-        }
+        self.entries.resize(i + 1, Entry::default());
         self.entries[i] = e;
         Ok(())
     }
@@ -105,6 +108,9 @@ impl Versions {
         // tables one entry at a time (libc defines 40-odd versions).
         let defs = if d.verdef != 0 { d.verdefnum.min(MAX_ENTRIES) } else { 0 };
         v.entries.reserve(defs + 2 + if d.verneed != 0 { 8 } else { 0 });
+        // Unset entries name nothing (`get` is `None`), so the definitions'
+        // indices can be made at once and each is then a store.
+        v.entries.resize((defs + 2).min(MAX_ENTRIES), Entry::default());
         v.defined.reserve(defs);
         // Spans over each table (to the end of the readable range holding
         // it) and the string table (checked readable with the dynamic
