@@ -2,7 +2,8 @@
 //! lives in dynamic TLS, allocated per thread on first use, reached through
 //! `__tls_get_addr` (x86_64 general-dynamic) or TLS descriptors (x86_64
 //! `-mtls-dialect=gnu2`, aarch64's default), in the main thread and in a
-//! thread created afterwards. Output must equal glibc's.
+//! thread created afterwards. Output must equal glibc's. The blocks come
+//! from the process's `malloc`: the program's own when it defines one.
 
 use std::path::Path;
 use std::process::Command;
@@ -45,6 +46,16 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// The program defining `malloc` (passing to libc's), counting the blocks
+/// big enough to be `big`'s: glibc's loader takes the `malloc` of the
+/// global scope for dynamic TLS once relocation is done.
+const COUNTING_MALLOC: &str = r#"#include <stddef.h>
+extern void *__libc_malloc(size_t);
+static int big_blocks;
+void *malloc(size_t n) { if (n >= 100000) big_blocks++; return __libc_malloc(n); }
+int big_blocks_seen(void) { return big_blocks; }
+"#;
+
 fn cc(compiler: &str, args: &[&str], out: &Path, src: &Path) {
     let st = Command::new(compiler).args(args).arg("-o").arg(out).arg(src).status().unwrap();
     assert!(st.success(), "{compiler} failed");
@@ -56,10 +67,23 @@ fn run(cmd: &mut Command) -> (String, Option<i32>) {
 }
 
 fn case(aarch64: bool, dialect: &[&str]) {
+    case_of(aarch64, dialect, MAIN);
+}
+
+/// [`MAIN`] with [`COUNTING_MALLOC`], printing how many TLS-sized blocks
+/// its `malloc` gave out.
+fn counting_case(aarch64: bool) {
+    // Before `main`'s own `return 0;`, the last.
+    let end = MAIN.rfind("    return 0;").unwrap();
+    let main = format!("{}    printf(\"big blocks: %d\\n\", big_blocks_seen());\n{}", &MAIN[..end], &MAIN[end..]);
+    case_of(aarch64, &[], &format!("{COUNTING_MALLOC}{main}"));
+}
+
+fn case_of(aarch64: bool, dialect: &[&str], main: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (lib_src, main_src) = (dir.path().join("big.c"), dir.path().join("main.c"));
     std::fs::write(&lib_src, LIB).unwrap();
-    std::fs::write(&main_src, MAIN).unwrap();
+    std::fs::write(&main_src, main).unwrap();
     let arch = if aarch64 { Arch::Aarch64 } else { Arch::X86_64 };
     let compiler = arch.cc();
     let lib = dir.path().join("libbig.so");
@@ -84,6 +108,10 @@ fn case(aarch64: bool, dialect: &[&str]) {
     let reference = run(&mut wrap(&exe, None));
     assert_eq!(reference.1, Some(0), "glibc: {reference:?}");
     assert!(reference.0.contains("thread: thread") && reference.0.contains("main: main 43"), "{reference:?}");
+    // One block for each thread that used `big` (written by hand).
+    if main.contains("big_blocks_seen") {
+        assert!(reference.0.contains("big blocks: 2"), "{reference:?}");
+    }
     let cah = run(&mut wrap(&loader, Some(&exe)));
     assert_eq!(cah, reference, "aarch64={aarch64} {dialect:?}: ld-cah differs from glibc");
 }
@@ -101,4 +129,14 @@ fn x86_64_tls_descriptors() {
 #[test]
 fn aarch64_tls_descriptors() {
     case(true, &[]);
+}
+
+#[test]
+fn x86_64_blocks_from_the_programs_malloc() {
+    counting_case(false);
+}
+
+#[test]
+fn aarch64_blocks_from_the_programs_malloc() {
+    counting_case(true);
 }

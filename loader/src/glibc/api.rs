@@ -58,7 +58,8 @@ pub fn finish(l: &'static Layout, ns: &Namespace, libc: DsoId) -> usize {
     let catch = symbol_in(ns, libc, b"_dl_catch_error");
     let catch = if catch != 0 { catch } else { super::catch::dl_catch_error as *const () as usize };
     ro.put_opt(l.rtld_global_ro._dl_catch_error, catch as u64);
-    ro.put_opt(l.rtld_global_ro._dl_error_free, symbol_in(ns, libc, b"free") as u64);
+    // libc's `free`, which `runtime::start` just looked up.
+    ro.put_opt(l.rtld_global_ro._dl_error_free, super::runtime::rt().map_or(0, |r| r.free) as u64);
     symbol_in(ns, libc, b"__libc_early_init")
 }
 

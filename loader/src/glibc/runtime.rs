@@ -88,15 +88,22 @@ pub fn start(l: &'static Layout, ns: &Namespace, libc: DsoId) {
     let global = |name: &[u8]| {
         let mut unique = UniqueTable::default();
         let q = Query { newest: true, ..Query::new(name) };
-        lookup::lookup(ns, &mut unique, &ns.scope, &q, None, None, Class::Normal).map_or(0, |d| d.address(ns))
+        lookup::lookup(ns, &mut unique, &ns.scope, &q, None, None, Class::Normal)
     };
-    crate::tls::use_libc_allocator(global(b"malloc"), global(b"free"));
+    // libc's own, which is the global one unless something before libc
+    // in the scope defines it (the same query: no second look-up then).
+    let own = |name: &[u8], global: Option<lookup::Def>| match global {
+        Some(d) if d.obj == libc => d.address(ns),
+        _ => symbol_in(ns, libc, name),
+    };
+    let (malloc, free) = (global(b"malloc"), global(b"free"));
+    crate::tls::use_libc_allocator(malloc.map_or(0, |d| d.address(ns)), free.map_or(0, |d| d.address(ns)));
     let objects = ns.objs.iter().map(ObjInfo::of).collect();
     RUNTIME.call_once(|| Runtime {
         layout: l,
         objects: spin::RwLock::new(objects),
-        malloc: symbol_in(ns, libc, b"malloc"),
-        free: symbol_in(ns, libc, b"free"),
+        malloc: own(b"malloc", malloc),
+        free: own(b"free", free),
         signal_error: symbol_in(ns, libc, b"_dl_signal_error"),
     });
 }
