@@ -155,7 +155,8 @@ fn cold_then_warm(arch: Arch, direct: bool) {
     assert_eq!(stat(&warm, " lookups"), 0, "a warm start does no symbol lookup: {}", warm.stderr);
     // The plan has an entry per relocation the cold start resolved, by a
     // lookup or by repeating a recent one; the warm start uses each.
-    let entries = u64::from_le_bytes(written[0].2[56..64].try_into().unwrap()) as usize;
+    // The entry count *m*, word 4 (docs/binding-plan.md).
+    let entries = u64::from_le_bytes(written[0].2[32..40].try_into().unwrap()) as usize;
     assert!(entries >= stat(&cold, " lookups"), "{entries} entries for {}", cold.stderr);
     assert_eq!(stat(&warm, " bound by plan"), entries, "{}", warm.stderr);
     assert_eq!(s.plans(), written, "a warm start writes nothing");
@@ -313,7 +314,7 @@ fn record_then_tamper(s: &Setup, edit: impl FnOnce(&mut Vec<u64>)) -> String {
 fn a_plan_binding_another_name_is_not_obeyed() {
     let s = Setup::new(Arch::X86_64);
     let reference = record_then_tamper(&s, |w| {
-        let (n, header) = (w[6] as usize, 9);
+        let (n, header) = (w[3] as usize, offsets_at(w));
         let (from, to) = (w[header] as usize, w[header + 1] as usize);
         let entries = header + n + 1;
         // The program's (object 0's) entries bound to a definition: each is
@@ -344,7 +345,7 @@ fn a_plan_binding_another_name_is_not_obeyed() {
 fn a_plan_with_other_addresses_is_not_obeyed() {
     let s = Setup::new(Arch::X86_64);
     let reference = record_then_tamper(&s, |w| {
-        let (n, m, header) = (w[6] as usize, w[7] as usize, 9);
+        let (n, m, header) = (w[3] as usize, w[4] as usize, offsets_at(w));
         let entries = header + n + 1;
         let mut moved = 0;
         for i in 0..m {
@@ -370,12 +371,18 @@ fn fs_type(path: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Where a plan's object offsets start: after the 6 header words and the
+/// key, whose length in words is the third (docs/binding-plan.md).
+fn offsets_at(w: &[u64]) -> usize {
+    6 + w[2] as usize
+}
+
 /// Where a plan's CPUID section starts (its count, then XCR0, then the
-/// answers): after the 9 header words, the *n*+1 object offsets and the
-/// *m* three-word entries (docs/binding-plan.md).
+/// answers): after the object offsets (*n*+1 of them) and the *m*
+/// three-word entries (docs/binding-plan.md).
 fn cpuid_section(w: &[u64]) -> usize {
-    let (n, m) = (w[6] as usize, w[7] as usize);
-    9 + n + 1 + 3 * m
+    let (n, m) = (w[3] as usize, w[4] as usize);
+    offsets_at(w) + n + 1 + 3 * m
 }
 
 /// `s` with its program replaced by one that prints libc's cache

@@ -10,7 +10,9 @@
 //! loader's own build, the program and every object of the namespace, in
 //! order (each file's `(st_dev, st_ino, st_size, st_mtime, st_ctime)`, the
 //! same identity the hash cache trusts: any change to a file, or a
-//! different set or order of objects, gives another key). Plans live
+//! different set or order of objects, gives another key). The plan holds
+//! its whole key, compared word for word; the file's name is only a hash
+//! of it that finds the file. Plans live
 //! beside the hash cache, under its trust rules, with a checksum; a plan
 //! that fails any check is ignored, never obeyed, and an entry that names
 //! something out of range falls back to a lookup. The format is in
@@ -26,22 +28,24 @@ use crate::elf::symbols::symbol;
 use crate::link::{policy, DsoId, Kind, Namespace};
 use crate::map::FileView;
 use crate::sys::{self, Errno, Fd};
-use crate::verify::digest::Digest;
 use crate::verify::identity::FileIdentity;
 use crate::verify::runtime::{self, Place};
 
 /// `"CAHPLAN1"` as a little-endian word.
 const MAGIC: u64 = u64::from_le_bytes(*b"CAHPLAN1");
-const VERSION: u64 = 5;
-/// Header words: magic, version, key (4), object count, entry count,
-/// libc's layout table.
-const HEADER_WORDS: usize = 9;
+const VERSION: u64 = 6;
+/// Header words before the key: magic, version, the key's length in
+/// words, object count, entry count, libc's layout table.
+const HEADER_WORDS: usize = 6;
 /// Where the header names libc's layout table.
-const LAYOUT_WORD: usize = 8;
+const LAYOUT_WORD: usize = 5;
 const CHECKSUM_WORDS: usize = 1;
 /// Bounds that keep a hostile header from asking for absurd work.
 const MAX_OBJECTS: usize = 1 << 16;
 const MAX_ENTRIES: usize = 1 << 24;
+/// Key words (a bound on a plan file's size): the build id's length and
+/// at most 256 bytes of it, then at most ten words per object.
+const MAX_KEY_WORDS: usize = 1 + 32 + 10 * MAX_OBJECTS;
 /// The value of a weak reference that bound to nothing.
 const UNDEFINED: u64 = u64::MAX;
 /// More built-in layout tables than any build has: a bound for the header.
@@ -91,6 +95,8 @@ fn decode_binding(v: u64) -> Binding {
 pub struct Plan {
     words: Words,
     objects: usize,
+    /// Where the object offsets start: after the header and the key.
+    offsets_at: usize,
     /// Read from a file system in memory (`tmpfs`): recorded on this
     /// machine since it booted.
     this_boot: bool,
@@ -124,7 +130,7 @@ impl Plan {
 
     /// Checks `bytes` as the plan for `key` and a namespace of `objects`
     /// objects. Every failure names what was wrong.
-    pub fn parse(bytes: &[u8], key: &Digest, objects: usize) -> Result<Plan, &'static str> {
+    pub fn parse(bytes: &[u8], key: &Key, objects: usize) -> Result<Plan, &'static str> {
         if !bytes.len().is_multiple_of(8) {
             return Err("truncated");
         }
@@ -132,21 +138,23 @@ impl Plan {
         Plan::check(Words::Decoded(words), key, objects)
     }
 
-    fn check(words: Words, key: &Digest, objects: usize) -> Result<Plan, &'static str> {
+    fn check(words: Words, key: &Key, objects: usize) -> Result<Plan, &'static str> {
         if words.len() < HEADER_WORDS + 1 + CHECKSUM_WORDS {
             return Err("truncated");
         }
         if words[0] != MAGIC || words[1] != VERSION {
             return Err("not a plan of this version");
         }
-        if words[2..6] != key_words(key) {
+        let (r, n, m) = (words[2] as usize, words[3] as usize, words[4] as usize);
+        if r != key.words.len() || n != objects || n > MAX_OBJECTS || m > MAX_ENTRIES {
             return Err("for another closure");
         }
-        let (n, m) = (words[6] as usize, words[7] as usize);
-        if n != objects || n > MAX_OBJECTS || m > MAX_ENTRIES {
+        // Bounded above: none of these sums can overflow.
+        let offsets_at = HEADER_WORDS + r;
+        if words.get(HEADER_WORDS..offsets_at) != Some(&key.words[..]) {
             return Err("for another closure");
         }
-        let cpuid_at = HEADER_WORDS + n + 1 + ENTRY_WORDS * m;
+        let cpuid_at = offsets_at + n + 1 + ENTRY_WORDS * m;
         let k = words.get(cpuid_at).map_or(usize::MAX, |&k| k as usize);
         if k > MAX_CPUID || words.len() != cpuid_at + 2 + CPUID_WORDS * k + CHECKSUM_WORDS {
             return Err("truncated");
@@ -155,11 +163,11 @@ impl Plan {
         if words[body] != checksum(&words[..body]) {
             return Err("bad checksum");
         }
-        let offsets = &words[HEADER_WORDS..HEADER_WORDS + n + 1];
+        let offsets = &words[offsets_at..offsets_at + n + 1];
         if offsets[0] != 0 || offsets[n] as usize != m || offsets.windows(2).any(|w| w[0] > w[1]) {
             return Err("bad object offsets");
         }
-        let plan = Plan { words, objects: n, this_boot: false };
+        let plan = Plan { words, objects: n, offsets_at, this_boot: false };
         for obj in 0..n {
             let mut places = plan.words_of(obj).iter().step_by(ENTRY_WORDS);
             let mut last = places.next().copied();
@@ -180,7 +188,7 @@ impl Plan {
 
     fn words_of(&self, obj: DsoId) -> &[u64] {
         let (from, to) = self.range(obj);
-        let base = HEADER_WORDS + self.objects + 1;
+        let base = self.offsets_at + self.objects + 1;
         &self.words[base + ENTRY_WORDS * from..base + ENTRY_WORDS * to]
     }
 
@@ -188,7 +196,7 @@ impl Plan {
         if obj >= self.objects {
             return (0, 0);
         }
-        (self.words[HEADER_WORDS + obj] as usize, self.words[HEADER_WORDS + obj + 1] as usize)
+        (self.words[self.offsets_at + obj] as usize, self.words[self.offsets_at + obj + 1] as usize)
     }
 
     /// The index of libc's layout table among the built-in ones
@@ -227,7 +235,7 @@ impl Plan {
     }
 
     fn cpuid_at(&self) -> usize {
-        HEADER_WORDS + self.objects + 1 + ENTRY_WORDS * self.len()
+        self.offsets_at + self.objects + 1 + ENTRY_WORDS * self.len()
     }
 
     /// What the relocation at `place` (its link-time address) of object
@@ -345,17 +353,17 @@ impl Recorder {
     /// layout table, if one was chosen (see [`Plan::layout`]), `cpuid` the
     /// CPUID answers of this start (at most [`MAX_CPUID`] are kept) and
     /// `xcr0` the XCR0 they were given under.
-    pub fn encode(mut self, key: &Digest, layout: Option<usize>, cpuid: &[(u32, u32, [u32; 4])], xcr0: u64) -> Vec<u8> {
+    pub fn encode(mut self, key: &Key, layout: Option<usize>, cpuid: &[(u32, u32, [u32; 4])], xcr0: u64) -> Vec<u8> {
         let n = self.per_object.len();
         for v in self.per_object.iter_mut() {
             sort_by_place(v);
             v.dedup_by_key(|e| e.0);
         }
         let m: usize = self.per_object.iter().map(Vec::len).sum();
-        let mut words: Vec<u64> = Vec::with_capacity(HEADER_WORDS + n + 1 + ENTRY_WORDS * m + CHECKSUM_WORDS);
-        words.extend([MAGIC, VERSION]);
-        words.extend(key_words(key));
+        let mut words: Vec<u64> = Vec::with_capacity(HEADER_WORDS + key.words.len() + n + 1 + ENTRY_WORDS * m + CHECKSUM_WORDS);
+        words.extend([MAGIC, VERSION, key.words.len() as u64]);
         words.extend([n as u64, m as u64, layout.map_or(UNDEFINED, |i| i as u64)]);
+        words.extend_from_slice(&key.words);
         let mut at = 0u64;
         words.push(0);
         for v in &self.per_object {
@@ -455,50 +463,69 @@ pub fn checksum(words: &[u64]) -> u64 {
     h ^ (h >> 33)
 }
 
-fn key_words(d: &Digest) -> [u64; 4] {
-    let mut w = [0u64; 4];
-    for (i, c) in d.0.chunks_exact(8).enumerate() {
-        w[i] = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+/// What a plan is valid for (see [`key`]), word by word. A plan holds
+/// its key whole and is compared with it: no hash of the key, whose
+/// collisions would have to be ruled out, stands in for it.
+pub struct Key {
+    words: Vec<u64>,
+}
+
+impl Key {
+    /// The name the plan's file has: [`checksum`] of the key in hex. Only
+    /// a way to find the file: keys that share a name (by chance, or made
+    /// to) replace each other's plans, and neither is obeyed for the other.
+    pub fn name(&self) -> KeyName {
+        KeyName(checksum(&self.words))
     }
-    w
+}
+
+/// [`Key::name`], shown as sixteen hex digits.
+#[derive(Clone, Copy)]
+pub struct KeyName(u64);
+
+impl core::fmt::Display for KeyName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
 }
 
 /// The key of a start-up's bindings: the loader's build id, then each
 /// object's kind and file identity in namespace order, and for a library
 /// accepted for a locked name the digest it was accepted for. `None` when
 /// an object's identity is unknown (nothing can then vouch for a plan).
-pub fn key(ns: &Namespace, loader_build_id: &[u8]) -> Option<Digest> {
-    // Gathered first and hashed in one call: a small closure's key is one
-    // chunk, which `digest::hash` does without the crate's CPU detection.
-    let mut h: Vec<u8> = Vec::with_capacity(64 + loader_build_id.len() + 74 * ns.objs.len());
-    h.extend_from_slice(b"ld-cah binding plan 2\0");
-    h.extend_from_slice(&(loader_build_id.len() as u64).to_le_bytes());
-    h.extend_from_slice(loader_build_id);
+/// Built of whole words (docs/binding-plan.md), so it is compared as it
+/// is: a warm start hashes nothing (BLAKE3 of it was 5,700 instructions
+/// for hello, and past a kilobyte, fifteen libraries or so, the `blake3`
+/// crate's CPU detection executed CPUID on every start).
+pub fn key(ns: &Namespace, loader_build_id: &[u8]) -> Option<Key> {
+    let id = loader_build_id.get(..loader_build_id.len().min(256)).unwrap_or_default();
+    let mut w: Vec<u64> = Vec::with_capacity(1 + id.len().div_ceil(8) + 10 * ns.objs.len());
+    w.push(id.len() as u64);
+    w.extend(id.chunks(8).map(|c| {
+        let mut b = [0u8; 8];
+        b[..c.len()].copy_from_slice(c);
+        u64::from_le_bytes(b)
+    }));
     for d in &ns.objs {
-        let kind: u8 = match d.kind {
+        let kind: u64 = match d.kind {
             Kind::Main => 1,
             Kind::Library => 2,
             Kind::Loader => 3,
             Kind::Vdso => 4,
         };
-        h.push(kind);
-        if matches!(d.kind, Kind::Main | Kind::Library) {
-            let id = d.identity?;
-            for w in [id.dev, id.ino, id.size, id.mtime_ns as u64, id.ctime_ns as u64] {
-                h.extend_from_slice(&w.to_le_bytes());
-            }
-        }
         // What the plan vouches for when a start-up takes its closure on
         // trust (`link::policy::confirm`): this file had this digest.
-        match policy::verified(d) {
-            Some(v) if d.kind == Kind::Library => {
-                h.push(1);
-                h.extend_from_slice(&v.digest.0);
-            }
-            _ => h.push(0),
+        let digest = policy::verified(d).filter(|_| d.kind == Kind::Library).map(|v| v.digest);
+        w.push(kind | u64::from(digest.is_some()) << 8);
+        if matches!(d.kind, Kind::Main | Kind::Library) {
+            let id = d.identity?;
+            w.extend([id.dev, id.ino, id.size, id.mtime_ns as u64, id.ctime_ns as u64]);
+        }
+        if let Some(digest) = digest {
+            w.extend(digest.0.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))));
         }
     }
-    Some(crate::verify::digest::hash(&h))
+    Some(Key { words: w })
 }
 
 /// The identity of the program at `path` (NUL-terminated), if this user
@@ -513,14 +540,18 @@ pub fn identity_of(path: &[u8]) -> Option<FileIdentity> {
     Some(runtime::identity(&sys::fstat(&fd).ok()?))
 }
 
-fn file_name(key: &Digest) -> Vec<u8> {
-    let mut v = key.to_hex().to_vec();
-    v.push(0);
+/// [`Key::name`] as sixteen hex digits and a NUL.
+fn file_name(key: &Key) -> [u8; 17] {
+    let name = key.name().0;
+    let mut v = [0u8; 17];
+    for (i, c) in v[..16].iter_mut().enumerate() {
+        *c = b"0123456789abcdef"[(name >> (60 - 4 * i)) as usize & 15];
+    }
     v
 }
 
 /// Reads the plan for `key` from the first place that has a trusted one.
-pub fn load(places: &[Place], euid: u32, key: &Digest, objects: usize) -> Result<Plan, &'static str> {
+pub fn load(places: &[Place], euid: u32, key: &Key, objects: usize) -> Result<Plan, &'static str> {
     let mut why = "none recorded yet";
     for p in places {
         match load_from(p, euid, key, objects) {
@@ -544,7 +575,7 @@ fn open_plans_dir(p: &Place, euid: u32, create: bool) -> Result<Fd, &'static str
 /// Plans up to this size are read into memory, larger ones mapped.
 const READ_UP_TO: usize = 16 * 1024;
 
-fn load_from(p: &Place, euid: u32, key: &Digest, objects: usize) -> Result<Plan, &'static str> {
+fn load_from(p: &Place, euid: u32, key: &Key, objects: usize) -> Result<Plan, &'static str> {
     let dir = open_plans_dir(p, euid, false).map_err(|_| "none recorded yet")?;
     let fd = match sys::openat(Some(&dir), &file_name(key), sys::O_RDONLY | sys::O_NOFOLLOW | sys::O_CLOEXEC, 0) {
         Ok(fd) => fd,
@@ -553,8 +584,9 @@ fn load_from(p: &Place, euid: u32, key: &Digest, objects: usize) -> Result<Plan,
     };
     let st = sys::fstat(&fd).map_err(Errno::describe)?;
     runtime::trusted(&st, euid, false)?;
-    let size =
-        usize::try_from(st.size).ok().filter(|&s| s <= 8 * (HEADER_WORDS + MAX_OBJECTS + 1 + ENTRY_WORDS * MAX_ENTRIES + CHECKSUM_WORDS));
+    let size = usize::try_from(st.size).ok().filter(|&s| {
+        s <= 8 * (HEADER_WORDS + MAX_KEY_WORDS + MAX_OBJECTS + 1 + ENTRY_WORDS * MAX_ENTRIES + 2 + CPUID_WORDS * MAX_CPUID + CHECKSUM_WORDS)
+    });
     let size = size.ok_or("too large")?;
     if size < 8 * (HEADER_WORDS + 1 + CHECKSUM_WORDS) || !size.is_multiple_of(8) {
         return Err("truncated");
@@ -588,12 +620,12 @@ impl Store {
 
     /// Writes the plan `bytes` for `key` (a temporary file renamed over
     /// the old plan, so a reader sees one plan or the other).
-    pub fn put(&self, euid: u32, key: &Digest, bytes: &[u8]) -> Result<(), &'static str> {
+    pub fn put(&self, euid: u32, key: &Key, bytes: &[u8]) -> Result<(), &'static str> {
         store_in(&self.0, euid, key, bytes)
     }
 }
 
-fn store_in(dir: &Fd, euid: u32, key: &Digest, bytes: &[u8]) -> Result<(), &'static str> {
+fn store_in(dir: &Fd, euid: u32, key: &Key, bytes: &[u8]) -> Result<(), &'static str> {
     let mut tmp = alloc::string::String::new();
     let _ = write!(tmp, ".plan.{}\0", sys::getpid());
     let flags = sys::O_RDWR | sys::O_CREAT | sys::O_EXCL | sys::O_NOFOLLOW | sys::O_CLOEXEC;
@@ -668,14 +700,20 @@ mod tests {
     const CPUID: [(u32, u32, [u32; 4]); 2] =
         [(1, 0, [0x806f8, 0x800, 0x7ffa_fbff, 0xbfeb_fbff]), (4, 3, [0x1c163, 0x3c0_003f, 0xdfff, 0x4])];
 
-    fn sample() -> (Digest, Vec<u8>) {
-        let key = crate::verify::digest::hash(b"closure");
+    /// A key of `words` (a real one is made by [`key`] from a namespace).
+    fn key_of(words: &[u64]) -> Key {
+        Key { words: words.to_vec() }
+    }
+
+    fn sample() -> (Key, Vec<u8>) {
+        let key = key_of(&[20, 0x1111, 0x2222, 0x3333, 1, 7, 8, 9, 10, 11]);
         let mut r = Recorder::new(3);
         // Recorded out of order (IRELATIVE-style deferrals): sorted on encoding.
         r.record(0, 0x4d8, bound(2, 11, 0x1140));
         r.record(0, 0x4c0, WEAK);
         r.record(2, 0x18, bound(0, 5, NOT_PLAIN));
-        (key, r.encode(&key, Some(3), &CPUID, 0xe7))
+        let bytes = r.encode(&key, Some(3), &CPUID, 0xe7);
+        (key, bytes)
     }
 
     #[test]
@@ -695,6 +733,11 @@ mod tests {
         // docs/binding-plan.md: the count, XCR0, then per leaf `leaf << 32 |
         // sub`, `ebx << 32 | eax`, `edx << 32 | ecx`, then the checksum.
         let words: Vec<u64> = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+        // docs/binding-plan.md: magic, version, key length, objects,
+        // entries, layout, the key; then the offsets.
+        assert_eq!(words[..6], [u64::from_le_bytes(*b"CAHPLAN1"), 6, 10, 3, 3, 3]);
+        assert_eq!(words[6..16], key.words[..]);
+        assert_eq!(words[16..20], [0, 2, 2, 3]);
         assert_eq!(
             words[words.len() - 9..words.len() - 1],
             [
@@ -711,11 +754,20 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_is_named_by_the_checksum_of_its_key() {
+        let key = key_of(&[1, 2, 3]);
+        let name = file_name(&key);
+        assert_eq!(&name[..16], alloc::format!("{:016x}", checksum(&[1, 2, 3])).as_bytes());
+        assert_eq!(name[16], 0);
+        assert_eq!(alloc::format!("{}", key.name()).as_bytes(), &name[..16]);
+    }
+
+    #[test]
     fn look_ups_in_any_order_answer_as_in_table_order() {
         // Entries every 24 bytes with gaps (relocations of other kinds);
         // the engine asks in table order, but an IRELATIVE or a retry may
         // ask out of it.
-        let key = crate::verify::digest::hash(b"closure");
+        let key = key_of(&[0, 1, 2, 3]);
         let mut r = Recorder::new(2);
         let places: Vec<u64> = (0..300u64).filter(|i| i % 3 != 0).map(|i| 0x1000 + 24 * i).collect();
         for (i, &place) in places.iter().enumerate() {
@@ -795,7 +847,11 @@ mod tests {
     #[test]
     fn any_damage_or_other_closure_is_refused() {
         let (key, bytes) = sample();
-        assert_eq!(Plan::parse(&bytes, &crate::verify::digest::hash(b"other"), 3).err(), Some("for another closure"));
+        let words = &key.words;
+        let mut other = words.clone();
+        other[4] ^= 1;
+        assert_eq!(Plan::parse(&bytes, &key_of(&other), 3).err(), Some("for another closure"), "a key differing in one word");
+        assert_eq!(Plan::parse(&bytes, &key_of(&words[..words.len() - 1]), 3).err(), Some("for another closure"), "a shorter key");
         assert_eq!(Plan::parse(&bytes, &key, 4).err(), Some("for another closure"));
         assert_eq!(Plan::parse(&bytes[..bytes.len() - 8], &key, 3).err(), Some("truncated"));
         for i in (64..bytes.len()).step_by(7) {
@@ -807,7 +863,7 @@ mod tests {
 
     #[test]
     fn hostile_bytes_never_panic() {
-        let key = crate::verify::digest::hash(b"closure");
+        let key = key_of(&[0, 1, 2]);
         let mut state = 0x1234_5678_9abc_def0u64;
         for len in [0usize, 8, 64, 100, 104, 200, 4096] {
             for _ in 0..200 {

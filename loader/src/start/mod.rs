@@ -533,7 +533,7 @@ fn relocate(
 /// The binding plan of this start-up (`reloc::plan`): obeyed when one is
 /// recorded for exactly this closure, else recorded for the next start.
 struct BindingPlan {
-    key: Option<crate::verify::digest::Digest>,
+    key: Option<plan::Key>,
     plan: Option<plan::Plan>,
     /// Where a plan recorded by this start goes; `None`: nothing recorded.
     store: Option<plan::Store>,
@@ -576,12 +576,12 @@ impl BindingPlan {
             say(format_args!("no plan: a file of the closure has no identity (unreadable program?)"));
             return Ok(none);
         };
-        none.key = Some(key);
+        let name = key.name();
         match plan::load(&none.places, euid, &key, ns.objs.len()).and_then(|p| p.agrees(ns).map(|()| p)) {
             Ok(p) => {
                 let _ = policy::confirm(true);
                 let layout = if p.layout().is_some() { ", libc's layout table" } else { "" };
-                say(format_args!("using the plan {} ({} references{layout})", key.short_hex(12), p.len()));
+                say(format_args!("using the plan {} ({} references{layout})", name, p.len()));
                 // Before libc's CPU description is filled in (stage 7).
                 match native::cpuid_replay(p.cpuid(), p.xcr0(), p.this_boot()) {
                     Ok((0, _)) => {}
@@ -601,31 +601,28 @@ impl BindingPlan {
                 policy::confirm(false)?;
                 match plan::Store::open(&none.places, euid) {
                     Ok(store) => {
-                        say(format_args!("no plan {}: {why}; recording one", key.short_hex(12)));
+                        say(format_args!("no plan {}: {why}; recording one", name));
                         none.store = Some(store);
                     }
-                    Err(cannot) => {
-                        say(format_args!("no plan {}: {why}; none recorded: the cache cannot store one ({cannot})", key.short_hex(12)))
-                    }
+                    Err(cannot) => say(format_args!("no plan {}: {why}; none recorded: the cache cannot store one ({cannot})", name)),
                 }
             }
         }
+        none.key = Some(key);
         Ok(none)
     }
 
     /// After relocation: a cold start stores what it resolved.
     fn finish(&self, recorded: Option<plan::Recorder>, layout: Option<usize>, stats: &crate::reloc::Stats, facts: &Facts) {
-        let (Some(key), Some(store), Some(rec)) = (self.key, &self.store, recorded) else { return };
+        let (Some(key), Some(store), Some(rec)) = (&self.key, &self.store, recorded) else { return };
         let mut cpuid = Vec::new();
         native::cpuid_log(|leaf| cpuid.push(leaf));
-        let bytes = rec.encode(&key, layout, &cpuid, native::xcr0());
-        let r = store.put(self.euid, &key, &bytes);
+        let bytes = rec.encode(key, layout, &cpuid, native::xcr0());
+        let r = store.put(self.euid, key, &bytes);
         if facts.debug.bindings {
             match r {
-                Ok(()) => {
-                    diag::print(2, format_args!("ld-cah.so: bindings: plan {} written ({} lookups)\n", key.short_hex(12), stats.lookups))
-                }
-                Err(why) => diag::print(2, format_args!("ld-cah.so: bindings: plan {} not written: {why}\n", key.short_hex(12))),
+                Ok(()) => diag::print(2, format_args!("ld-cah.so: bindings: plan {} written ({} lookups)\n", key.name(), stats.lookups)),
+                Err(why) => diag::print(2, format_args!("ld-cah.so: bindings: plan {} not written: {why}\n", key.name())),
             }
         }
     }

@@ -109,8 +109,8 @@ pub fn keyed_hash(key: &[u8; 32], bytes: &[u8]) -> Digest {
     Digest(*blake3::keyed_hash(key, bytes).as_bytes())
 }
 
-// Short inputs, at most one 1 KiB chunk (cache slot checks, plan keys:
-// all a warm start hashes), are hashed here with BLAKE3's portable
+// Short inputs, at most one 1 KiB chunk (the hash cache's slot checks,
+// all a start with a warm cache hashes), are hashed here with BLAKE3's portable
 // compression function, written from the specification. The crate would
 // first find the CPU's widest vector unit with three CPUIDs, each a trap
 // to the hypervisor in a virtual machine (4-5 us, docs/benchmarks.md);
