@@ -319,8 +319,22 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 self.stats.symbolic += 1;
-                let rela = Rela { r_type, kind, symidx: (info >> 32) as u32, place, addend, plt, at: at.wrapping_sub(d.base) as u64 };
-                match self.apply_one(id, rela, &mut cache) {
+                let at = at.wrapping_sub(d.base) as u64;
+                let planned = cache.plan.as_mut().and_then(|p| p.get(at));
+                // A warm start's usual reference: one the plan gives as a
+                // plain address (as the cold start bound it, by its class),
+                // written here without reading a symbol.
+                if let (Some(k @ (RelocKind::Symbol | RelocKind::Absolute)), Some(a)) = (kind, planned.and_then(|p| self.plain_address(p)))
+                {
+                    let add = if k == RelocKind::Absolute { addend } else { 0 };
+                    self.stats.planned += 1;
+                    if !d.img.write_u64(place, (a as u64).wrapping_add(add)) {
+                        return Err(bad_place(name(), place, d.base));
+                    }
+                    continue;
+                }
+                let rela = Rela { r_type, kind, symidx: (info >> 32) as u32, place, addend, plt, at };
+                match self.apply_one(id, rela, planned, &mut cache) {
                     Err(e) if plt && lazy_plt && e.kind == ErrorKind::UndefinedSymbol => {
                         if !d.img.write_u64(place, missing_function as *const () as u64) {
                             return Err(bad_place(name(), place, d.base));
@@ -552,7 +566,8 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    fn apply_one(&mut self, id: DsoId, r: Rela, cache: &mut Recent) -> Result<(), Error> {
+    /// One relocation, `planned` being the plan's entry for it, if any.
+    fn apply_one(&mut self, id: DsoId, r: Rela, planned: Option<plan::Planned>, cache: &mut Recent) -> Result<(), Error> {
         let Rela { r_type, kind, symidx, place, addend, plt, at } = r;
         let ns = self.ns;
         let d = &ns.objs[id];
@@ -561,7 +576,6 @@ impl<'a> Engine<'a> {
         let Some(kind) = kind else {
             return Err(err!(name(), "unsupported relocation type {}", r_type));
         };
-        let planned = cache.plan.as_mut().and_then(|p| p.get(at));
         match kind {
             RelocKind::None => Ok(()),
             RelocKind::Relative => write_word(d, place, (d.base as u64).wrapping_add(addend)),
@@ -569,12 +583,9 @@ impl<'a> Engine<'a> {
             RelocKind::Absolute | RelocKind::Symbol => {
                 // PLT slots (the DT_JMPREL table) never bind to a
                 // non-PIC executable's PLT stub, data references may (that
-                // stub is the function's canonical address).
+                // stub is the function's canonical address). A planned
+                // plain address was written by `relocate`.
                 let add = if kind == RelocKind::Absolute { addend } else { 0 };
-                if let Some(a) = planned.and_then(|p| self.plain_address(p)) {
-                    self.stats.planned += 1;
-                    return write_word(d, place, (a as u64).wrapping_add(add));
-                }
                 let class = if plt { Class::Plt } else { Class::Normal };
                 let (sym, r) = self.resolve(id, symidx, class, at, planned, cache)?;
                 match r {
