@@ -74,6 +74,9 @@ pub trait ArchInfo {
     const PLATFORM: &'static str;
     /// `R_*_JUMP_SLOT`, the relocation lazy binding defers.
     const R_JUMP_SLOT: u32;
+    /// `R_*_GLOB_DAT`: with `R_*_JUMP_SLOT`, the type of nearly every
+    /// symbolic reference (see `reloc::Target`).
+    const R_GLOB_DAT: u32;
     /// What the PLT resolver passes the lazy-binding fixup besides the
     /// object: the `.got.plt` slot's address (aarch64) rather than the
     /// relocation's index in `DT_JMPREL` (x86_64).

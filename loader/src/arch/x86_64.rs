@@ -16,6 +16,7 @@ impl ArchInfo for X86_64 {
     const PLATFORM: &'static str = "x86_64";
 
     const R_JUMP_SLOT: u32 = object::elf::R_X86_64_JUMP_SLOT;
+    const R_GLOB_DAT: u32 = object::elf::R_X86_64_GLOB_DAT;
     const PLT_PASSES_SLOT: bool = false;
 
     fn reloc_kind(r_type: u32) -> Option<RelocKind> {
