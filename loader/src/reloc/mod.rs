@@ -318,7 +318,8 @@ impl<'a> Engine<'a> {
             let lazy = if lazy_range { n - rest.len() } else { 0 };
             let all = if lazy_range { 0..0 } else { 0..n };
             for i in all.chain(rest) {
-                let at = start + i * 24;
+                // The entry's run-time address.
+                let entry = start + i * 24;
                 let Some([off, info, addend]) = d.img.at::<[u64; 3]>(table, i * 24) else {
                     return Err(err!(name(), "relocation table lies outside the object"));
                 };
@@ -331,14 +332,13 @@ impl<'a> Engine<'a> {
                     }
                     continue;
                 }
-                let plt = in_plt(at);
                 let kind = self.target.kind_of(r_type);
                 if self.target.x86_64_ifunc_rules && kind == Some(RelocKind::IRelative) {
                     first_irelative.get_or_insert(i);
                     continue;
                 }
                 self.stats.symbolic += 1;
-                let at = at.wrapping_sub(d.base) as u64;
+                let at = entry.wrapping_sub(d.base) as u64;
                 let planned = cache.plan.as_mut().and_then(|p| p.get(at));
                 // A warm start's usual reference: one the plan gives as a
                 // plain address (as the cold start bound it, by its class),
@@ -352,6 +352,7 @@ impl<'a> Engine<'a> {
                     }
                     continue;
                 }
+                let plt = in_plt(entry);
                 let rela = Rela { r_type, kind, symidx: (info >> 32) as u32, place, addend, plt, at };
                 match self.apply_one(id, rela, planned, &mut cache) {
                     Err(e) if plt && lazy_plt && e.kind == ErrorKind::UndefinedSymbol => {
