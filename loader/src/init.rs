@@ -79,6 +79,10 @@ fn push_array(ns: &Namespace, id: DsoId, addr: usize, size: usize, out: &mut Vec
 
 /// Whether `addr` lies in one of `d`'s executable `PT_LOAD` segments.
 pub fn in_code(d: &Dso, addr: usize) -> bool {
+    let (start, size) = d.code;
+    if addr >= start && addr - start < size {
+        return true;
+    }
     d.phdrs.iter().filter(|p| p.p_type == PT_LOAD && p.p_flags & PF_X != 0).any(|p| {
         let start = d.base.wrapping_add(p.p_vaddr as usize);
         addr >= start && addr - start < p.p_memsz as usize

@@ -56,6 +56,11 @@ pub struct Dso {
     pub map_end: usize,
     pub img: Image,
     pub phdrs: Vec<Phdr>,
+    /// The first executable `PT_LOAD` segment as (run-time start, size),
+    /// or (0, 0): where `init::in_code` looks first (an object's IFUNC
+    /// resolvers and initialisers lie in it; libc's 40 resolvers each
+    /// scanned its dozen program headers).
+    pub code: (usize, usize),
     pub phdr_addr: usize,
     pub entry: usize,
     /// Run-time address of `PT_DYNAMIC` (0 if none).
@@ -103,8 +108,12 @@ impl Dso {
         let mut dynamic = 0;
         let mut tls = None;
         let mut relro = None;
+        let mut code = None;
         for p in &m.phdrs {
             match p.p_type {
+                PT_LOAD if p.p_flags & PF_X != 0 && code.is_none() => {
+                    code = Some((m.base.wrapping_add(p.p_vaddr as usize), p.p_memsz as usize));
+                }
                 PT_DYNAMIC => dynamic = m.base.wrapping_add(p.p_vaddr as usize),
                 PT_TLS => tls = tls::Module::from_phdr(p, m.base)?,
                 PT_GNU_RELRO => {
@@ -143,6 +152,7 @@ impl Dso {
             map_end: m.map_end,
             img: m.img,
             phdrs: m.phdrs,
+            code: code.unwrap_or((0, 0)),
             phdr_addr: m.phdr_addr,
             entry: m.entry,
             dynamic,
@@ -187,6 +197,7 @@ impl Dso {
             map_end: self.map_end,
             img: self.img.clone(),
             phdrs: self.phdrs.clone(),
+            code: self.code,
             phdr_addr: self.phdr_addr,
             entry: self.entry,
             dynamic: self.dynamic,
