@@ -2,16 +2,18 @@
 //! input's whole words get a correct checksum appended, so that the fuzzer
 //! explores the checks behind it; an accepted plan is then read everywhere.
 #![no_main]
-use ld_cah::reloc::plan::{checksum, Plan};
+use ld_cah::reloc::plan::{checksum, Key, Plan};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let words: Vec<u64> = data.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
     let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
     bytes.extend_from_slice(&checksum(&words).to_le_bytes());
-    // The key in the header decides "for another closure": take the
-    // input's own, so that parsing goes on.
-    let key = ld_cah::verify::digest::Digest(bytes.get(16..48).and_then(|k| k.try_into().ok()).unwrap_or([0; 32]));
-    let objects = words.get(6).map_or(0, |&n| (n as usize).min(1 << 16));
+    // The key (header word 2 its length, from word 6) and the object count
+    // (word 3) decide "for another closure": take the input's own, so that
+    // parsing goes on.
+    let r = words.get(2).map_or(0, |&r| (r as usize).min(words.len()));
+    let key = Key::from_words(words.get(6..6 + r).unwrap_or_default().to_vec());
+    let objects = words.get(3).map_or(0, |&n| (n as usize).min(1 << 16));
     if let Ok(p) = Plan::parse(&bytes, &key, objects) {
         let _ = (p.layout(), p.len(), p.cpuid().count(), p.xcr0());
         for obj in 0..objects.min(64) + 1 {

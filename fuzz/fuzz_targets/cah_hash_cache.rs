@@ -3,6 +3,8 @@
 #![no_main]
 #![allow(dead_code)]
 
+#[path = "../../cah/src/dynstr.rs"]
+mod dynstr;
 #[path = "../../cah/src/elfinfo.rs"]
 mod elfinfo;
 #[path = "../../cah/src/fuzz.rs"]

@@ -1,7 +1,8 @@
 //! `cargo xtask check`: the fast gate in front of `cargo xtask test`, and
 //! the first step of `.ci/run`. Formatting, clippy with warnings denied (on
-//! the host, and on the loader for both its targets) and the host unit
-//! tests; no fixtures, no downloads of Debian's glibc, no end-to-end tests.
+//! the host, and on the loader for both its targets), the fuzz targets
+//! compiled, and the host unit tests; no fixtures, no downloads of Debian's
+//! glibc, no end-to-end tests.
 
 use std::process::Command;
 
@@ -38,6 +39,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
         cmd.args(["--target", arch.rust_target(), "--", "-D", "warnings"]);
         util::run(&mut cmd)?;
     }
+    // The fuzz targets (their own workspace, built by `cargo +nightly fuzz`)
+    // call the parsers' public entry points: compiled here so that a
+    // change of those fails the gate instead of leaving a target that no
+    // longer builds.
+    util::run(cargo().args(["check", "--quiet", "--manifest-path", "fuzz/Cargo.toml", "--bins"]))?;
     // The unit tests of every host crate. cah's `glibc::tests` need the
     // Debian glibc builds `cargo xtask test` downloads first; it runs them.
     let mut cmd = cargo();

@@ -471,6 +471,13 @@ pub struct Key {
 }
 
 impl Key {
+    /// A key given word for word: a start makes its own with [`key`]; the
+    /// fuzz target takes one from its input so that parsing goes on past
+    /// "for another closure".
+    pub fn from_words(words: Vec<u64>) -> Key {
+        Key { words }
+    }
+
     /// The name the plan's file has: [`checksum`] of the key in hex. Only
     /// a way to find the file: keys that share a name (by chance, or made
     /// to) replace each other's plans, and neither is obeyed for the other.
@@ -702,7 +709,7 @@ mod tests {
 
     /// A key of `words` (a real one is made by [`key`] from a namespace).
     fn key_of(words: &[u64]) -> Key {
-        Key { words: words.to_vec() }
+        Key::from_words(words.to_vec())
     }
 
     fn sample() -> (Key, Vec<u8>) {
