@@ -31,8 +31,8 @@ pub struct Image {
 /// one or two comparisons. In every usual layout the first mapped range
 /// holds the ELF header, the symbol, string, hash and relocation tables,
 /// and the first writable range the GOT and data that relocations read
-/// and write. An empty range (`start == end`) holds nothing.
-#[derive(Clone, Copy, Debug, Default)]
+/// and write. A range not (or no longer) there is [`NONE`].
+#[derive(Clone, Copy, Debug)]
 struct Hot {
     /// The first range declared (readable for the image's life).
     first: (usize, usize),
@@ -42,6 +42,17 @@ struct Hot {
     /// The writable range holding `data`'s start, while there is one (a
     /// copy of an element of `writable`, kept in step with it).
     write: (usize, usize),
+}
+
+/// The hot range that holds nothing, not even a zero-length span: its
+/// start is above its end. (An empty `(0, 0)` held the zero-length span
+/// at address 0, and a slice made from it had a null pointer.)
+const NONE: (usize, usize) = (usize::MAX, 0);
+
+impl Default for Hot {
+    fn default() -> Hot {
+        Hot { first: NONE, data: NONE, write: NONE }
+    }
 }
 
 /// Word writes into an [`Image`] with its hot writable range copied out,
@@ -205,7 +216,7 @@ impl Image {
             // SAFETY: writable memory is readable; the caller's contract
             // covers the image's life.
             unsafe { self.add_readable(start, end) };
-            if self.hot.data.0 == self.hot.data.1 {
+            if self.hot.data == NONE {
                 self.hot.data = (start, end);
                 self.hot.write = (start, end);
             }
@@ -215,7 +226,7 @@ impl Image {
     /// Forgets the writable ranges.
     pub fn seal(&mut self) {
         self.writable.clear();
-        self.hot.write = (0, 0);
+        self.hot.write = NONE;
     }
 
     /// Removes `start..end` from the writable ranges (it was just made
@@ -253,7 +264,7 @@ impl Image {
         // range (RELRO is usually its start; what stays writable after it
         // is the GOT's lazy part and the data).
         let (ds, de) = self.hot.data;
-        self.hot.write = self.writable.iter().copied().find(|&(s, e)| s < de && e > ds).unwrap_or((0, 0));
+        self.hot.write = self.writable.iter().copied().find(|&(s, e)| s < de && e > ds).unwrap_or(NONE);
     }
 
     /// Whether `addr..addr + len` lies inside one of `ranges` (the slow
@@ -531,6 +542,33 @@ mod tests {
         assert!(img.write_u64(start + 40, 7));
         assert_eq!(img.u64(start + 40), Some(7));
         assert_eq!(img.u64(usize::MAX - 3), None, "no overflow");
+    }
+
+    /// Found by `fuzz/ elf_object` seeded with real objects: a library
+    /// with `DT_STRTAB` 0 and `DT_STRSZ` 0 had its string table taken as
+    /// the zero-length span at address 0, which the empty hot ranges
+    /// held, and `span_cstr` made a slice with a null pointer from it.
+    #[test]
+    fn nothing_is_held_at_address_zero_not_even_zero_bytes() {
+        let mut buf = [0u64; 8];
+        let start = buf.as_mut_ptr() as usize;
+        let fresh = Image::new();
+        assert!(!fresh.is_readable(0, 0) && !fresh.is_writable(0, 0));
+        let mut img = Image::new();
+        // SAFETY: `buf` outlives `img`.
+        unsafe {
+            img.add_readable(start, start + 32);
+            img.add_writable(start + 32, start + 64);
+        }
+        for at in [0, 1, usize::MAX] {
+            assert!(img.span(at, 0).is_none(), "span at {at:#x}");
+            assert!(!img.is_writable(at, 0), "writable at {at:#x}");
+        }
+        assert!(img.span(start + 8, 0).is_some(), "inside a range, zero bytes are fine");
+        img.seal();
+        assert!(!img.is_writable(0, 0) && !img.is_writable(start + 32, 8));
+        img.make_read_only(start + 32, start + 64);
+        assert!(!img.is_writable(0, 0));
     }
 
     #[test]
