@@ -72,6 +72,25 @@ pub fn mutate(buf: &mut [u8], rng: &mut Rng, n: usize, span: usize) {
 mod tests {
     use super::*;
 
+    /// Found by the `elf_object` fuzz target (seeded with real objects): a
+    /// `DT_STRSZ` that runs past the address space overflowed the table's
+    /// end in `string` and `same_string` (a panic where overflow is
+    /// checked, a wrapped limit where not) for a caller that had not
+    /// asked `check_ranges`.
+    #[test]
+    fn a_string_table_past_the_address_space_reads_to_the_nul() {
+        let buf = *b"\0libc.so.6\0";
+        let start = buf.as_ptr() as usize;
+        let mut img = Image::new();
+        // SAFETY: `buf` outlives `img`.
+        unsafe { img.add_readable(start, start + buf.len()) };
+        let d = DynInfo { strtab: start, strsz: usize::MAX, ..DynInfo::default() };
+        assert_eq!(d.string(&img, 1), Some(&b"libc.so.6"[..]));
+        assert_eq!(d.string(&img, buf.len()), None, "outside the readable bytes");
+        assert!(d.same_string(&img, 1, &d, &img, 1));
+        assert!(!d.same_string(&img, 1, &d, &img, 0));
+    }
+
     #[test]
     fn the_unmodified_library_resolves_its_symbols() {
         let libc = std::fs::read("/lib/x86_64-linux-gnu/libc.so.6").expect("this Debian machine has libc");
