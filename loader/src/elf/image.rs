@@ -544,10 +544,11 @@ mod tests {
         assert_eq!(img.u64(usize::MAX - 3), None, "no overflow");
     }
 
-    /// Found by `fuzz/ elf_object` seeded with real objects: a library
-    /// with `DT_STRTAB` 0 and `DT_STRSZ` 0 had its string table taken as
-    /// the zero-length span at address 0, which the empty hot ranges
-    /// held, and `span_cstr` made a slice with a null pointer from it.
+    /// Found by the `elf_object` fuzz target seeded with real objects: a
+    /// library with `DT_STRTAB` 0 and `DT_STRSZ` 0 had its string table
+    /// taken as the zero-length span at address 0, which the empty hot
+    /// ranges held, and `span_cstr` made a slice with a null pointer from
+    /// it.
     #[test]
     fn nothing_is_held_at_address_zero_not_even_zero_bytes() {
         let mut buf = [0u64; 8];
