@@ -18,16 +18,34 @@ pub struct VersionReq<'a> {
 }
 
 /// A [`VersionReq`] as stored: its names are offsets into the object's
-/// string table, read when asked for (copying them cost a tenth of a
-/// warm start's version work, and every copy of the table for the lazy
-/// resolver copied them again).
+/// string table and lengths, read when asked for (copying them cost a
+/// tenth of a warm start's version work, and every copy of the table for
+/// the lazy resolver copied them again). The lengths are measured once,
+/// by `parse`: a reader that looked for the NUL again paid for it on
+/// every symbol a look-up compared.
 #[derive(Clone, Copy, Debug, Default)]
 struct Entry {
-    name: u32,
+    name: Str,
     /// The file's name, for needed versions.
-    file: u32,
+    file: Str,
     hash: u32,
     flags: u8,
+}
+
+/// A string of the string table, without its NUL.
+#[derive(Clone, Copy, Debug, Default)]
+struct Str {
+    off: u32,
+    len: u32,
+}
+
+impl Str {
+    /// The bytes, from the span over the string table `parse` checked
+    /// them in.
+    #[inline]
+    fn read(self, img: &Image, strings: Span) -> Option<&[u8]> {
+        img.span_bytes(strings, self.off as usize, self.len as usize)
+    }
 }
 
 /// [`Entry::flags`]: the index names a version (not local, global or the
@@ -61,8 +79,8 @@ impl Versions {
     /// image the table was parsed from.
     pub fn get<'i>(&self, img: &'i Image, ndx: u16) -> Option<VersionReq<'i>> {
         let e = self.entries.get(ndx as usize).filter(|e| e.flags & PRESENT != 0)?;
-        let name = img.span_cstr(self.strings, e.name as usize)?;
-        let file = if e.flags & NEEDED != 0 { Some(img.span_cstr(self.strings, e.file as usize)?) } else { None };
+        let name = e.name.read(img, self.strings)?;
+        let file = if e.flags & NEEDED != 0 { Some(e.file.read(img, self.strings)?) } else { None };
         Some(VersionReq { name, hash: e.hash, hidden: e.flags & HIDDEN != 0, file, weak: e.flags & WEAK != 0 })
     }
 
@@ -78,7 +96,7 @@ impl Versions {
     #[inline]
     pub fn named_as(&self, img: &Image, ndx: u16, w: &VersionReq<'_>) -> Option<bool> {
         let e = self.entries.get(ndx as usize).filter(|e| e.flags & PRESENT != 0)?;
-        Some(e.hash == w.hash && img.span_cstr(self.strings, e.name as usize) == Some(w.name))
+        Some(e.hash == w.hash && e.name.len as usize == w.name.len() && e.name.read(img, self.strings) == Some(w.name))
     }
 
     #[inline]
@@ -121,8 +139,11 @@ impl Versions {
         let strings = img.span(d.strtab, d.strsz).ok_or(BAD)?;
         v.strings = strings;
         // Each name is checked readable and terminated now, so that
-        // readers find it; its offset is kept.
-        let string = |off: u32| img.span_cstr(strings, off as usize).map(|_| off).ok_or(BAD);
+        // readers find it; its offset and length are kept.
+        let string = |off: u32| {
+            let s = img.span_cstr(strings, off as usize).ok_or(BAD)?;
+            Ok(Str { off, len: u32::try_from(s.len()).map_err(|_| BAD)? })
+        };
         if d.verneed != 0 {
             let table = img.span_upto(d.verneed, usize::MAX).ok_or(BAD)?;
             let mut at = 0usize;
@@ -174,7 +195,7 @@ impl Versions {
                 if (version_flags >> 16) as u16 & VER_FLG_BASE == 0 {
                     // The first Elf64_Verdaux (vda_name, vda_next) names it.
                     let name: u32 = img.at(table, at.checked_add(aux as usize).ok_or(BAD)?).ok_or(BAD)?;
-                    let e = Entry { name: string(name)?, file: 0, hash, flags: PRESENT };
+                    let e = Entry { name: string(name)?, file: Str::default(), hash, flags: PRESENT };
                     v.set(ndx, e)?;
                     v.defined.push(ndx);
                 }
