@@ -311,6 +311,33 @@ fn ifunc_resolvers_outside_the_code_are_refused() {
     });
 }
 
+/// `R_*_RELATIVE` entries whose place is not writable: the table's first
+/// (written by the engine's loop over the leading run of them) and last
+/// entry of that kind, aimed at the ELF header (mapped, read-only) and at
+/// the top of the address space.
+#[test]
+fn relocations_outside_the_writable_segments_are_refused() {
+    on_both_arches("relocations_outside_the_writable_segments_are_refused", |c| {
+        let arch = c.arch;
+        for (case, last, place, offset) in [
+            ("relfirst", false, 0x40, "offset 0x40"),
+            ("rellast", true, 0x40, "offset 0x40"),
+            ("relfar", false, u64::MAX - 4, "lies outside"),
+        ] {
+            let r = patched_lib(c, case, "initorder", "libinit_d.so", |e| {
+                let all = e.relocations();
+                assert_eq!(all[0].kind, relative(arch), "the linker put R_*_RELATIVE entries first");
+                let rels: Vec<Rela> = all.into_iter().filter(|r| r.kind == relative(arch)).collect();
+                assert!(rels.len() >= 2, "libinit_d.so has R_*_RELATIVE relocations");
+                let rel = if last { rels[rels.len() - 1] } else { rels[0] };
+                e.put64(rel.at, place);
+            });
+            let glibc = GlibcFails::NotCompared("glibc's loader writes there and dies of a signal");
+            c.expect_refused(&r, glibc, &["libinit_d.so", "relocation at", offset, "outside the writable segments"]);
+        }
+    });
+}
+
 // ---------------------------------------------------------------------
 // 2. Counts larger than the bytes that hold them.
 

@@ -79,6 +79,50 @@ impl Writer<'_> {
         unsafe { add_to(addr, delta) };
         true
     }
+
+    /// [`Image::write_u64`].
+    #[inline(always)]
+    pub fn write_word(&self, addr: usize, value: u64) -> bool {
+        let Some(end) = addr.checked_add(8) else { return false };
+        if !holds(self.write, addr, end) && !Image::scan(&self.img.writable, addr, end) {
+            return false;
+        }
+        // SAFETY: as in `add_to_word`.
+        unsafe { core::ptr::write_unaligned(addr as *mut u64, value) };
+        true
+    }
+}
+
+/// The records of a [`Span`] (see [`Image::records`]). Each is read
+/// whole, by value, never borrowed: a hostile table may lie in a writable
+/// segment and be written by its own entries, and a borrowed slice of it
+/// would then alias those writes.
+pub struct Records<'a, const N: usize> {
+    start: usize,
+    count: usize,
+    _img: core::marker::PhantomData<&'a Image>,
+}
+
+impl<const N: usize> Records<'_, N> {
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Record `i`, if there is one.
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> Option<[u64; N]> {
+        if i >= self.count {
+            return None;
+        }
+        // SAFETY: records `0..count` lie in the span, checked readable in
+        // the image this value borrows (readable ranges are never removed,
+        // see `add_readable`); read unaligned, by value.
+        Some(unsafe { core::ptr::read_unaligned((self.start + i * 8 * N) as *const [u64; N]) })
+    }
 }
 
 #[inline(always)]
@@ -171,6 +215,15 @@ impl Image {
         // `off + size_of::<T>() <= len` keeps the read inside it. `T` is
         // plain data; alignment is not assumed.
         Some(unsafe { core::ptr::read_unaligned((s.start + off) as *const T) })
+    }
+
+    /// The span's whole `N`-word records (relocation tables), for a loop
+    /// over them: the span is checked to be this image's once, then each
+    /// read is one comparison with the count.
+    #[inline(always)]
+    pub fn records<const N: usize>(&self, s: Span) -> Records<'_, N> {
+        let count = if s.image == self.id { s.len / (8 * N) } else { 0 };
+        Records { start: s.start, count, _img: core::marker::PhantomData }
     }
 
     /// Borrows `len` bytes at byte `off` of span `s`.
