@@ -3,6 +3,7 @@
 use alloc::vec::Vec;
 
 use super::image::Span;
+use super::symbols::same_bytes;
 use super::{DynInfo, Image};
 
 /// One version name an object defines or needs, by its `versym` index.
@@ -96,7 +97,11 @@ impl Versions {
     #[inline]
     pub fn named_as(&self, img: &Image, ndx: u16, w: &VersionReq<'_>) -> Option<bool> {
         let e = self.entries.get(ndx as usize).filter(|e| e.flags & PRESENT != 0)?;
-        Some(e.hash == w.hash && e.name.len as usize == w.name.len() && e.name.read(img, self.strings) == Some(w.name))
+        Some(
+            e.hash == w.hash
+                && e.name.len as usize == w.name.len()
+                && e.name.read(img, self.strings).is_some_and(|n| same_bytes(n, w.name)),
+        )
     }
 
     #[inline]
