@@ -283,34 +283,14 @@ impl<'a> Engine<'a> {
             // The lazy PLT's slots first thing: a program may have a
             // hundred thousand, and each only gets the load base added.
             let lazy_range = lazy_got && start == di.jmprel;
-            let (relro_start, relro_end) = d.relro.unwrap_or((0, 0));
             let any_variant_pcs = self.target.variant_pcs && di.variant_pcs;
             // The lazy range's other entries (IRELATIVE, TLS descriptors,
             // slots bound now), for the general loop below.
             let mut rest: Vec<usize> = Vec::new();
             if lazy_range {
-                let relro_len = relro_end.saturating_sub(relro_start);
-                // Held in registers across the writes (see `Writer`).
-                let (slots, base, jump_slot) = (d.img.writer(), d.base, self.target.jump_slot);
-                for i in 0..n {
-                    let Some([off, info, _]) = entries.get(i) else { break };
-                    let place = base.wrapping_add(off as usize);
-                    // A lazy JUMP_SLOT points back into the PLT (its
-                    // link-time value, relocated), whose entry calls the
-                    // resolver on the first call. Not in RELRO (sealed
-                    // before any call) nor a variant-PCS function (see
-                    // Target::variant_pcs).
-                    if info as u32 == jump_slot
-                        && place.wrapping_sub(relro_start) >= relro_len
-                        && !(any_variant_pcs && self.variant_pcs(id, (info >> 32) as u32))
-                    {
-                        if !slots.add_to_word(place, base as u64) {
-                            return Err(bad_place(name(), place, base));
-                        }
-                    } else {
-                        rest.push(i);
-                    }
-                }
+                let eager = any_variant_pcs.then_some(|symidx| self.variant_pcs(id, symidx));
+                lazy_slots(&entries, d.img.writer(), d.base, self.target.jump_slot, d.relro.unwrap_or((0, 0)), eager, &mut rest)
+                    .map_err(|place| bad_place(name(), place, d.base))?;
             }
             let lazy = if lazy_range { n - rest.len() } else { 0 };
             let first_other = if lazy_range {
@@ -749,6 +729,43 @@ fn write_word(d: &Dso, place: usize, v: u64) -> Result<(), Error> {
 
 #[cold]
 #[inline(never)]
+/// The lazy PLT range's slots: a program may have a hundred thousand
+/// `JUMP_SLOT`s, and each only gets the load base added (it points back
+/// into the PLT, its link-time value, whose entry calls the resolver on
+/// the first call). Not one in RELRO (sealed before any call) nor one
+/// `eager`, if any, says must be bound now (a variant-PCS function, see
+/// `Target::variant_pcs`): those, and every other kind of entry
+/// (IRELATIVE, TLS descriptors), are left in `rest` for the general loop.
+/// A loop of its own, so that its values stay in registers (inside
+/// `relocate` they were spilled: three more instructions a slot). `Err`
+/// is the place of a slot outside the writable segments.
+fn lazy_slots(
+    entries: &Records<'_, 3>,
+    w: Writer<'_>,
+    base: usize,
+    jump_slot: u32,
+    (relro_start, relro_end): (usize, usize),
+    eager: Option<impl Fn(u32) -> bool>,
+    rest: &mut Vec<usize>,
+) -> Result<(), usize> {
+    let relro_len = relro_end.saturating_sub(relro_start);
+    for i in 0..entries.len() {
+        let Some([off, info, _]) = entries.get(i) else { break };
+        let place = base.wrapping_add(off as usize);
+        if info as u32 == jump_slot
+            && place.wrapping_sub(relro_start) >= relro_len
+            && !eager.as_ref().is_some_and(|f| f((info >> 32) as u32))
+        {
+            if !w.add_to_word(place, base as u64) {
+                return Err(place);
+            }
+        } else {
+            rest.push(i);
+        }
+    }
+    Ok(())
+}
+
 /// Writes the leading run of `R_*_RELATIVE` entries (linkers put them
 /// first, `DT_RELACOUNT` counts them: most of a library's relocations)
 /// in a loop of their own, one type check and one write each, and
