@@ -727,8 +727,6 @@ fn write_word(d: &Dso, place: usize, v: u64) -> Result<(), Error> {
     }
 }
 
-#[cold]
-#[inline(never)]
 /// The lazy PLT range's slots: a program may have a hundred thousand
 /// `JUMP_SLOT`s, and each only gets the load base added (it points back
 /// into the PLT, its link-time value, whose entry calls the resolver on
@@ -739,6 +737,7 @@ fn write_word(d: &Dso, place: usize, v: u64) -> Result<(), Error> {
 /// A loop of its own, so that its values stay in registers (inside
 /// `relocate` they were spilled: three more instructions a slot). `Err`
 /// is the place of a slot outside the writable segments.
+#[inline(never)]
 fn lazy_slots(
     entries: &Records<'_, 3>,
     w: Writer<'_>,
@@ -771,7 +770,11 @@ fn lazy_slots(
 /// in a loop of their own, one type check and one write each, and
 /// returns how many there were, or the place of one outside the writable
 /// segments. Through the general loop each cost some forty instructions
-/// (libcrypto has 23,000 of them).
+/// (libcrypto has 23,000 of them). Not inlined, as [`lazy_slots`]: inside
+/// `relocate` the two loops' code, and that of the planned references,
+/// moved by tens of thousands of instructions a start with unrelated
+/// changes.
+#[inline(never)]
 fn relative_run(entries: &Records<'_, 3>, w: Writer<'_>, base: usize, relative: u32) -> Result<usize, usize> {
     for i in 0..entries.len() {
         let Some([off, info, addend]) = entries.get(i) else { return Ok(i) };
@@ -786,6 +789,8 @@ fn relative_run(entries: &Records<'_, 3>, w: Writer<'_>, base: usize, relative: 
     Ok(entries.len())
 }
 
+#[cold]
+#[inline(never)]
 fn bad_place(name: &str, place: usize, base: usize) -> Error {
     err!(name, "relocation at offset {:#x} lies outside the writable segments", place.wrapping_sub(base))
 }
