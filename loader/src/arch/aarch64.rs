@@ -17,6 +17,7 @@ impl ArchInfo for Aarch64 {
 
     const R_JUMP_SLOT: u32 = object::elf::R_AARCH64_JUMP_SLOT;
     const R_GLOB_DAT: u32 = object::elf::R_AARCH64_GLOB_DAT;
+    const R_ABS64: u32 = object::elf::R_AARCH64_ABS64;
     const PLT_PASSES_SLOT: bool = true;
 
     fn reloc_kind(r_type: u32) -> Option<RelocKind> {

@@ -77,6 +77,9 @@ pub trait ArchInfo {
     /// `R_*_GLOB_DAT`: with `R_*_JUMP_SLOT`, the type of nearly every
     /// symbolic reference (see `reloc::Target`).
     const R_GLOB_DAT: u32;
+    /// The 64-bit absolute reference (`R_X86_64_64`, `R_AARCH64_ABS64`):
+    /// C++ vtables are made of them.
+    const R_ABS64: u32;
     /// What the PLT resolver passes the lazy-binding fixup besides the
     /// object: the `.got.plt` slot's address (aarch64) rather than the
     /// relocation's index in `DT_JMPREL` (x86_64).

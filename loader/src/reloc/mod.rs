@@ -53,6 +53,11 @@ pub struct Target {
     /// the call (a warm start of 100,000 references spent a tenth of its
     /// time in it).
     frequent: [(u32, Option<RelocKind>); 2],
+    /// The types a planned reference is written for without the general
+    /// loop (see `PlannedRun`): `GLOB_DAT`, `JUMP_SLOT` and the 64-bit
+    /// absolute one, each with the mask of its addend (all ones for an
+    /// `Absolute` kind, which adds it; 0 for a `Symbol`, which does not).
+    planned: [(u32, u64); 3],
     /// The PLT resolver lazy binding puts in `GOT[2]`; 0 binds every PLT
     /// slot at load time.
     pub plt_resolver: usize,
@@ -85,6 +90,8 @@ impl Target {
             x86_64_ifunc_rules: A::MACHINE == EM_X86_64,
             jump_slot: A::R_JUMP_SLOT,
             frequent: [A::R_GLOB_DAT, A::R_JUMP_SLOT].map(|t| (t, A::reloc_kind(t))),
+            planned: [A::R_GLOB_DAT, A::R_JUMP_SLOT, A::R_ABS64]
+                .map(|t| (t, if A::reloc_kind(t) == Some(RelocKind::Absolute) { u64::MAX } else { 0 })),
             plt_resolver: 0,
             variant_pcs: A::MACHINE == EM_AARCH64,
         }
@@ -300,13 +307,29 @@ impl<'a> Engine<'a> {
             };
             self.stats.relative += first_other;
             let all = if lazy_range { 0..0 } else { first_other..n };
+            // Entries before this one were written by `planned_run`.
+            let mut planned_to = 0;
             for i in all.chain(rest) {
-                // The entry's run-time address.
-                let entry = start + i * 24;
+                if i < planned_to {
+                    continue;
+                }
                 let Some([off, info, addend]) = entries.get(i) else {
                     return Err(err!(name(), "relocation table lies outside the object"));
                 };
                 let r_type = info as u32;
+                if let (false, Some(plan), true) = (lazy_range, cache.plan.as_mut(), self.target.planned.iter().any(|p| p.0 == r_type)) {
+                    let run =
+                        PlannedRun { entries: &entries, table_at: start.wrapping_sub(d.base) as u64, w: d.img.writer(), base: d.base };
+                    let next = run.write(i, self.target.planned, plan, &self.ns.objs).map_err(|place| bad_place(name(), place, d.base))?;
+                    self.stats.symbolic += next - i;
+                    self.stats.planned += next - i;
+                    planned_to = next;
+                    if i < next {
+                        continue;
+                    }
+                }
+                // The entry's run-time address.
+                let entry = start + i * 24;
                 let place = d.base.wrapping_add(off as usize);
                 if r_type == self.target.relative {
                     self.stats.relative += 1;
@@ -322,19 +345,10 @@ impl<'a> Engine<'a> {
                 }
                 self.stats.symbolic += 1;
                 let at = entry.wrapping_sub(d.base) as u64;
+                // A planned plain address the run above did not take (its
+                // plan entry out of order, or a slot of the lazy range bound
+                // now) is bound by `resolve` from the plan's binding.
                 let planned = cache.plan.as_mut().and_then(|p| p.get(at));
-                // A warm start's usual reference: one the plan gives as a
-                // plain address (as the cold start bound it, by its class),
-                // written here without reading a symbol.
-                if let (Some(k @ (RelocKind::Symbol | RelocKind::Absolute)), Some(a)) = (kind, planned.and_then(|p| self.plain_address(p)))
-                {
-                    let add = if k == RelocKind::Absolute { addend } else { 0 };
-                    self.stats.planned += 1;
-                    if !d.img.write_u64(place, (a as u64).wrapping_add(add)) {
-                        return Err(bad_place(name(), place, d.base));
-                    }
-                    continue;
-                }
                 let plt = in_plt(entry);
                 let rela = Rela { r_type, kind, symidx: (info >> 32) as u32, place, addend, plt, at };
                 match self.apply_one(id, rela, planned, &mut cache) {
@@ -489,7 +503,7 @@ impl<'a> Engine<'a> {
 
     /// Notes for the plan (a cold start) what the relocation at `at` of
     /// object `id` bound to, with the definition's value when the plan
-    /// can give it as a plain address (see [`Engine::plain_address`]).
+    /// can give it as a plain address (see [`plain_address`]).
     fn record(&mut self, id: DsoId, at: u64, r: Resolved) {
         let Some(rec) = self.recorder.as_mut() else { return };
         let value = r
@@ -499,19 +513,6 @@ impl<'a> Engine<'a> {
             })
             .map_or(plan::NOT_PLAIN, |def| def.sym.st_value);
         rec.record(id, at, plan::Planned { binding: r.map(|def| (def.obj, def.idx)), value });
-    }
-
-    /// Where a planned reference to a plain definition points: the
-    /// definer's base plus the recorded value, without reading the
-    /// definer's symbol table. Only for a definer still open, and inside
-    /// its mapping.
-    fn plain_address(&self, p: plan::Planned) -> Option<usize> {
-        if p.value == plan::NOT_PLAIN {
-            return None;
-        }
-        let d = self.ns.objs.get(p.binding?.0)?;
-        let a = d.base.wrapping_add(p.value as usize);
-        (!d.removed && a >= d.map_start && a < d.map_end).then_some(a)
     }
 
     /// A plan's binding, if it still makes sense here: the object and
@@ -765,6 +766,66 @@ fn lazy_slots(
     Ok(())
 }
 
+/// Where a planned reference to a plain definition among `objs` points:
+/// the definer's base plus the recorded value, without reading the
+/// definer's symbol table. Only for a definer still open, and inside its
+/// mapping.
+#[inline(always)]
+fn plain_address(objs: &[Dso], p: plan::Planned) -> Option<usize> {
+    if p.value == plan::NOT_PLAIN {
+        return None;
+    }
+    let d = objs.get(p.binding?.0)?;
+    let a = d.base.wrapping_add(p.value as usize);
+    (!d.removed && a >= d.map_start && a < d.map_end).then_some(a)
+}
+
+/// A warm start's usual references, written in a loop of their own: the
+/// symbol references (`GLOB_DAT`, `JUMP_SLOT` bound now, the 64-bit
+/// absolute ones C++ vtables are made of) that the plan gives as plain
+/// addresses, as the cold start bound them. Through the general loop each
+/// cost about a hundred instructions, its values spilled around the calls
+/// the other kinds need.
+struct PlannedRun<'r, 'i> {
+    entries: &'r Records<'i, 3>,
+    /// The table's link-time address: entry `i` is at `table_at + 24 i`.
+    table_at: u64,
+    w: Writer<'i>,
+    base: usize,
+}
+
+impl PlannedRun<'_, '_> {
+    /// Writes entries from `i` on while each is such a reference; returns
+    /// the index of the first that is not (the general loop's), or the
+    /// place of one outside the writable segments. `types` are
+    /// `Target::planned`.
+    #[inline(never)]
+    fn write(&self, mut i: usize, types: [(u32, u64); 3], plan: &mut plan::ObjectPlan<'_>, objs: &[Dso]) -> Result<usize, usize> {
+        let [(a, a_mask), (b, b_mask), (c, c_mask)] = types;
+        while let Some([off, info, addend]) = self.entries.get(i) {
+            let r_type = info as u32;
+            let mask = if r_type == a {
+                a_mask
+            } else if r_type == b {
+                b_mask
+            } else if r_type == c {
+                c_mask
+            } else {
+                break;
+            };
+            let at = self.table_at.wrapping_add(i as u64 * 24);
+            let Some(value) = plan.peek(at).and_then(|p| plain_address(objs, p)) else { break };
+            plan.advance();
+            let place = self.base.wrapping_add(off as usize);
+            if !self.w.write_word(place, (value as u64).wrapping_add(addend & mask)) {
+                return Err(place);
+            }
+            i += 1;
+        }
+        Ok(i)
+    }
+}
+
 /// Writes the leading run of `R_*_RELATIVE` entries (linkers put them
 /// first, `DT_RELACOUNT` counts them: most of a library's relocations)
 /// in a loop of their own, one type check and one write each, and
@@ -811,6 +872,23 @@ mod tests {
         }
         assert_eq!(Target::of::<Aarch64>(0, 0).kind_of(object::elf::R_AARCH64_GLOB_DAT), Some(RelocKind::Absolute));
         assert_eq!(Target::of::<X86_64>(0, 0).kind_of(object::elf::R_X86_64_GLOB_DAT), Some(RelocKind::Symbol));
+    }
+
+    #[test]
+    fn planned_types_add_their_addend_as_the_general_loop_does() {
+        use crate::arch::{aarch64::Aarch64, x86_64::X86_64};
+        // The general loop adds the addend of an `Absolute` kind only, and
+        // writes a planned address for `Symbol` and `Absolute` kinds only.
+        for t in [Target::of::<X86_64>(0, 0), Target::of::<Aarch64>(0, 0)] {
+            for (r_type, mask) in t.planned {
+                let kind = (t.decode)(r_type);
+                assert!(matches!(kind, Some(RelocKind::Symbol | RelocKind::Absolute)), "type {r_type}: {kind:?}");
+                assert_eq!(mask == u64::MAX, kind == Some(RelocKind::Absolute), "type {r_type}");
+                assert!(mask == 0 || mask == u64::MAX);
+            }
+        }
+        assert_eq!(Target::of::<X86_64>(0, 0).planned[2], (object::elf::R_X86_64_64, u64::MAX));
+        assert_eq!(Target::of::<Aarch64>(0, 0).planned[0], (object::elf::R_AARCH64_GLOB_DAT, u64::MAX));
     }
 
     #[test]

@@ -324,6 +324,21 @@ impl ObjectPlan<'_> {
         Some(Planned { binding: decode_binding(binding), value })
     }
 
+    /// The entry for `place` if it is the one at the cursor, which is not
+    /// moved (see [`ObjectPlan::advance`]): the planned run's question,
+    /// which leaves every other case to [`ObjectPlan::get`].
+    #[inline(always)]
+    pub fn peek(&self, place: u64) -> Option<Planned> {
+        let &[_, binding, value] = self.entries.get(self.next).filter(|e| e[0] == place)?;
+        Some(Planned { binding: decode_binding(binding), value })
+    }
+
+    /// Moves the cursor past the entry [`ObjectPlan::peek`] returned.
+    #[inline(always)]
+    pub fn advance(&mut self) {
+        self.next += 1;
+    }
+
     /// The position of `place`'s entry, by binary search.
     #[cold]
     fn search(&self, place: u64) -> Option<usize> {
