@@ -317,7 +317,8 @@ impl<'a> Engine<'a> {
                     return Err(err!(name(), "relocation table lies outside the object"));
                 };
                 let r_type = info as u32;
-                if let (false, Some(plan), true) = (lazy_range, cache.plan.as_mut(), self.target.planned.iter().any(|p| p.0 == r_type)) {
+                let plan = if lazy_range { None } else { cache.plan.as_mut() };
+                if let Some(plan) = plan.filter(|_| self.target.planned.iter().any(|p| p.0 == r_type)) {
                     let run =
                         PlannedRun { entries: &entries, table_at: start.wrapping_sub(d.base) as u64, w: d.img.writer(), base: d.base };
                     let next = run.write(i, self.target.planned, plan, &self.ns.objs).map_err(|place| bad_place(name(), place, d.base))?;
