@@ -5,7 +5,7 @@ use object::elf::*;
 
 use super::consts::*;
 
-use super::image::Span;
+use super::image::{same_bytes, Span};
 use super::version::{VersionReq, Versions};
 use super::{DynInfo, Image};
 
@@ -128,35 +128,6 @@ impl Tables {
     fn versym(&self, img: &Image, idx: u32) -> Option<Option<u16>> {
         self.versym.map(|v| img.at(v, idx as usize * 2))
     }
-}
-
-/// `a == b`, a word at a time: the core library's comparison calls out to
-/// `bcmp`, some 50 instructions for the short names of a look-up. The
-/// last, partial word is compared as the whole word that ends the names
-/// (overlapping the one before), and names under eight bytes by two
-/// overlapping halves or single bytes: no byte loop at all.
-#[inline]
-pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let w8 = |c: &[u8], i: usize| c.get(i..i + 8).and_then(|w| w.try_into().ok()).map_or(0, u64::from_ne_bytes);
-    let w4 = |c: &[u8], i: usize| c.get(i..i + 4).and_then(|w| w.try_into().ok()).map_or(0, u32::from_ne_bytes);
-    if n >= 8 {
-        let mut i = 0;
-        while i + 8 < n {
-            if w8(a, i) != w8(b, i) {
-                return false;
-            }
-            i += 8;
-        }
-        return w8(a, n - 8) == w8(b, n - 8);
-    }
-    if n >= 4 {
-        return w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4);
-    }
-    n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1])
 }
 
 /// An object's Bloom filter, taken out of its tables for a scope walk
@@ -517,20 +488,6 @@ pub fn check_tables(img: &Image, d: &DynInfo) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn same_bytes_is_slice_equality() {
-        let text = b"printf@GLIBC_2.2.5 printf@GLIBC_2.2.6 __libc_start_main";
-        for a in 0..text.len() {
-            for b in 0..text.len() {
-                for len in 0..=(text.len() - a.max(b)).min(20) {
-                    let (x, y) = (&text[a..a + len], &text[b..b + len]);
-                    assert_eq!(same_bytes(x, y), x == y, "{a} {b} {len}");
-                }
-            }
-        }
-        assert!(!same_bytes(b"abc", b"abcd"));
-    }
 
     /// A GNU hash table (`nbuckets`, Bloom size 1) over symbols 1..=3 in
     /// one bucket, then a symbol table of four entries, in one buffer.

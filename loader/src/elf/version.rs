@@ -2,8 +2,7 @@
 
 use alloc::vec::Vec;
 
-use super::image::Span;
-use super::symbols::same_bytes;
+use super::image::{same_bytes, Span};
 use super::{DynInfo, Image};
 
 /// One version name an object defines or needs, by its `versym` index.
