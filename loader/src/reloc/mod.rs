@@ -307,7 +307,7 @@ impl<'a> Engine<'a> {
             };
             self.stats.relative += first_other;
             let all = if lazy_range { 0..0 } else { first_other..n };
-            // Entries before this one were written by `planned_run`.
+            // Entries before this one were written by `PlannedRun::write`.
             let mut planned_to = 0;
             for i in all.chain(rest) {
                 if i < planned_to {
