@@ -67,11 +67,17 @@ pub struct Writer<'a> {
 }
 
 impl Writer<'_> {
+    /// Whether the word at `addr` lies in a writable range: the hot one
+    /// first, the others only when it does not.
+    #[inline(always)]
+    fn holds_word(&self, addr: usize) -> bool {
+        addr.checked_add(8).is_some_and(|end| holds(self.write, addr, end) || Image::scan(&self.img.writable, addr, end))
+    }
+
     /// [`Image::add_to_word`].
     #[inline(always)]
     pub fn add_to_word(&self, addr: usize, delta: u64) -> bool {
-        let Some(end) = addr.checked_add(8) else { return false };
-        if !holds(self.write, addr, end) && !Image::scan(&self.img.writable, addr, end) {
+        if !self.holds_word(addr) {
             return false;
         }
         // SAFETY: writable (so readable) and owned by this object (see
@@ -83,8 +89,7 @@ impl Writer<'_> {
     /// [`Image::write_u64`].
     #[inline(always)]
     pub fn write_word(&self, addr: usize, value: u64) -> bool {
-        let Some(end) = addr.checked_add(8) else { return false };
-        if !holds(self.write, addr, end) && !Image::scan(&self.img.writable, addr, end) {
+        if !self.holds_word(addr) {
             return false;
         }
         // SAFETY: as in `add_to_word`.
