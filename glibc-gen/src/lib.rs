@@ -317,7 +317,7 @@ fn table(types: &Types, t: &TableSpec, ctx: &Ctx, optional: bool) -> Result<Opti
     let Ty::Record { size, .. } = ty else {
         return Err(format!("{} is not a struct or union", t.name));
     };
-    let size = u32::try_from(*size).map_err(|_| format!("{}: size {size} does not fit in u32", t.name))?;
+    let size = u16::try_from(*size).map(u32::from).map_err(|_| format!("{}: size {size} is over 65535, a table's limit", t.name))?;
     let mut members = Vec::new();
     for m in &t.members {
         let path: Vec<&str> = m.path.split('.').collect();
@@ -342,7 +342,9 @@ fn table(types: &Types, t: &TableSpec, ctx: &Ctx, optional: bool) -> Result<Opti
 }
 
 fn member(f: &Found, m: &MemberSpec) -> Result<MemberValue, String> {
-    let n32 = |v: u64| u32::try_from(v).map_err(|_| format!("{v} does not fit in u32"));
+    // The loader keeps offsets and sizes in 16 bits (glibc's structs are
+    // a few KB); the file format has 32.
+    let n32 = |v: u64| u16::try_from(v).map(u32::from).map_err(|_| format!("{v} is over 65535, a table's limit"));
     Ok(match (m.kind, f.bits, f.ty) {
         (Kind::Bits, Some((b, w)), _) => {
             MemberValue::Bits { off: n32(b / 8)?, bit: (b % 8) as u8, width: u8::try_from(w).map_err(|_| format!("bit-field width {w}"))? }
@@ -769,7 +771,7 @@ pub fn render_decoder(spec: &Spec) -> Result<String, String> {
                 // loader's code for this rarely taken path.
                 let _ = writeln!(
                     fns,
-                    "\n#[inline(never)]\nfn {}(r: &mut Reader<'_>) -> Result<{}, &'static str> {{\n    let t = {} {{\n        size: r.next_u32(),",
+                    "\n#[inline(never)]\nfn {}(r: &mut Reader<'_>) -> Result<{}, &'static str> {{\n    let t = {} {{\n        size: r.next_offset(),",
                     f.rust, t.rust, t.rust
                 );
                 for m in &t.members {

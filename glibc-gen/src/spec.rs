@@ -120,7 +120,7 @@ pub fn parse_spec(text: &str) -> Result<Spec, String> {
                 } else {
                     spec.layout.push(field);
                 }
-            } else if fname == "size" && ty == "u32" {
+            } else if fname == "size" && ty == "u16" {
                 // sizeof, always present
             } else {
                 let kind = match inner {

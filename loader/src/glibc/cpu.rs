@@ -356,9 +356,12 @@ fn fill_x86(l: &Layout, ro: Raw, hwcap2: u64) {
 
     for i in 0..leaves {
         let Some(base) = features.at(i as u32) else { break };
+        let elem = c.sub(Field { off: base, size: leaf.size });
+        let (cpuid, active) = (elem.sub(leaf.cpuid), elem.sub(leaf.active));
         for k in 0..4 {
-            c.put(Field { off: base + leaf.cpuid.off + 4 * k as u32, size: 4 }, u64::from(raw_of[i][k]));
-            c.put(Field { off: base + leaf.active.off + 4 * k as u32, size: 4 }, u64::from(active_of[i][k]));
+            let word = Field { off: 4 * k as u16, size: 4 };
+            cpuid.put(word, u64::from(raw_of[i][k]));
+            active.put(word, u64::from(active_of[i][k]));
         }
     }
     if let Some(p0) = cf.preferred.and_then(|p| p.at(0)) {

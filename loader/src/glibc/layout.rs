@@ -34,25 +34,33 @@
 //!
 //! `ld-cah.so` relocates itself at start, and every page of its data that
 //! holds a pointer is copied and written then (`crt`). So a built-in table
-//! keeps its pointers few: [`Types`], the structure layouts (about 4 KB a
+//! keeps its pointers few: [`Types`], the structure layouts (about 2.4 KB a
 //! build), holds none and is a `static` of its own in `.rodata`; the lists
 //! hold pointer-free elements, their names in one string each ([`Names`],
 //! NUL-terminated entries, as glibc keeps its `unsecvars` list). What is
 //! left in `.data.rel.ro` is [`Layout`] itself, ten pointers a build.
 
 /// A member: byte offset from the start of its struct, and its size.
+///
+/// Offsets and sizes are 16 bits in every table (glibc's largest struct
+/// the loader writes, `_rtld_global`, is under 5 KB; a generator or
+/// decoder meeting a larger value refuses the table): a build's [`Types`]
+/// is then about 2.4 KB instead of 3.9. Four-byte alignment lets a
+/// `Field` travel in one register, so the decoder of installed tables
+/// stores each with one instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(4))]
 pub struct Field {
     /// `offsetof`.
-    pub off: u32,
+    pub off: u16,
     /// `sizeof` of the member (for an array, of the whole array).
-    pub size: u32,
+    pub size: u16,
 }
 
 impl Field {
     /// One past the member's last byte.
     pub const fn end(&self) -> u32 {
-        self.off + self.size
+        self.off as u32 + self.size as u32
     }
 }
 
@@ -61,7 +69,7 @@ impl Field {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bits {
     /// The byte that holds the field's lowest bit.
-    pub off: u32,
+    pub off: u16,
     /// Position of the lowest bit inside that byte (0..8).
     pub bit: u8,
     /// Width in bits (1..=64).
@@ -71,7 +79,7 @@ pub struct Bits {
 impl Bits {
     /// Bit offset from the start of the struct (DWARF's `DW_AT_data_bit_offset`).
     pub const fn bit_offset(&self) -> u32 {
-        self.off * 8 + self.bit as u32
+        self.off as u32 * 8 + self.bit as u32
     }
 
     /// Number of bytes that hold some bit of the field, starting at `off`.
@@ -82,7 +90,7 @@ impl Bits {
     /// The field's value inside `record` (the bytes of the whole struct).
     /// `None` if `record` is too short.
     pub fn get(&self, record: &[u8]) -> Option<u64> {
-        let bytes = record.get(self.off as usize..(self.off + self.byte_span()) as usize)?;
+        let bytes = record.get(self.off as usize..self.off as usize + self.byte_span() as usize)?;
         let mut word: u128 = 0;
         for (i, b) in bytes.iter().enumerate() {
             word |= (*b as u128) << (8 * i);
@@ -117,29 +125,30 @@ impl Bits {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Array {
     /// `offsetof` of element 0.
-    pub off: u32,
+    pub off: u16,
     /// `sizeof` of one element.
-    pub stride: u32,
+    pub stride: u16,
     /// Number of elements (outermost dimension).
-    pub len: u32,
+    pub len: u16,
 }
 
 impl Array {
     /// Bytes taken by the whole array.
     pub const fn size(&self) -> u32 {
-        self.stride * self.len
+        self.stride as u32 * self.len as u32
     }
 
     /// One past the array's last byte.
     pub const fn end(&self) -> u32 {
-        self.off + self.size()
+        self.off as u32 + self.size()
     }
 
     /// Offset of element `i`; `None` past the end (always, for a flexible
-    /// array, whose elements the caller must bound itself).
-    pub const fn at(&self, i: u32) -> Option<u32> {
-        if i < self.len {
-            Some(self.off + i * self.stride)
+    /// array, whose elements the caller must bound itself) or past the
+    /// offsets a table holds.
+    pub fn at(&self, i: u32) -> Option<u16> {
+        if i < u32::from(self.len) {
+            u16::try_from(u32::from(self.off) + i * u32::from(self.stride)).ok()
         } else {
             None
         }
@@ -493,7 +502,7 @@ pub struct Types {
 #[derive(Clone, Copy, Debug)]
 pub struct RtldGlobal {
     /// `sizeof(struct rtld_global)`.
-    pub size: u32,
+    pub size: u16,
     /// Namespaces (`DL_NNS` elements of [`LinkNamespaces`]).
     pub _dl_ns: Array,
     /// Namespaces in use; at least 1.
@@ -586,7 +595,7 @@ pub struct RtldGlobal {
 #[derive(Clone, Copy, Debug)]
 pub struct LinkNamespaces {
     /// `sizeof(struct link_namespaces)`.
-    pub size: u32,
+    pub size: u16,
     /// Head of the namespace's `l_next` chain.
     pub _ns_loaded: Field,
     /// Number of maps in the chain.
@@ -613,7 +622,7 @@ pub struct LinkNamespaces {
 #[derive(Clone, Copy, Debug)]
 pub struct RtldGlobalRo {
     /// `sizeof(struct rtld_global_ro)`.
-    pub size: u32,
+    pub size: u16,
     /// `LD_DEBUG` mask (0).
     pub _dl_debug_mask: Field,
     /// `AT_PLATFORM` string.
@@ -736,7 +745,7 @@ pub struct RtldGlobalRo {
 #[derive(Clone, Copy, Debug)]
 pub struct LinkMap {
     /// `sizeof(struct link_map)`.
-    pub size: u32,
+    pub size: u16,
     /// Load bias.
     pub l_addr: Field,
     /// Path (`""` for the main program).
@@ -927,7 +936,7 @@ pub struct LinkMap {
 #[derive(Clone, Copy, Debug)]
 pub struct RScopeElem {
     /// `sizeof(struct r_scope_elem)`.
-    pub size: u32,
+    pub size: u16,
     /// `struct link_map **`.
     pub r_list: Field,
     /// Number of entries.
@@ -940,7 +949,7 @@ pub struct RScopeElem {
 #[derive(Clone, Copy, Debug)]
 pub struct LibnameList {
     /// `sizeof(struct libname_list)`.
-    pub size: u32,
+    pub size: u16,
     /// The name.
     pub name: Field,
     /// Next name.
@@ -955,7 +964,7 @@ pub struct LibnameList {
 #[derive(Clone, Copy, Debug)]
 pub struct RDebug {
     /// `sizeof(struct r_debug)`.
-    pub size: u32,
+    pub size: u16,
     /// Protocol version.
     pub r_version: Field,
     /// Head of the map chain.
@@ -974,7 +983,7 @@ pub struct RDebug {
 #[derive(Clone, Copy, Debug)]
 pub struct RDebugExtended {
     /// `sizeof(struct r_debug_extended)`.
-    pub size: u32,
+    pub size: u16,
     /// The `struct r_debug`.
     pub base: Field,
     /// Next namespace's record.
@@ -988,7 +997,7 @@ pub struct RDebugExtended {
 #[derive(Clone, Copy, Debug)]
 pub struct Pthread {
     /// `sizeof(struct pthread)` (`TLS_TCB_SIZE` / `TLS_PRE_TCB_SIZE`).
-    pub size: u32,
+    pub size: u16,
     /// `header`: the whole `tcbhead_t` on x86_64, `{multiple_threads,
     /// gscope_flag}` on aarch64.
     pub header: Field,
@@ -1102,7 +1111,7 @@ pub struct Pthread {
 #[derive(Clone, Copy, Debug)]
 pub struct Tcbhead {
     /// `sizeof(tcbhead_t)`.
-    pub size: u32,
+    pub size: u16,
     /// x86_64: the TCB itself (`%fs:0`).
     pub tcb: Option<Field>,
     /// DTV pointer (`&dtv[1]`).
@@ -1138,7 +1147,7 @@ pub struct Tcbhead {
 #[derive(Clone, Copy, Debug)]
 pub struct ListT {
     /// `sizeof(list_t)`.
-    pub size: u32,
+    pub size: u16,
     /// Next node.
     pub next: Field,
     /// Previous node.
@@ -1151,7 +1160,7 @@ pub struct ListT {
 #[derive(Clone, Copy, Debug)]
 pub struct RobustListHead {
     /// `sizeof(struct robust_list_head)`.
-    pub size: u32,
+    pub size: u16,
     /// List head.
     pub list: Field,
     /// Offset of the futex word from a list entry.
@@ -1166,7 +1175,7 @@ pub struct RobustListHead {
 #[derive(Clone, Copy, Debug)]
 pub struct PthreadMutex {
     /// `sizeof(pthread_mutex_t)`.
-    pub size: u32,
+    pub size: u16,
     /// Futex word.
     /// DWARF: `__data.__lock`
     pub __lock: Field,
@@ -1205,7 +1214,7 @@ pub struct PthreadMutex {
 #[derive(Clone, Copy, Debug)]
 pub struct UniqueSymTable {
     /// `sizeof(struct unique_sym_table)`.
-    pub size: u32,
+    pub size: u16,
     /// Recursive mutex.
     pub lock: Field,
     /// Hash table.
@@ -1225,7 +1234,7 @@ pub struct UniqueSymTable {
 #[derive(Clone, Copy, Debug)]
 pub struct DtvSlotinfoList {
     /// `sizeof(struct dtv_slotinfo_list)` (without the flexible array).
-    pub size: u32,
+    pub size: u16,
     /// Entries in this chunk.
     pub len: Field,
     /// Next chunk.
@@ -1240,7 +1249,7 @@ pub struct DtvSlotinfoList {
 #[derive(Clone, Copy, Debug)]
 pub struct DtvSlotinfo {
     /// `sizeof(struct dtv_slotinfo)`.
-    pub size: u32,
+    pub size: u16,
     /// Generation that added it.
     pub gen: Field,
     /// Its map.
@@ -1253,7 +1262,7 @@ pub struct DtvSlotinfo {
 #[derive(Clone, Copy, Debug)]
 pub struct Dtv {
     /// `sizeof(dtv_t)`.
-    pub size: u32,
+    pub size: u16,
     /// `dtv[-1]` (length) and `dtv[0]` (generation).
     pub counter: Field,
     /// Block address or `TLS_DTV_UNALLOCATED`.
@@ -1270,7 +1279,7 @@ pub struct Dtv {
 #[derive(Clone, Copy, Debug)]
 pub struct TlsIndex {
     /// `sizeof(tls_index)`.
-    pub size: u32,
+    pub size: u16,
     /// Module id.
     pub ti_module: Field,
     /// Offset in the block.
@@ -1283,7 +1292,7 @@ pub struct TlsIndex {
 #[derive(Clone, Copy, Debug)]
 pub struct DlException {
     /// `sizeof(struct dl_exception)`.
-    pub size: u32,
+    pub size: u16,
     /// Object name.
     pub objname: Field,
     /// Message.
@@ -1298,7 +1307,7 @@ pub struct DlException {
 #[derive(Clone, Copy, Debug)]
 pub struct RFoundVersion {
     /// `sizeof(struct r_found_version)`.
-    pub size: u32,
+    pub size: u16,
     /// Version name.
     pub name: Field,
     /// Its ELF hash.
@@ -1315,7 +1324,7 @@ pub struct RFoundVersion {
 #[derive(Clone, Copy, Debug)]
 pub struct DlFindObject {
     /// `sizeof(struct dl_find_object)`.
-    pub size: u32,
+    pub size: u16,
     /// Flags (0).
     pub dlfo_flags: Field,
     /// `l_map_start`.
@@ -1334,7 +1343,7 @@ pub struct DlFindObject {
 #[derive(Clone, Copy, Debug)]
 pub struct LinkMapMachine {
     /// `sizeof(struct link_map_machine)`.
-    pub size: u32,
+    pub size: u16,
     /// PLT address.
     pub plt: Field,
     /// x86_64: `.got.plt` address.
@@ -1353,7 +1362,7 @@ pub struct LinkMapMachine {
 #[derive(Clone, Copy, Debug)]
 pub struct X86CpuFeatures {
     /// `sizeof(struct cpu_features)`.
-    pub size: u32,
+    pub size: u16,
     /// `struct cpu_features_basic`.
     pub basic: Field,
     /// Vendor: 0 unknown, 1 intel, 2 amd, 3 zhaoxin, 4 other.
@@ -1429,7 +1438,7 @@ pub struct X86CpuFeatures {
 #[derive(Clone, Copy, Debug)]
 pub struct CpuidFeatureInternal {
     /// `sizeof(struct cpuid_feature_internal)` (the array stride).
-    pub size: u32,
+    pub size: u16,
     /// Raw `eax, ebx, ecx, edx` of the leaf.
     pub cpuid: Field,
     /// The usable subset, same order.
@@ -1442,7 +1451,7 @@ pub struct CpuidFeatureInternal {
 #[derive(Clone, Copy, Debug)]
 pub struct Aarch64CpuFeatures {
     /// `sizeof(struct cpu_features)`.
-    pub size: u32,
+    pub size: u16,
     /// `MIDR_EL1` (0 without `HWCAP_CPUID`).
     pub midr_el1: Field,
     /// `DC ZVA` block size (0: unusable).
@@ -1465,7 +1474,7 @@ pub struct Aarch64CpuFeatures {
 #[derive(Clone, Copy, Debug)]
 pub struct TunableVal {
     /// `sizeof(tunable_val_t)`.
-    pub size: u32,
+    pub size: u16,
     /// `numval` (`tunable_num_t`, an `intmax_t`).
     pub numval: Field,
     /// `strval`: a `const char *` up to 2.38, a `struct tunable_str_t` after.
@@ -1611,7 +1620,7 @@ macro_rules! ensure {
 }
 
 /// Sizes of optional members agree with the table they point at.
-const fn opt_size_is(f: Option<Field>, size: u32) -> bool {
+const fn opt_size_is(f: Option<Field>, size: u16) -> bool {
     match f {
         Some(f) => f.size == size,
         None => true,
@@ -1676,7 +1685,7 @@ impl Layout {
         ensure!(opt_size_is(g._dl_init_static_tls, 8) && opt_size_is(g._dl_wait_lookup_done, 8), "libpthread hooks are pointers");
         ensure!(g._dl_ns.stride == ns.size, "_dl_ns[] stride != sizeof(link_namespaces)");
         ensure!(g._dl_ns.len == 16, "DL_NNS != 16");
-        ensure!(g._dl_ns.end() <= g.size, "_dl_ns outside rtld_global");
+        ensure!(g._dl_ns.end() <= g.size as u32, "_dl_ns outside rtld_global");
         ensure!(g._dl_nns.size == 8, "_dl_nns is not a size_t");
         ensure!(g._dl_load_lock.size == mutex, "_dl_load_lock is not a pthread_mutex_t");
         ensure!(g._dl_load_write_lock.size == mutex, "_dl_load_write_lock is not a pthread_mutex_t");
@@ -1687,7 +1696,7 @@ impl Layout {
         ensure!(opt_size_is(g._dl_stack_cache, t.list_t.size), "_dl_stack_cache is not a list_t");
         ensure!(opt_size_is(g._dl_stack_cache_lock, 4), "_dl_stack_cache_lock is not an int");
         if let Some(f) = g._dl_stack_cache_lock {
-            ensure!(f.end() <= g.size, "_dl_stack_cache_lock outside rtld_global");
+            ensure!(f.end() <= g.size as u32, "_dl_stack_cache_lock outside rtld_global");
         }
 
         ensure!(ns._ns_unique_sym_table.size == t.unique_sym_table.size, "_ns_unique_sym_table size");
@@ -1709,7 +1718,7 @@ impl Layout {
             }
             _ => return Err(Inconsistent("static TLS size and alignment not in exactly one of _rtld_global(_ro)")),
         }
-        ensure!(ro._dl_naudit.end() <= ro.size, "_dl_naudit outside rtld_global_ro");
+        ensure!(ro._dl_naudit.end() <= ro.size as u32, "_dl_naudit outside rtld_global_ro");
 
         ensure!(lm.l_info.stride == 8, "l_info[] is not an array of pointers");
         // l_info[] = DT_NUM (38 since DT_RELR, with l_dt_relr_ref; 35
@@ -1728,7 +1737,7 @@ impl Layout {
         ensure!(lm.l_searchlist.size == t.r_scope_elem.size, "l_searchlist size");
         ensure!(lm.l_mach.size == t.link_map_machine.size, "l_mach size");
         ensure!(lm.l_local_scope.len == 2 && lm.l_local_scope.stride == 8, "l_local_scope[2]");
-        ensure!(lm.l_serial.end() <= lm.size, "l_serial outside link_map");
+        ensure!(lm.l_serial.end() <= lm.size as u32, "l_serial outside link_map");
         ensure!(lm.l_type.width == 2, "l_type is not 2 bits");
 
         ensure!(pd.list.size == t.list_t.size, "pthread.list is not a list_t");

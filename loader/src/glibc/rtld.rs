@@ -185,12 +185,16 @@ pub fn fill_link_maps(l: &Layout, ns: &mut Namespace, chain: &[DsoId], dlopened:
                 // One bounds check for the whole section (parsed, so readable).
                 let dynamic = d.img.bytes(d.dynamic, entries * 16).unwrap_or_default();
                 let dtn = dt_num(l);
+                // A copy the compiler keeps in registers: the writes below
+                // go through raw pointers it cannot tell from the table.
+                let l_info = lm.l_info;
+                let entries_at = copy.unwrap_or(d.dynamic);
                 for (k, e) in dynamic.chunks_exact(16).enumerate() {
                     let tag = u64::from_ne_bytes(e[..8].try_into().unwrap_or_default());
-                    if let Some(off) = l_info_index(tag, lm.l_info.len, dtn).and_then(|i| lm.l_info.at(i)) {
+                    if let Some(off) = l_info_index(tag, u32::from(l_info.len), dtn).and_then(|i| l_info.at(i)) {
                         let f = super::layout::Field { off, size: 8 };
                         if m.get(f) == 0 {
-                            m.put(f, copy.map_or(d.dynamic + k * 16, |c| c + k * 16) as u64);
+                            m.put(f, (entries_at + k * 16) as u64);
                         }
                     }
                 }

@@ -146,15 +146,22 @@ impl<'a> Reader<'a> {
         Ok(if self.flag()? { Some(self.u64()? as i64) } else { None })
     }
 
+    /// An offset or a size: a `u32` in the file, at most 65,535 (no
+    /// struct the loader writes is near that; a larger value is damage).
+    #[inline(never)]
+    pub fn offset(&mut self) -> R<u16> {
+        u16::try_from(self.u32()?).map_err(|_| "offset or size above 65535")
+    }
+
     #[inline(never)]
     pub fn field(&mut self) -> R<Field> {
-        Ok(Field { off: self.u32()?, size: self.u32()? })
+        Ok(Field { off: self.offset()?, size: self.offset()? })
     }
 
     #[inline(never)]
     pub fn bits(&mut self) -> R<Bits> {
-        let b = Bits { off: self.u32()?, bit: self.u8()?, width: self.u8()? };
-        if b.bit >= 8 || b.width == 0 || b.width > 64 || b.off.checked_add(b.byte_span()).is_none() {
+        let b = Bits { off: self.offset()?, bit: self.u8()?, width: self.u8()? };
+        if b.bit >= 8 || b.width == 0 || b.width > 64 {
             return Err("bad bit-field");
         }
         Ok(b)
@@ -162,11 +169,7 @@ impl<'a> Reader<'a> {
 
     #[inline(never)]
     pub fn array(&mut self) -> R<Array> {
-        let a = Array { off: self.u32()?, stride: self.u32()?, len: self.u32()? };
-        if a.stride.checked_mul(a.len).and_then(|s| s.checked_add(a.off)).is_none() {
-            return Err("array too large");
-        }
-        Ok(a)
+        Ok(Array { off: self.offset()?, stride: self.offset()?, len: self.offset()? })
     }
 
     #[inline(never)]
@@ -251,8 +254,8 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(never)]
-    pub fn next_u32(&mut self) -> u32 {
-        self.sticky(0, Self::u32)
+    pub fn next_offset(&mut self) -> u16 {
+        self.sticky(0, Self::offset)
     }
 
     #[inline(never)]
@@ -332,6 +335,25 @@ mod tests {
             str_bytes(&mut out, s);
         }
         out
+    }
+
+    #[test]
+    fn offsets_and_sizes_above_16_bits_are_refused() {
+        let words = |w: &[u32]| w.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+        assert_eq!(Reader::new(&words(&[4512, 8])).field(), Ok(Field { off: 4512, size: 8 }));
+        assert_eq!(Reader::new(&words(&[65535, 65535])).field(), Ok(Field { off: 65535, size: 65535 }));
+        assert_eq!(Reader::new(&words(&[65536, 8])).field(), Err("offset or size above 65535"));
+        assert_eq!(Reader::new(&words(&[8, 1 << 20])).field(), Err("offset or size above 65535"));
+        assert_eq!(Reader::new(&words(&[0, 160, 16])).array(), Ok(Array { off: 0, stride: 160, len: 16 }));
+        assert_eq!(Reader::new(&words(&[0, 160, 70000])).array(), Err("offset or size above 65535"));
+        let mut bits = words(&[65536]);
+        bits.extend([0, 1]);
+        assert_eq!(Reader::new(&bits).bits(), Err("offset or size above 65535"));
+        // A table struct's size, read with the sticky `next_*` reads.
+        let sizes = words(&[4336, 1 << 16]);
+        let mut r = Reader::new(&sizes);
+        assert_eq!((r.next_offset(), r.next_offset()), (4336, 0));
+        assert_eq!(r.finish(()), Err("offset or size above 65535"));
     }
 
     #[test]

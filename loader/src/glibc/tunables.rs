@@ -399,11 +399,11 @@ pub fn enable_secure_requested(env: &[&'static [u8]]) -> bool {
 struct ValImage([u8; 16]);
 
 impl ValImage {
-    fn put(&mut self, off: u32, v: u64) {
+    fn put(&mut self, off: u16, v: u64) {
         self.0[off as usize..off as usize + 8].copy_from_slice(&v.to_le_bytes());
     }
 
-    fn get(&self, off: u32) -> u64 {
+    fn get(&self, off: u16) -> u64 {
         let mut b = [0u8; 8];
         b.copy_from_slice(&self.0[off as usize..off as usize + 8]);
         u64::from_le_bytes(b)
@@ -417,8 +417,8 @@ struct Table {
     /// its `struct tunable_str_t`; before, as the `const char *` itself.
     str_struct: bool,
     /// Where the string pointer sits in a `tunable_val_t`.
-    str_off: u32,
-    numval_off: u32,
+    str_off: u16,
+    numval_off: u16,
     set: [bool; MAX_TUNABLES],
     vals: [ValImage; MAX_TUNABLES],
 }

@@ -95,7 +95,7 @@ fn enumerators(r: &mut Reader<'_>) -> Result<Enumerators, &'static str> {
 #[inline(never)]
 fn rtld_global(r: &mut Reader<'_>) -> Result<RtldGlobal, &'static str> {
     let t = RtldGlobal {
-        size: r.next_u32(),
+        size: r.next_offset(),
         _dl_ns: r.next_array(),
         _dl_nns: r.next_field(),
         _dl_load_lock: r.next_field(),
@@ -143,7 +143,7 @@ fn rtld_global(r: &mut Reader<'_>) -> Result<RtldGlobal, &'static str> {
 #[inline(never)]
 fn rtld_global_ro(r: &mut Reader<'_>) -> Result<RtldGlobalRo, &'static str> {
     let t = RtldGlobalRo {
-        size: r.next_u32(),
+        size: r.next_offset(),
         _dl_debug_mask: r.next_field(),
         _dl_platform: r.next_field(),
         _dl_platformlen: r.next_field(),
@@ -208,7 +208,7 @@ fn rtld_global_ro(r: &mut Reader<'_>) -> Result<RtldGlobalRo, &'static str> {
 #[inline(never)]
 fn link_namespaces(r: &mut Reader<'_>) -> Result<LinkNamespaces, &'static str> {
     let t = LinkNamespaces {
-        size: r.next_u32(),
+        size: r.next_offset(),
         _ns_loaded: r.next_field(),
         _ns_nloaded: r.next_field(),
         _ns_main_searchlist: r.next_field(),
@@ -225,7 +225,7 @@ fn link_namespaces(r: &mut Reader<'_>) -> Result<LinkNamespaces, &'static str> {
 #[inline(never)]
 fn link_map(r: &mut Reader<'_>) -> Result<LinkMap, &'static str> {
     let t = LinkMap {
-        size: r.next_u32(),
+        size: r.next_offset(),
         l_addr: r.next_field(),
         l_name: r.next_field(),
         l_ld: r.next_field(),
@@ -324,7 +324,7 @@ fn link_map(r: &mut Reader<'_>) -> Result<LinkMap, &'static str> {
 #[inline(never)]
 fn r_scope_elem(r: &mut Reader<'_>) -> Result<RScopeElem, &'static str> {
     let t = RScopeElem {
-        size: r.next_u32(),
+        size: r.next_offset(),
         r_list: r.next_field(),
         r_nlist: r.next_field(),
     };
@@ -334,7 +334,7 @@ fn r_scope_elem(r: &mut Reader<'_>) -> Result<RScopeElem, &'static str> {
 #[inline(never)]
 fn libname_list(r: &mut Reader<'_>) -> Result<LibnameList, &'static str> {
     let t = LibnameList {
-        size: r.next_u32(),
+        size: r.next_offset(),
         name: r.next_field(),
         next: r.next_field(),
         dont_free: r.next_field(),
@@ -345,7 +345,7 @@ fn libname_list(r: &mut Reader<'_>) -> Result<LibnameList, &'static str> {
 #[inline(never)]
 fn r_debug(r: &mut Reader<'_>) -> Result<RDebug, &'static str> {
     let t = RDebug {
-        size: r.next_u32(),
+        size: r.next_offset(),
         r_version: r.next_field(),
         r_map: r.next_field(),
         r_brk: r.next_field(),
@@ -358,7 +358,7 @@ fn r_debug(r: &mut Reader<'_>) -> Result<RDebug, &'static str> {
 #[inline(never)]
 fn r_debug_extended(r: &mut Reader<'_>) -> Result<RDebugExtended, &'static str> {
     let t = RDebugExtended {
-        size: r.next_u32(),
+        size: r.next_offset(),
         base: r.next_field(),
         r_next: r.next_field(),
     };
@@ -368,7 +368,7 @@ fn r_debug_extended(r: &mut Reader<'_>) -> Result<RDebugExtended, &'static str> 
 #[inline(never)]
 fn pthread(r: &mut Reader<'_>) -> Result<Pthread, &'static str> {
     let t = Pthread {
-        size: r.next_u32(),
+        size: r.next_offset(),
         header: r.next_field(),
         header_multiple_threads: r.next_field(),
         header_gscope_flag: r.next_field(),
@@ -425,7 +425,7 @@ fn pthread(r: &mut Reader<'_>) -> Result<Pthread, &'static str> {
 #[inline(never)]
 fn tcbhead(r: &mut Reader<'_>) -> Result<Tcbhead, &'static str> {
     let t = Tcbhead {
-        size: r.next_u32(),
+        size: r.next_offset(),
         tcb: r.next_opt_field(),
         dtv: r.next_field(),
         self_: r.next_opt_field(),
@@ -446,7 +446,7 @@ fn tcbhead(r: &mut Reader<'_>) -> Result<Tcbhead, &'static str> {
 #[inline(never)]
 fn list_t(r: &mut Reader<'_>) -> Result<ListT, &'static str> {
     let t = ListT {
-        size: r.next_u32(),
+        size: r.next_offset(),
         next: r.next_field(),
         prev: r.next_field(),
     };
@@ -456,7 +456,7 @@ fn list_t(r: &mut Reader<'_>) -> Result<ListT, &'static str> {
 #[inline(never)]
 fn robust_list_head(r: &mut Reader<'_>) -> Result<RobustListHead, &'static str> {
     let t = RobustListHead {
-        size: r.next_u32(),
+        size: r.next_offset(),
         list: r.next_field(),
         futex_offset: r.next_field(),
         list_op_pending: r.next_field(),
@@ -467,7 +467,7 @@ fn robust_list_head(r: &mut Reader<'_>) -> Result<RobustListHead, &'static str> 
 #[inline(never)]
 fn pthread_mutex(r: &mut Reader<'_>) -> Result<PthreadMutex, &'static str> {
     let t = PthreadMutex {
-        size: r.next_u32(),
+        size: r.next_offset(),
         __lock: r.next_field(),
         __count: r.next_field(),
         __owner: r.next_field(),
@@ -485,7 +485,7 @@ fn pthread_mutex(r: &mut Reader<'_>) -> Result<PthreadMutex, &'static str> {
 #[inline(never)]
 fn unique_sym_table(r: &mut Reader<'_>) -> Result<UniqueSymTable, &'static str> {
     let t = UniqueSymTable {
-        size: r.next_u32(),
+        size: r.next_offset(),
         lock: r.next_field(),
         entries: r.next_field(),
         size_: r.next_field(),
@@ -498,7 +498,7 @@ fn unique_sym_table(r: &mut Reader<'_>) -> Result<UniqueSymTable, &'static str> 
 #[inline(never)]
 fn dtv_slotinfo_list(r: &mut Reader<'_>) -> Result<DtvSlotinfoList, &'static str> {
     let t = DtvSlotinfoList {
-        size: r.next_u32(),
+        size: r.next_offset(),
         len: r.next_field(),
         next: r.next_field(),
         slotinfo: r.next_array(),
@@ -509,7 +509,7 @@ fn dtv_slotinfo_list(r: &mut Reader<'_>) -> Result<DtvSlotinfoList, &'static str
 #[inline(never)]
 fn dtv_slotinfo(r: &mut Reader<'_>) -> Result<DtvSlotinfo, &'static str> {
     let t = DtvSlotinfo {
-        size: r.next_u32(),
+        size: r.next_offset(),
         gen: r.next_field(),
         map: r.next_field(),
     };
@@ -519,7 +519,7 @@ fn dtv_slotinfo(r: &mut Reader<'_>) -> Result<DtvSlotinfo, &'static str> {
 #[inline(never)]
 fn dtv(r: &mut Reader<'_>) -> Result<Dtv, &'static str> {
     let t = Dtv {
-        size: r.next_u32(),
+        size: r.next_offset(),
         counter: r.next_field(),
         pointer_val: r.next_field(),
         pointer_to_free: r.next_field(),
@@ -530,7 +530,7 @@ fn dtv(r: &mut Reader<'_>) -> Result<Dtv, &'static str> {
 #[inline(never)]
 fn tls_index(r: &mut Reader<'_>) -> Result<TlsIndex, &'static str> {
     let t = TlsIndex {
-        size: r.next_u32(),
+        size: r.next_offset(),
         ti_module: r.next_field(),
         ti_offset: r.next_field(),
     };
@@ -540,7 +540,7 @@ fn tls_index(r: &mut Reader<'_>) -> Result<TlsIndex, &'static str> {
 #[inline(never)]
 fn dl_exception(r: &mut Reader<'_>) -> Result<DlException, &'static str> {
     let t = DlException {
-        size: r.next_u32(),
+        size: r.next_offset(),
         objname: r.next_field(),
         errstring: r.next_field(),
         message_buffer: r.next_field(),
@@ -551,7 +551,7 @@ fn dl_exception(r: &mut Reader<'_>) -> Result<DlException, &'static str> {
 #[inline(never)]
 fn r_found_version(r: &mut Reader<'_>) -> Result<RFoundVersion, &'static str> {
     let t = RFoundVersion {
-        size: r.next_u32(),
+        size: r.next_offset(),
         name: r.next_field(),
         hash: r.next_field(),
         hidden: r.next_field(),
@@ -563,7 +563,7 @@ fn r_found_version(r: &mut Reader<'_>) -> Result<RFoundVersion, &'static str> {
 #[inline(never)]
 fn dl_find_object(r: &mut Reader<'_>) -> Result<DlFindObject, &'static str> {
     let t = DlFindObject {
-        size: r.next_u32(),
+        size: r.next_offset(),
         dlfo_flags: r.next_field(),
         dlfo_map_start: r.next_field(),
         dlfo_map_end: r.next_field(),
@@ -576,7 +576,7 @@ fn dl_find_object(r: &mut Reader<'_>) -> Result<DlFindObject, &'static str> {
 #[inline(never)]
 fn link_map_machine(r: &mut Reader<'_>) -> Result<LinkMapMachine, &'static str> {
     let t = LinkMapMachine {
-        size: r.next_u32(),
+        size: r.next_offset(),
         plt: r.next_field(),
         gotplt: r.next_opt_field(),
         tlsdesc_table: r.next_field(),
@@ -589,7 +589,7 @@ fn link_map_machine(r: &mut Reader<'_>) -> Result<LinkMapMachine, &'static str> 
 #[inline(never)]
 fn x86_cpu_features(r: &mut Reader<'_>) -> Result<X86CpuFeatures, &'static str> {
     let t = X86CpuFeatures {
-        size: r.next_u32(),
+        size: r.next_offset(),
         basic: r.next_field(),
         basic_kind: r.next_field(),
         basic_max_cpuid: r.next_field(),
@@ -628,7 +628,7 @@ fn x86_cpu_features(r: &mut Reader<'_>) -> Result<X86CpuFeatures, &'static str> 
 #[inline(never)]
 fn cpuid_feature_internal(r: &mut Reader<'_>) -> Result<CpuidFeatureInternal, &'static str> {
     let t = CpuidFeatureInternal {
-        size: r.next_u32(),
+        size: r.next_offset(),
         cpuid: r.next_field(),
         active: r.next_field(),
     };
@@ -638,7 +638,7 @@ fn cpuid_feature_internal(r: &mut Reader<'_>) -> Result<CpuidFeatureInternal, &'
 #[inline(never)]
 fn aarch64_cpu_features(r: &mut Reader<'_>) -> Result<Aarch64CpuFeatures, &'static str> {
     let t = Aarch64CpuFeatures {
-        size: r.next_u32(),
+        size: r.next_offset(),
         midr_el1: r.next_field(),
         zva_size: r.next_field(),
         bti: r.next_opt_field(),
@@ -653,7 +653,7 @@ fn aarch64_cpu_features(r: &mut Reader<'_>) -> Result<Aarch64CpuFeatures, &'stat
 #[inline(never)]
 fn tunable_val(r: &mut Reader<'_>) -> Result<TunableVal, &'static str> {
     let t = TunableVal {
-        size: r.next_u32(),
+        size: r.next_offset(),
         numval: r.next_field(),
         strval: r.next_field(),
         strval_str: r.next_opt_field(),
