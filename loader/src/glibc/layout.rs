@@ -1738,6 +1738,7 @@ impl Layout {
         ensure!(lm.l_mach.size == t.link_map_machine.size, "l_mach size");
         ensure!(lm.l_local_scope.len == 2 && lm.l_local_scope.stride == 8, "l_local_scope[2]");
         ensure!(lm.l_serial.end() <= lm.size as u32, "l_serial outside link_map");
+        ensure!(lm.l_file_id.size == 16 && lm.l_file_id.end() <= lm.size as u32, "l_file_id is not a dev_t and an ino64_t in link_map");
         ensure!(lm.l_type.width == 2, "l_type is not 2 bits");
 
         ensure!(pd.list.size == t.list_t.size, "pthread.list is not a list_t");

@@ -245,8 +245,10 @@ pub fn fill_link_maps(l: &Layout, ns: &mut Namespace, chain: &[DsoId], dlopened:
                 m.put_bits_opt(lm.l_tls_in_slotinfo, 1);
             }
             if let Some(f) = d.file_id {
-                m.put(super::layout::Field { off: lm.l_file_id.off, size: 8 }, f.0);
-                m.put(super::layout::Field { off: lm.l_file_id.off + 8, size: 8 }, f.1);
+                // `struct r_file_id { dev_t dev; ino64_t ino; }`.
+                let id = m.sub(lm.l_file_id);
+                id.put(super::layout::Field { off: 0, size: 8 }, f.0);
+                id.put(super::layout::Field { off: 8, size: 8 }, f.1);
             }
             // Hash table pointers, for dladdr.
             let di = &d.dyn_info;
