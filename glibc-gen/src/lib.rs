@@ -757,22 +757,23 @@ pub fn render_decoder(spec: &Spec) -> Result<String, String> {
             "unsecure_env" => "r.names()?".to_string(),
             "enumerators" => {
                 // Like a table: one call per value, checked at the end.
-                fns.push_str("\n#[inline(never)]\nfn enumerators(r: &mut Reader<'_>) -> Result<Enumerators, &'static str> {\n    let t = Enumerators {\n");
+                fns.push_str("\n#[inline(never)]\nfn enumerators(r: &mut Reader<'_>, t: &mut Enumerators) {\n");
                 for n in ENUMERATORS {
-                    let _ = writeln!(fns, "        {}: r.next_opt_i64(),", n.to_ascii_lowercase());
+                    let _ = writeln!(fns, "    t.{} = r.next_opt_i64();", n.to_ascii_lowercase());
                 }
-                fns.push_str("    };\n    r.finish(t)\n}\n");
-                "enumerators(r)?".to_string()
+                fns.push_str("}\n");
+                "enumerators(r, &mut t.enumerators);".to_string()
             }
             _ => {
                 let t = table_spec(spec, f)?;
-                // One call per member, the error checked once at the end
-                // (`Reader::finish`): a `?` per member was most of the
-                // loader's code for this rarely taken path.
+                // One call per member, each stored in place, the error
+                // checked once at the end of `types` (`Reader::finish`): a
+                // `?` per member, and then a struct built and moved, were
+                // most of the loader's code for this rarely taken path.
                 let _ = writeln!(
                     fns,
-                    "\n#[inline(never)]\nfn {}(r: &mut Reader<'_>) -> Result<{}, &'static str> {{\n    let t = {} {{\n        size: r.next_offset(),",
-                    f.rust, t.rust, t.rust
+                    "\n#[inline(never)]\nfn {}(r: &mut Reader<'_>, t: &mut {}) {{\n    t.size = r.next_offset();",
+                    f.rust, t.rust
                 );
                 for m in &t.members {
                     let kind = match m.kind {
@@ -781,31 +782,36 @@ pub fn render_decoder(spec: &Spec) -> Result<String, String> {
                         Kind::Array => "array",
                     };
                     let opt = if m.optional { "opt_" } else { "" };
-                    let _ = writeln!(fns, "        {}: r.next_{opt}{kind}(),", m.rust);
+                    let _ = writeln!(fns, "    t.{} = r.next_{opt}{kind}();", m.rust);
                 }
-                fns.push_str("    };\n    r.finish(t)\n}\n");
+                fns.push_str("}\n");
                 if f.optional {
-                    format!("if r.flag()? {{ Some({}(r)?) }} else {{ None }}", f.rust)
+                    format!(
+                        "t.{0} = r.next_flag().then(|| {{\n        let mut x = Default::default();\n        {0}(r, &mut x);\n        x\n    }});",
+                        f.rust
+                    )
                 } else {
-                    format!("{}(r)?", f.rust)
+                    format!("{0}(r, &mut t.{0});", f.rust)
                 }
             }
         };
         if f.in_types {
-            // The `Types`, read in their place in the format (fields are
-            // evaluated in the order written), leaked like the lists.
+            // The `Types`, read in their place in the format (one
+            // statement per table, in spec order), leaked like the lists.
             if types.is_empty() {
                 let _ = writeln!(s, "        {}: leaked(types(r)?),", spec.types_field);
             }
-            let _ = writeln!(types, "        {}: {},", f.rust, value);
+            let _ = writeln!(types, "    {value}");
+        } else if value.ends_with(';') {
+            return Err(format!("layout.rs: Layout.{} is a table outside `Types`: the decoder reads tables into `Types` only", f.rust));
         } else {
             let _ = writeln!(s, "        {}: {},", f.rust, value);
         }
     }
     s.push_str("    })\n}\n");
-    s.push_str("\n/// The `Types` of a table body, read where `Layout::types` stands.\n#[inline(never)]\nfn types(r: &mut Reader<'_>) -> Result<Types, &'static str> {\n    Ok(Types {\n");
+    s.push_str("\n/// The `Types` of a table body, read where `Layout::types` stands.\n#[inline(never)]\nfn types(r: &mut Reader<'_>) -> Result<Types, &'static str> {\n    let mut t = Types::default();\n");
     s.push_str(&types);
-    s.push_str("    })\n}\n");
+    s.push_str("    r.finish(t)\n}\n");
     s.push_str(&fns);
     Ok(s)
 }

@@ -48,7 +48,7 @@
 /// is then about 2.4 KB instead of 3.9. Four-byte alignment lets a
 /// `Field` travel in one register, so the decoder of installed tables
 /// stores each with one instruction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(4))]
 pub struct Field {
     /// `offsetof`.
@@ -66,7 +66,7 @@ impl Field {
 
 /// A bit-field member. Both supported targets are little-endian, so bit `n`
 /// of the field is bit `(bit + n) % 8` of byte `off + (bit + n) / 8`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bits {
     /// The byte that holds the field's lowest bit.
     pub off: u16,
@@ -122,7 +122,7 @@ impl Bits {
 
 /// An array member: `len` elements of `stride` bytes from `off`.
 /// A flexible array member (`T x[]`) has `len` 0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Array {
     /// `offsetof` of element 0.
     pub off: u16,
@@ -349,7 +349,7 @@ impl Fingerprint {
 
 /// Enumerator values the loader stores into glibc's structures; `None`
 /// where the build has no such enumerator.
-#[derive(Debug)]
+#[derive(Default, Debug)]
 pub struct Enumerators {
     /// `ALLOCATE_GUARD_USER`: `struct pthread.stack_mode` of the main thread.
     pub allocate_guard_user: Option<i64>,
@@ -438,7 +438,7 @@ impl core::ops::Deref for Layout {
 /// The structure layouts of one glibc build and the enumerator values the
 /// loader writes: every number of a table and no pointer, so that a
 /// built-in `Types` needs no relocation and sits in `.rodata`.
-#[derive(Debug)]
+#[derive(Default, Debug)]
 pub struct Types {
     /// Values of glibc enumerators the loader writes, from the DWARF.
     pub enumerators: Enumerators,
@@ -499,7 +499,7 @@ pub struct Types {
 /// `struct rtld_global`: the loader's mutable state that libc reads and writes.
 ///
 /// DWARF: `struct rtld_global`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct RtldGlobal {
     /// `sizeof(struct rtld_global)`.
     pub size: u16,
@@ -592,7 +592,7 @@ pub struct RtldGlobal {
 /// `struct link_namespaces`: one element of `_rtld_global._dl_ns[]`.
 ///
 /// DWARF: `struct link_namespaces`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct LinkNamespaces {
     /// `sizeof(struct link_namespaces)`.
     pub size: u16,
@@ -619,7 +619,7 @@ pub struct LinkNamespaces {
 /// `struct rtld_global_ro`: read-only after start-up; libc reads much of it.
 ///
 /// DWARF: `struct rtld_global_ro`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct RtldGlobalRo {
     /// `sizeof(struct rtld_global_ro)`.
     pub size: u16,
@@ -742,7 +742,7 @@ pub struct RtldGlobalRo {
 /// `struct link_map`: glibc's per-object record, handed to libc as handles.
 ///
 /// DWARF: `struct link_map`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct LinkMap {
     /// `sizeof(struct link_map)`.
     pub size: u16,
@@ -933,7 +933,7 @@ pub struct LinkMap {
 /// `struct r_scope_elem`: a symbol search list.
 ///
 /// DWARF: `struct r_scope_elem`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct RScopeElem {
     /// `sizeof(struct r_scope_elem)`.
     pub size: u16,
@@ -946,7 +946,7 @@ pub struct RScopeElem {
 /// `struct libname_list`: the names a map answers to.
 ///
 /// DWARF: `struct libname_list`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct LibnameList {
     /// `sizeof(struct libname_list)`.
     pub size: u16,
@@ -961,7 +961,7 @@ pub struct LibnameList {
 /// `struct r_debug`: the debugger interface (`_r_debug`).
 ///
 /// DWARF: `struct r_debug`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct RDebug {
     /// `sizeof(struct r_debug)`.
     pub size: u16,
@@ -980,7 +980,7 @@ pub struct RDebug {
 /// `struct r_debug_extended`: `r_debug` plus the next namespace's.
 ///
 /// DWARF: `struct r_debug_extended`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct RDebugExtended {
     /// `sizeof(struct r_debug_extended)`.
     pub size: u16,
@@ -994,7 +994,7 @@ pub struct RDebugExtended {
 /// aarch64: just below it).
 ///
 /// DWARF: `struct pthread`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct Pthread {
     /// `sizeof(struct pthread)` (`TLS_TCB_SIZE` / `TLS_PRE_TCB_SIZE`).
     pub size: u16,
@@ -1108,7 +1108,7 @@ pub struct Pthread {
 /// `tcbhead_t`: the words at the thread pointer.
 ///
 /// DWARF: `typedef tcbhead_t`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct Tcbhead {
     /// `sizeof(tcbhead_t)`.
     pub size: u16,
@@ -1144,7 +1144,7 @@ pub struct Tcbhead {
 /// `list_t`: nptl's doubly linked list node.
 ///
 /// DWARF: `typedef list_t`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct ListT {
     /// `sizeof(list_t)`.
     pub size: u16,
@@ -1157,7 +1157,7 @@ pub struct ListT {
 /// `struct robust_list_head`: registered with `set_robust_list`.
 ///
 /// DWARF: `struct robust_list_head`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct RobustListHead {
     /// `sizeof(struct robust_list_head)`.
     pub size: u16,
@@ -1172,7 +1172,7 @@ pub struct RobustListHead {
 /// `pthread_mutex_t`: the layout of the three loader locks.
 ///
 /// DWARF: `typedef pthread_mutex_t`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct PthreadMutex {
     /// `sizeof(pthread_mutex_t)`.
     pub size: u16,
@@ -1211,7 +1211,7 @@ pub struct PthreadMutex {
 /// `struct unique_sym_table`: `STB_GNU_UNIQUE` symbols of a namespace.
 ///
 /// DWARF: `struct unique_sym_table`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct UniqueSymTable {
     /// `sizeof(struct unique_sym_table)`.
     pub size: u16,
@@ -1231,7 +1231,7 @@ pub struct UniqueSymTable {
 /// `struct dtv_slotinfo_list`: a chunk of the TLS module list.
 ///
 /// DWARF: `struct dtv_slotinfo_list`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct DtvSlotinfoList {
     /// `sizeof(struct dtv_slotinfo_list)` (without the flexible array).
     pub size: u16,
@@ -1246,7 +1246,7 @@ pub struct DtvSlotinfoList {
 /// `struct dtv_slotinfo`: one TLS module.
 ///
 /// DWARF: `struct dtv_slotinfo`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct DtvSlotinfo {
     /// `sizeof(struct dtv_slotinfo)`.
     pub size: u16,
@@ -1259,7 +1259,7 @@ pub struct DtvSlotinfo {
 /// `dtv_t`: one DTV entry (shared with libc).
 ///
 /// DWARF: `typedef dtv_t`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct Dtv {
     /// `sizeof(dtv_t)`.
     pub size: u16,
@@ -1276,7 +1276,7 @@ pub struct Dtv {
 /// `tls_index`: the argument of `__tls_get_addr`.
 ///
 /// DWARF: `typedef tls_index`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct TlsIndex {
     /// `sizeof(tls_index)`.
     pub size: u16,
@@ -1289,7 +1289,7 @@ pub struct TlsIndex {
 /// `struct dl_exception`: a loader error as libc's `_dl_signal_error` builds it.
 ///
 /// DWARF: `struct dl_exception`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct DlException {
     /// `sizeof(struct dl_exception)`.
     pub size: u16,
@@ -1304,7 +1304,7 @@ pub struct DlException {
 /// `struct r_found_version`: a symbol version to match.
 ///
 /// DWARF: `struct r_found_version`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct RFoundVersion {
     /// `sizeof(struct r_found_version)`.
     pub size: u16,
@@ -1321,7 +1321,7 @@ pub struct RFoundVersion {
 /// `struct dl_find_object`: the result of `_dl_find_object`.
 ///
 /// DWARF: `struct dl_find_object`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct DlFindObject {
     /// `sizeof(struct dl_find_object)`.
     pub size: u16,
@@ -1340,7 +1340,7 @@ pub struct DlFindObject {
 /// `struct link_map_machine`: arch data in every link map.
 ///
 /// DWARF: `struct link_map_machine`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct LinkMapMachine {
     /// `sizeof(struct link_map_machine)`.
     pub size: u16,
@@ -1359,7 +1359,7 @@ pub struct LinkMapMachine {
 /// x86 `struct cpu_features`: what every x86 IFUNC resolver reads.
 ///
 /// DWARF: `struct cpu_features`, x86_64 only
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct X86CpuFeatures {
     /// `sizeof(struct cpu_features)`.
     pub size: u16,
@@ -1435,7 +1435,7 @@ pub struct X86CpuFeatures {
 /// x86 `struct cpuid_feature_internal`: one element of `cpu_features.features[]`.
 ///
 /// DWARF: `struct cpuid_feature_internal`, x86_64 only
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct CpuidFeatureInternal {
     /// `sizeof(struct cpuid_feature_internal)` (the array stride).
     pub size: u16,
@@ -1448,7 +1448,7 @@ pub struct CpuidFeatureInternal {
 /// aarch64 `struct cpu_features`.
 ///
 /// DWARF: `struct cpu_features`, aarch64 only
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct Aarch64CpuFeatures {
     /// `sizeof(struct cpu_features)`.
     pub size: u16,
@@ -1471,7 +1471,7 @@ pub struct Aarch64CpuFeatures {
 /// `tunable_val_t`: the union of a tunable's numeric and string value.
 ///
 /// DWARF: `typedef tunable_val_t`
-#[derive(Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct TunableVal {
     /// `sizeof(tunable_val_t)`.
     pub size: u16,

@@ -29,635 +29,574 @@ pub fn layout(r: &mut Reader<'_>) -> Result<Layout, &'static str> {
 /// The `Types` of a table body, read where `Layout::types` stands.
 #[inline(never)]
 fn types(r: &mut Reader<'_>) -> Result<Types, &'static str> {
-    Ok(Types {
-        enumerators: enumerators(r)?,
-        rtld_global: rtld_global(r)?,
-        rtld_global_ro: rtld_global_ro(r)?,
-        link_namespaces: link_namespaces(r)?,
-        link_map: link_map(r)?,
-        r_scope_elem: r_scope_elem(r)?,
-        libname_list: libname_list(r)?,
-        r_debug: r_debug(r)?,
-        r_debug_extended: if r.flag()? { Some(r_debug_extended(r)?) } else { None },
-        pthread: pthread(r)?,
-        tcbhead: tcbhead(r)?,
-        list_t: list_t(r)?,
-        robust_list_head: robust_list_head(r)?,
-        pthread_mutex: pthread_mutex(r)?,
-        unique_sym_table: unique_sym_table(r)?,
-        dtv_slotinfo_list: dtv_slotinfo_list(r)?,
-        dtv_slotinfo: dtv_slotinfo(r)?,
-        dtv: dtv(r)?,
-        tls_index: tls_index(r)?,
-        dl_exception: dl_exception(r)?,
-        r_found_version: r_found_version(r)?,
-        dl_find_object: if r.flag()? { Some(dl_find_object(r)?) } else { None },
-        link_map_machine: link_map_machine(r)?,
-        x86_cpu_features: if r.flag()? { Some(x86_cpu_features(r)?) } else { None },
-        cpuid_feature_internal: if r.flag()? { Some(cpuid_feature_internal(r)?) } else { None },
-        aarch64_cpu_features: if r.flag()? { Some(aarch64_cpu_features(r)?) } else { None },
-        tunable_val: tunable_val(r)?,
-    })
-}
-
-#[inline(never)]
-fn enumerators(r: &mut Reader<'_>) -> Result<Enumerators, &'static str> {
-    let t = Enumerators {
-        allocate_guard_user: r.next_opt_i64(),
-        thread_state_joinable: r.next_opt_i64(),
-        dl_readonly_area_rdonly: r.next_opt_i64(),
-        dl_readonly_area_writable: r.next_opt_i64(),
-        dl_readonly_area_not_found: r.next_opt_i64(),
-        arch_kind_intel: r.next_opt_i64(),
-        arch_kind_amd: r.next_opt_i64(),
-        arch_kind_zhaoxin: r.next_opt_i64(),
-        arch_kind_hygon: r.next_opt_i64(),
-        arch_kind_other: r.next_opt_i64(),
-        bit_arch_fast_rep_string: r.next_opt_i64(),
-        bit_arch_fast_copy_backward: r.next_opt_i64(),
-        bit_arch_slow_bsf: r.next_opt_i64(),
-        bit_arch_fast_unaligned_load: r.next_opt_i64(),
-        bit_arch_prefer_pminub_for_stringop: r.next_opt_i64(),
-        bit_arch_fast_unaligned_copy: r.next_opt_i64(),
-        bit_arch_i586: r.next_opt_i64(),
-        bit_arch_i686: r.next_opt_i64(),
-        bit_arch_slow_sse4_2: r.next_opt_i64(),
-        bit_arch_avx_fast_unaligned_load: r.next_opt_i64(),
-        bit_arch_prefer_no_vzeroupper: r.next_opt_i64(),
-        bit_arch_prefer_no_avx512: r.next_opt_i64(),
-        bit_arch_avoid_short_distance_rep_movsb: r.next_opt_i64(),
-        bit_arch_avoid_non_temporal_memset: r.next_opt_i64(),
-        bit_arch_avoid_stosb: r.next_opt_i64(),
-    };
+    let mut t = Types::default();
+    enumerators(r, &mut t.enumerators);
+    rtld_global(r, &mut t.rtld_global);
+    rtld_global_ro(r, &mut t.rtld_global_ro);
+    link_namespaces(r, &mut t.link_namespaces);
+    link_map(r, &mut t.link_map);
+    r_scope_elem(r, &mut t.r_scope_elem);
+    libname_list(r, &mut t.libname_list);
+    r_debug(r, &mut t.r_debug);
+    t.r_debug_extended = r.next_flag().then(|| {
+        let mut x = Default::default();
+        r_debug_extended(r, &mut x);
+        x
+    });
+    pthread(r, &mut t.pthread);
+    tcbhead(r, &mut t.tcbhead);
+    list_t(r, &mut t.list_t);
+    robust_list_head(r, &mut t.robust_list_head);
+    pthread_mutex(r, &mut t.pthread_mutex);
+    unique_sym_table(r, &mut t.unique_sym_table);
+    dtv_slotinfo_list(r, &mut t.dtv_slotinfo_list);
+    dtv_slotinfo(r, &mut t.dtv_slotinfo);
+    dtv(r, &mut t.dtv);
+    tls_index(r, &mut t.tls_index);
+    dl_exception(r, &mut t.dl_exception);
+    r_found_version(r, &mut t.r_found_version);
+    t.dl_find_object = r.next_flag().then(|| {
+        let mut x = Default::default();
+        dl_find_object(r, &mut x);
+        x
+    });
+    link_map_machine(r, &mut t.link_map_machine);
+    t.x86_cpu_features = r.next_flag().then(|| {
+        let mut x = Default::default();
+        x86_cpu_features(r, &mut x);
+        x
+    });
+    t.cpuid_feature_internal = r.next_flag().then(|| {
+        let mut x = Default::default();
+        cpuid_feature_internal(r, &mut x);
+        x
+    });
+    t.aarch64_cpu_features = r.next_flag().then(|| {
+        let mut x = Default::default();
+        aarch64_cpu_features(r, &mut x);
+        x
+    });
+    tunable_val(r, &mut t.tunable_val);
     r.finish(t)
 }
 
 #[inline(never)]
-fn rtld_global(r: &mut Reader<'_>) -> Result<RtldGlobal, &'static str> {
-    let t = RtldGlobal {
-        size: r.next_offset(),
-        _dl_ns: r.next_array(),
-        _dl_nns: r.next_field(),
-        _dl_load_lock: r.next_field(),
-        _dl_load_write_lock: r.next_field(),
-        _dl_load_tls_lock: r.next_opt_field(),
-        _dl_load_adds: r.next_field(),
-        _dl_initfirst: r.next_field(),
-        _dl_profile_map: r.next_field(),
-        _dl_num_relocations: r.next_field(),
-        _dl_num_cache_relocations: r.next_field(),
-        _dl_all_dirs: r.next_field(),
-        _dl_rtld_map: r.next_opt_field(),
-        _dl_rtld_auditstate: r.next_opt_array(),
-        _dl_x86_feature_1: r.next_opt_field(),
-        _dl_x86_feature_control: r.next_opt_field(),
-        _dl_aarch64_gcs: r.next_opt_field(),
-        _dl_stack_flags: r.next_opt_field(),
-        _dl_stack_prot_flags: r.next_opt_field(),
-        _dl_tls_dtv_gaps: r.next_field(),
-        _dl_tls_max_dtv_idx: r.next_field(),
-        _dl_tls_dtv_slotinfo_list: r.next_field(),
-        _dl_tls_static_nelem: r.next_field(),
-        _dl_tls_static_used: r.next_field(),
-        _dl_tls_static_optional: r.next_field(),
-        _dl_initial_dtv: r.next_field(),
-        _dl_tls_generation: r.next_field(),
-        _dl_scope_free_list: r.next_field(),
-        _dl_stack_used: r.next_opt_field(),
-        _dl_stack_user: r.next_opt_field(),
-        _dl_stack_cache: r.next_opt_field(),
-        _dl_stack_cache_actsize: r.next_opt_field(),
-        _dl_in_flight_stack: r.next_opt_field(),
-        _dl_stack_cache_lock: r.next_opt_field(),
-        _dl_rtld_lock_recursive: r.next_opt_field(),
-        _dl_rtld_unlock_recursive: r.next_opt_field(),
-        _dl_make_stack_executable_hook: r.next_opt_field(),
-        _dl_tls_static_size: r.next_opt_field(),
-        _dl_tls_static_align: r.next_opt_field(),
-        _dl_init_static_tls: r.next_opt_field(),
-        _dl_wait_lookup_done: r.next_opt_field(),
-    };
-    r.finish(t)
+fn enumerators(r: &mut Reader<'_>, t: &mut Enumerators) {
+    t.allocate_guard_user = r.next_opt_i64();
+    t.thread_state_joinable = r.next_opt_i64();
+    t.dl_readonly_area_rdonly = r.next_opt_i64();
+    t.dl_readonly_area_writable = r.next_opt_i64();
+    t.dl_readonly_area_not_found = r.next_opt_i64();
+    t.arch_kind_intel = r.next_opt_i64();
+    t.arch_kind_amd = r.next_opt_i64();
+    t.arch_kind_zhaoxin = r.next_opt_i64();
+    t.arch_kind_hygon = r.next_opt_i64();
+    t.arch_kind_other = r.next_opt_i64();
+    t.bit_arch_fast_rep_string = r.next_opt_i64();
+    t.bit_arch_fast_copy_backward = r.next_opt_i64();
+    t.bit_arch_slow_bsf = r.next_opt_i64();
+    t.bit_arch_fast_unaligned_load = r.next_opt_i64();
+    t.bit_arch_prefer_pminub_for_stringop = r.next_opt_i64();
+    t.bit_arch_fast_unaligned_copy = r.next_opt_i64();
+    t.bit_arch_i586 = r.next_opt_i64();
+    t.bit_arch_i686 = r.next_opt_i64();
+    t.bit_arch_slow_sse4_2 = r.next_opt_i64();
+    t.bit_arch_avx_fast_unaligned_load = r.next_opt_i64();
+    t.bit_arch_prefer_no_vzeroupper = r.next_opt_i64();
+    t.bit_arch_prefer_no_avx512 = r.next_opt_i64();
+    t.bit_arch_avoid_short_distance_rep_movsb = r.next_opt_i64();
+    t.bit_arch_avoid_non_temporal_memset = r.next_opt_i64();
+    t.bit_arch_avoid_stosb = r.next_opt_i64();
 }
 
 #[inline(never)]
-fn rtld_global_ro(r: &mut Reader<'_>) -> Result<RtldGlobalRo, &'static str> {
-    let t = RtldGlobalRo {
-        size: r.next_offset(),
-        _dl_debug_mask: r.next_field(),
-        _dl_platform: r.next_field(),
-        _dl_platformlen: r.next_field(),
-        _dl_pagesize: r.next_field(),
-        _dl_minsigstacksize: r.next_opt_field(),
-        _dl_inhibit_cache: r.next_field(),
-        _dl_initial_searchlist: r.next_field(),
-        _dl_clktck: r.next_field(),
-        _dl_verbose: r.next_field(),
-        _dl_debug_fd: r.next_field(),
-        _dl_lazy: r.next_field(),
-        _dl_bind_not: r.next_field(),
-        _dl_dynamic_weak: r.next_field(),
-        _dl_fpu_control: r.next_field(),
-        _dl_hwcap: r.next_field(),
-        _dl_auxv: r.next_field(),
-        _dl_x86_cpu_features: r.next_opt_field(),
-        _dl_x86_hwcap_flags: r.next_opt_field(),
-        _dl_x86_platforms: r.next_opt_field(),
-        _dl_x86_tlsdesc_dynamic: r.next_opt_field(),
-        _dl_x86_64_runtime_resolve: r.next_opt_field(),
-        _dl_aarch64_cpu_features: r.next_opt_field(),
-        _dl_aarch64_cap_flags: r.next_opt_field(),
-        _dl_inhibit_rpath: r.next_field(),
-        _dl_origin_path: r.next_field(),
-        _dl_tls_static_size: r.next_opt_field(),
-        _dl_tls_static_align: r.next_opt_field(),
-        _dl_tls_static_surplus: r.next_field(),
-        _dl_profile: r.next_field(),
-        _dl_profile_output: r.next_field(),
-        _dl_init_all_dirs: r.next_field(),
-        _dl_sysinfo_dso: r.next_field(),
-        _dl_sysinfo_map: r.next_field(),
-        _dl_vdso_clock_gettime64: r.next_field(),
-        _dl_vdso_gettimeofday: r.next_field(),
-        _dl_vdso_time: r.next_opt_field(),
-        _dl_vdso_getcpu: r.next_opt_field(),
-        _dl_vdso_clock_getres_time64: r.next_field(),
-        _dl_vdso_getrandom: r.next_opt_field(),
-        _dl_hwcap2: r.next_field(),
-        _dl_hwcap3: r.next_opt_field(),
-        _dl_hwcap4: r.next_opt_field(),
-        _dl_dso_sort_algo: r.next_opt_field(),
-        _dl_debug_printf: r.next_field(),
-        _dl_mcount: r.next_field(),
-        _dl_lookup_symbol_x: r.next_field(),
-        _dl_open: r.next_field(),
-        _dl_close: r.next_field(),
-        _dl_catch_error: r.next_opt_field(),
-        _dl_error_free: r.next_opt_field(),
-        _dl_tls_get_addr_soft: r.next_field(),
-        _dl_libc_freeres: r.next_opt_field(),
-        _dl_find_object: r.next_opt_field(),
-        _dl_readonly_area: r.next_opt_field(),
-        _dl_dlfcn_hook: r.next_opt_field(),
-        _dl_audit: r.next_field(),
-        _dl_naudit: r.next_field(),
-    };
-    r.finish(t)
+fn rtld_global(r: &mut Reader<'_>, t: &mut RtldGlobal) {
+    t.size = r.next_offset();
+    t._dl_ns = r.next_array();
+    t._dl_nns = r.next_field();
+    t._dl_load_lock = r.next_field();
+    t._dl_load_write_lock = r.next_field();
+    t._dl_load_tls_lock = r.next_opt_field();
+    t._dl_load_adds = r.next_field();
+    t._dl_initfirst = r.next_field();
+    t._dl_profile_map = r.next_field();
+    t._dl_num_relocations = r.next_field();
+    t._dl_num_cache_relocations = r.next_field();
+    t._dl_all_dirs = r.next_field();
+    t._dl_rtld_map = r.next_opt_field();
+    t._dl_rtld_auditstate = r.next_opt_array();
+    t._dl_x86_feature_1 = r.next_opt_field();
+    t._dl_x86_feature_control = r.next_opt_field();
+    t._dl_aarch64_gcs = r.next_opt_field();
+    t._dl_stack_flags = r.next_opt_field();
+    t._dl_stack_prot_flags = r.next_opt_field();
+    t._dl_tls_dtv_gaps = r.next_field();
+    t._dl_tls_max_dtv_idx = r.next_field();
+    t._dl_tls_dtv_slotinfo_list = r.next_field();
+    t._dl_tls_static_nelem = r.next_field();
+    t._dl_tls_static_used = r.next_field();
+    t._dl_tls_static_optional = r.next_field();
+    t._dl_initial_dtv = r.next_field();
+    t._dl_tls_generation = r.next_field();
+    t._dl_scope_free_list = r.next_field();
+    t._dl_stack_used = r.next_opt_field();
+    t._dl_stack_user = r.next_opt_field();
+    t._dl_stack_cache = r.next_opt_field();
+    t._dl_stack_cache_actsize = r.next_opt_field();
+    t._dl_in_flight_stack = r.next_opt_field();
+    t._dl_stack_cache_lock = r.next_opt_field();
+    t._dl_rtld_lock_recursive = r.next_opt_field();
+    t._dl_rtld_unlock_recursive = r.next_opt_field();
+    t._dl_make_stack_executable_hook = r.next_opt_field();
+    t._dl_tls_static_size = r.next_opt_field();
+    t._dl_tls_static_align = r.next_opt_field();
+    t._dl_init_static_tls = r.next_opt_field();
+    t._dl_wait_lookup_done = r.next_opt_field();
 }
 
 #[inline(never)]
-fn link_namespaces(r: &mut Reader<'_>) -> Result<LinkNamespaces, &'static str> {
-    let t = LinkNamespaces {
-        size: r.next_offset(),
-        _ns_loaded: r.next_field(),
-        _ns_nloaded: r.next_field(),
-        _ns_main_searchlist: r.next_field(),
-        _ns_global_scope_alloc: r.next_field(),
-        _ns_global_scope_pending_adds: r.next_field(),
-        libc_map: r.next_opt_field(),
-        _ns_unique_sym_table: r.next_field(),
-        _ns_debug: r.next_opt_field(),
-        _ns_debug_unused: r.next_opt_field(),
-    };
-    r.finish(t)
+fn rtld_global_ro(r: &mut Reader<'_>, t: &mut RtldGlobalRo) {
+    t.size = r.next_offset();
+    t._dl_debug_mask = r.next_field();
+    t._dl_platform = r.next_field();
+    t._dl_platformlen = r.next_field();
+    t._dl_pagesize = r.next_field();
+    t._dl_minsigstacksize = r.next_opt_field();
+    t._dl_inhibit_cache = r.next_field();
+    t._dl_initial_searchlist = r.next_field();
+    t._dl_clktck = r.next_field();
+    t._dl_verbose = r.next_field();
+    t._dl_debug_fd = r.next_field();
+    t._dl_lazy = r.next_field();
+    t._dl_bind_not = r.next_field();
+    t._dl_dynamic_weak = r.next_field();
+    t._dl_fpu_control = r.next_field();
+    t._dl_hwcap = r.next_field();
+    t._dl_auxv = r.next_field();
+    t._dl_x86_cpu_features = r.next_opt_field();
+    t._dl_x86_hwcap_flags = r.next_opt_field();
+    t._dl_x86_platforms = r.next_opt_field();
+    t._dl_x86_tlsdesc_dynamic = r.next_opt_field();
+    t._dl_x86_64_runtime_resolve = r.next_opt_field();
+    t._dl_aarch64_cpu_features = r.next_opt_field();
+    t._dl_aarch64_cap_flags = r.next_opt_field();
+    t._dl_inhibit_rpath = r.next_field();
+    t._dl_origin_path = r.next_field();
+    t._dl_tls_static_size = r.next_opt_field();
+    t._dl_tls_static_align = r.next_opt_field();
+    t._dl_tls_static_surplus = r.next_field();
+    t._dl_profile = r.next_field();
+    t._dl_profile_output = r.next_field();
+    t._dl_init_all_dirs = r.next_field();
+    t._dl_sysinfo_dso = r.next_field();
+    t._dl_sysinfo_map = r.next_field();
+    t._dl_vdso_clock_gettime64 = r.next_field();
+    t._dl_vdso_gettimeofday = r.next_field();
+    t._dl_vdso_time = r.next_opt_field();
+    t._dl_vdso_getcpu = r.next_opt_field();
+    t._dl_vdso_clock_getres_time64 = r.next_field();
+    t._dl_vdso_getrandom = r.next_opt_field();
+    t._dl_hwcap2 = r.next_field();
+    t._dl_hwcap3 = r.next_opt_field();
+    t._dl_hwcap4 = r.next_opt_field();
+    t._dl_dso_sort_algo = r.next_opt_field();
+    t._dl_debug_printf = r.next_field();
+    t._dl_mcount = r.next_field();
+    t._dl_lookup_symbol_x = r.next_field();
+    t._dl_open = r.next_field();
+    t._dl_close = r.next_field();
+    t._dl_catch_error = r.next_opt_field();
+    t._dl_error_free = r.next_opt_field();
+    t._dl_tls_get_addr_soft = r.next_field();
+    t._dl_libc_freeres = r.next_opt_field();
+    t._dl_find_object = r.next_opt_field();
+    t._dl_readonly_area = r.next_opt_field();
+    t._dl_dlfcn_hook = r.next_opt_field();
+    t._dl_audit = r.next_field();
+    t._dl_naudit = r.next_field();
 }
 
 #[inline(never)]
-fn link_map(r: &mut Reader<'_>) -> Result<LinkMap, &'static str> {
-    let t = LinkMap {
-        size: r.next_offset(),
-        l_addr: r.next_field(),
-        l_name: r.next_field(),
-        l_ld: r.next_field(),
-        l_next: r.next_field(),
-        l_prev: r.next_field(),
-        l_real: r.next_field(),
-        l_ns: r.next_field(),
-        l_libname: r.next_field(),
-        l_info: r.next_array(),
-        l_phdr: r.next_field(),
-        l_entry: r.next_field(),
-        l_phnum: r.next_field(),
-        l_ldnum: r.next_field(),
-        l_searchlist: r.next_field(),
-        l_symbolic_searchlist: r.next_field(),
-        l_loader: r.next_field(),
-        l_versions: r.next_field(),
-        l_nversions: r.next_field(),
-        l_nbuckets: r.next_field(),
-        l_gnu_bitmask_idxbits: r.next_field(),
-        l_gnu_shift: r.next_field(),
-        l_gnu_bitmask: r.next_field(),
-        l_gnu_buckets: r.next_field(),
-        l_chain: r.next_field(),
-        l_gnu_chain_zero: r.next_field(),
-        l_buckets: r.next_field(),
-        l_direct_opencount: r.next_field(),
-        l_type: r.next_bits(),
-        l_dt_relr_ref: r.next_opt_bits(),
-        l_relocated: r.next_bits(),
-        l_init_called: r.next_bits(),
-        l_global: r.next_bits(),
-        l_reserved: r.next_bits(),
-        l_main_map: r.next_opt_bits(),
-        l_visited: r.next_opt_bits(),
-        l_map_used: r.next_opt_bits(),
-        l_map_done: r.next_opt_bits(),
-        l_phdr_allocated: r.next_bits(),
-        l_soname_added: r.next_bits(),
-        l_faked: r.next_bits(),
-        l_need_tls_init: r.next_bits(),
-        l_auditing: r.next_bits(),
-        l_audit_any_plt: r.next_bits(),
-        l_removed: r.next_bits(),
-        l_contiguous: r.next_bits(),
-        l_free_initfini: r.next_bits(),
-        l_ld_readonly: r.next_opt_bits(),
-        l_find_object_processed: r.next_opt_bits(),
-        l_tls_in_slotinfo: r.next_opt_bits(),
-        l_nodelete_active: r.next_field(),
-        l_nodelete_pending: r.next_field(),
-        l_has_jump_slot_reloc: r.next_opt_field(),
-        l_property: r.next_opt_bits(),
-        l_x86_feature_1_and: r.next_opt_field(),
-        l_x86_isa_1_needed: r.next_opt_field(),
-        l_1_needed: r.next_opt_field(),
-        l_rpath_dirs: r.next_field(),
-        l_reloc_result: r.next_field(),
-        l_versyms: r.next_field(),
-        l_origin: r.next_field(),
-        l_map_start: r.next_field(),
-        l_map_end: r.next_field(),
-        l_text_end: r.next_opt_field(),
-        l_scope_mem: r.next_array(),
-        l_scope_max: r.next_field(),
-        l_scope: r.next_field(),
-        l_local_scope: r.next_array(),
-        l_file_id: r.next_field(),
-        l_runpath_dirs: r.next_field(),
-        l_initfini: r.next_field(),
-        l_init_called_next: r.next_opt_field(),
-        l_reldeps: r.next_field(),
-        l_reldepsmax: r.next_field(),
-        l_used: r.next_field(),
-        l_feature_1: r.next_field(),
-        l_flags_1: r.next_field(),
-        l_flags: r.next_field(),
-        l_idx: r.next_field(),
-        l_mach: r.next_field(),
-        l_lookup_cache: r.next_field(),
-        l_tls_initimage: r.next_field(),
-        l_tls_initimage_size: r.next_field(),
-        l_tls_blocksize: r.next_field(),
-        l_tls_align: r.next_field(),
-        l_tls_firstbyte_offset: r.next_field(),
-        l_tls_offset: r.next_field(),
-        l_tls_modid: r.next_field(),
-        l_tls_dtor_count: r.next_field(),
-        l_relro_addr: r.next_field(),
-        l_relro_size: r.next_field(),
-        l_serial: r.next_field(),
-    };
-    r.finish(t)
+fn link_namespaces(r: &mut Reader<'_>, t: &mut LinkNamespaces) {
+    t.size = r.next_offset();
+    t._ns_loaded = r.next_field();
+    t._ns_nloaded = r.next_field();
+    t._ns_main_searchlist = r.next_field();
+    t._ns_global_scope_alloc = r.next_field();
+    t._ns_global_scope_pending_adds = r.next_field();
+    t.libc_map = r.next_opt_field();
+    t._ns_unique_sym_table = r.next_field();
+    t._ns_debug = r.next_opt_field();
+    t._ns_debug_unused = r.next_opt_field();
 }
 
 #[inline(never)]
-fn r_scope_elem(r: &mut Reader<'_>) -> Result<RScopeElem, &'static str> {
-    let t = RScopeElem {
-        size: r.next_offset(),
-        r_list: r.next_field(),
-        r_nlist: r.next_field(),
-    };
-    r.finish(t)
+fn link_map(r: &mut Reader<'_>, t: &mut LinkMap) {
+    t.size = r.next_offset();
+    t.l_addr = r.next_field();
+    t.l_name = r.next_field();
+    t.l_ld = r.next_field();
+    t.l_next = r.next_field();
+    t.l_prev = r.next_field();
+    t.l_real = r.next_field();
+    t.l_ns = r.next_field();
+    t.l_libname = r.next_field();
+    t.l_info = r.next_array();
+    t.l_phdr = r.next_field();
+    t.l_entry = r.next_field();
+    t.l_phnum = r.next_field();
+    t.l_ldnum = r.next_field();
+    t.l_searchlist = r.next_field();
+    t.l_symbolic_searchlist = r.next_field();
+    t.l_loader = r.next_field();
+    t.l_versions = r.next_field();
+    t.l_nversions = r.next_field();
+    t.l_nbuckets = r.next_field();
+    t.l_gnu_bitmask_idxbits = r.next_field();
+    t.l_gnu_shift = r.next_field();
+    t.l_gnu_bitmask = r.next_field();
+    t.l_gnu_buckets = r.next_field();
+    t.l_chain = r.next_field();
+    t.l_gnu_chain_zero = r.next_field();
+    t.l_buckets = r.next_field();
+    t.l_direct_opencount = r.next_field();
+    t.l_type = r.next_bits();
+    t.l_dt_relr_ref = r.next_opt_bits();
+    t.l_relocated = r.next_bits();
+    t.l_init_called = r.next_bits();
+    t.l_global = r.next_bits();
+    t.l_reserved = r.next_bits();
+    t.l_main_map = r.next_opt_bits();
+    t.l_visited = r.next_opt_bits();
+    t.l_map_used = r.next_opt_bits();
+    t.l_map_done = r.next_opt_bits();
+    t.l_phdr_allocated = r.next_bits();
+    t.l_soname_added = r.next_bits();
+    t.l_faked = r.next_bits();
+    t.l_need_tls_init = r.next_bits();
+    t.l_auditing = r.next_bits();
+    t.l_audit_any_plt = r.next_bits();
+    t.l_removed = r.next_bits();
+    t.l_contiguous = r.next_bits();
+    t.l_free_initfini = r.next_bits();
+    t.l_ld_readonly = r.next_opt_bits();
+    t.l_find_object_processed = r.next_opt_bits();
+    t.l_tls_in_slotinfo = r.next_opt_bits();
+    t.l_nodelete_active = r.next_field();
+    t.l_nodelete_pending = r.next_field();
+    t.l_has_jump_slot_reloc = r.next_opt_field();
+    t.l_property = r.next_opt_bits();
+    t.l_x86_feature_1_and = r.next_opt_field();
+    t.l_x86_isa_1_needed = r.next_opt_field();
+    t.l_1_needed = r.next_opt_field();
+    t.l_rpath_dirs = r.next_field();
+    t.l_reloc_result = r.next_field();
+    t.l_versyms = r.next_field();
+    t.l_origin = r.next_field();
+    t.l_map_start = r.next_field();
+    t.l_map_end = r.next_field();
+    t.l_text_end = r.next_opt_field();
+    t.l_scope_mem = r.next_array();
+    t.l_scope_max = r.next_field();
+    t.l_scope = r.next_field();
+    t.l_local_scope = r.next_array();
+    t.l_file_id = r.next_field();
+    t.l_runpath_dirs = r.next_field();
+    t.l_initfini = r.next_field();
+    t.l_init_called_next = r.next_opt_field();
+    t.l_reldeps = r.next_field();
+    t.l_reldepsmax = r.next_field();
+    t.l_used = r.next_field();
+    t.l_feature_1 = r.next_field();
+    t.l_flags_1 = r.next_field();
+    t.l_flags = r.next_field();
+    t.l_idx = r.next_field();
+    t.l_mach = r.next_field();
+    t.l_lookup_cache = r.next_field();
+    t.l_tls_initimage = r.next_field();
+    t.l_tls_initimage_size = r.next_field();
+    t.l_tls_blocksize = r.next_field();
+    t.l_tls_align = r.next_field();
+    t.l_tls_firstbyte_offset = r.next_field();
+    t.l_tls_offset = r.next_field();
+    t.l_tls_modid = r.next_field();
+    t.l_tls_dtor_count = r.next_field();
+    t.l_relro_addr = r.next_field();
+    t.l_relro_size = r.next_field();
+    t.l_serial = r.next_field();
 }
 
 #[inline(never)]
-fn libname_list(r: &mut Reader<'_>) -> Result<LibnameList, &'static str> {
-    let t = LibnameList {
-        size: r.next_offset(),
-        name: r.next_field(),
-        next: r.next_field(),
-        dont_free: r.next_field(),
-    };
-    r.finish(t)
+fn r_scope_elem(r: &mut Reader<'_>, t: &mut RScopeElem) {
+    t.size = r.next_offset();
+    t.r_list = r.next_field();
+    t.r_nlist = r.next_field();
 }
 
 #[inline(never)]
-fn r_debug(r: &mut Reader<'_>) -> Result<RDebug, &'static str> {
-    let t = RDebug {
-        size: r.next_offset(),
-        r_version: r.next_field(),
-        r_map: r.next_field(),
-        r_brk: r.next_field(),
-        r_state: r.next_field(),
-        r_ldbase: r.next_field(),
-    };
-    r.finish(t)
+fn libname_list(r: &mut Reader<'_>, t: &mut LibnameList) {
+    t.size = r.next_offset();
+    t.name = r.next_field();
+    t.next = r.next_field();
+    t.dont_free = r.next_field();
 }
 
 #[inline(never)]
-fn r_debug_extended(r: &mut Reader<'_>) -> Result<RDebugExtended, &'static str> {
-    let t = RDebugExtended {
-        size: r.next_offset(),
-        base: r.next_field(),
-        r_next: r.next_field(),
-    };
-    r.finish(t)
+fn r_debug(r: &mut Reader<'_>, t: &mut RDebug) {
+    t.size = r.next_offset();
+    t.r_version = r.next_field();
+    t.r_map = r.next_field();
+    t.r_brk = r.next_field();
+    t.r_state = r.next_field();
+    t.r_ldbase = r.next_field();
 }
 
 #[inline(never)]
-fn pthread(r: &mut Reader<'_>) -> Result<Pthread, &'static str> {
-    let t = Pthread {
-        size: r.next_offset(),
-        header: r.next_field(),
-        header_multiple_threads: r.next_field(),
-        header_gscope_flag: r.next_field(),
-        list: r.next_field(),
-        tid: r.next_field(),
-        robust_prev: r.next_field(),
-        robust_head: r.next_field(),
-        cleanup: r.next_field(),
-        cleanup_jmp_buf: r.next_field(),
-        cancelhandling: r.next_field(),
-        flags: r.next_field(),
-        specific_1stblock: r.next_array(),
-        specific: r.next_array(),
-        specific_used: r.next_field(),
-        report_events: r.next_field(),
-        user_stack: r.next_opt_field(),
-        stack_mode: r.next_opt_field(),
-        stopped_start: r.next_field(),
-        setup_failed: r.next_opt_field(),
-        lock: r.next_field(),
-        setxid_futex: r.next_field(),
-        joinid: r.next_opt_field(),
-        joinstate: r.next_opt_field(),
-        result: r.next_field(),
-        schedparam: r.next_field(),
-        schedpolicy: r.next_field(),
-        start_routine: r.next_field(),
-        arg: r.next_field(),
-        eventbuf: r.next_field(),
-        nextevent: r.next_field(),
-        exc: r.next_field(),
-        stackblock: r.next_field(),
-        stackblock_size: r.next_field(),
-        guardsize: r.next_field(),
-        reported_guardsize: r.next_field(),
-        tpp: r.next_field(),
-        res: r.next_field(),
-        sigmask: r.next_opt_field(),
-        rtld_catch: r.next_opt_field(),
-        c11: r.next_field(),
-        exiting: r.next_opt_field(),
-        exit_lock: r.next_opt_field(),
-        tls_state: r.next_opt_field(),
-        getrandom_buf: r.next_opt_field(),
-        rseq_area: r.next_opt_field(),
-        rseq_area_cpu_id_start: r.next_opt_field(),
-        rseq_area_cpu_id: r.next_opt_field(),
-        rseq_area_rseq_cs: r.next_opt_field(),
-        rseq_area_flags: r.next_opt_field(),
-    };
-    r.finish(t)
+fn r_debug_extended(r: &mut Reader<'_>, t: &mut RDebugExtended) {
+    t.size = r.next_offset();
+    t.base = r.next_field();
+    t.r_next = r.next_field();
 }
 
 #[inline(never)]
-fn tcbhead(r: &mut Reader<'_>) -> Result<Tcbhead, &'static str> {
-    let t = Tcbhead {
-        size: r.next_offset(),
-        tcb: r.next_opt_field(),
-        dtv: r.next_field(),
-        self_: r.next_opt_field(),
-        multiple_threads: r.next_opt_field(),
-        gscope_flag: r.next_opt_field(),
-        sysinfo: r.next_opt_field(),
-        stack_guard: r.next_opt_field(),
-        pointer_guard: r.next_opt_field(),
-        feature_1: r.next_opt_field(),
-        __private_tm: r.next_opt_field(),
-        __private_ss: r.next_opt_field(),
-        ssp_base: r.next_opt_field(),
-        private: r.next_opt_field(),
-    };
-    r.finish(t)
+fn pthread(r: &mut Reader<'_>, t: &mut Pthread) {
+    t.size = r.next_offset();
+    t.header = r.next_field();
+    t.header_multiple_threads = r.next_field();
+    t.header_gscope_flag = r.next_field();
+    t.list = r.next_field();
+    t.tid = r.next_field();
+    t.robust_prev = r.next_field();
+    t.robust_head = r.next_field();
+    t.cleanup = r.next_field();
+    t.cleanup_jmp_buf = r.next_field();
+    t.cancelhandling = r.next_field();
+    t.flags = r.next_field();
+    t.specific_1stblock = r.next_array();
+    t.specific = r.next_array();
+    t.specific_used = r.next_field();
+    t.report_events = r.next_field();
+    t.user_stack = r.next_opt_field();
+    t.stack_mode = r.next_opt_field();
+    t.stopped_start = r.next_field();
+    t.setup_failed = r.next_opt_field();
+    t.lock = r.next_field();
+    t.setxid_futex = r.next_field();
+    t.joinid = r.next_opt_field();
+    t.joinstate = r.next_opt_field();
+    t.result = r.next_field();
+    t.schedparam = r.next_field();
+    t.schedpolicy = r.next_field();
+    t.start_routine = r.next_field();
+    t.arg = r.next_field();
+    t.eventbuf = r.next_field();
+    t.nextevent = r.next_field();
+    t.exc = r.next_field();
+    t.stackblock = r.next_field();
+    t.stackblock_size = r.next_field();
+    t.guardsize = r.next_field();
+    t.reported_guardsize = r.next_field();
+    t.tpp = r.next_field();
+    t.res = r.next_field();
+    t.sigmask = r.next_opt_field();
+    t.rtld_catch = r.next_opt_field();
+    t.c11 = r.next_field();
+    t.exiting = r.next_opt_field();
+    t.exit_lock = r.next_opt_field();
+    t.tls_state = r.next_opt_field();
+    t.getrandom_buf = r.next_opt_field();
+    t.rseq_area = r.next_opt_field();
+    t.rseq_area_cpu_id_start = r.next_opt_field();
+    t.rseq_area_cpu_id = r.next_opt_field();
+    t.rseq_area_rseq_cs = r.next_opt_field();
+    t.rseq_area_flags = r.next_opt_field();
 }
 
 #[inline(never)]
-fn list_t(r: &mut Reader<'_>) -> Result<ListT, &'static str> {
-    let t = ListT {
-        size: r.next_offset(),
-        next: r.next_field(),
-        prev: r.next_field(),
-    };
-    r.finish(t)
+fn tcbhead(r: &mut Reader<'_>, t: &mut Tcbhead) {
+    t.size = r.next_offset();
+    t.tcb = r.next_opt_field();
+    t.dtv = r.next_field();
+    t.self_ = r.next_opt_field();
+    t.multiple_threads = r.next_opt_field();
+    t.gscope_flag = r.next_opt_field();
+    t.sysinfo = r.next_opt_field();
+    t.stack_guard = r.next_opt_field();
+    t.pointer_guard = r.next_opt_field();
+    t.feature_1 = r.next_opt_field();
+    t.__private_tm = r.next_opt_field();
+    t.__private_ss = r.next_opt_field();
+    t.ssp_base = r.next_opt_field();
+    t.private = r.next_opt_field();
 }
 
 #[inline(never)]
-fn robust_list_head(r: &mut Reader<'_>) -> Result<RobustListHead, &'static str> {
-    let t = RobustListHead {
-        size: r.next_offset(),
-        list: r.next_field(),
-        futex_offset: r.next_field(),
-        list_op_pending: r.next_field(),
-    };
-    r.finish(t)
+fn list_t(r: &mut Reader<'_>, t: &mut ListT) {
+    t.size = r.next_offset();
+    t.next = r.next_field();
+    t.prev = r.next_field();
 }
 
 #[inline(never)]
-fn pthread_mutex(r: &mut Reader<'_>) -> Result<PthreadMutex, &'static str> {
-    let t = PthreadMutex {
-        size: r.next_offset(),
-        __lock: r.next_field(),
-        __count: r.next_field(),
-        __owner: r.next_field(),
-        __nusers: r.next_field(),
-        __kind: r.next_field(),
-        __spins: r.next_field(),
-        __elision: r.next_opt_field(),
-        __list: r.next_field(),
-        __list_prev: r.next_field(),
-        __list_next: r.next_field(),
-    };
-    r.finish(t)
+fn robust_list_head(r: &mut Reader<'_>, t: &mut RobustListHead) {
+    t.size = r.next_offset();
+    t.list = r.next_field();
+    t.futex_offset = r.next_field();
+    t.list_op_pending = r.next_field();
 }
 
 #[inline(never)]
-fn unique_sym_table(r: &mut Reader<'_>) -> Result<UniqueSymTable, &'static str> {
-    let t = UniqueSymTable {
-        size: r.next_offset(),
-        lock: r.next_field(),
-        entries: r.next_field(),
-        size_: r.next_field(),
-        n_elements: r.next_field(),
-        free: r.next_field(),
-    };
-    r.finish(t)
+fn pthread_mutex(r: &mut Reader<'_>, t: &mut PthreadMutex) {
+    t.size = r.next_offset();
+    t.__lock = r.next_field();
+    t.__count = r.next_field();
+    t.__owner = r.next_field();
+    t.__nusers = r.next_field();
+    t.__kind = r.next_field();
+    t.__spins = r.next_field();
+    t.__elision = r.next_opt_field();
+    t.__list = r.next_field();
+    t.__list_prev = r.next_field();
+    t.__list_next = r.next_field();
 }
 
 #[inline(never)]
-fn dtv_slotinfo_list(r: &mut Reader<'_>) -> Result<DtvSlotinfoList, &'static str> {
-    let t = DtvSlotinfoList {
-        size: r.next_offset(),
-        len: r.next_field(),
-        next: r.next_field(),
-        slotinfo: r.next_array(),
-    };
-    r.finish(t)
+fn unique_sym_table(r: &mut Reader<'_>, t: &mut UniqueSymTable) {
+    t.size = r.next_offset();
+    t.lock = r.next_field();
+    t.entries = r.next_field();
+    t.size_ = r.next_field();
+    t.n_elements = r.next_field();
+    t.free = r.next_field();
 }
 
 #[inline(never)]
-fn dtv_slotinfo(r: &mut Reader<'_>) -> Result<DtvSlotinfo, &'static str> {
-    let t = DtvSlotinfo {
-        size: r.next_offset(),
-        gen: r.next_field(),
-        map: r.next_field(),
-    };
-    r.finish(t)
+fn dtv_slotinfo_list(r: &mut Reader<'_>, t: &mut DtvSlotinfoList) {
+    t.size = r.next_offset();
+    t.len = r.next_field();
+    t.next = r.next_field();
+    t.slotinfo = r.next_array();
 }
 
 #[inline(never)]
-fn dtv(r: &mut Reader<'_>) -> Result<Dtv, &'static str> {
-    let t = Dtv {
-        size: r.next_offset(),
-        counter: r.next_field(),
-        pointer_val: r.next_field(),
-        pointer_to_free: r.next_field(),
-    };
-    r.finish(t)
+fn dtv_slotinfo(r: &mut Reader<'_>, t: &mut DtvSlotinfo) {
+    t.size = r.next_offset();
+    t.gen = r.next_field();
+    t.map = r.next_field();
 }
 
 #[inline(never)]
-fn tls_index(r: &mut Reader<'_>) -> Result<TlsIndex, &'static str> {
-    let t = TlsIndex {
-        size: r.next_offset(),
-        ti_module: r.next_field(),
-        ti_offset: r.next_field(),
-    };
-    r.finish(t)
+fn dtv(r: &mut Reader<'_>, t: &mut Dtv) {
+    t.size = r.next_offset();
+    t.counter = r.next_field();
+    t.pointer_val = r.next_field();
+    t.pointer_to_free = r.next_field();
 }
 
 #[inline(never)]
-fn dl_exception(r: &mut Reader<'_>) -> Result<DlException, &'static str> {
-    let t = DlException {
-        size: r.next_offset(),
-        objname: r.next_field(),
-        errstring: r.next_field(),
-        message_buffer: r.next_field(),
-    };
-    r.finish(t)
+fn tls_index(r: &mut Reader<'_>, t: &mut TlsIndex) {
+    t.size = r.next_offset();
+    t.ti_module = r.next_field();
+    t.ti_offset = r.next_field();
 }
 
 #[inline(never)]
-fn r_found_version(r: &mut Reader<'_>) -> Result<RFoundVersion, &'static str> {
-    let t = RFoundVersion {
-        size: r.next_offset(),
-        name: r.next_field(),
-        hash: r.next_field(),
-        hidden: r.next_field(),
-        filename: r.next_field(),
-    };
-    r.finish(t)
+fn dl_exception(r: &mut Reader<'_>, t: &mut DlException) {
+    t.size = r.next_offset();
+    t.objname = r.next_field();
+    t.errstring = r.next_field();
+    t.message_buffer = r.next_field();
 }
 
 #[inline(never)]
-fn dl_find_object(r: &mut Reader<'_>) -> Result<DlFindObject, &'static str> {
-    let t = DlFindObject {
-        size: r.next_offset(),
-        dlfo_flags: r.next_field(),
-        dlfo_map_start: r.next_field(),
-        dlfo_map_end: r.next_field(),
-        dlfo_link_map: r.next_field(),
-        dlfo_eh_frame: r.next_field(),
-    };
-    r.finish(t)
+fn r_found_version(r: &mut Reader<'_>, t: &mut RFoundVersion) {
+    t.size = r.next_offset();
+    t.name = r.next_field();
+    t.hash = r.next_field();
+    t.hidden = r.next_field();
+    t.filename = r.next_field();
 }
 
 #[inline(never)]
-fn link_map_machine(r: &mut Reader<'_>) -> Result<LinkMapMachine, &'static str> {
-    let t = LinkMapMachine {
-        size: r.next_offset(),
-        plt: r.next_field(),
-        gotplt: r.next_opt_field(),
-        tlsdesc_table: r.next_field(),
-        bti_fail: r.next_opt_field(),
-        gcs: r.next_opt_field(),
-    };
-    r.finish(t)
+fn dl_find_object(r: &mut Reader<'_>, t: &mut DlFindObject) {
+    t.size = r.next_offset();
+    t.dlfo_flags = r.next_field();
+    t.dlfo_map_start = r.next_field();
+    t.dlfo_map_end = r.next_field();
+    t.dlfo_link_map = r.next_field();
+    t.dlfo_eh_frame = r.next_field();
 }
 
 #[inline(never)]
-fn x86_cpu_features(r: &mut Reader<'_>) -> Result<X86CpuFeatures, &'static str> {
-    let t = X86CpuFeatures {
-        size: r.next_offset(),
-        basic: r.next_field(),
-        basic_kind: r.next_field(),
-        basic_max_cpuid: r.next_field(),
-        basic_family: r.next_field(),
-        basic_model: r.next_field(),
-        basic_stepping: r.next_field(),
-        features: r.next_opt_array(),
-        preferred: r.next_opt_array(),
-        isa_1: r.next_opt_field(),
-        xsave_state_size: r.next_field(),
-        xsave_state_full_size: r.next_field(),
-        data_cache_size: r.next_field(),
-        shared_cache_size: r.next_field(),
-        non_temporal_threshold: r.next_field(),
-        memset_non_temporal_threshold: r.next_opt_field(),
-        rep_movsb_threshold: r.next_opt_field(),
-        rep_movsb_stop_threshold: r.next_opt_field(),
-        rep_stosb_threshold: r.next_opt_field(),
-        level1_icache_size: r.next_opt_field(),
-        level1_icache_linesize: r.next_opt_field(),
-        level1_dcache_size: r.next_opt_field(),
-        level1_dcache_assoc: r.next_opt_field(),
-        level1_dcache_linesize: r.next_opt_field(),
-        level2_cache_size: r.next_opt_field(),
-        level2_cache_assoc: r.next_opt_field(),
-        level2_cache_linesize: r.next_opt_field(),
-        level3_cache_size: r.next_opt_field(),
-        level3_cache_assoc: r.next_opt_field(),
-        level3_cache_linesize: r.next_opt_field(),
-        level4_cache_size: r.next_opt_field(),
-        cachesize_non_temporal_divisor: r.next_opt_field(),
-    };
-    r.finish(t)
+fn link_map_machine(r: &mut Reader<'_>, t: &mut LinkMapMachine) {
+    t.size = r.next_offset();
+    t.plt = r.next_field();
+    t.gotplt = r.next_opt_field();
+    t.tlsdesc_table = r.next_field();
+    t.bti_fail = r.next_opt_field();
+    t.gcs = r.next_opt_field();
 }
 
 #[inline(never)]
-fn cpuid_feature_internal(r: &mut Reader<'_>) -> Result<CpuidFeatureInternal, &'static str> {
-    let t = CpuidFeatureInternal {
-        size: r.next_offset(),
-        cpuid: r.next_field(),
-        active: r.next_field(),
-    };
-    r.finish(t)
+fn x86_cpu_features(r: &mut Reader<'_>, t: &mut X86CpuFeatures) {
+    t.size = r.next_offset();
+    t.basic = r.next_field();
+    t.basic_kind = r.next_field();
+    t.basic_max_cpuid = r.next_field();
+    t.basic_family = r.next_field();
+    t.basic_model = r.next_field();
+    t.basic_stepping = r.next_field();
+    t.features = r.next_opt_array();
+    t.preferred = r.next_opt_array();
+    t.isa_1 = r.next_opt_field();
+    t.xsave_state_size = r.next_field();
+    t.xsave_state_full_size = r.next_field();
+    t.data_cache_size = r.next_field();
+    t.shared_cache_size = r.next_field();
+    t.non_temporal_threshold = r.next_field();
+    t.memset_non_temporal_threshold = r.next_opt_field();
+    t.rep_movsb_threshold = r.next_opt_field();
+    t.rep_movsb_stop_threshold = r.next_opt_field();
+    t.rep_stosb_threshold = r.next_opt_field();
+    t.level1_icache_size = r.next_opt_field();
+    t.level1_icache_linesize = r.next_opt_field();
+    t.level1_dcache_size = r.next_opt_field();
+    t.level1_dcache_assoc = r.next_opt_field();
+    t.level1_dcache_linesize = r.next_opt_field();
+    t.level2_cache_size = r.next_opt_field();
+    t.level2_cache_assoc = r.next_opt_field();
+    t.level2_cache_linesize = r.next_opt_field();
+    t.level3_cache_size = r.next_opt_field();
+    t.level3_cache_assoc = r.next_opt_field();
+    t.level3_cache_linesize = r.next_opt_field();
+    t.level4_cache_size = r.next_opt_field();
+    t.cachesize_non_temporal_divisor = r.next_opt_field();
 }
 
 #[inline(never)]
-fn aarch64_cpu_features(r: &mut Reader<'_>) -> Result<Aarch64CpuFeatures, &'static str> {
-    let t = Aarch64CpuFeatures {
-        size: r.next_offset(),
-        midr_el1: r.next_field(),
-        zva_size: r.next_field(),
-        bti: r.next_opt_field(),
-        mte_state: r.next_opt_field(),
-        sve: r.next_opt_field(),
-        prefer_sve_ifuncs: r.next_opt_field(),
-        mops: r.next_opt_field(),
-    };
-    r.finish(t)
+fn cpuid_feature_internal(r: &mut Reader<'_>, t: &mut CpuidFeatureInternal) {
+    t.size = r.next_offset();
+    t.cpuid = r.next_field();
+    t.active = r.next_field();
 }
 
 #[inline(never)]
-fn tunable_val(r: &mut Reader<'_>) -> Result<TunableVal, &'static str> {
-    let t = TunableVal {
-        size: r.next_offset(),
-        numval: r.next_field(),
-        strval: r.next_field(),
-        strval_str: r.next_opt_field(),
-        strval_len: r.next_opt_field(),
-    };
-    r.finish(t)
+fn aarch64_cpu_features(r: &mut Reader<'_>, t: &mut Aarch64CpuFeatures) {
+    t.size = r.next_offset();
+    t.midr_el1 = r.next_field();
+    t.zva_size = r.next_field();
+    t.bti = r.next_opt_field();
+    t.mte_state = r.next_opt_field();
+    t.sve = r.next_opt_field();
+    t.prefer_sve_ifuncs = r.next_opt_field();
+    t.mops = r.next_opt_field();
+}
+
+#[inline(never)]
+fn tunable_val(r: &mut Reader<'_>, t: &mut TunableVal) {
+    t.size = r.next_offset();
+    t.numval = r.next_field();
+    t.strval = r.next_field();
+    t.strval_str = r.next_opt_field();
+    t.strval_len = r.next_opt_field();
 }
