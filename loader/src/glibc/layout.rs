@@ -349,7 +349,7 @@ impl Fingerprint {
 
 /// Enumerator values the loader stores into glibc's structures; `None`
 /// where the build has no such enumerator.
-#[derive(Default, Debug)]
+#[derive(Clone, Default, Debug)]
 pub struct Enumerators {
     /// `ALLOCATE_GUARD_USER`: `struct pthread.stack_mode` of the main thread.
     pub allocate_guard_user: Option<i64>,
@@ -438,7 +438,7 @@ impl core::ops::Deref for Layout {
 /// The structure layouts of one glibc build and the enumerator values the
 /// loader writes: every number of a table and no pointer, so that a
 /// built-in `Types` needs no relocation and sits in `.rodata`.
-#[derive(Default, Debug)]
+#[derive(Clone, Default, Debug)]
 pub struct Types {
     /// Values of glibc enumerators the loader writes, from the DWARF.
     pub enumerators: Enumerators,
@@ -2081,6 +2081,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_file_id_other_than_a_dev_and_an_inode_inside_link_map_is_refused() {
+        // `fill_link_maps` writes two words at `l_file_id`: a table that
+        // says otherwise is refused before anything is written.
+        let with = |edit: fn(&mut Types)| {
+            let l = layouts::ALL[0];
+            let mut types = l.types.clone();
+            edit(&mut types);
+            let f = &l.fingerprint;
+            let fingerprint =
+                Fingerprint { version: f.version, imports: f.imports, thread_db: f.thread_db, thread_db_names: f.thread_db_names };
+            let types = alloc::boxed::Box::leak(alloc::boxed::Box::new(types));
+            Layout { glibc_version: l.glibc_version, arch: l.arch, fingerprint, types, tunables: l.tunables, unsecure_env: l.unsecure_env }
+                .check()
+        };
+        assert_eq!(with(|_| {}), Ok(()));
+        let refused = Err(Inconsistent("l_file_id is not a dev_t and an ino64_t in link_map"));
+        assert_eq!(with(|t| t.link_map.l_file_id.size = 8), refused);
+        assert_eq!(with(|t| t.link_map.l_file_id.off = t.link_map.size - 8), refused);
     }
 
     #[test]
