@@ -344,16 +344,16 @@ fn table(types: &Types, t: &TableSpec, ctx: &Ctx, optional: bool) -> Result<Opti
 fn member(f: &Found, m: &MemberSpec) -> Result<MemberValue, String> {
     // The loader keeps offsets and sizes in 16 bits (glibc's structs are
     // a few KB); the file format has 32.
-    let n32 = |v: u64| u16::try_from(v).map(u32::from).map_err(|_| format!("{v} is over 65535, a table's limit"));
+    let n16 = |v: u64| u16::try_from(v).map(u32::from).map_err(|_| format!("{v} is over 65535, a table's limit"));
     Ok(match (m.kind, f.bits, f.ty) {
         (Kind::Bits, Some((b, w)), _) => {
-            MemberValue::Bits { off: n32(b / 8)?, bit: (b % 8) as u8, width: u8::try_from(w).map_err(|_| format!("bit-field width {w}"))? }
+            MemberValue::Bits { off: n16(b / 8)?, bit: (b % 8) as u8, width: u8::try_from(w).map_err(|_| format!("bit-field width {w}"))? }
         }
         (Kind::Bits, None, _) => return Err("is not a bit-field (use Field)".into()),
         (_, Some(_), _) => return Err("is a bit-field (use Bits)".into()),
-        (Kind::Array, None, Ty::Array { stride, len }) => MemberValue::Array { off: n32(f.off)?, stride: n32(*stride)?, len: n32(*len)? },
+        (Kind::Array, None, Ty::Array { stride, len }) => MemberValue::Array { off: n16(f.off)?, stride: n16(*stride)?, len: n16(*len)? },
         (Kind::Array, None, _) => return Err("is not an array (use Field)".into()),
-        (Kind::Field, None, ty) => MemberValue::Field { off: n32(f.off)?, size: n32(ty.size())? },
+        (Kind::Field, None, ty) => MemberValue::Field { off: n16(f.off)?, size: n16(ty.size())? },
     })
 }
 
