@@ -444,25 +444,25 @@ impl<'a> Engine<'a> {
         at: u64,
         planned: Option<plan::Planned>,
         cache: &mut Recent,
-    ) -> Result<(Sym, Resolved), Error> {
+    ) -> Result<Resolved, Error> {
         let d = &self.ns.objs[id];
         let Some(sym) = symbol(&d.img, &d.dyn_info, symidx) else {
             return Err(err!(d.display_name(), "relocation names symbol {} outside the symbol table", symidx));
         };
         // Local symbols, and non-default visibility, bind to the object itself.
         if symidx == 0 || sym.bind() == STB_LOCAL || sym.visibility() != STV_DEFAULT {
-            return Ok((sym, Some(Def { obj: id, sym, idx: symidx })));
+            return Ok(Some(Def { obj: id, sym, idx: symidx }));
         }
         if let Some(r) = planned.and_then(|p| self.planned(&sym, p.binding)) {
             self.stats.planned += 1;
-            return Ok((sym, r));
+            return Ok(r);
         }
         let key = Recent::key(symidx, class == Class::Plt);
         let cacheable = class != Class::Copy;
         if cacheable {
             if let Some(r) = cache.get(self.ns, key) {
                 self.record(id, at, r);
-                return Ok((sym, r));
+                return Ok(r);
             }
         }
         let Some(name) = d.string(sym.st_name as usize) else {
@@ -488,18 +488,13 @@ impl<'a> Engine<'a> {
         let r = match found {
             Some(def) => Some(def),
             None if sym.bind() == STB_WEAK => None,
-            None => {
-                let ver = want.map(|w| alloc::format!(", version {}", crate::diag::show(w.name))).unwrap_or_default();
-                return Err(
-                    err!(d.display_name(), "undefined symbol: {}{}", crate::diag::show(name), ver).of_kind(ErrorKind::UndefinedSymbol)
-                );
-            }
+            None => return Err(undefined(d, name, want.as_ref())),
         };
         if cacheable {
             cache.put(key, r);
         }
         self.record(id, at, r);
-        Ok((sym, r))
+        Ok(r)
     }
 
     /// Notes for the plan (a cold start) what the relocation at `at` of
@@ -551,10 +546,11 @@ impl<'a> Engine<'a> {
     /// x86_64's `elf_machine_rela` when object `id` binds to an IFUNC of
     /// `definer`, which is not relocated yet: fatal if the definer is the
     /// program, else a warning; either way glibc then calls the resolver.
-    fn unrelocated_ifunc(&self, id: DsoId, sym: Sym, definer: DsoId) -> Result<(), Error> {
+    fn unrelocated_ifunc(&self, id: DsoId, symidx: u32, definer: DsoId) -> Result<(), Error> {
         let ns = self.ns;
         let d = &ns.objs[id];
-        let sym_name = crate::diag::show(d.string(sym.st_name as usize).unwrap_or(b""));
+        let sym_name = symbol(&d.img, &d.dyn_info, symidx).and_then(|s| d.string(s.st_name as usize));
+        let sym_name = crate::diag::show(sym_name.unwrap_or(b""));
         let l_name = |x: DsoId| crate::diag::show(ns.objs[x].l_name());
         if ns.objs[definer].kind == crate::link::Kind::Main {
             return Err(err!(
@@ -592,12 +588,12 @@ impl<'a> Engine<'a> {
                 // plain address was written by `relocate`.
                 let add = if kind == RelocKind::Absolute { addend } else { 0 };
                 let class = if plt { Class::Plt } else { Class::Normal };
-                let (sym, r) = self.resolve(id, symidx, class, at, planned, cache)?;
+                let r = self.resolve(id, symidx, class, at, planned, cache)?;
                 match r {
                     None => write_word(d, place, add),
                     Some(def) if def.sym.kind() == STT_GNU_IFUNC && def.sym.st_shndx != SHN_UNDEF => {
                         if self.target.x86_64_ifunc_rules && def.obj != id && !self.is_relocated(def.obj) {
-                            self.unrelocated_ifunc(id, sym, def.obj)?;
+                            self.unrelocated_ifunc(id, symidx, def.obj)?;
                         }
                         crate::init::check_code(&ns.objs[def.obj], def.address(ns), "STT_GNU_IFUNC resolver")?;
                         let v = (self.resolve_ifunc)(def.address(ns));
@@ -607,11 +603,12 @@ impl<'a> Engine<'a> {
                 }
             }
             RelocKind::Copy => {
-                let (sym, r) = self.resolve(id, symidx, Class::Copy, at, planned, cache)?;
-                let Some(def) = r else {
+                let Some(def) = self.resolve(id, symidx, Class::Copy, at, planned, cache)? else {
                     return Err(err!(name(), "copy relocation against an undefined symbol"));
                 };
-                let len = sym.st_size.min(def.sym.st_size) as usize;
+                // `resolve` has read the referencing symbol once already.
+                let size = symbol(&d.img, &d.dyn_info, symidx).map_or(0, |s| s.st_size);
+                let len = size.min(def.sym.st_size) as usize;
                 let from = &ns.objs[def.obj].img;
                 if !d.img.copy_from(place, from, def.address(ns), len) {
                     return Err(bad_place(name(), place, d.base));
@@ -623,7 +620,7 @@ impl<'a> Engine<'a> {
             // the program, which a SysV-hashed executable lists for a
             // library's `__thread` variable it uses.
             RelocKind::DtpMod => {
-                let (_, r) = self.resolve(id, symidx, Class::Plt, at, planned, cache)?;
+                let r = self.resolve(id, symidx, Class::Plt, at, planned, cache)?;
                 let obj = r.map_or(id, |def| def.obj);
                 match ns.objs[obj].tls {
                     Some(m) => write_word(d, place, m.modid as u64),
@@ -632,11 +629,11 @@ impl<'a> Engine<'a> {
                 }
             }
             RelocKind::DtpOff => {
-                let (_, r) = self.resolve(id, symidx, Class::Plt, at, planned, cache)?;
+                let r = self.resolve(id, symidx, Class::Plt, at, planned, cache)?;
                 write_word(d, place, r.map_or(0, |def| def.sym.st_value).wrapping_add(addend))
             }
             RelocKind::TpOff | RelocKind::TlsDesc => {
-                let (_, r) = self.resolve(id, symidx, Class::Plt, at, planned, cache)?;
+                let r = self.resolve(id, symidx, Class::Plt, at, planned, cache)?;
                 let (obj, value) = r.map_or((id, 0), |def| (def.obj, def.sym.st_value));
                 let Some(offset) = ns.objs[obj].tls.and_then(|m| m.offset) else {
                     // A module in dynamic TLS: descriptors can reach it
@@ -849,6 +846,15 @@ fn relative_run(entries: &Records<'_, 3>, w: Writer<'_>, base: usize, relative: 
         }
     }
     Ok(entries.len())
+}
+
+/// The error of a reference nothing defines: out of line, so that the
+/// formatting machinery stays out of [`Engine::resolve`]'s frame.
+#[cold]
+#[inline(never)]
+fn undefined(d: &crate::link::Dso, name: &[u8], want: Option<&crate::elf::version::VersionReq<'_>>) -> Error {
+    let ver = want.map(|w| alloc::format!(", version {}", crate::diag::show(w.name))).unwrap_or_default();
+    err!(d.display_name(), "undefined symbol: {}{}", crate::diag::show(name), ver).of_kind(ErrorKind::UndefinedSymbol)
 }
 
 #[cold]
