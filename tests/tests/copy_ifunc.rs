@@ -5,7 +5,7 @@
 //! copy-relocate `string_hash_ops`, whose `compare` is libc's `strcmp`.
 //! glibc's output is the expected value.
 
-use cah_tests::{on_arches, on_both_arches, run, system, Arch, Expect, Run};
+use cah_tests::{on_arches, on_both_arches, run, system, Arch, Expect, GlibcFails, Run};
 
 /// The harness's clean environment, in `{work}`.
 fn base(r: Run) -> Run {
@@ -57,4 +57,23 @@ fn copy_relocated_tables_with_glibc_2_41() {
         |arch| vec![cah_tests::fixture_dir(arch).join("glibc/copyifunc")],
         |reference| reference.2 == Some(0) && reference.0.contains("(lib_ops): cmp same, copy same"),
     );
+}
+
+/// A library's data reference to an IFUNC that the program defines is
+/// bound before the program is relocated. glibc's x86_64 loader refuses
+/// it (exit 127), naming the referencing symbol and the library; its
+/// aarch64 loader calls the resolver, and glibc's output is the expected
+/// one there.
+#[test]
+fn library_reference_to_an_ifunc_of_the_program() {
+    on_arches("library_reference_to_an_ifunc_of_the_program", &[Arch::X86_64], |c| {
+        c.expect_refused(
+            &run("glibc/ifuncexe"),
+            GlibcFails::Status(127),
+            &["IFUNC symbol 'exe_twice' referenced in '", "/libifuncuser.so' is defined in the executable"],
+        );
+    });
+    on_arches("library_reference_to_an_ifunc_of_the_program", &[Arch::Aarch64], |c| {
+        c.same_as_glibc(&base(run("glibc/ifuncexe")).debian_sysroot(), &Expect::status(0).stdout_has("user_call(21) = 42\n"));
+    });
 }

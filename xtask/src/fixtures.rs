@@ -523,6 +523,9 @@ impl Builder {
             (cc, "libcopyifunc.so", vec!["libcopyifunc.c"], lib("libcopyifunc.so")),
             // ET_EXEC and non-PIC: copy relocations of the library's tables.
             (cc, "copyifunc", vec!["copyifunc.c"], [prog(), vec!["-fno-pic".into(), "-no-pie".into(), "-lcopyifunc".into()]].concat()),
+            // A library's data reference to an IFUNC its program defines.
+            (cc, "libifuncuser.so", vec!["libifuncuser.c"], lib("libifuncuser.so")),
+            (cc, "ifuncexe", vec!["ifuncexe.c"], [prog(), vec!["-rdynamic".into(), "-lifuncuser".into()]].concat()),
             // Needs stub/libgone.so, which nothing provides at run time.
             (
                 cc,
