@@ -486,10 +486,19 @@ pub fn check_versions(ns: &Namespace) -> Result<(), Error> {
 /// the others passed when they were loaded.
 pub fn check_versions_of(ns: &Namespace, ids: impl IntoIterator<Item = DsoId>) -> Result<(), Error> {
     for d in ids.into_iter().filter_map(|i| ns.objs.get(i)) {
+        // The versions needed from one file follow each other and share
+        // its name in the string table: one search per file, not per
+        // version (python3 needs 30 of libc's).
+        let mut last: Option<(&[u8], Option<DsoId>)> = None;
         for &ndx in &d.versions.needed {
             let Some(v) = d.versions.get(&d.img, ndx) else { continue };
-            let Some(file) = &v.file else { continue };
-            let Some(def) = ns.find_by_name(file) else {
+            let Some(file) = v.file else { continue };
+            let found = match last {
+                Some((f, found)) if core::ptr::eq(f, file) => found,
+                _ => ns.find_by_name(file),
+            };
+            last = Some((file, found));
+            let Some(def) = found else {
                 // The file is not in the closure under that name.
                 if v.weak {
                     continue;
