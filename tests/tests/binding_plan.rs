@@ -491,3 +491,50 @@ fn the_xsave_leaf_is_executed_when_xcr0_is_not_as_recorded() {
     assert_eq!(out.stdout, reference);
     assert!(out.stderr.contains("CPUID leaves from the plan, the XSAVE leaf executed: XCR0 is not as recorded"), "{}", out.stderr);
 }
+
+/// A warm start does not check the versions its objects need
+/// (`DT_VERNEED`) again: its plan was recorded by a start that did, for
+/// the same files. A library replaced by one that lacks a needed version
+/// is other files, so the start checks and refuses it, as glibc does
+/// (which exits with 1, ld-cah with 127). `ver_missing` needs `VER_3`,
+/// which the stub `libver.so` defines and the real one does not.
+#[test]
+fn a_plan_does_not_vouch_for_a_replaced_library() {
+    for arch in [Arch::X86_64, Arch::Aarch64] {
+        let fixtures = root().join("target/fixtures").join(arch.name());
+        let s = Setup {
+            arch,
+            dir: tempfile::tempdir().unwrap(),
+            cache: tempfile::tempdir_in(root().join("target")).unwrap(),
+            loader: built_loader(arch).canonicalize().unwrap(),
+        };
+        let (program, lib) = (s.dir.path().join("ver_missing"), s.dir.path().join("libver.so"));
+        std::fs::copy(fixtures.join("ver_missing"), &program).unwrap();
+        std::fs::copy(fixtures.join("stub_v3/libver.so"), &lib).unwrap();
+        let cah = || {
+            let mut c = s.command(&s.loader);
+            c.arg(&program);
+            s.run(c)
+        };
+        let reference = s.run(s.command(&program));
+        assert_eq!(reference.code, Some(0), "{arch:?} glibc: {reference:?}");
+        let cold = cah();
+        assert_eq!((cold.code, &cold.stdout), (Some(0), &reference.stdout), "{arch:?} cold: {cold:?}");
+        assert!(cold.stderr.contains("recording one"), "{arch:?}: {}", cold.stderr);
+        let warm = cah();
+        assert_eq!((warm.code, &warm.stdout), (Some(0), &reference.stdout), "{arch:?} warm: {warm:?}");
+        assert!(warm.stderr.contains("using the plan"), "{arch:?}: {}", warm.stderr);
+
+        let new = s.dir.path().join("libver.so.new");
+        std::fs::copy(fixtures.join("libver.so"), &new).unwrap();
+        std::fs::rename(&new, &lib).unwrap();
+        let reference = s.run(s.command(&program));
+        assert_eq!(reference.code, Some(1), "{arch:?} glibc refuses the missing version: {reference:?}");
+        assert!(reference.stderr.contains("version `VER_3' not found"), "{arch:?}: {reference:?}");
+        let out = cah();
+        assert_eq!(out.code, Some(127), "{arch:?}: {out:?}");
+        assert!(out.stdout.is_empty() && !out.stderr.contains("using the plan"), "{arch:?}: {out:?}");
+        let errors: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("ld-cah.so: error: ")).collect();
+        assert!(errors.len() == 1 && errors[0].contains("version `VER_3' not found"), "{arch:?}: {}", out.stderr);
+    }
+}

@@ -308,13 +308,27 @@ fn load_and_plan(
         if let Some(plan) =
             load_closure(ns, search, program, env, facts, tracing).ok().and_then(|()| BindingPlan::prepare(ns, program, env, facts).ok())
         {
-            return Ok(plan);
+            return versions_checked(ns, plan);
         }
         policy::abandon();
         discard(ns.rewind(mark));
     }
     load_closure(ns, search, program, env, facts, tracing)?;
-    BindingPlan::prepare(ns, program, env, facts).map_err(|policy::Unconfirmed| err!("ld-cah.so", "the closure could not be verified"))
+    let plan = BindingPlan::prepare(ns, program, env, facts)
+        .map_err(|policy::Unconfirmed| err!("ld-cah.so", "the closure could not be verified"))?;
+    versions_checked(ns, plan)
+}
+
+/// Checks the versions each object needs (`DT_VERNEED`, glibc's
+/// `_dl_check_map_versions`) unless a plan is used: one is recorded only
+/// by a start whose closure passed this check, and is used only for the
+/// same files (its key), whose bytes give the same answer.
+#[inline(never)]
+fn versions_checked(ns: &Namespace, plan: BindingPlan) -> Result<BindingPlan, Error> {
+    if plan.plan.is_none() {
+        closure::check_versions(ns)?;
+    }
+    Ok(plan)
 }
 
 /// Unmaps the libraries of a closure taken on trust and not confirmed:
@@ -347,15 +361,15 @@ fn load_closure(
     let trace = tracing.is_some() && !opts.list && !opts.verify;
     let mut missing = Vec::new();
     closure::load_all_tracing(ns, &cfg, &preloads, (trace || opts.verify).then_some(&mut missing))?;
-    if let Err(e) = closure::check_versions(ns) {
-        // Listing, glibc reports a missing version and goes on (and says
-        // nothing of the versions of a library it did not find).
-        if trace || opts.list {
+    // Listing, glibc reports a missing version and goes on (and says
+    // nothing of the versions of a library it did not find). A start
+    // checks them once it knows whether a plan vouches for them
+    // (`load_and_plan`); `--verify` does not.
+    if trace || opts.list {
+        if let Err(e) = closure::check_versions(ns) {
             if missing.is_empty() || e.kind != diag::ErrorKind::VersionFileMissing {
                 diag::print(2, format_args!("ld-cah.so: warning: {e}\n"));
             }
-        } else if !opts.verify {
-            return Err(e);
         }
     }
     if facts.debug.files {
