@@ -109,7 +109,12 @@ trait Objects {
 /// `q` in object `x`, as a PLT reference looks it up.
 #[inline(always)]
 fn in_one<'x>(x: &'x Dso, q: &Query<'_>, want: Option<&VersionReq>) -> Option<(&'x Dso, Sym)> {
-    match symbols::lookup(&x.img, &x.dyn_info, &x.versions, q, want, true) {
+    found_in(x, symbols::lookup(&x.img, &x.dyn_info, &x.versions, q, want, true))
+}
+
+#[inline(always)]
+fn found_in(x: &Dso, f: Found) -> Option<(&Dso, Sym)> {
+    match f {
         Found::Match(_, s) | Found::Fallback(_, s) => Some((x, s)),
         Found::None => None,
     }
@@ -135,9 +140,14 @@ impl Objects for Snapshot {
     /// The scope walk every lazy binding makes: most objects are turned
     /// away by their copied Bloom filter.
     fn in_global(&self, q: &Query<'_>, want: Option<&VersionReq>) -> Option<(&Dso, Sym)> {
-        // SAFETY: each record's object stays mapped while a snapshot that
-        // reaches it can be read (see `publish`).
-        self.walk.iter().filter(|r| unsafe { r.filter.may_define(q.gnu) }).find_map(|r| in_one(&r.dso, q, want))
+        // Past the copied filter, the search proper (`in_one` would test
+        // the object's own filter again).
+        self.walk
+            .iter()
+            // SAFETY: each record's object stays mapped while a snapshot
+            // that reaches it can be read (see `publish`).
+            .filter(|r| unsafe { r.filter.may_define(q.gnu) })
+            .find_map(|r| found_in(&r.dso, symbols::search(&r.dso.img, &r.dso.dyn_info, &r.dso.versions, q, want, true)))
     }
 }
 
