@@ -606,7 +606,8 @@ impl<'a> Engine<'a> {
                 let Some(def) = self.resolve(id, symidx, Class::Copy, at, planned, cache)? else {
                     return Err(err!(name(), "copy relocation against an undefined symbol"));
                 };
-                // `resolve` has read the referencing symbol once already.
+                // The referencing symbol's size: read again (`resolve`
+                // returns the definition only, having checked that symbol).
                 let size = symbol(&d.img, &d.dyn_info, symidx).map_or(0, |s| s.st_size);
                 let len = size.min(def.sym.st_size) as usize;
                 let from = &ns.objs[def.obj].img;
