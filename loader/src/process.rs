@@ -127,31 +127,37 @@ pub fn install(p: Process) {
 
 /// The loader lock; `None` inside it until start-up has installed the state.
 pub fn lock() -> Guard {
-    Guard(PROCESS.lock())
+    Guard { held: PROCESS.lock(), changed: true }
 }
 
 /// The loader lock, held. Releasing it publishes what lazy binding reads
 /// of the namespace, if that changed (`lazy::publish`): lazy binding
 /// takes no lock, so that a signal handler that interrupted its own
 /// thread inside this one can still bind a PLT slot.
-pub struct Guard(spin::MutexGuard<'static, Option<Process>>);
+pub struct Guard {
+    held: spin::MutexGuard<'static, Option<Process>>,
+    /// Whether the namespace may have changed under this lock: always,
+    /// except for a [`with_view`] whose query only read it (a `dlsym`
+    /// then skips `lazy::publish`'s comparison of every object).
+    changed: bool,
+}
 
 impl core::ops::Deref for Guard {
     type Target = Option<Process>;
     fn deref(&self) -> &Option<Process> {
-        &self.0
+        &self.held
     }
 }
 
 impl core::ops::DerefMut for Guard {
     fn deref_mut(&mut self) -> &mut Option<Process> {
-        &mut self.0
+        &mut self.held
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Some(p) = self.0.as_ref() {
+        if let Some(p) = self.held.as_ref().filter(|_| self.changed) {
             crate::lazy::publish(&p.ns);
         }
     }
@@ -161,15 +167,16 @@ impl Drop for Guard {
 pub enum View<'a> {
     /// This thread is linking it (inside [`publishing`]): read only.
     Linking(&'a Namespace),
-    /// Under the loader lock: readable and writable.
-    Settled(&'a mut Namespace),
+    /// Under the loader lock: readable, and writable through
+    /// [`View::ns_mut`], which notes the change for the lock's release.
+    Settled(&'a mut Namespace, &'a mut bool),
 }
 
 impl View<'_> {
     pub fn ns(&self) -> &Namespace {
         match self {
             View::Linking(ns) => ns,
-            View::Settled(ns) => ns,
+            View::Settled(ns, _) => ns,
         }
     }
 
@@ -177,7 +184,10 @@ impl View<'_> {
     pub fn ns_mut(&mut self) -> Option<&mut Namespace> {
         match self {
             View::Linking(_) => None,
-            View::Settled(ns) => Some(ns),
+            View::Settled(ns, changed) => {
+                **changed = true;
+                Some(ns)
+            }
         }
     }
 }
@@ -192,5 +202,8 @@ pub fn with_view<R>(f: impl FnOnce(View<'_>) -> R) -> Option<R> {
     }
     let f = f?;
     let mut guard = lock();
-    guard.as_mut().map(|p| f(View::Settled(&mut p.ns)))
+    let mut changed = false;
+    let r = guard.held.as_mut().map(|p| f(View::Settled(&mut p.ns, &mut changed)));
+    guard.changed = changed;
+    r
 }
