@@ -41,7 +41,7 @@ use object::elf::*;
 
 use crate::arch::native::{self, Native};
 use crate::arch::{ArchInfo, RelocKind};
-use crate::diag::{Error, ErrorKind};
+use crate::diag::Error;
 use crate::elf::symbols::{self, Found, Query, Sym};
 use crate::elf::version::VersionReq;
 use crate::err;
@@ -408,10 +408,7 @@ fn find<'o, O: Objects + ?Sized>(o: &'o O, d: &'o Dso, symidx: u32, sym: &Sym) -
     match found {
         Some(f) => Ok(Some(f)),
         None if sym.bind() == STB_WEAK => Ok(None),
-        None => {
-            let ver = want.map(|w| alloc::format!(", version {}", crate::diag::show(w.name))).unwrap_or_default();
-            Err(err!(d.display_name(), "undefined symbol: {}{}", crate::diag::show(name), ver).of_kind(ErrorKind::UndefinedSymbol))
-        }
+        None => Err(crate::link::lookup::undefined(d, name, want.as_ref())),
     }
 }
 

@@ -182,3 +182,13 @@ fn first(unique: &mut UniqueTable, q: &Query<'_>, id: DsoId, found: Found) -> Op
     }
     Some(def)
 }
+
+/// glibc's message for a reference nothing defines (`undefined symbol:
+/// NAME[, version V]`), for the load-time engine and lazy binding alike.
+/// Out of line, so that the formatting stays out of their frames.
+#[cold]
+#[inline(never)]
+pub fn undefined(d: &super::Dso, name: &[u8], want: Option<&VersionReq<'_>>) -> crate::diag::Error {
+    let ver = want.map(|w| alloc::format!(", version {}", crate::diag::show(w.name))).unwrap_or_default();
+    crate::err!(d.display_name(), "undefined symbol: {}{}", crate::diag::show(name), ver).of_kind(crate::diag::ErrorKind::UndefinedSymbol)
+}

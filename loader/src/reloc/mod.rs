@@ -488,7 +488,7 @@ impl<'a> Engine<'a> {
         let r = match found {
             Some(def) => Some(def),
             None if sym.bind() == STB_WEAK => None,
-            None => return Err(undefined(d, name, want.as_ref())),
+            None => return Err(lookup::undefined(d, name, want.as_ref())),
         };
         if cacheable {
             cache.put(key, r);
@@ -847,15 +847,6 @@ fn relative_run(entries: &Records<'_, 3>, w: Writer<'_>, base: usize, relative: 
         }
     }
     Ok(entries.len())
-}
-
-/// The error of a reference nothing defines: out of line, so that the
-/// formatting machinery stays out of [`Engine::resolve`]'s frame.
-#[cold]
-#[inline(never)]
-fn undefined(d: &crate::link::Dso, name: &[u8], want: Option<&crate::elf::version::VersionReq<'_>>) -> Error {
-    let ver = want.map(|w| alloc::format!(", version {}", crate::diag::show(w.name))).unwrap_or_default();
-    err!(d.display_name(), "undefined symbol: {}{}", crate::diag::show(name), ver).of_kind(ErrorKind::UndefinedSymbol)
 }
 
 #[cold]
