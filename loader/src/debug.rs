@@ -68,10 +68,10 @@ static TAIL: AtomicUsize = AtomicUsize::new(0);
 /// (`glibc::runtime::link_map_bytes`; at least the public prefix).
 fn allocate(ns: &mut Namespace, bytes: usize) {
     let bytes = bytes.max(core::mem::size_of::<LinkMapPublic>());
-    for d in ns.objs.iter_mut() {
-        if d.link_map == 0 {
+    for id in 0..ns.objs.len() {
+        if ns.objs[id].link_map == 0 {
             let mem = alloc::vec![0usize; bytes.div_ceil(8)].leak();
-            d.link_map = mem.as_mut_ptr() as usize;
+            ns.give_link_map(id, mem.as_mut_ptr() as usize);
         }
     }
 }
@@ -112,7 +112,7 @@ pub fn link_maps(ns: &mut Namespace, chain: &[crate::link::DsoId], bytes: usize)
 /// is linked then; the caller relinks the whole chain).
 pub fn append(ns: &mut Namespace, new: &[crate::link::DsoId], bytes: usize) -> bool {
     let tail = TAIL.load(Ordering::Relaxed);
-    let live = |m: usize| ns.objs.iter().enumerate().any(|(i, o)| !o.removed && o.link_map == m && !new.contains(&i));
+    let live = |m: usize| ns.by_link_map(m).is_some_and(|i| !ns.objs[i].removed && !new.contains(&i));
     if tail == 0 || !live(tail) {
         return false;
     }

@@ -294,7 +294,7 @@ pub struct Closed {
 pub fn close(lm: usize) -> Result<Closed, Error> {
     let mut guard = process::lock();
     let ns = &mut guard.as_mut().ok_or_else(|| err!("ld-cah.so", "dlclose before start-up finished"))?.ns;
-    let id = ns.objs.iter().position(|d| d.link_map == lm && lm != 0).ok_or_else(|| err!("ld-cah.so", "invalid handle"))?;
+    let id = ns.by_link_map(lm).ok_or_else(|| err!("ld-cah.so", "invalid handle"))?;
     let d = &mut ns.objs[id];
     d.open_count = d.open_count.saturating_sub(1);
     if d.open_count > 0 || d.nodelete || d.kind != Kind::Library {

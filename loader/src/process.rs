@@ -80,7 +80,7 @@ impl Process {
     /// listed as given.
     pub fn search_dirs(&self, lm: usize) -> Vec<Vec<u8>> {
         let ns = &self.ns;
-        let id = ns.objs.iter().position(|d| d.link_map == lm && lm != 0).unwrap_or(ns.main);
+        let id = ns.by_link_map(lm).unwrap_or(ns.main);
         let tokens = self.search.tokens();
         let exists = |dir: &[u8]| {
             let mut p = dir.to_vec();

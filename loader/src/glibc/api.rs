@@ -170,7 +170,7 @@ unsafe fn lookup_in(
     skip_map: usize,
 ) -> Option<(usize, usize)> {
     let ns = view.ns();
-    let by_lm = |lm: usize| ns.objs.iter().position(|d| d.link_map == lm);
+    let by_lm = |lm: usize| ns.by_link_map(lm);
     let mut ids: Vec<DsoId> = Vec::with_capacity(ns.objs.len());
     let mut s = scope;
     let mut first = true;
