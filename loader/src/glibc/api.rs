@@ -141,7 +141,7 @@ fn version_name(version: usize) -> Option<&'static [u8]> {
 /// As `lookup_symbol_x`.
 unsafe fn lookup_impl(
     name: *const u8,
-    _undef_map: usize,
+    undef_map: usize,
     scope: *const usize,
     version: usize,
     flags: i32,
@@ -152,7 +152,7 @@ unsafe fn lookup_impl(
     let name = unsafe { crate::cstr::bytes(name) };
     crate::process::with_view(|mut view| {
         // SAFETY: as this function's.
-        unsafe { lookup_in(&mut view, l, name, _undef_map, scope, version, flags, skip_map) }
+        unsafe { lookup_in(&mut view, l, name, undef_map, scope, version, flags, skip_map) }
     })?
 }
 
@@ -163,7 +163,7 @@ unsafe fn lookup_in(
     view: &mut crate::process::View<'_>,
     l: &Layout,
     name: &[u8],
-    _undef_map: usize,
+    undef_map: usize,
     scope: *const usize,
     version: usize,
     flags: i32,
@@ -221,8 +221,10 @@ unsafe fn lookup_in(
     let found = (d.link_map, d.dyn_info.symtab + def.idx as usize * core::mem::size_of::<[u8; 24]>());
     // DL_LOOKUP_ADD_DEPENDENCY: the referrer now depends on the definer; a
     // start-up object (never unloaded) keeps a dlopened definer for good.
-    let referrer = by_lm(_undef_map);
-    let pin = flags & 1 != 0 && referrer.is_some_and(|u| ns.objs[u].nodelete && u != def.obj);
+    // A definer kept already is not written to: a query that changed
+    // nothing has nothing to publish for lazy binding.
+    let referrer = by_lm(undef_map);
+    let pin = flags & 1 != 0 && !d.nodelete && referrer.is_some_and(|u| ns.objs[u].nodelete && u != def.obj);
     if pin {
         if let Some(ns) = view.ns_mut() {
             ns.objs[def.obj].nodelete = true;
