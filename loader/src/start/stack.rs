@@ -128,8 +128,8 @@ impl Stack {
     }
 
     /// Gives the `k`-th `NAME=` entry the value `values[k]`, in place (the
-    /// strings live on our stack); a value longer than the old one is
-    /// never written (secure mode only ever shortens them).
+    /// strings live on our stack). Secure mode only ever shortens them; a
+    /// longer value is not written, and the variable is emptied instead.
     pub fn shorten_env(&self, name: &[u8], values: &[&[u8]]) {
         let mut e = self.envp;
         let mut k = 0;
@@ -139,12 +139,11 @@ impl Stack {
                 let entry = cstr(*e);
                 if entry.len() > name.len() && entry.starts_with(name) && entry[name.len()] == b'=' {
                     let old = entry.len() - name.len() - 1;
-                    let v = values[k];
-                    if v.len() <= old {
-                        let p = (*e as *mut u8).add(name.len() + 1);
-                        core::ptr::copy_nonoverlapping(v.as_ptr(), p, v.len());
-                        *p.add(v.len()) = 0;
-                    }
+                    // Fail closed: never leave the unfiltered value.
+                    let v = Some(values[k]).filter(|v| v.len() <= old).unwrap_or_default();
+                    let p = (*e as *mut u8).add(name.len() + 1);
+                    core::ptr::copy_nonoverlapping(v.as_ptr(), p, v.len());
+                    *p.add(v.len()) = 0;
                     k += 1;
                 }
                 e = e.add(1);
