@@ -393,6 +393,61 @@ pub fn enable_secure_requested(env: &[&'static [u8]]) -> bool {
         .any(|v| strict_items(v).unwrap_or_default().iter().any(|(n, v)| *n == ENABLE_SECURE && strtoul(v, Dialect::Strict).0 == 1))
 }
 
+/// What must hold of [`parse`]'s answer for any environment, hostile or
+/// not; panics with the rule broken. For the mutation test below and the
+/// `glibc_tunables` fuzz target (the variables are the attacker's in a
+/// set-uid program: glibc's own parser of them was CVE-2023-4911).
+///
+/// - Secure mode applies only tunables of level `NONE` (2.38 and older)
+///   or none at all (2.39 and later).
+/// - Each `GLIBC_TUNABLES` entry gets a rewritten value no longer than its
+///   own (the stack is edited in place), made only of known tunables not
+///   of level `SXID_ERASE`, in their order in the entry.
+/// - A number that was set lies within its tunable's bounds.
+/// - Each warning is one line.
+pub fn check_invariants(defs: Tunables, dialect: Dialect, env: &[&'static [u8]], secure: bool) {
+    let p = parse(defs, dialect, env, secure);
+    let level = |id: usize| defs.get(id).and_then(|t| t.security);
+    for id in (0..MAX_TUNABLES).filter(|&id| p.set[id]) {
+        assert!(
+            !secure || (dialect == Dialect::Lenient && level(id) == Some(TunableSecurity::None)),
+            "{} applied in secure mode",
+            defs.name(id)
+        );
+        let Some(t) = defs.get(id) else { panic!("tunable {id} set but not defined") };
+        let v = p.num[id];
+        let in_range = match t.ty {
+            TunableType::String => p.text[id].is_some(),
+            TunableType::Int32 => (t.min as i64) <= (v as i64) && (v as i64) <= (t.max as i64),
+            _ => t.min <= v && v <= t.max,
+        };
+        assert!(in_range, "{} set to {v} outside its bounds", defs.name(id));
+    }
+    let entries: Vec<&[u8]> = env.iter().filter_map(|&e| split_entry(e)).filter(|(n, _)| *n == GLIBC_TUNABLES).map(|(_, v)| v).collect();
+    if secure && dialect == Dialect::Lenient {
+        assert_eq!(p.rewritten.len(), entries.len(), "one rewritten value per GLIBC_TUNABLES entry");
+        for (new, old) in p.rewritten.iter().zip(&entries) {
+            assert!(new.len() <= old.len(), "rewritten value longer than the original");
+            let mut rest: &[u8] = old;
+            for item in new.split(|&b| b == b':').filter(|_| !new.is_empty()) {
+                let name = item.split(|&b| b == b'=').next().unwrap_or(item);
+                let id = find(defs, name).expect("an unknown tunable kept");
+                assert_ne!(level(id), Some(TunableSecurity::Erase), "an SXID_ERASE tunable kept");
+                let at = rest.windows(item.len()).position(|w| w == item).expect("a kept item not in the original, in order");
+                rest = &rest[at + item.len()..];
+            }
+        }
+    } else {
+        assert!(p.rewritten.is_empty(), "rewritten outside secure mode or under the strict rules");
+    }
+    for w in &p.warnings {
+        assert!(
+            w.starts_with(b"WARNING: ld.so: ") && w.iter().position(|&b| b == b'\n') == Some(w.len() - 1),
+            "a warning that is not one line"
+        );
+    }
+}
+
 /// The image of one `tunable_val_t` (at most 16 bytes: `Layout::check`).
 #[repr(C, align(8))]
 #[derive(Clone, Copy)]
@@ -761,6 +816,62 @@ mod tests {
             // An invalid GLIBC_TUNABLES value leaves the variable's.
             let p = parse(l.tunables, d, &[b"GLIBC_TUNABLES=glibc.malloc.check=7", b"MALLOC_CHECK_=1"], false);
             assert_eq!(get(l, &p, "glibc.malloc.check"), Some(1));
+        }
+    }
+
+    /// Environments built at random from the builds' own tunable names and
+    /// aliases, numbers of every shape and the separators, with bytes
+    /// corrupted: every build's rules, secure and not, keep the
+    /// invariants of [`check_invariants`].
+    #[test]
+    fn hostile_environments_keep_the_rules() {
+        use crate::elf::fuzz::{mutate, Rng};
+        let mut rng = Rng(0x7e57_7a6b_1e5c_a1e5);
+        let pick = |rng: &mut Rng, n: usize| (rng.next_u64() % n as u64) as usize;
+        const VALUES: [&[u8]; 12] =
+            [b"0", b"1", b"-1", b"0x10", b"077", b" 42", b"18446744073709551616", b"4096junk", b"", b"=", b"2147483648", b"-2147483649"];
+        for l in layouts::ALL.iter().copied() {
+            let defs = l.tunables;
+            let dialect = Dialect::of(l);
+            for _ in 0..1500 {
+                let mut env: Vec<&'static [u8]> = Vec::new();
+                for _ in 0..1 + pick(&mut rng, 4) {
+                    let mut e: Vec<u8> = match pick(&mut rng, 4) {
+                        0..=1 => b"GLIBC_TUNABLES=".to_vec(),
+                        2 => {
+                            let a = defs.alias(pick(&mut rng, defs.len()));
+                            [a.as_bytes(), b"="].concat()
+                        }
+                        _ => b"OTHER=".to_vec(),
+                    };
+                    for k in 0..pick(&mut rng, 6) {
+                        if k > 0 || pick(&mut rng, 4) == 0 {
+                            e.extend_from_slice([&b":"[..], b"::", b"="][pick(&mut rng, 3)]);
+                        }
+                        let name = match pick(&mut rng, 6) {
+                            0 => ENABLE_SECURE,
+                            1 => b"glibc.no.such",
+                            _ => defs.name(pick(&mut rng, defs.len())).as_bytes(),
+                        };
+                        e.extend_from_slice(name);
+                        if pick(&mut rng, 8) != 0 {
+                            e.push(b'=');
+                        }
+                        e.extend_from_slice(VALUES[pick(&mut rng, VALUES.len())]);
+                    }
+                    if pick(&mut rng, 3) == 0 {
+                        let n = 1 + pick(&mut rng, 3);
+                        let len = e.len();
+                        mutate(&mut e, &mut rng, n, len);
+                        // Environment strings hold no NUL.
+                        e.iter_mut().filter(|b| **b == 0).for_each(|b| *b = b'x');
+                    }
+                    env.push(Vec::leak(e));
+                }
+                for secure in [false, true] {
+                    check_invariants(defs, dialect, &env, secure);
+                }
+            }
         }
     }
 
