@@ -16,6 +16,7 @@ pub struct Generated {
     pub many_lazy: PathBuf,
     pub wide_now: PathBuf,
     pub dl_loop: PathBuf,
+    pub dlsym_wide: PathBuf,
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<(), String> {
@@ -48,7 +49,25 @@ pub fn build(scratch: &Path) -> Result<Generated, String> {
     )?;
     let dl_loop =
         compile(&dir, "dl-loop", Command::new("gcc").args(["-O1", "-o", "dl-loop", "dl.c"]).arg(format!("-Wl,-rpath,{}", dir.display())))?;
-    Ok(Generated { hello, hello_static, hello_cxx, many_now: tall.0, many_lazy: tall.1, wide_now: wide.0, dl_loop })
+    // dlsym(RTLD_DEFAULT) of the last library's last function, in a
+    // program that needs all 200 wide libraries (and calls none): the
+    // global scope's length is what each call pays for.
+    let wide_dir = dir.join("wide");
+    write(
+        &wide_dir,
+        "dlsym.c",
+        "#include <dlfcn.h>\nint main(void) {\n  for (int i = 0; i < 10000; i++)\n    if (!dlsym(RTLD_DEFAULT, \"f199_499\")) return 1;\n  return 0;\n}\n",
+    )?;
+    let link: Vec<String> = (0..200).map(|l| format!("-lbenchw{l}")).collect();
+    let dlsym_wide = compile(
+        &wide_dir,
+        "dlsym-wide",
+        Command::new("gcc")
+            .args(["-O1", "-o", "dlsym-wide", "dlsym.c", "-L.", "-Wl,--no-as-needed"])
+            .args(&link)
+            .arg(format!("-Wl,-rpath,{}", wide_dir.display())),
+    )?;
+    Ok(Generated { hello, hello_static, hello_cxx, many_now: tall.0, many_lazy: tall.1, wide_now: wide.0, dl_loop, dlsym_wide })
 }
 
 /// `libs` libraries of `funcs` functions each, and a program referencing

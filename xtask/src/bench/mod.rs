@@ -397,6 +397,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         case("50x2000 fns, lazy, 2000 called", &g.many_lazy, &[]),
         case("200x500 fns, -z now, all called", &g.wide_now, &["all"]),
         case("1000 x dlopen/dlsym/dlclose", &g.dl_loop, &[]),
+        case("10000 x dlsym(RTLD_DEFAULT), 200 libraries", &g.dlsym_wide, &[]),
     ];
     let machine = report::Machine::probe(o.rounds, o.warmup);
     println!("{}", machine.describe());
