@@ -423,4 +423,93 @@ mod tests {
         assert_eq!(dirname(b"/libc.so.6"), b"/");
         assert_eq!(dirname(b"prog"), b".");
     }
+
+    /// Entries built at random from tokens, separators and path pieces, in
+    /// objects from trusted and untrusted directories: in secure mode an
+    /// entry keeps `$ORIGIN` only at its start and before a `/` or its
+    /// end, and the program's own entries expand it only to a path whose
+    /// normal form (computed here apart from `is_trusted`) lies in a
+    /// trusted directory; outside secure mode only an unknown origin
+    /// drops an entry.
+    #[test]
+    fn origin_in_secure_mode_never_leads_outside_the_trusted_directories() {
+        use crate::elf::fuzz::Rng;
+        const PIECES: [&[u8]; 18] = [
+            b"$ORIGIN",
+            b"${ORIGIN}",
+            b"$ORIGINX",
+            b"${ORIGIN",
+            b"$LIB",
+            b"${PLATFORM}",
+            b"$",
+            b"/",
+            b"//",
+            b".",
+            b"..",
+            b"lib",
+            b"usr",
+            b"x86_64-linux-gnu",
+            b"tmp",
+            b"evil",
+            b"{",
+            b"_",
+        ];
+        const ORIGINS: [Option<&[u8]>; 6] =
+            [None, Some(b"/usr/bin"), Some(b"/tmp/evil"), Some(b"/usr/lib/x86_64-linux-gnu"), Some(b"/"), Some(b"/lib/../tmp")];
+        let trusted = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib", "/usr/lib"];
+        let normal = |p: &[u8]| {
+            let mut parts: Vec<&[u8]> = Vec::new();
+            for c in p.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".") {
+                if c == b".." {
+                    parts.pop();
+                } else {
+                    parts.push(c);
+                }
+            }
+            parts.iter().flat_map(|c| [&b"/"[..], c]).flatten().copied().collect::<Vec<u8>>()
+        };
+        let in_trusted = |p: &[u8]| {
+            let n = normal(p);
+            p.starts_with(b"/") && trusted.iter().any(|d| n.starts_with(d.as_bytes()) && matches!(n.get(d.len()), None | Some(b'/')))
+        };
+        // Where `$ORIGIN` tokens start in `e`, and whether each ends the
+        // entry or comes before a `/`.
+        let origins_in = |e: &[u8]| -> Vec<(usize, bool)> {
+            (0..e.len())
+                .filter(|&i| e[i] == b'$')
+                .filter_map(|i| match dst_at(&e[i + 1..]) {
+                    Some((Dst::Origin, used)) => Some((i, matches!(e.get(i + 1 + used), None | Some(b'/')))),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut rng = Rng(0x0419_1a5e_cafe_f00d);
+        let mut expanded = 0;
+        for _ in 0..20_000 {
+            let mut e = Vec::new();
+            for _ in 0..1 + rng.next_u64() % 6 {
+                e.extend_from_slice(PIECES[(rng.next_u64() % PIECES.len() as u64) as usize]);
+            }
+            let origin = ORIGINS[(rng.next_u64() % ORIGINS.len() as u64) as usize];
+            let executable = rng.next_u64() & 1 == 0;
+            let found = origins_in(&e);
+            for secure in [false, true] {
+                let t = Tokens { platform: b"x86_64", lib: b"lib/x86_64-linux-gnu", secure, trusted: &trusted };
+                let out = expand(&e, origin, executable, &t);
+                let shown = alloc::string::String::from_utf8_lossy(&e).into_owned();
+                if !secure {
+                    assert_eq!(out.is_none(), !found.is_empty() && origin.is_none(), "{shown}");
+                    continue;
+                }
+                let Some(out) = out else { continue };
+                expanded += usize::from(!found.is_empty());
+                assert!(found.iter().all(|&(at, ends)| at == 0 && ends), "{shown} kept $ORIGIN in secure mode");
+                if executable && !found.is_empty() {
+                    assert!(in_trusted(&out), "{shown} from {origin:?} expanded outside the trusted directories");
+                }
+            }
+        }
+        // The secure branch was reached with `$ORIGIN` expanded.
+        assert!(expanded > 100, "{expanded}");
+    }
 }
