@@ -170,7 +170,8 @@ unsafe fn lookup_in(
     skip_map: usize,
 ) -> Option<(usize, usize)> {
     let ns = view.ns();
-    let by_lm = |lm: usize| ns.by_link_map(lm);
+    let slots = ns.slots_by_link_map();
+    let by_lm = |lm: usize| slots.get(lm);
     let mut ids: Vec<DsoId> = Vec::with_capacity(ns.objs.len());
     let mut s = scope;
     let mut first = true;

@@ -280,8 +280,9 @@ pub struct Namespace {
     /// Every inserted object still in its slot, in load order (a reused
     /// slot's index says nothing of when its object was loaded).
     loaded: Vec<DsoId>,
-    /// Which slot each link map belongs to (see [`LinkMaps`]).
-    link_maps: LinkMaps,
+    /// Which slot each link map belongs to (see [`LinkMaps`]), made at the
+    /// first query: a start that asks none (most) does not pay for it.
+    link_maps: core::cell::OnceCell<LinkMaps>,
 }
 
 /// The slot of each link map, for the queries that name an object by its
@@ -346,6 +347,21 @@ impl LinkMaps {
         for (m, i) in old.into_iter().filter(|&(m, i)| m != 0 && i < len) {
             self.add(m, i);
         }
+    }
+}
+
+/// The namespace's link maps, looked up by address (see [`LinkMaps`]).
+pub struct SlotsByLinkMap<'a> {
+    table: &'a LinkMaps,
+    objs: &'a [Dso],
+}
+
+impl SlotsByLinkMap<'_> {
+    pub fn get(&self, lm: usize) -> Option<DsoId> {
+        let id = self.table.get(lm)?;
+        // Every write of a new link map goes through `give_link_map`;
+        // checked anyway, so a stale entry can only miss, never misname.
+        (lm != 0 && self.objs.get(id)?.link_map == lm).then_some(id)
     }
 }
 
@@ -423,7 +439,9 @@ impl Namespace {
     /// code of those libraries has run and nothing else points at them.
     pub fn rewind(&mut self, mark: Mark) -> Vec<Dso> {
         let gone = self.objs.split_off(mark.lists.len());
-        self.link_maps.truncate(self.objs.len());
+        if let Some(t) = self.link_maps.get_mut() {
+            t.truncate(self.objs.len());
+        }
         for (d, (aliases, deps)) in self.objs.iter_mut().zip(mark.lists) {
             d.aliases.truncate(aliases);
             d.deps.truncate(deps);
@@ -445,16 +463,28 @@ impl Namespace {
     /// allocation that it keeps for good, see [`LinkMaps`]).
     pub fn give_link_map(&mut self, id: DsoId, lm: usize) {
         self.objs[id].link_map = lm;
-        self.link_maps.add(lm, id);
+        if let Some(t) = self.link_maps.get_mut() {
+            t.add(lm, id);
+        }
     }
 
     /// The slot whose link map is `lm` (closed objects included: their
     /// link maps stay allocated), if any.
     pub fn by_link_map(&self, lm: usize) -> Option<DsoId> {
-        let id = self.link_maps.get(lm)?;
-        // Every write of a new link map goes through `give_link_map`;
-        // checked anyway, so a stale entry can only miss, never misname.
-        (lm != 0 && self.objs.get(id)?.link_map == lm).then_some(id)
+        self.slots_by_link_map().get(lm)
+    }
+
+    /// [`by_link_map`](Namespace::by_link_map) for many link maps: the
+    /// table is made or found once.
+    pub fn slots_by_link_map(&self) -> SlotsByLinkMap<'_> {
+        let table = self.link_maps.get_or_init(|| {
+            let mut t = LinkMaps::default();
+            for (id, d) in self.objs.iter().enumerate() {
+                t.add(d.link_map, id);
+            }
+            t
+        });
+        SlotsByLinkMap { table, objs: &self.objs }
     }
 
     /// The object that answers to `name`, if one is loaded.
